@@ -1,0 +1,223 @@
+"""Target-independent reading of Haiku code: module classes, their constructors, and transforms.
+
+Both targets start from the same facts: which classes are `hk.Module`s, which constructor arguments
+are plain configuration (`self.features = features`), which statements build submodules, and which
+module-level names hold `hk.transform(...)` results.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+import libcst.matchers as m
+
+from .names import ImportedNames, dotted_name
+
+
+def snake_case(name: str) -> str:
+    """Haiku's default module name: `MultiHeadAttention` -> `multi_head_attention`."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
+
+
+def camel_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def is_super_init(statement: cst.BaseStatement) -> bool:
+    """`super().__init__(...)` or `hk.Module.__init__(self, ...)`."""
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return False
+    small = statement.body[0]
+    if not isinstance(small, cst.Expr) or not isinstance(small.value, cst.Call):
+        return False
+    func = small.value.func
+    if m.matches(func, m.Attribute(value=m.Call(func=m.Name("super")), attr=m.Name("__init__"))):
+        return True
+    return isinstance(func, cst.Attribute) and func.attr.value == "__init__" and (dotted_name(func.value) or "").endswith("Module")
+
+
+def self_attribute(node: cst.BaseExpression) -> str | None:
+    """`x` for `self.x`, else None."""
+    if m.matches(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        return node.attr.value  # type: ignore[attr-defined]
+    return None
+
+
+def simple_assign(statement: cst.BaseStatement) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """(target, value) of a one-target assignment statement."""
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    small = statement.body[0]
+    if isinstance(small, cst.Assign) and len(small.targets) == 1:
+        return small.targets[0].target, small.value
+    if isinstance(small, cst.AnnAssign) and small.value is not None:
+        return small.target, small.value
+    return None
+
+
+def is_docstring(statement: cst.BaseStatement) -> bool:
+    return m.matches(statement, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]))
+
+
+@dataclass
+class HaikuInit:
+    """A Haiku module's `__init__`, split into what the targets treat differently."""
+
+    params: list[cst.Param]  # without self and `name`
+    fields: dict[str, cst.Param]  # attribute -> parameter, for `self.a = a` copies
+    field_statements: list[cst.BaseStatement]
+    other_statements: list[cst.BaseStatement]  # everything else (submodules, derived values)
+    has_name_param: bool
+    docstring: cst.BaseStatement | None = None
+
+
+def read_init(function: cst.FunctionDef | None) -> HaikuInit:
+    if function is None:
+        return HaikuInit([], {}, [], [], has_name_param=True)
+    all_params = [*function.params.params, *function.params.kwonly_params]
+    params = [p for p in all_params[1:] if p.name.value != "name"]
+    by_name = {p.name.value: p for p in params}
+    fields: dict[str, cst.Param] = {}
+    field_statements, other = [], []
+    docstring = None
+    body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+    for index, statement in enumerate(body):
+        if index == 0 and is_docstring(statement):
+            docstring = statement
+            continue
+        if is_super_init(statement):
+            continue
+        assign = simple_assign(statement)
+        if assign is not None:
+            attribute = self_attribute(assign[0])
+            value = assign[1]
+            if attribute is not None and isinstance(value, cst.Name) and value.value == attribute and attribute in by_name:
+                fields[attribute] = by_name[attribute]
+                field_statements.append(statement)
+                continue
+        other.append(statement)
+    return HaikuInit(params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring)
+
+
+def find_method(classdef: cst.ClassDef, name: str) -> cst.FunctionDef | None:
+    for statement in classdef.body.body:
+        if isinstance(statement, cst.FunctionDef) and statement.name.value == name:
+            return statement
+    return None
+
+
+def is_haiku_module_class(classdef: cst.ClassDef, names: ImportedNames, local_modules: set[str]) -> bool:
+    for base in classdef.bases:
+        if names.haiku_api(base.value) == "Module":
+            return True
+        if isinstance(base.value, cst.Name) and base.value.value in local_modules:
+            return True
+    return False
+
+
+def haiku_module_classes(module: cst.Module, names: ImportedNames) -> dict[str, cst.ClassDef]:
+    """Module-level classes deriving (directly or through another one here) from `hk.Module`."""
+    found: dict[str, cst.ClassDef] = {}
+    for statement in module.body:
+        if isinstance(statement, cst.ClassDef) and is_haiku_module_class(statement, names, set(found)):
+            found[statement.name.value] = statement
+    return found
+
+
+TRANSFORMS = {"transform": True, "transform_with_state": True}
+
+
+@dataclass
+class Transformed:
+    """A module-level `NAME = hk.transform(fn)` (possibly inside `hk.without_apply_rng`)."""
+
+    name: str
+    function: str
+    with_state: bool
+    apply_rng: bool
+    statement: cst.SimpleStatementLine
+
+
+def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str, bool, bool] | None:
+    """(function name, with_state, apply takes an rng) of a transform expression."""
+    apply_rng = True
+    if isinstance(value, cst.Call) and names.haiku_api(value.func) == "without_apply_rng" and len(value.args) == 1:
+        apply_rng = False
+        value = value.args[0].value
+    if not isinstance(value, cst.Call) or len(value.args) != 1:
+        return None
+    api = names.haiku_api(value.func)
+    if api not in TRANSFORMS or not isinstance(value.args[0].value, cst.Name):
+        return None
+    return value.args[0].value.value, api == "transform_with_state", apply_rng
+
+
+def module_transforms(module: cst.Module, names: ImportedNames) -> dict[str, Transformed]:
+    found = {}
+    for statement in module.body:
+        assign = simple_assign(statement)
+        if assign is None or not isinstance(assign[0], cst.Name):
+            continue
+        read = read_transform(assign[1], names)
+        if read is not None:
+            assert isinstance(statement, cst.SimpleStatementLine)
+            found[assign[0].value] = Transformed(assign[0].value, read[0], read[1], read[2], statement)
+    return found
+
+
+@dataclass
+class Names:
+    """Every Name read in a subtree (a cheap stand-in for scope analysis inside one function)."""
+
+    used: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, node: cst.CSTNode) -> Names:
+        collector = _NameCollector()
+        node.visit(collector)
+        return cls(collector.names)
+
+
+class _NameCollector(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # the attribute name itself is not a variable
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # nor is a keyword
+        return False
+
+
+def trivial_forward(function: cst.FunctionDef) -> cst.Call | None:
+    """The `Model(...)` of a forward function that is only `return Model(...)(<its own parameters>)`."""
+    body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+    statements = [s for s in body if not is_docstring(s)]
+    if len(statements) != 1:
+        return None
+    ret = statements[0]
+    if not m.matches(ret, m.SimpleStatementLine(body=[m.Return(value=m.Call(func=m.Call()))])):
+        return None
+    outer: cst.Call = ret.body[0].value  # type: ignore[attr-defined]
+    params = [p.name.value for p in function.params.params]
+    passed = []
+    for arg in outer.args:
+        if arg.star or not isinstance(arg.value, cst.Name):
+            return None
+        passed.append(arg.value.value if arg.keyword is None else f"{arg.keyword.value}={arg.value.value}")
+    expected = [name if i < len(passed) and "=" not in passed[i] else f"{name}={name}" for i, name in enumerate(params)]
+    if passed != expected or isinstance(function.params.star_arg, cst.Param) or function.params.kwonly_params:
+        return None
+    inner = outer.func
+    assert isinstance(inner, cst.Call)
+    if Names.of(inner).used & set(params):
+        return None
+    return inner

@@ -1,0 +1,113 @@
+"""The final import pass: add the Flax imports the rules asked for, drop Haiku imports left unused.
+
+Rules only say what they need (`Context.needed_imports`); this pass runs once, at the end, so a rule
+never edits imports and an import is never added twice.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from .analysis import is_docstring
+from .names import HAIKU, dotted_name
+
+
+class _UsedNames(cst.CSTVisitor):
+    """Names read outside import statements."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.used.add(node.value)
+
+
+def _bound_name(alias: cst.ImportAlias) -> str:
+    if alias.asname is not None:
+        return dotted_name(alias.asname.name)  # type: ignore[arg-type, return-value]
+    return (dotted_name(alias.name) or "").split(".")[0]
+
+
+def _is_haiku_import(node: cst.BaseSmallStatement) -> bool:
+    if isinstance(node, cst.Import):
+        return any((dotted_name(a.name) or "").split(".")[0] == HAIKU for a in node.names)
+    if isinstance(node, cst.ImportFrom) and node.module is not None and not node.relative:
+        return (dotted_name(node.module) or "").split(".")[0] == HAIKU
+    return False
+
+
+def _existing(statements: list[cst.BaseStatement]) -> set[tuple[str, str | None, str | None]]:
+    have = set()
+    for statement in statements:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.Import):
+                for alias in small.names:
+                    asname = dotted_name(alias.asname.name) if alias.asname else None  # type: ignore[arg-type]
+                    have.add((dotted_name(alias.name) or "", None, asname))
+            elif isinstance(small, cst.ImportFrom) and small.module is not None and not isinstance(small.names, cst.ImportStar):
+                for alias in small.names:
+                    asname = dotted_name(alias.asname.name) if alias.asname else None  # type: ignore[arg-type]
+                    have.add((dotted_name(small.module) or "", dotted_name(alias.name), asname))
+    return have
+
+
+def _import_line(module: str, name: str | None, alias: str | None) -> cst.SimpleStatementLine:
+    if name is None:
+        text = f"import {module}" + (f" as {alias}" if alias else "")
+    else:
+        text = f"from {module} import {name}" + (f" as {alias}" if alias else "")
+    return cst.parse_statement(text)  # type: ignore[return-value]
+
+
+def fix_imports(module: cst.Module, needed: set[tuple[str, str | None, str | None]]) -> cst.Module:
+    collector = _UsedNames()
+    module.visit(collector)
+    used = collector.used
+    body: list[cst.BaseStatement] = []
+    insert_at: int | None = None
+    last_import: int | None = None
+    for statement in module.body:
+        if isinstance(statement, cst.SimpleStatementLine) and any(isinstance(s, cst.Import | cst.ImportFrom) for s in statement.body):
+            kept_smalls = []
+            for small in statement.body:
+                if _is_haiku_import(small):
+                    names = [a for a in small.names if _bound_name(a) in used]  # type: ignore[union-attr]
+                    if not names:
+                        continue
+                    if len(names) != len(small.names):  # type: ignore[arg-type]
+                        names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                        small = small.with_changes(names=names)
+                kept_smalls.append(small)
+            if not kept_smalls:
+                if insert_at is None:
+                    insert_at = len(body)
+                    leading = statement.leading_lines
+                    body.append(cst.SimpleStatementLine([cst.Pass()], leading_lines=leading))  # placeholder
+                continue
+            body.append(statement.with_changes(body=kept_smalls) if len(kept_smalls) != len(statement.body) else statement)
+            last_import = len(body) - 1
+            continue
+        body.append(statement)
+    missing = sorted(needed - _existing(body), key=lambda t: (t[0], t[1] or ""))
+    new_lines = [_import_line(*spec) for spec in missing]
+    if insert_at is not None:
+        placeholder = body.pop(insert_at)
+        if new_lines:
+            new_lines[0] = new_lines[0].with_changes(leading_lines=placeholder.leading_lines)
+        elif insert_at < len(body):
+            body[insert_at] = body[insert_at].with_changes(
+                leading_lines=[*placeholder.leading_lines, *body[insert_at].leading_lines]
+            )
+        body[insert_at:insert_at] = new_lines
+    elif new_lines:
+        at = last_import + 1 if last_import is not None else (1 if body and is_docstring(body[0]) else 0)
+        body[at:at] = new_lines
+    return module.with_changes(body=body)

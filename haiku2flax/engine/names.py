@@ -1,0 +1,94 @@
+"""Resolve Haiku names from a module's import statements.
+
+LibCST's QualifiedNameProvider builds full scope analysis and costs several times a bare parse; Haiku
+code imports haiku at module level in a handful of well-known shapes, so reading the import statements
+is enough to know that `hk.nets.MLP`, `nets.MLP` or a `Dense` imported `from haiku import Linear as
+Dense` all mean `haiku.nets.MLP` / `haiku.Linear`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+HAIKU = "haiku"
+
+
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """`a.b.c` as a string, or None when the expression is not a plain dotted name."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted_name(node.value)
+        return None if base is None else f"{base}.{node.attr.value}"
+    return None
+
+
+def _module_name(node: cst.BaseExpression) -> str:
+    name = dotted_name(node)
+    assert name is not None, "import targets are always dotted names"
+    return name
+
+
+@dataclass
+class ImportedNames:
+    """Local name -> fully qualified name, for every name bound by an import of `haiku`."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_module(cls, module: cst.Module) -> ImportedNames:
+        names = cls()
+        for statement in module.body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                if isinstance(small, cst.Import | cst.ImportFrom):
+                    names.add_import(small)
+        return names
+
+    def add_import(self, node: cst.Import | cst.ImportFrom) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                full = _module_name(alias.name)
+                if full != HAIKU and not full.startswith(HAIKU + "."):
+                    continue
+                if alias.asname is not None:
+                    self.aliases[_module_name(alias.asname.name)] = full
+                else:  # `import haiku.nets` binds `haiku`
+                    self.aliases[HAIKU] = HAIKU
+            return
+        if node.relative or node.module is None:
+            return
+        module = _module_name(node.module)
+        if module != HAIKU and not module.startswith(HAIKU + "."):
+            return
+        if isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            imported = _module_name(alias.name)
+            local = _module_name(alias.asname.name) if alias.asname is not None else imported
+            self.aliases[local] = f"{module}.{imported}"
+
+    def qualify(self, node: cst.BaseExpression) -> str | None:
+        """The `haiku.…` name an expression refers to, or None if it is not a Haiku name."""
+        name = dotted_name(node)
+        if name is None:
+            return None
+        head, _, rest = name.partition(".")
+        full = self.aliases.get(head)
+        if full is None:
+            return None
+        return f"{full}.{rest}" if rest else full
+
+    def haiku_api(self, node: cst.BaseExpression) -> str | None:
+        """The Haiku API path without the package (`Linear`, `nets.MLP`, `experimental.layer_stack`)."""
+        full = self.qualify(node)
+        if full is None or full == HAIKU:
+            return None
+        return full[len(HAIKU) + 1 :]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.aliases

@@ -1,0 +1,76 @@
+"""What a conversion says about each construct it saw, and the one way to leave code unconverted.
+
+Every rule reports through `Notes`: `converted` for a clean rewrite, `warning` for a rewrite the user
+should look at, and `todo` for code left as it was with a `# TODO(haiku2flax:RULE): reason` comment
+above its statement. Positions are resolved once, after the rewrite, and only when there are notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+TODO_PREFIX = "# TODO(haiku2flax"
+
+
+class Outcome(StrEnum):
+    CONVERTED = "converted"
+    WARNING = "warning"
+    TODO = "todo"
+
+
+@dataclass(frozen=True)
+class Note:
+    rule: str
+    outcome: Outcome
+    message: str
+    line: int = 0
+    column: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rule": self.rule,
+            "outcome": str(self.outcome),
+            "message": self.message,
+            "line": self.line,
+            "column": self.column,
+        }
+
+
+def todo_comment(rule: str, reason: str) -> str:
+    return f"{TODO_PREFIX}:{rule}): {reason}"
+
+
+class Notes:
+    """Collects notes against original nodes; `resolve` turns them into positioned `Note`s."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[cst.CSTNode, str, Outcome, str]] = []
+
+    def converted(self, node: cst.CSTNode, rule: str, message: str) -> None:
+        self._pending.append((node, rule, Outcome.CONVERTED, message))
+
+    def warn(self, node: cst.CSTNode, rule: str, message: str) -> None:
+        self._pending.append((node, rule, Outcome.WARNING, message))
+
+    def todo(self, node: cst.CSTNode, rule: str, message: str) -> None:
+        self._pending.append((node, rule, Outcome.TODO, message))
+
+    def todos_for(self, nodes: set[int]) -> list[tuple[str, str]]:
+        """(rule, reason) of the TODOs recorded against any node whose id is in `nodes`."""
+        return [(rule, msg) for node, rule, outcome, msg in self._pending if outcome is Outcome.TODO and id(node) in nodes]
+
+    def resolve(self, module: cst.Module) -> list[Note]:
+        if not self._pending:
+            return []
+        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        notes = []
+        for node, rule, outcome, message in self._pending:
+            where = positions.get(node)
+            line, column = (where.start.line, where.start.column + 1) if where else (0, 0)
+            notes.append(Note(rule, outcome, message, line, column))
+        notes.sort(key=lambda n: (n.line, n.column))
+        return notes

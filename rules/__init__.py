@@ -1,0 +1,1 @@
+"""Declarative rule tables (TOML), shipped inside the wheel as `haiku2flax.tables`."""
