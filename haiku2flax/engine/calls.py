@@ -83,9 +83,74 @@ def convert_construct_call(
         if name not in api.args:
             raise Unconvertible(f"`hk.{construct.haiku}({name}=...)` has no {target} counterpart")
         flax_name = api.args[name]
-        if flax_name is not None:
+        if flax_name:
             values[flax_name] = value
     for name, source in api.add.items():
         values.setdefault(name, cst.parse_expression(source))
     values.update(extra or {})
     return build_call(attr(ns, api.api), values, api.positional)
+
+
+def negate(value: cst.BaseExpression) -> cst.BaseExpression:
+    """`not value`, simplified for literals and double negations."""
+    if isinstance(value, cst.Name) and value.value in ("True", "False"):
+        return cst.Name("False" if value.value == "True" else "True")
+    if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Not):
+        return value.expression
+    return cst.UnaryOperation(operator=cst.Not(), expression=value)
+
+
+def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -> list[cst.Arg]:
+    """The arguments of calling the built layer: `(x, is_training)` -> `(x, use_running_average=not is_training)`.
+
+    The first argument (the input) stays positional; the others become keywords with their Flax names.
+    """
+    if not construct.haiku_call_args:
+        return list(call.args)
+    api = construct.targets[target]
+    bound = BoundCall.bind(call, construct.haiku_call_args, f"hk.{construct.haiku}(...)")
+    values: dict[str, cst.BaseExpression] = {}
+    for name, value in bound.args.items():
+        flax_name = api.call_args.get(name)
+        if flax_name is None:
+            raise Unconvertible(f"calling `hk.{construct.haiku}` with `{name}` has no {target} counterpart")
+        values[flax_name] = negate(value) if name in api.negated else value
+    first = api.call_args.get(construct.haiku_call_args[0], "")
+    return build_call(cst.Name("_"), values, (first,)).args  # type: ignore[return-value]
+
+
+def _without_comment(comma: cst.Comma | cst.MaybeSentinel) -> cst.Comma | cst.MaybeSentinel:
+    if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
+        return comma.with_changes(whitespace_after=comma.whitespace_after.with_changes(first_line=cst.TrailingWhitespace()))
+    return comma
+
+
+def respell_args(
+    call: cst.Call, dropped: int, leading: list[cst.BaseExpression], appended: list[cst.Arg]
+) -> list[cst.Arg]:
+    """`call`'s arguments with the first `dropped` replaced by `leading` and `appended` added at the end.
+
+    The kept arguments keep their own spelling (line breaks, comments); the new leading arguments take
+    the separator that followed the dropped ones, and a comment that closed the argument list stays last.
+    """
+    old = list(call.args)
+    kept = old[dropped:]
+    separator = _without_comment(old[dropped - 1].comma) if 0 < dropped <= len(old) else cst.MaybeSentinel.DEFAULT
+    new = [cst.Arg(value) for value in leading]
+    if new:
+        new[-1] = new[-1].with_changes(comma=separator if kept or appended else cst.MaybeSentinel.DEFAULT)
+        new = [a if i == len(new) - 1 else a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))) for i, a in enumerate(new)]
+    args = [*new, *kept]
+    if appended:
+        closing = args[-1].whitespace_after_arg if args else cst.SimpleWhitespace("")
+        trailing_comma = args[-1].comma if args else cst.MaybeSentinel.DEFAULT
+        if args:
+            args[-1] = args[-1].with_changes(
+                comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")), whitespace_after_arg=cst.SimpleWhitespace("")
+            )
+        appended = [a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))) for a in appended]
+        appended[-1] = appended[-1].with_changes(comma=trailing_comma, whitespace_after_arg=closing)
+        args.extend(appended)
+    elif args and not kept:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return args

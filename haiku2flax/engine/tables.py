@@ -30,10 +30,12 @@ class Leaf:
 @dataclass(frozen=True)
 class TargetApi:
     api: str  # attribute of the target namespace (`nn.Dense`, `nnx.Linear`)
-    args: dict[str, str | None]  # Haiku argument -> Flax argument (None: dropped)
+    args: dict[str, str]  # Haiku argument -> Flax argument ("": dropped, e.g. `name` in NNX)
     add: dict[str, str] = field(default_factory=dict)  # Flax argument -> source text to add
     positional: tuple[str, ...] = ()  # Flax arguments written positionally, in order
     inputs: tuple[str, ...] = ()  # NNX: arguments that take the input feature size
+    call_args: dict[str, str] = field(default_factory=dict)  # Haiku call argument -> Flax call argument
+    negated: tuple[str, ...] = ()  # Haiku call arguments whose Flax counterpart means the opposite
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Construct:
     params: dict[str, Leaf]
     state: dict[str, Leaf]
     output_size: str | None
+    keeps_size: bool  # the output has the input's feature size (normalisation, dropout)
+    haiku_call_args: tuple[str, ...]
     source: str  # the table file, for error messages and docs
 
 
@@ -68,6 +72,8 @@ def _construct(entry: dict, source: str) -> Construct:
                 add=dict(raw.get("add", {})),
                 positional=tuple(raw.get("positional", ())),
                 inputs=tuple(raw.get("inputs", ())),
+                call_args=dict(raw.get("call_args", {})),
+                negated=tuple(raw.get("negated", ())),
             )
         return Construct(
             haiku=entry["haiku"],
@@ -76,6 +82,8 @@ def _construct(entry: dict, source: str) -> Construct:
             params=_leaves(entry.get("params", {})),
             state=_leaves(entry.get("state", {})),
             output_size=entry.get("output_size"),
+            keeps_size=bool(entry.get("keeps_size", False)),
+            haiku_call_args=tuple(entry.get("haiku_call_args", ())),
             source=source,
         )
     except (KeyError, TypeError) as error:

@@ -68,15 +68,26 @@ class TransformCall:
             return None
         return cls(call, transformed, call.func.attr.value)  # type: ignore[attr-defined]
 
-    def split_apply(self, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression | None, list[cst.Arg]]:
-        """(params, rng or None, the model's own arguments) of an `apply` call."""
-        leading = 2 if self.transformed.apply_rng else 1
-        positional = [a for a in call.args if a.keyword is None and not a.star]
-        if len(positional) < leading or any(a.star for a in call.args[:leading]):
-            raise Unconvertible("`apply` is called without its params/rng arguments spelled out")
-        params = call.args[0].value
-        rng = call.args[1].value if self.transformed.apply_rng else None
-        return params, rng, list(call.args[leading:])
+    def split_apply(self, call: cst.Call) -> ApplyArgs:
+        """An `apply` call's params, state, rng and the model's own arguments."""
+        names = ["params", *(["state"] if self.transformed.with_state else []), *(["rng"] if self.transformed.apply_rng else [])]
+        leading = call.args[: len(names)]
+        if len(leading) < len(names) or any(a.star or a.keyword is not None for a in leading):
+            raise Unconvertible(f"`apply` is called without its {'/'.join(names)} arguments spelled out")
+        values = {name: arg.value for name, arg in zip(names, leading)}
+        rng = values.get("rng")
+        if rng is not None and m.matches(rng, m.Name("None")):
+            rng = None
+        return ApplyArgs(values["params"], values.get("state"), rng, list(call.args[len(names) :]), len(names))
+
+
+@dataclass(frozen=True)
+class ApplyArgs:
+    params: cst.BaseExpression
+    state: cst.BaseExpression | None
+    rng: cst.BaseExpression | None
+    rest: list[cst.Arg]
+    leading_count: int  # how many arguments precede the model's own
 
 
 class ParamsToSelf(cst.CSTTransformer):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..engine import analysis
-from ..engine.calls import Unconvertible, convert_construct_call
+from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args, respell_args
 from ..engine.context import Context, attr
 from ..engine.rewriter import Rewriter
 from .common import DropoutCall, ParamsToSelf, TransformCall, read_dropout
@@ -37,6 +37,8 @@ RULE_LAYER = "HK002"
 RULE_DROPOUT = "HK003"
 RULE_TRANSFORM = "HK004"
 RULE_RNG = "HK005"
+
+STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 
 
 class LinenConverter(Rewriter):
@@ -48,6 +50,8 @@ class LinenConverter(Rewriter):
         self._builds_inline: list[bool] = []  # per function being visited
         self._depth = 0
         self._rng_consumed: set[int] = set()
+        self._called_inline: set[int] = set()  # constructor calls that are called right away
+        self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
 
     # -- functions and classes ---------------------------------------------------------------------
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -150,10 +154,19 @@ class LinenConverter(Rewriter):
     def visit_Call(self, node: cst.Call) -> None:
         if self.ctx.names.haiku_api(node.func) == "dropout" and node.args:
             self._rng_consumed.add(id(node.args[0].value))  # dropout's own key: the layer draws it
+        if isinstance(node.func, cst.Call):
+            self._called_inline.add(id(node.func))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if isinstance(original.func, cst.Call) and id(original.func) in self._called_inline:
+            api = self.ctx.names.haiku_api(original.func.func)
+            construct = self.ctx.tables.get(api) if api is not None else None
+            if construct is not None and construct.haiku_call_args:
+                return self._layer_and_call(original, updated, construct)
         api = self.ctx.names.haiku_api(original.func)
         if api is not None:
+            if id(original) in self._called_inline and (c := self.ctx.tables.get(api)) is not None and c.haiku_call_args:
+                return updated  # converted with its call, in one piece
             return self._haiku_call(original, updated, api)
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self._mark_inline()
@@ -181,6 +194,21 @@ class LinenConverter(Rewriter):
             self.todo(original, RULE_RNG, "draw keys with `self.make_rng('<stream>')` and pass `rngs={'<stream>': key}` to apply")
         return updated
 
+    def _layer_and_call(self, original: cst.Call, updated: cst.Call, construct) -> cst.BaseExpression:
+        """`hk.BatchNorm(...)(x, is_training)`: the layer and its call arguments convert together."""
+        if not self.ctx.enabled(RULE_LAYER):
+            return updated
+        try:
+            layer = convert_construct_call(updated.func, construct, "linen", self.ctx.ns)  # type: ignore[arg-type]
+            args = convert_layer_call_args(updated, construct, "linen")
+        except Unconvertible as reason:
+            self.todo(original, RULE_LAYER, str(reason))
+            return updated
+        self.ctx.need_target_import()
+        self._mark_inline()
+        self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
+        return updated.with_changes(func=layer, args=args)
+
     def _dropout(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         try:
             dropout: DropoutCall = read_dropout(updated, self.ctx.names)
@@ -201,24 +229,59 @@ class LinenConverter(Rewriter):
         return cst.Call(func=cst.Call(func=attr(self.ctx.ns, "Dropout"), args=layer_args), args=call_args)
 
     def _transform_call(self, call: TransformCall, updated: cst.Call) -> cst.BaseExpression:
-        if call.transformed.with_state:
-            self.todo(call.node, RULE_TRANSFORM, "transform_with_state init/apply: convert to `mutable=[...]` by hand")
+        if call.transformed.with_state and id(call.node) not in self._state_statements:
+            self.todo(call.node, RULE_TRANSFORM, "use the result as `out, state = ...`, or pass `mutable=['batch_stats']` by hand")
             return updated
         if call.method == "init":
+            if call.transformed.with_state:
+                return updated  # the statement is rewritten whole, in leave_SimpleStatementLine
             self.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
-            return cst.Subscript(value=updated, slice=[cst.SubscriptElement(cst.Index(cst.SimpleString("'params'")))])
+            return _subscript(updated, "params")
         try:
-            params, rng, rest = call.split_apply(updated)
+            apply = call.split_apply(updated)
         except Unconvertible as reason:
             self.todo(call.node, RULE_TRANSFORM, str(reason))
             return updated
-        variables = cst.Dict([cst.DictElement(cst.SimpleString("'params'"), params)])
-        args = [cst.Arg(variables), *rest]
-        if rng is not None and not (isinstance(rng, cst.Name) and rng.value == "None"):
-            args.append(_kw("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), rng)])))
-        self.converted(call.node, RULE_TRANSFORM, "apply takes {'params': params} and rngs=")
-        return updated.with_changes(args=_with_commas(args))
+        elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
+        if apply.state is not None:
+            elements.append(cst.DictElement(cst.SimpleString(f"'{STATE_COLLECTION}'"), apply.state))
+        appended = []
+        if apply.rng is not None:
+            appended.append(_kw("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
+        if apply.state is not None:
+            appended.append(_kw("mutable", cst.List([cst.Element(cst.SimpleString(f"'{STATE_COLLECTION}'"))])))
+        self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
+        return updated.with_changes(args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
 
+    # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        pair = _pair_assignment(node)
+        if pair is not None and (call := TransformCall.read(pair[2], self.transforms)) and call.transformed.with_state:
+            self._state_statements.add(id(pair[2]))
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        pair = _pair_assignment(original)
+        if pair is None or id(pair[2]) not in self._state_statements:
+            return updated
+        first, second, call = pair
+        new_value = updated.body[0].value  # type: ignore[attr-defined]
+        if call.func.attr.value == "init":  # type: ignore[attr-defined]
+            # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
+            holder, outputs = "variables", _bare_tuple(
+                _subscript(cst.Name("variables"), "params"), _subscript(cst.Name("variables"), STATE_COLLECTION)
+            )
+            targets = _bare_tuple(first, second)
+            head = cst.Assign([cst.AssignTarget(cst.Name(holder))], new_value)
+            self.converted(call, RULE_TRANSFORM, f"init returns variables: params and {STATE_COLLECTION}")
+        else:
+            # out, updates = f.apply(..., mutable=['batch_stats']); state = updates['batch_stats']
+            if not isinstance(new_value, cst.Call) or new_value is call:
+                return updated
+            holder = "updates"
+            head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name(holder)))], new_value)
+            targets, outputs = second, _subscript(cst.Name(holder), STATE_COLLECTION)
+        tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
+        return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
 
 def _kw(name: str, value: cst.BaseExpression) -> cst.Arg:
     return cst.Arg(
@@ -228,6 +291,25 @@ def _kw(name: str, value: cst.BaseExpression) -> cst.Arg:
     )
 
 
-def _with_commas(args: list[cst.Arg]) -> list[cst.Arg]:
-    """Arguments re-joined with plain `, ` separators (the originals may carry trailing commas)."""
-    return [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args]
+
+def _subscript(value: cst.BaseExpression, key: str) -> cst.Subscript:
+    return cst.Subscript(value=value, slice=[cst.SubscriptElement(cst.Index(cst.SimpleString(f"'{key}'")))])
+
+
+def _bare_tuple(*values: cst.BaseExpression) -> cst.Tuple:
+    return cst.Tuple([cst.Element(v) for v in values], lpar=[], rpar=[])
+
+
+def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.Call] | None:
+    """(a, b, call) for a statement `a, b = call(...)`."""
+    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
+        return None
+    assign = statement.body[0]
+    if len(assign.targets) != 1 or not isinstance(assign.value, cst.Call):
+        return None
+    target = assign.targets[0].target
+    if not isinstance(target, cst.Tuple | cst.List) or len(target.elements) != 2:
+        return None
+    if any(isinstance(e, cst.StarredElement) for e in target.elements):
+        return None
+    return target.elements[0].value, target.elements[1].value, assign.value

@@ -35,7 +35,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..engine import analysis
-from ..engine.calls import BoundCall, Unconvertible, build_call, convert_construct_call
+from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
@@ -49,6 +49,7 @@ RULE_RNG = "HK005"
 RULE_INPUT_SIZE = "HK006"
 
 INPUT_SIZE = "din"
+STATE_VARIABLE = "BatchStat"  # the NNX variable type of what transform_with_state calls state
 
 # Functions that keep the feature size of their first argument.
 ELEMENTWISE = {
@@ -288,10 +289,12 @@ class _MethodRewriter(Rewriter):
                 new = convert_construct_call(
                     constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}
                 )
+                call_args = convert_layer_call_args(updated, construct, "nnx")
             except Unconvertible as reason:
                 self.todo(constructor, RULE_LAYER, str(reason))
                 return None
-            output = construct_output_size(constructor, construct)
+            self.mode_flags |= _negated_flags(call_args)
+            output = inputs[0] if construct.keeps_size and inputs else construct_output_size(constructor, construct)
             self.converted(constructor, RULE_LAYER, f"hk.{api} -> nnx.{api_spec.api} (built in __init__)")
             self.state.needs_rngs = True
         else:
@@ -360,6 +363,20 @@ class _MethodRewriter(Rewriter):
         return result
 
 
+MODE_ARGS = ("deterministic", "use_running_average")  # what `model.train()` / `model.eval()` set
+
+
+def _negated_flags(args: list[cst.Arg]) -> set[str]:
+    """Flags passed as `<mode arg>=not flag`: candidates for becoming the module's train/eval mode."""
+    return {
+        a.value.expression.value  # type: ignore[attr-defined]
+        for a in args
+        if a.keyword is not None
+        and a.keyword.value in MODE_ARGS
+        and m.matches(a.value, m.UnaryOperation(m.Not(), m.Name()))
+    }
+
+
 def construct_output_size(constructor: cst.Call, construct) -> cst.BaseExpression | None:
     if construct.output_size is None:
         return None
@@ -403,6 +420,16 @@ def _drop_removed(args: list[cst.Arg], removed: dict[str, int]) -> list[cst.Arg]
     return kept
 
 
+def _kept_args(original: list[cst.Arg], kept: list[cst.Arg]) -> list[cst.Arg]:
+    """`kept` (a subsequence of `original`) ending the way `original` ended (trailing comma, comment)."""
+    if not kept or kept[-1] is original[-1]:
+        return kept
+    last = kept[-1].with_changes(comma=original[-1].comma, whitespace_after_arg=original[-1].whitespace_after_arg)
+    if isinstance(last.comma, cst.Comma) and not isinstance(last.comma.whitespace_after, cst.ParenthesizedWhitespace):
+        last = last.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return [*kept[:-1], last]
+
+
 def _clean_commas(args: list[cst.Arg]) -> list[cst.Arg]:
     return [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args]
 
@@ -433,7 +460,10 @@ def _assigned_names(node: cst.CSTNode) -> set[str]:
 
 
 class _StripModeArgs(cst.CSTTransformer):
-    """Drop `deterministic=not flag` from `self.<layer>(...)` calls: the module's mode decides now."""
+    """Drop `deterministic=not flag` / `use_running_average=not flag` from `self.<layer>(...)` calls.
+
+    Once the flag is unused otherwise it leaves the signature, and the module's train/eval mode decides.
+    """
 
     def __init__(self, flags: set[str]) -> None:
         super().__init__()
@@ -447,7 +477,7 @@ class _StripModeArgs(cst.CSTTransformer):
             for a in updated.args
             if not (
                 a.keyword is not None
-                and a.keyword.value == "deterministic"
+                and a.keyword.value in MODE_ARGS
                 and m.matches(a.value, m.UnaryOperation(m.Not(), m.Name()))
                 and a.value.expression.value in self.flags  # type: ignore[attr-defined]
             )
@@ -664,31 +694,36 @@ class NnxConverter(Rewriter):
         call = TransformCall.read(original, self.transforms)
         if call is None:
             return updated
-        if call.transformed.with_state:
-            self.todo(original, RULE_TRANSFORM, "transform_with_state init/apply: state now lives in the NNX model")
-            return updated
+        model = call.node.func.value  # type: ignore[attr-defined]
+        with_state = call.transformed.with_state
         if call.method == "init":
-            self.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; its params are nnx.state(model, nnx.Param)")
-            return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(call.node.func.value), cst.Arg(attr(self.ctx.ns, "Param"))])  # type: ignore[attr-defined]
+            filters = [cst.Arg(attr(self.ctx.ns, "Param"))]
+            if with_state:
+                filters.append(cst.Arg(attr(self.ctx.ns, STATE_VARIABLE)))
+            self.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; nnx.state reads its variables")
+            return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), *filters])
         try:
-            _, rng, rest = call.split_apply(updated)
+            apply = call.split_apply(updated)
         except Unconvertible as reason:
             self.todo(original, RULE_TRANSFORM, str(reason))
             return updated
-        model = call.node.func.value  # type: ignore[attr-defined]
         info = self.forward_info.get(call.transformed.name, (None, None))[1]
         removed = info.removed_call_params if info is not None else {}
-        for arg in rest:
+        for arg in apply.rest:
             if arg.keyword is not None and arg.keyword.value in removed:
                 self._set_mode(model, arg.value)
-        positional = [a for a in rest if a.keyword is None]
-        for name, index in removed.items():
+        positional = [a for a in apply.rest if a.keyword is None]
+        for index in removed.values():
             if index < len(positional):
                 self._set_mode(model, positional[index].value)
-        if rng is not None and not m.matches(rng, m.Name("None")):
+        if apply.rng is not None:
             self.warn(original, RULE_RNG, "the apply rng is dropped: NNX layers draw from the model's nnx.Rngs")
         self.converted(original, RULE_TRANSFORM, "apply -> calling the NNX model")
-        return cst.Call(model, _clean_commas(_drop_removed(rest, removed)))
+        forward = updated.with_changes(func=model, args=_kept_args(apply.rest, _drop_removed(apply.rest, removed)))
+        if not with_state:
+            return forward
+        state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(attr(self.ctx.ns, STATE_VARIABLE))])
+        return cst.Tuple([cst.Element(forward), cst.Element(state)])
 
     def _set_mode(self, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:
         train = cst.Call(cst.Attribute(model, _name("train")))
