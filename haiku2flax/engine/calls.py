@@ -45,9 +45,8 @@ class BoundCall:
         return cls(bound)
 
 
-def _arg(value: cst.BaseExpression, keyword: str | None = None) -> cst.Arg:
-    if keyword is None:
-        return cst.Arg(value=value)
+def keyword_arg(keyword: str, value: cst.BaseExpression) -> cst.Arg:
+    """`keyword=value`, spelled without spaces around `=`."""
     return cst.Arg(
         value=value,
         keyword=cst.Name(keyword),
@@ -62,8 +61,8 @@ def build_call(func: cst.BaseExpression, values: dict[str, cst.BaseExpression], 
     for name in positional:
         if name not in remaining:
             break
-        args.append(_arg(remaining.pop(name)))
-    args.extend(_arg(value, name) for name, value in remaining.items())
+        args.append(cst.Arg(remaining.pop(name)))
+    args.extend(keyword_arg(name, value) for name, value in remaining.items())
     return cst.Call(func=func, args=args)
 
 

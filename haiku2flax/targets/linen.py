@@ -5,12 +5,7 @@ What it converts, and why each shape was chosen:
   submodules built in `__init__` move to `setup()`; a method that builds layers inline gets
   `@nn.compact`, so Haiku's inline style survives unchanged.
 - Layers from the rule tables (`hk.Linear` -> `nn.Dense`, ...), with renamed arguments.
-- `hk.dropout(hk.next_rng_key(), rate, x)` -> `nn.Dropout(rate, deterministic=...)(x)`: the key comes
-  from the `'dropout'` stream; `R if training else 0` becomes `deterministic=not training`.
-- `f = hk.transform(forward)`: a forward that only builds and calls one module becomes that module;
-  any other forward becomes a compact module of its own. `f.init(...)` returns variables, so the
-  params are `['params']`; `f.apply(params, rng, ...)` -> `f.apply({'params': params}, ...,
-  rngs={'dropout': rng})`.
+- Dropout and transforms: see `haiku2flax.codemods.dropout` and `haiku2flax.codemods.transforms`.
 
 Example::
 
@@ -26,32 +21,25 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..codemods.dropout import LinenDropout
+from ..codemods.rng import RngKeys
+from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
-from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args, respell_args
+from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
-from ..engine.rewriter import Rewriter
-from .common import DropoutCall, ParamsToSelf, TransformCall, read_dropout
 
 RULE_MODULE = "HK001"
 RULE_LAYER = "HK002"
-RULE_DROPOUT = "HK003"
-RULE_TRANSFORM = "HK004"
-RULE_RNG = "HK005"
-
-STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 
 
-class LinenConverter(Rewriter):
+class LinenConverter(LinenTransforms, LinenDropout, RngKeys):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.transforms = analysis.module_transforms(module, ctx.names)
-        self.forwards = {t.function: t for t in self.transforms.values()}
+        self.init_transforms(module)
         self._builds_inline: list[bool] = []  # per function being visited
         self._depth = 0
-        self._rng_consumed: set[int] = set()
         self._called_inline: set[int] = set()  # constructor calls that are called right away
-        self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
 
     # -- functions and classes ---------------------------------------------------------------------
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -69,7 +57,8 @@ class LinenConverter(Rewriter):
             return self._forward_to_module(original, updated)
         return updated
 
-    def _mark_inline(self) -> None:
+    def mark_builds_layer(self) -> None:
+        """The function being visited builds a layer inline: it needs `@nn.compact`."""
         if self._builds_inline:
             self._builds_inline[-1] = True
 
@@ -128,34 +117,11 @@ class LinenConverter(Rewriter):
             leading_lines=updated.leading_lines,
         )
 
-    # -- statements -------------------------------------------------------------------------------
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
-            return updated
-        transformed = self.transforms.get(original.targets[0].target.value)
-        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
-            return updated
-        forward = self._forward_def(transformed.function)
-        model: cst.BaseExpression
-        if forward is not None and (inner := analysis.trivial_forward(forward)) is not None:
-            model = inner.visit(self)  # type: ignore[assignment]
-        else:
-            model = cst.Call(func=cst.Name(analysis.camel_case(transformed.function)))
-        self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
-        return updated.with_changes(value=model)
-
-    def _forward_def(self, name: str) -> cst.FunctionDef | None:
-        return self.module_functions.get(name)
-
-    def visit_Module(self, node: cst.Module) -> None:
-        self.module_functions = {s.name.value: s for s in node.body if isinstance(s, cst.FunctionDef)}
-
     # -- calls ------------------------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
-        if self.ctx.names.haiku_api(node.func) == "dropout" and node.args:
-            self._rng_consumed.add(id(node.args[0].value))  # dropout's own key: the layer draws it
         if isinstance(node.func, cst.Call):
             self._called_inline.add(id(node.func))
+        super().visit_Call(node)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if isinstance(original.func, cst.Call) and id(original.func) in self._called_inline:
@@ -164,35 +130,27 @@ class LinenConverter(Rewriter):
             if construct is not None and construct.haiku_call_args:
                 return self._layer_and_call(original, updated, construct)
         api = self.ctx.names.haiku_api(original.func)
-        if api is not None:
-            if id(original) in self._called_inline and (c := self.ctx.tables.get(api)) is not None and c.haiku_call_args:
+        construct = self.ctx.tables.get(api) if api is not None else None
+        if construct is not None:
+            if id(original) in self._called_inline and construct.haiku_call_args:
                 return updated  # converted with its call, in one piece
-            return self._haiku_call(original, updated, api)
+            return self._layer(original, updated, construct)
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
-            self._mark_inline()
-            return updated
-        call = TransformCall.read(original, self.transforms)
-        if call is not None:
-            return self._transform_call(call, updated)
-        return updated
+            self.mark_builds_layer()
+        return super().leave_Call(original, updated)
 
-    def _haiku_call(self, original: cst.Call, updated: cst.Call, api: str) -> cst.BaseExpression:
-        construct = self.ctx.tables.get(api)
-        if construct is not None and self.ctx.enabled(RULE_LAYER):
-            try:
-                new = convert_construct_call(updated, construct, "linen", self.ctx.ns)
-            except Unconvertible as reason:
-                self.todo(original, RULE_LAYER, str(reason))
-                return updated
-            self.ctx.need_target_import()
-            self._mark_inline()
-            self.converted(original, RULE_LAYER, f"hk.{api} -> nn.{construct.targets['linen'].api}")
-            return new
-        if api == "dropout" and self.ctx.enabled(RULE_DROPOUT):
-            return self._dropout(original, updated)
-        if api == "next_rng_key" and id(original) not in self._rng_consumed:
-            self.todo(original, RULE_RNG, "draw keys with `self.make_rng('<stream>')` and pass `rngs={'<stream>': key}` to apply")
-        return updated
+    def _layer(self, original: cst.Call, updated: cst.Call, construct) -> cst.BaseExpression:
+        if not self.ctx.enabled(RULE_LAYER):
+            return updated
+        try:
+            new = convert_construct_call(updated, construct, "linen", self.ctx.ns)
+        except Unconvertible as reason:
+            self.todo(original, RULE_LAYER, str(reason))
+            return updated
+        self.ctx.need_target_import()
+        self.mark_builds_layer()
+        self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
+        return new
 
     def _layer_and_call(self, original: cst.Call, updated: cst.Call, construct) -> cst.BaseExpression:
         """`hk.BatchNorm(...)(x, is_training)`: the layer and its call arguments convert together."""
@@ -205,111 +163,25 @@ class LinenConverter(Rewriter):
             self.todo(original, RULE_LAYER, str(reason))
             return updated
         self.ctx.need_target_import()
-        self._mark_inline()
+        self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
         return updated.with_changes(func=layer, args=args)
 
-    def _dropout(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        try:
-            dropout: DropoutCall = read_dropout(updated, self.ctx.names)
-        except Unconvertible as reason:
-            self.todo(original, RULE_DROPOUT, str(reason))
-            return updated
-        self.ctx.need_target_import()
-        self._mark_inline()
-        layer_args = [cst.Arg(dropout.rate)]
-        call_args = [cst.Arg(dropout.x)]
-        deterministic = dropout.deterministic or cst.Name("False")
-        layer_args.append(_kw("deterministic", deterministic))
-        if dropout.broadcast_dims is not None:
-            layer_args.append(_kw("broadcast_dims", dropout.broadcast_dims))
-        if dropout.explicit_rng is not None:
-            call_args.append(_kw("rng", dropout.explicit_rng))
-        self.converted(original, RULE_DROPOUT, "hk.dropout -> nn.Dropout")
-        return cst.Call(func=cst.Call(func=attr(self.ctx.ns, "Dropout"), args=layer_args), args=call_args)
 
-    def _transform_call(self, call: TransformCall, updated: cst.Call) -> cst.BaseExpression:
-        if call.transformed.with_state and id(call.node) not in self._state_statements:
-            self.todo(call.node, RULE_TRANSFORM, "use the result as `out, state = ...`, or pass `mutable=['batch_stats']` by hand")
-            return updated
-        if call.method == "init":
-            if call.transformed.with_state:
-                return updated  # the statement is rewritten whole, in leave_SimpleStatementLine
-            self.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
-            return _subscript(updated, "params")
-        try:
-            apply = call.split_apply(updated)
-        except Unconvertible as reason:
-            self.todo(call.node, RULE_TRANSFORM, str(reason))
-            return updated
-        elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
-        if apply.state is not None:
-            elements.append(cst.DictElement(cst.SimpleString(f"'{STATE_COLLECTION}'"), apply.state))
-        appended = []
-        if apply.rng is not None:
-            appended.append(_kw("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
-        if apply.state is not None:
-            appended.append(_kw("mutable", cst.List([cst.Element(cst.SimpleString(f"'{STATE_COLLECTION}'"))])))
-        self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
-        return updated.with_changes(args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
+class ParamsToSelf(cst.CSTTransformer):
+    """Reads of constructor parameters become `self.<param>` (Linen `setup` sees only fields)."""
 
-    # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
-    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
-        pair = _pair_assignment(node)
-        if pair is not None and (call := TransformCall.read(pair[2], self.transforms)) and call.transformed.with_state:
-            self._state_statements.add(id(pair[2]))
+    def __init__(self, params: set[str]) -> None:
+        super().__init__()
+        self.params = params
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        pair = _pair_assignment(original)
-        if pair is None or id(pair[2]) not in self._state_statements:
-            return updated
-        first, second, call = pair
-        new_value = updated.body[0].value  # type: ignore[attr-defined]
-        if call.func.attr.value == "init":  # type: ignore[attr-defined]
-            # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
-            holder, outputs = "variables", _bare_tuple(
-                _subscript(cst.Name("variables"), "params"), _subscript(cst.Name("variables"), STATE_COLLECTION)
-            )
-            targets = _bare_tuple(first, second)
-            head = cst.Assign([cst.AssignTarget(cst.Name(holder))], new_value)
-            self.converted(call, RULE_TRANSFORM, f"init returns variables: params and {STATE_COLLECTION}")
-        else:
-            # out, updates = f.apply(..., mutable=['batch_stats']); state = updates['batch_stats']
-            if not isinstance(new_value, cst.Call) or new_value is call:
-                return updated
-            holder = "updates"
-            head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name(holder)))], new_value)
-            targets, outputs = second, _subscript(cst.Name(holder), STATE_COLLECTION)
-        tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
-        return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        return updated.with_changes(attr=original.attr)
 
-def _kw(name: str, value: cst.BaseExpression) -> cst.Arg:
-    return cst.Arg(
-        value=value,
-        keyword=cst.Name(name),
-        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
-    )
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        return updated.with_changes(keyword=original.keyword)
 
-
-
-def _subscript(value: cst.BaseExpression, key: str) -> cst.Subscript:
-    return cst.Subscript(value=value, slice=[cst.SubscriptElement(cst.Index(cst.SimpleString(f"'{key}'")))])
-
-
-def _bare_tuple(*values: cst.BaseExpression) -> cst.Tuple:
-    return cst.Tuple([cst.Element(v) for v in values], lpar=[], rpar=[])
-
-
-def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.Call] | None:
-    """(a, b, call) for a statement `a, b = call(...)`."""
-    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
-        return None
-    assign = statement.body[0]
-    if len(assign.targets) != 1 or not isinstance(assign.value, cst.Call):
-        return None
-    target = assign.targets[0].target
-    if not isinstance(target, cst.Tuple | cst.List) or len(target.elements) != 2:
-        return None
-    if any(isinstance(e, cst.StarredElement) for e in target.elements):
-        return None
-    return target.elements[0].value, target.elements[1].value, assign.value
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original.value in self.params:
+            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(original.value))
+        return updated

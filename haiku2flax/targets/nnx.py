@@ -34,19 +34,16 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
+from ..codemods.dropout import RULE_DROPOUT, read_dropout
+from ..codemods.rng import RngKeys
+from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
 from ..engine import analysis
-from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args
+from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
-from ..engine.rewriter import Rewriter
-from .common import TransformCall, read_dropout
 
 RULE_MODULE = "HK001"
 RULE_LAYER = "HK002"
-RULE_DROPOUT = "HK003"
-RULE_TRANSFORM = "HK004"
-RULE_RNG = "HK005"
-RULE_INPUT_SIZE = "HK006"
 
 INPUT_SIZE = "din"
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of what transform_with_state calls state
@@ -63,16 +60,8 @@ def _name(value: str) -> cst.Name:
     return cst.Name(value)
 
 
-def _kw(name: str, value: cst.BaseExpression) -> cst.Arg:
-    return cst.Arg(
-        value=value,
-        keyword=cst.Name(name),
-        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
-    )
-
-
 def _rngs_arg() -> cst.Arg:
-    return _kw("rngs", _name("rngs"))
+    return keyword_arg("rngs", _name("rngs"))
 
 
 @dataclass
@@ -154,7 +143,7 @@ class _ClassState:
         return candidate
 
 
-class _MethodRewriter(Rewriter):
+class _MethodRewriter(RngKeys):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement."""
 
     def __init__(self, converter: NnxConverter, state: _ClassState, method: cst.FunctionDef, is_call: bool) -> None:
@@ -167,7 +156,6 @@ class _MethodRewriter(Rewriter):
         self.method_locals |= _assigned_names(method)
         self.mode_flags: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
-        self._rng_consumed: set[int] = set()
         self._block_depth = 0
         params = [p.name.value for p in method.params.params[1:]]
         if is_call and params:
@@ -222,10 +210,6 @@ class _MethodRewriter(Rewriter):
         return updated
 
     # -- calls ----------------------------------------------------------------------------------------
-    def visit_Call(self, node: cst.Call) -> None:
-        if self.ctx.names.haiku_api(node.func) == "dropout" and node.args:
-            self._rng_consumed.add(id(node.args[0].value))
-
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if isinstance(original.func, cst.Call):  # `Ctor(...)(inputs)`: a layer built inline
             hoisted = self._hoist(original.func, updated)
@@ -234,9 +218,7 @@ class _MethodRewriter(Rewriter):
         api = self.ctx.names.haiku_api(original.func)
         if api == "dropout" and self.ctx.enabled(RULE_DROPOUT):
             return self._dropout(original, updated)
-        if api == "next_rng_key" and id(original) not in self._rng_consumed:
-            self.todo(original, RULE_RNG, "keep an `nnx.Rngs` on the module and draw keys with `self.rngs.<stream>()`")
-        return updated
+        return super().leave_Call(original, updated)
 
     def _in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         if self._block_depth > 1:
@@ -330,7 +312,7 @@ class _MethodRewriter(Rewriter):
         output = substitute(info.output_size, values) if info.output_size is not None else None
         if output is not None and not (analysis.Names.of(output).used <= set(values) | _names_in(values)):
             output = None
-        kept = _drop_removed(call_args, info.removed_call_params)
+        kept = drop_removed_args(call_args, info.removed_call_params)
         self.converted(constructor, RULE_MODULE, f"{attribute} built in __init__")
         return cst.Call(func=constructor.func, args=args), output, kept
 
@@ -345,18 +327,18 @@ class _MethodRewriter(Rewriter):
         attribute = self.state.attribute_name("dropout", None)
         layer_args = [cst.Arg(dropout.rate)]
         if dropout.broadcast_dims is not None:
-            layer_args.append(_kw("broadcast_dims", dropout.broadcast_dims))
+            layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
         layer_args.append(_rngs_arg())
         self.state.needs_rngs = True
         self.state.hoisted.append(_Hoisted(attribute, cst.Call(attr(self.ctx.ns, "Dropout"), layer_args), original))
         self.ctx.need_target_import()
         call_args = [cst.Arg(dropout.x)]
         if dropout.deterministic is not None:
-            call_args.append(_kw("deterministic", dropout.deterministic))
+            call_args.append(keyword_arg("deterministic", dropout.deterministic))
             if dropout.flag is not None:
                 self.mode_flags.add(dropout.flag)
         if dropout.explicit_rng is not None:
-            call_args.append(_kw("rngs", dropout.explicit_rng))
+            call_args.append(keyword_arg("rngs", dropout.explicit_rng))
         self.converted(original, RULE_DROPOUT, f"hk.dropout -> nnx.Dropout ({attribute})")
         result = cst.Call(attr("self", attribute), call_args)
         self.node_sizes[id(result)] = self.size_of(dropout.x)
@@ -401,33 +383,6 @@ def _names_in(values: dict[str, cst.BaseExpression]) -> set[str]:
     for value in values.values():
         names |= analysis.Names.of(value).used
     return names
-
-
-def _drop_removed(args: list[cst.Arg], removed: dict[str, int]) -> list[cst.Arg]:
-    if not removed:
-        return args
-    positions = set(removed.values())
-    kept = []
-    position = 0
-    for arg in args:
-        if arg.keyword is None and not arg.star:
-            position += 1
-            if position - 1 in positions:
-                continue
-        elif arg.keyword is not None and arg.keyword.value in removed:
-            continue
-        kept.append(arg)
-    return kept
-
-
-def _kept_args(original: list[cst.Arg], kept: list[cst.Arg]) -> list[cst.Arg]:
-    """`kept` (a subsequence of `original`) ending the way `original` ended (trailing comma, comment)."""
-    if not kept or kept[-1] is original[-1]:
-        return kept
-    last = kept[-1].with_changes(comma=original[-1].comma, whitespace_after_arg=original[-1].whitespace_after_arg)
-    if isinstance(last.comma, cst.Comma) and not isinstance(last.comma.whitespace_after, cst.ParenthesizedWhitespace):
-        last = last.with_changes(comma=cst.MaybeSentinel.DEFAULT)
-    return [*kept[:-1], last]
 
 
 def _clean_commas(args: list[cst.Arg]) -> list[cst.Arg]:
@@ -485,17 +440,12 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(Rewriter):
+class NnxConverter(NnxTransforms):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.transforms = analysis.module_transforms(module, ctx.names)
-        self.forwards = {t.function: t for t in self.transforms.values()}
-        self.functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        self.init_transforms(module)
         self.class_infos: dict[str, ClassInfo] = {}
-        self.forward_info: dict[str, tuple[cst.Call, ClassInfo | None]] = {}  # transformed name -> (ctor, info)
-        self.module = module
-        self._prefix: list[list[cst.BaseStatement]] = []
         self._depth = 0
 
     # -- module-level structure ---------------------------------------------------------------------
@@ -523,20 +473,6 @@ class NnxConverter(Rewriter):
         converted, info = self._convert_class(classdef)
         self.class_infos[classdef.name.value] = info
         return converted.with_changes(leading_lines=original.leading_lines)
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, cst.SimpleStatementLine):
-            self._prefix.append([])
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
-        result = super().on_leave(original_node, updated_node)
-        if isinstance(original_node, cst.SimpleStatementLine):
-            prefix = self._prefix.pop()
-            if prefix and isinstance(result, cst.SimpleStatementLine):
-                first = prefix[0].with_changes(leading_lines=result.leading_lines)
-                return cst.FlattenSentinel([first, *prefix[1:], result.with_changes(leading_lines=[])])
-        return result
 
     # -- classes ------------------------------------------------------------------------------------
     def _convert_class(self, classdef: cst.ClassDef) -> tuple[cst.ClassDef, ClassInfo]:
@@ -636,137 +572,6 @@ class NnxConverter(Rewriter):
             params=_clean_params([p for p in method.params.params if p.name.value not in removed])
         )
         return method.with_changes(body=new_body, params=params), removed, rewriter.output_size
-
-    # -- transforms and their calls -----------------------------------------------------------------
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
-            return updated
-        name = original.targets[0].target.value
-        transformed = self.transforms.get(name)
-        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
-            return updated
-        forward = self.functions.get(transformed.function)
-        inner = analysis.trivial_forward(forward) if forward is not None else None
-        if inner is not None and isinstance(inner.func, cst.Name):
-            ctor, info = inner, self.class_infos.get(inner.func.value)
-        else:
-            ctor = cst.Call(_name(analysis.camel_case(transformed.function)))
-            info = self.class_infos.get(analysis.camel_case(transformed.function))
-        self.forward_info[name] = (ctor, info)
-        if info is None:
-            self.todo(original, RULE_TRANSFORM, f"`{transformed.function}` builds no module this file converts; construct the NNX model by hand")
-            return updated
-        args: list[cst.Arg] = []
-        if info.needs_din:
-            args.append(cst.Arg(self._example_input_size(name, original)))
-        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args)
-        if info.needs_rngs:
-            args.append(_kw("rngs", cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(self._seed(name, original))])))
-        self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
-        return updated.with_changes(value=cst.Call(ctor.func, args))
-
-    def _init_call(self, name: str) -> cst.Call | None:
-        finder = _InitCallFinder(name)
-        self.module.visit(finder)
-        return finder.found
-
-    def _example_input_size(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
-        call = self._init_call(name)
-        rng_leading = 1
-        sample = call.args[rng_leading].value if call is not None and len(call.args) > rng_leading else None
-        size = _literal_last_dim(sample, self.module) if sample is not None else None
-        if size is None:
-            self.todo(node, RULE_INPUT_SIZE, "pass the model's input feature size (the last dimension of its input) in place of `...`")
-            return cst.Ellipsis()
-        return size
-
-    def _seed(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
-        call = self._init_call(name)
-        key = call.args[0].value if call is not None and call.args else None
-        if isinstance(key, cst.Call) and (dotted_name(key.func) or "").rsplit(".", 1)[-1] in ("key", "PRNGKey") and key.args:
-            seed = key.args[0].value
-            if isinstance(seed, cst.Integer):
-                return seed
-        self.warn(node, RULE_TRANSFORM, "initialisation seed not found: nnx.Rngs(0) used (Haiku and Flax inits never agree bitwise anyway)")
-        return cst.Integer("0")
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        call = TransformCall.read(original, self.transforms)
-        if call is None:
-            return updated
-        model = call.node.func.value  # type: ignore[attr-defined]
-        with_state = call.transformed.with_state
-        if call.method == "init":
-            filters = [cst.Arg(attr(self.ctx.ns, "Param"))]
-            if with_state:
-                filters.append(cst.Arg(attr(self.ctx.ns, STATE_VARIABLE)))
-            self.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; nnx.state reads its variables")
-            return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), *filters])
-        try:
-            apply = call.split_apply(updated)
-        except Unconvertible as reason:
-            self.todo(original, RULE_TRANSFORM, str(reason))
-            return updated
-        info = self.forward_info.get(call.transformed.name, (None, None))[1]
-        removed = info.removed_call_params if info is not None else {}
-        for arg in apply.rest:
-            if arg.keyword is not None and arg.keyword.value in removed:
-                self._set_mode(model, arg.value)
-        positional = [a for a in apply.rest if a.keyword is None]
-        for index in removed.values():
-            if index < len(positional):
-                self._set_mode(model, positional[index].value)
-        if apply.rng is not None:
-            self.warn(original, RULE_RNG, "the apply rng is dropped: NNX layers draw from the model's nnx.Rngs")
-        self.converted(original, RULE_TRANSFORM, "apply -> calling the NNX model")
-        forward = updated.with_changes(func=model, args=_kept_args(apply.rest, _drop_removed(apply.rest, removed)))
-        if not with_state:
-            return forward
-        state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(attr(self.ctx.ns, STATE_VARIABLE))])
-        return cst.Tuple([cst.Element(forward), cst.Element(state)])
-
-    def _set_mode(self, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:
-        train = cst.Call(cst.Attribute(model, _name("train")))
-        evaluate = cst.Call(cst.Attribute(model, _name("eval")))
-        if m.matches(flag, m.Name("True")):
-            expression: cst.BaseExpression = train
-        elif m.matches(flag, m.Name("False")):
-            expression = evaluate
-        else:
-            expression = cst.IfExp(test=flag, body=train, orelse=evaluate)
-        if self._prefix:
-            self._prefix[-1].append(cst.SimpleStatementLine([cst.Expr(expression)]))
-
-
-class _InitCallFinder(cst.CSTVisitor):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.found: cst.Call | None = None
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if self.found is None and m.matches(node.func, m.Attribute(value=m.Name(self.name), attr=m.Name("init"))):
-            self.found = node
-
-
-def _literal_last_dim(sample: cst.BaseExpression, module: cst.Module) -> cst.BaseExpression | None:
-    """784 for `jnp.ones((1, 784))`, directly or through a module-level `sample_x = ...`."""
-    if isinstance(sample, cst.Name):
-        name = sample.value
-        for statement in module.body:
-            assign = analysis.simple_assign(statement)
-            if assign is not None and m.matches(assign[0], m.Name(name)):
-                sample = assign[1]
-    if not isinstance(sample, cst.Call) or not sample.args:
-        return None
-    func = (dotted_name(sample.func) or "").rsplit(".", 1)[-1]
-    shape = next((a.value for a in sample.args if a.keyword is None or a.keyword.value == "shape"), None)
-    if func in ("normal", "uniform") and len(sample.args) >= 2:
-        shape = sample.args[1].value
-    if func not in ("ones", "zeros", "empty", "full", "normal", "uniform") or not isinstance(shape, cst.Tuple | cst.List):
-        return None
-    last = shape.elements[-1].value if shape.elements else None
-    return last if isinstance(last, cst.Integer) else None
-
 
 def _self_assigned(classdef: cst.ClassDef) -> set[str]:
     names = set()

@@ -1,0 +1,365 @@
+"""`hk.transform` and friends, and the `init`/`apply` calls on what they return.
+
+What it converts:
+- `f = hk.transform(forward)` (also `hk.without_apply_rng(...)`, `hk.transform_with_state(...)`): a
+  forward that only builds one module and calls it with its own arguments becomes that module; any
+  other forward becomes a module of its own, named after the function.
+- Linen: `f.init(rng, x)` returns variables, so the params are `f.init(rng, x)['params']`;
+  `f.apply(params, rng, x)` -> `f.apply({'params': params}, x, rngs={'dropout': rng})`; with state,
+  `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
+  passes `mutable=['batch_stats']` and reads the updates back.
+- NNX: the model is built eagerly where the transform was, `Model(din, ..., rngs=nnx.Rngs(seed))`,
+  with the input size and seed read from `f.init(key, sample_x)` where they are literal;
+  `f.init(...)` -> `nnx.state(model, nnx.Param[, nnx.BatchStat])`; `f.apply(params, rng, x,
+  training=True)` -> `model.train()` then `model(x)` (a mode flag the model no longer takes becomes
+  `model.train()` / `model.eval()`).
+
+Why: Haiku's pure `init`/`apply` pair becomes Linen's variables dict and NNX's stateful object; the
+rng of `apply` becomes Linen's named `'dropout'` stream, and NNX's model-owned `nnx.Rngs`.
+
+Example (NNX)::
+
+    model = hk.transform(forward)                  model = Model(784, 256, 10, rngs=nnx.Rngs(0))
+    params = model.init(random.key(0), sample_x)   params = nnx.state(model, nnx.Param)
+    y = model.apply(params, key, x, training=True) model.train()
+                                                   y = model(x)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from ..engine import analysis
+from ..engine.analysis import Transformed
+from ..engine.calls import Unconvertible, keyword_arg, respell_args
+from ..engine.context import attr
+from ..engine.names import dotted_name
+from ..engine.rewriter import Rewriter
+
+RULE_TRANSFORM = "HK004"
+RULE_RNG = "HK005"
+RULE_INPUT_SIZE = "HK006"
+
+STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
+STATE_VARIABLE = "BatchStat"  # the NNX variable type of that state
+
+
+@dataclass(frozen=True)
+class TransformCall:
+    """`f.init(...)` or `f.apply(...)` on a module-level `f = hk.transform(...)`."""
+
+    node: cst.Call
+    transformed: Transformed
+    method: str  # "init" or "apply"
+
+    @classmethod
+    def read(cls, call: cst.Call, transforms: dict[str, Transformed]) -> TransformCall | None:
+        if not m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("init") | m.Name("apply"))):
+            return None
+        transformed = transforms.get(call.func.value.value)  # type: ignore[attr-defined]
+        if transformed is None:
+            return None
+        return cls(call, transformed, call.func.attr.value)  # type: ignore[attr-defined]
+
+    def split_apply(self, call: cst.Call) -> ApplyArgs:
+        """An `apply` call's params, state, rng and the model's own arguments."""
+        names = ["params", *(["state"] if self.transformed.with_state else []), *(["rng"] if self.transformed.apply_rng else [])]
+        leading = call.args[: len(names)]
+        if len(leading) < len(names) or any(a.star or a.keyword is not None for a in leading):
+            raise Unconvertible(f"`apply` is called without its {'/'.join(names)} arguments spelled out")
+        values = {name: arg.value for name, arg in zip(names, leading)}
+        rng = values.get("rng")
+        if rng is not None and m.matches(rng, m.Name("None")):
+            rng = None
+        return ApplyArgs(values["params"], values.get("state"), rng, list(call.args[len(names) :]), len(names))
+
+
+@dataclass(frozen=True)
+class ApplyArgs:
+    params: cst.BaseExpression
+    state: cst.BaseExpression | None
+    rng: cst.BaseExpression | None
+    rest: list[cst.Arg]
+    leading_count: int  # how many arguments precede the model's own
+
+
+
+
+class LinenTransforms(Rewriter):
+    """Linen: the transformed function becomes a module; init/apply speak in variables dicts."""
+
+    def init_transforms(self, module: cst.Module) -> None:
+        self.transforms = analysis.module_transforms(module, self.ctx.names)
+        self.forwards = {t.function: t for t in self.transforms.values()}
+        self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
+            return super().leave_Assign(original, updated)
+        transformed = self.transforms.get(original.targets[0].target.value)
+        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
+            return super().leave_Assign(original, updated)
+        forward = self.module_functions.get(transformed.function)
+        model: cst.BaseExpression
+        if forward is not None and (inner := analysis.trivial_forward(forward)) is not None:
+            model = inner.visit(self)  # type: ignore[assignment]
+        else:
+            model = cst.Call(func=cst.Name(analysis.camel_case(transformed.function)))
+        self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
+        return updated.with_changes(value=model)
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        call = TransformCall.read(original, self.transforms)
+        if call is None:
+            return super().leave_Call(original, updated)
+        return self._transform_call(call, updated)
+
+    def _transform_call(self, call: TransformCall, updated: cst.Call) -> cst.BaseExpression:
+        if call.transformed.with_state and id(call.node) not in self._state_statements:
+            self.todo(call.node, RULE_TRANSFORM, "use the result as `out, state = ...`, or pass `mutable=['batch_stats']` by hand")
+            return updated
+        if call.method == "init":
+            if call.transformed.with_state:
+                return updated  # the statement is rewritten whole, in leave_SimpleStatementLine
+            self.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
+            return _subscript(updated, "params")
+        try:
+            apply = call.split_apply(updated)
+        except Unconvertible as reason:
+            self.todo(call.node, RULE_TRANSFORM, str(reason))
+            return updated
+        elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
+        if apply.state is not None:
+            elements.append(cst.DictElement(cst.SimpleString(f"'{STATE_COLLECTION}'"), apply.state))
+        appended = []
+        if apply.rng is not None:
+            appended.append(keyword_arg("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
+        if apply.state is not None:
+            appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{STATE_COLLECTION}'"))])))
+        self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
+        return updated.with_changes(args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
+
+    # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        pair = _pair_assignment(node)
+        if pair is not None and (call := TransformCall.read(pair[2], self.transforms)) and call.transformed.with_state:
+            self._state_statements.add(id(pair[2]))
+        super().visit_SimpleStatementLine(node)
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        pair = _pair_assignment(original)
+        if pair is None or id(pair[2]) not in self._state_statements:
+            return super().leave_SimpleStatementLine(original, updated)
+        first, second, call = pair
+        new_value = updated.body[0].value  # type: ignore[attr-defined]
+        if call.func.attr.value == "init":  # type: ignore[attr-defined]
+            # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
+            holder, outputs = "variables", _bare_tuple(
+                _subscript(cst.Name("variables"), "params"), _subscript(cst.Name("variables"), STATE_COLLECTION)
+            )
+            targets = _bare_tuple(first, second)
+            head = cst.Assign([cst.AssignTarget(cst.Name(holder))], new_value)
+            self.converted(call, RULE_TRANSFORM, f"init returns variables: params and {STATE_COLLECTION}")
+        else:
+            # out, updates = f.apply(..., mutable=['batch_stats']); state = updates['batch_stats']
+            if not isinstance(new_value, cst.Call) or new_value is call:
+                return updated
+            holder = "updates"
+            head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name(holder)))], new_value)
+            targets, outputs = second, _subscript(cst.Name(holder), STATE_COLLECTION)
+        tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
+        return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
+
+
+class NnxTransforms(Rewriter):
+    """NNX: the model is built eagerly; init reads its state; apply calls it, with train/eval modes."""
+
+    def init_transforms(self, module: cst.Module) -> None:
+        self.transforms = analysis.module_transforms(module, self.ctx.names)
+        self.forwards = {t.function: t for t in self.transforms.values()}
+        self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        self.forward_info: dict[str, tuple[cst.Call, object]] = {}  # transformed name -> (ctor, ClassInfo)
+        self.module = module
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
+            return super().leave_Assign(original, updated)
+        name = original.targets[0].target.value
+        transformed = self.transforms.get(name)
+        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
+            return super().leave_Assign(original, updated)
+        forward = self.module_functions.get(transformed.function)
+        inner = analysis.trivial_forward(forward) if forward is not None else None
+        if inner is not None and isinstance(inner.func, cst.Name):
+            ctor, info = inner, self.class_infos.get(inner.func.value)
+        else:
+            ctor = cst.Call(cst.Name(analysis.camel_case(transformed.function)))
+            info = self.class_infos.get(analysis.camel_case(transformed.function))
+        self.forward_info[name] = (ctor, info)
+        if info is None:
+            self.todo(original, RULE_TRANSFORM, f"`{transformed.function}` builds no module this file converts; construct the NNX model by hand")
+            return updated
+        args: list[cst.Arg] = []
+        if info.needs_din:
+            args.append(cst.Arg(self._example_input_size(name, original)))
+        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args)
+        if info.needs_rngs:
+            args.append(keyword_arg("rngs", cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(self._seed(name, original))])))
+        self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
+        return updated.with_changes(value=cst.Call(ctor.func, args))
+
+    def _init_call(self, name: str) -> cst.Call | None:
+        finder = _InitCallFinder(name)
+        self.module.visit(finder)
+        return finder.found
+
+    def _example_input_size(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
+        call = self._init_call(name)
+        rng_leading = 1
+        sample = call.args[rng_leading].value if call is not None and len(call.args) > rng_leading else None
+        size = _literal_last_dim(sample, self.module) if sample is not None else None
+        if size is None:
+            self.todo(node, RULE_INPUT_SIZE, "pass the model's input feature size (the last dimension of its input) in place of `...`")
+            return cst.Ellipsis()
+        return size
+
+    def _seed(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
+        call = self._init_call(name)
+        key = call.args[0].value if call is not None and call.args else None
+        if isinstance(key, cst.Call) and (dotted_name(key.func) or "").rsplit(".", 1)[-1] in ("key", "PRNGKey") and key.args:
+            seed = key.args[0].value
+            if isinstance(seed, cst.Integer):
+                return seed
+        self.warn(node, RULE_TRANSFORM, "initialisation seed not found: nnx.Rngs(0) used (Haiku and Flax inits never agree bitwise anyway)")
+        return cst.Integer("0")
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        call = TransformCall.read(original, self.transforms)
+        if call is None:
+            return super().leave_Call(original, updated)
+        model = call.node.func.value  # type: ignore[attr-defined]
+        with_state = call.transformed.with_state
+        if call.method == "init":
+            filters = [cst.Arg(attr(self.ctx.ns, "Param"))]
+            if with_state:
+                filters.append(cst.Arg(attr(self.ctx.ns, STATE_VARIABLE)))
+            self.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; nnx.state reads its variables")
+            return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), *filters])
+        try:
+            apply = call.split_apply(updated)
+        except Unconvertible as reason:
+            self.todo(original, RULE_TRANSFORM, str(reason))
+            return updated
+        info = self.forward_info.get(call.transformed.name, (None, None))[1]
+        removed = info.removed_call_params if info is not None else {}
+        for arg in apply.rest:
+            if arg.keyword is not None and arg.keyword.value in removed:
+                self._set_mode(model, arg.value)
+        positional = [a for a in apply.rest if a.keyword is None]
+        for index in removed.values():
+            if index < len(positional):
+                self._set_mode(model, positional[index].value)
+        if apply.rng is not None:
+            self.warn(original, RULE_RNG, "the apply rng is dropped: NNX layers draw from the model's nnx.Rngs")
+        self.converted(original, RULE_TRANSFORM, "apply -> calling the NNX model")
+        forward = updated.with_changes(func=model, args=_kept_args(apply.rest, drop_removed_args(apply.rest, removed)))
+        if not with_state:
+            return forward
+        state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(attr(self.ctx.ns, STATE_VARIABLE))])
+        return cst.Tuple([cst.Element(forward), cst.Element(state)])
+
+    def _set_mode(self, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:
+        train = cst.Call(cst.Attribute(model, cst.Name("train")))
+        evaluate = cst.Call(cst.Attribute(model, cst.Name("eval")))
+        if m.matches(flag, m.Name("True")):
+            expression: cst.BaseExpression = train
+        elif m.matches(flag, m.Name("False")):
+            expression = evaluate
+        else:
+            expression = cst.IfExp(test=flag, body=train, orelse=evaluate)
+        self.insert_before_statement(cst.SimpleStatementLine([cst.Expr(expression)]))
+
+
+class _InitCallFinder(cst.CSTVisitor):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.found: cst.Call | None = None
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.found is None and m.matches(node.func, m.Attribute(value=m.Name(self.name), attr=m.Name("init"))):
+            self.found = node
+
+
+def _literal_last_dim(sample: cst.BaseExpression, module: cst.Module) -> cst.BaseExpression | None:
+    """784 for `jnp.ones((1, 784))`, directly or through a module-level `sample_x = ...`."""
+    if isinstance(sample, cst.Name):
+        name = sample.value
+        for statement in module.body:
+            assign = analysis.simple_assign(statement)
+            if assign is not None and m.matches(assign[0], m.Name(name)):
+                sample = assign[1]
+    if not isinstance(sample, cst.Call) or not sample.args:
+        return None
+    func = (dotted_name(sample.func) or "").rsplit(".", 1)[-1]
+    shape = next((a.value for a in sample.args if a.keyword is None or a.keyword.value == "shape"), None)
+    if func in ("normal", "uniform") and len(sample.args) >= 2:
+        shape = sample.args[1].value
+    if func not in ("ones", "zeros", "empty", "full", "normal", "uniform") or not isinstance(shape, cst.Tuple | cst.List):
+        return None
+    last = shape.elements[-1].value if shape.elements else None
+    return last if isinstance(last, cst.Integer) else None
+
+
+def _subscript(value: cst.BaseExpression, key: str) -> cst.Subscript:
+    return cst.Subscript(value=value, slice=[cst.SubscriptElement(cst.Index(cst.SimpleString(f"'{key}'")))])
+
+
+def _bare_tuple(*values: cst.BaseExpression) -> cst.Tuple:
+    return cst.Tuple([cst.Element(v) for v in values], lpar=[], rpar=[])
+
+
+def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.Call] | None:
+    """(a, b, call) for a statement `a, b = call(...)`."""
+    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
+        return None
+    assign = statement.body[0]
+    if len(assign.targets) != 1 or not isinstance(assign.value, cst.Call):
+        return None
+    target = assign.targets[0].target
+    if not isinstance(target, cst.Tuple | cst.List) or len(target.elements) != 2:
+        return None
+    if any(isinstance(e, cst.StarredElement) for e in target.elements):
+        return None
+    return target.elements[0].value, target.elements[1].value, assign.value
+
+
+def drop_removed_args(args: list[cst.Arg], removed: dict[str, int]) -> list[cst.Arg]:
+    """`args` without those passing a parameter the callee no longer has (by keyword or position)."""
+    if not removed:
+        return args
+    positions = set(removed.values())
+    kept = []
+    position = 0
+    for arg in args:
+        if arg.keyword is None and not arg.star:
+            position += 1
+            if position - 1 in positions:
+                continue
+        elif arg.keyword is not None and arg.keyword.value in removed:
+            continue
+        kept.append(arg)
+    return kept
+
+
+def _kept_args(original: list[cst.Arg], kept: list[cst.Arg]) -> list[cst.Arg]:
+    """`kept` (a subsequence of `original`) ending the way `original` ended (trailing comma, comment)."""
+    if not kept or kept[-1] is original[-1]:
+        return kept
+    last = kept[-1].with_changes(comma=original[-1].comma, whitespace_after_arg=original[-1].whitespace_after_arg)
+    if isinstance(last.comma, cst.Comma) and not isinstance(last.comma.whitespace_after, cst.ParenthesizedWhitespace):
+        last = last.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return [*kept[:-1], last]
