@@ -24,9 +24,10 @@ import libcst as cst
 from ..engine.calls import BoundCall, Unconvertible, keyword_arg
 from ..engine.context import attr
 from ..engine.names import ImportedNames
+from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 
-RULE_DROPOUT = "HK003"
+RULE_DROPOUT = register("HK003", "dropout", Status.CONVERTED, "hk.dropout -> nn.Dropout / nnx.Dropout", __name__)
 
 DROPOUT_ARGS = ("rng", "rate", "x", "broadcast_dims")
 
@@ -91,3 +92,38 @@ class LinenDropout(Rewriter):
             call_args.append(keyword_arg("rng", dropout.explicit_rng))
         self.converted(original, RULE_DROPOUT, "hk.dropout -> nn.Dropout")
         return cst.Call(func=cst.Call(func=attr(self.ctx.ns, "Dropout"), args=layer_args), args=call_args)
+
+
+class NnxDropout(Rewriter):
+    """`hk.dropout(...)` -> `self.dropout = nnx.Dropout(rate, rngs=rngs)` in `__init__`, `self.dropout(x)`.
+
+    A mixin of the NNX method rewriter (`haiku2flax.targets.nnx.NnxMethodRewriter`), whose hoisting API
+    it uses. `deterministic=not training` is kept on the call until the converter sees that `training`
+    serves nothing else; then the flag becomes the module's train/eval mode.
+    """
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if self.ctx.names.haiku_api(original.func) != "dropout" or not self.ctx.enabled(RULE_DROPOUT):
+            return super().leave_Call(original, updated)
+        try:
+            dropout = read_dropout(updated, self.ctx.names)
+        except Unconvertible as reason:
+            self.todo(original, RULE_DROPOUT, str(reason))
+            return updated
+        if self.in_nested_block(original, "hk.dropout") or not self.can_hoist([dropout.rate], original):  # type: ignore[attr-defined]
+            return updated
+        attribute = self.new_attribute("dropout")  # type: ignore[attr-defined]
+        layer_args = [cst.Arg(dropout.rate)]
+        if dropout.broadcast_dims is not None:
+            layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
+        layer_args.append(keyword_arg("rngs", cst.Name("rngs")))
+        self.add_to_init(attribute, cst.Call(attr(self.ctx.ns, "Dropout"), layer_args), original, needs_rngs=True)  # type: ignore[attr-defined]
+        call_args = [cst.Arg(dropout.x)]
+        if dropout.deterministic is not None:
+            call_args.append(keyword_arg("deterministic", dropout.deterministic))
+            if dropout.flag is not None:
+                self.mode_flags.add(dropout.flag)  # type: ignore[attr-defined]
+        if dropout.explicit_rng is not None:
+            call_args.append(keyword_arg("rngs", dropout.explicit_rng))
+        self.converted(original, RULE_DROPOUT, f"hk.dropout -> nnx.Dropout ({attribute})")
+        return self.set_size(cst.Call(attr("self", attribute), call_args), self.size_of(dropout.x))  # type: ignore[attr-defined]

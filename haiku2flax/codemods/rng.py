@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 
-RULE_RNG = "HK005"
+RULE_RNG = register("HK005", "next-rng-key", Status.NOT_CONVERTED, "hk.next_rng_key() outside dropout: TODO with how the target draws keys", __name__)
 
 ADVICE = {
     "linen": "draw keys with `self.make_rng('<stream>')` and pass `rngs={'<stream>': key}` to apply",

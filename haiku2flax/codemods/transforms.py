@@ -37,11 +37,12 @@ from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, keyword_arg, respell_args
 from ..engine.context import attr
 from ..engine.names import dotted_name
+from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from .rng import RULE_RNG
 
-RULE_TRANSFORM = "HK004"
-RULE_RNG = "HK005"
-RULE_INPUT_SIZE = "HK006"
+RULE_TRANSFORM = register("HK004", "transform", Status.CONVERTED, "hk.transform / transform_with_state / without_apply_rng and their init/apply calls", __name__)
+RULE_INPUT_SIZE = register("HK006", "input-size", Status.PARTIAL, "NNX input sizes: inferred by dataflow, else a constructor argument with a TODO", __name__)
 
 STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of that state

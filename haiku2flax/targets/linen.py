@@ -27,9 +27,7 @@ from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
-
-RULE_MODULE = "HK001"
-RULE_LAYER = "HK002"
+from . import RULE_LAYER, RULE_MODULE
 
 
 class LinenConverter(LinenTransforms, LinenDropout, RngKeys):

@@ -34,16 +34,14 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from ..codemods.dropout import RULE_DROPOUT, read_dropout
+from ..codemods.dropout import NnxDropout
 from ..codemods.rng import RngKeys
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
 from ..engine import analysis
 from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
-
-RULE_MODULE = "HK001"
-RULE_LAYER = "HK002"
+from . import RULE_LAYER, RULE_MODULE
 
 INPUT_SIZE = "din"
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of what transform_with_state calls state
@@ -143,8 +141,14 @@ class _ClassState:
         return candidate
 
 
-class _MethodRewriter(RngKeys):
-    """Hoists the layers one method builds inline, tracking feature sizes statement by statement."""
+class NnxMethodRewriter(NnxDropout, RngKeys):
+    """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
+
+    Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
+    `set_size` (feature sizes), `input_size` (a layer's input size, or a new constructor argument with a
+    TODO), `can_hoist` / `in_nested_block` (may this be built in `__init__`?), `add_to_init` (build it
+    there and get its attribute name), and `mode_flags` (flags that may become train/eval mode).
+    """
 
     def __init__(self, converter: NnxConverter, state: _ClassState, method: cst.FunctionDef, is_call: bool) -> None:
         super().__init__(converter.ctx)
@@ -215,18 +219,15 @@ class _MethodRewriter(RngKeys):
             hoisted = self._hoist(original.func, updated)
             if hoisted is not None:
                 return hoisted
-        api = self.ctx.names.haiku_api(original.func)
-        if api == "dropout" and self.ctx.enabled(RULE_DROPOUT):
-            return self._dropout(original, updated)
         return super().leave_Call(original, updated)
 
-    def _in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
+    def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         if self._block_depth > 1:
             self.todo(node, RULE_LAYER, f"{what} is built inside a loop or condition; build it in `__init__` by hand (use `nnx.List` for lists of layers)")
             return True
         return False
 
-    def _hoistable(self, expressions: list[cst.BaseExpression], node: cst.CSTNode) -> bool:
+    def can_hoist(self, expressions: list[cst.BaseExpression], node: cst.CSTNode) -> bool:
         used: set[str] = set()
         for expression in expressions:
             used |= analysis.Names.of(expression).used
@@ -236,7 +237,7 @@ class _MethodRewriter(RngKeys):
             return False
         return True
 
-    def _input_size(self, attribute: str, inputs: list[cst.Arg], node: cst.CSTNode) -> cst.BaseExpression:
+    def input_size(self, attribute: str, inputs: list[cst.Arg], node: cst.CSTNode) -> cst.BaseExpression:
         size = self.size_of(inputs[0].value) if inputs and inputs[0].keyword is None else None
         if size is None:
             name = f"{attribute}_in_features"
@@ -255,18 +256,18 @@ class _MethodRewriter(RngKeys):
         if construct is None and (local is None or local not in self.converter.classes):
             return None
         label = f"hk.{api}" if construct is not None else f"{local}(...)"
-        if self._in_nested_block(constructor, label):
+        if self.in_nested_block(constructor, label):
             return None
         explicit = _explicit_name(constructor)
         ctor_args = [a for a in constructor.args if not (a.keyword is not None and a.keyword.value == "name")]
-        if not self._hoistable([a.value for a in ctor_args], constructor):
+        if not self.can_hoist([a.value for a in ctor_args], constructor):
             return None
         base = analysis.snake_case(construct.haiku.rsplit(".", 1)[-1] if construct is not None else local)  # type: ignore[arg-type]
-        attribute = self.state.attribute_name(base, explicit)
+        attribute = self.new_attribute(base, explicit)
         call_args = list(updated.args)
         if construct is not None:
             api_spec = construct.targets["nnx"]
-            inputs = tuple(self._input_size(attribute, call_args, constructor) for _ in api_spec.inputs[:1])
+            inputs = tuple(self.input_size(attribute, call_args, constructor) for _ in api_spec.inputs[:1])
             try:
                 new = convert_construct_call(
                     constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}
@@ -278,14 +279,27 @@ class _MethodRewriter(RngKeys):
             self.mode_flags |= _negated_flags(call_args)
             output = inputs[0] if construct.keeps_size and inputs else construct_output_size(constructor, construct)
             self.converted(constructor, RULE_LAYER, f"hk.{api} -> nnx.{api_spec.api} (built in __init__)")
-            self.state.needs_rngs = True
+            self.state.needs_rngs = True  # every table layer takes rngs
         else:
             new, output, call_args = self._local_module(constructor, ctor_args, call_args, info, attribute)
-        self.ctx.need_target_import()
-        self.state.hoisted.append(_Hoisted(attribute, new, constructor))
+        self.add_to_init(attribute, new, constructor)
         result = updated.with_changes(func=attr("self", attribute), args=_clean_commas(call_args))
-        self.node_sizes[id(result)] = output
-        return result
+        return self.set_size(result, output)
+
+    def new_attribute(self, base: str, explicit: str | None = None) -> str:
+        """A fresh attribute name the way Haiku names modules: `linear`, `linear_1`, or the given name."""
+        return self.state.attribute_name(base, explicit)
+
+    def add_to_init(self, attribute: str, constructor: cst.BaseExpression, source: cst.CSTNode, needs_rngs: bool = False) -> None:
+        """Build `self.<attribute> = constructor` at the end of `__init__`."""
+        self.ctx.need_target_import()
+        self.state.hoisted.append(_Hoisted(attribute, constructor, source))
+        self.state.needs_rngs |= needs_rngs
+
+    def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
+        """Record the feature size of an expression this statement produced; returns the expression."""
+        self.node_sizes[id(node)] = size
+        return node
 
     def _local_module(
         self, constructor: cst.Call, ctor_args: list[cst.Arg], call_args: list[cst.Arg], info: ClassInfo | None, attribute: str
@@ -296,7 +310,7 @@ class _MethodRewriter(RngKeys):
         values: dict[str, cst.BaseExpression] = {}
         args: list[cst.Arg] = []
         if info.needs_din:
-            din = self._input_size(attribute, call_args, constructor)
+            din = self.input_size(attribute, call_args, constructor)
             args.append(cst.Arg(din))
             values[INPUT_SIZE] = din
         args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
@@ -316,33 +330,6 @@ class _MethodRewriter(RngKeys):
         self.converted(constructor, RULE_MODULE, f"{attribute} built in __init__")
         return cst.Call(func=constructor.func, args=args), output, kept
 
-    def _dropout(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        try:
-            dropout = read_dropout(updated, self.ctx.names)
-        except Unconvertible as reason:
-            self.todo(original, RULE_DROPOUT, str(reason))
-            return updated
-        if self._in_nested_block(original, "hk.dropout") or not self._hoistable([dropout.rate], original):
-            return updated
-        attribute = self.state.attribute_name("dropout", None)
-        layer_args = [cst.Arg(dropout.rate)]
-        if dropout.broadcast_dims is not None:
-            layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
-        layer_args.append(_rngs_arg())
-        self.state.needs_rngs = True
-        self.state.hoisted.append(_Hoisted(attribute, cst.Call(attr(self.ctx.ns, "Dropout"), layer_args), original))
-        self.ctx.need_target_import()
-        call_args = [cst.Arg(dropout.x)]
-        if dropout.deterministic is not None:
-            call_args.append(keyword_arg("deterministic", dropout.deterministic))
-            if dropout.flag is not None:
-                self.mode_flags.add(dropout.flag)
-        if dropout.explicit_rng is not None:
-            call_args.append(keyword_arg("rngs", dropout.explicit_rng))
-        self.converted(original, RULE_DROPOUT, f"hk.dropout -> nnx.Dropout ({attribute})")
-        result = cst.Call(attr("self", attribute), call_args)
-        self.node_sizes[id(result)] = self.size_of(dropout.x)
-        return result
 
 
 MODE_ARGS = ("deterministic", "use_running_average")  # what `model.train()` / `model.eval()` set
@@ -553,7 +540,7 @@ class NnxConverter(NnxTransforms):
         return classdef.with_changes(bases=bases, body=classdef.body.with_changes(body=body_statements)), info
 
     def _convert_method(self, method: cst.FunctionDef, state: _ClassState) -> tuple[cst.FunctionDef, dict[str, int], cst.BaseExpression | None]:
-        rewriter = _MethodRewriter(self, state, method, method.name.value == "__call__")
+        rewriter = NnxMethodRewriter(self, state, method, method.name.value == "__call__")
         new_body = method.body.visit(rewriter)
         before = analysis.Names.of(method.body).used
         stripped = new_body.visit(_StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
