@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def main(argv: list[str]) -> int:
-    cases = [Path(a) for a in argv] or sorted(p.parent for p in FIXTURES.glob("*/*/haiku.py"))
+    cases = [Path(a).resolve() for a in argv] or sorted(p.parent for p in FIXTURES.glob("*/*/haiku.py"))
     for case in cases:
         source = (case / "haiku.py").read_text(encoding="utf-8")
         for target in TARGETS:

@@ -55,15 +55,12 @@ class TransformCall:
     node: cst.Call
     transformed: Transformed
     method: str  # "init" or "apply"
+    module_method: str = "__call__"  # the model method this call runs (multi_transform)
 
-    @classmethod
-    def read(cls, call: cst.Call, transforms: dict[str, Transformed]) -> TransformCall | None:
-        if not m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("init") | m.Name("apply"))):
-            return None
-        transformed = transforms.get(call.func.value.value)  # type: ignore[attr-defined]
-        if transformed is None:
-            return None
-        return cls(call, transformed, call.func.attr.value)  # type: ignore[attr-defined]
+    @property
+    def model(self) -> cst.BaseExpression:
+        return cst.Name(self.transformed.name)
+
 
     def split_apply(self, call: cst.Call) -> ApplyArgs:
         """An `apply` call's params, state, rng and the model's own arguments."""
@@ -89,24 +86,83 @@ class ApplyArgs:
 
 
 
-class LinenTransforms(Rewriter):
-    """Linen: the transformed function becomes a module; init/apply speak in variables dicts."""
+class _Transforms(Rewriter):
+    """What both targets read: the transforms of a file, their forwards, and multi_transform aliases."""
 
     def init_transforms(self, module: cst.Module) -> None:
         self.transforms = analysis.module_transforms(module, self.ctx.names)
         self.forwards = {t.function: t for t in self.transforms.values()}
         self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        self.multi = {
+            t.name: read
+            for t in self.transforms.values()
+            if t.multi and t.function in self.module_functions
+            and (read := analysis.multi_forward(self.module_functions[t.function])) is not None
+        }
+        # `encode, decode = model.apply` (multi_transform): each name calls one method of the model
+        self.apply_aliases: dict[str, tuple[Transformed, str]] = {}
+        self._alias_statements: set[int] = set()
+        for statement in module.body:
+            assign = analysis.simple_assign(statement)
+            if assign is None or not m.matches(assign[1], m.Attribute(value=m.Name(), attr=m.Name("apply"))):
+                continue
+            multi = self.multi.get(assign[1].value.value)  # type: ignore[attr-defined]
+            targets = assign[0].elements if isinstance(assign[0], cst.Tuple | cst.List) else ()
+            if multi is None or len(targets) != len(multi.apply_methods) or not all(isinstance(e.value, cst.Name) for e in targets):
+                continue
+            transformed = self.transforms[assign[1].value.value]  # type: ignore[attr-defined]
+            for element, method in zip(targets, multi.apply_methods, strict=True):
+                self.apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
+            self._alias_statements.add(id(statement))
+
+    def transform_call(self, call: cst.Call) -> TransformCall | None:
+        """`f.init(...)`, `f.apply(...)` or a multi_transform apply alias `encode(...)`."""
+        if isinstance(call.func, cst.Name) and call.func.value in self.apply_aliases:
+            transformed, method = self.apply_aliases[call.func.value]
+            return TransformCall(call, transformed, "apply", method)
+        if not m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("init") | m.Name("apply"))):
+            return None
+        transformed = self.transforms.get(call.func.value.value)  # type: ignore[attr-defined]
+        if transformed is None or (transformed.multi and call.func.attr.value == "apply"):  # type: ignore[attr-defined]
+            return None
+        multi = self.multi.get(transformed.name)
+        module_method = multi.init_method if multi is not None else "__call__"
+        return TransformCall(call, transformed, call.func.attr.value, module_method)  # type: ignore[attr-defined]
+
+    def transformed_assignment(self, original: cst.Assign) -> Transformed | None:
+        """The transform a module-level `f = hk.transform(...)` statement defines."""
+        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
+            return None
+        transformed = self.transforms.get(original.targets[0].target.value)
+        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
+            return None
+        return transformed
+
+    def forward_module(self, transformed: Transformed) -> cst.Call | None:
+        forward = self.module_functions.get(transformed.function)
+        return analysis.forward_module(forward) if forward is not None else None
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        if id(original) in self._alias_statements:
+            self.converted(original, RULE_TRANSFORM, "multi_transform apply functions become model methods")
+            return cst.RemovalSentinel.REMOVE
+        return super().leave_SimpleStatementLine(original, updated)
+
+
+class LinenTransforms(_Transforms):
+    """Linen: the transformed function becomes a module; init/apply speak in variables dicts."""
+
+    def init_transforms(self, module: cst.Module) -> None:
+        super().init_transforms(module)
         self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
+        transformed = self.transformed_assignment(original)
+        if transformed is None:
             return super().leave_Assign(original, updated)
-        transformed = self.transforms.get(original.targets[0].target.value)
-        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
-            return super().leave_Assign(original, updated)
-        forward = self.module_functions.get(transformed.function)
+        inner = self.forward_module(transformed)
         model: cst.BaseExpression
-        if forward is not None and (inner := analysis.trivial_forward(forward)) is not None:
+        if inner is not None:
             model = inner.visit(self)  # type: ignore[assignment]
         else:
             model = cst.Call(func=cst.Name(analysis.camel_case(transformed.function)))
@@ -114,7 +170,7 @@ class LinenTransforms(Rewriter):
         return updated.with_changes(value=model)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        call = TransformCall.read(original, self.transforms)
+        call = self.transform_call(original)
         if call is None:
             return super().leave_Call(original, updated)
         return self._transform_call(call, updated)
@@ -127,7 +183,7 @@ class LinenTransforms(Rewriter):
             if call.transformed.with_state:
                 return updated  # the statement is rewritten whole, in leave_SimpleStatementLine
             self.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
-            return _subscript(updated, "params")
+            return _subscript(updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call))), "params")
         try:
             apply = call.split_apply(updated)
         except Unconvertible as reason:
@@ -141,13 +197,16 @@ class LinenTransforms(Rewriter):
             appended.append(keyword_arg("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
         if apply.state is not None:
             appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{STATE_COLLECTION}'"))])))
+        appended.extend(_method_arg(call))
         self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
-        return updated.with_changes(args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
+        return updated.with_changes(
+            func=attr(call.transformed.name, "apply"), args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended)
+        )
 
     # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         pair = _pair_assignment(node)
-        if pair is not None and (call := TransformCall.read(pair[2], self.transforms)) and call.transformed.with_state:
+        if pair is not None and (call := self.transform_call(pair[2])) and call.transformed.with_state:
             self._state_statements.add(id(pair[2]))
         super().visit_SimpleStatementLine(node)
 
@@ -176,25 +235,20 @@ class LinenTransforms(Rewriter):
         return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
 
 
-class NnxTransforms(Rewriter):
+class NnxTransforms(_Transforms):
     """NNX: the model is built eagerly; init reads its state; apply calls it, with train/eval modes."""
 
     def init_transforms(self, module: cst.Module) -> None:
-        self.transforms = analysis.module_transforms(module, self.ctx.names)
-        self.forwards = {t.function: t for t in self.transforms.values()}
-        self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        super().init_transforms(module)
         self.forward_info: dict[str, tuple[cst.Call, object]] = {}  # transformed name -> (ctor, ClassInfo)
         self.module = module
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
+        transformed = self.transformed_assignment(original)
+        if transformed is None:
             return super().leave_Assign(original, updated)
-        name = original.targets[0].target.value
-        transformed = self.transforms.get(name)
-        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
-            return super().leave_Assign(original, updated)
-        forward = self.module_functions.get(transformed.function)
-        inner = analysis.trivial_forward(forward) if forward is not None else None
+        name = transformed.name
+        inner = self.forward_module(transformed)
         if inner is not None and isinstance(inner.func, cst.Name):
             ctor, info = inner, self.class_infos.get(inner.func.value)
         else:
@@ -239,10 +293,10 @@ class NnxTransforms(Rewriter):
         return cst.Integer("0")
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        call = TransformCall.read(original, self.transforms)
+        call = self.transform_call(original)
         if call is None:
             return super().leave_Call(original, updated)
-        model = call.node.func.value  # type: ignore[attr-defined]
+        model = call.model
         with_state = call.transformed.with_state
         if call.method == "init":
             filters = [cst.Arg(attr(self.ctx.ns, "Param"))]
@@ -267,7 +321,8 @@ class NnxTransforms(Rewriter):
         if apply.rng is not None:
             self.warn(original, RULE_RNG, "the apply rng is dropped: NNX layers draw from the model's nnx.Rngs")
         self.converted(original, RULE_TRANSFORM, "apply -> calling the NNX model")
-        forward = updated.with_changes(func=model, args=_kept_args(apply.rest, drop_removed_args(apply.rest, removed)))
+        method = model if call.module_method == "__call__" else cst.Attribute(model, cst.Name(call.module_method))
+        forward = updated.with_changes(func=method, args=_kept_args(apply.rest, drop_removed_args(apply.rest, removed)))
         if not with_state:
             return forward
         state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(attr(self.ctx.ns, STATE_VARIABLE))])
@@ -336,6 +391,13 @@ def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpres
     if any(isinstance(e, cst.StarredElement) for e in target.elements):
         return None
     return target.elements[0].value, target.elements[1].value, assign.value
+
+
+def _method_arg(call: TransformCall) -> list[cst.Arg]:
+    """Linen's `method='encode'` when the call runs another method than `__call__`."""
+    if call.module_method == "__call__":
+        return []
+    return [keyword_arg("method", cst.SimpleString(f"'{call.module_method}'"))]
 
 
 def drop_removed_args(args: list[cst.Arg], removed: dict[str, int]) -> list[cst.Arg]:

@@ -127,7 +127,7 @@ def haiku_module_classes(module: cst.Module, names: ImportedNames) -> dict[str, 
     return found
 
 
-TRANSFORMS = {"transform": True, "transform_with_state": True}
+TRANSFORMS = {"transform", "transform_with_state", "multi_transform"}
 
 
 @dataclass
@@ -139,10 +139,11 @@ class Transformed:
     with_state: bool
     apply_rng: bool
     statement: cst.SimpleStatementLine
+    multi: bool = False  # hk.multi_transform: `apply` is a tuple of functions
 
 
-def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str, bool, bool] | None:
-    """(function name, with_state, apply takes an rng) of a transform expression."""
+def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str, bool, bool, bool] | None:
+    """(function name, with_state, apply takes an rng, multi) of a transform expression."""
     apply_rng = True
     if isinstance(value, cst.Call) and names.haiku_api(value.func) == "without_apply_rng" and len(value.args) == 1:
         apply_rng = False
@@ -152,7 +153,7 @@ def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str
     api = names.haiku_api(value.func)
     if api not in TRANSFORMS or not isinstance(value.args[0].value, cst.Name):
         return None
-    return value.args[0].value.value, api == "transform_with_state", apply_rng
+    return value.args[0].value.value, api == "transform_with_state", apply_rng, api == "multi_transform"
 
 
 def module_transforms(module: cst.Module, names: ImportedNames) -> dict[str, Transformed]:
@@ -164,7 +165,7 @@ def module_transforms(module: cst.Module, names: ImportedNames) -> dict[str, Tra
         read = read_transform(assign[1], names)
         if read is not None:
             assert isinstance(statement, cst.SimpleStatementLine)
-            found[assign[0].value] = Transformed(assign[0].value, read[0], read[1], read[2], statement)
+            found[assign[0].value] = Transformed(assign[0].value, read[0], read[1], read[2], statement, read[3])
     return found
 
 
@@ -221,3 +222,66 @@ def trivial_forward(function: cst.FunctionDef) -> cst.Call | None:
     if Names.of(inner).used & set(params):
         return None
     return inner
+
+
+@dataclass(frozen=True)
+class MultiForward:
+    """The forward of `hk.multi_transform`: one module, an init function and the apply methods."""
+
+    module: cst.Call
+    init_method: str
+    apply_methods: tuple[str, ...]
+
+
+def _method_of(expression: cst.BaseExpression, module: str, aliases: dict[str, cst.BaseExpression]) -> str | None:
+    """`__call__` for `module` / `lambda x: module(x)`, `m` for `module.m` (through local aliases)."""
+    if isinstance(expression, cst.Name) and expression.value in aliases:
+        expression = aliases[expression.value]
+    if m.matches(expression, m.Name(module)):
+        return "__call__"
+    if m.matches(expression, m.Attribute(value=m.Name(module), attr=m.Name())):
+        return expression.attr.value  # type: ignore[attr-defined]
+    if isinstance(expression, cst.Lambda) and isinstance(expression.body, cst.Call):
+        params = [p.name.value for p in expression.params.params]
+        passed = [a.value.value for a in expression.body.args if isinstance(a.value, cst.Name) and a.keyword is None]
+        if passed == params and len(passed) == len(expression.body.args):
+            return _method_of(expression.body.func, module, {})
+    return None
+
+
+def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
+    """Read `module = M(...); init = lambda x: module(x); return init, (module.a, module.b)`."""
+    body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+    statements = [s for s in body if not is_docstring(s)]
+    if function.params.params or not statements:
+        return None
+    first = simple_assign(statements[0])
+    if first is None or not isinstance(first[0], cst.Name) or not isinstance(first[1], cst.Call):
+        return None
+    module = first[0].value
+    aliases: dict[str, cst.BaseExpression] = {}
+    for statement in statements[1:-1]:
+        assign = simple_assign(statement)
+        if assign is None or not isinstance(assign[0], cst.Name):
+            return None
+        aliases[assign[0].value] = assign[1]
+    last = statements[-1]
+    if not m.matches(last, m.SimpleStatementLine(body=[m.Return(value=m.Tuple())])):
+        return None
+    returned = last.body[0].value.elements  # type: ignore[attr-defined]
+    if len(returned) != 2 or not isinstance(returned[1].value, cst.Tuple):
+        return None
+    init_method = _method_of(returned[0].value, module, aliases)
+    methods = [_method_of(e.value, module, aliases) for e in returned[1].value.elements]
+    if init_method is None or None in methods:
+        return None
+    return MultiForward(first[1], init_method, tuple(methods))  # type: ignore[arg-type]
+
+
+def forward_module(function: cst.FunctionDef) -> cst.Call | None:
+    """The module constructor of a forward that only builds one module (plain or multi_transform)."""
+    inner = trivial_forward(function)
+    if inner is not None:
+        return inner
+    multi = multi_forward(function)
+    return multi.module if multi is not None else None

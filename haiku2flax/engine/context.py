@@ -34,10 +34,10 @@ class Context:
             self.needed_imports.add(("flax", "nnx", None))
 
     def enabled(self, rule: str) -> bool:
-        family = rule.split("-")[0]
-        if rule in self.ignored or family in self.ignored:
+        """`--select` / `--ignore` match rule ids by prefix, as ruff does (`HK00` selects HK001-HK009)."""
+        if any(rule.startswith(prefix) for prefix in self.ignored):
             return False
-        return self.selected is None or rule in self.selected or family in self.selected
+        return self.selected is None or any(rule.startswith(prefix) for prefix in self.selected)
 
 
 def attr(ns: str, name: str) -> cst.Attribute:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -50,7 +51,7 @@ def _converter(target: str):
         from ..targets.nnx import NnxConverter
 
         return NnxConverter
-    raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
+    raise AssertionError(target)
 
 
 def convert_source(
@@ -62,18 +63,20 @@ def convert_source(
     ignore: frozenset[str] = frozenset(),
 ) -> Conversion:
     """Convert one file's text. Raises ConversionError for input that does not parse."""
-    converter_class = _converter(target)
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
     if not mentions_haiku(source):
         return Conversion(source, source)
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        raise ConversionError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
+        message = re.sub(r"^.*?error at \d+:\d+: ", "", error.message.splitlines()[0])
+        raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
     names = ImportedNames.from_module(module)
     if names.is_empty:
         return Conversion(source, source)
     ctx = Context(target=target, tables=tables or load_tables(), names=names, selected=select, ignored=ignore)
-    converter = converter_class(ctx, module)
+    converter = _converter(target)(ctx, module)
     converted = module.visit(converter)
     converted = fix_imports(converted, ctx.needed_imports)
     code = converted.code

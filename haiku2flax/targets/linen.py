@@ -88,13 +88,13 @@ class LinenConverter(LinenTransforms, LinenDropout, RngKeys):
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [s.visit(ParamsToSelf({p.name.value for p in init.params})) for s in init.other_statements]  # type: ignore[misc]
+                    [self._setup_statement(s, {p.name.value for p in init.params}) for s in init.other_statements]
                 ),
-                leading_lines=[cst.EmptyLine()] if body else [],
+                leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
             methods.insert(0, setup)
         if body and methods and not methods[0].leading_lines:
-            methods[0] = methods[0].with_changes(leading_lines=[cst.EmptyLine()])
+            methods[0] = methods[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
         methods = [s for s in methods if s not in class_doc]
         if not (class_doc or body or methods):
@@ -102,8 +102,30 @@ class LinenConverter(LinenTransforms, LinenDropout, RngKeys):
         self.converted(original, RULE_MODULE, f"hk.Module subclass {original.name.value} -> nn.Module")
         return updated.with_changes(bases=bases, body=updated.body.with_changes(body=[*class_doc, *body, *methods]))
 
+    def _setup_statement(self, statement: cst.BaseStatement, params: set[str]) -> cst.BaseStatement:
+        """An `__init__` statement moved to `setup()`: parameters read as fields, submodules unnamed.
+
+        Linen names a submodule assigned in `setup` after its attribute and refuses `name=` there.
+        """
+        original = statement
+        statement = statement.visit(ParamsToSelf(params))  # type: ignore[assignment]
+        assign = analysis.simple_assign(statement)
+        attribute = analysis.self_attribute(assign[0]) if assign is not None else None
+        if attribute is None or not isinstance(assign[1], cst.Call):  # type: ignore[index]
+            return statement
+        call: cst.Call = assign[1]  # type: ignore[index]
+        named = [a for a in call.args if a.keyword is not None and a.keyword.value == "name"]
+        if not named:
+            return statement
+        if not (isinstance(named[0].value, cst.SimpleString) and named[0].value.evaluated_value == attribute):
+            self.warn(original, RULE_MODULE, f"setup names this submodule `{attribute}` after its attribute")
+        args = [a for a in call.args if a not in named]
+        if args:
+            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return statement.deep_replace(call, call.with_changes(args=args))  # type: ignore[return-value]
+
     def _forward_to_module(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.RemovalSentinel:
-        if analysis.trivial_forward(original) is not None:
+        if analysis.forward_module(original) is not None:
             return cst.RemovalSentinel.REMOVE
         self.ctx.need_target_import()
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
@@ -183,3 +205,4 @@ class ParamsToSelf(cst.CSTTransformer):
         if original.value in self.params:
             return cst.Attribute(value=cst.Name("self"), attr=cst.Name(original.value))
         return updated
+

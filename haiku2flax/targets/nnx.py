@@ -29,7 +29,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libcst as cst
 import libcst.matchers as m
@@ -39,12 +39,11 @@ from ..codemods.rng import RngKeys
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
 from ..engine import analysis
 from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg
-from ..engine.context import Context, attr
+from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from . import RULE_LAYER, RULE_MODULE
 
 INPUT_SIZE = "din"
-STATE_VARIABLE = "BatchStat"  # the NNX variable type of what transform_with_state calls state
 
 # Functions that keep the feature size of their first argument.
 ELEMENTWISE = {
@@ -114,17 +113,60 @@ class _Hoisted:
 
 
 @dataclass
-class _ClassState:
-    """Shared by the methods of one class while it is converted."""
+class _InitLayer:
+    """`self.attr = hk.Linear(...)` in a Haiku `__init__`: NNX needs its input size, known at its first use."""
 
-    classdef: cst.ClassDef
-    locals_in_init: set[str]  # names the hoisted constructors may read (ctor params)
-    hoisted: list[_Hoisted] = field(default_factory=list)
-    used_attributes: set[str] = field(default_factory=set)
-    counts: dict[str, int] = field(default_factory=dict)
-    needs_din: bool = False
-    extra_params: list[tuple[str, str]] = field(default_factory=list)  # (name, what to pass)
-    needs_rngs: bool = False
+    attribute: str
+    constructor: cst.Call  # the Haiku constructor call
+    statement: cst.BaseStatement
+    resolved: cst.BaseExpression | None = None  # the NNX constructor, once the input size is known
+    output_size: cst.BaseExpression | None = None
+
+
+@dataclass
+class _MethodResult:
+    method: cst.FunctionDef
+    removed: dict[str, int]  # parameters that left the signature (name -> position after self)
+    output_size: cst.BaseExpression | None
+
+
+class _ClassConversion:
+    """One Haiku class on its way to NNX, shared by the rewriters of its methods.
+
+    Methods are converted on demand, `__call__` first, so a method called as `self.encode(x)` learns the
+    size of `x` from its caller; layers built in `__init__` get their input size at their first use.
+    """
+
+    def __init__(self, converter: NnxConverter, classdef: cst.ClassDef) -> None:
+        self.converter = converter
+        self.ctx = converter.ctx
+        self.classdef = classdef
+        self.init_def = analysis.find_method(classdef, "__init__")
+        self.init = analysis.read_init(self.init_def)
+        self.locals_in_init = {p.name.value for p in self.init.params} | {"self"}
+        self.hoisted: list[_Hoisted] = []
+        self.used_attributes: set[str] = set(self.init.fields) | _self_assigned(classdef)
+        self.counts: dict[str, int] = {}
+        self.needs_din = False
+        self.needs_rngs = False
+        self.extra_params: list[str] = []
+        self.methods = {
+            s.name.value: s for s in classdef.body.body if isinstance(s, cst.FunctionDef) and s is not self.init_def
+        }
+        self.results: dict[str, _MethodResult] = {}
+        self.init_layers = self._read_init_layers()
+        self.init_todos: list[tuple[str, str]] = []  # TODOs for the `__init__` signature itself
+
+    def _read_init_layers(self) -> dict[str, _InitLayer]:
+        layers = {}
+        for statement in self.init.other_statements:
+            assign = analysis.simple_assign(statement)
+            if assign is None or not isinstance(assign[1], cst.Call):
+                continue
+            attribute = analysis.self_attribute(assign[0])
+            if attribute is not None and self.converter.is_module_constructor(assign[1]):
+                layers[attribute] = _InitLayer(attribute, assign[1], statement)
+        return layers
 
     def attribute_name(self, base: str, explicit: str | None) -> str:
         if explicit is not None and explicit not in self.used_attributes:
@@ -140,6 +182,186 @@ class _ClassState:
         self.used_attributes.add(candidate)
         return candidate
 
+    def method(self, name: str, arg_sizes: dict[str, cst.BaseExpression | None]) -> _MethodResult | None:
+        """The converted method, converting it now (with these argument sizes) if not done yet."""
+        if name in self.results:
+            return self.results[name]
+        function = self.methods.get(name)
+        if function is None:
+            return None
+        rewriter = NnxMethodRewriter(self, function, arg_sizes)
+        self.results[name] = _MethodResult(function, {}, None)  # guards recursion
+        new_body = function.body.visit(rewriter)
+        before = analysis.Names.of(function.body).used
+        stripped = new_body.visit(_StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
+        after = analysis.Names.of(stripped).used
+        positional = [p.name.value for p in function.params.params]
+        removed = {n: positional.index(n) - 1 for n in positional[1:] if n in before and n not in after}
+        if removed:
+            new_body = stripped
+        params = function.params.with_changes(params=_clean_params([p for p in function.params.params if p.name.value not in removed]))
+        result = _MethodResult(function.with_changes(body=new_body, params=params), removed, rewriter.output_size)
+        self.results[name] = result
+        return result
+
+    def run(self) -> tuple[cst.ClassDef, ClassInfo]:
+        self.ctx.need_target_import()
+        first_params = [p.name.value for p in self.methods["__call__"].params.params[1:2]] if "__call__" in self.methods else []
+        self.method("__call__", {name: _name(INPUT_SIZE) for name in first_params})
+        for name in self.methods:
+            self.method(name, {})
+        for layer in self.init_layers.values():
+            if layer.resolved is None:
+                self.resolve_init_layer(layer, None, layer.constructor)
+        fields = set(self.init.fields)
+        to_params = _SelfFieldsToParams(fields)
+        body = [self.results[s.name.value].method if s in self.methods.values() else s for s in self.classdef.body.body]  # type: ignore[union-attr]
+        body = [s for s in body if s is not self.init_def]
+        still_read = {n for n in fields if _reads_self_attribute(cst.Module(body=body), n)}
+        hoisted_lines = [_assign_line(h.attribute, h.constructor.visit(to_params)) for h in self.hoisted]  # type: ignore[arg-type]
+        init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
+        init_body = [
+            *([self.init.docstring] if self.init.docstring else []),
+            *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
+            *[
+                _assign_line(init_layer_lines[id(s)].attribute, init_layer_lines[id(s)].resolved.visit(to_params), s)  # type: ignore[union-attr]
+                if id(s) in init_layer_lines
+                else s
+                for s in self.init.other_statements
+            ],
+            *hoisted_lines,
+        ]
+        new_init, ctor_params = self._constructor(init_body)
+        if new_init is not None:
+            new_init = add_todo_lines(new_init, self.init_todos)
+            insert_at = next((i for i, s in enumerate(self.classdef.body.body) if s is self.init_def), 0)
+            if self.init_def is None and insert_at < len(body) and analysis.is_docstring(body[0]):
+                insert_at = 1
+            if self.init_def is None and insert_at < len(body) and not body[insert_at].leading_lines:
+                body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine()])
+            body.insert(insert_at, new_init)
+        bases = [
+            b.with_changes(value=attr(self.ctx.ns, "Module")) if self.ctx.names.haiku_api(b.value) == "Module" else b
+            for b in self.classdef.bases
+        ]
+        call = self.results.get("__call__")
+        output = call.output_size.visit(to_params) if call is not None and call.output_size is not None else None
+        if output is not None and not analysis.Names.of(output).used <= set(ctor_params):
+            output = None
+        self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
+        info = ClassInfo(ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output)  # type: ignore[arg-type]
+        return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
+
+    def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
+        """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
+        new_params = [cst.Param(_name("self"))]
+        added = ([INPUT_SIZE] if self.needs_din else []) + self.extra_params
+        new_params.extend(cst.Param(_name(name), cst.Annotation(_name("int"))) for name in added)
+        original = [p for p in (self.init_def.params.params[1:] if self.init_def else ()) if p.name.value != "name"]
+        new_params.extend(p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in original)
+        kwonly = [p for p in (self.init_def.params.kwonly_params if self.init_def else ()) if p.name.value != "name"]
+        if self.needs_rngs:
+            kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
+        ctor_params = added + [p.name.value for p in original]
+        if not (init_body or len(new_params) > 1 or kwonly):
+            return None, ctor_params
+        params = cst.Parameters(
+            params=new_params,
+            kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
+            star_arg=cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
+        )
+        template = self.init_def or cst.FunctionDef(_name("__init__"), cst.Parameters(), cst.IndentedBlock([]))
+        body = cst.IndentedBlock(init_body or [cst.SimpleStatementLine([cst.Pass()])])
+        return template.with_changes(params=params, body=body), ctor_params
+
+    def resolve_init_layer(
+        self, layer: _InitLayer, rewriter: NnxMethodRewriter | None, node: cst.CSTNode, call_args: list[cst.Arg] | None = None
+    ) -> None:
+        """Write the NNX constructor of a layer built in `__init__`, now that its input size is known (or not)."""
+        built = self.build(layer.constructor, layer.attribute, call_args or [], rewriter, node)
+        layer.resolved, layer.output_size = built if built is not None else (layer.constructor, None)
+
+    def input_size(
+        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethodRewriter | None, node: cst.CSTNode
+    ) -> cst.BaseExpression:
+        """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
+        if size is None:
+            name = f"{attribute}_in_features"
+            self.extra_params.append(name)
+            reason = f"pass `{name}`: the input feature size of `{attribute}` could not be inferred"
+            if rewriter is not None:
+                rewriter.todo(node, RULE_INPUT_SIZE, reason)
+            else:
+                self.ctx.notes.todo(node, RULE_INPUT_SIZE, reason)
+                self.init_todos.append((RULE_INPUT_SIZE, reason))
+            return _name(name)
+        if m.matches(size, m.Name(INPUT_SIZE)):
+            self.needs_din = True
+        return size
+
+    def call_args_for(
+        self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethodRewriter, node: cst.CSTNode
+    ) -> list[cst.Arg] | None:
+        """The arguments of calling the NNX layer (`is_training` -> mode), or None with a TODO."""
+        construct = self.converter.construct_of(constructor)
+        if construct is None:
+            info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
+            return drop_removed_args(call_args, info.removed_call_params) if info is not None else call_args
+        try:
+            args = convert_layer_call_args(cst.Call(cst.Name("_"), call_args), construct, "nnx")
+        except Unconvertible as reason:
+            rewriter.todo(node, RULE_LAYER, str(reason))
+            return None
+        rewriter.mode_flags |= _negated_flags(args)
+        return args
+
+    def build(
+        self, constructor: cst.Call, attribute: str, call_args: list[cst.Arg], rewriter: NnxMethodRewriter | None, node: cst.CSTNode
+    ) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
+        """(NNX constructor, output size) for a Haiku module constructor called on `call_args`."""
+        size = rewriter.size_of(call_args[0].value) if rewriter is not None and call_args and call_args[0].keyword is None else None
+        ctor_args = [a for a in constructor.args if not _is_name_arg(a)]
+        construct = self.converter.construct_of(constructor)
+        report = rewriter if rewriter is not None else self.converter
+        if construct is not None:
+            api = construct.targets["nnx"]
+            inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
+            try:
+                new = convert_construct_call(
+                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}
+                )
+            except Unconvertible as reason:
+                report.todo(node, RULE_LAYER, str(reason))
+                return None
+            self.needs_rngs = True  # every table layer takes rngs
+            self.ctx.need_target_import()
+            report.converted(constructor, RULE_LAYER, f"hk.{construct.haiku} -> nnx.{api.api} (built in __init__)")
+            output = inputs[0] if construct.keeps_size and inputs else construct_output_size(constructor, construct)
+            return new, output
+        info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
+        if info is None:  # a class defined later in the file: its constructor is not known yet
+            report.todo(node, RULE_INPUT_SIZE, f"check the constructor arguments of `{attribute}`: its class is converted after this use")
+            return constructor.with_changes(args=ctor_args), None
+        values: dict[str, cst.BaseExpression] = {}
+        args: list[cst.Arg] = []
+        if info.needs_din:
+            din = self.input_size(attribute, size, rewriter, node)
+            args.append(cst.Arg(din))
+            values[INPUT_SIZE] = din
+        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
+        if info.needs_rngs:
+            args.append(_rngs_arg())
+            self.needs_rngs = True
+        positional = [a for a in ctor_args if a.keyword is None]
+        for param, arg in zip([p for p in info.ctor_params if p != INPUT_SIZE], positional, strict=False):
+            values[param] = arg.value
+        values.update({a.keyword.value: a.value for a in ctor_args if a.keyword is not None})
+        output = substitute(info.output_size, values) if info.output_size is not None else None
+        if output is not None and not analysis.Names.of(output).used <= set(values) | _names_in(values):
+            output = None
+        report.converted(constructor, RULE_MODULE, f"{attribute} built in __init__")
+        return cst.Call(func=constructor.func, args=args), output
+
 
 class NnxMethodRewriter(NnxDropout, RngKeys):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
@@ -150,20 +372,16 @@ class NnxMethodRewriter(NnxDropout, RngKeys):
     there and get its attribute name), and `mode_flags` (flags that may become train/eval mode).
     """
 
-    def __init__(self, converter: NnxConverter, state: _ClassState, method: cst.FunctionDef, is_call: bool) -> None:
-        super().__init__(converter.ctx)
-        self.converter = converter
-        self.state = state
-        self.sizes: dict[str, cst.BaseExpression | None] = {}
+    def __init__(self, conversion: _ClassConversion, method: cst.FunctionDef, arg_sizes: dict[str, cst.BaseExpression | None]) -> None:
+        super().__init__(conversion.ctx)
+        self.state = conversion
+        self.sizes: dict[str, cst.BaseExpression | None] = dict(arg_sizes)
         self.node_sizes: dict[int, cst.BaseExpression | None] = {}
         self.method_locals = {p.name.value for p in [*method.params.params, *method.params.kwonly_params]}
         self.method_locals |= _assigned_names(method)
         self.mode_flags: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
-        params = [p.name.value for p in method.params.params[1:]]
-        if is_call and params:
-            self.sizes[params[0]] = _name(INPUT_SIZE)
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -194,6 +412,7 @@ class NnxMethodRewriter(NnxDropout, RngKeys):
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.node_sizes.clear()
+        super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         for small in updated.body:
@@ -204,14 +423,15 @@ class NnxMethodRewriter(NnxDropout, RngKeys):
                     self.sizes.pop(name, None)
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
                 self.output_size = self.size_of(small.value)
-        return updated
+        return super().leave_SimpleStatementLine(original, updated)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._block_depth += 1
+        super().visit_IndentedBlock(node)
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
         self._block_depth -= 1
-        return updated
+        return super().leave_IndentedBlock(original, updated)
 
     # -- calls ----------------------------------------------------------------------------------------
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -219,7 +439,38 @@ class NnxMethodRewriter(NnxDropout, RngKeys):
             hoisted = self._hoist(original.func, updated)
             if hoisted is not None:
                 return hoisted
+        attribute = analysis.self_attribute(original.func)
+        if attribute in self.state.init_layers:
+            return self._use_init_layer(self.state.init_layers[attribute], original, updated)  # type: ignore[index]
+        if attribute in self.state.methods:
+            return self._call_method(attribute, updated)  # type: ignore[arg-type]
         return super().leave_Call(original, updated)
+
+    def _use_init_layer(self, layer: _InitLayer, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """`self.encoder(x)` on a layer built in `__init__`: its first use tells its input size."""
+        if layer.resolved is None:
+            self.state.resolve_init_layer(layer, self, original, list(updated.args))
+        args = self.state.call_args_for(layer.constructor, list(updated.args), self, original)
+        if args is None:
+            return updated
+        return self.set_size(updated.with_changes(args=_clean_commas(args)), layer.output_size)
+
+    def _call_method(self, name: str, updated: cst.Call) -> cst.BaseExpression:
+        """`self.encode(x)`: convert `encode` knowing the sizes of its arguments, then use its output size."""
+        function = self.state.methods[name]
+        params = [p.name.value for p in function.params.params[1:]]
+        sizes: dict[str, cst.BaseExpression | None] = {}
+        positional = [a for a in updated.args if a.keyword is None and not a.star]
+        for param, arg in zip(params, positional, strict=False):
+            sizes[param] = self.size_of(arg.value)
+        for arg in updated.args:
+            if arg.keyword is not None:
+                sizes[arg.keyword.value] = self.size_of(arg.value)
+        result = self.state.method(name, sizes)
+        if result is None:
+            return updated
+        args = drop_removed_args(list(updated.args), result.removed)
+        return self.set_size(updated.with_changes(args=_clean_commas(args)), result.output_size)
 
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         if self._block_depth > 1:
@@ -238,50 +489,26 @@ class NnxMethodRewriter(NnxDropout, RngKeys):
         return True
 
     def input_size(self, attribute: str, inputs: list[cst.Arg], node: cst.CSTNode) -> cst.BaseExpression:
+        """The input feature size of `attribute` called on `inputs`, or a new constructor argument + TODO."""
         size = self.size_of(inputs[0].value) if inputs and inputs[0].keyword is None else None
-        if size is None:
-            name = f"{attribute}_in_features"
-            self.state.extra_params.append((name, f"the input feature size of `{attribute}`"))
-            self.todo(node, RULE_INPUT_SIZE, f"pass `{name}`: the input feature size of `{attribute}` could not be inferred")
-            return _name(name)
-        if m.matches(size, m.Name(INPUT_SIZE)):
-            self.state.needs_din = True
-        return size
+        return self.state.input_size(attribute, size, self, node)
 
     def _hoist(self, constructor: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        if not self.state.converter.is_module_constructor(constructor):
+            return None
         api = self.ctx.names.haiku_api(constructor.func)
-        construct = self.ctx.tables.get(api) if api is not None else None
-        local = constructor.func.value if isinstance(constructor.func, cst.Name) else None
-        info = self.converter.class_infos.get(local) if local is not None else None
-        if construct is None and (local is None or local not in self.converter.classes):
+        if self.in_nested_block(constructor, f"hk.{api}" if api else f"{dotted_name(constructor.func)}(...)"):
             return None
-        label = f"hk.{api}" if construct is not None else f"{local}(...)"
-        if self.in_nested_block(constructor, label):
+        if not self.can_hoist([a.value for a in constructor.args if not _is_name_arg(a)], constructor):
             return None
-        explicit = _explicit_name(constructor)
-        ctor_args = [a for a in constructor.args if not (a.keyword is not None and a.keyword.value == "name")]
-        if not self.can_hoist([a.value for a in ctor_args], constructor):
+        call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor)
+        if call_args is None:
             return None
-        base = analysis.snake_case(construct.haiku.rsplit(".", 1)[-1] if construct is not None else local)  # type: ignore[arg-type]
-        attribute = self.new_attribute(base, explicit)
-        call_args = list(updated.args)
-        if construct is not None:
-            api_spec = construct.targets["nnx"]
-            inputs = tuple(self.input_size(attribute, call_args, constructor) for _ in api_spec.inputs[:1])
-            try:
-                new = convert_construct_call(
-                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}
-                )
-                call_args = convert_layer_call_args(updated, construct, "nnx")
-            except Unconvertible as reason:
-                self.todo(constructor, RULE_LAYER, str(reason))
-                return None
-            self.mode_flags |= _negated_flags(call_args)
-            output = inputs[0] if construct.keeps_size and inputs else construct_output_size(constructor, construct)
-            self.converted(constructor, RULE_LAYER, f"hk.{api} -> nnx.{api_spec.api} (built in __init__)")
-            self.state.needs_rngs = True  # every table layer takes rngs
-        else:
-            new, output, call_args = self._local_module(constructor, ctor_args, call_args, info, attribute)
+        attribute = self.new_attribute(_haiku_module_name(constructor, api), _explicit_name(constructor))
+        built = self.state.build(constructor, attribute, list(updated.args), self, constructor)
+        if built is None:
+            return None
+        new, output = built
         self.add_to_init(attribute, new, constructor)
         result = updated.with_changes(func=attr("self", attribute), args=_clean_commas(call_args))
         return self.set_size(result, output)
@@ -300,36 +527,6 @@ class NnxMethodRewriter(NnxDropout, RngKeys):
         """Record the feature size of an expression this statement produced; returns the expression."""
         self.node_sizes[id(node)] = size
         return node
-
-    def _local_module(
-        self, constructor: cst.Call, ctor_args: list[cst.Arg], call_args: list[cst.Arg], info: ClassInfo | None, attribute: str
-    ) -> tuple[cst.Call, cst.BaseExpression | None, list[cst.Arg]]:
-        if info is None:  # a class converted later in the file, or not at all: sizes unknown
-            self.todo(constructor, RULE_INPUT_SIZE, f"check the constructor arguments of `{attribute}`: its class was not converted before this use")
-            return constructor.with_changes(args=ctor_args), None, call_args
-        values: dict[str, cst.BaseExpression] = {}
-        args: list[cst.Arg] = []
-        if info.needs_din:
-            din = self.input_size(attribute, call_args, constructor)
-            args.append(cst.Arg(din))
-            values[INPUT_SIZE] = din
-        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
-        if info.needs_rngs:
-            args.append(_rngs_arg())
-            self.state.needs_rngs = True
-        positional = [a for a in ctor_args if a.keyword is None]
-        for param, arg in zip([p for p in info.ctor_params if p != INPUT_SIZE], positional):
-            values[param] = arg.value
-        for arg in ctor_args:
-            if arg.keyword is not None:
-                values[arg.keyword.value] = arg.value
-        output = substitute(info.output_size, values) if info.output_size is not None else None
-        if output is not None and not (analysis.Names.of(output).used <= set(values) | _names_in(values)):
-            output = None
-        kept = drop_removed_args(call_args, info.removed_call_params)
-        self.converted(constructor, RULE_MODULE, f"{attribute} built in __init__")
-        return cst.Call(func=constructor.func, args=args), output, kept
-
 
 
 MODE_ARGS = ("deterministic", "use_running_average")  # what `model.train()` / `model.eval()` set
@@ -354,6 +551,21 @@ def construct_output_size(constructor: cst.Call, construct) -> cst.BaseExpressio
     except Unconvertible:
         return None
     return bound.get(construct.output_size)
+
+
+def _is_name_arg(arg: cst.Arg) -> bool:
+    return arg.keyword is not None and arg.keyword.value == "name"
+
+
+def _haiku_module_name(constructor: cst.Call, api: str | None) -> str:
+    """Haiku's default module name: the class name in snake_case (`hk.Linear` -> `linear`)."""
+    return analysis.snake_case((api or dotted_name(constructor.func) or "module").rsplit(".", 1)[-1])
+
+
+def _assign_line(attribute: str, value: cst.BaseExpression, like: cst.BaseStatement | None = None) -> cst.SimpleStatementLine:
+    """`self.attribute = value`, keeping the comments above `like` when it replaces a statement."""
+    line = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(attr("self", attribute))], value)])
+    return line.with_changes(leading_lines=like.leading_lines) if like is not None else line
 
 
 def _explicit_name(call: cst.Call) -> str | None:
@@ -435,6 +647,14 @@ class NnxConverter(NnxTransforms):
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
 
+    def construct_of(self, call: cst.Call):
+        api = self.ctx.names.haiku_api(call.func)
+        return self.ctx.tables.get(api) if api is not None else None
+
+    def is_module_constructor(self, call: cst.Call) -> bool:
+        """A table layer or a Haiku module class of this file."""
+        return self.construct_of(call) is not None or (isinstance(call.func, cst.Name) and call.func.value in self.classes)
+
     # -- module-level structure ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return node.name.value not in self.classes
@@ -442,7 +662,7 @@ class NnxConverter(NnxTransforms):
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         if original.name.value not in self.classes:
             return updated
-        converted, info = self._convert_class(original)
+        converted, info = _ClassConversion(self, original).run()
         self.class_infos[original.name.value] = info
         return converted
 
@@ -454,111 +674,13 @@ class NnxConverter(NnxTransforms):
         self._depth -= 1
         if self._depth != 0 or original.name.value not in self.forwards:
             return updated
-        if analysis.trivial_forward(original) is not None:
+        if analysis.forward_module(original) is not None:
             return cst.RemovalSentinel.REMOVE
         classdef = _forward_as_class(original, self.ctx.ns)
-        converted, info = self._convert_class(classdef)
+        converted, info = _ClassConversion(self, classdef).run()
         self.class_infos[classdef.name.value] = info
         return converted.with_changes(leading_lines=original.leading_lines)
 
-    # -- classes ------------------------------------------------------------------------------------
-    def _convert_class(self, classdef: cst.ClassDef) -> tuple[cst.ClassDef, ClassInfo]:
-        self.ctx.need_target_import()
-        init_def = analysis.find_method(classdef, "__init__")
-        init = analysis.read_init(init_def)
-        param_names = [p.name.value for p in init.params]
-        state = _ClassState(classdef, set(param_names) | {"self"})
-        state.used_attributes |= set(init.fields) | _self_assigned(classdef)
-        methods: list[cst.BaseStatement] = []
-        removed: dict[str, int] = {}
-        output_size = None
-        for statement in classdef.body.body:
-            if statement is init_def or not isinstance(statement, cst.FunctionDef):
-                methods.append(statement)
-                continue
-            method, method_removed, method_output = self._convert_method(statement, state)
-            methods.append(method)
-            if statement.name.value == "__call__":
-                removed, output_size = method_removed, method_output
-        fields = set(init.fields)
-        to_params = _SelfFieldsToParams(fields)
-        hoisted_lines = [
-            cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(attr("self", h.attribute))], h.constructor.visit(to_params))])  # type: ignore[arg-type]
-            for h in state.hoisted
-        ]
-        methods_module = cst.Module(body=[s for s in methods if s is not init_def])
-        still_read = {n for n in fields if _reads_self_attribute(methods_module, n)}
-        init_body = [
-            *([init.docstring] if init.docstring else []),
-            *[s for s, name in zip(init.field_statements, init.fields) if name in still_read],
-            *init.other_statements,
-            *hoisted_lines,
-        ]
-        new_params = [cst.Param(_name("self"))]
-        ctor_params = []
-        if state.needs_din:
-            new_params.append(cst.Param(_name(INPUT_SIZE), cst.Annotation(_name("int"))))
-            ctor_params.append(INPUT_SIZE)
-        for extra, _ in state.extra_params:
-            new_params.append(cst.Param(_name(extra), cst.Annotation(_name("int"))))
-            ctor_params.append(extra)
-        original_params = list(init_def.params.params[1:]) if init_def is not None else []
-        original_params = [p for p in original_params if p.name.value != "name"]
-        new_params.extend(p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in original_params)
-        ctor_params.extend(p.name.value for p in original_params)
-        kwonly = [p for p in (init_def.params.kwonly_params if init_def is not None else ()) if p.name.value != "name"]
-        if state.needs_rngs:
-            kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
-        params = cst.Parameters(
-            params=new_params, kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
-            star_arg=cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
-        )
-        body_statements: list[cst.BaseStatement] = []
-        if init_body or state.needs_din or state.needs_rngs or len(new_params) > 1:
-            init_statements = init_body or [cst.SimpleStatementLine([cst.Pass()])]
-            new_init = (init_def or cst.FunctionDef(_name("__init__"), cst.Parameters(), cst.IndentedBlock([]))).with_changes(
-                params=params, body=cst.IndentedBlock(init_statements)
-            )
-            body_statements.append(new_init)
-        for statement in methods:
-            if statement is init_def:
-                continue
-            body_statements.append(statement)
-        if init_def is None and body_statements and len(body_statements) > 1:
-            body_statements[1] = body_statements[1].with_changes(leading_lines=[cst.EmptyLine(), *body_statements[1].leading_lines]) if not body_statements[1].leading_lines else body_statements[1]
-        bases = [
-            b.with_changes(value=attr(self.ctx.ns, "Module")) if self.ctx.names.haiku_api(b.value) == "Module" else b
-            for b in classdef.bases
-        ]
-        output = substitute(output_size, {f: _name(f) for f in fields}) if output_size is not None else None
-        if output is not None:
-            output = output.visit(to_params)  # type: ignore[assignment]
-            if not analysis.Names.of(output).used <= set(ctor_params):
-                output = None
-        self.converted(classdef, RULE_MODULE, f"hk.Module subclass {classdef.name.value} -> nnx.Module")
-        info = ClassInfo(ctor_params, state.needs_din, state.needs_rngs, removed, output)
-        return classdef.with_changes(bases=bases, body=classdef.body.with_changes(body=body_statements)), info
-
-    def _convert_method(self, method: cst.FunctionDef, state: _ClassState) -> tuple[cst.FunctionDef, dict[str, int], cst.BaseExpression | None]:
-        rewriter = NnxMethodRewriter(self, state, method, method.name.value == "__call__")
-        new_body = method.body.visit(rewriter)
-        before = analysis.Names.of(method.body).used
-        stripped = new_body.visit(_StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
-        after = analysis.Names.of(stripped).used
-        positional = [p.name.value for p in method.params.params]
-        removed = {
-            name: positional.index(name) - 1
-            for name in positional[1:]
-            if name in before and name not in after
-        }
-        if any(name in rewriter.mode_flags for name in removed) or removed:
-            new_body = stripped
-        else:
-            removed = {}
-        params = method.params.with_changes(
-            params=_clean_params([p for p in method.params.params if p.name.value not in removed])
-        )
-        return method.with_changes(body=new_body, params=params), removed, rewriter.output_size
 
 def _self_assigned(classdef: cst.ClassDef) -> set[str]:
     names = set()

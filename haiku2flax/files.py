@@ -1,0 +1,243 @@
+"""Everything about files: which ones to migrate, how to read them exactly, how to write them safely.
+
+Files are read as bytes and decoded here (PEP 263 coding cookie, UTF-8 BOM, newline style), so the
+engine only ever sees `\\n`-separated text and `Decoded.encode` gives back bytes that differ from the
+original only where the code changed. Writes go to a temporary file beside the target that is then
+renamed over it, so a user's file is always either the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import stat
+import tempfile
+import tokenize
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+# Directories never walked: version control, build output, installed packages, caches.
+SKIP_DIRS = frozenset({".git", ".venv", "venv", "build", "dist", "site-packages", "__pycache__", "node_modules"})
+VENV_MARKER = "pyvenv.cfg"
+GITIGNORE = ".gitignore"
+NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+class FileError(Exception):
+    """A file that cannot be migrated, shown as one `path:line:col: error: message` line."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message, line, column)  # all in `args`, so it survives pickling from a worker
+        self.message = " ".join(message.split())
+        self.line = max(line, 1)  # unknown positions (0) point at the file's start
+        self.column = max(column, 1)
+
+    def describe(self, path: str) -> str:
+        return f"{path}:{self.line}:{self.column}: error: {self.message}"
+
+
+def _position(before: str | bytes) -> tuple[int, int]:
+    """1-based (line, column) of the character that follows `before`."""
+    newline = b"\n" if isinstance(before, bytes) else "\n"
+    return before.count(newline) + 1, len(before) - before.rfind(newline)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A source file's text with `\\n` newlines, and what it takes to write it back byte for byte."""
+
+    text: str
+    encoding: str  # "utf-8-sig" when the file starts with a BOM, which then round-trips
+    newline: str  # the file's first line ending
+
+    def encode(self, text: str) -> bytes:
+        if self.newline != "\n":
+            text = text.replace("\n", self.newline)
+        try:
+            return text.encode(self.encoding)
+        except UnicodeEncodeError as error:
+            line, column = _position(error.object[: error.start])
+            raise FileError(f"the converted code cannot be written as {self.encoding}: {error.reason}", line, column) from None
+
+
+def decode(data: bytes) -> Decoded:
+    """Decode Python source the way the interpreter does: BOM, then the coding cookie, then UTF-8."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:  # an unknown or contradictory coding cookie
+        raise FileError(str(error)) from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line, column = _position(data[: error.start])
+        raise FileError(f"cannot decode as {encoding}: {error.reason}", line, column) from None
+    first_newline = NEWLINE.search(text)
+    newline = first_newline.group() if first_newline else "\n"
+    return Decoded(text.replace("\r\n", "\n").replace("\r", "\n"), encoding, newline)
+
+
+def display_path(path: Path) -> str:
+    """The path relative to the working directory when it lies inside it (as diffs want), else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
+
+
+def mirrored(path: str, out_dir: Path) -> Path:
+    """Where `--out-dir` puts a file shown as `path` (see `display_path`)."""
+    relative = Path(path)
+    return out_dir / (relative.relative_to(relative.anchor) if relative.is_absolute() else relative)
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` through a renamed temporary file, keeping the file's mode bits.
+
+    A symlink is written through (its target is replaced), so the link survives.
+    """
+    target = Path(os.path.realpath(path))
+    if mode is None:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_mirrored(source: Path, destination: Path, data: bytes | None) -> None:
+    """`--out-dir`: write `data` (or copy `source` when None) to `destination`, keeping the mode bits."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        shutil.copy2(source, destination)
+    else:
+        write_atomic(destination, data, mode=stat.S_IMODE(source.stat().st_mode))
+
+
+# -- discovery -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """One .gitignore line: a `/`-split glob, relative to the directory of its .gitignore."""
+
+    base: tuple[str, ...]
+    pattern: tuple[str, ...]  # `**` segments match any number of directories
+    negated: bool
+    directories_only: bool
+
+    @classmethod
+    def parse(cls, line: str, base: tuple[str, ...]) -> IgnoreRule | None:
+        line = line.rstrip()
+        if not line or line.startswith("#"):
+            return None
+        negated = line.startswith("!")
+        line = line.removeprefix("!").removeprefix("\\")  # `\#` and `\!` start literal patterns
+        directories_only = line.endswith("/")
+        segments = tuple(segment for segment in line.strip("/").split("/") if segment)
+        if not segments:
+            return None
+        if "/" not in line.rstrip("/"):  # a bare name matches at any depth
+            segments = ("**", *segments)
+        return cls(base, segments, negated, directories_only)
+
+    def matches(self, parts: tuple[str, ...], is_dir: bool) -> bool:
+        if (self.directories_only and not is_dir) or parts[: len(self.base)] != self.base:
+            return False
+        return _glob_match(self.pattern, parts[len(self.base) :])
+
+
+def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Segment-wise matching, so `*` never crosses a `/` (plain fnmatch on whole paths would)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_match(pattern[1:], parts[start:]) for start in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], pattern[0]) and _glob_match(pattern[1:], parts[1:])
+
+
+def _read_gitignore(directory: Path, base: tuple[str, ...]) -> list[IgnoreRule]:
+    try:
+        text = (directory / GITIGNORE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [rule for line in text.splitlines() if (rule := IgnoreRule.parse(line, base)) is not None]
+
+
+def _is_ignored(parts: tuple[str, ...], is_dir: bool, rules: list[IgnoreRule]) -> bool:
+    """Git's rule: the last matching pattern decides, and `!pattern` re-includes."""
+    ignored = False
+    for rule in rules:
+        if rule.matches(parts, is_dir):
+            ignored = not rule.negated
+    return ignored
+
+
+def _repository_root(directory: Path) -> Path:
+    """The enclosing git work tree (so its top-level .gitignore applies), else `directory` itself."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return directory
+
+
+def walk(top: Path, exclude: Collection[Path] = ()) -> Iterator[Path]:
+    """Files under `top`, skipping SKIP_DIRS, virtualenvs, `exclude` and what .gitignore files exclude."""
+    absolute = Path(os.path.abspath(top))
+    root = _repository_root(absolute)
+    parts = absolute.relative_to(root).parts
+    rules = [rule for depth in range(len(parts)) for rule in _read_gitignore(root.joinpath(*parts[:depth]), parts[:depth])]
+    excluded = {Path(os.path.abspath(path)) for path in exclude}
+    yield from _walk_directory(top, parts, rules, excluded)
+
+
+def _walk_directory(directory: Path, parts: tuple[str, ...], inherited: list[IgnoreRule], excluded: set[Path]) -> Iterator[Path]:
+    rules = inherited + _read_gitignore(directory, parts)
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        path = directory / entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if _is_ignored((*parts, entry.name), is_dir, rules):
+            continue
+        if is_dir:
+            if entry.name in SKIP_DIRS or (path / VENV_MARKER).exists() or Path(os.path.abspath(path)) in excluded:
+                continue
+            yield from _walk_directory(path, (*parts, entry.name), rules, excluded)
+        elif entry.is_file():
+            yield path
+
+
+@dataclass(frozen=True)
+class Discovery:
+    sources: list[Path]  # the files to migrate, sorted
+    others: list[Path]  # every other file found by walking: `--out-dir` copies them
+
+
+def discover(paths: Collection[Path], suffixes: Collection[str], exclude: Collection[Path] = ()) -> Discovery:
+    """Files to migrate: those with one of `suffixes` in the directories given, and every file given.
+
+    A given file is kept even when it does not exist, so reading it reports the error in its place.
+    """
+    sources: dict[str, Path] = {}
+    others: dict[str, Path] = {}
+    for path in paths:
+        if not path.is_dir():
+            sources[os.path.abspath(path)] = path
+            continue
+        for file in walk(path, exclude):
+            (sources if file.suffix in suffixes else others).setdefault(os.path.abspath(file), file)
+    for key in sources.keys() & others.keys():  # a file given explicitly and also found by walking
+        del others[key]
+    return Discovery(sorted(sources.values(), key=display_path), sorted(others.values(), key=display_path))
