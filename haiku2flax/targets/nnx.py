@@ -36,6 +36,7 @@ import libcst.matchers as m
 
 from ..codemods.dropout import NnxDropout
 from ..codemods.rng import RngKeys
+from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
 from ..engine import analysis
 from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg
@@ -639,11 +640,12 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(NnxTransforms):
+class NnxConverter(NnxTraining, NnxTransforms):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
+        self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
 
@@ -668,12 +670,13 @@ class NnxConverter(NnxTransforms):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
-        return not (self._depth == 1 and node.name.value in self.forwards)
+        visit_children = super().visit_FunctionDef(node) is not False
+        return visit_children and not (self._depth == 1 and node.name.value in self.forwards)
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         self._depth -= 1
         if self._depth != 0 or original.name.value not in self.forwards:
-            return updated
+            return super().leave_FunctionDef(original, updated)
         if analysis.forward_module(original) is not None:
             return cst.RemovalSentinel.REMOVE
         classdef = _forward_as_class(original, self.ctx.ns)
