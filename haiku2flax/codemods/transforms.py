@@ -56,11 +56,11 @@ class TransformCall:
     transformed: Transformed
     method: str  # "init" or "apply"
     module_method: str = "__call__"  # the model method this call runs (multi_transform)
+    through_train_state: bool = False  # `state.apply_fn(...)` of a TrainState created with `f.apply`
 
     @property
     def model(self) -> cst.BaseExpression:
         return cst.Name(self.transformed.name)
-
 
     def split_apply(self, call: cst.Call) -> ApplyArgs:
         """An `apply` call's params, state, rng and the model's own arguments."""
@@ -114,12 +114,18 @@ class _Transforms(Rewriter):
             for element, method in zip(targets, multi.apply_methods, strict=True):
                 self.apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
             self._alias_statements.add(id(statement))
+        finder = _TrainStateFinder(set(self.transforms))
+        module.visit(finder)
+        # the transformed model whose `apply` a TrainState carries, when there is exactly one
+        self.train_state_model = self.transforms[finder.models.pop()] if len(finder.models) == 1 else None
 
     def transform_call(self, call: cst.Call) -> TransformCall | None:
-        """`f.init(...)`, `f.apply(...)` or a multi_transform apply alias `encode(...)`."""
+        """`f.init(...)`, `f.apply(...)`, a multi_transform apply alias `encode(...)`, or `state.apply_fn(...)`."""
         if isinstance(call.func, cst.Name) and call.func.value in self.apply_aliases:
             transformed, method = self.apply_aliases[call.func.value]
             return TransformCall(call, transformed, "apply", method)
+        if self.train_state_model is not None and m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))):
+            return TransformCall(call, self.train_state_model, "apply", through_train_state=True)
         if not m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("init") | m.Name("apply"))):
             return None
         transformed = self.transforms.get(call.func.value.value)  # type: ignore[attr-defined]
@@ -147,6 +153,21 @@ class _Transforms(Rewriter):
             self.converted(original, RULE_TRANSFORM, "multi_transform apply functions become model methods")
             return cst.RemovalSentinel.REMOVE
         return super().leave_SimpleStatementLine(original, updated)
+
+
+class _TrainStateFinder(cst.CSTVisitor):
+    """`TrainState.create(apply_fn=f.apply, ...)`: the models whose `apply` a train state carries."""
+
+    def __init__(self, transforms: set[str]) -> None:
+        self.transforms = transforms
+        self.models: set[str] = set()
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if (
+            m.matches(node, m.Arg(keyword=m.Name("apply_fn"), value=m.Attribute(value=m.Name(), attr=m.Name("apply"))))
+            and node.value.value.value in self.transforms  # type: ignore[attr-defined]
+        ):
+            self.models.add(node.value.value.value)  # type: ignore[attr-defined]
 
 
 class LinenTransforms(_Transforms):
@@ -199,9 +220,8 @@ class LinenTransforms(_Transforms):
             appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{STATE_COLLECTION}'"))])))
         appended.extend(_method_arg(call))
         self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
-        return updated.with_changes(
-            func=attr(call.transformed.name, "apply"), args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended)
-        )
+        func = attr(call.transformed.name, "apply") if call.module_method != "__call__" else updated.func
+        return updated.with_changes(func=func, args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
 
     # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
@@ -296,6 +316,9 @@ class NnxTransforms(_Transforms):
         call = self.transform_call(original)
         if call is None:
             return super().leave_Call(original, updated)
+        if call.through_train_state:
+            self.todo(original, RULE_TRANSFORM, "TrainState: keep the model and an `nnx.Optimizer(model, tx, wrt=nnx.Param)`; call the model")
+            return updated
         model = call.model
         with_state = call.transformed.with_state
         if call.method == "init":
