@@ -35,6 +35,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..codemods.dropout import NnxDropout
+from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.rng import RngKeys
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
@@ -71,6 +72,7 @@ class ClassInfo:
     needs_rngs: bool
     removed_call_params: dict[str, int]  # __call__ parameters removed (name -> original position)
     output_size: cst.BaseExpression | None  # in terms of ctor_params names
+    defaults: dict[str, cst.BaseExpression]  # constructor parameters' default values
 
 
 class _Substitute(cst.CSTTransformer):
@@ -250,7 +252,8 @@ class _ClassConversion:
         if output is not None and not analysis.Names.of(output).used <= set(ctor_params):
             output = None
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
-        info = ClassInfo(ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output)  # type: ignore[arg-type]
+        defaults = {p.name.value: p.default for p in self.init.params if p.default is not None}
+        info = ClassInfo(ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output, defaults)  # type: ignore[arg-type]
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
 
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
@@ -353,6 +356,7 @@ class _ClassConversion:
         if info.needs_rngs:
             args.append(_rngs_arg())
             self.needs_rngs = True
+        values.update(info.defaults)
         positional = [a for a in ctor_args if a.keyword is None]
         for param, arg in zip([p for p in info.ctor_params if p != INPUT_SIZE], positional, strict=False):
             values[param] = arg.value
@@ -364,7 +368,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxDropout, RngKeys):
+class NnxMethodRewriter(NnxParameters, NnxDropout, RngKeys):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -640,7 +644,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(NnxTraining, NnxTransforms):
+class NnxConverter(NnxTraining, NnxStateClass, NnxTransforms):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
