@@ -22,6 +22,8 @@ from __future__ import annotations
 import libcst as cst
 
 from ..codemods.dropout import LinenDropout
+from ..codemods.parameters import LinenParameters
+from ..codemods.param_paths import LinenParamPaths
 from ..codemods.rng import RngKeys
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
@@ -30,11 +32,12 @@ from ..engine.context import Context, attr
 from . import RULE_LAYER, RULE_MODULE
 
 
-class LinenConverter(LinenTransforms, LinenDropout, RngKeys):
+class LinenConverter(LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, RngKeys):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
+        self.init_param_paths(module)
         self._builds_inline: list[bool] = []  # per function being visited
         self._depth = 0
         self._called_inline: set[int] = set()  # constructor calls that are called right away

@@ -36,6 +36,7 @@ import libcst.matchers as m
 
 from ..codemods.dropout import NnxDropout
 from ..codemods.parameters import NnxParameters, NnxStateClass
+from ..codemods.param_paths import NnxParamPaths
 from ..codemods.rng import RngKeys
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
@@ -644,11 +645,12 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
+        self.init_param_paths(module)
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
