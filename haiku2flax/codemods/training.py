@@ -8,6 +8,10 @@ just as Haiku's are):
   `nnx.value_and_grad`, and `@jax.jit` becomes `@nnx.jit` (NNX transforms take modules as arguments);
 - the SGD update `params = jax.tree_util.tree_map(f, params, grads)` reads the model's parameters with
   `nnx.state(model, nnx.Param)` and writes them back with `nnx.update(model, params)`;
+- with optax: `opt_state = optimizer.init(params)` -> `opt_state = nnx.Optimizer(model, optimizer,
+  wrt=nnx.Param)`; in the step, `updates, opt_state = optimizer.update(grads, opt_state, params)` ->
+  `opt_state.update(model, grads)`, and `params = optax.apply_updates(params, updates)` reads the
+  updated parameters back with `nnx.state(model, nnx.Param)`;
 - callers pass the model where they passed the params: `train_step(key, params, x, y)` ->
   `train_step(key, model, x, y)`.
 
@@ -36,6 +40,8 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ..engine import analysis
+from ..engine.calls import keyword_arg
 from ..engine.context import attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
@@ -114,6 +120,15 @@ class NnxTraining(Rewriter):
         self.params_functions = {f.name.value: self.params_of[id(f)] for f in flow.functions.values() if id(f) in self.params_of}
         self._renames: list[_Rename | None] = []  # per function being visited
         self._kept_names: set[int] = set()  # Name nodes that are not the params variable
+        # module-level `params = model.init(...)`: optimizer states initialised from them become nnx.Optimizers
+        self.params_variables = {
+            assign[0].value: assign[1].func.value.value  # type: ignore[union-attr, attr-defined]
+            for statement in module.body
+            if (assign := analysis.simple_assign(statement)) is not None
+            and isinstance(assign[0], cst.Name)
+            and m.matches(assign[1], m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("init"))))
+            and assign[1].func.value.value in self.transforms  # type: ignore[attr-defined]
+        }
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
         found = self.params_of.get(id(node))
@@ -156,27 +171,51 @@ class NnxTraining(Rewriter):
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         rename = self._current_rename()
-        target = _sgd_update(node, rename.params) if rename is not None else None
-        if target is not None:
-            self._kept_names.add(id(target))  # the updated params keep their name: they are a State now
+        update = _param_update(node, rename.params) if rename is not None else None
+        if update is not None:
+            self._kept_names.add(id(update[0]))  # the updated params keep their name: they are a State now
         super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         rename = self._current_rename()
-        if rename is not None and _sgd_update(original, rename.params) is not None:
+        update = _param_update(original, rename.params) if rename is not None else None
+        if rename is not None and update is not None:
             rename.updated = True  # later reads of the params name mean the updated State
-            params_name, model = rename.params, rename.model
-            state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(cst.Name(model)), cst.Arg(attr(self.ctx.ns, "Param"))])
             assign: cst.Assign = updated.body[0]  # type: ignore[assignment]
+            state = self._param_state(rename.model)
+            if update[1] == "apply_updates":  # the optimizer already wrote the model: read its parameters
+                self.converted(original, RULE_TRAINING, "optax.apply_updates: nnx.Optimizer.update wrote the model")
+                return super().leave_SimpleStatementLine(original, updated.with_changes(body=[assign.with_changes(value=state)]))
             tree_map: cst.Call = assign.value  # type: ignore[assignment]
-            args = [a.with_changes(value=state) if m.matches(a.value, m.Name(model)) else a for a in tree_map.args]
+            args = [a.with_changes(value=state) if m.matches(a.value, m.Name(rename.model)) else a for a in tree_map.args]
             new_assign = assign.with_changes(value=tree_map.with_changes(args=args))
-            write_back = cst.SimpleStatementLine([cst.Expr(cst.Call(attr(self.ctx.ns, "update"), [cst.Arg(cst.Name(model)), cst.Arg(cst.Name(params_name))]))])
+            write_back = _call_line(attr(self.ctx.ns, "update"), cst.Name(rename.model), cst.Name(rename.params))
             self.converted(original, RULE_TRAINING, "SGD update reads nnx.state(model, nnx.Param) and writes back with nnx.update")
             return cst.FlattenSentinel([updated.with_changes(body=[new_assign]), write_back])
+        optimizer_update = _optimizer_update(updated) if rename is not None else None
+        if optimizer_update is not None:
+            grads, opt_state, new_name = optimizer_update
+            lines = [_call_line(cst.Attribute(opt_state, cst.Name("update")), cst.Name(rename.model), grads)]  # type: ignore[union-attr]
+            if not m.matches(new_name, m.Name(opt_state.value)):  # type: ignore[attr-defined]
+                lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(new_name)], opt_state)]))
+            self.converted(original, RULE_TRAINING, "optimizer.update -> nnx.Optimizer.update(model, grads)")
+            lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines)
+            return cst.FlattenSentinel(lines)
         return super().leave_SimpleStatementLine(original, updated)
 
+    def _param_state(self, model: str) -> cst.Call:
+        return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(cst.Name(model)), cst.Arg(attr(self.ctx.ns, "Param"))])
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if (
+            m.matches(original, m.Call(func=m.Attribute(attr=m.Name("init")), args=[m.Arg(value=m.Name(), keyword=None)]))
+            and original.args[0].value.value in self.params_variables  # type: ignore[attr-defined]
+            and original.func.value.value not in self.transforms  # type: ignore[attr-defined]
+        ):  # `opt_state = optimizer.init(params)`
+            model = self.params_variables[original.args[0].value.value]  # type: ignore[attr-defined]
+            optimizer = [cst.Arg(cst.Name(model)), cst.Arg(updated.func.value), keyword_arg("wrt", attr(self.ctx.ns, "Param"))]  # type: ignore[attr-defined]
+            self.converted(original, RULE_TRAINING, "optax state -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
+            return super().leave_Call(original, cst.Call(attr(self.ctx.ns, "Optimizer"), optimizer))
         grad = _grad_name(original.func)
         if grad is not None and self._current_rename() is not None:
             return super().leave_Call(original, updated.with_changes(func=attr(self.ctx.ns, grad)))
@@ -199,8 +238,9 @@ class _Rename:
     updated: bool = False  # past the SGD update: the name now holds the new parameter State
 
 
-def _sgd_update(statement: cst.SimpleStatementLine, params: str) -> cst.Name | None:
-    """The target of `params = jax.tree_util.tree_map(f, params, grads)`, if the statement is one."""
+def _param_update(statement: cst.SimpleStatementLine, params: str) -> tuple[cst.Name, str] | None:
+    """(target, kind) of `params = jax.tree_util.tree_map(f, params, grads)` ("tree_map") or
+    `params = optax.apply_updates(params, updates)` ("apply_updates")."""
     if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
         return None
     assign = statement.body[0]
@@ -208,8 +248,29 @@ def _sgd_update(statement: cst.SimpleStatementLine, params: str) -> cst.Name | N
     value = assign.value
     if not (isinstance(target, cst.Name) and target.value == params and isinstance(value, cst.Call)):
         return None
-    if dotted_name(value.func) not in TREE_MAPS:
+    function = dotted_name(value.func)
+    if function in TREE_MAPS and any(m.matches(a.value, m.Name(params)) for a in value.args[1:]):
+        return target, "tree_map"
+    if function in ("optax.apply_updates", "apply_updates") and value.args and m.matches(value.args[0].value, m.Name(params)):
+        return target, "apply_updates"
+    return None
+
+
+def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.Name, cst.BaseExpression] | None:
+    """(grads, optimizer state, new state target) of `updates, opt_state = optimizer.update(grads, opt_state, ...)`."""
+    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
         return None
-    if not any(m.matches(a.value, m.Name(params)) for a in value.args[1:]):
+    assign = statement.body[0]
+    target = assign.targets[0].target if len(assign.targets) == 1 else None
+    call = assign.value
+    if not (isinstance(target, cst.Tuple) and len(target.elements) == 2 and isinstance(call, cst.Call)):
         return None
-    return target
+    if not m.matches(call.func, m.Attribute(attr=m.Name("update"))) or len(call.args) < 2:
+        return None
+    if any(a.keyword is not None for a in call.args[:2]) or not isinstance(call.args[1].value, cst.Name):
+        return None
+    return call.args[0].value, call.args[1].value, target.elements[1].value
+
+
+def _call_line(func: cst.BaseExpression, *args: cst.BaseExpression) -> cst.SimpleStatementLine:
+    return cst.SimpleStatementLine([cst.Expr(cst.Call(func, [cst.Arg(a) for a in args]))])
