@@ -13,7 +13,12 @@ just as Haiku's are):
   `opt_state.update(model, grads)`, and `params = optax.apply_updates(params, updates)` reads the
   updated parameters back with `nnx.state(model, nnx.Param)`;
 - callers pass the model where they passed the params: `train_step(key, params, x, y)` ->
-  `train_step(key, model, x, y)`.
+  `train_step(key, model, x, y)`;
+- a Flax `TrainState.create(apply_fn=model.apply, params=params, tx=tx)` becomes
+  `nnx.Optimizer(model, tx, wrt=nnx.Param)`; a step taking the train state gets the model as a new
+  argument before it (NNX transforms only update modules passed in), differentiates with respect to it
+  (`jax.grad(loss_fn)(state.params)` -> `nnx.grad(loss_fn)(model)`), and
+  `state = state.apply_gradients(grads=grads)` -> `state.update(model, grads)`.
 
 Why: in NNX the parameters live in the model object; gradients are taken with respect to the model's
 `nnx.Param` state, which is exactly the tree Haiku differentiated.
@@ -65,10 +70,12 @@ def _grad_name(func: cst.BaseExpression) -> str | None:
 class _ParamsFlow(cst.CSTVisitor):
     """Finds, to a fixpoint, which function parameters carry Haiku params into `apply`."""
 
-    def __init__(self, models: set[str]) -> None:
+    def __init__(self, models: set[str], train_state_model: str | None) -> None:
         self.models = models  # names of transformed objects (`model`)
+        self.train_state_model = train_state_model  # the model whose `apply` a TrainState carries
         self.functions: dict[str, cst.FunctionDef] = {}
         self.params_of: dict[int, tuple[str, int, str]] = {}  # id(function) -> (param, position, model)
+        self.train_state_of: dict[int, tuple[str, int, str]] = {}  # id(function) -> (state param, position, model)
         self._stack: list[cst.FunctionDef] = []
         self._changed = True
 
@@ -88,37 +95,57 @@ class _ParamsFlow(cst.CSTVisitor):
             if isinstance(argument, cst.Name) and argument.value in params and id(function) not in self.params_of:
                 self.params_of[id(function)] = (argument.value, params.index(argument.value), model)
                 self._changed = True
+            state = _train_state_params(argument)
+            if state is not None and state in params and id(function) not in self.train_state_of:
+                self.train_state_of[id(function)] = (state, params.index(state), model)
+                self._changed = True
 
     def _params_arguments(self, call: cst.Call) -> list[tuple[cst.BaseExpression, str]]:
         """Expressions this call uses as Haiku params, with the model they belong to."""
         if m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("apply"))) and call.args:
             model = call.func.value.value  # type: ignore[attr-defined]
             return [(call.args[0].value, model)] if model in self.models else []
+        if m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))) and call.args and self.train_state_model:
+            return [(call.args[0].value, self.train_state_model)]
         callee = call.func
         if isinstance(callee, cst.Call) and _grad_name(callee.func) and callee.args:  # jax.grad(f)(params)
             callee = callee.args[0].value
         target = self.functions.get(callee.value) if isinstance(callee, cst.Name) else None
-        if target is None or id(target) not in self.params_of:
+        found = (self.params_of.get(id(target)) or self.train_state_of.get(id(target))) if target is not None else None
+        if found is None:
             return []
-        _, position, model = self.params_of[id(target)]
+        _, position, model = found
         positional = [a for a in call.args if a.keyword is None]
         return [(positional[position].value, model)] if position < len(positional) else []
 
-    def run(self, module: cst.Module) -> dict[int, tuple[str, int, str]]:
+    def run(self, module: cst.Module) -> None:
         while self._changed:
             self._changed = False
             module.visit(self)
-        return self.params_of
+
+
+def _train_state_params(node: cst.BaseExpression) -> str | None:
+    """`state` for `state.params`."""
+    if m.matches(node, m.Attribute(value=m.Name(), attr=m.Name("params"))):
+        return node.value.value  # type: ignore[attr-defined]
+    return None
 
 
 class NnxTraining(Rewriter):
     """A mixin of `NnxConverter`: training steps take the model where Haiku took its params."""
 
     def init_training(self, module: cst.Module) -> None:
-        flow = _ParamsFlow(set(self.transforms))  # type: ignore[attr-defined]
-        self.params_of = flow.run(module)
+        train_state = self.train_state_model.name if self.train_state_model is not None else None  # type: ignore[attr-defined]
+        flow = _ParamsFlow(set(self.transforms), train_state)  # type: ignore[attr-defined]
+        flow.run(module)
+        self.params_of, self.train_state_of = flow.params_of, flow.train_state_of
+        # callers' arguments: where a function took params (replaced by the model) or a train state (model added before)
         self.params_functions = {f.name.value: self.params_of[id(f)] for f in flow.functions.values() if id(f) in self.params_of}
+        self.train_state_functions = {
+            f.name.value: self.train_state_of[id(f)] for f in flow.functions.values() if id(f) in self.train_state_of
+        }
         self._renames: list[_Rename | None] = []  # per function being visited
+        self._train_states: list[tuple[str, int, str] | None] = []  # per function being visited
         self._kept_names: set[int] = set()  # Name nodes that are not the params variable
         # module-level `params = model.init(...)`: optimizer states initialised from them become nnx.Optimizers
         self.params_variables = {
@@ -133,22 +160,30 @@ class NnxTraining(Rewriter):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
         found = self.params_of.get(id(node))
         self._renames.append(_Rename(found[0], found[2]) if found else None)
+        self._train_states.append(self.train_state_of.get(id(node)))
         return super().visit_FunctionDef(node)
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         rename = self._renames.pop()
-        if rename is None or not isinstance(updated, cst.FunctionDef):
+        train_state = self._train_states.pop()
+        if (rename is None and train_state is None) or not isinstance(updated, cst.FunctionDef):
             return super().leave_FunctionDef(original, updated)
-        params_name, model = rename.params, rename.model
-        new_params = [
-            p.with_changes(name=cst.Name(model)) if p.name.value == params_name else p for p in updated.params.params
-        ]
+        params = list(updated.params.params)
+        if rename is not None:
+            params = [p.with_changes(name=cst.Name(rename.model)) if p.name.value == rename.params else p for p in params]
+            self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model instead of its params")
+        if train_state is not None:
+            params.insert(train_state[1], cst.Param(cst.Name(train_state[2])))
+            params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
+            self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model beside its train state")
         decorators = [
             d.with_changes(decorator=attr(self.ctx.ns, "jit")) if dotted_name(d.decorator) == "jax.jit" else d for d in updated.decorators
         ]
-        self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model instead of its params")
-        updated = updated.with_changes(params=updated.params.with_changes(params=new_params), decorators=decorators)
+        updated = updated.with_changes(params=updated.params.with_changes(params=params), decorators=decorators)
         return super().leave_FunctionDef(original, updated)
+
+    def _current_train_state(self) -> tuple[str, int, str] | None:
+        return self._train_states[-1] if self._train_states else None
 
     def _current_rename(self) -> _Rename | None:
         rename = self._renames[-1] if self._renames else None
@@ -192,6 +227,12 @@ class NnxTraining(Rewriter):
             write_back = _call_line(attr(self.ctx.ns, "update"), cst.Name(rename.model), cst.Name(rename.params))
             self.converted(original, RULE_TRAINING, "SGD update reads nnx.state(model, nnx.Param) and writes back with nnx.update")
             return cst.FlattenSentinel([updated.with_changes(body=[new_assign]), write_back])
+        train_state = self._current_train_state()
+        gradients = _apply_gradients(updated, train_state[0]) if train_state is not None else None
+        if gradients is not None:  # state = state.apply_gradients(grads=grads) -> state.update(model, grads)
+            line = _call_line(cst.Attribute(cst.Name(train_state[0]), cst.Name("update")), cst.Name(train_state[2]), gradients)  # type: ignore[index]
+            self.converted(original, RULE_TRAINING, "TrainState.apply_gradients -> nnx.Optimizer.update(model, grads)")
+            return super().leave_SimpleStatementLine(original, line.with_changes(leading_lines=updated.leading_lines))
         optimizer_update = _optimizer_update(updated) if rename is not None else None
         if optimizer_update is not None:
             grads, opt_state, new_name = optimizer_update
@@ -202,6 +243,13 @@ class NnxTraining(Rewriter):
             lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines)
             return cst.FlattenSentinel(lines)
         return super().leave_SimpleStatementLine(original, updated)
+
+    def _creates_train_state(self, call: cst.Call) -> bool:
+        if self.train_state_model is None or not m.matches(call.func, m.Attribute(attr=m.Name("create"))):  # type: ignore[attr-defined]
+            return False
+        keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        apply_fn = keywords.get("apply_fn")
+        return "tx" in keywords and m.matches(apply_fn, m.Attribute(value=m.Name(self.train_state_model.name), attr=m.Name("apply")))  # type: ignore[attr-defined, arg-type]
 
     def _param_state(self, model: str) -> cst.Call:
         return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(cst.Name(model)), cst.Arg(attr(self.ctx.ns, "Param"))])
@@ -216,9 +264,28 @@ class NnxTraining(Rewriter):
             optimizer = [cst.Arg(cst.Name(model)), cst.Arg(updated.func.value), keyword_arg("wrt", attr(self.ctx.ns, "Param"))]  # type: ignore[attr-defined]
             self.converted(original, RULE_TRAINING, "optax state -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
             return super().leave_Call(original, cst.Call(attr(self.ctx.ns, "Optimizer"), optimizer))
+        if self._creates_train_state(original):  # TrainState.create(apply_fn=model.apply, params=..., tx=...)
+            tx = next(a.value for a in updated.args if a.keyword is not None and a.keyword.value == "tx")
+            model = self.train_state_model.name  # type: ignore[attr-defined]
+            optimizer = [cst.Arg(cst.Name(model)), cst.Arg(tx), keyword_arg("wrt", attr(self.ctx.ns, "Param"))]
+            self.converted(original, RULE_TRAINING, "TrainState -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
+            return super().leave_Call(original, cst.Call(attr(self.ctx.ns, "Optimizer"), optimizer))
+        train_state = self._current_train_state()
+        if train_state is not None and isinstance(original.func, cst.Call) and _grad_name(original.func.func):
+            args = [a.with_changes(value=cst.Name(train_state[2])) if _train_state_params(a.value) == train_state[0] else a for a in updated.args]
+            updated = updated.with_changes(args=args)  # jax.grad(loss_fn)(state.params) -> (model)
         grad = _grad_name(original.func)
-        if grad is not None and self._current_rename() is not None:
+        if grad is not None and (self._current_rename() is not None or train_state is not None):
             return super().leave_Call(original, updated.with_changes(func=attr(self.ctx.ns, grad)))
+        if isinstance(original.func, cst.Name) and original.func.value in self.train_state_functions:
+            _, position, model = self.train_state_functions[original.func.value]
+            args = list(updated.args)
+            positional = [i for i, a in enumerate(args) if a.keyword is None]
+            if position <= len(positional):
+                index = positional[position] if position < len(positional) else len(args)
+                args.insert(index, cst.Arg(cst.Name(model), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))))
+                self.converted(original, RULE_TRAINING, f"{original.func.value} is passed the model")
+                return super().leave_Call(original, updated.with_changes(args=args))
         if isinstance(original.func, cst.Name) and original.func.value in self.params_functions:
             _, position, model = self.params_functions[original.func.value]
             args = list(updated.args)
@@ -270,6 +337,20 @@ def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpre
     if any(a.keyword is not None for a in call.args[:2]) or not isinstance(call.args[1].value, cst.Name):
         return None
     return call.args[0].value, call.args[1].value, target.elements[1].value
+
+
+def _apply_gradients(statement: cst.SimpleStatementLine, state: str) -> cst.BaseExpression | None:
+    """The gradients of `state = state.apply_gradients(grads=grads)`."""
+    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
+        return None
+    assign = statement.body[0]
+    call = assign.value
+    if not (len(assign.targets) == 1 and m.matches(assign.targets[0].target, m.Name(state)) and isinstance(call, cst.Call)):
+        return None
+    if not m.matches(call.func, m.Attribute(value=m.Name(state), attr=m.Name("apply_gradients"))):
+        return None
+    grads = [a.value for a in call.args if a.keyword is not None and a.keyword.value == "grads"]
+    return grads[0] if len(grads) == 1 and len(call.args) == 1 else None
 
 
 def _call_line(func: cst.BaseExpression, *args: cst.BaseExpression) -> cst.SimpleStatementLine:

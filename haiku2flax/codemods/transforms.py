@@ -316,9 +316,6 @@ class NnxTransforms(_Transforms):
         call = self.transform_call(original)
         if call is None:
             return super().leave_Call(original, updated)
-        if call.through_train_state:
-            self.todo(original, RULE_TRANSFORM, "TrainState: keep the model and an `nnx.Optimizer(model, tx, wrt=nnx.Param)`; call the model")
-            return updated
         model = call.model
         with_state = call.transformed.with_state
         if call.method == "init":
