@@ -57,6 +57,7 @@ RULE_TRAINING = register(
 )
 
 GRADS = {"grad": "grad", "value_and_grad": "value_and_grad"}
+OPTIMIZER_ATTRIBUTES = {"params", "apply_fn", "apply_gradients", "step", "opt_state", "tx", "update"}
 TREE_MAPS = {"jax.tree_util.tree_map", "jax.tree.map", "tree_map", "jax.tree_map"}
 
 
@@ -191,6 +192,13 @@ class NnxTraining(Rewriter):
 
     def visit_Attribute(self, node: cst.Attribute) -> bool | None:
         self._kept_names.add(id(node.attr))  # `state.params` is no variable
+        train_state = self._current_train_state()
+        if (
+            train_state is not None
+            and m.matches(node.value, m.Name(train_state[0]))
+            and node.attr.value not in OPTIMIZER_ATTRIBUTES
+        ):
+            self.todo(node, RULE_TRAINING, f"`{train_state[0]}.{node.attr.value}`: an nnx.Optimizer has no such field; state such as batch statistics lives in the NNX model")
         return super().visit_Attribute(node)
 
     def visit_Arg(self, node: cst.Arg) -> bool | None:

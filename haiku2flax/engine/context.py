@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .names import ImportedNames
-from .notes import Notes, todo_comment
+from .notes import TODO_PREFIX, Notes, todo_comment
 from .tables import Tables
 
 
@@ -50,15 +50,14 @@ def attr(ns: str, name: str) -> cst.Attribute:
 
 
 def add_todo_lines(statement: cst.CSTNode, todos: list[tuple[str, str]]) -> cst.CSTNode:
-    """Put `# TODO(haiku2flax:RULE): reason` comments above a statement, once each."""
+    """Put `# TODO(haiku2flax:RULE): reason` comments above a statement, once each.
+
+    A statement that already carries a haiku2flax TODO (from an earlier run) gets no more: a second run
+    over partly migrated code must change nothing.
+    """
     if not todos or not hasattr(statement, "leading_lines"):
         return statement
-    existing = {line.comment.value for line in statement.leading_lines if line.comment is not None}
-    new = [
-        cst.EmptyLine(comment=cst.Comment(text))
-        for text in dict.fromkeys(todo_comment(rule, reason) for rule, reason in todos)
-        if text not in existing
-    ]
-    if not new:
+    if any(line.comment is not None and line.comment.value.startswith(TODO_PREFIX) for line in statement.leading_lines):
         return statement
+    new = [cst.EmptyLine(comment=cst.Comment(text)) for text in dict.fromkeys(todo_comment(rule, reason) for rule, reason in todos)]
     return statement.with_changes(leading_lines=[*statement.leading_lines, *new])

@@ -9,6 +9,7 @@ import libcst as cst
 
 from .context import Context
 from .imports import fix_imports
+from .leftovers import mark_leftovers
 from .names import HAIKU, ImportedNames
 from .notes import Note
 from .tables import Tables, load_tables
@@ -79,9 +80,11 @@ def convert_source(
     converter = _converter(target)(ctx, module)
     converted = module.visit(converter)
     converted = fix_imports(converted, ctx.needed_imports)
+    converted, leftover_notes = mark_leftovers(converted, names)
     code = converted.code
     try:
         cst.parse_module(code)
     except cst.ParserSyntaxError as error:  # a rule bug: never write code that does not parse
         raise ConversionError(f"internal error: the converted code does not parse ({error.message})") from None
-    return Conversion(source, code, ctx.notes.resolve(module))
+    notes = sorted(ctx.notes.resolve(module) + leftover_notes, key=lambda n: (n.line, n.column))
+    return Conversion(source, code, notes)

@@ -1,0 +1,73 @@
+"""The last safety net: every Haiku reference the rules left behind carries a TODO.
+
+A construct no rule converts (yet) must never pass silently: after the rules ran, any statement that
+still refers to a Haiku name and has no `# TODO(haiku2flax…)` comment above it gets
+`# TODO(haiku2flax:HK000): <name> has no conversion rule; convert it by hand`, and a report note
+(positioned in the output, where the TODO is). Import statements are left alone: the import pass
+keeps an import exactly while something uses it.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from .context import add_todo_lines
+from .names import ImportedNames
+from .notes import TODO_PREFIX, Note, Outcome
+from .registry import Status, register
+from .rewriter import STATEMENTS
+
+RULE_UNSUPPORTED = register(
+    "HK000", "unsupported", Status.NOT_CONVERTED, "a Haiku API no rule converts: left as it was, with a TODO", __name__
+)
+
+
+class _Leftovers(cst.CSTTransformer):
+    def __init__(self, names: ImportedNames) -> None:
+        super().__init__()
+        self.names = names
+        self.marked: list[tuple[cst.CSTNode, str]] = []  # (statement in the output, reason)
+        self._found: list[list[str]] = []  # per open statement: Haiku names it refers to
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, STATEMENTS):
+            self._found.append([])
+        if isinstance(node, cst.Attribute | cst.Name) and self._found:
+            api = self.names.haiku_api(node)
+            if api is not None or (isinstance(node, cst.Name) and self.names.qualify(node) is not None):
+                self._found[-1].append(f"hk.{api}" if api else node.value)  # type: ignore[union-attr]
+                return False
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        result = super().on_leave(original_node, updated_node)
+        if isinstance(original_node, STATEMENTS):
+            found = self._found.pop()
+            comments = [line.comment.value for line in original_node.leading_lines if line.comment]  # type: ignore[attr-defined]
+            if found and not any(c.startswith(TODO_PREFIX) for c in comments) and isinstance(result, cst.CSTNode):
+                names = ", ".join(f"`{n}`" for n in dict.fromkeys(found))
+                reason = f"{names} has no conversion rule; convert it by hand"
+                result = add_todo_lines(result, [(RULE_UNSUPPORTED, reason)])
+                self.marked.append((result, reason))
+        return result
+
+
+def mark_leftovers(module: cst.Module, names: ImportedNames) -> tuple[cst.Module, list[Note]]:
+    """`module` with a TODO above every statement that still uses Haiku without one, and their notes."""
+    leftovers = _Leftovers(names)
+    marked = module.visit(leftovers)
+    if not leftovers.marked:
+        return module, []
+    positions = MetadataWrapper(marked, unsafe_skip_copy=True).resolve(PositionProvider)
+    notes = []
+    for statement, reason in leftovers.marked:
+        where = positions[statement].start
+        notes.append(Note(RULE_UNSUPPORTED, Outcome.TODO, reason, where.line, where.column + 1))
+    return marked, notes
