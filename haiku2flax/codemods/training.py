@@ -69,14 +69,19 @@ def _grad_name(func: cst.BaseExpression) -> str | None:
 
 
 class _ParamsFlow(cst.CSTVisitor):
-    """Finds, to a fixpoint, which function parameters carry Haiku params into `apply`."""
+    """Finds, to a fixpoint, which function parameters carry Haiku params (or state) into `apply`.
 
-    def __init__(self, models: set[str], train_state_model: str | None) -> None:
+    Roles: "params" (the Haiku params tree: becomes the model), "state" (transform_with_state's state:
+    lives in the model, so the parameter goes), "train_state" (a Flax TrainState: becomes an
+    nnx.Optimizer, with the model passed beside it).
+    """
+
+    def __init__(self, models: set[str], stateful: set[str], train_state_model: str | None) -> None:
         self.models = models  # names of transformed objects (`model`)
+        self.stateful = stateful  # those made by transform_with_state
         self.train_state_model = train_state_model  # the model whose `apply` a TrainState carries
         self.functions: dict[str, cst.FunctionDef] = {}
-        self.params_of: dict[int, tuple[str, int, str]] = {}  # id(function) -> (param, position, model)
-        self.train_state_of: dict[int, tuple[str, int, str]] = {}  # id(function) -> (state param, position, model)
+        self.roles: dict[str, dict[int, tuple[str, int, str]]] = {"params": {}, "state": {}, "train_state": {}}
         self._stack: list[cst.FunctionDef] = []
         self._changed = True
 
@@ -92,32 +97,41 @@ class _ParamsFlow(cst.CSTVisitor):
             return
         function = self._stack[-1]
         params = [p.name.value for p in function.params.params]
-        for argument, model in self._params_arguments(node):
-            if isinstance(argument, cst.Name) and argument.value in params and id(function) not in self.params_of:
-                self.params_of[id(function)] = (argument.value, params.index(argument.value), model)
-                self._changed = True
-            state = _train_state_params(argument)
-            if state is not None and state in params and id(function) not in self.train_state_of:
-                self.train_state_of[id(function)] = (state, params.index(state), model)
+        for argument, model, role in self._arguments(node):
+            name = argument.value if isinstance(argument, cst.Name) else None
+            if role == "params" and name is None:  # `state.params` of a train state parameter
+                name, role = _train_state_params(argument), "train_state"
+            if name in params and id(function) not in self.roles[role]:
+                self.roles[role][id(function)] = (name, params.index(name), model)  # type: ignore[arg-type]
                 self._changed = True
 
-    def _params_arguments(self, call: cst.Call) -> list[tuple[cst.BaseExpression, str]]:
-        """Expressions this call uses as Haiku params, with the model they belong to."""
-        if m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("apply"))) and call.args:
+    def _arguments(self, call: cst.Call) -> list[tuple[cst.BaseExpression, str, str]]:
+        """(expression, model, role) for what this call passes as Haiku params, state or train state."""
+        model = None
+        if m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("apply"))) and call.func.value.value in self.models:  # type: ignore[attr-defined]
             model = call.func.value.value  # type: ignore[attr-defined]
-            return [(call.args[0].value, model)] if model in self.models else []
-        if m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))) and call.args and self.train_state_model:
-            return [(call.args[0].value, self.train_state_model)]
+        elif m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))) and self.train_state_model:
+            model = self.train_state_model
+        if model is not None:
+            roles = ["params", "state"] if model in self.stateful else ["params"]
+            return [(arg.value, model, role) for arg, role in zip(call.args, roles, strict=False) if arg.keyword is None]
         callee = call.func
         if isinstance(callee, cst.Call) and _grad_name(callee.func) and callee.args:  # jax.grad(f)(params)
             callee = callee.args[0].value
         target = self.functions.get(callee.value) if isinstance(callee, cst.Name) else None
-        found = (self.params_of.get(id(target)) or self.train_state_of.get(id(target))) if target is not None else None
-        if found is None:
+        if target is None:
             return []
-        _, position, model = found
         positional = [a for a in call.args if a.keyword is None]
-        return [(positional[position].value, model)] if position < len(positional) else []
+        found = []
+        for role, functions in self.roles.items():
+            if id(target) in functions:
+                _, position, model = functions[id(target)]
+                if position < len(positional):
+                    found.append((positional[position].value, model, role))
+        return found
+
+    def of(self, role: str) -> dict[int, tuple[str, int, str]]:
+        return self.roles[role]
 
     def run(self, module: cst.Module) -> None:
         while self._changed:
@@ -137,14 +151,15 @@ class NnxTraining(Rewriter):
 
     def init_training(self, module: cst.Module) -> None:
         train_state = self.train_state_model.name if self.train_state_model is not None else None  # type: ignore[attr-defined]
-        flow = _ParamsFlow(set(self.transforms), train_state)  # type: ignore[attr-defined]
+        stateful = {name for name, t in self.transforms.items() if t.with_state}  # type: ignore[attr-defined]
+        flow = _ParamsFlow(set(self.transforms), stateful, train_state)  # type: ignore[attr-defined]
         flow.run(module)
-        self.params_of, self.train_state_of = flow.params_of, flow.train_state_of
-        # callers' arguments: where a function took params (replaced by the model) or a train state (model added before)
-        self.params_functions = {f.name.value: self.params_of[id(f)] for f in flow.functions.values() if id(f) in self.params_of}
-        self.train_state_functions = {
-            f.name.value: self.train_state_of[id(f)] for f in flow.functions.values() if id(f) in self.train_state_of
-        }
+        self.params_of, self.state_of, self.train_state_of = flow.of("params"), flow.of("state"), flow.of("train_state")
+        # callers' arguments: params become the model, state goes, a train state gets the model before it
+        by_name = {f.name.value: id(f) for f in flow.functions.values()}
+        self.params_functions = {name: self.params_of[i] for name, i in by_name.items() if i in self.params_of}
+        self.state_functions = {name: self.state_of[i] for name, i in by_name.items() if i in self.state_of}
+        self.train_state_functions = {name: self.train_state_of[i] for name, i in by_name.items() if i in self.train_state_of}
         self._renames: list[_Rename | None] = []  # per function being visited
         self._train_states: list[tuple[str, int, str] | None] = []  # per function being visited
         self._kept_names: set[int] = set()  # Name nodes that are not the params variable
@@ -167,9 +182,13 @@ class NnxTraining(Rewriter):
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         rename = self._renames.pop()
         train_state = self._train_states.pop()
-        if (rename is None and train_state is None) or not isinstance(updated, cst.FunctionDef):
+        state = self.state_of.get(id(original))
+        if (rename is None and train_state is None and state is None) or not isinstance(updated, cst.FunctionDef):
             return super().leave_FunctionDef(original, updated)
         params = list(updated.params.params)
+        if state is not None:  # transform_with_state's state lives in the model now
+            params = [p for p in params if p.name.value != state[0]]
+            params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
         if rename is not None:
             params = [p.with_changes(name=cst.Name(rename.model)) if p.name.value == rename.params else p for p in params]
             self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model instead of its params")
@@ -192,13 +211,6 @@ class NnxTraining(Rewriter):
 
     def visit_Attribute(self, node: cst.Attribute) -> bool | None:
         self._kept_names.add(id(node.attr))  # `state.params` is no variable
-        train_state = self._current_train_state()
-        if (
-            train_state is not None
-            and m.matches(node.value, m.Name(train_state[0]))
-            and node.attr.value not in OPTIMIZER_ATTRIBUTES
-        ):
-            self.todo(node, RULE_TRAINING, f"`{train_state[0]}.{node.attr.value}`: an nnx.Optimizer has no such field; state such as batch statistics lives in the NNX model")
         return super().visit_Attribute(node)
 
     def visit_Arg(self, node: cst.Arg) -> bool | None:
@@ -236,6 +248,11 @@ class NnxTraining(Rewriter):
             self.converted(original, RULE_TRAINING, "SGD update reads nnx.state(model, nnx.Param) and writes back with nnx.update")
             return cst.FlattenSentinel([updated.with_changes(body=[new_assign]), write_back])
         train_state = self._current_train_state()
+        if train_state is not None and _replaces_fields(original, train_state[0]):
+            self.converted(original, RULE_TRAINING, "the train state's extra fields live in the NNX model")
+            return cst.RemovalSentinel.REMOVE
+        for field in _fields_read(updated, train_state[0]) - OPTIMIZER_ATTRIBUTES if train_state is not None else ():
+            self.todo(original, RULE_TRAINING, f"`{train_state[0]}.{field}`: an nnx.Optimizer has no such field; state such as batch statistics lives in the NNX model")  # type: ignore[index]
         gradients = _apply_gradients(updated, train_state[0]) if train_state is not None else None
         if gradients is not None:  # state = state.apply_gradients(grads=grads) -> state.update(model, grads)
             line = _call_line(cst.Attribute(cst.Name(train_state[0]), cst.Name("update")), cst.Name(train_state[2]), gradients)  # type: ignore[index]
@@ -282,6 +299,13 @@ class NnxTraining(Rewriter):
         if train_state is not None and isinstance(original.func, cst.Call) and _grad_name(original.func.func):
             args = [a.with_changes(value=cst.Name(train_state[2])) if _train_state_params(a.value) == train_state[0] else a for a in updated.args]
             updated = updated.with_changes(args=args)  # jax.grad(loss_fn)(state.params) -> (model)
+        callee = original.func.args[0].value if isinstance(original.func, cst.Call) and _grad_name(original.func.func) and original.func.args else original.func
+        if isinstance(callee, cst.Name) and callee.value in self.state_functions:
+            position = self.state_functions[callee.value][1]
+            positional = [i for i, a in enumerate(updated.args) if a.keyword is None]
+            if position < len(positional):
+                args = [a for i, a in enumerate(updated.args) if i != positional[position]]
+                updated = updated.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else [])
         grad = _grad_name(original.func)
         if grad is not None and (self._current_rename() is not None or train_state is not None):
             return super().leave_Call(original, updated.with_changes(func=attr(self.ctx.ns, grad)))
@@ -345,6 +369,33 @@ def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpre
     if any(a.keyword is not None for a in call.args[:2]) or not isinstance(call.args[1].value, cst.Name):
         return None
     return call.args[0].value, call.args[1].value, target.elements[1].value
+
+
+class _FieldReads(cst.CSTVisitor):
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.fields: set[str] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if m.matches(node.value, m.Name(self.owner)):
+            self.fields.add(node.attr.value)
+
+
+def _fields_read(statement: cst.CSTNode, owner: str) -> set[str]:
+    """The attributes of `owner` that a statement reads (`state.batch_stats` -> {"batch_stats"})."""
+    reads = _FieldReads(owner)
+    statement.visit(reads)
+    return reads.fields
+
+
+def _replaces_fields(statement: cst.SimpleStatementLine, state: str) -> bool:
+    """`state = state.replace(batch_stats=...)`: fields that NNX keeps in the model."""
+    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
+        return False
+    assign = statement.body[0]
+    return m.matches(assign.targets[0].target, m.Name(state)) and m.matches(
+        assign.value, m.Call(func=m.Attribute(value=m.Name(state), attr=m.Name("replace")))
+    )
 
 
 def _apply_gradients(statement: cst.SimpleStatementLine, state: str) -> cst.BaseExpression | None:
