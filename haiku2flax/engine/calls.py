@@ -8,11 +8,13 @@ rngs=rngs)`.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 
 import libcst as cst
 
-from .context import attr
+from .context import Context, attr
 from .tables import Construct
 
 
@@ -66,6 +68,260 @@ def build_call(func: cst.BaseExpression, values: dict[str, cst.BaseExpression], 
     return cst.Call(func=func, args=args)
 
 
+def code(node: cst.CSTNode) -> str:
+    """The source text of a node, for messages and literal reading."""
+    return cst.Module([]).code_for_node(node)
+
+
+NOT_LITERAL = object()
+
+
+def literal(node: cst.BaseExpression) -> object:
+    """The Python value of a literal expression (`3`, `(1, 2)`, `'SAME'`, `None`), else NOT_LITERAL."""
+    try:
+        return ast.literal_eval(code(node))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return NOT_LITERAL
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _same_code(a: str, b: str) -> bool:
+    """Whether two expressions are the same code, whatever their spacing and quotes."""
+    try:
+        return ast.dump(ast.parse(a.strip(), mode="eval")) == ast.dump(ast.parse(b.strip(), mode="eval"))
+    except SyntaxError:
+        return False
+
+
+def as_tuple(elements: list[cst.BaseExpression]) -> cst.Tuple:
+    """`(a, b)`, and `(a,)` for one element."""
+    last = len(elements) - 1
+    return cst.Tuple(
+        [
+            cst.Element(e, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if i < last else (cst.Comma() if last == 0 else cst.MaybeSentinel.DEFAULT))
+            for i, e in enumerate(elements)
+        ]
+    )
+
+
+def _int_tuple(values: tuple[int, ...] | list[int]) -> cst.Tuple:
+    return as_tuple([cst.Integer(str(v)) for v in values])
+
+
+@dataclass(frozen=True)
+class _Argument:
+    """One Haiku argument being converted, with what its conversion may need to read."""
+
+    name: str
+    value: cst.BaseExpression
+    construct: Construct
+    bound: dict[str, cst.BaseExpression]
+    target: str
+    ns: str
+    ctx: Context | None
+
+    def haiku_api(self, node: cst.BaseExpression) -> str | None:
+        return self.ctx.names.haiku_api(node) if self.ctx is not None else None
+
+    def literal_default(self, name: str) -> object:
+        value = self.bound.get(name)
+        if value is not None:
+            return literal(value)
+        default = self.construct.defaults.get(name)
+        return ast.literal_eval(default) if default is not None else NOT_LITERAL
+
+    def cannot(self, why: str) -> Unconvertible:
+        return Unconvertible(f"`hk.{self.construct.haiku}({self.name}={code(self.value)})`: {why}")
+
+
+def _spatial_literal(argument: _Argument, value: object) -> tuple | None:
+    """Haiku's int-or-sequence shape read as a tuple of `ndim` ints (Haiku replicates ints and 1-sequences)."""
+    ndim = argument.construct.ndim or 1
+    if _is_int(value):
+        return (value,) * ndim
+    if isinstance(value, tuple | list) and all(_is_int(v) for v in value) and len(value) in (1, ndim):
+        return tuple(value) * (ndim // len(value))
+    return None
+
+
+def _kernel_shape(argument: _Argument) -> cst.BaseExpression:
+    """`3` -> `(3, 3)`: Flax reads an int `kernel_size` as a 1-D kernel, so the tuple is always written."""
+    shape = _spatial_literal(argument, literal(argument.value))
+    if shape is None:
+        ndim = argument.construct.ndim
+        raise argument.cannot(f"write the kernel shape as a tuple of {ndim} ints (Flax reads an int `kernel_size` as a 1-D kernel)")
+    return _int_tuple(shape)
+
+
+def _spatial(argument: _Argument) -> cst.BaseExpression:
+    """Strides and dilations: Flax broadcasts an int over the kernel's rank, as Haiku does; `(2,)` is replicated."""
+    value = literal(argument.value)
+    if value is NOT_LITERAL or _is_int(value):
+        return argument.value
+    shape = _spatial_literal(argument, value)
+    if shape is None:
+        raise argument.cannot(f"expected an int or {argument.construct.ndim} ints")
+    return _int_tuple(shape)
+
+
+PAD_FUNCTIONS = {  # `hk.pad.*`: effective kernel size -> (low, high)
+    "pad.valid": lambda k: (0, 0),
+    "pad.same": lambda k: ((k - 1) // 2, k // 2),
+    "pad.full": lambda k: (k - 1, k - 1),
+    "pad.causal": lambda k: (k - 1, 0),
+    "pad.reverse_causal": lambda k: (0, k - 1),
+}
+
+
+def _padding(argument: _Argument) -> cst.BaseExpression:
+    """Strings pass; Haiku's single `(low, high)` pair and `hk.pad.*` functions become one pair per dimension.
+
+    Flax reads `(1, 2)` as one symmetric padding per dimension and takes no functions, so anything that
+    is not a literal (or a `hk.pad` function with a literal kernel shape and rate) is left with a TODO.
+    """
+    ndim = argument.construct.ndim or 1
+    value = literal(argument.value)
+    if isinstance(value, str):
+        return argument.value
+    if isinstance(value, tuple | list) and len(value) == 2 and all(_is_int(v) for v in value):
+        return as_tuple([_int_tuple(value)] * ndim)
+    if isinstance(value, tuple | list) and len(value) in (1, ndim) and all(
+        isinstance(p, tuple | list) and len(p) == 2 and all(_is_int(v) for v in p) for p in value
+    ):
+        return as_tuple([_int_tuple(p) for p in value] * (ndim // len(value)))
+    functions = argument.value.elements if isinstance(argument.value, cst.Tuple | cst.List) else [argument.value]
+    names = [argument.haiku_api(f.value if isinstance(f, cst.BaseElement) else f) for f in functions]
+    if value is NOT_LITERAL and names and all(n in PAD_FUNCTIONS for n in names) and len(names) in (1, ndim):
+        kernel = _spatial_literal(argument, argument.literal_default("kernel_shape"))
+        rate = _spatial_literal(argument, argument.literal_default("rate"))
+        if kernel is not None and rate is not None:
+            if names == ["pad.causal"] and ndim == 1:
+                return cst.SimpleString("'CAUSAL'")
+            if names == ["pad.valid"]:
+                return cst.SimpleString("'VALID'")
+            effective = [(k - 1) * r + 1 for k, r in zip(kernel, rate)]
+            pads = [PAD_FUNCTIONS[n](k) for n, k in zip(names * (ndim // len(names)), effective)]
+            return as_tuple([_int_tuple(p) for p in pads])
+    raise argument.cannot(
+        "write 'SAME', 'VALID' or one (low, high) pair per spatial dimension (Flax reads a single pair as "
+        "per-dimension padding and takes no `hk.pad` functions; those need a literal kernel shape and rate)"
+    )
+
+
+def _axes(argument: _Argument) -> cst.BaseExpression:
+    if isinstance(argument.value, cst.Call) and isinstance(argument.value.func, cst.Name) and argument.value.func.value == "slice":
+        raise argument.cannot("Flax takes the axes as ints: write them as a tuple")
+    return argument.value
+
+
+def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, elementwise: bool = False) -> cst.BaseExpression:
+    """`hk.initializers.X(...)` -> `nn.initializers.x(...)` by the `[[initializer]]` tables.
+
+    `elementwise`: only initializers that draw each element alike (no fans) fit the parameter: it is
+    1-D (a bias or scale: jax's fan-based initializers reject those), or Flax lays it out differently.
+    Anything else (a variable, a lambda, a custom initializer) is unconvertible: Haiku initializers take
+    `(shape, dtype)` and draw `hk.next_rng_key()`, Flax initializers take `(key, shape, dtype)`.
+    """
+    api = ctx.names.haiku_api(value.func) if isinstance(value, cst.Call) else None
+    entry = ctx.tables.initializers.get(api) if api is not None else None
+    if entry is None:
+        raise Unconvertible(
+            f"`{code(value)}` is not an `hk.initializers` call the tables know; Flax initializers take "
+            "`(key, shape, dtype)`: write one (e.g. from `jax.nn.initializers`) by hand"
+        )
+    if elementwise and entry.layout_based:
+        raise Unconvertible(
+            f"`{code(value)}` reads the parameter's fans, which jax cannot read the same way here (a 1-D "
+            "parameter, or a kernel Flax lays out differently): write the initializer by hand"
+        )
+    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]
+
+
+def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpression:
+    if argument.ctx is None:
+        raise argument.cannot("initializers need the file's imports to convert")
+    try:
+        return convert_initializer(argument.value, argument.ctx, argument.ns, elementwise=elementwise)
+    except Unconvertible as reason:
+        raise argument.cannot(str(reason)) from None
+
+
+CONVERTERS = {
+    "kernel_shape": _kernel_shape,
+    "spatial": _spatial,
+    "padding": _padding,
+    "axes": _axes,
+    "initializer": _initializer,
+    "elementwise_initializer": lambda argument: _initializer(argument, elementwise=True),
+}
+
+
+class _Fill(cst.CSTTransformer):
+    """Put argument values into a template's placeholders, parenthesised where precedence needs it."""
+
+    ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString, cst.Tuple, cst.List)
+
+    def __init__(self, values: dict[str, cst.BaseExpression]) -> None:
+        super().__init__()
+        self.values = values
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        value = self.values.get(original.value)
+        if value is None:
+            return updated
+        if isinstance(value, self.ATOMS) or value.lpar:
+            return value
+        return value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+    def leave_BinaryOperation(self, original: cst.BinaryOperation, updated: cst.BinaryOperation) -> cst.BaseExpression:
+        """Fold what reads better folded: `x * 1` -> `x`, `2.0 ** 2` -> `4.0`."""
+        left, right = literal(updated.left), literal(updated.right)
+        if isinstance(updated.operator, cst.Multiply) and (left == 1 or right == 1) and not isinstance(left if left == 1 else right, bool):
+            return updated.right if left == 1 else updated.left
+        operations = {cst.Multiply: lambda a, b: a * b, cst.Power: lambda a, b: a**b}
+        operation = operations.get(type(updated.operator))
+        if operation is not None and all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right)):
+            folded = repr(operation(left, right))
+            if len(folded) <= len(code(updated)):
+                return cst.parse_expression(folded)
+        return updated
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+INPUT_SIZE = "input_size"  # the template placeholder for the layer's input feature size
+
+
+def render(template: str, values: dict[str, cst.BaseExpression]) -> cst.BaseExpression:
+    """A table template (`"{input_size} * {channel_multiplier}"`) filled with argument values."""
+    prefix = "__haiku2flax_"
+    for name in PLACEHOLDER.findall(template):
+        if name not in values:
+            raise Unconvertible(f"needs `{name}`" if name != INPUT_SIZE else "needs the input feature size")
+    expression = cst.parse_expression(PLACEHOLDER.sub(lambda m: prefix + m.group(1), template))
+    return expression.visit(_Fill({prefix + k: v for k, v in values.items()}))  # type: ignore[return-value]
+
+
+def _gives_flax_default(value: cst.BaseExpression, accepted: tuple[str, ...], ctx: Context | None) -> bool:
+    """Whether a Haiku value is one the table lists as what Flax does by default (`hk.` names resolved)."""
+    api = ctx.names.haiku_api(value) if ctx is not None else None
+    text = f"hk.{api}" if api is not None else code(value)
+    return any(_same_code(text, option) for option in accepted)
+
+
+def _template_values(
+    construct: Construct, bound: dict[str, cst.BaseExpression], inputs: tuple[cst.BaseExpression, ...]
+) -> dict[str, cst.BaseExpression]:
+    """What a template's placeholders may read: the Haiku arguments (given, else defaulted), the input size."""
+    values = {name: cst.parse_expression(source) for name, source in construct.defaults.items()}
+    values.update(bound)
+    if inputs:
+        values[INPUT_SIZE] = inputs[0]
+    return values
+
+
 def convert_construct_call(
     call: cst.Call,
     construct: Construct,
@@ -73,21 +329,72 @@ def convert_construct_call(
     ns: str,
     inputs: tuple[cst.BaseExpression, ...] = (),
     extra: dict[str, cst.BaseExpression] | None = None,
+    ctx: Context | None = None,
 ) -> cst.Call:
-    """The Flax call for a Haiku constructor call. `inputs` fill the NNX input-size arguments."""
+    """The Flax call for a Haiku constructor call.
+
+    `inputs`: `(input feature size,)` when the caller knows it (NNX infers it; Linen may read it from the
+    layer's call); it fills the table's `inputs` arguments and `{input_size}` in templates. `ctx` gives
+    the file's imports and tables, which initializer and `hk.pad` arguments need.
+    """
     api = construct.targets[target]
-    bound = BoundCall.bind(call, construct.haiku_args, f"hk.{construct.haiku}")
-    values: dict[str, cst.BaseExpression] = dict(zip(api.inputs, inputs, strict=True))
-    for name, value in bound.args.items():
-        if name not in api.args:
-            raise Unconvertible(f"`hk.{construct.haiku}({name}=...)` has no {target} counterpart")
-        flax_name = api.args[name]
+    bound = BoundCall.bind(call, construct.haiku_args, f"hk.{construct.haiku}").args
+    values: dict[str, cst.BaseExpression] = {}
+    for name, value in bound.items():
+        if name in api.flax_default and _gives_flax_default(value, api.flax_default[name], ctx):
+            continue
+        flax_name = api.args.get(name)
+        if flax_name is None:
+            why = construct.todo.get(name) or f"has no {target} counterpart"
+            raise Unconvertible(f"`hk.{construct.haiku}({name}={code(value)})`: {why}")
+        kind = construct.convert.get(name)
+        converted = CONVERTERS[kind](_Argument(name, value, construct, bound, target, ns, ctx)) if kind else value
         if flax_name:
-            values[flax_name] = value
-    for name, source in api.add.items():
-        values.setdefault(name, cst.parse_expression(source))
+            values[flax_name] = converted
+    if api.inputs and not inputs:
+        raise Unconvertible(
+            f"`hk.{construct.haiku}` needs its input feature size, which is not known where it is built: "
+            f"build and call it in one expression, or write {', '.join(f'`{n}`' for n in api.inputs)} by hand"
+        )
+    for name in api.inputs:
+        values.setdefault(name, inputs[0])
+    known = _template_values(construct, bound, inputs)
+    for name, template in api.add.items():
+        if name not in values:
+            values[name] = render(template, known)
     values.update(extra or {})
     return build_call(attr(ns, api.api), values, api.positional)
+
+
+def call_input_size(layer_call: cst.Call) -> tuple[cst.BaseExpression, ...]:
+    """`(x.shape[-1],)` for a layer called on a name or attribute `x` (features last), else `()`.
+
+    Linen builds layers at their first call, so where a layer is built and called in one expression its
+    input feature size can be read from the input without evaluating anything twice.
+    """
+    first = layer_call.args[0] if layer_call.args else None
+    if first is None or first.keyword is not None or first.star or not isinstance(first.value, cst.Name | cst.Attribute):
+        return ()
+    shape = cst.Attribute(value=first.value, attr=cst.Name("shape"))
+    last = cst.UnaryOperation(operator=cst.Minus(), expression=cst.Integer("1"))
+    return (cst.Subscript(value=shape, slice=[cst.SubscriptElement(cst.Index(last))]),)
+
+
+def output_size(call: cst.Call, construct: Construct, inputs: tuple[cst.BaseExpression, ...] = ()) -> cst.BaseExpression | None:
+    """A layer's output feature size: its input's (`keeps_size`), its `output_size` argument or template."""
+    if construct.keeps_size:
+        return inputs[0] if inputs else None
+    if construct.output_size is None:
+        return None
+    try:
+        bound = BoundCall.bind(call, construct.haiku_args, f"hk.{construct.haiku}").args
+        if construct.output_size in bound:
+            return bound[construct.output_size]
+        if not PLACEHOLDER.search(construct.output_size):
+            return None
+        return render(construct.output_size, _template_values(construct, bound, inputs))
+    except Unconvertible:
+        return None
 
 
 def negate(value: cst.BaseExpression) -> cst.BaseExpression:
@@ -112,7 +419,8 @@ def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -
     for name, value in bound.args.items():
         flax_name = api.call_args.get(name)
         if flax_name is None:
-            raise Unconvertible(f"calling `hk.{construct.haiku}` with `{name}` has no {target} counterpart")
+            why = construct.todo.get(name) or f"has no {target} counterpart"
+            raise Unconvertible(f"calling `hk.{construct.haiku}` with `{name}`: {why}")
         values[flax_name] = negate(value) if name in api.negated else value
     first = api.call_args.get(construct.haiku_call_args[0], "")
     return build_call(cst.Name("_"), values, (first,)).args  # type: ignore[return-value]

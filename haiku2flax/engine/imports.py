@@ -27,6 +27,10 @@ class _UsedNames(cst.CSTVisitor):
     def visit_Name(self, node: cst.Name) -> None:
         self.used.add(node.value)
 
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # `nnx.Module` does not use a name `Module`
+        return False
+
 
 def _bound_name(alias: cst.ImportAlias) -> str:
     if alias.asname is not None:

@@ -44,6 +44,9 @@ class _Leftovers(cst.CSTTransformer):
             if api is not None or (isinstance(node, cst.Name) and self.names.qualify(node) is not None):
                 self._found[-1].append(f"hk.{api}" if api else node.value)  # type: ignore[union-attr]
                 return False
+            if isinstance(node, cst.Attribute):  # `nnx.Module` does not refer to a name `Module`
+                node.value.visit(self)
+                return False
         return super().on_visit(node)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]

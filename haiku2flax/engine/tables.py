@@ -2,6 +2,8 @@
 
 The same `Construct` entries drive the code rewrite (API name, argument renames, added arguments) and
 the weight conversion (parameter and state leaf renames and reshapes), so the two cannot disagree.
+The format is documented in the header comment of `rules/layers.toml`; `rules/initializers.toml`
+uses the same format for `hk.initializers.*`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 TARGETS = ("linen", "nnx")
+RESHAPES = ("flatten", "swap_last")
+# How a Haiku argument's value is rewritten before it is renamed (implemented in `engine.calls`).
+CONVERSIONS = ("kernel_shape", "spatial", "padding", "axes", "initializer", "elementwise_initializer")
 
 
 class TableError(ValueError):
@@ -29,13 +34,14 @@ class Leaf:
 
 @dataclass(frozen=True)
 class TargetApi:
-    api: str  # attribute of the target namespace (`nn.Dense`, `nnx.Linear`)
+    api: str  # attribute of the target namespace (`nn.Dense`, `nnx.Linear`, `nn.initializers.normal`)
     args: dict[str, str]  # Haiku argument -> Flax argument ("": dropped, e.g. `name` in NNX)
-    add: dict[str, str] = field(default_factory=dict)  # Flax argument -> source text to add
+    add: dict[str, str] = field(default_factory=dict)  # Flax argument -> source text (a template) to add
     positional: tuple[str, ...] = ()  # Flax arguments written positionally, in order
-    inputs: tuple[str, ...] = ()  # NNX: arguments that take the input feature size
+    inputs: tuple[str, ...] = ()  # Flax arguments that take the input feature size
     call_args: dict[str, str] = field(default_factory=dict)  # Haiku call argument -> Flax call argument
     negated: tuple[str, ...] = ()  # Haiku call arguments whose Flax counterpart means the opposite
+    flax_default: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Haiku values Flax's default gives
 
 
 @dataclass(frozen=True)
@@ -49,75 +55,110 @@ class Construct:
     keeps_size: bool  # the output has the input's feature size (normalisation, dropout)
     haiku_call_args: tuple[str, ...]
     source: str  # the table file, for error messages and docs
+    ndim: int | None = None  # spatial rank (convolutions): Haiku's int shapes become tuples of this length
+    convert: dict[str, str] = field(default_factory=dict)  # Haiku argument -> one of CONVERSIONS
+    defaults: dict[str, str] = field(default_factory=dict)  # Haiku defaults (source) that templates read
+    todo: dict[str, str] = field(default_factory=dict)  # Haiku argument -> what to do when it cannot convert
+    layout_based: bool = False  # initializers: the values depend on the parameter's layout (fans, axes)
 
 
-def _leaves(raw: dict[str, object]) -> dict[str, Leaf]:
+def _leaves(raw: dict[str, object], source: str) -> dict[str, Leaf]:
     out = {}
     for key, value in raw.items():
-        if isinstance(value, str):
-            out[key] = Leaf(value)
-        else:
-            out[key] = Leaf(value["name"], value.get("reshape"))  # type: ignore[index,union-attr]
+        leaf = Leaf(value) if isinstance(value, str) else Leaf(value["name"], value.get("reshape"))  # type: ignore[index,union-attr]
+        if leaf.reshape is not None and leaf.reshape not in RESHAPES:
+            raise TableError(f"{source}: leaf {key!r}: unknown reshape {leaf.reshape!r} (known: {', '.join(RESHAPES)})")
+        out[key] = leaf
     return out
+
+
+def _target(raw: dict) -> TargetApi:
+    return TargetApi(
+        api=raw["api"],
+        args=dict(raw.get("args", {})),
+        add=dict(raw.get("add", {})),
+        positional=tuple(raw.get("positional", ())),
+        inputs=tuple(raw.get("inputs", ())),
+        call_args=dict(raw.get("call_args", {})),
+        negated=tuple(raw.get("negated", ())),
+        flax_default={name: tuple(values) for name, values in raw.get("flax_default", {}).items()},
+    )
+
+
+def _constructs(entry: dict, source: str) -> list[Construct]:
+    """One construct, or one per rank when `ndim` is a list (`haiku = "Conv{ndim}D"`, `ndim = [1, 2, 3]`)."""
+    ranks = entry.get("ndim")
+    if not isinstance(ranks, list):
+        return [_construct(entry, source)]
+    return [_construct({**entry, "haiku": entry["haiku"].format(ndim=n), "ndim": n}, source) for n in ranks]
 
 
 def _construct(entry: dict, source: str) -> Construct:
     try:
-        targets = {}
-        for target in TARGETS:
-            raw = entry[target]
-            targets[target] = TargetApi(
-                api=raw["api"],
-                args=dict(raw.get("args", {})),
-                add=dict(raw.get("add", {})),
-                positional=tuple(raw.get("positional", ())),
-                inputs=tuple(raw.get("inputs", ())),
-                call_args=dict(raw.get("call_args", {})),
-                negated=tuple(raw.get("negated", ())),
-            )
-        return Construct(
+        shared = entry.get("flax")  # one section for both targets (initializers: the same jax functions)
+        targets = {target: _target(entry.get(target, shared)) for target in TARGETS}
+        construct = Construct(
             haiku=entry["haiku"],
             haiku_args=tuple(entry["haiku_args"]),
             targets=targets,
-            params=_leaves(entry.get("params", {})),
-            state=_leaves(entry.get("state", {})),
+            params=_leaves(entry.get("params", {}), source),
+            state=_leaves(entry.get("state", {}), source),
             output_size=entry.get("output_size"),
             keeps_size=bool(entry.get("keeps_size", False)),
             haiku_call_args=tuple(entry.get("haiku_call_args", ())),
             source=source,
+            ndim=entry.get("ndim"),
+            convert=dict(entry.get("convert", {})),
+            defaults=dict(entry.get("defaults", {})),
+            todo=dict(entry.get("todo", {})),
+            layout_based=bool(entry.get("layout_based", False)),
         )
     except (KeyError, TypeError) as error:
         raise TableError(f"{source}: construct {entry.get('haiku', '?')!r}: missing or bad key {error}") from None
+    unknown = sorted(set(construct.convert.values()) - set(CONVERSIONS))
+    if unknown:
+        raise TableError(f"{source}: construct {construct.haiku!r}: unknown conversion {unknown} (known: {', '.join(CONVERSIONS)})")
+    return construct
 
 
-def parse_table(text: str, source: str) -> list[Construct]:
+@dataclass(frozen=True)
+class Table:
+    constructs: list[Construct]  # [[construct]]: layers
+    initializers: list[Construct]  # [[initializer]]: `hk.initializers.*`
+
+
+def parse_table(text: str, source: str) -> Table:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise TableError(f"{source}: {error}") from None
-    return [_construct(entry, source) for entry in data.get("construct", [])]
+    return Table(
+        [c for entry in data.get("construct", []) for c in _constructs(entry, source)],
+        [c for entry in data.get("initializer", []) for c in _constructs(entry, source)],
+    )
 
 
 @dataclass(frozen=True)
 class Tables:
     constructs: dict[str, Construct]  # by Haiku API path
+    initializers: dict[str, Construct] = field(default_factory=dict)  # by Haiku API path ("initializers.Constant")
 
     def get(self, haiku_api: str) -> Construct | None:
         return self.constructs.get(haiku_api)
 
 
 @cache
-def builtin_constructs() -> tuple[Construct, ...]:
-    found: list[Construct] = []
-    for item in sorted(resources.files("haiku2flax.tables").iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".toml"):
-            found.extend(parse_table(item.read_text(encoding="utf-8"), f"rules/{item.name}"))
-    return tuple(found)
+def builtin_tables() -> tuple[Table, ...]:
+    return tuple(
+        parse_table(item.read_text(encoding="utf-8"), f"rules/{item.name}")
+        for item in sorted(resources.files("haiku2flax.tables").iterdir(), key=lambda p: p.name)
+        if item.name.endswith(".toml")
+    )
 
 
 def load_tables(extra: tuple[Path, ...] = ()) -> Tables:
     """The built-in tables, then the user's (`--rules`), later entries overriding earlier ones."""
-    constructs = {c.haiku: c for c in builtin_constructs()}
+    tables = list(builtin_tables())
     for path in extra:
         files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
         for file in files:
@@ -125,6 +166,8 @@ def load_tables(extra: tuple[Path, ...] = ()) -> Tables:
                 text = file.read_text(encoding="utf-8")
             except OSError as error:
                 raise TableError(f"{file}: {error.strerror}") from None
-            for construct in parse_table(text, str(file)):
-                constructs[construct.haiku] = construct
-    return Tables(constructs)
+            tables.append(parse_table(text, str(file)))
+    return Tables(
+        {c.haiku: c for table in tables for c in table.constructs},
+        {c.haiku: c for table in tables for c in table.initializers},
+    )

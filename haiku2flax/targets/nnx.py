@@ -35,13 +35,14 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..codemods.dropout import NnxDropout
-from ..codemods.parameters import NnxParameters, NnxStateClass
+from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.param_paths import NnxParamPaths
+from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.rng import RngKeys
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
 from ..engine import analysis
-from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg
+from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from . import RULE_LAYER, RULE_MODULE
@@ -242,7 +243,7 @@ class _ClassConversion:
             if self.init_def is None and insert_at < len(body) and analysis.is_docstring(body[0]):
                 insert_at = 1
             if self.init_def is None and insert_at < len(body) and not body[insert_at].leading_lines:
-                body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine()])
+                body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             body.insert(insert_at, new_init)
         bases = [
             b.with_changes(value=attr(self.ctx.ns, "Module")) if self.ctx.names.haiku_api(b.value) == "Module" else b
@@ -300,7 +301,7 @@ class _ClassConversion:
                 self.ctx.notes.todo(node, RULE_INPUT_SIZE, reason)
                 self.init_todos.append((RULE_INPUT_SIZE, reason))
             return _name(name)
-        if m.matches(size, m.Name(INPUT_SIZE)):
+        if INPUT_SIZE in analysis.Names.of(size).used:  # `din`, or a sum such as `hidden_size + din`
             self.needs_din = True
         return size
 
@@ -333,7 +334,7 @@ class _ClassConversion:
             inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
             try:
                 new = convert_construct_call(
-                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}
+                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}, ctx=self.ctx
                 )
             except Unconvertible as reason:
                 report.todo(node, RULE_LAYER, str(reason))
@@ -341,7 +342,7 @@ class _ClassConversion:
             self.needs_rngs = True  # every table layer takes rngs
             self.ctx.need_target_import()
             report.converted(constructor, RULE_LAYER, f"hk.{construct.haiku} -> nnx.{api.api} (built in __init__)")
-            output = inputs[0] if construct.keeps_size and inputs else construct_output_size(constructor, construct)
+            output = output_size(constructor, construct, inputs)
             return new, output
         info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
         if info is None:  # a class defined later in the file: its constructor is not known yet
@@ -369,7 +370,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxParameters, NnxDropout, RngKeys):
+class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -549,16 +550,6 @@ def _negated_flags(args: list[cst.Arg]) -> set[str]:
     }
 
 
-def construct_output_size(constructor: cst.Call, construct) -> cst.BaseExpression | None:
-    if construct.output_size is None:
-        return None
-    try:
-        bound = BoundCall.bind(constructor, construct.haiku_args, construct.haiku).args
-    except Unconvertible:
-        return None
-    return bound.get(construct.output_size)
-
-
 def _is_name_arg(arg: cst.Arg) -> bool:
     return arg.keyword is not None and arg.keyword.value == "name"
 
@@ -645,7 +636,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)

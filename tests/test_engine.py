@@ -1,0 +1,166 @@
+"""The engine on small inputs: name resolution, TODOs, the import pass, errors, idempotency.
+
+Each case is an (input, expected) pair, as pyupgrade writes its tests; `noop` cases must come back
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from haiku2flax.engine import ConversionError, convert_source
+from haiku2flax.engine.notes import TODO_PREFIX
+
+
+def _convert(source: str, target: str, **kwargs) -> str:
+    return convert_source(textwrap.dedent(source), target, **kwargs).code
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        pytest.param(
+            """\
+            import haiku
+
+            class M(haiku.Module):
+              def __call__(self, x):
+                return haiku.Linear(3, with_bias=False)(x)
+            """,
+            "linen",
+            """\
+            import flax.linen as nn
+
+            class M(nn.Module):
+              @nn.compact
+              def __call__(self, x):
+                return nn.Dense(3, use_bias=False)(x)
+            """,
+            id="import haiku without alias",
+        ),
+        pytest.param(
+            """\
+            from haiku import Linear as Dense, Module
+
+            class M(Module):
+              def __call__(self, x):
+                return Dense(output_size=3)(x)
+            """,
+            "nnx",
+            """\
+            from flax import nnx
+
+            class M(nnx.Module):
+              def __init__(self, din: int, *, rngs: nnx.Rngs):
+                self.linear = nnx.Linear(din, 3, rngs=rngs)
+
+              def __call__(self, x):
+                return self.linear(x)
+            """,
+            id="from-import aliases, keyword argument, NNX input size",
+        ),
+    ],
+)
+def test_conversions(source: str, target: str, expected: str):
+    assert _convert(source, target) == textwrap.dedent(expected)
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("import jax\nx = jax.numpy.ones(3)\n", id="no haiku at all"),
+        pytest.param("import jax as hk\nclass M(hk.Module):\n  pass\n", id="`hk` that is not haiku"),
+        pytest.param("# haiku is mentioned only here\nx = 1\n", id="mentioned in a comment only"),
+    ],
+)
+def test_noop(source: str, target: str):
+    assert convert_source(source, target).code == source
+
+
+def test_unknown_haiku_api_gets_a_todo_and_keeps_its_import():
+    code = _convert(
+        """\
+        import haiku as hk
+
+        def f(x):
+          return hk.SomethingNew(3)(x)
+        """,
+        "nnx",
+    )
+    assert "import haiku as hk" in code
+    assert f"{TODO_PREFIX}:HK000): `hk.SomethingNew` has no conversion rule" in code
+    assert code.count(TODO_PREFIX) == 1
+
+
+def test_second_run_adds_no_todo():
+    once = _convert("import haiku as hk\ny = hk.SomethingNew(3)\nz = hk.next_rng_key()\n", "linen")
+    assert convert_source(once, "linen").code == once
+
+
+def test_partly_migrated_file_is_stable():
+    source = textwrap.dedent(
+        """\
+        import flax.linen as nn
+        import haiku as hk
+
+        class Done(nn.Module):
+          @nn.compact
+          def __call__(self, x):
+            return nn.Dense(3)(x)
+
+        class Todo(hk.Module):
+          def __call__(self, x):
+            return hk.Linear(3)(x)
+        """
+    )
+    once = convert_source(source, "linen").code
+    assert "import haiku" not in once and "class Todo(nn.Module)" in once
+    assert convert_source(once, "linen").code == once
+
+
+def test_syntax_error_names_the_line():
+    with pytest.raises(ConversionError) as error:
+        convert_source("import haiku as hk\n\ndef f(:\n  pass\n", "nnx")
+    assert error.value.message.startswith("syntax error:") and error.value.line >= 3
+
+
+def test_select_and_ignore_by_rule_prefix():
+    source = "import haiku as hk\n\nclass M(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(3)(x)\n"
+    ignored = convert_source(source, "linen", ignore=frozenset({"HK002"})).code
+    assert "hk.Linear(3)" in ignored and "nn.Dense" not in ignored
+    selected = convert_source(source, "linen", select=frozenset({"HK00"})).code
+    assert "nn.Dense(3)" in selected
+
+
+def test_comments_outside_rewritten_spans_are_kept():
+    source = textwrap.dedent(
+        """\
+        import haiku as hk  # the model library
+
+        # A block.
+        class Block(hk.Module):
+          # inline comment before the call
+          def __call__(self, x):  # trailing comment
+            y = hk.Linear(4)(x)  # project
+            return y  # done
+        """
+    )
+    code = convert_source(source, "linen").code
+    for comment in ["# A block.", "# inline comment before the call", "# trailing comment", "# project", "# done"]:
+        assert comment in code
+
+
+def test_rewriting_imports_no_jax_flax_or_haiku():
+    program = (
+        "import sys; from haiku2flax.engine import convert_source; "
+        "convert_source(open(sys.argv[1]).read(), 'nnx'); convert_source(open(sys.argv[1]).read(), 'linen'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'flax', 'haiku', 'optax'}))"
+    )
+    fixture = "fixtures/guide/basic_example/haiku.py"
+    result = subprocess.run([sys.executable, "-c", program, fixture], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
