@@ -11,9 +11,10 @@ What it converts (in `hk.Module` methods and in transformed forward functions, w
   written with `self.<name>[...] = value`. A shape entry `x.shape[-1]` becomes the inferred input size.
 - Initializers: Haiku's take `(shape, dtype)`, Flax's `(key, shape, dtype)`. `jnp.ones` / `jnp.zeros`
   become `nn.initializers.ones` / `zeros` where Flax calls the initializer (Linen `self.param`), and are
-  called directly where the code builds the value (Linen state, NNX); `hk.initializers.Constant(c)` ->
-  `initializers.constant(c)`; an initializer already written for Flax is kept; any other callable is
-  read as a Haiku `(shape, dtype)` function. Other `hk.initializers.*` are left with a TODO.
+  called directly where the code builds the value (Linen state, NNX); `hk.initializers.*` convert by
+  the initializer tables (`rules/initializers.toml`; fan-based ones only for parameters of rank >= 2,
+  as jax reads no fans from 1-D shapes); an initializer already written for Flax is kept; any other
+  callable is read as a Haiku `(shape, dtype)` function.
 
 Why: Haiku returns values, Flax variables are references, so each read is taken when Haiku takes it
 (`.value`, `[...]`) and a read before a write keeps the old value. Haiku's `init` returns the state
@@ -38,15 +39,15 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..engine import analysis
-from ..engine.calls import BoundCall, Unconvertible
-from ..engine.context import attr
+from ..engine.calls import BoundCall, Unconvertible, convert_initializer
+from ..engine.context import Context, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 
 RULE_PARAMETER = register(
     "HK200", "get-parameter", Status.PARTIAL,
-    "hk.get_parameter -> self.param / nnx.Param built in __init__ (hk.initializers other than Constant: TODO)", __name__,
+    "hk.get_parameter -> self.param / nnx.Param built in __init__, Haiku initializers -> Flax initializers", __name__,
 )
 RULE_STATE = register(
     "HK201", "state", Status.PARTIAL,
@@ -54,6 +55,7 @@ RULE_STATE = register(
 )
 
 GET_PARAMETER, GET_STATE, SET_STATE = "get_parameter", "get_state", "set_state"
+APIS = (GET_PARAMETER, GET_STATE, SET_STATE)
 VARIABLE_ARGS = ("name", "shape", "dtype", "init")  # hk.get_parameter and hk.get_state
 SET_STATE_ARGS = ("name", "value")
 LINEN_COLLECTIONS = {GET_PARAMETER: "params", GET_STATE: "state"}
@@ -70,7 +72,12 @@ class VariableCall:
     api: str
     name: str
     name_node: cst.BaseExpression
-    args: dict[str, cst.BaseExpression]
+    args: dict[str, cst.BaseExpression]  # the others, by Haiku name
+
+    @property
+    def creates(self) -> bool:
+        """A read with an init creates the variable when it does not exist yet."""
+        return "init" in self.args
 
     @classmethod
     def read(cls, call: cst.Call, api: str) -> VariableCall:
@@ -96,12 +103,15 @@ class Initializer:
     array: str | None = None
 
 
-def read_initializer(init: cst.BaseExpression, names: ImportedNames, ns: str) -> Initializer:
-    api = names.haiku_api(init.func) if isinstance(init, cst.Call) else names.haiku_api(init)
-    if api == "initializers.Constant" and isinstance(init, cst.Call):
-        return Initializer(flax=init.with_changes(func=attr(ns, "initializers.constant")))
-    if api is not None:
-        raise Unconvertible(f"`hk.{api}` has no Flax initializer here yet: write its `(key, shape, dtype)` counterpart by hand")
+def read_initializer(init: cst.BaseExpression, shape: cst.BaseExpression | None, ctx: Context) -> Initializer:
+    """`hk.initializers.*` convert by the initializer tables; fan-based ones only for a parameter of rank >= 2.
+
+    The parameter keeps Haiku's shape and layout, so its fans are Haiku's; but jax reads no fans from a
+    1-D shape (Haiku takes fan = shape[0]), and a rank that is not written out may be 1.
+    """
+    if ctx.names.haiku_api(init.func if isinstance(init, cst.Call) else init) is not None:
+        rank = len(shape.elements) if isinstance(shape, cst.List | cst.Tuple) else 0
+        return Initializer(flax=convert_initializer(init, ctx, ctx.ns, elementwise=rank < 2))
     name = dotted_name(init.func if isinstance(init, cst.Call) else init) or ""
     if ".initializers." in f".{name}":
         return Initializer(flax=init)
@@ -120,13 +130,12 @@ class _CallsByApi(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         api = self.names.haiku_api(node.func)
-        if api in (GET_PARAMETER, GET_STATE, SET_STATE):
-            name = node.args[0].value if node.args and node.args[0].keyword is None else None
-            for arg in node.args:
-                if arg.keyword is not None and arg.keyword.value == "name":
-                    name = arg.value
-            literal = name.evaluated_value if isinstance(name, cst.SimpleString) else None
-            self.calls.append((api, literal if isinstance(literal, str) else None, node))
+        if api in APIS:
+            try:
+                name: str | None = VariableCall.read(node, api).name
+            except Unconvertible:
+                name = None
+            self.calls.append((api, name, node))
 
 
 def variable_calls(node: cst.CSTNode, names: ImportedNames) -> list[tuple[str, str | None, cst.Call]]:
@@ -143,6 +152,10 @@ def uses_haiku_state(module: cst.Module, names: ImportedNames) -> bool:
     collection (Linen) / filter that variable type (NNX), next to BatchNorm's `batch_stats` / `nnx.BatchStat`.
     """
     return any(api != GET_PARAMETER for api, _, _ in variable_calls(module, names))
+
+
+def rule_for(api: str) -> str:
+    return RULE_PARAMETER if api == GET_PARAMETER else RULE_STATE
 
 
 def _with_parens(function: cst.BaseExpression) -> cst.BaseExpression:
@@ -167,23 +180,22 @@ def _self_call(method: str, *args: cst.BaseExpression) -> cst.Call:
 class _Variables(Rewriter):
     """What both targets share: reading the calls, and Haiku's `(shape, dtype)` arguments."""
 
-    def _read(self, original: cst.Call, updated: cst.Call, api: str) -> tuple[VariableCall, Initializer | None]:
+    def _read(self, updated: cst.Call, api: str) -> tuple[VariableCall, Initializer | None]:
         call = VariableCall.read(updated, api)
         init = call.args.get("init")
         if api == GET_PARAMETER and ("shape" not in call.args or init is None):
             raise Unconvertible("`hk.get_parameter` needs its shape and init to become a Flax parameter")
-        return call, read_initializer(init, self.ctx.names, self.ctx.ns) if init is not None else None
+        return call, read_initializer(init, call.args.get("shape"), self.ctx) if init is not None else None
 
-    def _shape_dtype(self, call: VariableCall, init: Initializer, dtype: cst.BaseExpression | None) -> list[cst.BaseExpression]:
+    def _shape_dtype(
+        self, shape: cst.BaseExpression | None, init: Initializer, dtype: cst.BaseExpression | None
+    ) -> list[cst.BaseExpression]:
         """Haiku's `(shape, dtype)` for the initializer; dtype is spelled out where the callee's default is not float32."""
-        shape = call.args.get("shape", cst.Name("None"))
+        shape = shape or cst.Name("None")
         if dtype is None and init.array is None and init.flax is None:
             self.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
             dtype = attr("jnp", "float32")
         return [shape] if dtype is None else [shape, dtype]
-
-    def _rule(self, api: str) -> str:
-        return RULE_PARAMETER if api == GET_PARAMETER else RULE_STATE
 
 
 class LinenParameters(_Variables):
@@ -211,35 +223,36 @@ class LinenParameters(_Variables):
                 functions = [statement]
             else:
                 continue
-            calls = [variable_calls(function, self.ctx.names) for function in functions]
-            created_state = {name for each in calls for api, name, _ in each if api == GET_STATE}
-            for each in calls:
+            created_state: set[str | None] = set()  # by an `hk.get_state` with an init, earlier in the source
+            for function in functions:
                 seen = set()
-                for api, name, node in each:
+                for api, name, node in variable_calls(function, self.ctx.names):
                     self._in_module.add(id(node))
                     if api == SET_STATE:
                         if name in created_state:
                             self._skipped_in_init.add(id(node))
                     elif (api, name) in seen:
                         self._repeated.add(id(node))
+                    elif api == GET_STATE and name is not None and VariableCall.read(node, api).creates:
+                        created_state.add(name)
                     seen.add((api, name))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         api = self.ctx.names.haiku_api(original.func)
-        if api not in (GET_PARAMETER, GET_STATE, SET_STATE) or not self.ctx.enabled(self._rule(api)):
+        if api not in APIS or not self.ctx.enabled(rule_for(api)):
             return super().leave_Call(original, updated)
         if id(original) not in self._in_module:
-            self.todo(original, self._rule(api), f"`hk.{api}` outside a module: move it into the module that owns the variable")
+            self.todo(original, rule_for(api), f"`hk.{api}` outside a module: move it into the module that owns the variable")
             return updated
         try:
             new, flax_api = self._linen_call(original, updated, api)
         except Unconvertible as reason:
-            self.todo(original, self._rule(api), str(reason))
+            self.todo(original, rule_for(api), str(reason))
             return updated
         self.ctx.need_target_import()
         if id(original) in self._skipped_in_init:
             self._guarded.add(id(original))
-        self.converted(original, self._rule(api), f"hk.{api} -> self.{flax_api}")
+        self.converted(original, rule_for(api), f"hk.{api} -> self.{flax_api}")
         return new
 
     def _linen_call(self, original: cst.Call, updated: cst.Call, api: str) -> tuple[cst.BaseExpression, str]:
@@ -249,12 +262,12 @@ class LinenParameters(_Variables):
             if "value" not in call.args:
                 raise Unconvertible("`hk.set_state` needs a value")
             return _self_call("put_variable", _string(LINEN_STATE_COLLECTION), call.name_node, call.args["value"]), "put_variable"
-        call, init = self._read(original, updated, api)
+        call, init = self._read(updated, api)
         collection = _string(LINEN_COLLECTIONS[api])
         if id(original) in self._repeated or init is None:
             return _self_call("get_variable", collection, call.name_node), "get_variable"
         self.mark_builds_layer()  # type: ignore[attr-defined]
-        arguments = self._shape_dtype(call, init, call.args.get("dtype"))
+        arguments = self._shape_dtype(call.args.get("shape"), init, call.args.get("dtype"))
         if api == GET_PARAMETER:
             if init.haiku is not None and init.array is None:
                 self.warn(original, RULE_PARAMETER, "a Haiku initializer takes (shape, dtype): wrapped for Flax's (key, shape, dtype)")
@@ -313,7 +326,7 @@ class NnxParameters(_Variables):
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         api = self.ctx.names.haiku_api(original.func)
-        if api not in (GET_PARAMETER, GET_STATE, SET_STATE) or not self.ctx.enabled(self._rule(api)):
+        if api not in APIS or not self.ctx.enabled(rule_for(api)):
             return super().leave_Call(original, updated)
         if api == SET_STATE:
             if id(original) not in self._statement_writes:
@@ -322,14 +335,14 @@ class NnxParameters(_Variables):
         try:
             return self._nnx_read(original, updated, api)
         except Unconvertible as reason:
-            self.todo(original, self._rule(api), str(reason))
+            self.todo(original, rule_for(api), str(reason))
             return updated
 
     def _nnx_read(self, original: cst.Call, updated: cst.Call, api: str) -> cst.BaseExpression:
-        call, init = self._read(original, updated, api)
+        call, init = self._read(updated, api)
         existing = self._variable_attribute(call)
         if existing is not None:
-            self.converted(original, self._rule(api), f"hk.{api} -> self.{existing}[...]")
+            self.converted(original, rule_for(api), f"hk.{api} -> self.{existing}[...]")
             return _value_of(existing)
         if init is None:
             raise Unconvertible(f"`hk.{api}('{call.name}')` reads state created elsewhere: create it in `__init__` by hand")
@@ -341,9 +354,7 @@ class NnxParameters(_Variables):
         dtype = self._init_dtype(original, call)
         if not self.can_hoist([e for e in (shape, init.flax, init.haiku) if e is not None], original):  # type: ignore[attr-defined]
             return updated
-        if shape is not None:
-            call = VariableCall(call.api, call.name, call.name_node, {**call.args, "shape": shape})
-        arguments = self._shape_dtype(call, init, dtype)
+        arguments = self._shape_dtype(shape, init, dtype)
         if init.flax is not None:
             value = _call(init.flax, [cst.Call(attr("rngs", "params")), *arguments])
         else:
@@ -351,7 +362,7 @@ class NnxParameters(_Variables):
         variable_type = attr(self.ctx.ns, "Param") if api == GET_PARAMETER else cst.Name(NNX_STATE_CLASS)
         attribute = self.new_attribute(call.name, call.name)  # type: ignore[attr-defined]
         self.add_to_init(attribute, cst.Call(variable_type, [cst.Arg(value)]), original, needs_rngs=init.flax is not None)  # type: ignore[attr-defined]
-        self.converted(original, self._rule(api), f"hk.{api} -> self.{attribute}, built in __init__")
+        self.converted(original, rule_for(api), f"hk.{api} -> self.{attribute}, built in __init__")
         return _value_of(attribute)
 
     def _init_dtype(self, original: cst.Call, call: VariableCall) -> cst.BaseExpression | None:
@@ -361,7 +372,7 @@ class NnxParameters(_Variables):
             return None
         local = analysis.Names.of(dtype).used & self.method_locals - self.state.locals_in_init  # type: ignore[attr-defined]
         if local:
-            self.warn(original, self._rule(call.api), f"the dtype depends on {', '.join(sorted(local))}: `__init__` builds it as float32")
+            self.warn(original, rule_for(call.api), f"the dtype depends on {', '.join(sorted(local))}: `__init__` builds it as float32")
             return None
         return dtype
 
@@ -399,6 +410,11 @@ def _value_of(attribute: str) -> cst.Subscript:
     return cst.Subscript(attr("self", attribute), [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
 
 
+LAST_DIMENSION = m.Subscript(
+    value=m.Attribute(attr=m.Name("shape")), slice=[m.SubscriptElement(m.Index(m.UnaryOperation(m.Minus(), m.Integer("1"))))]
+)
+
+
 class _InputSizes(cst.CSTTransformer):
     """`x.shape[-1]` in a shape -> the feature size the NNX method rewriter inferred for `x`."""
 
@@ -407,15 +423,9 @@ class _InputSizes(cst.CSTTransformer):
         self.rewriter, self.name, self.node = rewriter, name, node
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
-        value = original.value
-        if not (isinstance(value, cst.Attribute) and value.attr.value == "shape" and len(original.slice) == 1):
+        if not m.matches(original, LAST_DIMENSION):
             return updated
-        index = original.slice[0].slice
-        if not (isinstance(index, cst.Index) and isinstance(index.value, cst.UnaryOperation)
-                and isinstance(index.value.operator, cst.Minus) and isinstance(index.value.expression, cst.Integer)
-                and index.value.expression.value == "1"):
-            return updated
-        return self.rewriter.input_size(self.name, [cst.Arg(value.value)], self.node)  # type: ignore[attr-defined]
+        return self.rewriter.input_size(self.name, [cst.Arg(original.value.value)], self.node)  # type: ignore[attr-defined]
 
 
 class NnxStateClass(Rewriter):
@@ -426,9 +436,8 @@ class NnxStateClass(Rewriter):
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         api = self.ctx.names.haiku_api(original.func)
-        if api in (GET_PARAMETER, GET_STATE, SET_STATE) and self.ctx.enabled(RULE_PARAMETER if api == GET_PARAMETER else RULE_STATE):
-            rule = RULE_PARAMETER if api == GET_PARAMETER else RULE_STATE
-            self.todo(original, rule, f"`hk.{api}` outside a module: move it into the module that owns the variable")
+        if api in APIS and self.ctx.enabled(rule_for(api)):
+            self.todo(original, rule_for(api), f"`hk.{api}` outside a module: move it into the module that owns the variable")
         return super().leave_Call(original, updated)
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:

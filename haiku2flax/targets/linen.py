@@ -22,17 +22,18 @@ from __future__ import annotations
 import libcst as cst
 
 from ..codemods.dropout import LinenDropout
-from ..codemods.parameters import LinenParameters
+from ..codemods.lifted import LinenLifted
 from ..codemods.param_paths import LinenParamPaths
+from ..codemods.parameters import LinenParameters
 from ..codemods.rng import RngKeys
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
-from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args
+from ..engine.calls import Unconvertible, call_input_size, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
 from . import RULE_LAYER, RULE_MODULE
 
 
-class LinenConverter(LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, RngKeys):
+class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, RngKeys):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
@@ -166,7 +167,7 @@ class LinenConverter(LinenTransforms, LinenParamPaths, LinenParameters, LinenDro
         if not self.ctx.enabled(RULE_LAYER):
             return updated
         try:
-            new = convert_construct_call(updated, construct, "linen", self.ctx.ns)
+            new = convert_construct_call(updated, construct, "linen", self.ctx.ns, ctx=self.ctx)
         except Unconvertible as reason:
             self.todo(original, RULE_LAYER, str(reason))
             return updated
@@ -180,7 +181,7 @@ class LinenConverter(LinenTransforms, LinenParamPaths, LinenParameters, LinenDro
         if not self.ctx.enabled(RULE_LAYER):
             return updated
         try:
-            layer = convert_construct_call(updated.func, construct, "linen", self.ctx.ns)  # type: ignore[arg-type]
+            layer = convert_construct_call(updated.func, construct, "linen", self.ctx.ns, call_input_size(updated), ctx=self.ctx)  # type: ignore[arg-type]
             args = convert_layer_call_args(updated, construct, "linen")
         except Unconvertible as reason:
             self.todo(original, RULE_LAYER, str(reason))

@@ -1,0 +1,806 @@
+"""Lifted transforms: `hk.scan` over a module (shared parameters) and `hk.layer_stack` (stacked ones).
+
+What it converts:
+- `hk.scan(cell, carry, xs)` where `cell` is a module class of this file, built inline or assigned to a
+  local first (`cell = RNNCell(h)`, then `cell.initial_state(b)` and `hk.scan(cell, ...)`):
+  - Linen: the constructor becomes `nn.scan(RNNCell, variable_broadcast='params',
+    split_rngs={'params': False})(h)` (the other methods, such as `initial_state`, still work on it)
+    and the scan becomes `cell(carry, xs)`.
+  - NNX: the cell is built in `__init__` (`self.cell`, its input size is the feature size of `xs`; its
+    carry size is read from `initial_state`'s `jnp.zeros((batch, size))`), and the scan becomes
+    `nnx.scan(lambda carry, cell, x: cell(carry, x), in_axes=(nnx.Carry, None, 0),
+    out_axes=(nnx.Carry, 0))(carry, self.cell, xs)`.
+  `length`, `reverse` and `unroll` keep their names. Both scan over axis 0, as Haiku does, so a
+  `jnp.swapaxes` around the scan stays as written.
+- `@hk.layer_stack(n)` / `@hk.experimental.layer_stack(n)` on a function that builds one module
+  (`return Block(f)(x, training)`), called as `stack_block(x)`:
+  - Linen: the function takes the layer as its first argument and is decorated with
+    `functools.partial(nn.scan, variable_axes={'params': 0}, split_rngs={'params': True}, length=n)`;
+    calls become `stack_block(Block(f), x)[0]`.
+  - NNX: `__init__` builds the stack with `nnx.vmap(lambda rngs: Block(din, f, rngs=rngs))(rngs.split(n))`
+    and the function becomes `@nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)` over it:
+    `stack_block(self.stack_block, x)`.
+  `with_per_layer_inputs=True` (the function returns `(carry, per_layer_output)`) and `unroll` are kept;
+  an `hk.layer_stack(n)` never applied to anything is dropped.
+
+Why: Haiku's transforms hide the parameters from the transformed function, Flax's are told what to do
+with each collection: a scanned cell shares one set of parameters across steps (broadcast, one init
+key), a layer stack has its own per layer on a leading axis, exactly Haiku's `(n, ...)` layout, so
+weights map leaf by leaf. Haiku draws a fresh key per step or layer, so Linen also splits the
+`'dropout'` stream where the module draws random numbers, and NNX layers each get their own split
+`rngs`. `nnx.scan` rather than `jax.lax.scan` because it carries module state (RNG counts) through
+the loop, where a closure over the module fails on the first mutation.
+
+Not converted (TODO with the reason): `hk.scan` over a function or a module not built in the same
+method, a cell used any other way than scanned or through its other methods, an NNX cell that draws
+random numbers (a broadcast cell would reuse one key at every step), layer stacks with
+`pass_reverse_to_layer_fn` / transparency, stacked functions that build more than one module, and
+stacked functions used other than by calling them at the top level of the method.
+
+Example (NNX)::
+
+    cell = RNNCell(self.hidden_size)          # __init__: self.cell = RNNCell(din, hidden_size, rngs=rngs)
+    carry = cell.initial_state(x.shape[0])    carry = self.cell.initial_state(x.shape[0])
+    carry, y = hk.scan(cell, carry, xs)       carry, y = nnx.scan(
+                                                  lambda carry, cell, x: cell(carry, x),
+                                                  in_axes=(nnx.Carry, None, 0), out_axes=(nnx.Carry, 0),
+                                              )(carry, self.cell, xs)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+import libcst.matchers as m
+
+from ..engine import analysis
+from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
+from ..engine.context import Context, attr
+from ..engine.names import dotted_name
+from ..engine.registry import Status, register
+from ..engine.rewriter import STATEMENTS, Rewriter
+
+RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__)
+RULE_LAYER_STACK = register(
+    "HK301", "layer-stack", Status.PARTIAL, "hk.layer_stack -> nn.scan / nnx.vmap + nnx.scan with per-layer parameters", __name__
+)
+
+SCAN_ARGS = ("f", "init", "xs", "length", "reverse", "unroll")
+SCAN_OPTIONS = ("length", "reverse", "unroll")  # the same names and meaning in nn.scan and nnx.scan
+LAYER_STACK_APIS = ("layer_stack", "experimental.layer_stack")
+LAYER_STACK_ARGS = (
+    "num_layers", "with_per_layer_inputs", "unroll", "pass_reverse_to_layer_fn", "transparent", "transparency_map", "name",
+)
+LAYER_STACK_UNSUPPORTED = ("pass_reverse_to_layer_fn", "transparent", "transparency_map")
+RANDOM_APIS = ("dropout", "next_rng_key", "maybe_next_rng_key")
+STATE_CONSTRUCTORS = ("zeros", "ones", "empty", "full")  # `jnp.zeros((batch, size))` in `initial_state`
+CELL_STATE_METHOD = "initial_state"
+
+SCAN_FUNCTION = (
+    "hk.scan over something other than a module built in this method: Flax's lifted scan needs the module; "
+    "build it here (`cell = Cell(...)`) and scan it, or use `jax.lax.scan` if the function builds no modules"
+)
+NNX_RANDOM_CELL = (
+    "the scanned cell draws random numbers: Haiku gives every step a fresh key, a cell broadcast by "
+    "`nnx.scan` reuses one; split the cell's rngs per step by hand (`nnx.split_rngs` and `in_axes` for its RNG state)"
+)
+
+
+# -- reading the Haiku code ----------------------------------------------------------------------------
+@dataclass(eq=False)
+class ScanSite:
+    """`hk.scan(cell, init, xs, ...)`; `problem` says why it is left as it is."""
+
+    call: cst.Call
+    constructor: cst.Call | None = None  # `Cell(...)`: the first argument, or the value assigned to `local`
+    local: str | None = None
+    assignment: cst.Assign | None = None
+    uses: list[cst.Attribute] = field(default_factory=list)  # `local.initial_state` and other method reads
+    options: dict[str, cst.BaseExpression] = field(default_factory=dict)
+    random: bool = False  # the cell draws random numbers
+    problem: str | None = None
+
+    @property
+    def cell_class(self) -> str:
+        return self.constructor.func.value  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class CellSizes:
+    """A scanned cell's `__call__(carry, x)`: NNX needs the carry's feature size for layers that read it."""
+
+    carry: str
+    step_input: str
+    carry_size: cst.BaseExpression | None
+
+
+@dataclass(eq=False)
+class LayerStack:
+    """A function decorated with `hk.layer_stack(n)`, the one module it builds, and its call sites."""
+
+    function: cst.FunctionDef
+    num_layers: cst.BaseExpression | None = None
+    per_layer_inputs: bool = False
+    unroll: cst.BaseExpression | None = None
+    name: str | None = None
+    construction: cst.Call | None = None  # `Ctor(args)(call_args)` in the function's body
+    calls: list[cst.Call] = field(default_factory=list)
+    random: bool = False
+    problem: str | None = None
+
+    @property
+    def constructor(self) -> cst.Call:
+        return self.construction.func  # type: ignore[union-attr, return-value]
+
+
+@dataclass
+class LiftedSites:
+    """Every lifted transform of a file, found before the rewrite, by the ids of the nodes involved."""
+
+    scans: dict[int, ScanSite] = field(default_factory=dict)  # the hk.scan calls
+    cell_constructors: dict[int, ScanSite] = field(default_factory=dict)  # cell constructor calls
+    cell_assignments: dict[int, ScanSite] = field(default_factory=dict)  # `cell = Cell(...)`
+    cell_uses: dict[int, ScanSite] = field(default_factory=dict)  # `cell.method`
+    cells: dict[str, CellSizes] = field(default_factory=dict)  # by class name
+    stacks: dict[int, LayerStack] = field(default_factory=dict)  # the decorated functions
+    stack_calls: dict[int, LayerStack] = field(default_factory=dict)
+    unused_stacks: set[int] = field(default_factory=set)  # `stack = hk.layer_stack(n)` never applied
+
+    @classmethod
+    def read(cls, module: cst.Module, ctx: Context, classes: dict[str, cst.ClassDef]) -> LiftedSites:
+        found = cls()
+        reader = _Reader(ctx, classes)
+        for function in _functions(module):
+            code = _FunctionCode.of(function)
+            if ctx.enabled(RULE_SCAN):
+                for call, _ in code.calls:
+                    if ctx.names.haiku_api(call.func) == "scan":
+                        found._add_scan(reader.scan(call, code))
+            if ctx.enabled(RULE_LAYER_STACK):
+                for nested, top_level in code.defs:
+                    if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators):
+                        found._add_stack(reader.stack(nested, top_level, code))
+                found.unused_stacks |= {id(a) for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)}
+        for site in found.scans.values():
+            if site.problem is None:
+                found.cells[site.cell_class] = _cell_sizes(classes[site.cell_class])
+        return found
+
+    def _add_scan(self, site: ScanSite) -> None:
+        self.scans[id(site.call)] = site
+        if site.problem is not None:
+            return
+        self.cell_constructors[id(site.constructor)] = site
+        if site.assignment is not None:
+            self.cell_assignments[id(site.assignment)] = site
+        self.cell_uses.update({id(use): site for use in site.uses})
+
+    def _add_stack(self, stack: LayerStack) -> None:
+        self.stacks[id(stack.function)] = stack
+        if stack.problem is None:
+            self.stack_calls.update({id(call): stack for call in stack.calls})
+
+
+class _Reader:
+    """Reads one `hk.scan` call or layer-stack function, with the facts needed to convert it or say why not."""
+
+    def __init__(self, ctx: Context, classes: dict[str, cst.ClassDef]) -> None:
+        self.ctx = ctx
+        self.classes = classes
+
+    def local_class(self, node: cst.BaseExpression) -> str | None:
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in self.classes:
+            return node.func.value
+        return None
+
+    def construct(self, call: cst.Call):
+        api = self.ctx.names.haiku_api(call.func)
+        return self.ctx.tables.get(api) if api is not None else None
+
+    def scan(self, call: cst.Call, code: _FunctionCode) -> ScanSite:
+        site = ScanSite(call)
+        try:
+            bound = BoundCall.bind(call, SCAN_ARGS, "hk.scan").args
+        except Unconvertible as reason:
+            site.problem = str(reason)
+            return site
+        if not {"f", "init", "xs"} <= bound.keys():
+            site.problem = "`hk.scan` is called without its f, init and xs spelled out"
+            return site
+        site.options = {name: bound[name] for name in SCAN_OPTIONS if name in bound}
+        cell = bound["f"]
+        if isinstance(cell, cst.Name):
+            self._local_cell(site, cell, code)
+        elif self.local_class(cell) is not None:
+            site.constructor = cell  # type: ignore[assignment]
+        else:
+            site.problem = SCAN_FUNCTION
+        if site.problem is None:
+            site.random = self.uses_randomness(site.cell_class, set())
+        return site
+
+    def _local_cell(self, site: ScanSite, cell: cst.Name, code: _FunctionCode) -> None:
+        """`cell = Cell(...)` once, at the top of the method, and `cell` used only as scanned or `cell.method`."""
+        name = cell.value
+        assignments = [(a, top) for a, top in code.assigns if _assigned_name(a) == name]
+        if len(assignments) != 1 or not assignments[0][1] or self.local_class(assignments[0][0].value) is None:
+            site.problem = SCAN_FUNCTION
+            return
+        assignment = assignments[0][0]
+        site.local, site.assignment, site.constructor = name, assignment, assignment.value  # type: ignore[assignment]
+        site.uses = [a for a in code.attributes if m.matches(a.value, m.Name(name)) and a.attr.value != "__call__"]
+        accounted = {id(assignment.targets[0].target), id(cell), *(id(a.value) for a in site.uses)}
+        if {id(n) for n in code.names.get(name, [])} != accounted:
+            site.problem = (
+                f"`{name}` is used other than by scanning it once and calling its other methods; "
+                "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
+            )
+
+    def stack(self, function: cst.FunctionDef, top_level: bool, code: _FunctionCode) -> LayerStack:
+        stack = LayerStack(function)
+        stack.problem = self._stack_problem(stack, top_level, code)
+        if stack.problem is None and stack.construction is not None:
+            local = self.local_class(stack.constructor)
+            stack.random = local is not None and self.uses_randomness(local, set())
+        return stack
+
+    def _stack_problem(self, stack: LayerStack, top_level: bool, code: _FunctionCode) -> str | None:
+        function = stack.function
+        if not top_level:
+            return "the stacked function is defined inside a loop or condition; define it at the top of the method"
+        if len(function.decorators) != 1:
+            return "the stacked function has other decorators; apply them inside the Flax scan by hand"
+        try:
+            bound = BoundCall.bind(function.decorators[0].decorator, LAYER_STACK_ARGS, "hk.layer_stack").args  # type: ignore[arg-type]
+        except Unconvertible as reason:
+            return str(reason)
+        unsupported = [n for n in LAYER_STACK_UNSUPPORTED if n in bound and not m.matches(bound[n], m.Name("False") | m.Name("None"))]
+        if unsupported or "num_layers" not in bound:
+            return f"`hk.layer_stack` with {', '.join(unsupported) or 'no num_layers'} has no Flax counterpart here; write the scan by hand"
+        per_layer = bound.get("with_per_layer_inputs", cst.Name("False"))
+        name = bound.get("name")
+        if not m.matches(per_layer, m.Name("True") | m.Name("False")) or not (name is None or isinstance(name, cst.SimpleString)):
+            return "`with_per_layer_inputs` and `name` must be literals to convert the layer stack"
+        stack.num_layers, stack.unroll = bound["num_layers"], bound.get("unroll")
+        stack.per_layer_inputs = m.matches(per_layer, m.Name("True"))
+        stack.name = name.evaluated_value if isinstance(name, cst.SimpleString) else None  # type: ignore[assignment]
+        return self._stacked_function_problem(stack) or self._stack_calls_problem(stack, code)
+
+    def _stacked_function_problem(self, stack: LayerStack) -> str | None:
+        function = stack.function
+        params = function.params
+        if params.star_arg is not cst.MaybeSentinel.DEFAULT or params.kwonly_params or params.star_kwarg or params.posonly_params:
+            return "the stacked function takes `*`, keyword-only or positional-only parameters; convert it by hand"
+        if any(p.default is not None for p in params.params) or not params.params or (not stack.per_layer_inputs and len(params.params) != 1):
+            return "the stacked function must take the carry (and, with per-layer inputs, those inputs) without defaults"
+        inner = _FunctionCode.of(function)
+        constructions = [(c, top) for c, top in inner.calls if isinstance(c.func, cst.Call) and self._is_module(c.func)]
+        others = [c for c, _ in inner.calls if self.ctx.names.haiku_api(c.func) is not None and not any(c is k.func for k, _ in constructions)]
+        if len(constructions) != 1 or others or inner.defs:
+            return "the stacked function must build exactly one module and use no other Haiku API; stack the layers by hand"
+        construction, top = constructions[0]
+        if not top:
+            return "the stacked module is built inside a loop or condition; stack the layers by hand"
+        own = {p.name.value for p in params.params} | {a for a, _ in ((_assigned_name(x), t) for x, t in inner.assigns) if a}
+        if analysis.Names.of(construction.func).used & own:
+            return "the stacked module's constructor arguments depend on the stacked function's inputs; stack by hand"
+        if any(r.value is None for r in inner.returns):
+            return "the stacked function has a bare `return`"
+        stack.construction = construction
+        return None
+
+    def _stack_calls_problem(self, stack: LayerStack, code: _FunctionCode) -> str | None:
+        name = stack.function.name.value
+        calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
+        expected = len(stack.function.params.params) if stack.per_layer_inputs else 1
+        if {id(n) for n in code.names.get(name, [])} != {id(c.func) for c in calls}:
+            return f"`{name}` is used other than by calling it at the top level of the method; call it there, or convert by hand"
+        if any(len(c.args) != expected or any(a.keyword is not None or a.star for a in c.args) for c in calls):
+            return f"`{name}` must be called with {expected} positional argument(s)"
+        stack.calls = calls
+        return None
+
+    def _is_module(self, call: cst.Call) -> bool:
+        return self.local_class(call) is not None or self.construct(call) is not None
+
+    def uses_randomness(self, class_name: str, seen: set[str]) -> bool:
+        """Does the class (or a module class of this file it builds) draw random numbers?"""
+        seen.add(class_name)
+        for call in _calls_in(self.classes[class_name]):
+            if self.ctx.names.haiku_api(call.func) in RANDOM_APIS:
+                return True
+            local = self.local_class(call)
+            if local is not None and local not in seen and self.uses_randomness(local, seen):
+                return True
+        return False
+
+
+def _is_layer_stack(node: cst.BaseExpression, ctx: Context) -> bool:
+    return isinstance(node, cst.Call) and ctx.names.haiku_api(node.func) in LAYER_STACK_APIS
+
+
+def _assigned_name(assign: cst.Assign) -> str | None:
+    if len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name):
+        return assign.targets[0].target.value
+    return None
+
+
+def _unused_layer_stack(assign: cst.Assign, code: _FunctionCode, ctx: Context) -> bool:
+    """`stack = hk.layer_stack(n)` whose result is never read: it builds nothing."""
+    name = _assigned_name(assign)
+    return name is not None and _is_layer_stack(assign.value, ctx) and len(code.names.get(name, [])) == 1
+
+
+def _cell_sizes(classdef: cst.ClassDef) -> CellSizes:
+    """Parameter names of the cell's `__call__(carry, x)`, and the carry's size from `initial_state`."""
+    call = analysis.find_method(classdef, "__call__")
+    params = [p.name.value for p in call.params.params[1:3]] if call is not None else []
+    carry, step_input = (params + ["", ""])[:2]
+    return CellSizes(carry, step_input, _initial_state_size(analysis.find_method(classdef, CELL_STATE_METHOD)))
+
+
+def _initial_state_size(method: cst.FunctionDef | None) -> cst.BaseExpression | None:
+    """`self.hidden_size` for `return jnp.zeros((batch_size, self.hidden_size))`."""
+    body = method.body.body if method is not None and isinstance(method.body, cst.IndentedBlock) else ()
+    statements = [s for s in body if not analysis.is_docstring(s)]
+    if len(statements) != 1 or not m.matches(statements[0], m.SimpleStatementLine(body=[m.Return(value=m.Call())])):
+        return None
+    value: cst.Call = statements[0].body[0].value  # type: ignore[attr-defined]
+    if (dotted_name(value.func) or "").rsplit(".", 1)[-1] not in STATE_CONSTRUCTORS or not value.args:
+        return None
+    shape = value.args[0].value
+    if not isinstance(shape, cst.Tuple | cst.List) or not shape.elements:
+        return None
+    size = shape.elements[-1].value
+    return size if analysis.Names.of(size).used <= {"self"} else None
+
+
+class _FunctionCode(cst.CSTVisitor):
+    """A function's own calls, assignments, nested functions and returns (not those of nested functions),
+    each with whether it sits at the function's top level (outside loops and conditions); and every
+    variable Name in it, nested functions included."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[cst.Call, bool]] = []
+        self.assigns: list[tuple[cst.Assign, bool]] = []
+        self.defs: list[tuple[cst.FunctionDef, bool]] = []
+        self.returns: list[cst.Return] = []
+        self.attributes: list[cst.Attribute] = []
+        self.names: dict[str, list[cst.Name]] = {}
+        self._blocks = 0  # compound statements around the current node
+        self._nested = 0  # nested functions around the current node
+
+    @classmethod
+    def of(cls, node: cst.FunctionDef | cst.ClassDef) -> _FunctionCode:
+        code = cls()
+        node.body.visit(code)
+        return code
+
+    @property
+    def _own(self) -> bool:
+        return self._nested == 0
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.BaseCompoundStatement) and not isinstance(node, cst.FunctionDef):
+            self._blocks += 1
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if isinstance(original_node, cst.BaseCompoundStatement) and not isinstance(original_node, cst.FunctionDef):
+            self._blocks -= 1
+        super().on_leave(original_node)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        if self._own:
+            self.defs.append((node, self._blocks == 0))
+        self._nested += 1
+        for part in (*node.decorators, node.params, node.body):
+            part.visit(self)
+        self._nested -= 1
+        return False  # its own name is a definition, not a use
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self._own:
+            self.calls.append((node, self._blocks == 0))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if self._own:
+            self.assigns.append((node, self._blocks == 0))
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if self._own:
+            self.returns.append(node)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.setdefault(node.value, []).append(node)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        if isinstance(node.value, cst.Name):
+            self.attributes.append(node)
+        node.value.visit(self)  # the attribute name is not a variable
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # nor is a keyword
+        return False
+
+
+class _Calls(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[cst.Call] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.found.append(node)
+
+
+def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
+    collector = _Calls()
+    node.visit(collector)
+    return collector.found
+
+
+class _Functions(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[cst.FunctionDef] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.found.append(node)
+
+
+def _functions(module: cst.Module) -> list[cst.FunctionDef]:
+    collector = _Functions()
+    module.visit(collector)
+    return collector.found
+
+
+# -- writing the Flax code -----------------------------------------------------------------------------
+class _ReturnWithNone(cst.CSTTransformer):
+    """`return x` -> `return x, None` in one function (not in functions nested in it): scan's `(carry, ys)`."""
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        pair = cst.Tuple([cst.Element(updated.value), cst.Element(cst.Name("None"))], lpar=[], rpar=[])  # type: ignore[arg-type]
+        return updated.with_changes(value=pair)
+
+
+def _dict(items: dict[str, cst.BaseExpression]) -> cst.Dict:
+    return cst.Dict([cst.DictElement(cst.SimpleString(f"'{k}'"), v) for k, v in items.items()])
+
+
+def _split_rngs(params: bool, random: bool) -> cst.Dict:
+    """Linen's `split_rngs`: a stream split per step/layer gets a fresh key there, as Haiku's keys do."""
+    streams = {"params": cst.Name(str(params))}
+    if random:
+        streams["dropout"] = cst.Name("True")
+    return _dict(streams)
+
+
+def _options(values: dict[str, cst.BaseExpression | None]) -> list[cst.Arg]:
+    return [keyword_arg(name, value) for name, value in values.items() if value is not None]
+
+
+def _core_scan_call(updated: cst.Call) -> tuple[cst.Call, dict[str, cst.BaseExpression]]:
+    """`hk.scan`'s f, init and xs as its first three positional arguments (spelling kept), and all values."""
+    bound = BoundCall.bind(updated, SCAN_ARGS, "hk.scan").args
+    core = [a for a in updated.args if any(a.value is bound[n] for n in ("f", "init", "xs"))]
+    ordered = sorted(core, key=lambda a: [bound["f"], bound["init"], bound["xs"]].index(a.value))
+    args = [a.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT) for a in ordered]
+    last = updated.args[-1]  # the options may have come last: end the way the call ended
+    args[-1] = args[-1].with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)
+    return updated.with_changes(args=args), bound
+
+
+def _layer_param(stack: LayerStack) -> str:
+    """The stacked function's new first parameter: the module, named after its class (`block`)."""
+    func = stack.constructor.func
+    base = analysis.snake_case((dotted_name(func) or "layer").rsplit(".", 1)[-1])
+    taken = analysis.Names.of(stack.function).used
+    return base if base not in taken else f"{base}_layer"
+
+
+class LiftedSitesReader(Rewriter):
+    """Reads the file's lifted transforms before the rewrite (the whole-file converter of either target)."""
+
+    def visit_Module(self, node: cst.Module) -> bool | None:
+        self.lifted = LiftedSites.read(node, self.ctx, self.classes)  # type: ignore[attr-defined]
+        return super().visit_Module(node)
+
+
+class _Lifted(Rewriter):
+    """What both targets share: stacked functions are converted whole; statements this family makes
+    unnecessary are removed, their blank lines handed to the next statement."""
+
+    lifted: LiftedSites
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._blank_lines: list[cst.EmptyLine] = []  # of the statement just removed
+        self._receivers: dict[int, list[cst.EmptyLine]] = {}  # statement id -> blank lines to put above it
+
+    def removes(self, statement: cst.BaseSmallStatement) -> bool:
+        """An `hk.layer_stack(n)` never applied to a function builds nothing."""
+        if id(statement) in self.lifted.unused_stacks:
+            self.converted(statement, RULE_LAYER_STACK, "an hk.layer_stack never applied to a function: dropped")
+            return True
+        return False
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._blank_lines and isinstance(node, STATEMENTS):
+            self._receivers[id(node)], self._blank_lines = self._blank_lines, []
+        visit_children = super().on_visit(node)
+        stack = self.lifted.stacks.get(id(node))
+        return visit_children and (stack is None or stack.problem is not None)  # converted whole, on leave
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        self._blank_lines = []  # only the next statement of the same block takes them
+        stack = self.lifted.stacks.get(id(original_node))
+        replacement = None
+        if stack is not None and stack.problem is not None:
+            self.todo(original_node, RULE_LAYER_STACK, stack.problem)
+        elif stack is not None:
+            replacement = self.stacked_function(stack)
+            self.converted(original_node, RULE_LAYER_STACK, f"hk.layer_stack({stack.function.name.value}) -> scan over stacked layers")
+        result = super().on_leave(original_node, updated_node)
+        if isinstance(original_node, cst.SimpleStatementLine) and len(original_node.body) == 1 and self.removes(original_node.body[0]):
+            self._blank_lines = [line for line in original_node.leading_lines if line.comment is None]
+            return cst.RemovalSentinel.REMOVE
+        if replacement is not None and isinstance(result, cst.FunctionDef):
+            result = replacement.with_changes(leading_lines=result.leading_lines)
+        lines = self._receivers.pop(id(original_node), None)
+        if lines and isinstance(result, STATEMENTS):
+            result = result.with_changes(leading_lines=[*lines, *result.leading_lines])
+        return result
+
+    def stacked_function(self, stack: LayerStack) -> cst.FunctionDef:
+        """The function scanned over the stack: the module is its first argument, called where it was built."""
+        layer = _layer_param(stack)
+        args = self.layer_call_args(stack)
+        if args:  # an argument the layer no longer takes may have been last
+            args[-1] = args[-1].with_changes(comma=stack.construction.args[-1].comma)  # type: ignore[union-attr]
+        call = cst.Call(cst.Name(layer), args)
+        body = stack.function.body.deep_replace(stack.construction, call)  # type: ignore[arg-type]
+        params = stack.function.params.with_changes(params=[cst.Param(cst.Name(layer)), *stack.function.params.params])
+        return stack.function.with_changes(decorators=[cst.Decorator(self.scan_decorator(stack))], params=params, body=body)
+
+    def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
+        raise NotImplementedError
+
+    def scan_decorator(self, stack: LayerStack) -> cst.BaseExpression:
+        raise NotImplementedError
+
+
+class LinenLifted(LiftedSitesReader, _Lifted):
+    """Linen: `nn.scan` over the cell class (parameters broadcast) or over the stacked layer (axis 0)."""
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        site = self.lifted.cell_constructors.get(id(original))
+        if site is not None:
+            return self._scanned_cell(site, updated)
+        site = self.lifted.scans.get(id(original))
+        if site is not None:
+            return self._scan(site, updated)
+        stack = self.lifted.stack_calls.get(id(original))
+        if stack is not None:
+            return self._stack_call(stack, updated)
+        return super().leave_Call(original, updated)
+
+    def _scanned_cell(self, site: ScanSite, updated: cst.Call) -> cst.Call:
+        """`Cell(h)` -> `nn.scan(Cell, variable_broadcast='params', split_rngs={'params': False})(h)`."""
+        self.ctx.need_target_import()
+        self.mark_builds_layer()  # type: ignore[attr-defined]
+        lifted = cst.Call(
+            attr(self.ctx.ns, "scan"),
+            [
+                cst.Arg(updated.func),
+                keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
+                keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
+                *_options(dict(site.options)),
+            ],
+        )
+        return updated.with_changes(func=lifted)
+
+    def _scan(self, site: ScanSite, updated: cst.Call) -> cst.BaseExpression:
+        if site.problem is not None:
+            self.todo(site.call, RULE_SCAN, site.problem)
+            return updated
+        core, bound = _core_scan_call(updated)
+        self.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> calling the nn.scan-lifted module")
+        return cst.Call(bound["f"], respell_args(core, 1, [], []), whitespace_before_args=updated.whitespace_before_args)
+
+    def scan_decorator(self, stack: LayerStack) -> cst.BaseExpression:
+        """`functools.partial(nn.scan, variable_axes={'params': 0}, split_rngs={'params': True}, length=n)`."""
+        self.ctx.needed_imports.add(("functools", None, None))
+        return cst.Call(
+            attr("functools", "partial"),
+            [
+                cst.Arg(attr(self.ctx.ns, "scan")),
+                keyword_arg("variable_axes", _dict({"params": cst.Integer("0")})),
+                keyword_arg("split_rngs", _split_rngs(params=True, random=stack.random)),
+                *_options({"length": stack.num_layers, "unroll": stack.unroll}),
+            ],
+        )
+
+    def stacked_function(self, stack: LayerStack) -> cst.FunctionDef:
+        function = super().stacked_function(stack)
+        if stack.per_layer_inputs:  # already returns `(carry, per_layer_outputs)`
+            return function
+        return function.with_changes(body=function.body.visit(_ReturnWithNone()))
+
+    def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
+        construct = self.lifted_construct(stack.constructor)
+        return convert_layer_call_args(stack.construction, construct, "linen") if construct is not None else list(stack.construction.args)  # type: ignore[union-attr]
+
+    def lifted_construct(self, call: cst.Call):
+        api = self.ctx.names.haiku_api(call.func)
+        return self.ctx.tables.get(api) if api is not None else None
+
+    def _stack_call(self, stack: LayerStack, updated: cst.Call) -> cst.BaseExpression:
+        """`stack_block(x)` -> `stack_block(Block(f), x)[0]`: the layer is built here, scanned in the function."""
+        self.ctx.need_target_import()
+        self.mark_builds_layer()  # type: ignore[attr-defined]
+        layer = stack.constructor
+        construct = self.lifted_construct(layer)
+        if construct is not None:
+            layer = convert_construct_call(layer, construct, "linen", self.ctx.ns)
+        if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
+            layer = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(repr(stack.name)))])
+        call = updated.with_changes(args=respell_args(updated, 0, [layer], []))
+        if stack.per_layer_inputs:
+            return call
+        return cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+
+
+class NnxLifted(_Lifted):
+    """NNX (a mixin of the method rewriter): scanned cells and layer stacks are built in `__init__`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._root: cst.CSTNode | None = None  # the method body: the first node visited
+        self._cell_attributes: dict[int, str | None] = {}  # by id of the scan site; None: left as it is
+
+    @property
+    def lifted(self) -> LiftedSites:  # type: ignore[override]
+        """Read by the converter (`LiftedSitesReader`), shared by the rewriters of every method."""
+        return self.state.converter.lifted  # type: ignore[attr-defined]
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._root is None:
+            self._root = node
+            self._seed_cell_sizes(node)
+        return super().on_visit(node)
+
+    def _seed_cell_sizes(self, body: cst.CSTNode) -> None:
+        """In a scanned cell's `__call__(carry, x)` the module's input is `x`, not the first argument the
+        engine took it for; the carry has the size `initial_state` gives it."""
+        cell = self.lifted.cells.get(self.state.classdef.name.value)  # type: ignore[attr-defined]
+        call = self.state.methods.get("__call__")  # type: ignore[attr-defined]
+        if cell is None or call is None or call.body is not body or not cell.step_input:
+            return
+        sizes = self.sizes  # type: ignore[attr-defined]
+        sizes[cell.step_input], sizes[cell.carry] = sizes.get(cell.carry), cell.carry_size
+
+    # -- hk.scan --------------------------------------------------------------------------------------
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        site = self.lifted.cell_constructors.get(id(original))
+        if site is not None and site.local is not None:
+            self._name_local_cell(site, original)
+            return updated
+        site = self.lifted.scans.get(id(original))
+        if site is not None:
+            return self._scan(site, updated)
+        stack = self.lifted.stack_calls.get(id(original))
+        if stack is not None:
+            return self._stack_call(stack, original, updated)
+        return super().leave_Call(original, updated)
+
+    def _name_local_cell(self, site: ScanSite, constructor: cst.Call) -> None:
+        """`cell = Cell(h)` will be `self.cell`, built in `__init__` once the scan tells its input size."""
+        if site.random or not self.can_hoist(_constructor_args(constructor), constructor):  # type: ignore[attr-defined]
+            self._cell_attributes[id(site)] = None
+            return
+        self._cell_attributes[id(site)] = self.new_attribute(site.local)  # type: ignore[attr-defined]
+
+    def removes(self, statement: cst.BaseSmallStatement) -> bool:
+        """Also `cell = Cell(h)`: the cell is built in `__init__` now."""
+        site = self.lifted.cell_assignments.get(id(statement))
+        return bool(site is not None and self._cell_attributes.get(id(site))) or super().removes(statement)
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        site = self.lifted.cell_uses.get(id(original))
+        attribute = self._cell_attributes.get(id(site)) if site is not None else None
+        if attribute is not None:
+            return updated.with_changes(value=attr("self", attribute))
+        return super().leave_Attribute(original, updated)
+
+    def _scan(self, site: ScanSite, updated: cst.Call) -> cst.BaseExpression:
+        if site.problem is not None or site.random:
+            self.todo(site.call, RULE_SCAN, site.problem or NNX_RANDOM_CELL)
+            return updated
+        constructor: cst.Call = site.constructor  # type: ignore[assignment]
+        if site.local is not None:
+            attribute = self._cell_attributes.get(id(site))
+            if attribute is None:
+                self.todo(site.call, RULE_SCAN, f"`{site.local}` could not be built in `__init__` (see above); scan it by hand")
+                return updated
+        elif self.in_nested_block(constructor, f"{site.cell_class}(...)") or not self.can_hoist(_constructor_args(constructor), constructor):  # type: ignore[attr-defined]
+            return updated
+        else:
+            attribute = self.new_attribute(analysis.snake_case(site.cell_class), _explicit_name(constructor))  # type: ignore[attr-defined]
+        core, bound = _core_scan_call(updated)
+        xs = self.set_size(bound["xs"], self._step_input_size(bound["xs"]))  # type: ignore[attr-defined]
+        built = self.state.build(constructor, attribute, [cst.Arg(xs)], self, constructor)  # type: ignore[attr-defined]
+        self.add_to_init(attribute, built[0], constructor)  # type: ignore[attr-defined]
+        scan = cst.Call(
+            attr(self.ctx.ns, "scan"),
+            [
+                cst.Arg(cst.parse_expression("lambda carry, cell, x: cell(carry, x)")),
+                keyword_arg("in_axes", cst.parse_expression(f"({self.ctx.ns}.Carry, None, 0)")),
+                keyword_arg("out_axes", cst.parse_expression(f"({self.ctx.ns}.Carry, 0)")),
+                *_options(dict(site.options)),
+            ],
+        )
+        self.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> nnx.scan over self.{attribute}")
+        args = respell_args(core, 2, [bound["init"], attr("self", attribute)], [])
+        return cst.Call(scan, args, whitespace_before_args=updated.whitespace_before_args)
+
+    def _step_input_size(self, xs: cst.BaseExpression) -> cst.BaseExpression | None:
+        """The feature size of one step of `xs`: its last axis, also after swapping two leading axes."""
+        if isinstance(xs, cst.Call) and (dotted_name(xs.func) or "").rsplit(".", 1)[-1] == "swapaxes" and len(xs.args) == 3:
+            if all(isinstance(a.value, cst.Integer) and a.keyword is None for a in xs.args[1:]):
+                return self.size_of(xs.args[0].value)  # type: ignore[attr-defined]
+        return self.size_of(xs)  # type: ignore[attr-defined]
+
+    # -- hk.layer_stack ---------------------------------------------------------------------------------
+    def scan_decorator(self, stack: LayerStack) -> cst.BaseExpression:
+        """`nnx.scan(in_axes=(0, nnx.Carry[, 0...]), out_axes=nnx.Carry)` (or `(nnx.Carry, 0)` with per-layer outputs)."""
+        ns = self.ctx.ns
+        per_layer = len(stack.function.params.params) - 1 if stack.per_layer_inputs else 0
+        in_axes = cst.parse_expression(f"(0, {ns}.Carry{', 0' * per_layer})")
+        out_axes = cst.parse_expression(f"({ns}.Carry, 0)" if stack.per_layer_inputs else f"{ns}.Carry")
+        return cst.Call(attr(ns, "scan"), [keyword_arg("in_axes", in_axes), keyword_arg("out_axes", out_axes), *_options({"unroll": stack.unroll})])
+
+    def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
+        args = self.state.call_args_for(stack.constructor, list(stack.construction.args), self, stack.construction)  # type: ignore[attr-defined, union-attr]
+        return args if args is not None else list(stack.construction.args)  # type: ignore[union-attr]
+
+    def _stack_call(self, stack: LayerStack, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """`stack_block(x)` -> `stack_block(self.stack_block, x)`; `__init__` builds the stack with `nnx.vmap`."""
+        constructor = stack.constructor
+        label = f"hk.layer_stack({stack.function.name.value})"
+        if self.in_nested_block(original, label) or not self.can_hoist([stack.num_layers, *_constructor_args(constructor)], original):  # type: ignore[attr-defined, list-item]
+            return updated
+        attribute = self.new_attribute(stack.function.name.value, stack.name)  # type: ignore[attr-defined]
+        carry = updated.args[0]
+        built = self.state.build(constructor, attribute, [carry], self, original)  # type: ignore[attr-defined]
+        if built is None:
+            return updated
+        layer = built[0]
+        if not any(a.keyword is not None and a.keyword.value == "rngs" for a in getattr(layer, "args", ())):
+            self.todo(original, RULE_LAYER_STACK, f"the stacked `{dotted_name(constructor.func)}` takes no rngs, so it has nothing to stack; build it by hand")
+            return updated
+        factory = cst.Call(attr(self.ctx.ns, "vmap"), [cst.Arg(cst.Lambda(cst.Parameters([cst.Param(cst.Name("rngs"))]), layer))])
+        split = cst.Call(attr("rngs", "split"), [cst.Arg(stack.num_layers)])  # type: ignore[arg-type]
+        self.add_to_init(attribute, cst.Call(factory, [cst.Arg(split)]), original, needs_rngs=True)  # type: ignore[attr-defined]
+        self.converted(original, RULE_LAYER_STACK, f"{label}: self.{attribute} built in __init__ with nnx.vmap")
+        result = updated.with_changes(args=respell_args(updated, 0, [attr("self", attribute)], []))
+        size = None if stack.per_layer_inputs else self.size_of(carry.value)  # type: ignore[attr-defined]
+        return self.set_size(result, size)  # type: ignore[attr-defined]
+
+
+def _constructor_args(constructor: cst.Call) -> list[cst.BaseExpression]:
+    return [a.value for a in constructor.args if not (a.keyword is not None and a.keyword.value == "name")]
+
+
+def _explicit_name(call: cst.Call) -> str | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString):
+            value = arg.value.evaluated_value
+            if isinstance(value, str) and value.isidentifier():
+                return value
+    return None
