@@ -39,6 +39,7 @@ from ..engine.context import attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
 
 RULE_TRANSFORM = register("HK004", "transform", Status.CONVERTED, "hk.transform / transform_with_state / without_apply_rng and their init/apply calls", __name__)
@@ -92,6 +93,10 @@ class _Transforms(Rewriter):
     def init_transforms(self, module: cst.Module) -> None:
         self.transforms = analysis.module_transforms(module, self.ctx.names)
         self.forwards = {t.function: t for t in self.transforms.values()}
+        # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
+        hand_made_state = uses_haiku_state(module, self.ctx.names)
+        self.state_collection = LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION
+        self.state_variable = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(self.ctx.ns, STATE_VARIABLE)
         self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
         self.multi = {
             t.name: read
@@ -212,12 +217,12 @@ class LinenTransforms(_Transforms):
             return updated
         elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
         if apply.state is not None:
-            elements.append(cst.DictElement(cst.SimpleString(f"'{STATE_COLLECTION}'"), apply.state))
+            elements.append(cst.DictElement(cst.SimpleString(f"'{self.state_collection}'"), apply.state))
         appended = []
         if apply.rng is not None:
             appended.append(keyword_arg("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
         if apply.state is not None:
-            appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{STATE_COLLECTION}'"))])))
+            appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{self.state_collection}'"))])))
         appended.extend(_method_arg(call))
         self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
         func = attr(call.transformed.name, "apply") if call.module_method != "__call__" else updated.func
@@ -239,18 +244,18 @@ class LinenTransforms(_Transforms):
         if call.func.attr.value == "init":  # type: ignore[attr-defined]
             # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
             holder, outputs = "variables", _bare_tuple(
-                _subscript(cst.Name("variables"), "params"), _subscript(cst.Name("variables"), STATE_COLLECTION)
+                _subscript(cst.Name("variables"), "params"), _subscript(cst.Name("variables"), self.state_collection)
             )
             targets = _bare_tuple(first, second)
             head = cst.Assign([cst.AssignTarget(cst.Name(holder))], new_value)
-            self.converted(call, RULE_TRANSFORM, f"init returns variables: params and {STATE_COLLECTION}")
+            self.converted(call, RULE_TRANSFORM, f"init returns variables: params and {self.state_collection}")
         else:
             # out, updates = f.apply(..., mutable=['batch_stats']); state = updates['batch_stats']
             if not isinstance(new_value, cst.Call) or new_value is call:
                 return updated
             holder = "updates"
             head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name(holder)))], new_value)
-            targets, outputs = second, _subscript(cst.Name(holder), STATE_COLLECTION)
+            targets, outputs = second, _subscript(cst.Name(holder), self.state_collection)
         tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
         return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
 
@@ -321,7 +326,7 @@ class NnxTransforms(_Transforms):
         if call.method == "init":
             filters = [cst.Arg(attr(self.ctx.ns, "Param"))]
             if with_state:
-                filters.append(cst.Arg(attr(self.ctx.ns, STATE_VARIABLE)))
+                filters.append(cst.Arg(self.state_variable))
             self.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; nnx.state reads its variables")
             return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), *filters])
         try:
@@ -345,7 +350,7 @@ class NnxTransforms(_Transforms):
         forward = updated.with_changes(func=method, args=_kept_args(apply.rest, drop_removed_args(apply.rest, removed)))
         if not with_state:
             return forward
-        state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(attr(self.ctx.ns, STATE_VARIABLE))])
+        state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(self.state_variable)])
         return cst.Tuple([cst.Element(forward), cst.Element(state)])
 
     def _set_mode(self, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:

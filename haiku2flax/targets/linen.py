@@ -86,7 +86,8 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
                     [cst.AnnAssign(target=cst.Name(param.name.value), annotation=annotation, value=param.default)]
                 )
             )
-        methods = [s for s in updated.body.body if s is not init_def]
+        class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
+        methods = [s for s in updated.body.body if s is not init_def and not any(s is d for d in class_doc)]
         if init.other_statements:
             setup = cst.FunctionDef(
                 name=cst.Name("setup"),
@@ -99,8 +100,6 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
             methods.insert(0, setup)
         if body and methods and not methods[0].leading_lines:
             methods[0] = methods[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
-        class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
-        methods = [s for s in methods if s not in class_doc]
         if not (class_doc or body or methods):
             body = [cst.SimpleStatementLine([cst.Pass()])]
         self.converted(original, RULE_MODULE, f"hk.Module subclass {original.name.value} -> nn.Module")
