@@ -8,6 +8,7 @@ renamed over it, so a user's file is always either the old one or the new one.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-# Directories never walked: version control, build output, installed packages, caches.
+# Not walked unless a project's `exclude` setting says otherwise: version control, build output, installed packages, caches.
 SKIP_DIRS = frozenset({".git", ".venv", "venv", "build", "dist", "site-packages", "__pycache__", "node_modules"})
 VENV_MARKER = "pyvenv.cfg"
+GIT_DIR = ".git"  # never walked, whatever the exclusions
 GITIGNORE = ".gitignore"
 NEWLINE = re.compile(r"\r\n|\r|\n")
 
@@ -190,17 +192,48 @@ def _repository_root(directory: Path) -> Path:
     return directory
 
 
-def walk(top: Path, exclude: Collection[Path] = ()) -> Iterator[Path]:
-    """Files under `top`, skipping SKIP_DIRS, virtualenvs, `exclude` and what .gitignore files exclude."""
+@dataclass(frozen=True)
+class Exclusions:
+    """What discovery leaves out besides .gitignore: gitignore-style patterns relative to `root`.
+
+    The defaults skip version control, build output, installed packages and caches by name; a project's
+    `exclude` setting replaces them and `extend-exclude` adds to them. Configured patterns also apply
+    to files named on the command line, so a pre-commit hook (which names files) respects them too.
+    """
+
+    root: Path
+    patterns: tuple[str, ...] = tuple(sorted(SKIP_DIRS))
+    applies_to_given_files: bool = False
+
+    @functools.cached_property
+    def _rules(self) -> list[IgnoreRule]:
+        return [rule for pattern in self.patterns if (rule := IgnoreRule.parse(pattern, ())) is not None]
+
+    def excludes(self, path: Path, is_dir: bool) -> bool:
+        """Whether `path`, or a directory it lies in below `root`, matches a pattern."""
+        absolute = Path(os.path.abspath(path))
+        try:
+            parts = absolute.relative_to(os.path.abspath(self.root)).parts
+        except ValueError:  # outside the project: only bare names can match
+            parts = (absolute.name,)
+        folders = any(_is_ignored(parts[:depth], True, self._rules) for depth in range(1, len(parts)))
+        return folders or _is_ignored(parts, is_dir, self._rules)
+
+
+def walk(top: Path, exclude: Collection[Path] = (), patterns: Exclusions | None = None) -> Iterator[Path]:
+    """Files under `top`, skipping `patterns` (by default SKIP_DIRS), virtualenvs, `exclude` and what
+    .gitignore files exclude."""
     absolute = Path(os.path.abspath(top))
     root = _repository_root(absolute)
     parts = absolute.relative_to(root).parts
     rules = [rule for depth in range(len(parts)) for rule in _read_gitignore(root.joinpath(*parts[:depth]), parts[:depth])]
     excluded = {Path(os.path.abspath(path)) for path in exclude}
-    yield from _walk_directory(top, parts, rules, excluded)
+    yield from _walk_directory(top, parts, rules, excluded, patterns or Exclusions(absolute))
 
 
-def _walk_directory(directory: Path, parts: tuple[str, ...], inherited: list[IgnoreRule], excluded: set[Path]) -> Iterator[Path]:
+def _walk_directory(
+    directory: Path, parts: tuple[str, ...], inherited: list[IgnoreRule], excluded: set[Path], patterns: Exclusions
+) -> Iterator[Path]:
     rules = inherited + _read_gitignore(directory, parts)
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
@@ -209,12 +242,12 @@ def _walk_directory(directory: Path, parts: tuple[str, ...], inherited: list[Ign
     for entry in entries:
         path = directory / entry.name
         is_dir = entry.is_dir(follow_symlinks=False)
-        if _is_ignored((*parts, entry.name), is_dir, rules):
+        if entry.name == GIT_DIR or _is_ignored((*parts, entry.name), is_dir, rules) or patterns.excludes(path, is_dir):
             continue
         if is_dir:
-            if entry.name in SKIP_DIRS or (path / VENV_MARKER).exists() or Path(os.path.abspath(path)) in excluded:
+            if (path / VENV_MARKER).exists() or Path(os.path.abspath(path)) in excluded:
                 continue
-            yield from _walk_directory(path, (*parts, entry.name), rules, excluded)
+            yield from _walk_directory(path, (*parts, entry.name), rules, excluded, patterns)
         elif entry.is_file():
             yield path
 
@@ -225,18 +258,23 @@ class Discovery:
     others: list[Path]  # every other file found by walking: `--out-dir` copies them
 
 
-def discover(paths: Collection[Path], suffixes: Collection[str], exclude: Collection[Path] = ()) -> Discovery:
-    """Files to migrate: those with one of `suffixes` in the directories given, and every file given.
+def discover(
+    paths: Collection[Path], suffixes: Collection[str], exclude: Collection[Path] = (), patterns: Exclusions | None = None
+) -> Discovery:
+    """Files to migrate: those with one of `suffixes` in the directories given, and every file given
+    (unless a configured exclusion says otherwise).
 
     A given file is kept even when it does not exist, so reading it reports the error in its place.
     """
     sources: dict[str, Path] = {}
     others: dict[str, Path] = {}
     for path in paths:
+        if patterns is not None and patterns.applies_to_given_files and patterns.excludes(path, path.is_dir()):
+            continue
         if not path.is_dir():
             sources[os.path.abspath(path)] = path
             continue
-        for file in walk(path, exclude):
+        for file in walk(path, exclude, patterns):
             (sources if file.suffix in suffixes else others).setdefault(os.path.abspath(file), file)
     for key in sources.keys() & others.keys():  # a file given explicitly and also found by walking
         del others[key]

@@ -1,17 +1,14 @@
-"""Run the conversion over many files, then deliver the results: write, diff, report, summarise.
+"""Run the conversion over many files, then deliver the results: review, write, diff.
 
 Conversion is pure (bytes in, bytes and notes out), so it can run in worker processes; everything
-that prints or writes happens afterwards, in the parent, in sorted file order, so the output of
-`-j 8` is the output of `-j 1`.
+that asks, prints or writes happens afterwards, in the parent, in sorted file order, so the output of
+`-j 8` is the output of `-j 1`. Reports and the summary are in `haiku2flax.reports`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import difflib
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Collection, Iterator
@@ -20,21 +17,24 @@ from pathlib import Path, PurePath
 
 import click
 
-from .engine import ConversionError, Note, Outcome, convert_source
+from .documents import Document, Location, PythonDocument, positioned_in_output, unified_diff
+from .engine import Conversion, ConversionError, Note, Outcome, convert_source
 from .engine.tables import Tables
-from .files import FileError, decode, discover, display_path, mirrored, write_atomic, write_mirrored
+from .files import Exclusions, FileError, discover, display_path, mirrored, write_atomic, write_mirrored
+from .notebooks import NotebookDocument
 
 STDIN = "-"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What `convert_source` needs besides the text; picklable, so workers get it as is."""
+    """What the conversion needs besides the text; picklable, so workers get it as is."""
 
     target: str
     tables: Tables | None = None
     select: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
+    keep_haiku_modules: bool = False
 
 
 @dataclass
@@ -44,6 +44,8 @@ class FileResult:
     converted: bytes  # the original bytes when nothing changed or the file failed
     notes: list[Note] = field(default_factory=list)
     error: FileError | None = None
+    document: Document | None = None  # None when the file could not be read or decoded
+    code: str = ""  # the document's text as converted (what `--interactive` reviews)
 
     @property
     def changed(self) -> bool:
@@ -53,36 +55,47 @@ class FileResult:
     def status(self) -> str:
         return "error" if self.error else "changed" if self.changed else "unchanged"
 
+    def locate(self, note: Note) -> Location:
+        if self.document is None:
+            return Location(note.line)
+        return self.document.locate(note.line, self.code if positioned_in_output(note) else None)
+
 
 def _os_error(action: str, error: OSError) -> FileError:
     return FileError(f"{action}: {error.strerror or error}")
 
 
-def convert_python(data: bytes, settings: Settings) -> tuple[bytes, list[Note]]:
-    decoded = decode(data)
+def convert_text(text: str, settings: Settings) -> Conversion:
+    """The engine on one document's text; a module that cannot be converted stays in Haiku when asked."""
+    options = {"tables": settings.tables, "select": settings.select, "ignore": settings.ignore}
     try:
-        conversion = convert_source(
-            decoded.text, settings.target, tables=settings.tables, select=settings.select, ignore=settings.ignore
-        )
+        if settings.keep_haiku_modules:
+            from .codemods.keep_haiku import convert_keeping_haiku
+
+            return convert_keeping_haiku(text, settings.target, **options)
+        return convert_source(text, settings.target, **options)
     except ConversionError as error:
         raise FileError(error.message, error.line, error.column) from None
     except Exception as error:  # a rule bug must cost its file, not the whole run
         raise FileError(f"internal error: {type(error).__name__}: {error}") from error
-    return (decoded.encode(conversion.code) if conversion.changed else data), conversion.notes
 
 
-# The one place that says which files are migrated and how, by suffix; notebooks (.ipynb) go here.
+# The one place that says which files are migrated and how, by suffix: each reads a file's bytes into
+# the Python text the engine converts and writes the converted text back in the file's own format.
 # Files named on the command line are converted as Python whatever their suffix (scripts have none).
-CONVERTERS: dict[str, Callable[[bytes, Settings], tuple[bytes, list[Note]]]] = {".py": convert_python}
+FORMATS: dict[str, Callable[[bytes], Document]] = {".py": PythonDocument.load, ".ipynb": NotebookDocument.load}
 
 
 def convert_bytes(path: str, data: bytes, settings: Settings) -> FileResult:
-    convert = CONVERTERS.get(PurePath(path).suffix, convert_python)
+    load = FORMATS.get(PurePath(path).suffix, PythonDocument.load)
     try:
-        converted, notes = convert(data, settings)
+        document = load(data)
+        conversion = convert_text(document.text, settings)
+        code = document.adjust(conversion.code) if conversion.changed else document.text
+        converted = document.render(code)
     except FileError as error:
         return FileResult(path, data, data, error=error)
-    return FileResult(path, data, converted, notes)
+    return FileResult(path, data, converted, conversion.notes, document=document, code=code)
 
 
 def convert_file(path: Path, settings: Settings) -> FileResult:
@@ -140,6 +153,7 @@ class Output:
     out_dir: Path | None = None
     verbose: bool = False
     quiet: bool = False
+    interactive: bool = False
 
     @property
     def writes(self) -> bool:
@@ -147,16 +161,14 @@ class Output:
 
 
 def render_diff(result: FileResult) -> bytes:
-    """A unified diff of the exact bytes (encoding, BOM, CRLF), so `git apply` and `patch -p1` take it."""
-    name = os.fsencode(PurePath(result.path).as_posix())
-    lines = difflib.diff_bytes(
-        difflib.unified_diff,
-        result.original.splitlines(keepends=True),
-        result.converted.splitlines(keepends=True),
-        b"a/" + name,
-        b"b/" + name,
-    )
-    return b"".join(line if line.endswith(b"\n") else line + b"\n\\ No newline at end of file\n" for line in lines)
+    """The file's diff: exact bytes for Python files (for `git apply`), per changed cell for notebooks."""
+    if result.document is None:
+        return unified_diff(result.path, result.original, result.converted)
+    return result.document.diff(result.path, result.code)
+
+
+def describe(result: FileResult, note: Note) -> str:
+    return f"{result.path}:{result.locate(note)}:{note.column}: {note.outcome}: {note.message} [{note.rule}]"
 
 
 def _print_messages(result: FileResult, output: Output) -> None:
@@ -168,7 +180,7 @@ def _print_messages(result: FileResult, output: Output) -> None:
         return
     for note in result.notes:
         if output.verbose or note.outcome is not Outcome.CONVERTED:
-            click.echo(f"{result.path}:{note.line}:{note.column}: {note.outcome}: {note.message} [{note.rule}]", err=True)
+            click.echo(describe(result, note), err=True)
     if not result.changed:
         return
     if not output.writes:
@@ -200,11 +212,20 @@ def publish(results: list[FileResult], output: Output) -> None:
     stdout.flush()
 
 
-def migrate_paths(paths: Collection[Path], settings: Settings, output: Output, jobs: int | None) -> list[FileResult]:
-    """Convert and deliver every file found under `paths`; `jobs` defaults to one per core."""
-    found = discover(paths, CONVERTERS.keys(), exclude=[output.out_dir] if output.out_dir else [])
+def migrate_paths(
+    paths: Collection[Path], settings: Settings, output: Output, jobs: int | None, exclude: Exclusions | None = None
+) -> list[FileResult]:
+    """Convert and deliver every file found under `paths`; `jobs` defaults to one per core.
+
+    With `output.interactive`, every change is reviewed (answers read from stdin) before anything is written.
+    """
+    found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
     results = convert_files(found.sources, settings, jobs or os.cpu_count() or 1, show_progress)
+    if output.interactive:
+        from .review import review_results
+
+        review_results(results)
     publish(results, output)
     if output.out_dir is not None:
         results += copy_others(found.others, output)
@@ -236,75 +257,3 @@ def copy_others(paths: list[Path], output: Output) -> list[FileResult]:
             failures.append(FileResult(shown, b"", b"", error=_os_error("cannot copy", error)))
             _print_messages(failures[-1], output)
     return failures
-
-
-# -- summary and report ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The counts shown in the table and written in the report."""
-
-    files: int
-    changed: int
-    errors: int
-    converted: int
-    warnings: int
-    todos: int
-
-    @classmethod
-    def of(cls, results: list[FileResult]) -> Summary:
-        outcomes = [note.outcome for result in results for note in result.notes]
-        return cls(
-            files=len(results),
-            changed=sum(result.changed for result in results),
-            errors=sum(result.error is not None for result in results),
-            converted=outcomes.count(Outcome.CONVERTED),
-            warnings=outcomes.count(Outcome.WARNING),
-            todos=outcomes.count(Outcome.TODO),
-        )
-
-
-def print_summary(summary: Summary, output: Output) -> None:
-    """A table on stderr, and for `--check` the sentence a pre-commit hook user needs to read."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="haiku2flax migrate", show_header=False)
-    table.add_column()
-    table.add_column(justify="right")
-    rows = {
-        "files": summary.files,
-        "files changed" if output.writes else "files that would change": summary.changed,
-        "files with errors": summary.errors,
-        "constructs converted": summary.converted,
-        "warnings": summary.warnings,
-        "TODOs left": summary.todos,
-    }
-    for label, value in rows.items():
-        table.add_row(label, str(value))
-    Console(stderr=True).print(table)
-    if output.check and summary.changed:
-        click.echo(
-            f"{summary.changed} file(s) still use Haiku (listed above as 'would migrate'): run `haiku2flax migrate` on them.",
-            err=True,
-        )
-
-
-def write_report(path: Path, results: list[FileResult], settings: Settings) -> None:
-    """`--report`: every construct seen, and every file's status and error, as JSON."""
-    report = {
-        "target": settings.target,
-        "summary": dataclasses.asdict(Summary.of(results)),
-        "files": [
-            {
-                "path": result.path,
-                "status": result.status,
-                "error": result.error
-                and {"message": result.error.message, "line": result.error.line, "column": result.error.column},
-            }
-            for result in results
-        ],
-        "constructs": [{"file": result.path, **note.as_dict()} for result in results for note in result.notes],
-    }
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -16,7 +16,7 @@ What it converts:
   (`return Block(f)(x, training)`), called as `stack_block(x)`:
   - Linen: the function takes the layer as its first argument and is decorated with
     `functools.partial(nn.scan, variable_axes={'params': 0}, split_rngs={'params': True}, length=n)`;
-    calls become `stack_block(Block(f), x)[0]`.
+    it returns `(carry, None)`, scan's `(carry, ys)`, and calls become `stack_block(Block(f), x)[0]`.
   - NNX: `__init__` builds the stack with `nnx.vmap(lambda rngs: Block(din, f, rngs=rngs))(rngs.split(n))`
     and the function becomes `@nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)` over it:
     `stack_block(self.stack_block, x)`.
@@ -33,9 +33,11 @@ the loop, where a closure over the module fails on the first mutation.
 
 Not converted (TODO with the reason): `hk.scan` over a function or a module not built in the same
 method, a cell used any other way than scanned or through its other methods, an NNX cell that draws
-random numbers (a broadcast cell would reuse one key at every step), layer stacks with
-`pass_reverse_to_layer_fn` / transparency, stacked functions that build more than one module, and
-stacked functions used other than by calling them at the top level of the method.
+random numbers (a broadcast cell would reuse one key at every step), scanned or stacked modules that
+keep state (BatchNorm, `hk.get_state`: the collections' axes are a choice to make by hand), layer
+stacks with `pass_reverse_to_layer_fn` / transparency, stacked functions that build more than one
+module, `hk.layer_stack` used other than as the decorator of a function defined in the method, and
+stacked functions used other than by calling them at the top level of that method.
 
 Example (NNX)::
 
@@ -49,17 +51,19 @@ Example (NNX)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
-import libcst.matchers as m
 
 from ..engine import analysis
+from ..engine import matchers as m
 from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import STATEMENTS, Rewriter
+from ..engine.walk import Walker
 
 RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__)
 RULE_LAYER_STACK = register(
@@ -74,12 +78,21 @@ LAYER_STACK_ARGS = (
 )
 LAYER_STACK_UNSUPPORTED = ("pass_reverse_to_layer_fn", "transparent", "transparency_map")
 RANDOM_APIS = ("dropout", "next_rng_key", "maybe_next_rng_key")
+STATE_APIS = ("get_state", "set_state")  # and table layers with state (BatchNorm)
 STATE_CONSTRUCTORS = ("zeros", "ones", "empty", "full")  # `jnp.zeros((batch, size))` in `initial_state`
 CELL_STATE_METHOD = "initial_state"
 
 SCAN_FUNCTION = (
     "hk.scan over something other than a module built in this method: Flax's lifted scan needs the module; "
     "build it here (`cell = Cell(...)`) and scan it, or use `jax.lax.scan` if the function builds no modules"
+)
+LAYER_STACK_ELSEWHERE = (
+    "`hk.layer_stack` is converted as the decorator of a function defined in the method that calls it; "
+    "write it that way (`@hk.layer_stack(n)` on the def), or stack the layers by hand"
+)
+STATEFUL = (
+    "the {what} keeps state (BatchNorm statistics, hk.get_state): the Flax scan must also be told how to "
+    "carry or stack those collections; convert it by hand"
 )
 NNX_RANDOM_CELL = (
     "the scanned cell draws random numbers: Haiku gives every step a fresh key, a cell broadcast by "
@@ -146,10 +159,13 @@ class LiftedSites:
     stacks: dict[int, LayerStack] = field(default_factory=dict)  # the decorated functions
     stack_calls: dict[int, LayerStack] = field(default_factory=dict)
     unused_stacks: set[int] = field(default_factory=set)  # `stack = hk.layer_stack(n)` never applied
+    other_stacks: set[int] = field(default_factory=set)  # any other `hk.layer_stack(...)` call: a TODO
 
     @classmethod
     def read(cls, module: cst.Module, ctx: Context, classes: dict[str, cst.ClassDef]) -> LiftedSites:
         found = cls()
+        if not any(ctx.names.haiku_api(call.func) in ("scan", *LAYER_STACK_APIS) for call in _calls_in(module)):
+            return found  # the common case, in one pass instead of one per function
         reader = _Reader(ctx, classes)
         for function in _functions(module):
             code = _FunctionCode.of(function)
@@ -161,7 +177,10 @@ class LiftedSites:
                 for nested, top_level in code.defs:
                     if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators):
                         found._add_stack(reader.stack(nested, top_level, code))
-                found.unused_stacks |= {id(a) for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)}
+                unused = [a for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)]
+                found.unused_stacks |= {id(a) for a in unused}
+                known = {id(a.value) for a in unused} | {id(d.decorator) for f, _ in code.defs for d in f.decorators}
+                found.other_stacks |= {id(c) for c, _ in code.calls if _is_layer_stack(c, ctx) and id(c) not in known}
         for site in found.scans.values():
             if site.problem is None:
                 found.cells[site.cell_class] = _cell_sizes(classes[site.cell_class])
@@ -194,10 +213,6 @@ class _Reader:
             return node.func.value
         return None
 
-    def construct(self, call: cst.Call):
-        api = self.ctx.names.haiku_api(call.func)
-        return self.ctx.tables.get(api) if api is not None else None
-
     def scan(self, call: cst.Call, code: _FunctionCode) -> ScanSite:
         site = ScanSite(call)
         try:
@@ -216,8 +231,10 @@ class _Reader:
             site.constructor = cell  # type: ignore[assignment]
         else:
             site.problem = SCAN_FUNCTION
+        if site.problem is None and self.keeps_state(site.constructor):  # type: ignore[arg-type]
+            site.problem = STATEFUL.format(what="scanned cell")
         if site.problem is None:
-            site.random = self.uses_randomness(site.cell_class, set())
+            site.random = self.draws_randomness(site.constructor)  # type: ignore[arg-type]
         return site
 
     def _local_cell(self, site: ScanSite, cell: cst.Name, code: _FunctionCode) -> None:
@@ -240,9 +257,9 @@ class _Reader:
     def stack(self, function: cst.FunctionDef, top_level: bool, code: _FunctionCode) -> LayerStack:
         stack = LayerStack(function)
         stack.problem = self._stack_problem(stack, top_level, code)
-        if stack.problem is None and stack.construction is not None:
-            local = self.local_class(stack.constructor)
-            stack.random = local is not None and self.uses_randomness(local, set())
+        if stack.problem is None and self.keeps_state(stack.constructor):
+            stack.problem = STATEFUL.format(what="stacked module")
+        stack.random = stack.problem is None and self.draws_randomness(stack.constructor)
         return stack
 
     def _stack_problem(self, stack: LayerStack, top_level: bool, code: _FunctionCode) -> str | None:
@@ -282,7 +299,7 @@ class _Reader:
         construction, top = constructions[0]
         if not top:
             return "the stacked module is built inside a loop or condition; stack the layers by hand"
-        own = {p.name.value for p in params.params} | {a for a, _ in ((_assigned_name(x), t) for x, t in inner.assigns) if a}
+        own = {p.name.value for p in params.params} | {_assigned_name(a) for a, _ in inner.assigns}
         if analysis.Names.of(construction.func).used & own:
             return "the stacked module's constructor arguments depend on the stacked function's inputs; stack by hand"
         if any(r.value is None for r in inner.returns):
@@ -302,18 +319,36 @@ class _Reader:
         return None
 
     def _is_module(self, call: cst.Call) -> bool:
-        return self.local_class(call) is not None or self.construct(call) is not None
+        return self.local_class(call) is not None or _construct(self.ctx, call) is not None
 
-    def uses_randomness(self, class_name: str, seen: set[str]) -> bool:
-        """Does the class (or a module class of this file it builds) draw random numbers?"""
-        seen.add(class_name)
-        for call in _calls_in(self.classes[class_name]):
-            if self.ctx.names.haiku_api(call.func) in RANDOM_APIS:
-                return True
-            local = self.local_class(call)
-            if local is not None and local not in seen and self.uses_randomness(local, seen):
-                return True
-        return False
+    def draws_randomness(self, constructor: cst.Call) -> bool:
+        """Does the module built by `constructor` (or one it builds) draw random numbers?"""
+        return self._uses(constructor, lambda call: self.ctx.names.haiku_api(call.func) in RANDOM_APIS, set())
+
+    def keeps_state(self, constructor: cst.Call) -> bool:
+        """Does the module built by `constructor` (or one it builds) keep state, such as BatchNorm statistics?"""
+
+        def stateful(call: cst.Call) -> bool:
+            construct = _construct(self.ctx, call)
+            return self.ctx.names.haiku_api(call.func) in STATE_APIS or bool(construct is not None and construct.state)
+
+        return self._uses(constructor, stateful, set())
+
+    def _uses(self, call: cst.Call, found: Callable[[cst.Call], bool], seen: set[str]) -> bool:
+        """`found(call)`, or, for a module class of this file, a call in it (or in a class it builds) that is."""
+        if found(call):
+            return True
+        local = self.local_class(call)
+        if local is None or local in seen:
+            return False
+        seen.add(local)
+        return any(self._uses(inner, found, seen) for inner in _calls_in(self.classes[local]))
+
+
+def _construct(ctx: Context, call: cst.Call):
+    """The rule-table entry of a Haiku layer constructor (`hk.Linear(...)`), or None."""
+    api = ctx.names.haiku_api(call.func)
+    return ctx.tables.get(api) if api is not None else None
 
 
 def _is_layer_stack(node: cst.BaseExpression, ctx: Context) -> bool:
@@ -356,7 +391,7 @@ def _initial_state_size(method: cst.FunctionDef | None) -> cst.BaseExpression | 
     return size if analysis.Names.of(size).used <= {"self"} else None
 
 
-class _FunctionCode(cst.CSTVisitor):
+class _FunctionCode(Walker):
     """A function's own calls, assignments, nested functions and returns (not those of nested functions),
     each with whether it sits at the function's top level (outside loops and conditions); and every
     variable Name in it, nested functions included."""
@@ -372,9 +407,9 @@ class _FunctionCode(cst.CSTVisitor):
         self._nested = 0  # nested functions around the current node
 
     @classmethod
-    def of(cls, node: cst.FunctionDef | cst.ClassDef) -> _FunctionCode:
+    def of(cls, node: cst.FunctionDef) -> _FunctionCode:
         code = cls()
-        node.body.visit(code)
+        code.walk(node.body)
         return code
 
     @property
@@ -396,7 +431,7 @@ class _FunctionCode(cst.CSTVisitor):
             self.defs.append((node, self._blocks == 0))
         self._nested += 1
         for part in (*node.decorators, node.params, node.body):
-            part.visit(self)
+            self.walk(part)
         self._nested -= 1
         return False  # its own name is a definition, not a use
 
@@ -418,15 +453,15 @@ class _FunctionCode(cst.CSTVisitor):
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if isinstance(node.value, cst.Name):
             self.attributes.append(node)
-        node.value.visit(self)  # the attribute name is not a variable
+        self.walk(node.value)  # the attribute name is not a variable
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)  # nor is a keyword
+        self.walk(node.value)  # nor is a keyword
         return False
 
 
-class _Calls(cst.CSTVisitor):
+class _Calls(Walker):
     def __init__(self) -> None:
         self.found: list[cst.Call] = []
 
@@ -436,11 +471,11 @@ class _Calls(cst.CSTVisitor):
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     collector = _Calls()
-    node.visit(collector)
+    collector.walk(node)
     return collector.found
 
 
-class _Functions(cst.CSTVisitor):
+class _Functions(Walker):
     def __init__(self) -> None:
         self.found: list[cst.FunctionDef] = []
 
@@ -450,7 +485,7 @@ class _Functions(cst.CSTVisitor):
 
 def _functions(module: cst.Module) -> list[cst.FunctionDef]:
     collector = _Functions()
-    module.visit(collector)
+    collector.walk(module)
     return collector.found
 
 
@@ -523,12 +558,11 @@ class _Lifted(Rewriter):
         self._blank_lines: list[cst.EmptyLine] = []  # of the statement just removed
         self._receivers: dict[int, list[cst.EmptyLine]] = {}  # statement id -> blank lines to put above it
 
-    def removes(self, statement: cst.BaseSmallStatement) -> bool:
-        """An `hk.layer_stack(n)` never applied to a function builds nothing."""
+    def removal(self, statement: cst.BaseSmallStatement) -> tuple[str, str] | None:
+        """(rule, why) for a statement this family makes unnecessary: an `hk.layer_stack(n)` never applied."""
         if id(statement) in self.lifted.unused_stacks:
-            self.converted(statement, RULE_LAYER_STACK, "an hk.layer_stack never applied to a function: dropped")
-            return True
-        return False
+            return RULE_LAYER_STACK, "an hk.layer_stack never applied to a function builds nothing: dropped"
+        return None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if self._blank_lines and isinstance(node, STATEMENTS):
@@ -547,7 +581,9 @@ class _Lifted(Rewriter):
             replacement = self.stacked_function(stack)
             self.converted(original_node, RULE_LAYER_STACK, f"hk.layer_stack({stack.function.name.value}) -> scan over stacked layers")
         result = super().on_leave(original_node, updated_node)
-        if isinstance(original_node, cst.SimpleStatementLine) and len(original_node.body) == 1 and self.removes(original_node.body[0]):
+        removal = self.removal(original_node.body[0]) if m.matches(original_node, m.SimpleStatementLine(body=[m.DoNotCare()])) else None
+        if removal is not None:
+            self.converted(original_node, *removal)
             self._blank_lines = [line for line in original_node.leading_lines if line.comment is None]
             return cst.RemovalSentinel.REMOVE
         if replacement is not None and isinstance(result, cst.FunctionDef):
@@ -556,6 +592,12 @@ class _Lifted(Rewriter):
         if lines and isinstance(result, STATEMENTS):
             result = result.with_changes(leading_lines=[*lines, *result.leading_lines])
         return result
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if id(original) in self.lifted.other_stacks:
+            self.todo(original, RULE_LAYER_STACK, LAYER_STACK_ELSEWHERE)
+            return updated
+        return super().leave_Call(original, updated)
 
     def stacked_function(self, stack: LayerStack) -> cst.FunctionDef:
         """The function scanned over the stack: the module is its first argument, called where it was built."""
@@ -633,19 +675,15 @@ class LinenLifted(LiftedSitesReader, _Lifted):
         return function.with_changes(body=function.body.visit(_ReturnWithNone()))
 
     def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
-        construct = self.lifted_construct(stack.constructor)
+        construct = _construct(self.ctx, stack.constructor)
         return convert_layer_call_args(stack.construction, construct, "linen") if construct is not None else list(stack.construction.args)  # type: ignore[union-attr]
-
-    def lifted_construct(self, call: cst.Call):
-        api = self.ctx.names.haiku_api(call.func)
-        return self.ctx.tables.get(api) if api is not None else None
 
     def _stack_call(self, stack: LayerStack, updated: cst.Call) -> cst.BaseExpression:
         """`stack_block(x)` -> `stack_block(Block(f), x)[0]`: the layer is built here, scanned in the function."""
         self.ctx.need_target_import()
         self.mark_builds_layer()  # type: ignore[attr-defined]
         layer = stack.constructor
-        construct = self.lifted_construct(layer)
+        construct = _construct(self.ctx, layer)
         if construct is not None:
             layer = convert_construct_call(layer, construct, "linen", self.ctx.ns)
         if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
@@ -706,10 +744,13 @@ class NnxLifted(_Lifted):
             return
         self._cell_attributes[id(site)] = self.new_attribute(site.local)  # type: ignore[attr-defined]
 
-    def removes(self, statement: cst.BaseSmallStatement) -> bool:
+    def removal(self, statement: cst.BaseSmallStatement) -> tuple[str, str] | None:
         """Also `cell = Cell(h)`: the cell is built in `__init__` now."""
         site = self.lifted.cell_assignments.get(id(statement))
-        return bool(site is not None and self._cell_attributes.get(id(site))) or super().removes(statement)
+        attribute = self._cell_attributes.get(id(site)) if site is not None else None
+        if attribute is not None:
+            return RULE_SCAN, f"`{site.local}` is built in __init__ as self.{attribute}"  # type: ignore[union-attr]
+        return super().removal(statement)
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         site = self.lifted.cell_uses.get(id(original))
@@ -731,7 +772,7 @@ class NnxLifted(_Lifted):
         elif self.in_nested_block(constructor, f"{site.cell_class}(...)") or not self.can_hoist(_constructor_args(constructor), constructor):  # type: ignore[attr-defined]
             return updated
         else:
-            attribute = self.new_attribute(analysis.snake_case(site.cell_class), _explicit_name(constructor))  # type: ignore[attr-defined]
+            attribute = self.new_attribute(analysis.snake_case(site.cell_class), analysis.explicit_name(constructor))  # type: ignore[attr-defined]
         core, bound = _core_scan_call(updated)
         xs = self.set_size(bound["xs"], self._step_input_size(bound["xs"]))  # type: ignore[attr-defined]
         built = self.state.build(constructor, attribute, [cst.Arg(xs)], self, constructor)  # type: ignore[attr-defined]
@@ -795,12 +836,3 @@ class NnxLifted(_Lifted):
 
 def _constructor_args(constructor: cst.Call) -> list[cst.BaseExpression]:
     return [a.value for a in constructor.args if not (a.keyword is not None and a.keyword.value == "name")]
-
-
-def _explicit_name(call: cst.Call) -> str | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString):
-            value = arg.value.evaluated_value
-            if isinstance(value, str) and value.isidentifier():
-                return value
-    return None

@@ -28,6 +28,7 @@ from ..engine.context import Context, attr
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
+from ..engine.walk import Walker
 
 RULE_PARAM_PATH = register(
     "HK008", "param-path", Status.PARTIAL, "params['model/linear']['w'] -> Linen/NNX parameter paths where known statically", __name__
@@ -66,15 +67,7 @@ def _constructor(ctx: Context, call: cst.BaseExpression, classes: dict[str, cst.
     return construct, local
 
 
-def _explicit(call: cst.Call) -> str | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString):
-            value = arg.value.evaluated_value
-            return value if isinstance(value, str) else None
-    return None
-
-
-class _InlineConstructors(cst.CSTVisitor):
+class _InlineConstructors(Walker):
     """`Ctor(...)(...)` calls in source order."""
 
     def __init__(self) -> None:
@@ -104,19 +97,19 @@ def _children(ctx: Context, classdef: cst.ClassDef, classes: dict[str, cst.Class
         if attribute is None or (construct is None and local is None):
             continue
         base = analysis.snake_case((construct.haiku if construct else local).rsplit(".", 1)[-1])  # type: ignore[union-attr]
-        name = haiku_name(base, _explicit(assign[1]))  # type: ignore[index, arg-type]
+        name = haiku_name(base, analysis.explicit_name(assign[1]))  # type: ignore[index, arg-type]
         children[f"~/{name}"] = _Child(name, attribute, attribute, construct, local)
     for statement in classdef.body.body:
         if not isinstance(statement, cst.FunctionDef) or statement is init:
             continue
         finder = _InlineConstructors()
-        statement.visit(finder)
+        finder.walk(statement)
         for call in finder.found:
             construct, local = _constructor(ctx, call, classes)
             if construct is None and local is None:
                 continue
             base = analysis.snake_case((construct.haiku if construct else local).rsplit(".", 1)[-1])  # type: ignore[union-attr]
-            explicit = _explicit(call)
+            explicit = analysis.explicit_name(call)
             name = haiku_name(base, explicit)
             linen_class = construct.targets["linen"].api if construct else local
             index = linen_counts.get(linen_class, 0)  # type: ignore[arg-type]
@@ -150,7 +143,7 @@ class _ParamPaths(Rewriter):
             forward = self.module_functions.get(transformed.function)  # type: ignore[attr-defined]
             call = analysis.forward_module(forward) if forward is not None else None
             if call is not None and isinstance(call.func, cst.Name) and call.func.value in classes:
-                root = _explicit(call) or analysis.snake_case(call.func.value)
+                root = analysis.explicit_name(call) or analysis.snake_case(call.func.value)
                 self.roots[root] = (call.func.value, transformed.name)
 
     def resolve(self, path: str, leaf: str) -> tuple[list[_Child], str, str] | None:

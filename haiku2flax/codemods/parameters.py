@@ -36,14 +36,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
 from ..engine import analysis
+from ..engine import matchers as m
 from ..engine.calls import BoundCall, Unconvertible, convert_initializer
 from ..engine.context import Context, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from ..engine.walk import Walker, descendants
 
 RULE_PARAMETER = register(
     "HK200", "get-parameter", Status.PARTIAL,
@@ -121,7 +122,7 @@ def read_initializer(init: cst.BaseExpression, shape: cst.BaseExpression | None,
     return Initializer(haiku=init)
 
 
-class _CallsByApi(cst.CSTVisitor):
+class _CallsByApi(Walker):
     """The `hk.get_parameter` / `hk.get_state` / `hk.set_state` calls of a subtree, in source order."""
 
     def __init__(self, names: ImportedNames) -> None:
@@ -141,7 +142,7 @@ class _CallsByApi(cst.CSTVisitor):
 def variable_calls(node: cst.CSTNode, names: ImportedNames) -> list[tuple[str, str | None, cst.Call]]:
     """(api, literal name or None, call) for each parameter/state call under `node`."""
     collector = _CallsByApi(names)
-    node.visit(collector)
+    collector.walk(node)
     return collector.calls
 
 
@@ -442,7 +443,7 @@ class NnxStateClass(Rewriter):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         updated = super().leave_Module(original, updated)
-        if not m.findall(updated, m.Call(func=m.Name(NNX_STATE_CLASS))):
+        if not any(isinstance(node, cst.Call) and m.matches(node.func, m.Name(NNX_STATE_CLASS)) for node in descendants(updated)):
             return updated
         state_class = cst.ClassDef(
             cst.Name(NNX_STATE_CLASS),

@@ -43,14 +43,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
 from ..engine import analysis
+from ..engine import matchers as m
 from ..engine.calls import keyword_arg
 from ..engine.context import attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from ..engine.walk import Walker
 
 RULE_TRAINING = register(
     "HK007", "training-step", Status.PARTIAL, "jax.grad/jax.jit training steps over params -> nnx.grad/nnx.jit over the model", __name__
@@ -68,7 +69,7 @@ def _grad_name(func: cst.BaseExpression) -> str | None:
     return GRADS.get(last) if head in ("", "jax") else None
 
 
-class _ParamsFlow(cst.CSTVisitor):
+class _ParamsFlow(Walker):
     """Finds, to a fixpoint, which function parameters carry Haiku params (or state) into `apply`.
 
     Roles: "params" (the Haiku params tree: becomes the model), "state" (transform_with_state's state:
@@ -136,7 +137,7 @@ class _ParamsFlow(cst.CSTVisitor):
     def run(self, module: cst.Module) -> None:
         while self._changed:
             self._changed = False
-            module.visit(self)
+            self.walk(module)
 
 
 def _train_state_params(node: cst.BaseExpression) -> str | None:
@@ -371,7 +372,7 @@ def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpre
     return call.args[0].value, call.args[1].value, target.elements[1].value
 
 
-class _FieldReads(cst.CSTVisitor):
+class _FieldReads(Walker):
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self.fields: set[str] = set()
@@ -384,7 +385,7 @@ class _FieldReads(cst.CSTVisitor):
 def _fields_read(statement: cst.CSTNode, owner: str) -> set[str]:
     """The attributes of `owner` that a statement reads (`state.batch_stats` -> {"batch_stats"})."""
     reads = _FieldReads(owner)
-    statement.visit(reads)
+    reads.walk(statement)
     return reads.fields
 
 

@@ -30,15 +30,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
 from ..engine import analysis
+from ..engine import matchers as m
 from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, keyword_arg, respell_args
 from ..engine.context import attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from ..engine.walk import Walker
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
 
@@ -120,7 +121,7 @@ class _Transforms(Rewriter):
                 self.apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
             self._alias_statements.add(id(statement))
         finder = _TrainStateFinder(set(self.transforms))
-        module.visit(finder)
+        finder.walk(module)
         # the transformed model whose `apply` a TrainState carries, when there is exactly one
         self.train_state_model = self.transforms[finder.models.pop()] if len(finder.models) == 1 else None
 
@@ -160,7 +161,7 @@ class _Transforms(Rewriter):
         return super().leave_SimpleStatementLine(original, updated)
 
 
-class _TrainStateFinder(cst.CSTVisitor):
+class _TrainStateFinder(Walker):
     """`TrainState.create(apply_fn=f.apply, ...)`: the models whose `apply` a train state carries."""
 
     def __init__(self, transforms: set[str]) -> None:
@@ -267,6 +268,7 @@ class NnxTransforms(_Transforms):
         super().init_transforms(module)
         self.forward_info: dict[str, tuple[cst.Call, object]] = {}  # transformed name -> (ctor, ClassInfo)
         self.module = module
+        self._init_calls: dict[str, cst.Call | None] = {}  # transformed name -> its first `init` call
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
         transformed = self.transformed_assignment(original)
@@ -274,7 +276,7 @@ class NnxTransforms(_Transforms):
             return super().leave_Assign(original, updated)
         name = transformed.name
         inner = self.forward_module(transformed)
-        if inner is not None and isinstance(inner.func, cst.Name):
+        if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in self.classes:  # type: ignore[attr-defined]
             ctor, info = inner, self.class_infos.get(inner.func.value)
         else:
             ctor = cst.Call(cst.Name(analysis.camel_case(transformed.function)))
@@ -286,6 +288,7 @@ class NnxTransforms(_Transforms):
         args: list[cst.Arg] = []
         if info.needs_din:
             args.append(cst.Arg(self._example_input_size(name, original)))
+        args.extend(unknown_size_args(info, self, original))
         args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args)
         if info.needs_rngs:
             args.append(keyword_arg("rngs", cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(self._seed(name, original))])))
@@ -293,9 +296,11 @@ class NnxTransforms(_Transforms):
         return updated.with_changes(value=cst.Call(ctor.func, args))
 
     def _init_call(self, name: str) -> cst.Call | None:
-        finder = _InitCallFinder(name)
-        self.module.visit(finder)
-        return finder.found
+        if name not in self._init_calls:
+            finder = _InitCallFinder(name)
+            finder.walk(self.module)
+            self._init_calls[name] = finder.found
+        return self._init_calls[name]
 
     def _example_input_size(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
         call = self._init_call(name)
@@ -365,7 +370,7 @@ class NnxTransforms(_Transforms):
         self.insert_before_statement(cst.SimpleStatementLine([cst.Expr(expression)]))
 
 
-class _InitCallFinder(cst.CSTVisitor):
+class _InitCallFinder(Walker):
     def __init__(self, name: str) -> None:
         self.name = name
         self.found: cst.Call | None = None
@@ -423,6 +428,16 @@ def _method_arg(call: TransformCall) -> list[cst.Arg]:
     if call.module_method == "__call__":
         return []
     return [keyword_arg("method", cst.SimpleString(f"'{call.module_method}'"))]
+
+
+def unknown_size_args(info, report: Rewriter, node: cst.CSTNode) -> list[cst.Arg]:
+    """`...` placeholders, each with a TODO, for the input sizes an NNX constructor could not infer.
+
+    `info` is the constructed class's `ClassInfo` (haiku2flax.targets.nnx).
+    """
+    for name in info.unknown_sizes:
+        report.todo(node, RULE_INPUT_SIZE, f"pass `{name}` in place of `...`: an input feature size that could not be inferred")
+    return [cst.Arg(cst.Ellipsis()) for _ in info.unknown_sizes]
 
 
 def drop_removed_args(args: list[cst.Arg], removed: dict[str, int]) -> list[cst.Arg]:

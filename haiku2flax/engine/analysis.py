@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 
 import libcst as cst
-import libcst.matchers as m
 
+from . import matchers as m
 from .names import ImportedNames, dotted_name
+from .walk import Walker
 
 
 def snake_case(name: str) -> str:
@@ -24,6 +25,16 @@ def snake_case(name: str) -> str:
 
 def camel_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def explicit_name(call: cst.Call) -> str | None:
+    """The `name='...'` a Haiku module constructor is given, when it is a literal identifier."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString):
+            value = arg.value.evaluated_value
+            if isinstance(value, str) and value.isidentifier():
+                return value
+    return None
 
 
 def is_super_init(statement: cst.BaseStatement) -> bool:
@@ -178,11 +189,11 @@ class Names:
     @classmethod
     def of(cls, node: cst.CSTNode) -> Names:
         collector = _NameCollector()
-        node.visit(collector)
+        collector.walk(node)
         return cls(collector.names)
 
 
-class _NameCollector(cst.CSTVisitor):
+class _NameCollector(Walker):
     def __init__(self) -> None:
         self.names: set[str] = set()
 
@@ -190,11 +201,11 @@ class _NameCollector(cst.CSTVisitor):
         self.names.add(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)  # the attribute name itself is not a variable
+        self.walk(node.value)  # the attribute name itself is not a variable
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)  # nor is a keyword
+        self.walk(node.value)  # nor is a keyword
         return False
 
 

@@ -301,7 +301,8 @@ def render(template: str, values: dict[str, cst.BaseExpression]) -> cst.BaseExpr
         if name not in values:
             raise Unconvertible(f"needs `{name}`" if name != INPUT_SIZE else "needs the input feature size")
     expression = cst.parse_expression(PLACEHOLDER.sub(lambda m: prefix + m.group(1), template))
-    return expression.visit(_Fill({prefix + k: v for k, v in values.items()}))  # type: ignore[return-value]
+    filled = expression.visit(_Fill({prefix + k: v for k, v in values.items()}))
+    return filled.with_changes(lpar=[], rpar=[])  # an argument value needs no parentheses of its own
 
 
 def _gives_flax_default(value: cst.BaseExpression, accepted: tuple[str, ...], ctx: Context | None) -> bool:

@@ -10,9 +10,10 @@ import libcst as cst
 
 from .analysis import is_docstring
 from .names import HAIKU, dotted_name
+from .walk import Walker
 
 
-class _UsedNames(cst.CSTVisitor):
+class _UsedNames(Walker):
     """Names read outside import statements."""
 
     def __init__(self) -> None:
@@ -28,8 +29,15 @@ class _UsedNames(cst.CSTVisitor):
         self.used.add(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)  # `nnx.Module` does not use a name `Module`
+        self.walk(node.value)  # `nnx.Module` does not use a name `Module`
         return False
+
+
+def used_names(node: cst.CSTNode) -> set[str]:
+    """Every name read in `node`, import statements aside (keywords included, attribute names not)."""
+    collector = _UsedNames()
+    collector.walk(node)
+    return collector.used
 
 
 def _bound_name(alias: cst.ImportAlias) -> str:
@@ -71,10 +79,8 @@ def _import_line(module: str, name: str | None, alias: str | None) -> cst.Simple
     return cst.parse_statement(text)  # type: ignore[return-value]
 
 
-def fix_imports(module: cst.Module, needed: set[tuple[str, str | None, str | None]]) -> cst.Module:
-    collector = _UsedNames()
-    module.visit(collector)
-    used = collector.used
+def fix_imports(module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str]) -> cst.Module:
+    """Add the `needed` imports; drop the names of Haiku imports that `used` (the module's `used_names`) lacks."""
     body: list[cst.BaseStatement] = []
     insert_at: int | None = None
     last_import: int | None = None

@@ -9,12 +9,13 @@ keeps an import exactly while something uses it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .context import add_todo_lines
 from .names import ImportedNames
-from .notes import TODO_PREFIX, Note, Outcome
+from .notes import TODO_PREFIX
 from .registry import Status, register
 from .rewriter import STATEMENTS
 
@@ -24,9 +25,10 @@ RULE_UNSUPPORTED = register(
 
 
 class _Leftovers(cst.CSTTransformer):
-    def __init__(self, names: ImportedNames) -> None:
+    def __init__(self, names: ImportedNames, clean: set[int]) -> None:
         super().__init__()
         self.names = names
+        self.clean = clean  # ids of top-level statements that use no Haiku name: not visited
         self.marked: list[tuple[cst.CSTNode, str]] = []  # (statement in the output, reason)
         self._found: list[list[str]] = []  # per open statement: Haiku names it refers to
 
@@ -37,6 +39,8 @@ class _Leftovers(cst.CSTTransformer):
         return False
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if id(node) in self.clean:
+            return False
         if isinstance(node, STATEMENTS):
             self._found.append([])
         if isinstance(node, cst.Attribute | cst.Name) and self._found:
@@ -50,6 +54,8 @@ class _Leftovers(cst.CSTTransformer):
         return super().on_visit(node)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        if id(original_node) in self.clean:
+            return original_node
         result = super().on_leave(original_node, updated_node)
         if isinstance(original_node, STATEMENTS):
             found = self._found.pop()
@@ -62,15 +68,18 @@ class _Leftovers(cst.CSTTransformer):
         return result
 
 
-def mark_leftovers(module: cst.Module, names: ImportedNames) -> tuple[cst.Module, list[Note]]:
-    """`module` with a TODO above every statement that still uses Haiku without one, and their notes."""
-    leftovers = _Leftovers(names)
+def mark_leftovers(
+    module: cst.Module, names: ImportedNames, users: Collection[cst.BaseStatement]
+) -> tuple[cst.Module, list[tuple[cst.CSTNode, str]]]:
+    """`module` with a TODO above every statement that still uses Haiku without one, and (statement, reason) pairs.
+
+    `users`: the top-level statements that read a name bound by a Haiku import; the others are left alone.
+    """
+    if not users:
+        return module, []
+    clean = {id(statement) for statement in module.body} - {id(statement) for statement in users}
+    leftovers = _Leftovers(names, clean)
     marked = module.visit(leftovers)
     if not leftovers.marked:
         return module, []
-    positions = MetadataWrapper(marked, unsafe_skip_copy=True).resolve(PositionProvider)
-    notes = []
-    for statement, reason in leftovers.marked:
-        where = positions[statement].start
-        notes.append(Note(RULE_UNSUPPORTED, Outcome.TODO, reason, where.line, where.column + 1))
-    return marked, notes
+    return marked, leftovers.marked

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-HAIKU = "haiku"
+from .pipeline import HAIKU
 
 
 def dotted_name(node: cst.BaseExpression) -> str | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+if TYPE_CHECKING:  # LibCST is loaded by the first file that mentions Haiku (see `pipeline`)
+    import libcst as cst
 
 TODO_PREFIX = "# TODO(haiku2flax"
 
@@ -66,11 +67,12 @@ class Notes:
     def resolve(self, module: cst.Module) -> list[Note]:
         if not self._pending:
             return []
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        from . import positions
+
+        _, starts = positions.generate(module, [node for node, *_ in self._pending])
         notes = []
         for node, rule, outcome, message in self._pending:
-            where = positions.get(node)
-            line, column = (where.start.line, where.start.column + 1) if where else (0, 0)
-            notes.append(Note(rule, outcome, message, line, column))
+            line, column = starts.get(id(node), (0, -1))
+            notes.append(Note(rule, outcome, message, line, column + 1))
         notes.sort(key=lambda n: (n.line, n.column))
         return notes

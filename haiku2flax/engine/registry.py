@@ -47,6 +47,7 @@ def register(rule_id: str, name: str, status: Status, summary: str, module: str)
 def all_rules() -> list[Rule]:
     """Every registered rule, importing the rule families first so all have registered."""
     from ..codemods import load_all
+    from ..engine import leftovers  # noqa: F401  (registers HK000)
     from ..targets import linen, nnx  # noqa: F401  (they register the module and layer rules)
 
     load_all()

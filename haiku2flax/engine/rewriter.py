@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libcst as cst
 
 from .context import Context, add_todo_lines
+from .walk import TRIVIA
 
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+
+
+Hook = Callable[..., object] | None
+
+
+def _hook(cls: type, prefix: str, kind: type) -> Hook:
+    """`cls`'s `visit_<Node>` / `leave_<Node>` for `kind`, None for LibCST's do-nothing defaults."""
+    hook = getattr(cls, f"{prefix}_{kind.__name__}", None)
+    return None if getattr(hook, "_is_no_op", False) else hook
 
 
 class Rewriter(cst.CSTTransformer):
@@ -15,7 +27,20 @@ class Rewriter(cst.CSTTransformer):
     `todo(node, rule, reason)` leaves the code as it is, reports it, and puts a
     `# TODO(haiku2flax:RULE): reason` comment above the innermost statement holding `node`.
     `insert_before_statement(line)` puts a new statement before the innermost simple statement.
+
+    Hooks are the `visit_<Node>` / `leave_<Node>` methods of the class, looked up once per node type
+    (LibCST looks them up at every node); per-field hooks (`visit_<Node>_<field>`) are not called.
+    Whitespace, comments and punctuation (most of a tree's nodes) are not walked into, and come out
+    as they were, unless the class has a hook for one of them.
     """
+
+    _hooks: dict[type, tuple[Hook, Hook, bool, bool, bool]] = {}
+    _walks_trivia = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._hooks = {}
+        cls._walks_trivia = any(_hook(cls, prefix, kind) for kind in TRIVIA for prefix in ("visit", "leave"))
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
@@ -39,24 +64,42 @@ class Rewriter(cst.CSTTransformer):
         if self._inserted:
             self._inserted[-1].append(line)
 
-    # -- statement tracking ------------------------------------------------------------------------
+    # -- dispatch and statement tracking ------------------------------------------------------------
+    def _hooks_for(self, kind: type) -> tuple[Hook, Hook, bool, bool, bool]:
+        """(visit hook, leave hook, walk the children, is a statement, is a simple statement line) for a node type."""
+        hooks = self._hooks.get(kind)
+        if hooks is None:
+            cls = type(self)
+            descend = cls._walks_trivia or kind not in TRIVIA
+            statement, simple_line = issubclass(kind, STATEMENTS), kind is cst.SimpleStatementLine
+            hooks = self._hooks[kind] = (_hook(cls, "visit", kind), _hook(cls, "leave", kind), descend, statement, simple_line)
+        return hooks
+
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, STATEMENTS):
+        visit, _, descend, statement, simple_line = self._hooks.get(type(node)) or self._hooks_for(type(node))
+        if statement:
             self._statement_todos.append([])
-        if isinstance(node, cst.SimpleStatementLine):
+        if simple_line:
             self._inserted.append([])
-        return super().on_visit(node)
+        return descend and (visit is None or visit(self, node) is not False)
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
-        result = super().on_leave(original_node, updated_node)
-        if isinstance(original_node, STATEMENTS):
+        _, leave, _, statement, simple_line = self._hooks.get(type(original_node)) or self._hooks_for(type(original_node))
+        result = leave(self, original_node, updated_node) if leave is not None else updated_node
+        if statement:
             todos = self._statement_todos.pop()
             if isinstance(result, cst.FlattenSentinel) and todos:
                 nodes = list(result.nodes)
                 result = cst.FlattenSentinel([add_todo_lines(nodes[0], todos), *nodes[1:]])
             elif isinstance(result, cst.CSTNode):
                 result = add_todo_lines(result, todos)
-        if isinstance(original_node, cst.SimpleStatementLine):
+        if simple_line:
             inserted = self._inserted.pop()
             if inserted and isinstance(result, cst.SimpleStatementLine):
                 first = inserted[0].with_changes(leading_lines=result.leading_lines)

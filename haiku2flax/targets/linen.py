@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 
 from ..codemods.dropout import LinenDropout
@@ -33,38 +35,55 @@ from ..engine.context import Context, attr
 from . import RULE_LAYER, RULE_MODULE
 
 
+@dataclass
+class _Scope:
+    """A class or function being visited."""
+
+    haiku_class: bool = False
+    compact_candidate: bool = False  # a Haiku module method or a transformed forward
+    builds_layers: bool = False  # builds a layer inline: needs @nn.compact
+
+
 class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, RngKeys):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
         self.init_param_paths(module)
-        self._builds_inline: list[bool] = []  # per function being visited
-        self._depth = 0
+        self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
 
     # -- functions and classes ---------------------------------------------------------------------
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._builds_inline.append(False)
-        self._depth += 1
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool | None:
+        self._scopes.append(_Scope(haiku_class=node.name.value in self.classes))
+        return super().visit_ClassDef(node)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+        # a method of a Haiku module, or a transformed forward (it becomes a module's __call__)
+        method = bool(self._scopes) and self._scopes[-1].haiku_class
+        forward = not self._scopes and node.name.value in self.forwards
+        self._scopes.append(_Scope(compact_candidate=method or forward))
+        return super().visit_FunctionDef(node)
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.RemovalSentinel:
-        builds = self._builds_inline.pop()
-        self._depth -= 1
-        if builds:
+        scope = self._scopes.pop()
+        if scope.compact_candidate and scope.builds_layers:
             updated = updated.with_changes(
                 decorators=[cst.Decorator(decorator=attr(self.ctx.ns, "compact")), *updated.decorators]
             )
-        if self._depth == 0 and original.name.value in self.forwards:
+        if not self._scopes and original.name.value in self.forwards:
             return self._forward_to_module(original, updated)
-        return updated
+        return super().leave_FunctionDef(original, updated)
 
     def mark_builds_layer(self) -> None:
-        """The function being visited builds a layer inline: it needs `@nn.compact`."""
-        if self._builds_inline:
-            self._builds_inline[-1] = True
+        """A layer is built inline here: the enclosing method needs `@nn.compact`."""
+        for scope in reversed(self._scopes):
+            if scope.compact_candidate:
+                scope.builds_layers = True
+                return
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        self._scopes.pop()
         if original.name.value not in self.classes:
             return updated
         self.ctx.need_target_import()

@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
 from ..codemods.dropout import NnxDropout
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
@@ -40,11 +39,13 @@ from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.rng import RngKeys
 from ..codemods.training import NnxTraining
-from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args
+from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
 from ..engine import analysis
+from ..engine import matchers as m
 from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
+from ..engine.walk import Walker
 from . import RULE_LAYER, RULE_MODULE
 
 INPUT_SIZE = "din"
@@ -75,6 +76,7 @@ class ClassInfo:
     removed_call_params: dict[str, int]  # __call__ parameters removed (name -> original position)
     output_size: cst.BaseExpression | None  # in terms of ctor_params names
     defaults: dict[str, cst.BaseExpression]  # constructor parameters' default values
+    unknown_sizes: list[str]  # constructor parameters for input sizes nobody could infer (after `din`)
 
 
 class _Substitute(cst.CSTTransformer):
@@ -255,7 +257,9 @@ class _ClassConversion:
             output = None
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
         defaults = {p.name.value: p.default for p in self.init.params if p.default is not None}
-        info = ClassInfo(ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output, defaults)  # type: ignore[arg-type]
+        info = ClassInfo(
+            ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output, defaults, list(self.extra_params)
+        )  # type: ignore[arg-type]
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
 
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
@@ -354,6 +358,7 @@ class _ClassConversion:
             din = self.input_size(attribute, size, rewriter, node)
             args.append(cst.Arg(din))
             values[INPUT_SIZE] = din
+        args.extend(unknown_size_args(info, report, node))
         args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
         if info.needs_rngs:
             args.append(_rngs_arg())
@@ -396,6 +401,9 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
             return self.node_sizes[id(node)]
         if isinstance(node, cst.Name):
             return self.sizes.get(node.value)
+        if isinstance(node, cst.BinaryOperation):  # `0.01 * x + 1.0`: arithmetic with a number keeps the size
+            operands = [side for side in (node.left, node.right) if not _is_number(side)]
+            return self.size_of(operands[0]) if len(operands) == 1 else None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
@@ -511,7 +519,7 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
         call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor)
         if call_args is None:
             return None
-        attribute = self.new_attribute(_haiku_module_name(constructor, api), _explicit_name(constructor))
+        attribute = self.new_attribute(_haiku_module_name(constructor, api), analysis.explicit_name(constructor))
         built = self.state.build(constructor, attribute, list(updated.args), self, constructor)
         if built is None:
             return None
@@ -550,6 +558,10 @@ def _negated_flags(args: list[cst.Arg]) -> set[str]:
     }
 
 
+def _is_number(node: cst.BaseExpression) -> bool:
+    return m.matches(node, m.Integer() | m.Float() | m.UnaryOperation(m.Minus(), m.Integer() | m.Float()))
+
+
 def _is_name_arg(arg: cst.Arg) -> bool:
     return arg.keyword is not None and arg.keyword.value == "name"
 
@@ -565,15 +577,6 @@ def _assign_line(attribute: str, value: cst.BaseExpression, like: cst.BaseStatem
     return line.with_changes(leading_lines=like.leading_lines) if like is not None else line
 
 
-def _explicit_name(call: cst.Call) -> str | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString):
-            value = arg.value.evaluated_value
-            if isinstance(value, str) and value.isidentifier():
-                return value
-    return None
-
-
 def _names_in(values: dict[str, cst.BaseExpression]) -> set[str]:
     names: set[str] = set()
     for value in values.values():
@@ -585,7 +588,7 @@ def _clean_commas(args: list[cst.Arg]) -> list[cst.Arg]:
     return [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args]
 
 
-class _AssignedNames(cst.CSTVisitor):
+class _AssignedNames(Walker):
     def __init__(self) -> None:
         self.names: set[str] = set()
 
@@ -606,7 +609,7 @@ class _AssignedNames(cst.CSTVisitor):
 
 def _assigned_names(node: cst.CSTNode) -> set[str]:
     collector = _AssignedNames()
-    node.visit(collector)
+    collector.walk(node)
     return collector.names
 
 
@@ -674,8 +677,9 @@ class NnxConverter(LiftedSitesReader, NnxTraining, NnxParamPaths, NnxStateClass,
         self._depth -= 1
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
-        if analysis.forward_module(original) is not None:
-            return cst.RemovalSentinel.REMOVE
+        module = analysis.forward_module(original)
+        if module is not None and isinstance(module.func, cst.Name) and module.func.value in self.classes:
+            return cst.RemovalSentinel.REMOVE  # the transform builds that module directly
         classdef = _forward_as_class(original, self.ctx.ns)
         converted, info = _ClassConversion(self, classdef).run()
         self.class_infos[classdef.name.value] = info
@@ -691,7 +695,7 @@ def _self_assigned(classdef: cst.ClassDef) -> set[str]:
     return names
 
 
-class _TargetCollector(cst.CSTVisitor):
+class _TargetCollector(Walker):
     def __init__(self) -> None:
         self.targets: list[cst.BaseExpression] = []
 
@@ -701,11 +705,11 @@ class _TargetCollector(cst.CSTVisitor):
 
 def _walk_assign_targets(node: cst.CSTNode) -> list[cst.BaseExpression]:
     collector = _TargetCollector()
-    node.visit(collector)
+    collector.walk(node)
     return collector.targets
 
 
-class _SelfAttributeReads(cst.CSTVisitor):
+class _SelfAttributeReads(Walker):
     def __init__(self, name: str) -> None:
         self.name = name
         self.found = False
@@ -717,7 +721,7 @@ class _SelfAttributeReads(cst.CSTVisitor):
 
 def _reads_self_attribute(node: cst.CSTNode, name: str) -> bool:
     visitor = _SelfAttributeReads(name)
-    node.visit(visitor)
+    visitor.walk(node)
     return visitor.found
 
 

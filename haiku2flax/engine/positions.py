@@ -1,0 +1,76 @@
+"""Line and column of a few nodes, at the price of generating the code once.
+
+LibCST's PositionProvider gives every node of a file its range, tracking line and column token by
+token while it generates the code again: for the handful of nodes a conversion reports on, that cost
+more than parsing the file. Here code generation records, for the requested nodes only, where they
+start in the token stream, and the generated text turns that into line and column afterwards. The
+positions are PositionProvider's starts: syntactic (a statement starts after its leading comments, an
+expression inside its parentheses), the first occurrence of a node that occurs twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst._nodes.internal import CodegenState
+
+NEWLINE = re.compile(r"\r\n?|\n")
+
+
+@dataclass
+class _RecordingState(CodegenState):
+    """Code generation that notes the token index where each wanted node starts."""
+
+    wanted: set[int] = field(default_factory=set)
+    starts: dict[int, int] = field(default_factory=dict)  # id(node) -> index of its first token
+    _pending: dict[int, int] = field(default_factory=dict)  # whitespace-inclusive starts of open nodes
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        if id(node) in self.wanted:
+            self._pending[id(node)] = len(self.tokens)
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        if id(node) in self.wanted:
+            self.starts.setdefault(id(node), self._pending.pop(id(node)))  # a syntactic start wins
+
+    @contextmanager
+    def record_syntactic_position(
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> Iterator[None]:
+        if id(node) not in self.wanted:
+            yield
+            return
+        if start_node is not None:
+            self.wanted.add(id(start_node))
+        start = len(self.tokens)
+        yield
+        self.starts[id(node)] = self.starts[id(start_node)] if start_node is not None else start
+
+
+def generate(module: cst.Module, nodes: Collection[cst.CSTNode]) -> tuple[str, dict[int, tuple[int, int]]]:
+    """`module.code`, and the 1-based line and 0-based column where each of `nodes` (by id) starts.
+
+    A node that is not in the module has no entry.
+    """
+    state = _RecordingState(default_indent=module.default_indent, default_newline=module.default_newline, wanted={id(n) for n in nodes})
+    module._codegen(state)
+    code = "".join(state.tokens)
+    if not state.starts:
+        return code, {}
+    offsets = list(itertools.accumulate(map(len, state.tokens), initial=0))
+    wanted = {id(n) for n in nodes}
+    return code, {key: _line_column(code, offsets[index]) for key, index in state.starts.items() if key in wanted}
+
+
+def _line_column(code: str, offset: int) -> tuple[int, int]:
+    if "\r" not in code:
+        return code.count("\n", 0, offset) + 1, offset - code.rfind("\n", 0, offset) - 1
+    line, line_start = 1, 0
+    for match in NEWLINE.finditer(code, 0, offset):
+        line, line_start = line + 1, match.end()
+    return line, offset - line_start

@@ -1,0 +1,78 @@
+"""Parse once, run the target's rules, fix imports, mark what is left, check the result parses."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import libcst as cst
+
+from . import positions
+from .context import Context
+from .imports import fix_imports, used_names
+from .leftovers import RULE_UNSUPPORTED, mark_leftovers
+from .names import ImportedNames
+from .notes import Note, Outcome
+from .pipeline import Conversion, ConversionError
+from .tables import Tables, load_tables
+
+
+def _converter(target: str):
+    if target == "linen":
+        from ..targets.linen import LinenConverter
+
+        return LinenConverter
+    if target == "nnx":
+        from ..targets.nnx import NnxConverter
+
+        return NnxConverter
+    raise AssertionError(target)
+
+
+def rewrite(
+    source: str, target: str, tables: Tables | None, select: frozenset[str] | None, ignore: frozenset[str]
+) -> Conversion:
+    """`convert_source` for a file that mentions Haiku."""
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as error:
+        message = re.sub(r"^.*?error at \d+:\d+: ", "", error.message.splitlines()[0])
+        raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
+    names = ImportedNames.from_module(module)
+    if names.is_empty:
+        return Conversion(source, source)
+    ctx = Context(target=target, tables=tables or load_tables(), names=names, selected=select, ignored=ignore)
+    converter = _converter(target)(ctx, module)
+    rewritten = module.visit(converter)
+    reads = {id(statement): used_names(statement) for statement in rewritten.body}
+    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()))
+    haiku_users = [
+        s for s in converted.body if not names.aliases.keys().isdisjoint(reads[id(s)] if id(s) in reads else used_names(s))
+    ]
+    converted, leftovers = mark_leftovers(converted, names, haiku_users)
+    code, starts = positions.generate(converted, [statement for statement, _ in leftovers])
+    if code != source:
+        _check_parses(code)
+    leftover_notes = [
+        Note(RULE_UNSUPPORTED, Outcome.TODO, reason, starts[id(statement)][0], starts[id(statement)][1] + 1)
+        for statement, reason in leftovers
+    ]
+    notes = sorted(ctx.notes.resolve(module) + leftover_notes, key=lambda n: (n.line, n.column))
+    return Conversion(source, code, notes)
+
+
+def _check_parses(code: str) -> None:
+    """Never write code that does not parse (that is a rule bug).
+
+    CPython's compiler checks in a fraction of LibCST's time; LibCST has the last word, since it reads
+    syntax newer than the running interpreter's (and leaves a misplaced `return` to the interpreter).
+    """
+    try:
+        with warnings.catch_warnings():  # `"\d"` and the like: the user's own code, not ours to report
+            warnings.simplefilter("ignore")
+            compile(code, "<converted>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError):
+        try:
+            cst.parse_module(code)
+        except cst.ParserSyntaxError as error:
+            raise ConversionError(f"internal error: the converted code does not parse ({error.message})") from None

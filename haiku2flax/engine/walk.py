@@ -1,0 +1,132 @@
+"""Read-only passes over a LibCST tree, several times cheaper than `cst.CSTVisitor`.
+
+LibCST's visitors and transformers share one traversal, which rebuilds every node it passes: a helper
+pass that only reads (collect the names a function uses, find the calls of `model.init`) costs as
+much as a rewrite of the file. `Walker` has the same hooks in the same order — `visit_<Node>(node)`,
+returning False to skip the node's children, and `leave_<Node>(node)` — and touches nothing.
+Whitespace, comments and punctuation are walked only by a walker with a hook for one of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import libcst as cst
+
+# Nodes that hold only whitespace, comments or punctuation.
+TRIVIA = frozenset(
+    {
+        cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.EmptyLine, cst.Comment, cst.Newline,
+        cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.LeftParen, cst.RightParen,
+        cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace, cst.RightCurlyBrace,
+    }
+)
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(kind: type) -> tuple[str, ...]:
+    """The fields holding a node's children, in LibCST's visiting (source) order.
+
+    That order is the order in which the node's `_visit_and_replace_children` names the fields, which
+    its code object keeps in its constants (dataclass field order differs: decorators, `IfExp`).
+    """
+    names = {field.name for field in dataclasses.fields(kind)}
+    code = kind._visit_and_replace_children.__code__  # type: ignore[attr-defined]
+    order = tuple(dict.fromkeys(c for c in code.co_consts if isinstance(c, str) and c in names))
+    _FIELDS[kind] = order
+    return order
+
+
+def _is_walked(kind: type, trivia: bool) -> bool:
+    return issubclass(kind, cst.CSTNode) and (trivia or kind not in TRIVIA)
+
+
+def children(node: cst.CSTNode, trivia: bool = True) -> Iterator[cst.CSTNode]:
+    """`node.children` without building anything; without whitespace and punctuation unless `trivia`."""
+    for name in _FIELDS.get(type(node)) or _fields(type(node)):
+        value = getattr(node, name)
+        for item in value if type(value) is tuple or type(value) is list else (value,):
+            if _is_walked(type(item), trivia):
+                yield item
+
+
+Hook = Callable[..., object] | None
+
+
+class Walker:
+    """A read-only visitor: subclass it with `visit_<Node>` / `leave_<Node>` hooks, then `walk(node)`.
+
+    As in `cst.CSTVisitor`, `on_visit(node)` / `on_leave(node)` see every node and call the hooks; a
+    subclass that overrides them calls `super()`.
+    """
+
+    _hooks: dict[type, tuple[Hook, Hook]] = {}
+    _walked: dict[type, bool] = {}  # per type of field value: is it a node to walk?
+    _trivia = False
+    _generic = False  # on_visit / on_leave are overridden
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._hooks = {}
+        cls._walked = {}
+        cls._trivia = any(hasattr(cls, f"{prefix}_{kind.__name__}") for kind in TRIVIA for prefix in ("visit", "leave"))
+        cls._generic = cls.on_visit is not Walker.on_visit or cls.on_leave is not Walker.on_leave
+
+    def _hooks_for(self, kind: type) -> tuple[Hook, Hook]:
+        hooks = self._hooks.get(kind)
+        if hooks is None:
+            cls = type(self)
+            hooks = self._hooks[kind] = (getattr(cls, f"visit_{kind.__name__}", None), getattr(cls, f"leave_{kind.__name__}", None))
+        return hooks
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        visit = self._hooks_for(type(node))[0]
+        return visit is None or visit(self, node) is not False
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        leave = self._hooks_for(type(original_node))[1]
+        if leave is not None:
+            leave(self, original_node)
+
+    def walk(self, node: cst.CSTNode) -> None:
+        if self._generic:
+            if self.on_visit(node):
+                self._walk_children(node)
+            self.on_leave(node)
+            return
+        kind = type(node)
+        visit, leave = self._hooks.get(kind) or self._hooks_for(kind)
+        if visit is None or visit(self, node) is not False:
+            self._walk_children(node)
+        if leave is not None:
+            leave(self, node)
+
+    def _walk_children(self, node: cst.CSTNode) -> None:
+        walked = self._walked
+        for name in _FIELDS.get(type(node)) or _fields(type(node)):
+            value = getattr(node, name)
+            kind = type(value)
+            if kind is tuple or kind is list:
+                for item in value:
+                    walk = walked.get(type(item))
+                    if walk is None:
+                        walk = walked[type(item)] = _is_walked(type(item), self._trivia)
+                    if walk:
+                        self.walk(item)
+                continue
+            walk = walked.get(kind)
+            if walk is None:
+                walk = walked[kind] = _is_walked(kind, self._trivia)
+            if walk:
+                self.walk(value)
+
+
+def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """`node` and every node under it but whitespace and punctuation, in source order."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(list(children(node, trivia=False))))
