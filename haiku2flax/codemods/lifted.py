@@ -685,7 +685,7 @@ class LinenLifted(LiftedSitesReader, _Lifted):
         layer = stack.constructor
         construct = _construct(self.ctx, layer)
         if construct is not None:
-            layer = convert_construct_call(layer, construct, "linen", self.ctx.ns)
+            layer = convert_construct_call(layer, construct, "linen", self.ctx.ns, ctx=self.ctx)
         if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
             layer = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(repr(stack.name)))])
         call = updated.with_changes(args=respell_args(updated, 0, [layer], []))

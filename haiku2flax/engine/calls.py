@@ -1,9 +1,12 @@
 """Rewrite a Haiku constructor call into its Flax counterpart by reading a `Construct` table entry.
 
 Arguments are bound to the Haiku signature recorded in the table (positional order, keywords),
-renamed, and written back with the Flax API's positional arguments first, so `hk.Linear(10,
-with_bias=False)` becomes `nn.Dense(10, use_bias=False)` or `nnx.Linear(din, 10, use_bias=False,
-rngs=rngs)`.
+converted where their meaning differs (`convert`: kernel shapes, strides, padding, axes, initializers),
+dropped where they ask for what Flax does anyway (`flax_default`), renamed, and written back with the
+Flax API's positional arguments first; Haiku's defaults that Flax does not share are added (`add`,
+templates that may read other arguments and the input size). So `hk.Conv2D(8, 3, stride=2)` becomes
+`nn.Conv(8, (3, 3), strides=2)` or `nnx.Conv(din, 8, (3, 3), strides=2, rngs=rngs)`. The format is
+documented in the header of `rules/layers.toml`; `hk.initializers.*` convert by the same machinery.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 
 from .context import Context, attr
 from .tables import Construct
@@ -96,12 +100,15 @@ def _same_code(a: str, b: str) -> bool:
         return False
 
 
+SEPARATOR = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+
+
 def as_tuple(elements: list[cst.BaseExpression]) -> cst.Tuple:
     """`(a, b)`, and `(a,)` for one element."""
     last = len(elements) - 1
     return cst.Tuple(
         [
-            cst.Element(e, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if i < last else (cst.Comma() if last == 0 else cst.MaybeSentinel.DEFAULT))
+            cst.Element(e, comma=SEPARATOR if i < last else (cst.Comma() if last == 0 else cst.MaybeSentinel.DEFAULT))
             for i, e in enumerate(elements)
         ]
     )
@@ -119,7 +126,6 @@ class _Argument:
     value: cst.BaseExpression
     construct: Construct
     bound: dict[str, cst.BaseExpression]
-    target: str
     ns: str
     ctx: Context | None
 
@@ -152,7 +158,7 @@ def _kernel_shape(argument: _Argument) -> cst.BaseExpression:
     shape = _spatial_literal(argument, literal(argument.value))
     if shape is None:
         ndim = argument.construct.ndim
-        raise argument.cannot(f"write the kernel shape as a tuple of {ndim} ints (Flax reads an int `kernel_size` as a 1-D kernel)")
+        raise argument.cannot(f"write the kernel shape as a tuple of {ndim} ints (Flax reads an int `kernel_size` as 1-D)")
     return _int_tuple(shape)
 
 
@@ -212,7 +218,7 @@ def _padding(argument: _Argument) -> cst.BaseExpression:
 
 
 def _axes(argument: _Argument) -> cst.BaseExpression:
-    if isinstance(argument.value, cst.Call) and isinstance(argument.value.func, cst.Name) and argument.value.func.value == "slice":
+    if isinstance(argument.value, cst.Call) and m.matches(argument.value.func, m.Name("slice")):
         raise argument.cannot("Flax takes the axes as ints: write them as a tuple")
     return argument.value
 
@@ -246,7 +252,7 @@ def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpr
     try:
         return convert_initializer(argument.value, argument.ctx, argument.ns, elementwise=elementwise)
     except Unconvertible as reason:
-        raise argument.cannot(str(reason)) from None
+        raise Unconvertible(f"`hk.{argument.construct.haiku}` {argument.name}: {reason}") from None
 
 
 CONVERTERS = {
@@ -279,7 +285,7 @@ class _Fill(cst.CSTTransformer):
     def leave_BinaryOperation(self, original: cst.BinaryOperation, updated: cst.BinaryOperation) -> cst.BaseExpression:
         """Fold what reads better folded: `x * 1` -> `x`, `2.0 ** 2` -> `4.0`."""
         left, right = literal(updated.left), literal(updated.right)
-        if isinstance(updated.operator, cst.Multiply) and (left == 1 or right == 1) and not isinstance(left if left == 1 else right, bool):
+        if isinstance(updated.operator, cst.Multiply) and 1 in (left, right) and _is_int(left if left == 1 else right):
             return updated.right if left == 1 else updated.left
         operations = {cst.Multiply: lambda a, b: a * b, cst.Power: lambda a, b: a**b}
         operation = operations.get(type(updated.operator))
@@ -349,13 +355,14 @@ def convert_construct_call(
             why = construct.todo.get(name) or f"has no {target} counterpart"
             raise Unconvertible(f"`hk.{construct.haiku}({name}={code(value)})`: {why}")
         kind = construct.convert.get(name)
-        converted = CONVERTERS[kind](_Argument(name, value, construct, bound, target, ns, ctx)) if kind else value
+        converted = CONVERTERS[kind](_Argument(name, value, construct, bound, ns, ctx)) if kind else value
         if flax_name:
             values[flax_name] = converted
     if api.inputs and not inputs:
+        sized = [*api.inputs, *(n for n, template in api.add.items() if f"{{{INPUT_SIZE}}}" in template)]
         raise Unconvertible(
             f"`hk.{construct.haiku}` needs its input feature size, which is not known where it is built: "
-            f"build and call it in one expression, or write {', '.join(f'`{n}`' for n in api.inputs)} by hand"
+            f"build and call it in one expression, or write {', '.join(f'`{n}`' for n in sized)} by hand"
         )
     for name in api.inputs:
         values.setdefault(name, inputs[0])

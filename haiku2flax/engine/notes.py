@@ -72,7 +72,8 @@ class Notes:
         _, starts = positions.generate(module, [node for node, *_ in self._pending])
         notes = []
         for node, rule, outcome, message in self._pending:
-            line, column = starts.get(id(node), (0, -1))
-            notes.append(Note(rule, outcome, message, line, column + 1))
+            where = starts.get(id(node))
+            line, column = (where[0], where[1] + 1) if where else (0, 0)
+            notes.append(Note(rule, outcome, message, line, column))
         notes.sort(key=lambda n: (n.line, n.column))
         return notes

@@ -117,7 +117,8 @@ def _construct(entry: dict, source: str) -> Construct:
         raise TableError(f"{source}: construct {entry.get('haiku', '?')!r}: missing or bad key {error}") from None
     unknown = sorted(set(construct.convert.values()) - set(CONVERSIONS))
     if unknown:
-        raise TableError(f"{source}: construct {construct.haiku!r}: unknown conversion {unknown} (known: {', '.join(CONVERSIONS)})")
+        known = ", ".join(CONVERSIONS)
+        raise TableError(f"{source}: construct {construct.haiku!r}: unknown conversion {unknown} (known: {known})")
     return construct
 
 

@@ -335,14 +335,16 @@ class _ClassConversion:
         report = rewriter if rewriter is not None else self.converter
         if construct is not None:
             api = construct.targets["nnx"]
-            inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
+            # convert first, so a layer left as it was adds no constructor argument for its input size
+            guessed = tuple(size if size is not None else _name(f"{attribute}_in_features") for _ in api.inputs[:1])
             try:
                 new = convert_construct_call(
-                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, inputs, {"rngs": _name("rngs")}, ctx=self.ctx
+                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, guessed, {"rngs": _name("rngs")}, ctx=self.ctx
                 )
             except Unconvertible as reason:
                 report.todo(node, RULE_LAYER, str(reason))
                 return None
+            inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
             self.needs_rngs = True  # every table layer takes rngs
             self.ctx.need_target_import()
             report.converted(constructor, RULE_LAYER, f"hk.{construct.haiku} -> nnx.{api.api} (built in __init__)")
