@@ -18,6 +18,7 @@ from .names import ImportedNames
 from .notes import TODO_PREFIX
 from .registry import Status, register
 from .rewriter import STATEMENTS
+from .tables import Tables
 
 RULE_UNSUPPORTED = register(
     "HK000", "unsupported", Status.NOT_CONVERTED, "a Haiku API no rule converts: left as it was, with a TODO", __name__
@@ -25,9 +26,10 @@ RULE_UNSUPPORTED = register(
 
 
 class _Leftovers(cst.CSTTransformer):
-    def __init__(self, names: ImportedNames, clean: set[int]) -> None:
+    def __init__(self, names: ImportedNames, clean: set[int], tables: Tables) -> None:
         super().__init__()
         self.names = names
+        self.tables = tables
         self.clean = clean  # ids of top-level statements that use no Haiku name: not visited
         self.marked: list[tuple[cst.CSTNode, str]] = []  # (statement in the output, reason)
         self._found: list[list[str]] = []  # per open statement: Haiku names it refers to
@@ -61,15 +63,29 @@ class _Leftovers(cst.CSTTransformer):
             found = self._found.pop()
             comments = [line.comment.value for line in original_node.leading_lines if line.comment]  # type: ignore[attr-defined]
             if found and not any(c.startswith(TODO_PREFIX) for c in comments) and isinstance(result, cst.CSTNode):
-                names = ", ".join(f"`{n}`" for n in dict.fromkeys(found))
-                reason = f"{names} has no conversion rule; convert it by hand"
+                reason = self._reason(list(dict.fromkeys(found)))
                 result = add_todo_lines(result, [(RULE_UNSUPPORTED, reason)])
                 self.marked.append((result, reason))
         return result
 
 
+    def _reason(self, found: list[str]) -> str:
+        """Say whether the API has a rule that could not apply here, or no rule at all."""
+        tabled = [n for n in found if self.tables.get(n.removeprefix("hk.")) is not None]
+        unknown = [n for n in found if n not in tabled]
+        parts = []
+        if unknown:
+            parts.append(f"{', '.join(f'`{n}`' for n in unknown)} has no conversion rule")
+        if tabled:
+            parts.append(
+                f"{', '.join(f'`{n}`' for n in tabled)} is used in a way its rule cannot convert"
+                " (stored and called later, built in a loop, `**kwargs`)"
+            )
+        return "; ".join(parts) + "; convert it by hand"
+
+
 def mark_leftovers(
-    module: cst.Module, names: ImportedNames, users: Collection[cst.BaseStatement]
+    module: cst.Module, names: ImportedNames, users: Collection[cst.BaseStatement], tables: Tables
 ) -> tuple[cst.Module, list[tuple[cst.CSTNode, str]]]:
     """`module` with a TODO above every statement that still uses Haiku without one, and (statement, reason) pairs.
 
@@ -78,7 +94,7 @@ def mark_leftovers(
     if not users:
         return module, []
     clean = {id(statement) for statement in module.body} - {id(statement) for statement in users}
-    leftovers = _Leftovers(names, clean)
+    leftovers = _Leftovers(names, clean, tables)
     marked = module.visit(leftovers)
     if not leftovers.marked:
         return module, []

@@ -49,7 +49,7 @@ def rewrite(
     haiku_users = [
         s for s in converted.body if not names.aliases.keys().isdisjoint(reads[id(s)] if id(s) in reads else used_names(s))
     ]
-    converted, leftovers = mark_leftovers(converted, names, haiku_users)
+    converted, leftovers = mark_leftovers(converted, names, haiku_users, ctx.tables)
     code, starts = positions.generate(converted, [statement for statement, _ in leftovers])
     if code != source:
         _check_parses(code)
