@@ -1,0 +1,71 @@
+"""The value conversions a rule table may name in a leaf's `reshape`, and what each does.
+
+One-to-one conversions turn one Haiku array into one Flax array. Splits turn one Haiku array into
+several Flax arrays, named relative to the table leaf's `name` (an empty name: the module itself):
+Haiku fuses what Flax keeps apart (an LSTM's gates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+# Haiku's LSTM computes all gates with one Linear on concat([x, h]): columns in blocks i, g, f, o, and
+# adds 1 to the forget gate inside the cell. Flax's LSTMCell has one Dense per gate and input (`i?` on
+# x, no bias; `h?` on h, with the bias), so the +1 moves into `hf`'s bias.
+LSTM_GATE_ORDER = ("i", "g", "f", "o")
+LSTM_FORGET_BIAS = 1.0
+
+
+def _flatten(value):
+    """(1, …, C) -> (C,): Haiku keeps scale/offset/statistics broadcastable."""
+    return value.reshape(-1)
+
+
+def _swap_last(value):
+    """(…, Cout, Cin) -> (…, Cin, Cout): Haiku's transposed-convolution kernel."""
+    return jnp.swapaxes(value, -1, -2)
+
+
+def _lstm_gate_name(side: str, gate: str, target: str) -> str:
+    name = side + gate
+    return "if_" if (name == "if" and target == "nnx") else name  # NNX renames the Python keyword
+
+
+def _lstm_kernel(value, target: str) -> dict[str, object]:
+    """(I+H, 4H) -> `i?/kernel` (I, H) for x and `h?/kernel` (H, H) for h, per gate."""
+    hidden = value.shape[-1] // 4
+    inputs = value.shape[0] - hidden
+    out = {}
+    for gate, block in zip(LSTM_GATE_ORDER, jnp.split(value, 4, axis=-1)):
+        out[f"{_lstm_gate_name('i', gate, target)}/kernel"] = block[:inputs]
+        out[f"{_lstm_gate_name('h', gate, target)}/kernel"] = block[inputs:]
+    return out
+
+
+def _lstm_bias(value, target: str) -> dict[str, object]:
+    """(4H,) -> `h?/bias` (H,) per gate, with Haiku's hidden +1 added to the forget gate's."""
+    return {
+        f"{_lstm_gate_name('h', gate, target)}/bias": block + (LSTM_FORGET_BIAS if gate == "f" else 0.0)
+        for gate, block in zip(LSTM_GATE_ORDER, jnp.split(value, 4, axis=-1))
+    }
+
+
+ONE_TO_ONE: dict[str, Callable] = {"flatten": _flatten, "swap_last": _swap_last}
+SPLITS: dict[str, Callable] = {"lstm_kernel": _lstm_kernel, "lstm_bias": _lstm_bias}
+
+
+class UnknownConversion(ValueError):
+    """A table names a `reshape` that is defined neither in ONE_TO_ONE nor in SPLITS."""
+
+
+def converted(value, reshape: str | None, target: str) -> dict[str | None, object]:
+    """`value` converted as the table says: {None: array} one-to-one, {part name: array} for splits."""
+    if reshape is None:
+        return {None: value}
+    if reshape in ONE_TO_ONE:
+        return {None: ONE_TO_ONE[reshape](value)}
+    if reshape in SPLITS:
+        return SPLITS[reshape](value, target)
+    raise UnknownConversion(f"unknown reshape {reshape!r} in the rule tables (known: {sorted(ONE_TO_ONE | SPLITS)})")

@@ -1,0 +1,192 @@
+"""Run the rewritten Flax model (Linen or NNX) as a pure function of a flat `{key: array}` tree.
+
+Both targets offer the same three things: `trace` (which module class was called where, first-call
+order, and every leaf), `apply` (outputs and updated leaves from given leaves) and `checkpoint_tree`
+(the nested tree the user restores: Linen variables, or the NNX state as a pure dict).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+
+import flax.linen as nn
+import jax
+from flax import nnx
+from flax.core import meta
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from .loading import EntryError
+from .matching import LeafInfo, ModuleCall, leaf_infos
+
+LINEN_SKIPPED_COLLECTIONS = ("intermediates",)  # sown values, not weights
+
+
+def _string_key(path: tuple) -> str:
+    return "/".join(str(p) for p in path)
+
+
+class LinenModel:
+    """A Linen module with its variables as `{"collection/module/…/leaf": array}`."""
+
+    target = "linen"
+
+    def __init__(self, module):
+        self.module = module
+        self.leaves: dict[str, LeafInfo] = {}
+        self._paths: dict[str, tuple] = {}  # flat key -> (collection, *path)
+
+    def trace(self, rng, inputs: list, kwargs: Mapping) -> dict[tuple, ModuleCall]:
+        """`init` abstractly under `nn.intercept_methods`; fills `self.leaves`."""
+        calls: dict[tuple, ModuleCall] = {}
+
+        def record(next_fn, args, kw, context):
+            if context.method_name != "setup" and context.module.scope is not None:
+                calls.setdefault(tuple(context.module.scope.path), ModuleCall(type(context.module), (len(calls),)))
+            return next_fn(*args, **kw)
+
+        with nn.intercept_methods(record):
+            variables = jax.eval_shape(lambda: self.module.init({"params": rng, "dropout": rng}, *inputs, **kwargs))
+        flat = {
+            path: value
+            for path, value in flatten_dict(meta.unbox(variables)).items()
+            if path[0] not in LINEN_SKIPPED_COLLECTIONS
+        }
+        self._paths = {_string_key(path): path for path in flat}
+        self.leaves = leaf_infos(
+            {_string_key(path): value for path, value in flat.items()},
+            lambda key: self._paths[key][1:],
+            lambda key: self._paths[key][0] == "params",
+        )
+        return calls
+
+    def checkpoint_tree(self, values: Mapping[str, object]) -> dict:
+        return unflatten_dict({self._paths[key]: value for key, value in values.items()})
+
+    def apply(self, values: Mapping[str, object], method: str, inputs: list, kwargs: Mapping, rng):
+        """-> (outputs, values with the mutable collections' updates)."""
+        if method != "__call__" and not callable(getattr(type(self.module), method, None)):
+            raise EntryError(f"the Linen model has no method {method!r}")
+        mutable = sorted({path[0] for path in self._paths.values()} - {"params"})
+        out, updates = self.module.apply(
+            self.checkpoint_tree(values),
+            *inputs,
+            method=None if method == "__call__" else method,
+            rngs={"dropout": rng},
+            mutable=mutable,
+            **kwargs,
+        )
+        updated = {_string_key(path): value for path, value in flatten_dict(dict(updates)).items()}
+        return out, {**values, **{k: v for k, v in updated.items() if k in values}}
+
+
+# Weights and statistics: not the RNG streams that Dropout and Rngs carry, nor sown intermediates.
+NNX_LEAF_FILTER = nnx.Not(nnx.Any(nnx.RngState, nnx.Intermediate))
+
+
+@contextlib.contextmanager
+def _recording_nnx_calls(model, calls: dict[int, int]) -> Iterator[None]:
+    """Wrap `__call__` and the public methods of every module class in the graph, for the duration."""
+    classes = {type(node) for _, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
+    originals = [
+        (cls, name, fn)
+        for cls in classes
+        for name, fn in vars(cls).items()
+        if inspect.isfunction(fn) and (name == "__call__" or not name.startswith("_"))
+    ]
+
+    def recording(fn: Callable) -> Callable:
+        @functools.wraps(fn)  # keeps the signature, which mode flags are read from
+        def method(self, *args, **kwargs):
+            calls.setdefault(id(self), len(calls))
+            return fn(self, *args, **kwargs)
+
+        return method
+
+    try:
+        for cls, name, fn in originals:
+            setattr(cls, name, recording(fn))
+        yield
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+
+
+class NNXModel:
+    """A live NNX module with its weights and statistics as `{"module/…/leaf": array}`."""
+
+    target = "nnx"
+
+    def __init__(self, model):
+        self.graphdef, self._template, self._rest = nnx.split(nnx.clone(model), NNX_LEAF_FILTER, ...)
+        flat = flatten_dict(nnx.to_pure_dict(self._template))
+        param_paths = set(flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+        self._paths = {_string_key(path): path for path in flat}
+        self.initial_values = {_string_key(path): value for path, value in flat.items()}
+        self.leaves = leaf_infos(
+            self.initial_values, lambda key: self._paths[key], lambda key: self._paths[key] in param_paths
+        )
+
+    def checkpoint_tree(self, values: Mapping[str, object]) -> dict:
+        return unflatten_dict({self._paths[key]: value for key, value in values.items()})
+
+    def _merged(self, values: Mapping[str, object]):
+        """A fresh module holding `values`; fresh Variables too, so it can be used inside a jax trace."""
+        state = jax.tree.map(lambda x: x, self._template)
+        nnx.replace_by_pure_dict(state, self.checkpoint_tree(values))
+        return nnx.merge(self.graphdef, state, jax.tree.map(lambda x: x, self._rest))
+
+    def _bound_method(self, model, method: str, kwargs: Mapping) -> tuple[Callable, dict]:
+        """The method to call and its keyword arguments, with mode flags applied as train()/eval().
+
+        NNX moves flags such as `training`/`is_training` out of the call into the module's mode: a
+        boolean argument the converted method no longer accepts sets `model.train()` (True) or
+        `model.eval()` (False).
+        """
+        fn = getattr(model, method, None)
+        if not callable(fn):
+            raise EntryError(f"the NNX model has no method {method!r}")
+        parameters = inspect.signature(fn).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return fn, dict(kwargs)
+        modes = {key: value for key, value in kwargs.items() if key not in parameters}
+        if any(not isinstance(value, bool) for value in modes.values()) or len(set(modes.values())) > 1:
+            raise EntryError(f"the NNX {method} takes none of {sorted(modes)}, and they are not one mode flag")
+        if modes:
+            model.train() if next(iter(modes.values())) else model.eval()
+        return fn, {key: value for key, value in kwargs.items() if key in parameters}
+
+    def trace(self, rng, inputs: list, kwargs: Mapping) -> dict[tuple, ModuleCall]:
+        """One call on a copy of the model, recording the first call of each module.
+
+        Modules inside NNX transforms (the cell of `nnx.RNN`, scanned layers) run as copies, so their
+        calls are not seen: such a module is placed right after its nearest called ancestor.
+        """
+        del rng  # NNX modules carry their own RNG streams
+        model = self._merged(self.initial_values)
+        graph = [(path, node) for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)]
+        called: dict[int, int] = {}
+        with _recording_nnx_calls(model, called):
+            fn, call_kwargs = self._bound_method(model, "__call__", kwargs)
+            fn(*inputs, **call_kwargs)
+        order = {path: (called[id(node)],) for path, node in graph if id(node) in called}
+        calls = {}
+        for index, (path, node) in enumerate(graph):
+            ancestor = next((order[path[:d]] for d in range(len(path), -1, -1) if path[:d] in order), (len(graph),))
+            calls[path] = ModuleCall(type(node), order.get(path, ancestor + (1, index)))
+        return calls
+
+    def apply(self, values: Mapping[str, object], method: str, inputs: list, kwargs: Mapping, rng):
+        """-> (outputs, values after the call: BatchNorm statistics and other state updated)."""
+        del rng  # NNX modules carry their own RNG streams
+        model = self._merged(values)
+        fn, call_kwargs = self._bound_method(model, method, kwargs)
+        out = fn(*inputs, **call_kwargs)
+        updated = flatten_dict(nnx.to_pure_dict(nnx.state(model, NNX_LEAF_FILTER)))
+        return out, {_string_key(path): value for path, value in updated.items()}
+
+
+def flax_model(model, target: str) -> LinenModel | NNXModel:
+    return LinenModel(model) if target == "linen" else NNXModel(model)

@@ -1,0 +1,32 @@
+"""Every fixture verifies for both targets: the reviewed `linen.py` / `nnx.py` equal `haiku.py`.
+
+Parametrised over every `fixtures/**/case.toml` × target. Nothing is skipped: a fixture without a
+case.toml, or without a target's file, fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from haiku2flax.harness.pytest_helper import assert_case_equivalent
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+TARGETS = ("linen", "nnx")
+CASES = sorted(path.parent for path in FIXTURES.glob("**/case.toml"))
+
+
+def test_every_fixture_says_how_to_verify_it():
+    fixtures = sorted(path.parent for path in FIXTURES.glob("**/haiku.py"))
+    assert fixtures, "no fixtures found"
+    missing = [str(f.relative_to(FIXTURES)) for f in fixtures if not (f / "case.toml").exists()]
+    assert not missing, f"fixtures without case.toml (entry, inputs, args): {missing}"
+
+
+@pytest.mark.parametrize(
+    ("case", "target"),
+    [pytest.param(case, target, id=f"{case.relative_to(FIXTURES)}-{target}") for case in CASES for target in TARGETS],
+)
+def test_fixture_is_equivalent(case: Path, target: str):
+    assert_case_equivalent(case, target)
