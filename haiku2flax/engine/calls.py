@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
+from . import matchers as m
 from .context import Context, attr
 from .tables import Construct
 

@@ -57,13 +57,13 @@ def generate(module: cst.Module, nodes: Collection[cst.CSTNode]) -> tuple[str, d
 
     A node that is not in the module has no entry.
     """
-    state = _RecordingState(default_indent=module.default_indent, default_newline=module.default_newline, wanted={id(n) for n in nodes})
+    wanted = {id(n) for n in nodes}
+    state = _RecordingState(default_indent=module.default_indent, default_newline=module.default_newline, wanted=set(wanted))
     module._codegen(state)
     code = "".join(state.tokens)
     if not state.starts:
         return code, {}
     offsets = list(itertools.accumulate(map(len, state.tokens), initial=0))
-    wanted = {id(n) for n in nodes}
     return code, {key: _line_column(code, offsets[index]) for key, index in state.starts.items() if key in wanted}
 
 

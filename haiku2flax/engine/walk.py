@@ -5,6 +5,7 @@ pass that only reads (collect the names a function uses, find the calls of `mode
 much as a rewrite of the file. `Walker` has the same hooks in the same order — `visit_<Node>(node)`,
 returning False to skip the node's children, and `leave_<Node>(node)` — and touches nothing.
 Whitespace, comments and punctuation are walked only by a walker with a hook for one of them.
+`descendants(node)` yields the same nodes, for a search that keeps no state.
 """
 
 from __future__ import annotations
@@ -43,15 +44,6 @@ def _is_walked(kind: type, trivia: bool) -> bool:
     return issubclass(kind, cst.CSTNode) and (trivia or kind not in TRIVIA)
 
 
-def children(node: cst.CSTNode, trivia: bool = True) -> Iterator[cst.CSTNode]:
-    """`node.children` without building anything; without whitespace and punctuation unless `trivia`."""
-    for name in _FIELDS.get(type(node)) or _fields(type(node)):
-        value = getattr(node, name)
-        for item in value if type(value) is tuple or type(value) is list else (value,):
-            if _is_walked(type(item), trivia):
-                yield item
-
-
 Hook = Callable[..., object] | None
 
 
@@ -78,7 +70,8 @@ class Walker:
         hooks = self._hooks.get(kind)
         if hooks is None:
             cls = type(self)
-            hooks = self._hooks[kind] = (getattr(cls, f"visit_{kind.__name__}", None), getattr(cls, f"leave_{kind.__name__}", None))
+            visit, leave = (getattr(cls, f"{prefix}_{kind.__name__}", None) for prefix in ("visit", "leave"))
+            hooks = self._hooks[kind] = (visit, leave)
         return hooks
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -123,10 +116,23 @@ class Walker:
                 self.walk(value)
 
 
+_DESCENDANTS_WALKED: dict[type, bool] = {}  # per type of field value: a node `descendants` yields?
+
+
 def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """`node` and every node under it but whitespace and punctuation, in source order."""
+    walked = _DESCENDANTS_WALKED
     stack = [node]
     while stack:
         node = stack.pop()
         yield node
-        stack.extend(reversed(list(children(node, trivia=False))))
+        below = []
+        for name in _FIELDS.get(type(node)) or _fields(type(node)):
+            value = getattr(node, name)
+            for item in value if type(value) is tuple or type(value) is list else (value,):
+                walk = walked.get(type(item))
+                if walk is None:
+                    walk = walked[type(item)] = _is_walked(type(item), trivia=False)
+                if walk:
+                    below.append(item)
+        stack.extend(reversed(below))

@@ -1,0 +1,145 @@
+"""The engine's fast paths agree with the LibCST machinery they replace, on every fixture.
+
+`Walker` visits what `cst.CSTVisitor` visits, in the same order; `positions.generate` gives
+PositionProvider's starts; `engine.matchers` answers as `libcst.matchers` does. And the command line
+loads no more than it needs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import libcst as cst
+import libcst.matchers as lm
+import pytest
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from haiku2flax.engine import matchers as m
+from haiku2flax.engine import positions
+from haiku2flax.engine.walk import TRIVIA, Walker, descendants
+
+SOURCES = sorted((Path(__file__).resolve().parent.parent / "fixtures").glob("*/*/*.py"))
+
+
+def _modules() -> list[cst.Module]:
+    return [cst.parse_module(path.read_text(encoding="utf-8")) for path in SOURCES]
+
+
+class _Order(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[cst.CSTNode] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.seen.append(node)
+        return True
+
+
+class _WalkOrder(Walker):
+    def __init__(self) -> None:
+        self.seen: list[cst.CSTNode] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.seen.append(node)
+        return True
+
+
+class _Names(Walker):
+    """Hooks, and a hook that skips children, as the rules write them."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.seen.append(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        self.walk(node.value)
+        return False
+
+
+class _LibcstNames(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.seen.append(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+
+def test_walker_visits_what_cst_visitor_visits() -> None:
+    for module in _modules():
+        libcst_order, walk_order = _Order(), _WalkOrder()
+        module.visit(libcst_order)
+        walk_order.walk(module)
+        expected = [id(node) for node in libcst_order.seen if type(node) not in TRIVIA]  # trivia hold only trivia
+        assert [id(node) for node in walk_order.seen] == expected
+        assert [id(node) for node in descendants(module)] == expected
+        names, libcst_names = _Names(), _LibcstNames()
+        names.walk(module)
+        module.visit(libcst_names)
+        assert names.seen == libcst_names.seen
+
+
+def _all(module: cst.Module) -> list[cst.CSTNode]:
+    found: list[cst.CSTNode] = []
+    stack: list[cst.CSTNode] = [module]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(node.children)
+    return found
+
+
+def test_positions_are_position_providers_starts() -> None:
+    for module in _modules():
+        nodes = _all(module)
+        expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        code, starts = positions.generate(module, nodes)
+        assert code == module.code
+        assert all(starts[id(node)] == (expected[node].start.line, expected[node].start.column) for node in nodes)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m: m.Attribute(value=m.Name(), attr=m.Name("init") | m.Name("apply")),
+        lambda m: m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]),
+        lambda m: m.SimpleStatementLine(body=[m.DoNotCare()]),
+        lambda m: m.SimpleStatementLine(body=[m.Return(value=m.Call(func=m.Call()))]),
+        lambda m: m.UnaryOperation(m.Not(), m.Name()),
+        lambda m: m.Arg(keyword=m.Name("training"), value=m.Name("True") | m.Name("False")),
+        lambda m: m.Subscript(
+            value=m.Attribute(attr=m.Name("shape")),
+            slice=[m.SubscriptElement(m.Index(m.UnaryOperation(m.Minus(), m.Integer("1"))))],
+        ),
+        lambda m: m.Arg(keyword=None),
+        lambda m: m.Call(args=[m.Arg(), m.Arg()]),
+    ],
+)
+def test_matchers_answer_as_libcst_matchers(build) -> None:
+    ours, theirs = build(m), build(lm)
+    for module in _modules():
+        for node in _all(module):
+            assert m.matches(node, ours) == lm.matches(node, theirs)
+    assert not m.matches(cst.MaybeSentinel.DEFAULT, ours)
+
+
+def _imported_by(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_start_up_loads_no_more_than_it_needs() -> None:
+    """The command line loads LibCST only for a file that mentions Haiku, and never `libcst.matchers`
+    (importing it costs about as much as LibCST itself: use `haiku2flax.engine.matchers`)."""
+    assert "libcst" not in _imported_by("import haiku2flax.cli")
+    converting = _imported_by("import haiku2flax.cli, haiku2flax.targets.nnx, haiku2flax.targets.linen, haiku2flax.engine.rewrite")
+    assert "libcst" in converting
+    assert "libcst.matchers" not in converting
