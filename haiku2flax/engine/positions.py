@@ -4,8 +4,8 @@ LibCST's PositionProvider gives every node of a file its range, tracking line an
 token while it generates the code again: for the handful of nodes a conversion reports on, that cost
 more than parsing the file. Here code generation records, for the requested nodes only, where they
 start in the token stream, and the generated text turns that into line and column afterwards. The
-positions are PositionProvider's starts: syntactic (a statement starts after its leading comments, an
-expression inside its parentheses), the first occurrence of a node that occurs twice.
+positions are PositionProvider's starts, to the node: syntactic (a statement starts after its leading
+comments, an expression inside its parentheses).
 """
 
 from __future__ import annotations
