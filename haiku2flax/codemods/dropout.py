@@ -71,17 +71,25 @@ def read_dropout(call: cst.Call, names: ImportedNames) -> DropoutCall:
 
 
 
-class LinenDropout(Rewriter):
+class _Dropout(Rewriter):
+    def read_dropout(self, original: cst.Call, updated: cst.Call) -> DropoutCall | None:
+        """The dropout call to convert, or None (another call, the rule is off, or a TODO was left)."""
+        if self.ctx.names.haiku_api(original.func) != "dropout" or not self.ctx.enabled(RULE_DROPOUT):
+            return None
+        try:
+            return read_dropout(updated, self.ctx.names)
+        except Unconvertible as reason:
+            self.todo(original, RULE_DROPOUT, str(reason))
+            return None
+
+
+class LinenDropout(_Dropout):
     """`hk.dropout(...)` -> `nn.Dropout(rate, deterministic=...)(x)` inside a compact method."""
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if self.ctx.names.haiku_api(original.func) != "dropout" or not self.ctx.enabled(RULE_DROPOUT):
+        dropout = self.read_dropout(original, updated)
+        if dropout is None:
             return super().leave_Call(original, updated)
-        try:
-            dropout = read_dropout(updated, self.ctx.names)
-        except Unconvertible as reason:
-            self.todo(original, RULE_DROPOUT, str(reason))
-            return updated
         self.ctx.need_target_import()
         self.mark_builds_layer()  # type: ignore[attr-defined]
         layer_args = [cst.Arg(dropout.rate), keyword_arg("deterministic", dropout.deterministic or cst.Name("False"))]
@@ -94,7 +102,7 @@ class LinenDropout(Rewriter):
         return cst.Call(func=cst.Call(func=attr(self.ctx.ns, "Dropout"), args=layer_args), args=call_args)
 
 
-class NnxDropout(Rewriter):
+class NnxDropout(_Dropout):
     """`hk.dropout(...)` -> `self.dropout = nnx.Dropout(rate, rngs=rngs)` in `__init__`, `self.dropout(x)`.
 
     A mixin of the NNX method rewriter (`haiku2flax.targets.nnx.NnxMethodRewriter`), whose hoisting API
@@ -103,13 +111,9 @@ class NnxDropout(Rewriter):
     """
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if self.ctx.names.haiku_api(original.func) != "dropout" or not self.ctx.enabled(RULE_DROPOUT):
+        dropout = self.read_dropout(original, updated)
+        if dropout is None:
             return super().leave_Call(original, updated)
-        try:
-            dropout = read_dropout(updated, self.ctx.names)
-        except Unconvertible as reason:
-            self.todo(original, RULE_DROPOUT, str(reason))
-            return updated
         if self.in_nested_block(original, "hk.dropout") or not self.can_hoist([dropout.rate], original):  # type: ignore[attr-defined]
             return updated
         attribute = self.new_attribute("dropout")  # type: ignore[attr-defined]

@@ -296,3 +296,25 @@ def forward_module(function: cst.FunctionDef) -> cst.Call | None:
         return inner
     multi = multi_forward(function)
     return multi.module if multi is not None else None
+
+
+class _Substitute(cst.CSTTransformer):
+    """Replace Names (not attribute names or keywords) by expressions."""
+
+    def __init__(self, mapping: dict[str, cst.BaseExpression]) -> None:
+        super().__init__()
+        self.mapping = mapping
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        return updated.with_changes(attr=original.attr)
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        return updated.with_changes(keyword=original.keyword)
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        return self.mapping.get(original.value, updated)
+
+
+def substitute(node: cst.CSTNodeT, mapping: dict[str, cst.BaseExpression]) -> cst.CSTNodeT:
+    """`node` with the variables named in `mapping` replaced (attribute names and keywords are not variables)."""
+    return node.visit(_Substitute(mapping)) if mapping else node  # type: ignore[return-value]

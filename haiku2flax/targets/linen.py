@@ -130,7 +130,7 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
         Linen names a submodule assigned in `setup` after its attribute and refuses `name=` there.
         """
         original = statement
-        statement = statement.visit(ParamsToSelf(params))  # type: ignore[assignment]
+        statement = analysis.substitute(statement, {p: cst.Attribute(cst.Name("self"), cst.Name(p)) for p in params})
         assign = analysis.simple_assign(statement)
         attribute = analysis.self_attribute(assign[0]) if assign is not None else None
         if attribute is None or not isinstance(assign[1], cst.Call):  # type: ignore[index]
@@ -208,23 +208,3 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
         self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
         return updated.with_changes(func=layer, args=args)
-
-
-class ParamsToSelf(cst.CSTTransformer):
-    """Reads of constructor parameters become `self.<param>` (Linen `setup` sees only fields)."""
-
-    def __init__(self, params: set[str]) -> None:
-        super().__init__()
-        self.params = params
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
-        return updated.with_changes(attr=original.attr)
-
-    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
-        return updated.with_changes(keyword=original.keyword)
-
-    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
-        if original.value in self.params:
-            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(original.value))
-        return updated
-

@@ -79,27 +79,6 @@ class ClassInfo:
     unknown_sizes: list[str]  # constructor parameters for input sizes nobody could infer (after `din`)
 
 
-class _Substitute(cst.CSTTransformer):
-    """Replace Names (not attribute names or keywords) by expressions."""
-
-    def __init__(self, mapping: dict[str, cst.BaseExpression]) -> None:
-        super().__init__()
-        self.mapping = mapping
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
-        return updated.with_changes(attr=original.attr)
-
-    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
-        return updated.with_changes(keyword=original.keyword)
-
-    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
-        return self.mapping.get(original.value, updated)
-
-
-def substitute(node: cst.BaseExpression, mapping: dict[str, cst.BaseExpression]) -> cst.BaseExpression:
-    return node.visit(_Substitute(mapping)) if mapping else node  # type: ignore[return-value]
-
-
 class _SelfFieldsToParams(cst.CSTTransformer):
     """`self.features` -> `features` where the field is a plain copy of a constructor parameter."""
 
@@ -370,7 +349,7 @@ class _ClassConversion:
         for param, arg in zip([p for p in info.ctor_params if p != INPUT_SIZE], positional, strict=False):
             values[param] = arg.value
         values.update({a.keyword.value: a.value for a in ctor_args if a.keyword is not None})
-        output = substitute(info.output_size, values) if info.output_size is not None else None
+        output = analysis.substitute(info.output_size, values) if info.output_size is not None else None
         if output is not None and not analysis.Names.of(output).used <= set(values) | _names_in(values):
             output = None
         report.converted(constructor, RULE_MODULE, f"{attribute} built in __init__")
