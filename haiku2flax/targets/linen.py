@@ -170,7 +170,7 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
             api = self.ctx.names.haiku_api(original.func.func)
             construct = self.ctx.tables.get(api) if api is not None else None
             if construct is not None and construct.haiku_call_args:
-                return self._layer_and_call(original, updated, construct)
+                return self._layer(original, updated, construct, called=True)
         api = self.ctx.names.haiku_api(original.func)
         construct = self.ctx.tables.get(api) if api is not None else None
         if construct is not None:
@@ -181,30 +181,20 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
             self.mark_builds_layer()
         return super().leave_Call(original, updated)
 
-    def _layer(self, original: cst.Call, updated: cst.Call, construct) -> cst.BaseExpression:
+    def _layer(self, original: cst.Call, updated: cst.Call, construct, called: bool = False) -> cst.BaseExpression:
+        """`hk.Linear(...)`; with `called`, `hk.BatchNorm(...)(x, is_training)`, whose layer and call
+        arguments convert together."""
         if not self.ctx.enabled(RULE_LAYER):
             return updated
+        constructor: cst.Call = updated.func if called else updated  # type: ignore[assignment]
         try:
-            new = convert_construct_call(updated, construct, "linen", self.ctx.ns, ctx=self.ctx)
+            inputs = call_input_size(updated) if called else ()
+            layer = convert_construct_call(constructor, construct, "linen", self.ctx.ns, inputs, ctx=self.ctx)
+            args = convert_layer_call_args(updated, construct, "linen") if called else None
         except Unconvertible as reason:
             self.todo(original, RULE_LAYER, str(reason))
             return updated
         self.ctx.need_target_import()
         self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
-        return new
-
-    def _layer_and_call(self, original: cst.Call, updated: cst.Call, construct) -> cst.BaseExpression:
-        """`hk.BatchNorm(...)(x, is_training)`: the layer and its call arguments convert together."""
-        if not self.ctx.enabled(RULE_LAYER):
-            return updated
-        try:
-            layer = convert_construct_call(updated.func, construct, "linen", self.ctx.ns, call_input_size(updated), ctx=self.ctx)  # type: ignore[arg-type]
-            args = convert_layer_call_args(updated, construct, "linen")
-        except Unconvertible as reason:
-            self.todo(original, RULE_LAYER, str(reason))
-            return updated
-        self.ctx.need_target_import()
-        self.mark_builds_layer()
-        self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
-        return updated.with_changes(func=layer, args=args)
+        return updated.with_changes(func=layer, args=args) if called else layer
