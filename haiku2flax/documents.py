@@ -101,12 +101,12 @@ def unified_diff(path: str, before: bytes, after: bytes) -> bytes:
 def positioned_in_output(note: Note) -> bool:
     """Whether a note's line counts in the converted code rather than the original.
 
-    The safety net (HK000) marks statements after every rule ran, so it positions its notes at the
-    statement in the output; every other rule positions them at the construct in the original.
+    The safety net (HK000, HK800) marks statements after every rule ran, so it positions its notes at
+    the statement in the output; every other rule positions them at the construct in the original.
     """
-    from .engine.leftovers import RULE_UNSUPPORTED  # loads LibCST, which files without Haiku (and notes) never need
+    from .engine.leftovers import RULE_NO_EQUIVALENT, RULE_UNSUPPORTED  # loads LibCST, which files without Haiku never need
 
-    return note.rule == RULE_UNSUPPORTED
+    return note.rule in (RULE_UNSUPPORTED, RULE_NO_EQUIVALENT)
 
 
 def anchor_output_notes(notes: list[Note], code: str) -> list[Note]:

@@ -46,6 +46,20 @@ def matching(rules: Iterable[Rule], prefixes: Iterable[str]) -> list[Rule]:
     return [rule for rule in rules if not wanted or any(rule.id.startswith(prefix) for prefix in wanted)]
 
 
+def api_index(tables: Tables | None = None) -> dict[str, Rule]:
+    """Every Haiku API some rule handles -> that rule: the rules' own `apis`, then the tables' entries."""
+    tables = tables or load_tables()
+    rules = {rule.id: rule for rule in all_rules()}
+    index = {api: rule for rule in rules.values() for api in rule.apis}
+    for api in [*tables.constructs, *tables.initializers]:
+        index.setdefault(api, rules["HK002"])
+    for api in tables.types:
+        index.setdefault(api, rules["HK030"])
+    for api in tables.guidance:
+        index.setdefault(api, rules["HK800"])
+    return dict(sorted(index.items(), key=lambda item: item[0].lower()))
+
+
 def _apis(construct: Construct) -> tuple[str, str]:
     return construct.targets["linen"].api, construct.targets["nnx"].api
 
@@ -91,6 +105,20 @@ def markdown(tables: Tables | None = None) -> str:
     for construct in [*tables.constructs.values(), *tables.initializers.values()]:
         linen, nnx = _apis(construct)
         lines.append(f"| `hk.{construct.haiku}` | `nn.{linen}` | `nnx.{nnx}` | {construct.source} |")
+    lines += ["", "## Types in annotations ([HK030](#hk030))", "", "| Haiku | Linen | NNX | table |", "|---|---|---|---|"]
+    lines += [f"| `hk.{t.haiku}` | `{t.flax['linen']}` | `{t.flax['nnx']}` | {t.source} |" for t in tables.types.values()]
+    lines += [
+        "",
+        "## No Flax equivalent ([HK800](#hk800))",
+        "",
+        "Left as they are, with a TODO giving the reason and what to write instead.",
+        "",
+        "| Haiku | why | Linen | NNX |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `hk.{g.haiku}` | {_md(g.why)} | {_md(g.advice['linen'])} | {_md(g.advice['nnx'])} |" for g in tables.guidance.values()]
+    lines += ["", "## Haiku API index", "", "Every Haiku API a rule handles, and how far.", "", "| Haiku | rule | status |", "|---|---|---|"]
+    lines += [f"| `hk.{api}` | [{rule.id}](#{rule.id.lower()}) {rule.name} | {rule.status} |" for api, rule in api_index(tables).items()]
     return "\n".join(lines) + "\n"
 
 
@@ -121,3 +149,9 @@ def print_rules(prefixes: tuple[str, ...], tables: Tables | None = None) -> None
     for construct in [*tables.constructs.values(), *tables.initializers.values()]:
         constructs.add_row(f"hk.{construct.haiku}", *(f"{ns}.{api}" for ns, api in zip(("nn", "nnx"), _apis(construct))), construct.source)
     console.print(constructs)
+    index = Table(title="Haiku API index")
+    for column in ("Haiku", "rule", "status"):
+        index.add_column(column)
+    for api, rule in api_index(tables).items():
+        index.add_row(f"hk.{api}", f"{rule.id} {rule.name}", str(rule.status))
+    console.print(index)

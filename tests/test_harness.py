@@ -373,6 +373,6 @@ def test_cli_convert_params(tmp_path):
 def test_every_reshape_the_tables_accept_is_implemented():
     """The engine validates `reshape` names without jax; the harness must implement each one it accepts."""
     from haiku2flax.engine.tables import RESHAPES
-    from haiku2flax.harness.conversions import ONE_TO_ONE, SPLITS
+    from haiku2flax.harness.conversions import ONE_TO_ONE, SHAPED, SPLITS
 
-    assert set(RESHAPES) <= set(ONE_TO_ONE) | set(SPLITS)
+    assert set(RESHAPES) <= set(ONE_TO_ONE) | set(SHAPED) | set(SPLITS)

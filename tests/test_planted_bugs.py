@@ -12,80 +12,12 @@ from pathlib import Path
 import pytest
 
 from haiku2flax.engine import convert_source
-from haiku2flax.engine import tables as engine_tables
 from haiku2flax.harness import conversions, verify
 from haiku2flax.harness.pytest_helper import FixtureCase, report_text
 
 GUIDE = Path(__file__).resolve().parent.parent / "fixtures" / "guide"
+RECURRENT = GUIDE.parent / "recurrent"
 TARGETS = ("linen", "nnx")
-
-# A table entry the built-in rules do not have yet (a proposal for rules/): hk.LSTM's one Linear on
-# [x, h] becomes one Dense per gate and input, through the harness's split conversions.
-LSTM_RULE = """
-[[construct]]
-haiku = "LSTM"
-haiku_args = ["hidden_size", "name"]
-output_size = "hidden_size"
-params = { "linear/w" = { name = "", reshape = "lstm_kernel" }, "linear/b" = { name = "", reshape = "lstm_bias" } }
-
-[construct.linen]
-api = "OptimizedLSTMCell"
-args = { hidden_size = "features", name = "name" }
-
-[construct.nnx]
-api = "LSTMCell"
-inputs = ["in_features"]
-positional = ["in_features", "hidden_features"]
-args = { hidden_size = "hidden_features", name = "" }
-"""
-
-LSTM_TAGGER = {
-    "haiku": """
-        import haiku as hk
-
-
-        class Tagger(hk.Module):
-          def __call__(self, xs):
-            core = hk.LSTM(6)
-            outs, _ = hk.dynamic_unroll(core, xs, core.initial_state(xs.shape[1]))
-            return hk.Linear(3)(outs)
-
-
-        def forward(xs):
-          return Tagger()(xs)
-
-
-        model = hk.without_apply_rng(hk.transform(forward))
-        """,
-    "linen": """
-        import flax.linen as nn
-
-
-        class Tagger(nn.Module):
-          @nn.compact
-          def __call__(self, xs):
-            outs = nn.RNN(nn.OptimizedLSTMCell(6), time_major=True)(xs)
-            return nn.Dense(3)(outs)
-
-
-        model = Tagger()
-        """,
-    "nnx": """
-        from flax import nnx
-
-
-        class Tagger(nnx.Module):
-          def __init__(self, din, *, rngs):
-            self.rnn = nnx.RNN(nnx.LSTMCell(din, 6, rngs=rngs), time_major=True)
-            self.linear = nnx.Linear(6, 3, rngs=rngs)
-
-          def __call__(self, xs):
-            return self.linear(self.rnn(xs))
-
-
-        model = Tagger(4, rngs=nnx.Rngs(0))
-        """,
-}
 
 # The LayerNorm sees small activations (std ~0.01): there Flax's default epsilon (1e-6 for Haiku's 1e-5)
 # changes the output by percents; on unit-variance inputs it is ~5e-6 relative, below float32 tolerance.
@@ -175,17 +107,6 @@ def planted(source: str, correct: str, wrong: str) -> str:
     return source.replace(correct, wrong)
 
 
-@pytest.fixture(scope="module")
-def lstm_tables(tmp_path_factory):
-    """The built-in tables plus LSTM_RULE. The engine's loader knows only one-to-one reshapes so far, so
-    the split conversions are admitted for the load (proposal: `tables.RESHAPES` lists them too)."""
-    path = tmp_path_factory.mktemp("rules") / "lstm.toml"
-    path.write_text(LSTM_RULE, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine_tables, "RESHAPES", (*engine_tables.RESHAPES, *conversions.SPLITS))
-        return engine_tables.load_tables((path,))
-
-
 def write_model(folder: Path, sources: dict[str, str]) -> Path:
     for name, text in sources.items():
         (folder / f"{name}.py").write_text(textwrap.dedent(text), encoding="utf-8")
@@ -236,13 +157,13 @@ def test_transposed_square_kernel(tmp_path, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_lstm_forget_gate_bias_needs_several_time_steps(tmp_path, target, lstm_tables, monkeypatch):
+def test_lstm_forget_gate_bias_needs_several_time_steps(target, monkeypatch):
     """Without Haiku's +1 the forget gate is wrong, which a zero initial cell state hides at step 1."""
-    haiku_file = write_model(tmp_path, LSTM_TAGGER)
-    flax_source = (tmp_path / f"{target}.py").read_text()
+    haiku_file = RECURRENT / "lstm_unroll" / "haiku.py"  # hk.LSTM unrolled, converted by the built-in rules
+    flax_source = convert_source(haiku_file.read_text(), target).code
 
     def run(inputs: str, steps: int = 0):
-        return verify(haiku_file, target, "model", [inputs], steps=steps, flax_source=flax_source, tables=lstm_tables)
+        return verify(haiku_file, target, "model", [inputs], steps=steps, flax_source=flax_source)
 
     assert run("f32[6,2,4]", steps=1).ok  # six time steps; the SGD step checks the split gradients too
     monkeypatch.setattr(conversions, "LSTM_FORGET_BIAS", 0.0)  # the conversion forgets the +1

@@ -1,6 +1,7 @@
 """`--keep-haiku-modules`: an unconvertible module stays in Haiku and the converted Flax code runs it.
 
-The fixture (fixtures/staged/gru_encoder) keeps a GRU encoder (no Flax equivalent) in Haiku; its
+The fixture (fixtures/staged/attention_encoder) keeps an attention encoder whose values are wider than
+its keys (no Flax equivalent) in Haiku; its
 goldens are reviewed like the others, and the side-by-side run below shows the staged model computes
 the Haiku model's function on the same weights, in Linen and in NNX.
 """
@@ -20,7 +21,7 @@ from haiku2flax.engine import Outcome, convert_source
 from haiku2flax.engine.notes import TODO_PREFIX
 from haiku2flax.engine.pipeline import TARGETS
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "staged" / "gru_encoder"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "staged" / "attention_encoder"
 SOURCE = (FIXTURE / "source.py").read_text(encoding="utf-8")
 
 
@@ -59,22 +60,28 @@ def test_side_by_side():
     haiku = runpy.run_path(str(FIXTURE / "source.py"))
     linen = runpy.run_path(str(FIXTURE / "linen.py"))
     staged_nnx = runpy.run_path(str(FIXTURE / "nnx.py"))
-    xs = jax.random.normal(jax.random.key(1), (5, 2, 8))
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 8))
     params = haiku["model"].init(jax.random.key(2), xs)
     params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), params)  # no zero biases
     expected = haiku["model"].apply(params, None, xs)
 
-    gru = params["model/encoder/gru"]
+    encoder: dict = {}  # the kept module's Haiku params, nested by path as the Flax wrapper holds them
+    for path, leaves in params.items():
+        if path.startswith("model/encoder/"):
+            node = encoder
+            for part in path.split("/")[1:]:
+                node = node.setdefault(part, {})
+            node.update(leaves)
     linen_params = {
         "Dense_0": {"kernel": params["model/linear"]["w"], "bias": params["model/linear"]["b"]},
-        "Module_0": {"encoder": {"gru": gru}},
+        "Module_0": encoder,
     }
     assert jax.tree.structure(linen_params) == jax.tree.structure(linen["params"])
     linen_out = linen["model"].apply({"params": linen_params}, xs)
 
     model = staged_nnx["Model"](8, 16, 32, rngs=nnx.Rngs(0))
     nnx.bridge.lazy_init(model, xs)
-    nnx.update(model, {"linear": {"kernel": params["model/linear"]["w"], "bias": params["model/linear"]["b"]}, "encoder": {"encoder": {"gru": gru}}})
+    nnx.update(model, {"linear": {"kernel": params["model/linear"]["w"], "bias": params["model/linear"]["b"]}, "encoder": encoder})
     nnx_out = model(xs)
 
     for out in (linen_out, nnx_out):

@@ -27,7 +27,7 @@ from ..engine.names import ImportedNames
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 
-RULE_DROPOUT = register("HK003", "dropout", Status.CONVERTED, "hk.dropout -> nn.Dropout / nnx.Dropout", __name__)
+RULE_DROPOUT = register("HK003", "dropout", Status.CONVERTED, "hk.dropout -> nn.Dropout / nnx.Dropout", __name__, apis=("dropout",))
 
 DROPOUT_ARGS = ("rng", "rate", "x", "broadcast_dims")
 

@@ -16,8 +16,9 @@ that dm-haiku ships, `hk.experimental.flax.Module.create(Cls, *args)`, a Linen m
 
 A kept module that draws random keys (`hk.next_rng_key()`) gets them from the wrapper's `apply` rng
 stream: pass `rngs={'params': key, 'apply': key2}` to Linen's `init`/`apply`, or give NNX's
-`nnx.Rngs` an `apply` stream. Example: fixtures/staged/gru_encoder (a GRU, which has no Flax
-equivalent, kept in Haiku; outputs equal to the all-Haiku model's on the same weights).
+`nnx.Rngs` an `apply` stream. Example: fixtures/staged/attention_encoder (attention whose values are
+wider than its keys, which has no Flax equivalent, kept in Haiku; outputs equal to the all-Haiku
+model's on the same weights).
 
 Why: a migration should not wait for its hardest module. The interop exists in one direction only:
 Haiku ships a Flax module running Haiku code (used here) and `hk.experimental.flax.lift` running
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from ..documents import anchor_output_notes
+from ..engine.context import attr, linen_namespace
 from ..engine.names import HAIKU, ImportedNames, dotted_name
 from ..engine.notes import Note, Outcome, todo_comment
 from ..engine.pipeline import Conversion, ConversionError, convert_source
@@ -175,16 +177,17 @@ def _kept_call(node: cst.BaseExpression, kept: dict[str, list[str]]) -> str | No
 class _LinenBridge(cst.CSTTransformer):
     """Linen: build kept classes through the wrapper; a method that does so becomes `@nn.compact`."""
 
-    def __init__(self, kept: dict[str, list[str]], alias: str) -> None:
+    def __init__(self, kept: dict[str, list[str]], alias: str, ns: str) -> None:
         super().__init__()
         self.kept = kept
         self.alias = alias
+        self.ns = ns  # the output's name for flax.linen
         self.used: set[str] = set()
         self._classes: list[bool] = []  # per open class: is it a Linen module
         self._methods: list[bool] = []  # per open function: does it build a kept class
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self._classes.append(_flax_module_base(node, "nn"))
+        self._classes.append(_flax_module_base(node, self.ns))
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         self._classes.pop()
@@ -196,8 +199,8 @@ class _LinenBridge(cst.CSTTransformer):
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         builds = self._methods.pop()
         decorators = {dotted_name(d.decorator) for d in updated.decorators}
-        if builds and updated.name.value != "setup" and "nn.compact" not in decorators:
-            return updated.with_changes(decorators=[*updated.decorators, cst.Decorator(cst.parse_expression("nn.compact"))])
+        if builds and updated.name.value != "setup" and f"{self.ns}.compact" not in decorators:
+            return updated.with_changes(decorators=[*updated.decorators, cst.Decorator(attr(self.ns, "compact"))])
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -513,7 +516,7 @@ def convert_keeping_haiku(
     masked, classes, interop = _mask(source_module, kept, names)
     second = convert_source(masked, target, **options)
     module = cst.parse_module(second.code)
-    bridge = _LinenBridge(kept, alias) if target == "linen" else _NnxBridge(kept, alias)
+    bridge = _LinenBridge(kept, alias, linen_namespace(source_module)) if target == "linen" else _NnxBridge(kept, alias)
     module = module.visit(bridge)
     problems = getattr(bridge, "problems", {})
     kept_nodes = {s.name.value: s for s in source_module.body if isinstance(s, cst.ClassDef) and s.name.value in kept}

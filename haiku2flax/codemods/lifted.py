@@ -65,9 +65,10 @@ from ..engine.registry import Status, register
 from ..engine.rewriter import STATEMENTS, Rewriter
 from ..engine.walk import Walker
 
-RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__)
+RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
 RULE_LAYER_STACK = register(
-    "HK301", "layer-stack", Status.PARTIAL, "hk.layer_stack -> nn.scan / nnx.vmap + nnx.scan with per-layer parameters", __name__
+    "HK301", "layer-stack", Status.PARTIAL, "hk.layer_stack -> nn.scan / nnx.vmap + nnx.scan with per-layer parameters", __name__,
+    apis=("layer_stack", "experimental.layer_stack"),
 )
 
 SCAN_ARGS = ("f", "init", "xs", "length", "reverse", "unroll")
@@ -167,8 +168,8 @@ class LiftedSites:
         if not any(ctx.names.haiku_api(call.func) in ("scan", *LAYER_STACK_APIS) for call in _calls_in(module)):
             return found  # the common case, in one pass instead of one per function
         reader = _Reader(ctx, classes)
-        for function in _functions(module):
-            code = _FunctionCode.of(function)
+        for function in all_functions(module):
+            code = FunctionCode.of(function)
             if ctx.enabled(RULE_SCAN):
                 for call, _ in code.calls:
                     if ctx.names.haiku_api(call.func) == "scan":
@@ -213,7 +214,7 @@ class _Reader:
             return node.func.value
         return None
 
-    def scan(self, call: cst.Call, code: _FunctionCode) -> ScanSite:
+    def scan(self, call: cst.Call, code: FunctionCode) -> ScanSite:
         site = ScanSite(call)
         try:
             bound = BoundCall.bind(call, SCAN_ARGS, "hk.scan").args
@@ -237,7 +238,7 @@ class _Reader:
             site.random = self.draws_randomness(site.constructor)  # type: ignore[arg-type]
         return site
 
-    def _local_cell(self, site: ScanSite, cell: cst.Name, code: _FunctionCode) -> None:
+    def _local_cell(self, site: ScanSite, cell: cst.Name, code: FunctionCode) -> None:
         """`cell = Cell(...)` once, at the top of the method, and `cell` used only as scanned or `cell.method`."""
         name = cell.value
         assignments = [(a, top) for a, top in code.assigns if _assigned_name(a) == name]
@@ -254,7 +255,7 @@ class _Reader:
                 "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
             )
 
-    def stack(self, function: cst.FunctionDef, top_level: bool, code: _FunctionCode) -> LayerStack:
+    def stack(self, function: cst.FunctionDef, top_level: bool, code: FunctionCode) -> LayerStack:
         stack = LayerStack(function)
         stack.problem = self._stack_problem(stack, top_level, code)
         if stack.problem is None and self.keeps_state(stack.constructor):
@@ -262,7 +263,7 @@ class _Reader:
         stack.random = stack.problem is None and self.draws_randomness(stack.constructor)
         return stack
 
-    def _stack_problem(self, stack: LayerStack, top_level: bool, code: _FunctionCode) -> str | None:
+    def _stack_problem(self, stack: LayerStack, top_level: bool, code: FunctionCode) -> str | None:
         function = stack.function
         if not top_level:
             return "the stacked function is defined inside a loop or condition; define it at the top of the method"
@@ -291,7 +292,7 @@ class _Reader:
             return "the stacked function takes `*`, keyword-only or positional-only parameters; convert it by hand"
         if any(p.default is not None for p in params.params) or not params.params or (not stack.per_layer_inputs and len(params.params) != 1):
             return "the stacked function must take the carry (and, with per-layer inputs, those inputs) without defaults"
-        inner = _FunctionCode.of(function)
+        inner = FunctionCode.of(function)
         constructions = [(c, top) for c, top in inner.calls if isinstance(c.func, cst.Call) and self._is_module(c.func)]
         others = [c for c, _ in inner.calls if self.ctx.names.haiku_api(c.func) is not None and not any(c is k.func for k, _ in constructions)]
         if len(constructions) != 1 or others or inner.defs:
@@ -307,7 +308,7 @@ class _Reader:
         stack.construction = construction
         return None
 
-    def _stack_calls_problem(self, stack: LayerStack, code: _FunctionCode) -> str | None:
+    def _stack_calls_problem(self, stack: LayerStack, code: FunctionCode) -> str | None:
         name = stack.function.name.value
         calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
         expected = len(stack.function.params.params) if stack.per_layer_inputs else 1
@@ -361,7 +362,7 @@ def _assigned_name(assign: cst.Assign) -> str | None:
     return None
 
 
-def _unused_layer_stack(assign: cst.Assign, code: _FunctionCode, ctx: Context) -> bool:
+def _unused_layer_stack(assign: cst.Assign, code: FunctionCode, ctx: Context) -> bool:
     """`stack = hk.layer_stack(n)` whose result is never read: it builds nothing."""
     name = _assigned_name(assign)
     return name is not None and _is_layer_stack(assign.value, ctx) and len(code.names.get(name, [])) == 1
@@ -391,7 +392,7 @@ def _initial_state_size(method: cst.FunctionDef | None) -> cst.BaseExpression | 
     return size if analysis.Names.of(size).used <= {"self"} else None
 
 
-class _FunctionCode(Walker):
+class FunctionCode(Walker):
     """A function's own calls, assignments, nested functions and returns (not those of nested functions),
     each with whether it sits at the function's top level (outside loops and conditions); and every
     variable Name in it, nested functions included."""
@@ -407,7 +408,7 @@ class _FunctionCode(Walker):
         self._nested = 0  # nested functions around the current node
 
     @classmethod
-    def of(cls, node: cst.FunctionDef) -> _FunctionCode:
+    def of(cls, node: cst.FunctionDef) -> FunctionCode:
         code = cls()
         code.walk(node.body)
         return code
@@ -483,7 +484,7 @@ class _Functions(Walker):
         self.found.append(node)
 
 
-def _functions(module: cst.Module) -> list[cst.FunctionDef]:
+def all_functions(module: cst.Module) -> list[cst.FunctionDef]:
     collector = _Functions()
     collector.walk(module)
     return collector.found

@@ -49,10 +49,12 @@ from ..engine.walk import Walker, descendants
 RULE_PARAMETER = register(
     "HK200", "get-parameter", Status.PARTIAL,
     "hk.get_parameter -> self.param / nnx.Param built in __init__, Haiku initializers -> Flax initializers", __name__,
+    apis=("get_parameter",),
 )
 RULE_STATE = register(
     "HK201", "state", Status.PARTIAL,
     "hk.get_state / hk.set_state -> self.variable('state', ...) / a State(nnx.Variable) built in __init__", __name__,
+    apis=("get_state", "set_state"),
 )
 
 GET_PARAMETER, GET_STATE, SET_STATE = "get_parameter", "get_state", "set_state"

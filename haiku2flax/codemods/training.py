@@ -52,6 +52,7 @@ from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
+from .annotations import model_annotation
 
 RULE_TRAINING = register(
     "HK007", "training-step", Status.PARTIAL, "jax.grad/jax.jit training steps over params -> nnx.grad/nnx.jit over the model", __name__
@@ -191,7 +192,12 @@ class NnxTraining(Rewriter):
             params = [p for p in params if p.name.value != state[0]]
             params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
         if rename is not None:
-            params = [p.with_changes(name=cst.Name(rename.model)) if p.name.value == rename.params else p for p in params]
+            params = [
+                p.with_changes(name=cst.Name(rename.model), annotation=model_annotation(self.ctx.ns, p.annotation))
+                if p.name.value in (rename.params, rename.model)  # the name may be renamed already
+                else p
+                for p in params
+            ]
             self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model instead of its params")
         if train_state is not None:
             params.insert(train_state[1], cst.Param(cst.Name(train_state[2])))

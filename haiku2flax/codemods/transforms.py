@@ -28,6 +28,7 @@ Example (NNX)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import libcst as cst
 
@@ -43,8 +44,13 @@ from ..engine.walk import Walker
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
 
-RULE_TRANSFORM = register("HK004", "transform", Status.CONVERTED, "hk.transform / transform_with_state / without_apply_rng and their init/apply calls", __name__)
+RULE_TRANSFORM = register(
+    "HK004", "transform", Status.CONVERTED, "hk.transform / transform_with_state / without_apply_rng and their init/apply calls", __name__,
+    apis=("transform", "transform_with_state", "without_apply_rng", "multi_transform", "multi_transform_with_state"),
+)
 RULE_INPUT_SIZE = register("HK006", "input-size", Status.PARTIAL, "NNX input sizes: inferred by dataflow, else a constructor argument with a TODO", __name__)
+
+AnyAssign = TypeVar("AnyAssign", cst.Assign, cst.AnnAssign)  # `f = hk.transform(...)` or `f: T = hk.transform(...)`
 
 STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of that state
@@ -141,14 +147,25 @@ class _Transforms(Rewriter):
         module_method = multi.init_method if multi is not None else "__call__"
         return TransformCall(call, transformed, call.func.attr.value, module_method)  # type: ignore[attr-defined]
 
-    def transformed_assignment(self, original: cst.Assign) -> Transformed | None:
-        """The transform a module-level `f = hk.transform(...)` statement defines."""
-        if len(original.targets) != 1 or not isinstance(original.targets[0].target, cst.Name):
+    def transformed_assignment(self, original: cst.Assign | cst.AnnAssign) -> Transformed | None:
+        """The transform a module-level `f = hk.transform(...)` (or `f: hk.Transformed = ...`) statement defines."""
+        targets = [t.target for t in original.targets] if isinstance(original, cst.Assign) else [original.target]
+        if len(targets) != 1 or not isinstance(targets[0], cst.Name) or original.value is None:
             return None
-        transformed = self.transforms.get(original.targets[0].target.value)
+        transformed = self.transforms.get(targets[0].value)
         if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
             return None
         return transformed
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        return self.convert_transformed(original, updated) or super().leave_Assign(original, updated)
+
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
+        return self.convert_transformed(original, updated) or super().leave_AnnAssign(original, updated)
+
+    def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
+        """The target's model in place of `f = hk.transform(...)`; None for other assignments."""
+        raise NotImplementedError
 
     def forward_module(self, transformed: Transformed) -> cst.Call | None:
         forward = self.module_functions.get(transformed.function)
@@ -183,14 +200,14 @@ class LinenTransforms(_Transforms):
         super().init_transforms(module)
         self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
 
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+    def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
         transformed = self.transformed_assignment(original)
         if transformed is None:
-            return super().leave_Assign(original, updated)
+            return None
         inner = self.forward_module(transformed)
         model: cst.BaseExpression
         if inner is not None:
-            model = inner.visit(self)  # type: ignore[assignment]
+            model = inner.deep_clone().visit(self)  # type: ignore[assignment]  # (a clone: the original is marked as called inline)
         else:
             model = cst.Call(func=cst.Name(analysis.camel_case(transformed.function)))
         self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
@@ -270,10 +287,10 @@ class NnxTransforms(_Transforms):
         self.module = module
         self._init_calls: dict[str, cst.Call | None] = {}  # transformed name -> its first `init` call
 
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+    def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
         transformed = self.transformed_assignment(original)
         if transformed is None:
-            return super().leave_Assign(original, updated)
+            return None
         name = transformed.name
         inner = self.forward_module(transformed)
         if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in self.classes:  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 
@@ -154,7 +154,14 @@ def _spatial_literal(argument: _Argument, value: object) -> tuple | None:
 
 
 def _kernel_shape(argument: _Argument) -> cst.BaseExpression:
-    """`3` -> `(3, 3)`: Flax reads an int `kernel_size` as a 1-D kernel, so the tuple is always written."""
+    """`3` -> `(3, 3)`: Flax reads an int `kernel_size` as a 1-D kernel, so the tuple is always written.
+
+    `1 if bottleneck else 3` -> `(1, 1) if bottleneck else (3, 3)`.
+    """
+    if isinstance(argument.value, cst.IfExp):
+        body = _kernel_shape(replace(argument, value=argument.value.body))
+        orelse = _kernel_shape(replace(argument, value=argument.value.orelse))
+        return argument.value.with_changes(body=body, orelse=orelse)
     shape = _spatial_literal(argument, literal(argument.value))
     if shape is None:
         ndim = argument.construct.ndim
@@ -311,18 +318,26 @@ def render(template: str, values: dict[str, cst.BaseExpression]) -> cst.BaseExpr
     return filled.with_changes(lpar=[], rpar=[])  # an argument value needs no parentheses of its own
 
 
-def _gives_flax_default(value: cst.BaseExpression, accepted: tuple[str, ...], ctx: Context | None) -> bool:
-    """Whether a Haiku value is one the table lists as what Flax does by default (`hk.` names resolved)."""
+def _gives_flax_default(
+    value: cst.BaseExpression, accepted: tuple[str, ...], bound: dict[str, cst.BaseExpression], ctx: Context | None
+) -> bool:
+    """Whether a Haiku value is one the table lists as what Flax does by default (`hk.` names resolved;
+    an option may be a template of the other arguments: `"{key_size}"`)."""
     api = ctx.names.haiku_api(value) if ctx is not None else None
     text = f"hk.{api}" if api is not None else code(value)
-    return any(_same_code(text, option) for option in accepted)
+    options = [code(render(o, bound)) if set(PLACEHOLDER.findall(o)) <= bound.keys() else o for o in accepted]
+    return any(_same_code(text, option) for option in options)
 
 
 def _template_values(
     construct: Construct, bound: dict[str, cst.BaseExpression], inputs: tuple[cst.BaseExpression, ...]
 ) -> dict[str, cst.BaseExpression]:
-    """What a template's placeholders may read: the Haiku arguments (given, else defaulted), the input size."""
-    values = {name: cst.parse_expression(source) for name, source in construct.defaults.items()}
+    """What a template's placeholders may read: the Haiku arguments (given, else defaulted: a default may
+    itself be a template of the given arguments), the input size."""
+    values = {
+        name: render(source, bound) if PLACEHOLDER.search(source) else cst.parse_expression(source)
+        for name, source in construct.defaults.items()
+    }
     values.update(bound)
     if inputs:
         values[INPUT_SIZE] = inputs[0]
@@ -347,8 +362,10 @@ def convert_construct_call(
     api = construct.targets[target]
     bound = BoundCall.bind(call, construct.haiku_args, f"hk.{construct.haiku}").args
     values: dict[str, cst.BaseExpression] = {}
+    given = dict(bound)  # what templates read: an argument dropped as Flax's default reads as not given
     for name, value in bound.items():
-        if name in api.flax_default and _gives_flax_default(value, api.flax_default[name], ctx):
+        if name in api.flax_default and _gives_flax_default(value, api.flax_default[name], bound, ctx):
+            del given[name]
             continue
         flax_name = api.args.get(name)
         if flax_name is None:
@@ -366,7 +383,7 @@ def convert_construct_call(
         )
     for name in api.inputs:
         values.setdefault(name, inputs[0])
-    known = _template_values(construct, bound, inputs)
+    known = _template_values(construct, given, inputs)
     for name, template in api.add.items():
         if name not in values:
             values[name] = render(template, known)
@@ -417,7 +434,8 @@ def negate(value: cst.BaseExpression) -> cst.BaseExpression:
 def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -> list[cst.Arg]:
     """The arguments of calling the built layer: `(x, is_training)` -> `(x, use_running_average=not is_training)`.
 
-    The first argument (the input) stays positional; the others become keywords with their Flax names.
+    The first argument (the input) stays positional, and so do the table's `call_positional` ones; the
+    others become keywords with their Flax names.
     """
     if not construct.haiku_call_args:
         return list(call.args)
@@ -431,7 +449,7 @@ def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -
             raise Unconvertible(f"calling `hk.{construct.haiku}` with `{name}`: {why}")
         values[flax_name] = negate(value) if name in api.negated else value
     first = api.call_args.get(construct.haiku_call_args[0], "")
-    return build_call(cst.Name("_"), values, (first,)).args  # type: ignore[return-value]
+    return build_call(cst.Name("_"), values, (first, *api.call_positional)).args  # type: ignore[return-value]
 
 
 def _without_comment(comma: cst.Comma | cst.MaybeSentinel) -> cst.Comma | cst.MaybeSentinel:

@@ -3,12 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import libcst as cst
 
-from .names import ImportedNames
+from .names import ImportedNames, dotted_name
 from .notes import TODO_PREFIX, Notes, todo_comment
 from .tables import Tables
+
+NodeT = TypeVar("NodeT", bound=cst.CSTNode)
+LINEN_NS = "nn"  # `import flax.linen as nn`
+LINEN_FALLBACK_NS = "linen"  # `from flax import linen`, where `nn` is taken
+
+
+def linen_namespace(module: cst.Module) -> str:
+    """`nn`, unless a module-level import binds `nn` to something other than `flax.linen`."""
+    for statement in module.body:
+        for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else ():
+            if not isinstance(small, cst.Import | cst.ImportFrom) or isinstance(getattr(small, "names", None), cst.ImportStar):
+                continue
+            for alias in small.names:  # type: ignore[union-attr]
+                bound = alias.asname.name if alias.asname is not None else alias.name
+                if isinstance(bound, cst.Name) and bound.value == LINEN_NS:
+                    module_name = dotted_name(small.module) if isinstance(small, cst.ImportFrom) and small.module else None
+                    full = f"{module_name}.{dotted_name(alias.name)}" if module_name else dotted_name(alias.name)
+                    if full != "flax.linen":
+                        return LINEN_FALLBACK_NS
+    return LINEN_NS
+
+
+def rename_namespace(node: NodeT, ns: str) -> NodeT:
+    """`node` (code written for `nn`) with `nn.…` spelled `ns.…`; `jax.nn.…` is left alone."""
+    return node if ns == LINEN_NS else node.visit(_NamespaceRename(ns))  # type: ignore[return-value]
+
+
+class _NamespaceRename(cst.CSTTransformer):
+    def __init__(self, ns: str) -> None:
+        super().__init__()
+        self.ns = ns
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        if isinstance(original.value, cst.Name) and original.value.value == LINEN_NS:
+            return updated.with_changes(value=cst.Name(self.ns))
+        return updated
 
 
 @dataclass
@@ -21,17 +58,20 @@ class Context:
     needed_imports: set[tuple[str, str | None, str | None]] = field(default_factory=set)
     selected: frozenset[str] | None = None  # rule ids to run (None: all)
     ignored: frozenset[str] = frozenset()
+    linen_ns: str = LINEN_NS  # `linen` where the file already binds `nn` to something else (`from jax import nn`)
 
     @property
     def ns(self) -> str:
         """The local name the output uses for the target namespace (`nn` or `nnx`)."""
-        return "nn" if self.target == "linen" else "nnx"
+        return self.linen_ns if self.target == "linen" else "nnx"
 
     def need_target_import(self) -> None:
-        if self.target == "linen":
-            self.needed_imports.add(("flax.linen", None, "nn"))
-        else:
+        if self.target == "nnx":
             self.needed_imports.add(("flax", "nnx", None))
+        elif self.linen_ns == LINEN_NS:
+            self.needed_imports.add(("flax.linen", None, LINEN_NS))
+        else:
+            self.needed_imports.add(("flax", "linen", None))
 
     def enabled(self, rule: str) -> bool:
         """`--select` / `--ignore` match rule ids by prefix, as ruff does (`HK00` selects HK001-HK009)."""

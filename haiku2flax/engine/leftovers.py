@@ -5,6 +5,13 @@ still refers to a Haiku name and has no `# TODO(haiku2flax…)` comment above it
 `# TODO(haiku2flax:HK000): <name> has no conversion rule; convert it by hand`, and a report note
 (positioned in the output, where the TODO is). Import statements are left alone: the import pass
 keeps an import exactly while something uses it.
+
+HK800: where Flax has no faithful equivalent, the `[[guidance]]` tables (`rules/guidance.toml`) say so,
+and the TODO gives their reason and what to write instead, per target::
+
+    # TODO(haiku2flax:HK800): Flax cannot intercept parameter creation; pass the initializer or
+    # `param_dtype=` to each layer, or wrap the module in `nn.map_variables` (applied at init)
+    with hk.custom_creator(to_bf16):
 """
 
 from __future__ import annotations
@@ -23,15 +30,21 @@ from .tables import Tables
 RULE_UNSUPPORTED = register(
     "HK000", "unsupported", Status.NOT_CONVERTED, "a Haiku API no rule converts: left as it was, with a TODO", __name__
 )
+RULE_NO_EQUIVALENT = register(
+    "HK800", "no-flax-equivalent", Status.NOT_CONVERTED,
+    "custom_creator/getter/setter, mixed_precision, eval_shape, data_structures, EMAs, lift, ... (rules/guidance.toml): TODO saying why and what to write",
+    __name__,
+)
 
 
 class _Leftovers(cst.CSTTransformer):
-    def __init__(self, names: ImportedNames, clean: set[int], tables: Tables) -> None:
+    def __init__(self, names: ImportedNames, clean: set[int], tables: Tables, target: str) -> None:
         super().__init__()
         self.names = names
         self.tables = tables
+        self.target = target
         self.clean = clean  # ids of top-level statements that use no Haiku name: not visited
-        self.marked: list[tuple[cst.CSTNode, str]] = []  # (statement in the output, reason)
+        self.marked: list[tuple[cst.CSTNode, list[tuple[str, str]]]] = []  # (statement in the output, (rule, reason)s)
         self._found: list[list[str]] = []  # per open statement: Haiku names it refers to
 
     def visit_Import(self, node: cst.Import) -> bool:
@@ -63,11 +76,20 @@ class _Leftovers(cst.CSTTransformer):
             found = self._found.pop()
             comments = [line.comment.value for line in original_node.leading_lines if line.comment]  # type: ignore[attr-defined]
             if found and not any(c.startswith(TODO_PREFIX) for c in comments) and isinstance(result, cst.CSTNode):
-                reason = self._reason(list(dict.fromkeys(found)))
-                result = add_todo_lines(result, [(RULE_UNSUPPORTED, reason)])
-                self.marked.append((result, reason))
+                todos = self._todos(list(dict.fromkeys(found)))
+                result = add_todo_lines(result, todos)
+                self.marked.append((result, todos))
         return result
 
+    def _todos(self, found: list[str]) -> list[tuple[str, str]]:
+        """(rule, reason) pairs: the guidance tables' advice, else HK000's."""
+        todos = []
+        for name in found:
+            guidance = self.tables.guidance_for(name.removeprefix("hk."))
+            if guidance is not None:
+                todos.append((RULE_NO_EQUIVALENT, f"`{name}`: {guidance.reason(self.target)}"))
+        rest = [n for n in found if self.tables.guidance_for(n.removeprefix("hk.")) is None]
+        return todos + ([(RULE_UNSUPPORTED, self._reason(rest))] if rest else [])
 
     def _reason(self, found: list[str]) -> str:
         """Say whether the API has a rule that could not apply here, or no rule at all."""
@@ -85,16 +107,16 @@ class _Leftovers(cst.CSTTransformer):
 
 
 def mark_leftovers(
-    module: cst.Module, names: ImportedNames, users: Collection[cst.BaseStatement], tables: Tables
-) -> tuple[cst.Module, list[tuple[cst.CSTNode, str]]]:
-    """`module` with a TODO above every statement that still uses Haiku without one, and (statement, reason) pairs.
+    module: cst.Module, names: ImportedNames, users: Collection[cst.BaseStatement], tables: Tables, target: str
+) -> tuple[cst.Module, list[tuple[cst.CSTNode, list[tuple[str, str]]]]]:
+    """`module` with a TODO above every statement that still uses Haiku without one, and the (rule, reason)s per statement.
 
     `users`: the top-level statements that read a name bound by a Haiku import; the others are left alone.
     """
     if not users:
         return module, []
     clean = {id(statement) for statement in module.body} - {id(statement) for statement in users}
-    leftovers = _Leftovers(names, clean, tables)
+    leftovers = _Leftovers(names, clean, tables, target)
     marked = module.visit(leftovers)
     if not leftovers.marked:
         return module, []

@@ -25,6 +25,7 @@ class Rule:
     status: Status
     summary: str
     module: str  # the module documenting it
+    apis: tuple[str, ...] = ()  # the Haiku APIs it handles (`haiku2flax rules`, the coverage test)
 
     @property
     def doc(self) -> str:
@@ -35,12 +36,15 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def register(rule_id: str, name: str, status: Status, summary: str, module: str) -> str:
-    """Record a rule and return its id (so modules write `RULE_X = register(...)`)."""
+def register(rule_id: str, name: str, status: Status, summary: str, module: str, apis: tuple[str, ...] = ()) -> str:
+    """Record a rule and return its id (so modules write `RULE_X = register(...)`).
+
+    `apis`: the Haiku API paths the rule handles ("dropout", "nets.MLP"), for APIs no table lists.
+    """
     existing = RULES.get(rule_id)
     if existing is not None and existing.module != module:
         raise ValueError(f"rule id {rule_id} is used by both {existing.module} and {module}")
-    RULES[rule_id] = Rule(rule_id, name, status, summary, module)
+    RULES[rule_id] = Rule(rule_id, name, status, summary, module, apis)
     return rule_id
 
 

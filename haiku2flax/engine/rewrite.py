@@ -8,9 +8,9 @@ import warnings
 import libcst as cst
 
 from . import positions
-from .context import Context
+from .context import Context, linen_namespace
 from .imports import fix_imports, used_names
-from .leftovers import RULE_UNSUPPORTED, mark_leftovers
+from .leftovers import mark_leftovers
 from .names import ImportedNames
 from .notes import Note, Outcome
 from .pipeline import Conversion, ConversionError
@@ -41,7 +41,9 @@ def rewrite(
     names = ImportedNames.from_module(module)
     if names.is_empty:
         return Conversion(source, source)
-    ctx = Context(target=target, tables=tables or load_tables(), names=names, selected=select, ignored=ignore)
+    ctx = Context(
+        target=target, tables=tables or load_tables(), names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module)
+    )
     converter = _converter(target)(ctx, module)
     rewritten = module.visit(converter)
     reads = {id(statement): used_names(statement) for statement in rewritten.body}
@@ -49,13 +51,14 @@ def rewrite(
     haiku_users = [
         s for s in converted.body if not names.aliases.keys().isdisjoint(reads[id(s)] if id(s) in reads else used_names(s))
     ]
-    converted, leftovers = mark_leftovers(converted, names, haiku_users, ctx.tables)
+    converted, leftovers = mark_leftovers(converted, names, haiku_users, ctx.tables, target)
     code, starts = positions.generate(converted, [statement for statement, _ in leftovers])
     if code != source:
         _check_parses(code)
     leftover_notes = [
-        Note(RULE_UNSUPPORTED, Outcome.TODO, reason, starts[id(statement)][0], starts[id(statement)][1] + 1)
-        for statement, reason in leftovers
+        Note(rule, Outcome.TODO, reason, starts[id(statement)][0], starts[id(statement)][1] + 1)
+        for statement, todos in leftovers
+        for rule, reason in todos
     ]
     notes = sorted(ctx.notes.resolve(module) + leftover_notes, key=lambda n: (n.line, n.column))
     return Conversion(source, code, notes)

@@ -15,7 +15,11 @@ from importlib import resources
 from pathlib import Path
 
 TARGETS = ("linen", "nnx")
-RESHAPES = ("flatten", "swap_last")
+# How a leaf's value changes on its way to Flax (implemented in `harness.conversions`; a test checks they agree).
+RESHAPES = (
+    "flatten", "swap_last", "flax_shape",
+    "lstm_kernel", "lstm_bias", "simple_cell_input_kernel", "simple_cell_hidden_kernel", "simple_cell_bias",
+)
 # How a Haiku argument's value is rewritten before it is renamed (implemented in `engine.calls`).
 CONVERSIONS = ("kernel_shape", "spatial", "padding", "axes", "initializer", "elementwise_initializer")
 
@@ -29,7 +33,7 @@ class Leaf:
     """Where a Haiku parameter or state leaf goes: its Flax name and how its shape changes."""
 
     name: str
-    reshape: str | None = None  # "flatten": (1,…,C) -> (C,); "swap_last": swap the last two axes
+    reshape: str | None = None  # "flatten": (1,…,C) -> (C,); "swap_last": swap the last two axes; "flax_shape"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class TargetApi:
     positional: tuple[str, ...] = ()  # Flax arguments written positionally, in order
     inputs: tuple[str, ...] = ()  # Flax arguments that take the input feature size
     call_args: dict[str, str] = field(default_factory=dict)  # Haiku call argument -> Flax call argument
+    call_positional: tuple[str, ...] = ()  # Flax call arguments written positionally after the input, in order
     negated: tuple[str, ...] = ()  # Haiku call arguments whose Flax counterpart means the opposite
     flax_default: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Haiku values Flax's default gives
 
@@ -80,6 +85,7 @@ def _target(raw: dict) -> TargetApi:
         positional=tuple(raw.get("positional", ())),
         inputs=tuple(raw.get("inputs", ())),
         call_args=dict(raw.get("call_args", {})),
+        call_positional=tuple(raw.get("call_positional", ())),
         negated=tuple(raw.get("negated", ())),
         flax_default={name: tuple(values) for name, values in raw.get("flax_default", {}).items()},
     )
@@ -123,9 +129,54 @@ def _construct(entry: dict, source: str) -> Construct:
 
 
 @dataclass(frozen=True)
+class TypeName:
+    """[[type]]: a Haiku type (`hk.Params`) and the Flax type written in its place, per target."""
+
+    haiku: str
+    flax: dict[str, str]  # target -> dotted name: `nn.…`/`nnx.…` in the target namespace, else imported
+    source: str
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """[[guidance]]: a Haiku API without a faithful Flax equivalent: why, and what to do by hand, per target."""
+
+    haiku: str  # an API path; it also covers everything under it (`mixed_precision` covers `mixed_precision.set_policy`)
+    why: str
+    advice: dict[str, str]  # target -> what to write instead
+    source: str
+
+    def reason(self, target: str) -> str:
+        return f"{self.why}; {self.advice[target]}"
+
+
+def _per_target(entry: dict) -> dict[str, str]:
+    """`linen = …` and `nnx = …`, or one `flax = …` for both."""
+    return {target: entry[target] if target in entry else entry["flax"] for target in TARGETS}
+
+
+def _typename(entry: dict, source: str) -> TypeName:
+    try:
+        return TypeName(entry["haiku"], _per_target(entry), source)
+    except KeyError as error:
+        raise TableError(f"{source}: type {entry.get('haiku', '?')!r}: missing key {error}") from None
+
+
+def _guidance(entry: dict, source: str) -> list[Guidance]:
+    """One entry per API path: `haiku` may list aliases (`custom_creator`, `experimental.custom_creator`)."""
+    try:
+        apis = entry["haiku"] if isinstance(entry["haiku"], list) else [entry["haiku"]]
+        return [Guidance(api, entry["why"], _per_target(entry), source) for api in apis]
+    except KeyError as error:
+        raise TableError(f"{source}: guidance {entry.get('haiku', '?')!r}: missing key {error}") from None
+
+
+@dataclass(frozen=True)
 class Table:
     constructs: list[Construct]  # [[construct]]: layers
     initializers: list[Construct]  # [[initializer]]: `hk.initializers.*`
+    types: list[TypeName] = field(default_factory=list)  # [[type]]: `hk.Params` and other annotations
+    guidance: list[Guidance] = field(default_factory=list)  # [[guidance]]: APIs left to the user, with advice
 
 
 def parse_table(text: str, source: str) -> Table:
@@ -136,6 +187,8 @@ def parse_table(text: str, source: str) -> Table:
     return Table(
         [c for entry in data.get("construct", []) for c in _constructs(entry, source)],
         [c for entry in data.get("initializer", []) for c in _constructs(entry, source)],
+        [_typename(entry, source) for entry in data.get("type", [])],
+        [g for entry in data.get("guidance", []) for g in _guidance(entry, source)],
     )
 
 
@@ -143,9 +196,20 @@ def parse_table(text: str, source: str) -> Table:
 class Tables:
     constructs: dict[str, Construct]  # by Haiku API path
     initializers: dict[str, Construct] = field(default_factory=dict)  # by Haiku API path ("initializers.Constant")
+    types: dict[str, TypeName] = field(default_factory=dict)  # by Haiku API path ("Params")
+    guidance: dict[str, Guidance] = field(default_factory=dict)  # by Haiku API path ("custom_creator")
 
     def get(self, haiku_api: str) -> Construct | None:
         return self.constructs.get(haiku_api)
+
+    def guidance_for(self, haiku_api: str) -> Guidance | None:
+        """The guidance for an API or for the nearest API path above it (`mixed_precision` for `mixed_precision.set_policy`)."""
+        parts = haiku_api.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self.guidance.get(".".join(parts[:end]))
+            if found is not None:
+                return found
+        return None
 
 
 @cache
@@ -171,4 +235,6 @@ def load_tables(extra: tuple[Path, ...] = ()) -> Tables:
     return Tables(
         {c.haiku: c for table in tables for c in table.constructs},
         {c.haiku: c for table in tables for c in table.initializers},
+        {t.haiku: t for table in tables for t in table.types},
+        {g.haiku: g for table in tables for g in table.guidance},
     )

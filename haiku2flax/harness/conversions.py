@@ -1,12 +1,14 @@
 """The value conversions a rule table may name in a leaf's `reshape`, and what each does.
 
-One-to-one conversions turn one Haiku array into one Flax array. Splits turn one Haiku array into
-several Flax arrays, named relative to the table leaf's `name` (an empty name: the module itself):
-Haiku fuses what Flax keeps apart (an LSTM's gates).
+One-to-one conversions turn one Haiku array into one Flax array; the shaped ones among them read the
+Flax leaf's shape, which only the model knows (attention heads: Haiku's (D, H·K) is Flax's (D, H, K)).
+Splits turn one Haiku array into several Flax arrays, named relative to the table leaf's `name` (an
+empty name: the module itself): Haiku fuses what Flax keeps apart (an LSTM's gates).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax.numpy as jnp
@@ -26,6 +28,13 @@ def _flatten(value):
 def _swap_last(value):
     """(…, Cout, Cin) -> (…, Cin, Cout): Haiku's transposed-convolution kernel."""
     return jnp.swapaxes(value, -1, -2)
+
+
+def _flax_shape(value, shape: tuple[int, ...] | None):
+    """A row-major reshape to the Flax leaf's shape: (D, H·K) -> (D, H, K), (H·V, D') -> (H, V, D')."""
+    if shape is None or math.prod(shape) != value.size:
+        raise ValueError(f"a {tuple(value.shape)} array cannot take the Flax leaf's shape {shape}")
+    return value.reshape(shape)
 
 
 def _lstm_gate_name(side: str, gate: str, target: str) -> str:
@@ -52,20 +61,44 @@ def _lstm_bias(value, target: str) -> dict[str, object]:
     }
 
 
+def _simple_cell_leaf(dense: str, leaf: str) -> Callable:
+    """Haiku VanillaRNN's `linear` (input) / `linear_1` (hidden) leaf -> SimpleCell's `i`/`h` (Linen),
+    `dense_i`/`dense_h` (NNX)."""
+
+    def convert(value, target: str) -> dict[str, object]:
+        return {f"{dense if target == 'linen' else 'dense_' + dense}/{leaf}": value}
+
+    return convert
+
+
 ONE_TO_ONE: dict[str, Callable] = {"flatten": _flatten, "swap_last": _swap_last}
-SPLITS: dict[str, Callable] = {"lstm_kernel": _lstm_kernel, "lstm_bias": _lstm_bias}
+SHAPED: dict[str, Callable] = {"flax_shape": _flax_shape}  # (value, the Flax leaf's shape) -> value
+SPLITS: dict[str, Callable] = {
+    "lstm_kernel": _lstm_kernel,
+    "lstm_bias": _lstm_bias,
+    "simple_cell_input_kernel": _simple_cell_leaf("i", "kernel"),
+    "simple_cell_hidden_kernel": _simple_cell_leaf("h", "kernel"),
+    "simple_cell_bias": _simple_cell_leaf("i", "bias"),
+}
+# Conversions whose outputs from several Haiku leaves add up into one Flax leaf: Haiku's VanillaRNN has a
+# bias in each of its two Linears, Flax's SimpleCell one (the same function; SGD moves the sum twice as fast).
+SUMMED = frozenset({"simple_cell_bias"})
 
 
 class UnknownConversion(ValueError):
-    """A table names a `reshape` that is defined neither in ONE_TO_ONE nor in SPLITS."""
+    """A table names a `reshape` that is defined neither in ONE_TO_ONE, SHAPED nor SPLITS."""
 
 
-def converted(value, reshape: str | None, target: str) -> dict[str | None, object]:
-    """`value` converted as the table says: {None: array} one-to-one, {part name: array} for splits."""
+def converted(value, reshape: str | None, target: str, flax_shape: tuple[int, ...] | None = None) -> dict[str | None, object]:
+    """`value` converted as the table says: {None: array} one-to-one, {part name: array} for splits.
+
+    `flax_shape`: the shape of the Flax leaf a one-to-one conversion fills (None when there is none)."""
     if reshape is None:
         return {None: value}
     if reshape in ONE_TO_ONE:
         return {None: ONE_TO_ONE[reshape](value)}
+    if reshape in SHAPED:
+        return {None: SHAPED[reshape](value, flax_shape)}
     if reshape in SPLITS:
         return SPLITS[reshape](value, target)
-    raise UnknownConversion(f"unknown reshape {reshape!r} in the rule tables (known: {sorted(ONE_TO_ONE | SPLITS)})")
+    raise UnknownConversion(f"unknown reshape {reshape!r} in the rule tables (known: {sorted(ONE_TO_ONE | SHAPED | SPLITS)})")

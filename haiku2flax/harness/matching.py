@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..engine.tables import Construct, Tables
-from .conversions import converted
+from .conversions import SUMMED, converted
 
 HAIKU_ONLY_STATE = "Haiku-only state"  # e.g. BatchNorm's EMA `counter` and `hidden`: no Flax counterpart
 MAPPED = "mapped"
@@ -143,8 +143,8 @@ class LeafMapping:
         return [p for p in self.pairs if p.status == MAPPED]
 
 
-def _abstract_parts(leaf: LeafInfo, reshape: str | None, target: str) -> dict[str | None, object]:
-    return jax.eval_shape(lambda x: converted(x, reshape, target), jax.ShapeDtypeStruct(leaf.shape, leaf.dtype))
+def _abstract_parts(leaf: LeafInfo, reshape: str | None, target: str, flax_shape: tuple | None) -> dict[str | None, object]:
+    return jax.eval_shape(lambda x: converted(x, reshape, target, flax_shape), jax.ShapeDtypeStruct(leaf.shape, leaf.dtype))
 
 
 def _pair(haiku: LeafInfo, flax: LeafInfo, reshape: str | None, part: str | None, abstract) -> LeafPair:
@@ -173,15 +173,16 @@ def _match_module(haiku: ModuleRecord, flax: ModuleRecord, construct: Construct 
                 pairs.append(LeafPair(leaf, None, None, status))
                 continue
             name, reshape = entry.name, entry.reshape
+        same_name = flax.leaves.get(name)  # the Flax leaf a one-to-one conversion fills
         try:
-            parts = _abstract_parts(leaf, reshape, target)
+            parts = _abstract_parts(leaf, reshape, target, same_name.shape if same_name is not None else None)
         except (ValueError, TypeError) as error:  # an unknown conversion, or one that does not fit the shape
             pairs.append(LeafPair(leaf, None, reshape, f"conversion {reshape} fails: {error}"))
             continue
         for part, abstract in parts.items():
             flax_name = "/".join(n for n in (name, part) if n)
             target_leaf = flax.leaves.get(flax_name)
-            if target_leaf is None or flax_name in taken:
+            if target_leaf is None or (flax_name in taken and reshape not in SUMMED):
                 why = "already taken" if target_leaf is not None else "missing"
                 pairs.append(LeafPair(leaf, None, reshape, f"Flax leaf {flax_name!r} {why} in {flax.label}", part))
                 continue
@@ -222,7 +223,8 @@ def convert_leaves(mapping: LeafMapping, haiku_values: Mapping[str, object]) -> 
     out = {}
     for pair in mapping.mapped:
         if pair.haiku.key in haiku_values:
-            out[pair.flax.key] = converted(haiku_values[pair.haiku.key], pair.reshape, mapping.target)[pair.part]
+            value = converted(haiku_values[pair.haiku.key], pair.reshape, mapping.target, pair.flax.shape)[pair.part]
+            out[pair.flax.key] = out[pair.flax.key] + value if pair.reshape in SUMMED and pair.flax.key in out else value
     return out
 
 

@@ -12,7 +12,7 @@ how the weights convert. A call the table cannot express faithfully is left with
 
 from ..engine.registry import Status, register
 
-RULE_MODULE = register("HK001", "module-class", Status.CONVERTED, "hk.Module subclasses -> nn.Module / nnx.Module", __name__)
+RULE_MODULE = register("HK001", "module-class", Status.CONVERTED, "hk.Module subclasses -> nn.Module / nnx.Module", __name__, apis=("Module",))
 RULE_LAYER = register(
     "HK002", "layer", Status.CONVERTED, "table-driven layers (rules/*.toml): hk.Linear -> nn.Dense / nnx.Linear, ...", __name__
 )

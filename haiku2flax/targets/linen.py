@@ -19,19 +19,29 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
+from ..codemods.annotations import TypeAnnotations
+from ..codemods.composites import LinenComposites
+from ..codemods.control_flow import LinenControlFlow
 from ..codemods.dropout import LinenDropout
 from ..codemods.lifted import LinenLifted
 from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
+from ..codemods.pooling import LinenPooling
+from ..codemods.recurrent import LinenRecurrent, RecurrentFile
+from ..codemods.reshapes import LinenReshapes
 from ..codemods.rng import RngKeys
+from ..codemods.rng_sequences import LinenRngSequences
+from ..codemods.scopes import LinenScopes
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.calls import Unconvertible, call_input_size, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
+from ..engine.names import dotted_name
+from ..engine.tables import Construct
 from . import RULE_LAYER, RULE_MODULE
 
 
@@ -42,9 +52,10 @@ class _Scope:
     haiku_class: bool = False
     compact_candidate: bool = False  # a Haiku module method or a transformed forward
     builds_layers: bool = False  # builds a layer inline: needs @nn.compact
+    stored_layers: dict[str, Construct] = field(default_factory=dict)  # `bn` / `self.bn` -> the layer built there
 
 
-class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, RngKeys):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, LinenPooling, LinenReshapes, LinenComposites, RngKeys, LinenRngSequences, TypeAnnotations):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
@@ -160,12 +171,46 @@ class LinenConverter(LinenLifted, LinenTransforms, LinenParamPaths, LinenParamet
         )
 
     # -- calls ------------------------------------------------------------------------------------
+    def visit_Assign(self, node: cst.Assign) -> bool | None:
+        """Remember a layer stored in `bn` or `self.bn`: calling it later needs Flax's call arguments."""
+        if len(node.targets) == 1 and self._scopes:
+            target = node.targets[0].target
+            key = dotted_name(target) if isinstance(target, cst.Name) or analysis.self_attribute(target) else None
+            if key is not None:
+                api = self.ctx.names.haiku_api(node.value.func) if isinstance(node.value, cst.Call) else None
+                construct = self.ctx.tables.get(api) if api is not None else None
+                scope = self._layer_scope(key)
+                if construct is not None and construct.haiku_call_args:
+                    scope.stored_layers[key] = construct
+                else:
+                    scope.stored_layers.pop(key, None)
+        return super().visit_Assign(node)
+
+    def _layer_scope(self, key: str) -> _Scope:
+        """Where a stored layer lives: `self.bn` in its class, `bn` in the innermost function."""
+        if key.startswith("self."):
+            return next((scope for scope in reversed(self._scopes) if scope.haiku_class), self._scopes[-1])
+        return self._scopes[-1]
+
+    def _stored_layer(self, func: cst.BaseExpression) -> Construct | None:
+        key = dotted_name(func) if isinstance(func, cst.Name) or analysis.self_attribute(func) else None
+        if key is None or not self._scopes:
+            return None
+        return self._layer_scope(key).stored_layers.get(key)
+
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Call):
             self._called_inline.add(id(node.func))
         super().visit_Call(node)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        stored = self._stored_layer(original.func)
+        if stored is not None:
+            try:
+                return updated.with_changes(args=convert_layer_call_args(updated, stored, "linen"))
+            except Unconvertible as reason:
+                self.todo(original, RULE_LAYER, str(reason))
+                return updated
         if isinstance(original.func, cst.Call) and id(original.func) in self._called_inline:
             api = self.ctx.names.haiku_api(original.func.func)
             construct = self.ctx.tables.get(api) if api is not None else None

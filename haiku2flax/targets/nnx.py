@@ -33,16 +33,25 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from ..codemods.annotations import TypeAnnotations, convert_types
+from ..codemods.attention import NnxAttention
+from ..codemods.composites import NnxComposites, build_nnx_composite, composite_api, nnx_call_args
+from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.dropout import NnxDropout
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
+from ..codemods.pooling import NnxPooling
+from ..codemods.recurrent import NnxRecurrent, RecurrentFile
+from ..codemods.reshapes import NnxReshapes
 from ..codemods.rng import RngKeys
+from ..codemods.rng_sequences import NnxRngSequences
+from ..codemods.scopes import NnxScopes, NnxTransparentMethods
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
+from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.walk import Walker
@@ -186,7 +195,8 @@ class _ClassConversion:
         if removed:
             new_body = stripped
         params = function.params.with_changes(params=_clean_params([p for p in function.params.params if p.name.value not in removed]))
-        result = _MethodResult(function.with_changes(body=new_body, params=params), removed, rewriter.output_size)
+        signature = {"params": convert_types(params, self.ctx), "returns": function.returns and convert_types(function.returns, self.ctx)}
+        result = _MethodResult(function.with_changes(body=new_body, **signature), removed, rewriter.output_size)
         self.results[name] = result
         return result
 
@@ -223,6 +233,7 @@ class _ClassConversion:
             insert_at = next((i for i, s in enumerate(self.classdef.body.body) if s is self.init_def), 0)
             if self.init_def is None and insert_at < len(body) and analysis.is_docstring(body[0]):
                 insert_at = 1
+                new_init = new_init.with_changes(leading_lines=[cst.EmptyLine(indent=False), *new_init.leading_lines])
             if self.init_def is None and insert_at < len(body) and not body[insert_at].leading_lines:
                 body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             body.insert(insert_at, new_init)
@@ -246,9 +257,10 @@ class _ClassConversion:
         new_params = [cst.Param(_name("self"))]
         added = ([INPUT_SIZE] if self.needs_din else []) + self.extra_params
         new_params.extend(cst.Param(_name(name), cst.Annotation(_name("int"))) for name in added)
-        original = [p for p in (self.init_def.params.params[1:] if self.init_def else ()) if p.name.value != "name"]
+        signature = convert_types(self.init_def.params, self.ctx) if self.init_def else cst.Parameters()
+        original = [p for p in signature.params[1:] if p.name.value != "name"]
         new_params.extend(p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in original)
-        kwonly = [p for p in (self.init_def.params.kwonly_params if self.init_def else ()) if p.name.value != "name"]
+        kwonly = [p for p in signature.kwonly_params if p.name.value != "name"]
         if self.needs_rngs:
             kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
         ctor_params = added + [p.name.value for p in original]
@@ -292,6 +304,8 @@ class _ClassConversion:
         self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethodRewriter, node: cst.CSTNode
     ) -> list[cst.Arg] | None:
         """The arguments of calling the NNX layer (`is_training` -> mode), or None with a TODO."""
+        if composite_api(self.ctx, constructor) is not None:
+            return nnx_call_args(constructor, call_args, rewriter, node)
         construct = self.converter.construct_of(constructor)
         if construct is None:
             info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
@@ -309,6 +323,8 @@ class _ClassConversion:
     ) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
         """(NNX constructor, output size) for a Haiku module constructor called on `call_args`."""
         size = rewriter.size_of(call_args[0].value) if rewriter is not None and call_args and call_args[0].keyword is None else None
+        if composite_api(self.ctx, constructor) is not None:
+            return build_nnx_composite(self, constructor, attribute, size, rewriter, node)
         ctor_args = [a for a in constructor.args if not _is_name_arg(a)]
         construct = self.converter.construct_of(constructor)
         report = rewriter if rewriter is not None else self.converter
@@ -317,8 +333,9 @@ class _ClassConversion:
             # convert first, so a layer left as it was adds no constructor argument for its input size
             guessed = tuple(size if size is not None else _name(f"{attribute}_in_features") for _ in api.inputs[:1])
             try:
+                from_call = rewriter.constructor_args_from_call(construct, call_args) if rewriter is not None else {}
                 new = convert_construct_call(
-                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, guessed, {"rngs": _name("rngs")}, ctx=self.ctx
+                    constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, guessed, {**from_call, "rngs": _name("rngs")}, ctx=self.ctx
                 )
             except Unconvertible as reason:
                 report.todo(node, RULE_LAYER, str(reason))
@@ -356,13 +373,14 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
+class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
     `set_size` (feature sizes), `input_size` (a layer's input size, or a new constructor argument with a
-    TODO), `can_hoist` / `in_nested_block` (may this be built in `__init__`?), `add_to_init` (build it
-    there and get its attribute name), and `mode_flags` (flags that may become train/eval mode).
+    TODO), `can_hoist` / `in_nested_block` (may this be built in `__init__`?), `hoist` (build a layer
+    called here in `__init__`), `add_to_init` (build anything there and get its attribute name), and
+    `mode_flags` (flags that may become train/eval mode).
     """
 
     def __init__(self, conversion: _ClassConversion, method: cst.FunctionDef, arg_sizes: dict[str, cst.BaseExpression | None]) -> None:
@@ -375,6 +393,12 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
         self.mode_flags: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
+        self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
+        self._body = method.body
+        self.stored_layers = _stored_layers(method, conversion.converter)
+        self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
+        self._stored_lines: dict[int, str] = {}  # statement (as rewritten) -> the stored layer it builds
+        self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -382,9 +406,11 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
             return self.node_sizes[id(node)]
         if isinstance(node, cst.Name):
             return self.sizes.get(node.value)
-        if isinstance(node, cst.BinaryOperation):  # `0.01 * x + 1.0`: arithmetic with a number keeps the size
-            operands = [side for side in (node.left, node.right) if not _is_number(side)]
-            return self.size_of(operands[0]) if len(operands) == 1 else None
+        if isinstance(node, cst.BinaryOperation):  # `0.01 * x + 1.0`, `x + h` (sizes agree): the size stays
+            sizes = [self.size_of(side) for side in (node.left, node.right) if not _is_number(side)]
+            if len(sizes) == 1 or (len(sizes) == 2 and sizes[0] is not None and sizes[1] is not None and code(sizes[0]) == code(sizes[1])):
+                return sizes[0]
+            return None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
@@ -411,6 +437,10 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
         super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        stored = next((name for name, (_, line) in self.stored_layers.items() if line is original), None)
+        if stored is not None:
+            self._stored_lines[id(updated)] = stored
+            return updated
         for small in updated.body:
             if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
                 self.sizes[small.targets[0].target.value] = self.size_of(small.value)
@@ -422,17 +452,34 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
         return super().leave_SimpleStatementLine(original, updated)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
-        self._block_depth += 1
+        self._block_depth += id(node) not in self.inline_blocks
         super().visit_IndentedBlock(node)
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
-        self._block_depth -= 1
+        self._block_depth -= id(original) not in self.inline_blocks
+        if original is self._body and self._stored_lines:  # stored layers now built in `__init__`: drop their lines
+            hoisted = {name for name, use in self._stored_uses.items() if use is not None}
+            body = [s for s in updated.body if self._stored_lines.get(id(s)) not in hoisted]
+            if body and body[0] is not updated.body[0] and not any(line.comment for line in body[0].leading_lines):
+                body[0] = body[0].with_changes(leading_lines=[])  # no blank line left at the top of the method
+            updated = updated.with_changes(body=body)
         return super().leave_IndentedBlock(original, updated)
 
     # -- calls ----------------------------------------------------------------------------------------
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Call):
+            self._called_inline.add(id(node.func))
+        super().visit_Call(node)
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if isinstance(original.func, cst.Name) and original.func.value in self.stored_layers:
+            return self._call_stored(original.func.value, updated)
+        if self._builds_class_elsewhere(original):
+            self.todo(original, RULE_MODULE, f"`{original.func.value}` is built in a loop or condition; "  # type: ignore[attr-defined]
+                      "build it in `__init__` by hand (an `nnx.List` for one per iteration)")
+            return updated
         if isinstance(original.func, cst.Call):  # `Ctor(...)(inputs)`: a layer built inline
-            hoisted = self._hoist(original.func, updated)
+            hoisted = self.hoist(original.func, updated)
             if hoisted is not None:
                 return hoisted
         attribute = analysis.self_attribute(original.func)
@@ -489,18 +536,44 @@ class NnxMethodRewriter(NnxLifted, NnxParameters, NnxDropout, RngKeys):
         size = self.size_of(inputs[0].value) if inputs and inputs[0].keyword is None else None
         return self.state.input_size(attribute, size, self, node)
 
-    def _hoist(self, constructor: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    def _builds_class_elsewhere(self, call: cst.Call) -> bool:
+        """A module class of this file built in a loop or condition and not called there and then
+        (`Block(...)(x)` is hoisted, or refused with its own TODO)."""
+        return (
+            self._block_depth > 1
+            and isinstance(call.func, cst.Name)
+            and call.func.value in self.state.converter.classes
+            and id(call) not in self._called_inline
+        )
+
+    def _call_stored(self, name: str, updated: cst.Call) -> cst.BaseExpression:
+        """`bn(x, is_training)` on a layer stored by `bn = hk.BatchNorm(...)`: the first call builds it in `__init__`."""
+        constructor = self.stored_layers[name][0]
+        if name not in self._stored_uses:
+            hoisted = self.hoist(constructor, updated, stored_as=name)
+            self._stored_uses[name] = None if hoisted is None else (hoisted.func.attr.value, self.node_sizes.get(id(hoisted)))  # type: ignore[attr-defined]
+            return updated if hoisted is None else hoisted
+        use = self._stored_uses[name]
+        call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor) if use is not None else None
+        if use is None or call_args is None:
+            self._stored_uses[name] = None
+            return updated
+        return self.set_size(updated.with_changes(func=attr("self", use[0]), args=_clean_commas(call_args)), use[1])
+
+    def hoist(self, constructor: cst.Call, updated: cst.Call, stored_as: str | None = None) -> cst.BaseExpression | None:
+        """`self.<attribute>(...)` for a layer built in `__init__`; `stored_as`: the local it was stored in,
+        at the method's top level (so it is built once even when called in a loop)."""
         if not self.state.converter.is_module_constructor(constructor):
             return None
         api = self.ctx.names.haiku_api(constructor.func)
-        if self.in_nested_block(constructor, f"hk.{api}" if api else f"{dotted_name(constructor.func)}(...)"):
+        if stored_as is None and self.in_nested_block(constructor, f"hk.{api}" if api else f"{dotted_name(constructor.func)}(...)"):
             return None
         if not self.can_hoist([a.value for a in constructor.args if not _is_name_arg(a)], constructor):
             return None
         call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor)
         if call_args is None:
             return None
-        attribute = self.new_attribute(_haiku_module_name(constructor, api), analysis.explicit_name(constructor))
+        attribute = self.new_attribute(stored_as or _haiku_module_name(constructor, api), analysis.explicit_name(constructor))
         built = self.state.build(constructor, attribute, list(updated.args), self, constructor)
         if built is None:
             return None
@@ -545,6 +618,60 @@ def _is_number(node: cst.BaseExpression) -> bool:
 
 def _is_name_arg(arg: cst.Arg) -> bool:
     return arg.keyword is not None and arg.keyword.value == "name"
+
+
+class _NameUses(Walker):
+    """How often each of some names is read, assigned, and called (`name(...)`) in a subtree."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.reads: dict[str, int] = dict.fromkeys(names, 0)
+        self.assigned: dict[str, int] = dict.fromkeys(names, 0)
+        self.calls: dict[str, int] = dict.fromkeys(names, 0)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value in self.names:
+            self.reads[node.value] += 1
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        self.walk(node.value)  # `x.bn` does not read `bn`
+        return False
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        if isinstance(node.target, cst.Name) and node.target.value in self.names:
+            self.assigned[node.target.value] += 1
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Name) and node.func.value in self.names:
+            self.calls[node.func.value] += 1
+
+
+def _stored_layers(method: cst.FunctionDef, converter: NnxConverter) -> dict[str, tuple[cst.Call, cst.BaseStatement]]:
+    """Layers a method stores in a local at its top level and only ever calls: `bn = hk.BatchNorm(...)`, `bn(x, t)`.
+
+    They can be built in `__init__` as `self.bn`; a local used any other way (passed on, rebound) cannot.
+    """
+    body = method.body.body if isinstance(method.body, cst.IndentedBlock) else ()
+    candidates = {}
+    for statement in body:
+        assign = analysis.simple_assign(statement)
+        if (
+            assign is not None
+            and isinstance(assign[0], cst.Name)
+            and isinstance(assign[1], cst.Call)
+            and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
+            and converter.is_module_constructor(assign[1])
+        ):
+            candidates[assign[0].value] = (assign[1], statement)
+    if not candidates:
+        return {}
+    uses = _NameUses(set(candidates))
+    uses.walk(method.body)
+    return {
+        name: found
+        for name, found in candidates.items()
+        if uses.assigned[name] == 1 and uses.calls[name] >= 1 and uses.reads[name] == uses.assigned[name] + uses.calls[name]
+    }
 
 
 def _haiku_module_name(constructor: cst.Call, api: str | None) -> str:
@@ -620,7 +747,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMethods, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
@@ -635,8 +762,9 @@ class NnxConverter(LiftedSitesReader, NnxTraining, NnxParamPaths, NnxStateClass,
         return self.ctx.tables.get(api) if api is not None else None
 
     def is_module_constructor(self, call: cst.Call) -> bool:
-        """A table layer or a Haiku module class of this file."""
-        return self.construct_of(call) is not None or (isinstance(call.func, cst.Name) and call.func.value in self.classes)
+        """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
+        local = isinstance(call.func, cst.Name) and call.func.value in self.classes
+        return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
@@ -647,7 +775,7 @@ class NnxConverter(LiftedSitesReader, NnxTraining, NnxParamPaths, NnxStateClass,
             return updated
         converted, info = _ClassConversion(self, original).run()
         self.class_infos[original.name.value] = info
-        return converted
+        return super().leave_ClassDef(original, converted)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1

@@ -1,0 +1,279 @@
+"""`hk.nets.MLP`, `hk.Sequential` and `hk.BatchApply`: layers that hold or wrap other layers.
+
+What it converts:
+- `hk.nets.MLP([300, 10])` -> Linen `nn.Sequential([nn.Dense(300), nn.relu, nn.Dense(10)])`; NNX
+  `nnx.Sequential(nnx.Linear(din, 300, rngs=rngs), nnx.relu, nnx.Linear(300, 10, rngs=rngs))`, built in
+  `__init__`. `with_bias`, `w_init`, `b_init` go to every layer (as `hk.Linear`'s do), `activation`
+  (default relu) goes between the layers and, with `activate_final=True`, after the last one.
+- `hk.Sequential([hk.Linear(300), jax.nn.relu, hk.Linear(10)])` -> `nn.Sequential([...])` /
+  `nnx.Sequential(...)` (varargs), each layer converted by its own rule; NNX chains the input sizes
+  from one layer to the next (`hk.Flatten()` and pooling modules inside become lambdas).
+- `hk.BatchApply(layer)(x)` for a table layer whose Flax counterpart maps over any leading axes
+  (`nn.Dense`, `nn.Conv`, `nn.Embed`, `nn.LayerNorm`, `nn.RMSNorm`) -> `layer(x)`: merging the
+  leading axes, applying and splitting them back is what Flax does already.
+
+Why: Flax has no MLP class; a Sequential of Dense layers is the same function with the same
+parameters in the same order (`mlp/~/linear_0` -> `layers_0` / `layers/0`). NNX builds layers eagerly,
+so every `nnx.Linear` needs its input size: the first from dataflow, the next from the previous layer.
+Left as TODOs, with why: an MLP whose `output_sizes` is not a literal sequence (NNX needs each size
+when building; write the layers out), an MLP called with `dropout_rate`/`rng` (Haiku drops after each
+activation, with keys from `rng`: add Dropout layers by hand), a Sequential of anything but a literal
+list, NNX Sequential elements that are neither table layers nor functions, and `hk.BatchApply` of
+anything else (write the merge/apply/split out: `y = f(x.reshape(-1, *x.shape[n:]))`, then
+`y.reshape(*x.shape[:n], *y.shape[1:])`).
+
+Example::
+
+    hk.nets.MLP([300, 10], activation=jax.nn.gelu)(x)
+    nn.Sequential([nn.Dense(300), jax.nn.gelu, nn.Dense(10)])(x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libcst as cst
+
+from ..engine.analysis import Names
+from ..engine.calls import BoundCall, Unconvertible, build_call, code, convert_construct_call, keyword_arg, literal, output_size
+from ..engine.context import Context, attr
+from ..engine.registry import Status, register
+from ..engine.rewriter import Rewriter
+from .pooling import pool_function
+from .reshapes import output_feature_size, reshape_function
+
+RULE_MLP = register("HK014", "mlp", Status.PARTIAL, "hk.nets.MLP -> nn.Sequential / nnx.Sequential of Dense / Linear layers", __name__, apis=("nets.MLP",))
+RULE_SEQUENTIAL = register("HK015", "sequential", Status.PARTIAL, "hk.Sequential -> nn.Sequential / nnx.Sequential", __name__, apis=("Sequential",))
+RULE_BATCH_APPLY = register("HK016", "batch-apply", Status.PARTIAL, "hk.BatchApply(layer) -> the layer (Flax maps over leading axes)", __name__, apis=("BatchApply",))
+
+MLP_ARGS = ("output_sizes", "w_init", "b_init", "with_bias", "activation", "activate_final", "name")
+MLP_CALL_ARGS = ("inputs", "dropout_rate", "rng")
+SEQUENTIAL_ARGS = ("layers", "name")
+BATCH_APPLY_ARGS = ("f", "num_dims")
+RULES = {"nets.MLP": RULE_MLP, "Sequential": RULE_SEQUENTIAL}
+# Flax layers that apply to the trailing axes and map over any number of leading ones.
+LEADING_AXES_MAPPED = ("Linear", "Embed", "LayerNorm", "RMSNorm", "Conv1D", "Conv2D", "Conv3D")
+
+
+def composite_api(ctx: Context, call: cst.Call) -> str | None:
+    """"nets.MLP" or "Sequential" for a constructor call of one, else None."""
+    api = ctx.names.haiku_api(call.func)
+    return api if api in RULES else None
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One element of the Flax Sequential: a Haiku layer to convert, or a function kept as it is."""
+
+    constructor: cst.Call | None  # a table layer's Haiku constructor
+    function: cst.BaseExpression | None = None
+
+
+def _mlp_layers(call: cst.Call, ctx: Context) -> list[_Layer]:
+    bound = BoundCall.bind(call, MLP_ARGS, "hk.nets.MLP").args
+    sizes = bound.get("output_sizes")
+    if not isinstance(sizes, cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in sizes.elements):
+        shown = code(sizes) if sizes is not None else "missing"
+        raise Unconvertible(
+            f"`output_sizes` ({shown}) is not a literal sequence: write the layers out, one "
+            f"`{ctx.ns}.{ctx.tables.get('Linear').targets[ctx.target].api}` per size with the activation between"  # type: ignore[union-attr]
+        )
+    linear_args = {"with_bias": "with_bias", "w_init": "w_init", "b_init": "b_init"}
+    shared = [keyword_arg(linear_args[k], v) for k, v in bound.items() if k in linear_args]
+    activation = bound.get("activation", attr(ctx.ns, "relu"))
+    activate_final = literal(bound["activate_final"]) if "activate_final" in bound else False
+    if activate_final not in (True, False):
+        raise Unconvertible("`activate_final` is not a literal bool: write the layers out")
+    layers = []
+    for index, element in enumerate(sizes.elements):
+        linear = cst.Call(cst.Attribute(cst.Name("hk"), cst.Name("Linear")), [cst.Arg(element.value), *shared])
+        layers.append(_Layer(linear))
+        if index < len(sizes.elements) - 1 or activate_final:
+            layers.append(_Layer(None, activation))
+    return layers
+
+
+def _sequential_layers(call: cst.Call) -> list[_Layer]:
+    bound = BoundCall.bind(call, SEQUENTIAL_ARGS, "hk.Sequential").args
+    layers = bound.get("layers")
+    if not isinstance(layers, cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in layers.elements):
+        raise Unconvertible("the layers are not a literal list: NNX builds each layer with its input size; list them")
+    return [_Layer(e.value) if isinstance(e.value, cst.Call) else _Layer(None, e.value) for e in layers.elements]
+
+
+def _name_arg(call: cst.Call, names: tuple[str, ...], api: str) -> list[cst.Arg]:
+    name = BoundCall.bind(call, names, f"hk.{api}").args.get("name")
+    return [keyword_arg("name", name)] if name is not None else []
+
+
+def check_call_args(constructor: cst.Call, call_args: list[cst.Arg], ctx: Context) -> None:
+    """Calling an MLP with dropout, or a Sequential with more than the input: Unconvertible."""
+    api = composite_api(ctx, constructor)
+    if api == "nets.MLP":
+        bound = BoundCall.bind(cst.Call(cst.Name("_"), call_args), MLP_CALL_ARGS, "hk.nets.MLP(...)").args
+        if bound.keys() - {"inputs"}:
+            raise Unconvertible(
+                "`hk.nets.MLP` with `dropout_rate`/`rng` drops out after each activation, with keys from `rng`: "
+                f"put `{ctx.ns}.Dropout` layers into the Sequential by hand"
+            )
+    elif len(call_args) != 1 or call_args[0].keyword is not None or call_args[0].star:
+        raise Unconvertible(f"`hk.{api}` passes extra arguments to its first layer only; call that layer by hand")
+
+
+def nnx_sequential(
+    constructor: cst.Call,
+    ctx: Context,
+    size: cst.BaseExpression | None,
+    input_size: Callable[[str, cst.BaseExpression | None], cst.BaseExpression],
+    attribute: str,
+) -> tuple[cst.Call, cst.BaseExpression | None]:
+    """(`nnx.Sequential(...)`, output size) for an MLP or Sequential whose input has feature size `size`.
+
+    `input_size(name, size)` gives a layer's input size, or a constructor argument with a TODO.
+    """
+    from ..targets.nnx import ELEMENTWISE  # the targets import the codemods
+
+    api = composite_api(ctx, constructor)
+    layers = _mlp_layers(constructor, ctx) if api == "nets.MLP" else _sequential_layers(constructor)
+    elements: list[cst.BaseExpression] = []
+    for index, layer in enumerate(layers):
+        if layer.function is not None:
+            name = (code(layer.function).rsplit(".", 1)[-1]) if isinstance(layer.function, cst.Name | cst.Attribute) else ""
+            elements.append(layer.function)
+            size = size if name in ELEMENTWISE else None
+            continue
+        inner = ctx.names.haiku_api(layer.constructor.func) if layer.constructor is not None else None  # type: ignore[union-attr]
+        if inner in ("Flatten", "Reshape"):
+            elements.append(reshape_function(layer.constructor, inner))  # type: ignore[arg-type]
+            size = output_feature_size(layer.constructor, inner)  # type: ignore[arg-type]
+            continue
+        if inner in ("MaxPool", "AvgPool"):
+            elements.append(pool_function(ctx.ns, layer.constructor, inner))  # type: ignore[arg-type]
+            continue
+        construct = ctx.tables.get(inner) if inner is not None else None
+        if construct is None:
+            raise Unconvertible(f"`{code(layer.constructor)}` in the Sequential: only table layers and functions convert; build it in `__init__` by hand")  # type: ignore[arg-type]
+        haiku_args = [a for a in layer.constructor.args if not (a.keyword is not None and a.keyword.value == "name")]  # type: ignore[union-attr]
+        sized = tuple(input_size(f"{attribute}_{index}" if index else attribute, size) for _ in construct.targets["nnx"].inputs[:1])
+        new = convert_construct_call(
+            layer.constructor.with_changes(args=haiku_args), construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx  # type: ignore[union-attr]
+        )
+        elements.append(new)
+        size = output_size(layer.constructor, construct, sized)  # type: ignore[arg-type]
+    return build_call(attr(ctx.ns, "Sequential"), {str(i): e for i, e in enumerate(elements)}, tuple(str(i) for i in range(len(elements)))), size
+
+
+class LinenComposites(Rewriter):
+    """MLP -> `nn.Sequential([...])`, `hk.Sequential` -> `nn.Sequential`, `hk.BatchApply(layer)` -> layer."""
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        api = composite_api(self.ctx, original)
+        if api is not None and self.ctx.enabled(RULES[api]):
+            return self._linen_sequential(original, updated, api)
+        if isinstance(original.func, cst.Call) and composite_api(self.ctx, original.func) is not None:
+            try:
+                check_call_args(original.func, list(original.args), self.ctx)
+            except Unconvertible as reason:
+                self.todo(original, RULES[composite_api(self.ctx, original.func)], str(reason))  # type: ignore[index]
+        batch_applied = self.batch_applied(original, updated)
+        if batch_applied is not None:
+            return batch_applied
+        return super().leave_Call(original, updated)
+
+    def _linen_sequential(self, original: cst.Call, updated: cst.Call, api: str) -> cst.BaseExpression:
+        try:
+            if api == "nets.MLP":
+                layers = []
+                for layer in _mlp_layers(updated, self.ctx):
+                    if layer.constructor is None:
+                        layers.append(layer.function)
+                        continue
+                    layers.append(convert_construct_call(layer.constructor, self.ctx.tables.get("Linear"), "linen", self.ctx.ns, ctx=self.ctx))  # type: ignore[arg-type]
+                listed: cst.BaseExpression = cst.List([cst.Element(layer) for layer in layers])  # type: ignore[arg-type]
+                name = _name_arg(updated, MLP_ARGS, api)
+            else:
+                listed = BoundCall.bind(updated, SEQUENTIAL_ARGS, "hk.Sequential").args["layers"]
+                name = _name_arg(updated, SEQUENTIAL_ARGS, api)
+        except (Unconvertible, KeyError) as reason:
+            self.todo(original, RULES[api], str(reason) if isinstance(reason, Unconvertible) else "`hk.Sequential` needs its layers")
+            return updated
+        self.ctx.need_target_import()
+        self.mark_builds_layer()  # type: ignore[attr-defined]
+        self.converted(original, RULES[api], f"hk.{api} -> nn.Sequential")
+        return cst.Call(attr(self.ctx.ns, "Sequential"), [cst.Arg(listed), *name])
+
+    def batch_applied(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """`hk.BatchApply(layer)(x)` -> `layer(x)`, the layer converted already (None: not a BatchApply)."""
+        layer = batch_apply_layer(original, self)
+        return None if layer is None else updated.with_changes(func=updated.func.args[0].value)  # type: ignore[attr-defined]
+
+
+def batch_apply_layer(call: cst.Call, rewriter: Rewriter) -> cst.Call | None:
+    """The Haiku layer `hk.BatchApply(layer, ...)(x)` applies, when dropping the BatchApply is exact.
+
+    None for any other call; a BatchApply of anything else gets a TODO (and None).
+    """
+    ctx = rewriter.ctx
+    if not isinstance(call.func, cst.Call) or ctx.names.haiku_api(call.func.func) != "BatchApply" or not ctx.enabled(RULE_BATCH_APPLY):
+        return None
+    try:
+        bound = BoundCall.bind(call.func, BATCH_APPLY_ARGS, "hk.BatchApply").args
+    except Unconvertible as reason:
+        rewriter.todo(call, RULE_BATCH_APPLY, str(reason))
+        return None
+    layer = bound.get("f")
+    api = ctx.names.haiku_api(layer.func) if isinstance(layer, cst.Call) else None
+    if api not in LEADING_AXES_MAPPED:
+        rewriter.todo(
+            call,
+            RULE_BATCH_APPLY,
+            "only a table layer that maps over leading axes (Linear, Embed, LayerNorm, RMSNorm, ConvND) drops its "
+            "BatchApply; write the merge/apply/split out: `y = f(x.reshape(-1, *x.shape[n:]))`, then "
+            "`y.reshape(*x.shape[:n], *y.shape[1:])`",
+        )
+        return None
+    rewriter.converted(call, RULE_BATCH_APPLY, f"hk.BatchApply(hk.{api}) -> the layer itself (Flax maps over leading axes)")
+    return layer  # type: ignore[return-value]
+
+
+class NnxComposites(Rewriter):
+    """`hk.BatchApply(layer)(x)` in NNX: the layer is hoisted and called (a mixin of `NnxMethodRewriter`).
+
+    MLPs and Sequentials are built by `_ClassConversion.build` (see `nnx_sequential`), like table layers.
+    """
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        layer = batch_apply_layer(original, self)
+        if layer is not None:
+            hoisted = self.hoist(layer, cst.Call(func=layer, args=updated.args))  # type: ignore[attr-defined]
+            if hoisted is not None:
+                return hoisted
+        return super().leave_Call(original, updated)
+
+
+def build_nnx_composite(conversion, constructor: cst.Call, attribute: str, size, rewriter, node: cst.CSTNode):
+    """`_ClassConversion.build` for an MLP or Sequential: (NNX constructor, output size), or None with a TODO."""
+    api = composite_api(conversion.ctx, constructor)
+    report = rewriter if rewriter is not None else conversion.converter
+    try:
+        new, output = nnx_sequential(
+            constructor, conversion.ctx, size, lambda name, known: conversion.input_size(name, known, rewriter, node), attribute
+        )
+    except Unconvertible as reason:
+        report.todo(node, RULES[api], str(reason))  # type: ignore[index]
+        return None
+    conversion.needs_rngs |= "rngs" in Names.of(new).used
+    conversion.ctx.need_target_import()
+    report.converted(constructor, RULES[api], f"hk.{api} -> nnx.Sequential (built in __init__)")  # type: ignore[index]
+    return new, output
+
+
+def nnx_call_args(constructor: cst.Call, call_args: list[cst.Arg], rewriter, node: cst.CSTNode) -> list[cst.Arg] | None:
+    """The arguments of calling an NNX MLP or Sequential, or None with a TODO."""
+    try:
+        check_call_args(constructor, call_args, rewriter.ctx)
+    except Unconvertible as reason:
+        rewriter.todo(node, RULES[composite_api(rewriter.ctx, constructor)], str(reason))  # type: ignore[index]
+        return None
+    return call_args

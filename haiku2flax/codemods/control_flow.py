@@ -1,0 +1,683 @@
+"""Control flow and lifted function transforms inside modules: `hk.cond`, `hk.switch`, `hk.fori_loop`,
+`hk.while_loop`, `hk.running_init`, `hk.remat` and `hk.vmap`.
+
+What it converts:
+- `hk.cond`, `hk.switch`, `hk.fori_loop`, `hk.while_loop` whose functions touch no module or parameter
+  (library functions, lambdas and functions of this file that build no layer, call no `self.` method
+  and no Haiku API) -> `jax.lax.cond` / `switch` / `fori_loop` / `while_loop` with the same arguments,
+  in both targets.
+- `hk.running_init()`: Linen `self.is_initializing()` (Linen has the same init phase). NNX builds every
+  layer in `__init__` and has no init phase, so `hk.running_init()` is False for every call: `if
+  hk.running_init(): A else: B` becomes `B` (and `if not hk.running_init(): B` becomes `B`), provided
+  the init-only `A` uses no module (it then only exists to create parameters, or to skip a loop Haiku
+  refuses to run in init).
+- `hk.remat(f, ...)(args)` and `hk.vmap(f, ..., split_rng=...)(args)`, where `f` is a lambda or a function
+  defined in the method (used only there) that builds layers inline:
+  - Linen: `nn.remat(f, ...)(self, args)` / `nn.vmap(f, variable_axes={'params': None},
+    split_rngs={'params': False}, ...)(self, args)`, `f` taking the module first (`def f(mdl, h)`), as
+    Linen's lifted transforms of functions do; the layers are built inside `f`, as in Haiku (a layer
+    built outside and closed over leaks tracers under `nn.remat`). `static_argnums` count the module.
+  - NNX: the layers are built in `__init__` and `f` calls them (`self.linear(h)`), so `nnx.remat(f,
+    ...)(args)` / `nnx.vmap(f, ...)(args)` close over the module: the parameters are read, never
+    mutated, and broadcast (shared) by `nnx.vmap`, as `hk.vmap` shares them.
+  `f` that uses no module becomes `jax.checkpoint(f, ...)(args)` / `jax.vmap(f, ...)(args)` in both.
+
+Why: `jax.lax` control flow over pure functions is exactly what Haiku's wrappers run (they only thread
+Haiku's state through); Flax's lifted transforms are needed only where parameters are involved.
+
+Not converted (TODO with the reason): branches or loop bodies that use modules or parameters (Linen
+needs `nn.cond(pred, t, f, self, *ops)` / `nn.switch` / `nn.while_loop` with functions taking the module
+and every branch's layers created at init; NNX needs the layers in `__init__` and `nnx.cond` /
+`nnx.switch` / `nnx.fori_loop` / `nnx.while_loop`), functions this tool cannot see into (arguments,
+imported helpers, `functools.partial`), `hk.running_init()` used other than as the test of an `if` (NNX)
+or out of reach of `self` (Linen), an init-only block that runs modules (NNX), `hk.remat` / `hk.vmap`
+not applied and called at once (decorators, stored wrappers), functions that also call stored modules,
+`self.` methods, Haiku APIs or draw random numbers, and `hk.vmap(split_rng=True)` over layers (shared or
+per-element parameters is a choice to make by hand).
+
+Example (Linen)::
+
+    def mlp(h):                                    def mlp(mdl, h):
+      return jax.nn.gelu(hk.Linear(8)(h))            return jax.nn.gelu(nn.Dense(8)(h))
+    y = hk.remat(mlp)(x)                           y = nn.remat(mlp)(self, x)
+    z = hk.cond(p, jax.nn.relu, jnp.tanh, y)       z = jax.lax.cond(p, jax.nn.relu, jnp.tanh, y)
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from ..engine import analysis
+from ..engine import matchers as m
+from ..engine.calls import BoundCall, Unconvertible, keyword_arg, respell_args
+from ..engine.context import Context, attr
+from ..engine.names import dotted_name
+from ..engine.registry import Status, register
+from ..engine.rewriter import Rewriter
+from ..engine.walk import Walker
+from .lifted import FunctionCode, all_functions
+
+RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond with module-free branches -> jax.lax.cond", __name__, apis=("cond",))
+RULE_SWITCH = register("HK303", "switch", Status.PARTIAL, "hk.switch with module-free branches -> jax.lax.switch", __name__, apis=("switch",))
+RULE_FORI_LOOP = register("HK304", "fori-loop", Status.PARTIAL, "hk.fori_loop with a module-free body -> jax.lax.fori_loop", __name__, apis=("fori_loop",))
+RULE_WHILE_LOOP = register(
+    "HK305", "while-loop", Status.PARTIAL, "hk.while_loop with module-free functions -> jax.lax.while_loop", __name__, apis=("while_loop",)
+)
+RULE_RUNNING_INIT = register(
+    "HK306", "running-init", Status.PARTIAL, "hk.running_init() -> Linen self.is_initializing(); NNX keeps the apply branch", __name__,
+    apis=("running_init",),
+)
+RULE_REMAT = register("HK307", "remat", Status.PARTIAL, "hk.remat(f)(x) -> nn.remat(f)(self, x) / nnx.remat(f)(x) / jax.checkpoint", __name__, apis=("remat",))
+RULE_VMAP = register(
+    "HK308", "vmap", Status.PARTIAL, "hk.vmap(f)(x) -> nn.vmap / nnx.vmap with shared parameters, or jax.vmap", __name__, apis=("vmap",)
+)
+
+
+@dataclass(frozen=True)
+class _LaxApi:
+    rule: str
+    functions: tuple[tuple[int, str], ...]  # (position, keyword) of the arguments that are functions
+
+
+LAX = {  # Haiku API -> its jax.lax namesake
+    "cond": _LaxApi(RULE_COND, ((1, "true_fun"), (2, "false_fun"))),
+    "switch": _LaxApi(RULE_SWITCH, ((1, "branches"),)),
+    "fori_loop": _LaxApi(RULE_FORI_LOOP, ((2, "body_fun"),)),
+    "while_loop": _LaxApi(RULE_WHILE_LOOP, ((0, "cond_fun"), (1, "body_fun"))),
+}
+LIFTED = {  # Haiku API -> (rule, argument names, the JAX transform for module-free functions)
+    "remat": (RULE_REMAT, ("fun", "prevent_cse", "policy", "static_argnums", "concrete"), "checkpoint"),
+    "vmap": (RULE_VMAP, ("fun", "in_axes", "out_axes", "axis_name", "axis_size", "split_rng", "spmd_axis_name"), "vmap"),
+}
+HAIKU_ONLY_OPTIONS = ("split_rng", "concrete")  # meaningless once Haiku's state is gone
+MODULE_PARAM = "mdl"  # the module argument of a Linen lifted function, as Flax's docs name it
+
+BRANCHES_USE_MODULES = (
+    "{what} {uses}: Linen needs `nn.{api}` with functions taking the module first (`(mdl, *operands)`) and "
+    "every branch's layers created at init (`if self.is_initializing()`); NNX needs the layers built in "
+    "`__init__` and `nnx.{api}`; convert it by hand"
+)
+LIFTED_ELSEWHERE = (
+    "`hk.{api}` is converted where it is applied and called at once (`hk.{api}(f)(x)`, `f` a lambda or a "
+    "function of this method); write it that way, or use `nn.{api}` / `nnx.{api}` by hand"
+)
+LIFTED_USES = (
+    "the {api}-transformed function {uses}: only layers built inside it convert (Linen builds them in the "
+    "lifted function, NNX in `__init__`); convert it by hand"
+)
+SPLIT_RNG_OVER_LAYERS = (
+    "`hk.vmap(split_rng=True)` over a function that builds layers: choose shared parameters "
+    "(`nn.vmap(..., variable_axes={'params': None}, split_rngs={'params': False})`, `nnx.vmap` closing over "
+    "the module) or one set per element (`{'params': 0}`, split rngs) and write it by hand"
+)
+NO_SELF = "`hk.running_init()` / a lifted transform outside a module method or transformed function: there is no `self` to ask; convert by hand"
+NNX_RUNNING_INIT = (
+    "NNX has no init phase (layers are built in `__init__`), so `hk.running_init()` is False for every call; "
+    "it is converted as the test of an `if` (`if hk.running_init(): ... else: ...`): rewrite it that way or by hand"
+)
+NNX_INIT_ONLY_MODULES = (
+    "the init-only block {uses}: NNX builds every layer in `__init__`; check that each layer it creates is "
+    "built there, then delete the block"
+)
+
+
+# -- what a function touches ---------------------------------------------------------------------------
+@dataclass
+class FunctionUses:
+    """What a function passed to a Haiku control-flow or lifted transform touches."""
+
+    builds: list[str] = field(default_factory=list)  # layers built inline: `hk.Linear(8)(h)`
+    others: list[str] = field(default_factory=list)  # any other use of modules, parameters or unknown code
+
+    @property
+    def pure(self) -> bool:
+        return not self.builds and not self.others
+
+    def describe(self) -> str:
+        return "uses " + ", ".join(dict.fromkeys(self.others or self.builds))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The function around a call: its nested functions (top level only) and its other local names."""
+
+    defs: dict[str, cst.FunctionDef]
+    locals: frozenset[str]
+
+    @classmethod
+    def of(cls, function: cst.FunctionDef, code: FunctionCode) -> _Scope:
+        params = {p.name.value for p in (*function.params.params, *function.params.kwonly_params, *function.params.posonly_params)}
+        defs = {d.name.value: d for d, top in code.defs if top}
+        return cls(defs, frozenset((params | _assigned(list(function.body.body))) - set(defs)))  # type: ignore[attr-defined]
+
+
+class _Analyzer:
+    """Reads which modules and parameters a function touches, following functions of this file."""
+
+    def __init__(self, ctx: Context, classes: dict[str, cst.ClassDef], module_defs: dict[str, cst.FunctionDef]) -> None:
+        self.ctx = ctx
+        self.classes = classes
+        self.module_defs = module_defs
+
+    def is_module_constructor(self, call: cst.Call) -> bool:
+        api = self.ctx.names.haiku_api(call.func)
+        return (api is not None and self.ctx.tables.get(api) is not None) or m.matches(call.func, m.Name()) and call.func.value in self.classes  # type: ignore[attr-defined]
+
+    def function(self, expression: cst.BaseExpression, scope: _Scope) -> FunctionUses:
+        uses = FunctionUses()
+        self._function(expression, scope, uses, set())
+        return uses
+
+    def block(self, node: cst.CSTNode, scope: _Scope) -> FunctionUses:
+        uses = FunctionUses()
+        _UseReader(self, scope, uses, set(), frozenset()).walk(node)
+        return uses
+
+    def _function(self, expression: cst.BaseExpression, scope: _Scope, uses: FunctionUses, seen: set[str]) -> None:
+        if isinstance(expression, cst.Lambda):
+            _UseReader(self, scope, uses, seen, _param_names(expression.params)).walk(expression.body)
+        elif isinstance(expression, cst.Name):
+            self._named(expression.value, scope, uses, seen)
+        elif isinstance(expression, cst.Attribute) and self.ctx.names.haiku_api(expression) is not None:
+            uses.others.append(f"hk.{self.ctx.names.haiku_api(expression)}")
+        elif isinstance(expression, cst.Attribute) and _root(expression) == "self":
+            uses.others.append(f"`{dotted_name(expression) or 'self...'}`")
+        elif not isinstance(expression, cst.Attribute):  # `jnp.tanh` is a library function
+            uses.others.append("a function expression this tool cannot follow")
+
+    def _named(self, name: str, scope: _Scope, uses: FunctionUses, seen: set[str]) -> None:
+        """A function named in the code: one of this file (read it), a builtin, or something unseen."""
+        function = scope.defs.get(name) or (self.module_defs.get(name) if name not in scope.locals else None)
+        if function is None:
+            if name in scope.locals or not hasattr(builtins, name):
+                uses.others.append(f"`{name}`, which this tool cannot see into")
+            return
+        if name in seen:
+            return
+        seen.add(name)
+        _UseReader(self, scope, uses, seen, _param_names(function.params)).walk(function.body)
+
+
+class _UseReader(Walker):
+    def __init__(self, analyzer: _Analyzer, scope: _Scope, uses: FunctionUses, seen: set[str], params: frozenset[str]) -> None:
+        self.analyzer = analyzer
+        self.scope = scope
+        self.uses = uses
+        self.seen = seen
+        self.params = params  # the function's own parameters: calling one calls something unseen
+        self._constructors: set[int] = set()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        analyzer, uses = self.analyzer, self.uses
+        if id(node) in self._constructors:
+            return
+        if isinstance(node.func, cst.Call) and analyzer.is_module_constructor(node.func):
+            self._constructors.add(id(node.func))
+            uses.builds.append(dotted_name(node.func.func) or "a module")
+            return
+        api = analyzer.ctx.names.haiku_api(node.func)
+        if api is not None:
+            uses.others.append(f"hk.{api}")
+        elif analyzer.is_module_constructor(node):
+            uses.others.append(f"a stored `{dotted_name(node.func)}`")
+        elif _root(node.func) == "self":
+            uses.others.append(f"`{dotted_name(node.func) or 'self...'}`")
+        elif isinstance(node.func, cst.Name):
+            if node.func.value in self.params:
+                uses.others.append(f"`{node.func.value}`, which this tool cannot see into")
+            else:
+                analyzer._named(node.func.value, self.scope, uses, self.seen)
+
+
+def _root(node: cst.BaseExpression) -> str | None:
+    while isinstance(node, cst.Attribute | cst.Call | cst.Subscript):
+        node = node.value if isinstance(node, cst.Attribute | cst.Subscript) else node.func
+    return node.value if isinstance(node, cst.Name) else None
+
+
+def _param_names(params: cst.Parameters) -> frozenset[str]:
+    return frozenset(p.name.value for p in (*params.params, *params.kwonly_params, *params.posonly_params))
+
+
+def _argument(call: cst.Call, position: int, keyword: str) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == keyword:
+            return arg.value
+    positional = [a for a in call.args if a.keyword is None]
+    if any(a.star for a in positional[: position + 1]) or position >= len(positional):
+        return None
+    return positional[position].value
+
+
+# -- the sites of a file ---------------------------------------------------------------------------
+@dataclass(eq=False)
+class LiftedFunction:
+    """`hk.remat(f, ...)(args)` / `hk.vmap(f, ...)(args)`; `problem` says why it is left as it is."""
+
+    api: str
+    rule: str
+    transform: cst.Call  # `hk.remat(f, ...)`
+    call: cst.Call  # `hk.remat(f, ...)(args)`
+    options: dict[str, cst.BaseExpression] = field(default_factory=dict)
+    function: cst.Lambda | cst.FunctionDef | None = None  # a function building layers, converted with the site
+    sized: bool = False  # NNX: the function's parameters have the sizes of the call's arguments
+    problem: str | None = None
+
+
+@dataclass(eq=False)
+class InitGuard:
+    """`if hk.running_init(): A else: B` (or `if not ...`): NNX keeps `B`."""
+
+    kept: list[cst.BaseStatement]
+    kept_block: cst.IndentedBlock | None
+    problem: str | None = None
+
+
+@dataclass
+class ControlFlowSites:
+    """The file's control flow and lifted transforms, found before the rewrite, by the ids of their nodes."""
+
+    lax: dict[int, str | None] = field(default_factory=dict)  # hk.cond/... calls -> None (convert) or the problem
+    lifted: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of the called transform
+    lifted_functions: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of the function converted with it
+    elsewhere: dict[int, str] = field(default_factory=dict)  # other references to hk.remat/vmap -> the reason
+    running_init: dict[int, bool] = field(default_factory=dict)  # hk.running_init() calls -> `self` is in reach
+    guards: dict[int, InitGuard] = field(default_factory=dict)  # by id of the `if`
+    guard_tests: set[int] = field(default_factory=set)  # the `hk.running_init()` calls those `if`s test
+
+    @classmethod
+    def read(cls, module: cst.Module, ctx: Context, classes: dict[str, cst.ClassDef], forwards: set[str]) -> ControlFlowSites:
+        found = cls()
+        apis = (*LAX, *LIFTED, "running_init")
+        if not any(ctx.names.haiku_api(node) in apis for node in _references(module)):
+            return found  # the common case, in one pass
+        module_defs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        analyzer = _Analyzer(ctx, classes, module_defs)
+        with_self = _functions_with_self(module, classes, forwards)
+        for function in all_functions(module):
+            code = FunctionCode.of(function)
+            scope = _Scope.of(function, code)
+            for call, top in code.calls:
+                api = ctx.names.haiku_api(call.func)
+                if api in LAX:
+                    found._add_lax(call, api, analyzer, scope)
+                elif api == "running_init":
+                    found.running_init[id(call)] = id(function) in with_self
+                elif isinstance(call.func, cst.Call) and ctx.names.haiku_api(call.func.func) in LIFTED:
+                    site = _read_lifted(call, ctx.names.haiku_api(call.func.func), analyzer, scope, code, function, top)  # type: ignore[arg-type]
+                    site.problem = site.problem or (None if id(function) in with_self or site.function is None else NO_SELF)
+                    found.lifted[id(call)] = site
+                    if site.problem is None and site.function is not None:
+                        found.lifted_functions[id(site.function)] = site
+            found._read_guards(function.body, analyzer, scope, ctx)
+        converted = {id(site.transform.func) for site in found.lifted.values()}
+        for node in _references(module):
+            api = ctx.names.haiku_api(node)
+            if api in LIFTED and id(node) not in converted:
+                found.elsewhere[id(node)] = LIFTED_ELSEWHERE.format(api=api)
+        return found
+
+    def _add_lax(self, call: cst.Call, api: str, analyzer: _Analyzer, scope: _Scope) -> None:
+        functions: list[cst.BaseExpression] = []
+        for position, keyword in LAX[api].functions:
+            value = _argument(call, position, keyword)
+            if value is None:
+                self.lax[id(call)] = f"`hk.{api}` is called without its functions spelled out; convert it by hand"
+                return
+            if api == "switch" and not isinstance(value, cst.List | cst.Tuple):
+                self.lax[id(call)] = "`hk.switch` branches are not a list written in the call; convert it by hand"
+                return
+            functions.extend(e.value for e in value.elements) if isinstance(value, cst.List | cst.Tuple) else functions.append(value)
+        uses = FunctionUses()
+        for function in functions:
+            found = analyzer.function(function, scope)
+            uses.builds += found.builds
+            uses.others += found.others
+        what = "the branches" if api in ("cond", "switch") else "the loop functions"
+        self.lax[id(call)] = None if uses.pure else BRANCHES_USE_MODULES.format(what=what, uses=uses.describe(), api=api)
+
+    def _read_guards(self, body: cst.BaseSuite, analyzer: _Analyzer, scope: _Scope, ctx: Context) -> None:
+        for statement in getattr(body, "body", ()):
+            if not isinstance(statement, cst.If):
+                continue
+            negated = m.matches(statement.test, m.UnaryOperation(m.Not(), m.Call()))
+            test = statement.test.expression if negated else statement.test  # type: ignore[attr-defined]
+            if not (isinstance(test, cst.Call) and ctx.names.haiku_api(test.func) == "running_init" and not test.args):
+                continue
+            init_only, kept = (statement.orelse, statement.body) if negated else (statement.body, statement.orelse)
+            if isinstance(kept, cst.Else):
+                kept = kept.body
+            statements = [kept] if isinstance(kept, cst.If) else list(kept.body) if kept is not None else []
+            uses = analyzer.block(init_only, scope) if init_only is not None else FunctionUses()
+            problem = None if uses.pure else NNX_INIT_ONLY_MODULES.format(uses=uses.describe())
+            self.guard_tests.add(id(test))
+            self.guards[id(statement)] = InitGuard(statements, kept if isinstance(kept, cst.IndentedBlock) else None, problem)
+
+
+def _read_lifted(
+    call: cst.Call, api: str, analyzer: _Analyzer, scope: _Scope, code: FunctionCode, method: cst.FunctionDef, top: bool
+) -> LiftedFunction:
+    rule, names, _ = LIFTED[api]
+    site = LiftedFunction(api, rule, call.func, call)  # type: ignore[arg-type]
+    try:
+        bound = BoundCall.bind(call.func, names, f"hk.{api}").args  # type: ignore[arg-type]
+    except Unconvertible as reason:
+        site.problem = str(reason)
+        return site
+    site.options = {k: v for k, v in bound.items() if k != "fun"}
+    if "fun" not in bound:
+        site.problem = f"`hk.{api}` is called without its function; convert it by hand"
+        return site
+    uses = analyzer.function(bound["fun"], scope)
+    if uses.pure:
+        return site
+    if uses.others:
+        site.problem = LIFTED_USES.format(api=api, uses=uses.describe())
+    elif api == "vmap" and not m.matches(bound.get("split_rng"), m.Name("False")):
+        site.problem = SPLIT_RNG_OVER_LAYERS
+    elif isinstance(bound["fun"], cst.Lambda):
+        site.function, site.sized = bound["fun"], True
+    else:
+        site.function, site.sized, site.problem = _local_function(bound["fun"], call, scope, code, method, top)
+    if site.problem is None and any(a.star or a.keyword is not None for a in call.args):
+        site.problem = f"the `hk.{api}`-transformed function is called with keyword or `*` arguments; convert it by hand"
+    return site
+
+
+def _local_function(
+    name: cst.BaseExpression, call: cst.Call, scope: _Scope, code: FunctionCode, method: cst.FunctionDef, top: bool
+) -> tuple[cst.FunctionDef | None, bool, str | None]:
+    """(the nested function, whether its parameters may take the sizes its arguments have where it is
+    defined, problem): a function of the method used only here, so it may take the module argument."""
+    function = scope.defs.get(name.value) if isinstance(name, cst.Name) else None
+    if function is None or len(code.names.get(name.value, [])) != 1 or function.decorators:  # type: ignore[attr-defined]
+        return None, False, "the transformed function must be a lambda or an undecorated function of this method used only here; convert it by hand"
+    if not top:
+        return None, False, "the transform is applied inside a loop or condition; convert it by hand"
+    statements = list(method.body.body)
+    after = next(i for i, s in enumerate(statements) if s is function)
+    reassigned = _assigned(statements[after + 1 :])
+    args = {n for a in call.args for n in _names(a.value)}
+    return function, not (args & reassigned), None
+
+
+def _names(node: cst.CSTNode) -> set[str]:
+    return analysis.Names.of(node).used
+
+
+class _Assigned(Walker):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self.names |= _names(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self.names |= _names(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self.names |= _names(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self.names |= _names(node.target)
+
+
+def _assigned(statements: list[cst.BaseStatement]) -> set[str]:
+    walker = _Assigned()
+    for statement in statements:
+        walker.walk(statement)
+    return walker.names
+
+
+class _References(Walker):
+    def __init__(self) -> None:
+        self.found: list[cst.BaseExpression] = []
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.found.append(node)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        self.found.append(node)
+        return False  # `hk.remat` is one reference, not also `hk`
+
+
+def _references(module: cst.Module) -> list[cst.BaseExpression]:
+    walker = _References()
+    walker.walk(module)
+    return walker.found
+
+
+def _functions_with_self(module: cst.Module, classes: dict[str, cst.ClassDef], forwards: set[str]) -> set[int]:
+    """Ids of the functions where the converted code has a `self`: methods of Haiku classes (and functions
+    nested in them) and transformed forwards, which become modules."""
+    roots: list[cst.CSTNode] = [s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value in forwards]
+    roots += list(classes.values())
+    return {id(f) for root in roots for f in all_functions(root)}  # type: ignore[arg-type]
+
+
+class ControlFlowSitesReader(Rewriter):
+    """Reads the file's control flow before the rewrite (the whole-file converter of either target)."""
+
+    def visit_Module(self, node: cst.Module) -> bool | None:
+        forwards = set(getattr(self, "forwards", ()))
+        self.control_flow = ControlFlowSites.read(node, self.ctx, self.classes, forwards)  # type: ignore[attr-defined]
+        return super().visit_Module(node)
+
+
+# -- writing the Flax code -----------------------------------------------------------------------------
+class _ControlFlow(Rewriter):
+    """What both targets share: `jax.lax` for module-free functions, JAX transforms for module-free
+    lifted functions, and TODOs."""
+
+    control_flow: ControlFlowSites
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        sites = self.control_flow
+        if id(original) in sites.lax:
+            return self._lax(original, updated, sites.lax[id(original)])
+        site = sites.lifted.get(id(original))
+        if site is not None:
+            if site.problem is not None:
+                self.todo(original, site.rule, site.problem)
+                return updated
+            if site.function is None:
+                return self._jax_transform(site, updated)
+            return self.lifted_call(site, updated)
+        if id(original) in sites.running_init:
+            return self.running_init(original, updated)
+        return super().leave_Call(original, updated)
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        self._elsewhere(original)
+        return super().leave_Attribute(original, updated)
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        self._elsewhere(original)
+        return super().leave_Name(original, updated)
+
+    def _elsewhere(self, node: cst.BaseExpression) -> None:
+        reason = self.control_flow.elsewhere.get(id(node))
+        if reason is not None:
+            api = self.ctx.names.haiku_api(node)
+            self.todo(node, LIFTED[api][0], reason)  # type: ignore[index]
+
+    def _lax(self, original: cst.Call, updated: cst.Call, problem: str | None) -> cst.BaseExpression:
+        api: str = self.ctx.names.haiku_api(original.func)  # type: ignore[assignment]
+        if problem is not None:
+            self.todo(original, LAX[api].rule, problem)
+            return updated
+        self.ctx.needed_imports.add(("jax", None, None))
+        self.converted(original, LAX[api].rule, f"hk.{api} over module-free functions -> jax.lax.{api}")
+        return updated.with_changes(func=attr("jax", f"lax.{api}"))
+
+    def _jax_transform(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
+        """A lifted transform of a module-free function: the JAX transform itself."""
+        _, _, jax_name = LIFTED[site.api]
+        self.ctx.needed_imports.add(("jax", None, None))
+        self.converted(site.call, site.rule, f"hk.{site.api} over a module-free function -> jax.{jax_name}")
+        return updated.with_changes(func=cst.Call(attr("jax", jax_name), _transform_args(site, updated)))
+
+    def lifted_call(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
+        raise NotImplementedError
+
+    def running_init(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        raise NotImplementedError
+
+
+def _transform_args(site: LiftedFunction, updated: cst.Call, extra: tuple[cst.Arg, ...] = ()) -> list[cst.Arg]:
+    """The (rewritten) function, `extra`, then the options Flax and JAX share with Haiku, by keyword (Flax
+    takes them by keyword only)."""
+    names = LIFTED[site.api][1]
+    bound = BoundCall.bind(updated.func, names, f"hk.{site.api}").args  # type: ignore[arg-type]
+    options = [keyword_arg(k, v) for k, v in bound.items() if k != "fun" and k not in HAIKU_ONLY_OPTIONS]
+    return [cst.Arg(bound["fun"]), *extra, *options]
+
+
+class LinenControlFlow(ControlFlowSitesReader, _ControlFlow):
+    """Linen: `self.is_initializing()`, and `nn.remat` / `nn.vmap` over functions taking the module first."""
+
+    def running_init(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if not self.control_flow.running_init[id(original)]:
+            self.todo(original, RULE_RUNNING_INIT, NO_SELF)
+            return updated
+        self.converted(original, RULE_RUNNING_INIT, "hk.running_init() -> self.is_initializing()")
+        return cst.Call(attr("self", "is_initializing"))
+
+    def leave_Lambda(self, original: cst.Lambda, updated: cst.Lambda) -> cst.BaseExpression:
+        if id(original) in self.control_flow.lifted_functions:
+            return updated.with_changes(params=_with_module_param(updated.params, original))
+        return super().leave_Lambda(original, updated)
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        if id(original) in self.control_flow.lifted_functions:
+            return updated.with_changes(params=_with_module_param(updated.params, original))
+        return super().leave_FunctionDef(original, updated)
+
+    def lifted_call(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
+        """`hk.remat(f)(x)` -> `nn.remat(f)(self, x)`; `hk.vmap(f, split_rng=False)(x)` -> `nn.vmap(f,
+        variable_axes={'params': None}, split_rngs={'params': False})(self, x)`."""
+        shared = (
+            keyword_arg("variable_axes", cst.parse_expression("{'params': None}")),
+            keyword_arg("split_rngs", cst.parse_expression("{'params': False}")),
+        )
+        args = [_shifted_static_argnums(a) for a in _transform_args(site, updated, shared if site.api == "vmap" else ())]
+        self.ctx.need_target_import()
+        self.mark_builds_layer()  # type: ignore[attr-defined]
+        self.converted(site.call, site.rule, f"hk.{site.api} -> nn.{site.api} over a function taking the module")
+        return updated.with_changes(func=cst.Call(attr(self.ctx.ns, site.api), args), args=respell_args(updated, 0, [cst.Name("self")], []))
+
+
+def _with_module_param(params: cst.Parameters, function: cst.Lambda | cst.FunctionDef) -> cst.Parameters:
+    """The lifted function takes the module first, as Linen passes it."""
+    name = MODULE_PARAM if MODULE_PARAM not in _names(function) else "module"
+    return params.with_changes(params=[cst.Param(cst.Name(name)), *params.params])
+
+
+def _shifted_static_argnums(arg: cst.Arg) -> cst.Arg:
+    """Linen counts the module as argument 0 of a lifted function."""
+    if arg.keyword is None or arg.keyword.value != "static_argnums":
+        return arg
+
+    class Shift(cst.CSTTransformer):
+        def leave_Integer(self, original: cst.Integer, updated: cst.Integer) -> cst.Integer:
+            return updated.with_changes(value=str(int(original.value, 0) + 1))
+
+    return arg.with_changes(value=arg.value.visit(Shift()))
+
+
+class NnxControlFlow(_ControlFlow):
+    """NNX (a mixin of the method rewriter): lifted functions call the layers built in `__init__`; the
+    apply branch of `if hk.running_init()` is all there is."""
+
+    @property
+    def control_flow(self) -> ControlFlowSites:  # type: ignore[override]
+        return self.state.converter.control_flow  # type: ignore[attr-defined]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._saved_sizes: list[tuple[dict, object]] = []  # around a lifted function: its locals are its own
+        self._remat_sizes: dict[int, object] = {}  # by site id: what the rematerialised function returns
+
+    # -- lifted functions: their layers are hoisted, their parameters take the call's argument sizes --
+    def _enter_function(self, node: cst.Lambda | cst.FunctionDef) -> None:
+        site = self.control_flow.lifted_functions.get(id(node))
+        if site is None:
+            return
+        sizes: dict = self.sizes  # type: ignore[attr-defined]
+        self._saved_sizes.append((dict(sizes), self.output_size))  # type: ignore[attr-defined]
+        arg_sizes = [self.size_of(a.value) if site.sized else None for a in site.call.args]  # type: ignore[attr-defined]
+        for param, size in zip(node.params.params, arg_sizes, strict=False):
+            sizes[param.name.value] = size
+        if isinstance(node, cst.FunctionDef):
+            self.inline_blocks.add(id(node.body))  # type: ignore[attr-defined]  # it runs once, where it is called
+
+    def _leave_function(self, original: cst.Lambda | cst.FunctionDef, updated: cst.Lambda | cst.FunctionDef) -> None:
+        site = self.control_flow.lifted_functions.get(id(original))
+        if site is not None:
+            returned = self.size_of(updated.body) if isinstance(updated, cst.Lambda) else self.output_size  # type: ignore[attr-defined]
+            self._remat_sizes[id(site)] = returned if site.api == "remat" else None
+            sizes, self.output_size = self._saved_sizes.pop()  # type: ignore[attr-defined]
+            self.sizes.clear()  # type: ignore[attr-defined]
+            self.sizes.update(sizes)  # type: ignore[attr-defined]
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool | None:
+        self._enter_function(node)
+        return super().visit_Lambda(node)
+
+    def leave_Lambda(self, original: cst.Lambda, updated: cst.Lambda) -> cst.BaseExpression:
+        self._leave_function(original, updated)
+        return super().leave_Lambda(original, updated)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+        self._enter_function(node)
+        return super().visit_FunctionDef(node)
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        self._leave_function(original, updated)
+        return super().leave_FunctionDef(original, updated)
+
+    def lifted_call(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
+        """`hk.remat(f)(x)` -> `nnx.remat(f)(x)`, `f` closing over the module's layers."""
+        self.ctx.need_target_import()
+        self.converted(site.call, site.rule, f"hk.{site.api} -> nnx.{site.api}, the layers built in __init__")
+        result = updated.with_changes(func=cst.Call(attr(self.ctx.ns, site.api), _transform_args(site, updated)))
+        return self.set_size(result, self._remat_sizes.get(id(site)))  # type: ignore[attr-defined]
+
+    # -- hk.running_init() ------------------------------------------------------------------------
+    def running_init(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if id(original) not in self.control_flow.guard_tests:  # those go with their `if`
+            self.todo(original, RULE_RUNNING_INIT, NNX_RUNNING_INIT)
+        return updated
+
+    def visit_If(self, node: cst.If) -> bool | None:
+        guard = self.control_flow.guards.get(id(node))
+        if guard is not None and guard.problem is None and guard.kept_block is not None:
+            self.inline_blocks.add(id(guard.kept_block))  # type: ignore[attr-defined]  # its layers are the method's
+        return super().visit_If(node)
+
+    def leave_If(self, original: cst.If, updated: cst.If):
+        guard = self.control_flow.guards.get(id(original))
+        if guard is None:
+            return super().leave_If(original, updated)
+        if guard.problem is not None:
+            self.todo(original, RULE_RUNNING_INIT, guard.problem)
+            return updated
+        self.converted(original, RULE_RUNNING_INIT, "if hk.running_init(): NNX has no init phase, the apply branch is kept")
+        kept = _updated_statements(original, updated, guard)
+        if not kept:
+            return cst.RemovalSentinel.REMOVE
+        return cst.FlattenSentinel([kept[0].with_changes(leading_lines=[*original.leading_lines, *kept[0].leading_lines]), *kept[1:]])
+
+
+def _updated_statements(original: cst.If, updated: cst.If, guard: InitGuard) -> list[cst.BaseStatement]:
+    """The kept statements as rewritten: the same positions in the updated `if`."""
+    negated = isinstance(original.test, cst.UnaryOperation)
+    kept = updated.body if negated else updated.orelse
+    if isinstance(kept, cst.Else):
+        kept = kept.body
+    if isinstance(kept, cst.If):
+        return [kept.with_changes(leading_lines=[])]
+    return list(kept.body) if kept is not None else []

@@ -1,0 +1,164 @@
+"""Static array shapes of Haiku expressions, where literal arguments fix them (a helper, not a rule family).
+
+Two conversions need more than the feature size NNX tracks: a flattened array's size (the next
+`nnx.Linear`'s input size) and an array's rank (Haiku expands an int pooling window over every
+non-batch, non-channel axis). Both are known where the code fixes the shape: after `hk.Reshape((4, 4,
+3))` the shape is `(B, 4, 4, 3)`, and convolutions, pools, `hk.Linear` and element-wise functions carry
+it on. Shapes are read from the original Haiku code, statement by statement, like NNX feature sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import libcst as cst
+
+from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, literal
+from ..engine.names import dotted_name
+from ..engine.rewriter import Rewriter
+
+# A shape: None when even the rank is unknown; a None dimension has an unknown size.
+Shape = tuple[int | None, ...] | None
+
+POOL_ARGS = ("value", "window_shape", "strides", "padding", "channel_axis")
+POOL_MODULE_ARGS = ("window_shape", "strides", "padding", "channel_axis", "name")
+RESHAPE_ARGS = ("output_shape", "preserve_dims", "name")
+FLATTEN_ARGS = ("preserve_dims", "name")
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def haiku_pool_window(size: object, rank: int | None, channel_axis: object) -> tuple[int, ...] | None:
+    """Haiku's `_infer_shape`: an int covers every axis but the first and the channel axis (this needs
+    the rank); a tuple is left-padded with 1s to the rank (to nothing when the rank is unknown)."""
+    if is_int(size):
+        if rank is None or not (channel_axis is None or is_int(channel_axis)):
+            return None
+        channel = None if channel_axis is None else channel_axis % rank
+        return (1,) + tuple(size if axis != channel else 1 for axis in range(1, rank))  # type: ignore[misc]
+    if isinstance(size, tuple | list) and size and all(is_int(v) for v in size):
+        return (1,) * max(0, (rank or 0) - len(size)) + tuple(size)
+    return None
+
+
+def pooled_size(size: int | None, window: int, stride: int, padding: object) -> int | None:
+    if size is None or padding not in ("SAME", "VALID"):
+        return None
+    return -(-size // stride) if padding == "SAME" else -(-(size - window + 1) // stride)
+
+
+def pooled_shape(shape: Shape, window: tuple[int, ...] | None, strides: tuple[int, ...] | None, padding: object) -> Shape:
+    if shape is None or window is None or strides is None or len(window) != len(shape) or len(strides) != len(shape):
+        return None
+    return tuple(pooled_size(n, w, s, padding) if (w, s) != (1, 1) else n for n, w, s in zip(shape, window, strides))
+
+
+def reshaped(shape: Shape, output_shape: object, preserve_dims: object) -> Shape:
+    """Haiku's Reshape: the first `preserve_dims` axes kept (a negative count: all but the last n), then
+    `output_shape` with one -1 inferred. The rank is assumed to exceed `preserve_dims` (else Haiku
+    returns the input unchanged)."""
+    if not (isinstance(output_shape, tuple | list) and all(is_int(v) for v in output_shape) and is_int(preserve_dims)):
+        return None
+    if preserve_dims < 0:  # type: ignore[operator]
+        if shape is None:
+            return None
+        kept = shape[:preserve_dims]  # type: ignore[misc]
+    else:
+        kept = shape[:preserve_dims] if shape is not None else (None,) * preserve_dims  # type: ignore[misc,operator]
+    if -1 not in output_shape:
+        return (*kept, *output_shape)
+    moved = shape[len(kept) :] if shape is not None else (None,)
+    known = math.prod(output_shape) * -1  # type: ignore[arg-type]
+    total = math.prod(moved) if None not in moved else None  # type: ignore[arg-type]
+    inferred = total // known if total is not None and known and total % known == 0 else None
+    return (*kept, *(inferred if v == -1 else v for v in output_shape))  # type: ignore[misc]
+
+
+class StaticShapes(Rewriter):
+    """Tracks `self.static_shapes` (variable -> Shape) through a function's simple statements."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.static_shapes: dict[str, Shape] = {}
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+        self.static_shapes = {}
+        return super().visit_FunctionDef(node)
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        for small in original.body:
+            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+                self.static_shapes[small.targets[0].target.value] = self.static_shape(small.value)
+            elif isinstance(small, cst.Assign | cst.AugAssign | cst.AnnAssign):
+                targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+                for target in targets:
+                    self.static_shapes.pop(target.value if isinstance(target, cst.Name) else "", None)
+        return super().leave_SimpleStatementLine(original, updated)
+
+    def static_shape(self, node: cst.BaseExpression) -> Shape:
+        """The shape of an (original, Haiku) expression, where literal arguments fix it."""
+        if isinstance(node, cst.Name):
+            return self.static_shapes.get(node.value)
+        if isinstance(node, cst.BinaryOperation):
+            shapes = [self.static_shape(side) for side in (node.left, node.right) if literal(side) is NOT_LITERAL]
+            return shapes[0] if len(shapes) == 1 else None
+        if not isinstance(node, cst.Call) or not node.args or node.args[0].keyword is not None:
+            return None
+        names = self.ctx.names
+        if isinstance(node.func, cst.Call):  # a layer built and called
+            return self._layer_shape(node.func, names.haiku_api(node.func.func), self.static_shape(node.args[0].value))
+        api = names.haiku_api(node.func)
+        if api in ("max_pool", "avg_pool"):
+            try:
+                bound = BoundCall.bind(node, POOL_ARGS, f"hk.{api}").args
+            except Unconvertible:
+                return None
+            return self._pool_shape(self.static_shape(bound["value"]), bound)
+        from ..targets.nnx import ELEMENTWISE  # the targets import the codemods
+
+        if (dotted_name(node.func) or "").rsplit(".", 1)[-1] in ELEMENTWISE:
+            return self.static_shape(node.args[0].value)
+        return None
+
+    def _pool_shape(self, shape: Shape, bound: dict[str, cst.BaseExpression]) -> Shape:
+        rank = len(shape) if shape is not None else None
+        channel = literal(bound["channel_axis"]) if "channel_axis" in bound else -1
+        window, strides = (haiku_pool_window(literal(bound[k]), rank, channel) if k in bound else None for k in ("window_shape", "strides"))
+        return pooled_shape(shape, window, strides, literal(bound["padding"]) if "padding" in bound else None)
+
+    def _layer_shape(self, constructor: cst.Call, api: str | None, shape: Shape) -> Shape:
+        if api is None:
+            return None
+        arg_names = {"Reshape": RESHAPE_ARGS, "Flatten": FLATTEN_ARGS, "MaxPool": POOL_MODULE_ARGS, "AvgPool": POOL_MODULE_ARGS}
+        construct = self.ctx.tables.get(api)
+        names = arg_names.get(api) or (construct.haiku_args if construct is not None else None)
+        if names is None:
+            return None
+        try:
+            bound = BoundCall.bind(constructor, names, f"hk.{api}").args
+        except Unconvertible:
+            return None
+        preserve = literal(bound["preserve_dims"]) if "preserve_dims" in bound else 1
+        if api == "Reshape":
+            return reshaped(shape, literal(bound["output_shape"]) if "output_shape" in bound else None, preserve)
+        if api == "Flatten":
+            return reshaped(shape, (-1,), preserve)
+        if api in ("MaxPool", "AvgPool"):
+            return self._pool_shape(shape, bound)
+        if shape is None or construct is None or construct.output_size not in bound:
+            return None
+        features = literal(bound[construct.output_size])  # type: ignore[index]
+        features = features if is_int(features) else None
+        if api == "Linear":
+            return (*shape[:-1], features)
+        if construct.ndim is None or len(shape) != construct.ndim + 2:
+            return None
+        rank = construct.ndim
+        kernel, stride, rate = (literal(bound[k]) if k in bound else default for k, default in (("kernel_shape", None), ("stride", 1), ("rate", 1)))
+        padding = literal(bound["padding"]) if "padding" in bound else "SAME"
+        if not all(is_int(v) for v in (kernel, stride, rate)):
+            return (shape[0], *(None,) * rank, features)
+        window = (kernel - 1) * rate + 1  # type: ignore[operator]
+        return (shape[0], *(pooled_size(n, window, stride, padding) for n in shape[1:-1]), features)  # type: ignore[arg-type]

@@ -1,0 +1,63 @@
+"""MLP, Sequential, BatchApply (HK014-HK016) and Flatten/Reshape (HK012/HK013): TODOs and their reasons."""
+
+import pytest
+
+from haiku2flax.engine import convert_source
+
+MODULE = '''import haiku as hk
+import jax
+
+
+class Net(hk.Module):
+  def __init__(self, sizes, name=None):
+    super().__init__(name=name)
+    self.sizes = sizes
+
+  def __call__(self, x, key):
+    return {expression}
+'''
+
+
+def convert(expression: str, target: str) -> str:
+    return convert_source(MODULE.format(expression=expression), target).code
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+@pytest.mark.parametrize(
+    ("expression", "rule", "reason"),
+    [
+        ("hk.nets.MLP(self.sizes)(x)", "HK014", "is not a literal sequence: write the layers out"),
+        ("hk.nets.MLP([8, 4])(x, dropout_rate=0.1, rng=key)", "HK014", "drops out after each activation"),
+        ("hk.Sequential([hk.Linear(4)])(x, key)", "HK015", "passes extra arguments to its first layer only"),
+        ("hk.BatchApply(jax.nn.relu)(x)", "HK016", "write the merge/apply/split out"),
+        ("hk.Flatten(preserve_dims=2)(x + 1)", "HK012", "assign `x + 1` to a variable first"),
+    ],
+)
+def test_unconvertible_composites_keep_a_todo_with_the_reason(expression: str, rule: str, reason: str, target: str) -> None:
+    code = convert(expression, target)
+    assert f"# TODO(haiku2flax:{rule})" in code and reason in code
+
+
+def test_nnx_sequential_needs_table_layers_or_functions() -> None:
+    code = convert("hk.Sequential([Net([2]), jax.nn.relu])(x)", "nnx")
+    assert "# TODO(haiku2flax:HK015)" in code and "only table layers and functions convert" in code
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("hk.Flatten()(x)", "x.reshape(x.shape[0], -1)"),
+        ("hk.Reshape((4, 4, 3))(x)", "x.reshape(-1, 4, 4, 3)"),
+        ("hk.Reshape((-1, 2))(x)", "x.reshape(x.shape[0], -1, 2)"),
+        ("hk.Reshape((-1, 2), preserve_dims=-3)(x)", "x.reshape(x.shape[:-3] + (-1, 2))"),
+        ("hk.Flatten(preserve_dims=2)(x)", "x.reshape(x.shape[:2] + (-1,))"),
+    ],
+)
+def test_reshapes_follow_haikus_formula(expression: str, expected: str, target: str) -> None:
+    assert f"return {expected}" in convert(expression, target)
+
+
+def test_nnx_learns_the_reshaped_feature_size() -> None:
+    code = convert("hk.Linear(3)(hk.Reshape((-1, 7))(x))", "nnx")
+    assert "nnx.Linear(7, 3, rngs=rngs)" in code
