@@ -13,7 +13,6 @@ resolve to the `haiku` package, import statements aside) in the input and those 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,26 +23,9 @@ from haiku2flax.engine import convert_source
 from haiku2flax.engine.names import ImportedNames
 from haiku2flax.engine.notes import TODO_PREFIX
 from haiku2flax.engine.walk import Walker
+from haiku2flax.harness.hk_nets import installed_nets
 
 TARGETS = ("linen", "nnx")
-FORK_SHIM = re.compile(r"# If you are forking replace this with `import haiku as hk`\.\n(?:#.*\n)?class hk:\n(?:  .*\n)+(?:#.*\n)?")
-
-
-def installed_nets() -> dict[str, str]:
-    """The installed `hk.nets` sources (tests aside), as a fork would have them."""
-    import haiku
-
-    nets = Path(haiku.__file__).parent / "_src" / "nets"
-    sources = {}
-    for path in sorted(nets.glob("*.py")):
-        if path.name.endswith("_test.py") or path.name == "__init__.py":
-            continue
-        text = FORK_SHIM.sub("import haiku as hk\n", path.read_text(encoding="utf-8"))
-        text = re.sub(r"^from haiku\._src import .*\n|^del .*\n", "", text, flags=re.M)
-        sources[f"hk.nets/{path.name}"] = text
-    return sources
-
-
 class _HaikuReferences(Walker):
     """Haiku references in a module, and how many sit in a statement carrying a haiku2flax TODO."""
 
@@ -69,6 +51,9 @@ class _HaikuReferences(Walker):
         if isinstance(node, cst.Attribute | cst.Name) and self.names.qualify(node) is not None:
             self.total += 1
             self.under_todo += self._todo_depth > 0
+            return False
+        if isinstance(node, cst.Attribute):  # `nn.initializers` does not refer to a name `initializers`
+            self.walk(node.value)
             return False
         return super().on_visit(node)
 

@@ -265,3 +265,46 @@ def test_nnx_module_class_built_in_a_loop_gets_a_todo():
     """
     code = _convert(source, "nnx")
     assert "# TODO(haiku2flax:HK001): `Block` is built in a loop or condition; build it in `__init__` by hand" in code
+
+
+def test_transform_inside_a_function_converts_in_linen_and_is_flagged_in_nnx():
+    """Linen rewrites `init`/`apply` call by call; NNX follows params by module-level dataflow only."""
+    source = """\
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+
+
+    def net_fn(x):
+      return hk.Linear(10)(x)
+
+
+    def main():
+      net = hk.without_apply_rng(hk.transform(net_fn))
+      params = net.init(jax.random.key(0), jnp.ones((2, 8)))
+      return net.apply(params, jnp.ones((2, 8)))
+    """
+    linen = _convert(source, "linen")
+    assert "  net = nn.Dense(10)\n  params = net.init(jax.random.key(0), jnp.ones((2, 8)))['params']" in linen
+    assert "return net.apply({'params': params}, jnp.ones((2, 8)))" in linen
+    nnx = _convert(source, "nnx")
+    assert "is used in a way HK004 (transform) cannot convert here" in nnx
+
+
+def test_linen_stateless_transform_with_state_runs():
+    """Haiku's state is an empty dict; Linen then has no `batch_stats` collection to subscript."""
+    source = """\
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+
+    model = hk.transform_with_state(lambda x: hk.Linear(3)(x))
+    params, state = model.init(jax.random.key(0), jnp.ones((2, 4)))
+    out, state = model.apply(params, state, None, jnp.ones((2, 4)))
+    """
+    code = _convert(source, "linen")
+    assert "params, state = variables['params'], variables.get('batch_stats', {})" in code
+    assert "state = updates.get('batch_stats', {})" in code
+    namespace: dict = {}
+    exec(compile(code, "<converted>", "exec"), namespace)  # runs: no KeyError on the missing collection
+    assert namespace["out"].shape == (2, 3)

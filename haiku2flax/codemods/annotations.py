@@ -59,6 +59,9 @@ class TypeAnnotations(Rewriter):
             return None
         dotted = typename.flax[self.ctx.target]
         self.converted(node, RULE_TYPES, f"hk.{api} -> {dotted}")
+        if typename.imports:  # a type expression
+            self.ctx.needed_imports.update((module, None, None) for module in typename.imports)
+            return cst.parse_expression(dotted)
         namespace, _, name = dotted.partition(".")
         if namespace in TARGET_NAMESPACES:
             self.ctx.need_target_import()

@@ -39,7 +39,7 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import BoundCall, Unconvertible, convert_initializer
+from ..engine.calls import ARRAY_CONSTRUCTORS, ARRAY_MODULES, BoundCall, Unconvertible, convert_initializer
 from ..engine.context import Context, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
@@ -64,8 +64,6 @@ SET_STATE_ARGS = ("name", "value")
 LINEN_COLLECTIONS = {GET_PARAMETER: "params", GET_STATE: "state"}
 LINEN_STATE_COLLECTION = LINEN_COLLECTIONS[GET_STATE]
 NNX_STATE_CLASS = "State"  # the nnx.Variable subclass this family defines for hk.get_state
-ARRAY_CONSTRUCTORS = ("ones", "zeros")  # `jnp.ones(shape, dtype)` and the Flax initializer of the same name
-ARRAY_MODULES = ("jnp", "jax.numpy", "np", "numpy")
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,8 @@ def read_initializer(init: cst.BaseExpression, shape: cst.BaseExpression | None,
     The parameter keeps Haiku's shape and layout, so its fans are Haiku's; but jax reads no fans from a
     1-D shape (Haiku takes fan = shape[0]), and a rank that is not written out may be 1.
     """
-    if ctx.names.haiku_api(init.func if isinstance(init, cst.Call) else init) is not None:
+    bound = (dotted_name(init) or "") in ctx.initializer_bindings  # converted where it is bound (HK202)
+    if bound or ctx.names.haiku_api(init.func if isinstance(init, cst.Call) else init) is not None:
         rank = len(shape.elements) if isinstance(shape, cst.List | cst.Tuple) else 0
         return Initializer(flax=convert_initializer(init, ctx, ctx.ns, elementwise=rank < 2))
     name = dotted_name(init.func if isinstance(init, cst.Call) else init) or ""

@@ -98,13 +98,15 @@ class _Transforms(Rewriter):
     """What both targets read: the transforms of a file, their forwards, and multi_transform aliases."""
 
     def init_transforms(self, module: cst.Module) -> None:
-        self.transforms = analysis.module_transforms(module, self.ctx.names)
+        # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
+        self.transforms = analysis.module_transforms(module, self.ctx.names, in_functions=self.ctx.target == "linen")
         self.forwards = {t.function: t for t in self.transforms.values()}
         # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
         hand_made_state = uses_haiku_state(module, self.ctx.names)
         self.state_collection = LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION
         self.state_variable = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(self.ctx.ns, STATE_VARIABLE)
         self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+        self.module_functions.update({t.function: t.lambda_forward for t in self.transforms.values() if t.lambda_forward is not None})
         self.multi = {
             t.name: read
             for t in self.transforms.values()
@@ -178,6 +180,19 @@ class _Transforms(Rewriter):
         return super().leave_SimpleStatementLine(original, updated)
 
 
+class _StatefulLayers(Walker):
+    """Whether a file builds a table layer that keeps state (BatchNorm)."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.found = False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        api = self.ctx.names.haiku_api(node.func)
+        construct = self.ctx.tables.get(api) if api is not None else None
+        self.found |= construct is not None and bool(construct.state)
+
+
 class _TrainStateFinder(Walker):
     """`TrainState.create(apply_fn=f.apply, ...)`: the models whose `apply` a train state carries."""
 
@@ -199,6 +214,9 @@ class LinenTransforms(_Transforms):
     def init_transforms(self, module: cst.Module) -> None:
         super().init_transforms(module)
         self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
+        stateful = _StatefulLayers(self.ctx)
+        stateful.walk(module)
+        self._shows_state = stateful.found or self.state_collection != STATE_COLLECTION
 
     def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
         transformed = self.transformed_assignment(original)
@@ -246,6 +264,14 @@ class LinenTransforms(_Transforms):
         func = attr(call.transformed.name, "apply") if call.module_method != "__call__" else updated.func
         return updated.with_changes(func=func, args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
 
+    def _state_of(self, variables: cst.Name) -> cst.BaseExpression:
+        """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
+        (Linen then has no such collection, where Haiku's state is an empty dict)."""
+        if self._shows_state:
+            return _subscript(variables, self.state_collection)
+        key = cst.Arg(cst.SimpleString(f"'{self.state_collection}'"))
+        return cst.Call(cst.Attribute(variables, cst.Name("get")), [key, cst.Arg(cst.Dict([]))])
+
     # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         pair = _pair_assignment(node)
@@ -262,7 +288,7 @@ class LinenTransforms(_Transforms):
         if call.func.attr.value == "init":  # type: ignore[attr-defined]
             # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
             holder, outputs = "variables", _bare_tuple(
-                _subscript(cst.Name("variables"), "params"), _subscript(cst.Name("variables"), self.state_collection)
+                _subscript(cst.Name("variables"), "params"), self._state_of(cst.Name("variables"))
             )
             targets = _bare_tuple(first, second)
             head = cst.Assign([cst.AssignTarget(cst.Name(holder))], new_value)
@@ -273,7 +299,7 @@ class LinenTransforms(_Transforms):
                 return updated
             holder = "updates"
             head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name(holder)))], new_value)
-            targets, outputs = second, _subscript(cst.Name(holder), self.state_collection)
+            targets, outputs = second, self._state_of(cst.Name(holder))
         tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
         return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
 

@@ -8,6 +8,7 @@ module-level names hold `hk.transform(...)` results.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -151,6 +152,7 @@ class Transformed:
     apply_rng: bool
     statement: cst.SimpleStatementLine
     multi: bool = False  # hk.multi_transform: `apply` is a tuple of functions
+    lambda_forward: cst.FunctionDef | None = None  # `hk.transform(lambda x: Model()(x))`, as a function
 
 
 def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str, bool, bool, bool] | None:
@@ -162,22 +164,92 @@ def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str
     if not isinstance(value, cst.Call) or len(value.args) != 1:
         return None
     api = names.haiku_api(value.func)
-    if api not in TRANSFORMS or not isinstance(value.args[0].value, cst.Name):
+    forward = value.args[0].value
+    if api not in TRANSFORMS or not (isinstance(forward, cst.Name) or _trivial_lambda(forward) is not None):
         return None
-    return value.args[0].value.value, api == "transform_with_state", apply_rng, api == "multi_transform"
+    function = forward.value if isinstance(forward, cst.Name) else LAMBDA_FORWARD
+    return function, api == "transform_with_state", apply_rng, api == "multi_transform"
 
 
-def module_transforms(module: cst.Module, names: ImportedNames) -> dict[str, Transformed]:
+LAMBDA_FORWARD = "<lambda>"  # the forward of `hk.transform(lambda x: Model()(x))`: no function of the file
+
+
+def _trivial_lambda(node: cst.BaseExpression) -> cst.FunctionDef | None:
+    """`lambda x: Model(...)(x)` as the function `def <lambda>(x): return Model(...)(x)`, if that is trivial."""
+    if not isinstance(node, cst.Lambda):
+        return None
+    function = cst.FunctionDef(
+        name=cst.Name("_"), params=node.params, body=cst.IndentedBlock([cst.SimpleStatementLine([cst.Return(node.body)])])
+    )
+    return function if trivial_forward(function) is not None else None
+
+
+def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bool = False) -> dict[str, Transformed]:
+    """`f = hk.transform(forward)` at module level; with `in_functions`, also at the top of a module-level
+    function (`def main():`) when nothing else in the file binds `f`, so `f.init` / `f.apply` mean this one."""
     found = {}
-    for statement in module.body:
+    local: list[cst.BaseStatement] = []
+    for statement in module.body if in_functions else ():
+        if isinstance(statement, cst.FunctionDef) and isinstance(statement.body, cst.IndentedBlock):
+            local.extend(statement.body.body)
+    bindings = _AssignedNameCounts()
+    bindings.walk(module)
+    for statement in [*module.body, *local]:
         assign = simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name):
             continue
         read = read_transform(assign[1], names)
-        if read is not None:
+        if read is not None and (statement in module.body or bindings.counts[assign[0].value] == 1):
             assert isinstance(statement, cst.SimpleStatementLine)
-            found[assign[0].value] = Transformed(assign[0].value, read[0], read[1], read[2], statement, read[3])
+            name = assign[0].value
+            lambda_forward = _trivial_lambda(_transformed_function(assign[1]))
+            function = f"{LAMBDA_FORWARD[:-1]} {name}>" if lambda_forward is not None else read[0]  # one per transform
+            found[name] = Transformed(name, function, read[1], read[2], statement, read[3], lambda_forward)
     return found
+
+
+def _transformed_function(value: cst.BaseExpression) -> cst.BaseExpression:
+    """The `f` of `hk.transform(f)` / `hk.without_apply_rng(hk.transform(f))` (read_transform checked the shape)."""
+    while isinstance(value, cst.Call) and value.args:
+        value = value.args[0].value
+    return value
+
+
+class _AssignedNameCounts(Walker):
+    """How many times each name is bound anywhere in a module (assignments, parameters, loops, imports...)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        for name in _target_names(node.target):
+            self.counts[name] += 1
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        for name in _target_names(node.target):
+            self.counts[name] += 1
+
+    def visit_For(self, node: cst.For) -> None:
+        for name in _target_names(node.target):
+            self.counts[name] += 1
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.counts[node.name.value] += 1
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.counts[node.name.value] += 1
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+        bound = node.asname.name if node.asname is not None else node.name
+        self.counts[(dotted_name(bound) or "").split(".")[0]] += 1  # type: ignore[arg-type]
+
+
+def _target_names(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, cst.Tuple | cst.List):
+        return [name for element in target.elements for name in _target_names(element.value)]
+    return []
 
 
 @dataclass

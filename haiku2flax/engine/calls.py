@@ -19,6 +19,7 @@ import libcst as cst
 
 from . import matchers as m
 from .context import Context, attr
+from .names import dotted_name
 from .tables import Construct
 
 
@@ -230,15 +231,26 @@ def _axes(argument: _Argument) -> cst.BaseExpression:
     return argument.value
 
 
+ARRAY_CONSTRUCTORS = ("ones", "zeros")  # `jnp.ones(shape, dtype)` and the Flax initializer of the same name
+ARRAY_MODULES = ("jnp", "jax.numpy", "np", "numpy")
+
+
 def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, elementwise: bool = False) -> cst.BaseExpression:
     """`hk.initializers.X(...)` -> `nn.initializers.x(...)` by the `[[initializer]]` tables.
 
     `elementwise`: only initializers that draw each element alike (no fans) fit the parameter: it is
     1-D (a bias or scale: jax's fan-based initializers reject those), or Flax lays it out differently.
-    Anything else (a variable, a lambda, a custom initializer) is unconvertible: Haiku initializers take
-    `(shape, dtype)` and draw `hk.next_rng_key()`, Flax initializers take `(key, shape, dtype)`.
+    `jnp.zeros` / `jnp.ones` (Haiku calls them as `(shape, dtype)`) become Flax's `zeros` / `ones`, and a
+    name bound to an `hk.initializers` call (HK202) passes as it is. Anything else (another variable, a
+    lambda, a custom initializer) is unconvertible: Haiku initializers take `(shape, dtype)` and draw
+    `hk.next_rng_key()`, Flax initializers take `(key, shape, dtype)`.
     """
-    api = ctx.names.haiku_api(value.func) if isinstance(value, cst.Call) else None
+    module, _, function = (dotted_name(value) or "").rpartition(".")
+    if module in ARRAY_MODULES and function in ARRAY_CONSTRUCTORS:  # `w_init=jnp.zeros`: called as `(shape, dtype)`
+        return attr(ns, f"initializers.{function}")
+    bound = ctx.initializer_bindings.get(dotted_name(value) or "")  # a name the binding rule converts (HK202)
+    call = bound if bound is not None else value
+    api = ctx.names.haiku_api(call.func) if isinstance(call, cst.Call) else None
     entry = ctx.tables.initializers.get(api) if api is not None else None
     if entry is None:
         raise Unconvertible(
@@ -250,6 +262,8 @@ def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, ele
             f"`{code(value)}` reads the parameter's fans, which jax cannot read the same way here (a 1-D "
             "parameter, or a kernel Flax lays out differently): write the initializer by hand"
         )
+    if bound is not None:
+        return value
     return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]
 
 

@@ -59,6 +59,8 @@ class Context:
     selected: frozenset[str] | None = None  # rule ids to run (None: all)
     ignored: frozenset[str] = frozenset()
     linen_ns: str = LINEN_NS  # `linen` where the file already binds `nn` to something else (`from jax import nn`)
+    # `init` / `self.init` -> the `hk.initializers.*` call bound to it, read only as initializers (HK202)
+    initializer_bindings: dict[str, cst.Call] = field(default_factory=dict)
 
     @property
     def ns(self) -> str:

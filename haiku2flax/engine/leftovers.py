@@ -23,7 +23,7 @@ import libcst as cst
 from .context import add_todo_lines
 from .names import ImportedNames
 from .notes import TODO_PREFIX
-from .registry import Status, register
+from .registry import RULES, Status, register
 from .rewriter import STATEMENTS
 from .tables import Tables
 
@@ -91,10 +91,15 @@ class _Leftovers(cst.CSTTransformer):
         rest = [n for n in found if self.tables.guidance_for(n.removeprefix("hk.")) is None]
         return todos + ([(RULE_UNSUPPORTED, self._reason(rest))] if rest else [])
 
+    def _tabled(self, api: str) -> bool:
+        return self.tables.get(api) is not None or api in self.tables.initializers
+
     def _reason(self, found: list[str]) -> str:
         """Say whether the API has a rule that could not apply here, or no rule at all."""
-        tabled = [n for n in found if self.tables.get(n.removeprefix("hk.")) is not None]
-        unknown = [n for n in found if n not in tabled]
+        tabled = [n for n in found if self._tabled(n.removeprefix("hk."))]
+        claimed = {api: rule for rule in RULES.values() for api in rule.apis}  # APIs rules (not tables) convert
+        by_rule = [n for n in found if n not in tabled and n.removeprefix("hk.") in claimed]
+        unknown = [n for n in found if n not in tabled and n not in by_rule]
         parts = []
         if unknown:
             parts.append(f"{', '.join(f'`{n}`' for n in unknown)} has no conversion rule")
@@ -103,6 +108,9 @@ class _Leftovers(cst.CSTTransformer):
                 f"{', '.join(f'`{n}`' for n in tabled)} is used in a way its rule cannot convert"
                 " (stored and called later, built in a loop, `**kwargs`)"
             )
+        for rule in dict.fromkeys(claimed[n.removeprefix("hk.")] for n in by_rule):
+            mine = ", ".join(f"`{n}`" for n in by_rule if claimed[n.removeprefix("hk.")] == rule)
+            parts.append(f"{mine} is used in a way {rule.id} ({rule.name}) cannot convert here")
         return "; ".join(parts) + "; convert it by hand"
 
 

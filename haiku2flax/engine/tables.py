@@ -133,8 +133,9 @@ class TypeName:
     """[[type]]: a Haiku type (`hk.Params`) and the Flax type written in its place, per target."""
 
     haiku: str
-    flax: dict[str, str]  # target -> dotted name: `nn.…`/`nnx.…` in the target namespace, else imported
-    source: str
+    flax: dict[str, str]  # target -> dotted name: `nn.…`/`nnx.…` in the target namespace, else imported;
+    source: str  # or, with `imports`, a type expression (`tuple[jax.Array, jax.Array]`)
+    imports: tuple[str, ...] = ()  # modules a type expression needs (`import jax`)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _per_target(entry: dict) -> dict[str, str]:
 
 def _typename(entry: dict, source: str) -> TypeName:
     try:
-        return TypeName(entry["haiku"], _per_target(entry), source)
+        return TypeName(entry["haiku"], _per_target(entry), source, tuple(entry.get("imports", ())))
     except KeyError as error:
         raise TableError(f"{source}: type {entry.get('haiku', '?')!r}: missing key {error}") from None
 

@@ -4,7 +4,9 @@ What it converts, and why each shape was chosen:
 - `class M(hk.Module)`: constructor arguments become dataclass fields (Linen modules are dataclasses);
   submodules built in `__init__` move to `setup()`; a method that builds layers inline gets
   `@nn.compact`, so Haiku's inline style survives unchanged.
-- Layers from the rule tables (`hk.Linear` -> `nn.Dense`, ...), with renamed arguments.
+- Layers from the rule tables (`hk.Linear` -> `nn.Dense`, ...), with renamed arguments. A layer stored
+  in a local keeps its place (`bn = nn.BatchNorm(...)`, called with Flax's call arguments), unless it
+  needs its input size (`hk.DepthwiseConv2D`) and is called once: then it is built at that call.
 - Dropout and transforms: see `haiku2flax.codemods.dropout` and `haiku2flax.codemods.transforms`.
 
 Example::
@@ -27,6 +29,7 @@ from ..codemods.annotations import TypeAnnotations
 from ..codemods.composites import LinenComposites
 from ..codemods.control_flow import LinenControlFlow
 from ..codemods.dropout import LinenDropout
+from ..codemods.initializers import InitializerBindings, initializer_bindings
 from ..codemods.lifted import LinenLifted
 from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
@@ -38,6 +41,7 @@ from ..codemods.rng_sequences import LinenRngSequences
 from ..codemods.scopes import LinenScopes
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
+from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
@@ -53,16 +57,29 @@ class _Scope:
     compact_candidate: bool = False  # a Haiku module method or a transformed forward
     builds_layers: bool = False  # builds a layer inline: needs @nn.compact
     stored_layers: dict[str, Construct] = field(default_factory=dict)  # `bn` / `self.bn` -> the layer built there
+    function: cst.FunctionDef | None = None
+    called_once: list[CalledOnce] | None = None  # its locals built and called once, once asked for
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, LinenPooling, LinenReshapes, LinenComposites, RngKeys, LinenRngSequences, TypeAnnotations):
+@dataclass
+class _BuiltAtCall:
+    """A local layer that needs its input size (`hk.DepthwiseConv2D`) and is called once: built at that call."""
+
+    construct: Construct
+    found: CalledOnce
+    built: cst.Call | None = None  # its constructor as the other rules left it
+
+
+class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, LinenPooling, LinenReshapes, LinenComposites, RngKeys, LinenRngSequences, TypeAnnotations, InitializerBindings):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
+        ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
         self.init_param_paths(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
+        self._built_at_call: dict[int, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
 
     # -- functions and classes ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool | None:
@@ -73,8 +90,30 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         # a method of a Haiku module, or a transformed forward (it becomes a module's __call__)
         method = bool(self._scopes) and self._scopes[-1].haiku_class
         forward = not self._scopes and node.name.value in self.forwards
-        self._scopes.append(_Scope(compact_candidate=method or forward))
+        self._scopes.append(_Scope(compact_candidate=method or forward, function=node))
         return super().visit_FunctionDef(node)
+
+    def _build_at_call(self, constructor: cst.Call, construct: Construct) -> None:
+        """A local layer Linen can only build where it is called (the size of its input is read there):
+        `dw = hk.DepthwiseConv2D(...)`, `out = dw(x)` -> `out = nn.Conv(x.shape[-1], ...)(x)`."""
+        scope = self._scopes[-1]
+        if scope.function is None or not self.ctx.enabled(RULE_LAYER) or self._converts(constructor, construct):
+            return  # converts where it is stored: it stays there
+        if scope.called_once is None:
+            scope.called_once = locals_called_once(scope.function)
+        found = next((found for found in scope.called_once if found.constructor is constructor), None)
+        if found is None or not self._converts(constructor, construct, call_input_size(found.call)):
+            return  # the TODO stays
+        layer = _BuiltAtCall(construct, found)
+        for node in (found.statement, found.constructor, found.call):
+            self._built_at_call[id(node)] = layer
+
+    def _converts(self, constructor: cst.Call, construct: Construct, inputs: tuple[cst.BaseExpression, ...] = ()) -> bool:
+        try:
+            convert_construct_call(constructor, construct, "linen", self.ctx.ns, inputs, ctx=self.ctx)
+        except Unconvertible:
+            return False
+        return True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.RemovalSentinel:
         scope = self._scopes.pop()
@@ -182,6 +221,8 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
                 scope = self._layer_scope(key)
                 if construct is not None and construct.haiku_call_args:
                     scope.stored_layers[key] = construct
+                    if isinstance(target, cst.Name):
+                        self._build_at_call(node.value, construct)  # type: ignore[arg-type]
                 else:
                     scope.stored_layers.pop(key, None)
         return super().visit_Assign(node)
@@ -203,7 +244,24 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
             self._called_inline.add(id(node.func))
         super().visit_Call(node)
 
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        result = super().leave_SimpleStatementLine(original, updated)
+        return cst.RemovalSentinel.REMOVE if id(original) in self._built_at_call else result  # built at its call
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        updated = super().leave_IndentedBlock(original, updated)
+        first = updated.body[0] if updated.body else None
+        if id(original.body[0]) in self._built_at_call and first is not None and not any(line.comment for line in first.leading_lines):
+            updated = updated.with_changes(body=[first.with_changes(leading_lines=[]), *updated.body[1:]])  # no blank line on top
+        return updated
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        at_call = self._built_at_call.get(id(original))
+        if at_call is not None:
+            if original is at_call.found.constructor:
+                at_call.built = updated
+                return updated
+            return self._layer(original, updated.with_changes(func=at_call.built), at_call.construct, called=True)
         stored = self._stored_layer(original.func)
         if stored is not None:
             try:

@@ -36,8 +36,11 @@ import libcst as cst
 from ..codemods.annotations import TypeAnnotations, convert_types
 from ..codemods.attention import NnxAttention
 from ..codemods.composites import NnxComposites, build_nnx_composite, composite_api, nnx_call_args
+from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.dropout import NnxDropout
+from ..codemods.initializers import InitializerBindings, convert_bindings, initializer_bindings
+from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
@@ -105,6 +108,7 @@ class _Hoisted:
     attribute: str
     constructor: cst.BaseExpression
     source: cst.CSTNode  # the Haiku node it came from, for notes
+    guard: Guard = ()  # the `if` branches on constructor state it is built under
 
 
 @dataclass
@@ -150,6 +154,7 @@ class _ClassConversion:
         }
         self.results: dict[str, _MethodResult] = {}
         self.init_layers = self._read_init_layers()
+        self.layer_lists = read_layer_lists(self.init.other_statements, converter.is_module_constructor)
         self.init_todos: list[tuple[str, str]] = []  # TODOs for the `__init__` signature itself
 
     def _read_init_layers(self) -> dict[str, _InitLayer]:
@@ -209,21 +214,32 @@ class _ClassConversion:
         for layer in self.init_layers.values():
             if layer.resolved is None:
                 self.resolve_init_layer(layer, None, layer.constructor)
+        for layers in self.layer_lists.values():
+            if layers.replacements is None:  # no loop over it tells its input sizes
+                resolve_layer_list(self, layers, None, None, None, layers.statement)
+        list_lines = {k: v for layers in self.layer_lists.values() for k, v in layers.replacements.items()}  # type: ignore[union-attr]
         fields = set(self.init.fields)
         to_params = _SelfFieldsToParams(fields)
         body = [self.results[s.name.value].method if s in self.methods.values() else s for s in self.classdef.body.body]  # type: ignore[union-attr]
         body = [s for s in body if s is not self.init_def]
         still_read = {n for n in fields if _reads_self_attribute(cst.Module(body=body), n)}
-        hoisted_lines = [_assign_line(h.attribute, h.constructor.visit(to_params)) for h in self.hoisted]  # type: ignore[arg-type]
+        hoisted_lines = guarded_lines(
+            [(h.guard, _assign_line(h.attribute, h.constructor.visit(to_params))) for h in self.hoisted], lambda test: test.visit(to_params)  # type: ignore[arg-type]
+        )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
             *[
-                _assign_line(init_layer_lines[id(s)].attribute, init_layer_lines[id(s)].resolved.visit(to_params), s)  # type: ignore[union-attr]
-                if id(s) in init_layer_lines
-                else s
+                line
                 for s in self.init.other_statements
+                for line in (
+                    [_assign_line(init_layer_lines[id(s)].attribute, init_layer_lines[id(s)].resolved.visit(to_params), s)]  # type: ignore[union-attr]
+                    if id(s) in init_layer_lines
+                    else [new.visit(to_params) for new in list_lines[id(s)]]
+                    if id(s) in list_lines
+                    else [convert_bindings(s, self.ctx)]
+                )
             ],
             *hoisted_lines,
         ]
@@ -319,10 +335,19 @@ class _ClassConversion:
         return args
 
     def build(
-        self, constructor: cst.Call, attribute: str, call_args: list[cst.Arg], rewriter: NnxMethodRewriter | None, node: cst.CSTNode
+        self,
+        constructor: cst.Call,
+        attribute: str,
+        call_args: list[cst.Arg],
+        rewriter: NnxMethodRewriter | None,
+        node: cst.CSTNode,
+        known_size: cst.BaseExpression | None = None,
     ) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
-        """(NNX constructor, output size) for a Haiku module constructor called on `call_args`."""
-        size = rewriter.size_of(call_args[0].value) if rewriter is not None and call_args and call_args[0].keyword is None else None
+        """(NNX constructor, output size) for a Haiku module constructor called on `call_args` (or on an
+        input of size `known_size`)."""
+        size = known_size
+        if size is None and rewriter is not None and call_args and call_args[0].keyword is None:
+            size = rewriter.size_of(call_args[0].value)
         if composite_api(self.ctx, constructor) is not None:
             return build_nnx_composite(self, constructor, attribute, size, rewriter, node)
         ctor_args = [a for a in constructor.args if not _is_name_arg(a)]
@@ -373,7 +398,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations, InitializerBindings):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -394,8 +419,7 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
         self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
-        self._body = method.body
-        self.stored_layers = _stored_layers(method, conversion.converter)
+        self.stored_layers = _stored_layers(method, self.read_conditional_branches(method.body), conversion.converter)
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
         self._stored_lines: dict[int, str] = {}  # statement (as rewritten) -> the stored layer it builds
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
@@ -437,7 +461,7 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
         super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        stored = next((name for name, (_, line) in self.stored_layers.items() if line is original), None)
+        stored = next((name for name, (_, line, _) in self.stored_layers.items() if line is original), None)
         if stored is not None:
             self._stored_lines[id(updated)] = stored
             return updated
@@ -448,22 +472,34 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
                 for name in _assigned_names(small):
                     self.sizes.pop(name, None)
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
-                self.output_size = self.size_of(small.value)
+                self.output_size = self.returned(self.size_of(small.value))
         return super().leave_SimpleStatementLine(original, updated)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._block_depth += id(node) not in self.inline_blocks
+        self.enter_block(node)
         super().visit_IndentedBlock(node)
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
         self._block_depth -= id(original) not in self.inline_blocks
-        if original is self._body and self._stored_lines:  # stored layers now built in `__init__`: drop their lines
+        self.leave_block(original)
+        if self._stored_lines:  # stored layers now built in `__init__`: drop their lines
             hoisted = {name for name, use in self._stored_uses.items() if use is not None}
             body = [s for s in updated.body if self._stored_lines.get(id(s)) not in hoisted]
             if body and body[0] is not updated.body[0] and not any(line.comment for line in body[0].leading_lines):
-                body[0] = body[0].with_changes(leading_lines=[])  # no blank line left at the top of the method
-            updated = updated.with_changes(body=body)
+                body[0] = body[0].with_changes(leading_lines=[])  # no blank line left at the top of the block
+            updated = updated.with_changes(body=body or [cst.SimpleStatementLine([cst.Pass()])])
         return super().leave_IndentedBlock(original, updated)
+
+    def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
+        self._block_depth += id(node) not in self.inline_blocks
+        self.enter_block(node)
+        super().visit_SimpleStatementSuite(node)
+
+    def leave_SimpleStatementSuite(self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite):
+        self._block_depth -= id(original) not in self.inline_blocks
+        self.leave_block(original)
+        return super().leave_SimpleStatementSuite(original, updated)
 
     # -- calls ----------------------------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
@@ -550,7 +586,7 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
         """`bn(x, is_training)` on a layer stored by `bn = hk.BatchNorm(...)`: the first call builds it in `__init__`."""
         constructor = self.stored_layers[name][0]
         if name not in self._stored_uses:
-            hoisted = self.hoist(constructor, updated, stored_as=name)
+            hoisted = self.hoist(constructor, updated, stored_as=name, guard=self.stored_layers[name][2])
             self._stored_uses[name] = None if hoisted is None else (hoisted.func.attr.value, self.node_sizes.get(id(hoisted)))  # type: ignore[attr-defined]
             return updated if hoisted is None else hoisted
         use = self._stored_uses[name]
@@ -560,9 +596,12 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
             return updated
         return self.set_size(updated.with_changes(func=attr("self", use[0]), args=_clean_commas(call_args)), use[1])
 
-    def hoist(self, constructor: cst.Call, updated: cst.Call, stored_as: str | None = None) -> cst.BaseExpression | None:
+    def hoist(
+        self, constructor: cst.Call, updated: cst.Call, stored_as: str | None = None, guard: Guard | None = None
+    ) -> cst.BaseExpression | None:
         """`self.<attribute>(...)` for a layer built in `__init__`; `stored_as`: the local it was stored in,
-        at the method's top level (so it is built once even when called in a loop)."""
+        at the method's top level or in a branch on constructor state (so it is built once even when called
+        in a loop), `guard` that branch."""
         if not self.state.converter.is_module_constructor(constructor):
             return None
         api = self.ctx.names.haiku_api(constructor.func)
@@ -578,7 +617,7 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
         if built is None:
             return None
         new, output = built
-        self.add_to_init(attribute, new, constructor)
+        self.add_to_init(attribute, new, constructor, guard=guard)
         result = updated.with_changes(func=attr("self", attribute), args=_clean_commas(call_args))
         return self.set_size(result, output)
 
@@ -586,10 +625,16 @@ class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxP
         """A fresh attribute name the way Haiku names modules: `linear`, `linear_1`, or the given name."""
         return self.state.attribute_name(base, explicit)
 
-    def add_to_init(self, attribute: str, constructor: cst.BaseExpression, source: cst.CSTNode, needs_rngs: bool = False) -> None:
-        """Build `self.<attribute> = constructor` at the end of `__init__`."""
+    def add_to_init(
+        self, attribute: str, constructor: cst.BaseExpression, source: cst.CSTNode, needs_rngs: bool = False, guard: Guard | None = None
+    ) -> None:
+        """Build `self.<attribute> = constructor` at the end of `__init__`, under the `if` branches of `guard`
+        (by default those on constructor state around the current statement)."""
         self.ctx.need_target_import()
-        self.state.hoisted.append(_Hoisted(attribute, constructor, source))
+        guard = self.layer_guard if guard is None else guard
+        if guard:
+            self.converted(source, RULE_CONDITIONAL_LAYER, f"{attribute} built in __init__ under the same condition")
+        self.state.hoisted.append(_Hoisted(attribute, constructor, source, guard))
         self.state.needs_rngs |= needs_rngs
 
     def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
@@ -646,31 +691,41 @@ class _NameUses(Walker):
             self.calls[node.func.value] += 1
 
 
-def _stored_layers(method: cst.FunctionDef, converter: NnxConverter) -> dict[str, tuple[cst.Call, cst.BaseStatement]]:
-    """Layers a method stores in a local at its top level and only ever calls: `bn = hk.BatchNorm(...)`, `bn(x, t)`.
+def _stored_layers(
+    method: cst.FunctionDef, blocks: list[tuple[cst.BaseSuite, Guard]], converter: NnxConverter
+) -> dict[str, tuple[cst.Call, cst.BaseStatement, Guard]]:
+    """Layers a method stores in a local and only ever calls, in the same block: `bn = hk.BatchNorm(...)`,
+    `bn(x, t)`, at its top level or in a branch on constructor state (`blocks`, with their guards).
 
     They can be built in `__init__` as `self.bn`; a local used any other way (passed on, rebound) cannot.
     """
-    body = method.body.body if isinstance(method.body, cst.IndentedBlock) else ()
     candidates = {}
-    for statement in body:
-        assign = analysis.simple_assign(statement)
-        if (
-            assign is not None
-            and isinstance(assign[0], cst.Name)
-            and isinstance(assign[1], cst.Call)
-            and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
-            and converter.is_module_constructor(assign[1])
-        ):
-            candidates[assign[0].value] = (assign[1], statement)
+    for block, guard in blocks:
+        for statement in getattr(block, "body", ()):
+            assign = analysis.simple_assign(statement)
+            if (
+                assign is not None
+                and isinstance(assign[0], cst.Name)
+                and isinstance(assign[1], cst.Call)
+                and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
+                and converter.is_module_constructor(assign[1])
+            ):
+                candidates[assign[0].value] = (assign[1], statement, guard, block)
     if not candidates:
         return {}
     uses = _NameUses(set(candidates))
     uses.walk(method.body)
+    in_block = {}
+    for name, (_, _, _, block) in candidates.items():
+        in_block[name] = _NameUses({name})
+        in_block[name].walk(block)
     return {
-        name: found
-        for name, found in candidates.items()
-        if uses.assigned[name] == 1 and uses.calls[name] >= 1 and uses.reads[name] == uses.assigned[name] + uses.calls[name]
+        name: (constructor, statement, guard)
+        for name, (constructor, statement, guard, _) in candidates.items()
+        if uses.assigned[name] == 1
+        and uses.calls[name] >= 1
+        and uses.reads[name] == uses.assigned[name] + uses.calls[name]
+        and in_block[name].reads[name] == uses.reads[name]
     }
 
 
@@ -747,9 +802,10 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMethods, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMethods, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations, InitializerBindings):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
+        ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables)
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
         self.init_param_paths(module)
