@@ -104,7 +104,7 @@ def markdown(tables: Tables | None = None) -> str:
     ]
     for construct in [*tables.constructs.values(), *tables.initializers.values()]:
         linen, nnx = _apis(construct)
-        lines.append(f"| `hk.{construct.haiku}` | `nn.{linen}` | `nnx.{nnx}` | {construct.source} |")
+        lines.append(f"| `{construct.display}` | `nn.{linen}` | `nnx.{nnx}` | {construct.source} |")
     lines += ["", "## Types in annotations ([HK030](#hk030))", "", "| Haiku | Linen | NNX | table |", "|---|---|---|---|"]
     lines += [f"| `hk.{t.haiku}` | `{t.flax['linen']}` | `{t.flax['nnx']}` | {t.source} |" for t in tables.types.values()]
     lines += [
@@ -147,7 +147,7 @@ def print_rules(prefixes: tuple[str, ...], tables: Tables | None = None) -> None
     for column in ("Haiku", "Linen", "NNX", "table"):
         constructs.add_column(column)
     for construct in [*tables.constructs.values(), *tables.initializers.values()]:
-        constructs.add_row(f"hk.{construct.haiku}", *(f"{ns}.{api}" for ns, api in zip(("nn", "nnx"), _apis(construct))), construct.source)
+        constructs.add_row(f"{construct.display}", *(f"{ns}.{api}" for ns, api in zip(("nn", "nnx"), _apis(construct))), construct.source)
     console.print(constructs)
     index = Table(title="Haiku API index")
     for column in ("Haiku", "rule", "status"):

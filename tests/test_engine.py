@@ -246,7 +246,7 @@ def test_linen_namespace_avoids_a_name_the_file_already_uses():
     assert _convert(source, "linen") == textwrap.dedent(expected)
 
 
-def test_nnx_module_class_built_in_a_loop_gets_a_todo():
+def test_nnx_module_class_built_in_a_loop_is_one_per_iteration_or_gets_a_todo():
     source = """\
     import haiku as hk
 
@@ -262,8 +262,17 @@ def test_nnx_module_class_built_in_a_loop_gets_a_todo():
           block = Block()
           x = block(x)
         return x
+
+
+    class Stack(hk.Module):
+      def __call__(self, x):
+        blocks = []
+        for _ in range(3):
+          blocks.append(Block())
+        return blocks[0](x)
     """
     code = _convert(source, "nnx")
+    assert "self.blocks.append(Block(in_features, rngs=rngs))" in code and "for block in self.blocks:" in code
     assert "# TODO(haiku2flax:HK001): `Block` is built in a loop or condition; build it in `__init__` by hand" in code
 
 
@@ -308,3 +317,20 @@ def test_linen_stateless_transform_with_state_runs():
     namespace: dict = {}
     exec(compile(code, "<converted>", "exec"), namespace)  # runs: no KeyError on the missing collection
     assert namespace["out"].shape == (2, 3)
+
+
+def test_linen_named_layer_built_in_a_loop_loses_its_name():
+    """Haiku numbers repeats of a name (`res`, `res_1`); Linen raises NameInUseError on them."""
+    source = """\
+    import haiku as hk
+
+
+    class Tower(hk.Module):
+      def __call__(self, x):
+        for _ in range(3):
+          x = x + hk.Linear(4, name="res")(x)
+        return hk.Linear(2, name="head")(x)
+    """
+    code = _convert(source, "linen")
+    assert "x = x + nn.Dense(4)(x)" in code
+    assert 'nn.Dense(2, name="head")(x)' in code

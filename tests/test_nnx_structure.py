@@ -177,3 +177,114 @@ def test_a_list_of_anything_but_layers_is_left_alone() -> None:
         init="self.fns = [jax.nn.relu, hk.Linear(4)]",
     )
     assert "nnx.List" not in code and "TODO(haiku2flax:HK000)" in code
+
+
+# -- HK602: layers built in a `for` loop of a method -----------------------------------------------
+def test_a_loop_over_a_call_argument_keeps_its_layers_with_a_todo() -> None:
+    code = nnx("""\
+        for _ in range(x.shape[0]):
+          x = hk.Linear(4)(x)
+        return x
+        """)
+    assert "# TODO(haiku2flax:HK602): the loop runs over `range(x.shape[0])`, which reads `x` (a call argument)" in code
+    assert "nnx.List" not in code and "hk.Linear(4)(x)" in code
+
+
+def test_a_break_or_an_earlier_continue_keeps_the_layers_with_a_todo() -> None:
+    broken = nnx("""\
+        for n in self.sizes:
+          x = hk.Linear(n)(x)
+          if self.use_bn:
+            break
+        return x
+        """, init="self.use_bn = use_bn\nself.sizes = sizes")
+    assert "# TODO(haiku2flax:HK602): a `break` in the loop can end it before every iteration has built its layer" in broken
+    skipped = nnx("""\
+        for n in self.sizes:
+          if n == 2:
+            continue
+          x = hk.Linear(n)(x)
+        return x
+        """, init="self.sizes = sizes")
+    assert "# TODO(haiku2flax:HK602): a `continue` before it skips building it in some iterations" in skipped
+
+
+def test_a_layer_in_a_nested_loop_keeps_a_todo() -> None:
+    code = nnx("""\
+        for n in self.sizes:
+          for _ in range(2):
+            x = hk.Linear(n)(x)
+        return x
+        """, init="self.sizes = sizes")
+    assert "# TODO(haiku2flax:HK602): it is built in a loop nested in another loop" in code
+
+
+def test_constructor_arguments_computed_in_the_method_keep_a_todo() -> None:
+    code = nnx("""\
+        for n in self.sizes:
+          width = 2 * n
+          x = hk.Linear(width)(x)
+        return x
+        """, init="self.sizes = sizes")
+    assert "# TODO(haiku2flax:HK602): its arguments use `width`, computed in the method" in code
+
+
+def test_a_loop_variable_still_read_indexes_the_list_over_a_range() -> None:
+    code = nnx("""\
+        outs = []
+        for i in range(len(self.sizes)):
+          x = jax.nn.relu(hk.Linear(self.sizes[i])(x))
+          outs.append(x[..., i])
+        return jnp.stack(outs)
+        """, init="self.sizes = sizes")
+    assert "in_features = din\n    for i in range(len(sizes)):\n      self.linears.append(nnx.Linear(in_features, sizes[i], rngs=rngs))" in code
+    assert "x = jax.nn.relu(self.linears[i](x))" in code
+
+
+def test_a_loop_variable_still_read_zips_the_iterable_with_the_list() -> None:
+    code = nnx("""\
+        for n in self.sizes:
+          x = hk.Linear(n)(x) * n
+        return x
+        """, init="self.sizes = sizes")
+    assert "for n, linear in zip(self.sizes, self.linears):\n      x = linear(x) * n" in code
+
+
+def test_a_layer_built_before_the_loop_is_one_layer_shared_by_every_iteration() -> None:
+    code = nnx("""\
+        shared = hk.Linear(4)
+        for _ in range(2):
+          x = shared(x)
+        return x
+        """)
+    assert "self.shared = nnx.Linear(din, 4, rngs=rngs)" in code and "nnx.List" not in code
+    assert "x = self.shared(x)" in code
+
+
+def test_a_size_an_iteration_leaves_unknown_is_left_to_a_todo() -> None:
+    code = nnx("""\
+        for n in self.sizes:
+          x = jnp.tanh(hk.Linear(n)(x)).T
+        return x
+        """, init="self.sizes = sizes")
+    assert "# TODO(haiku2flax:HK006): set `in_features` to the feature size an iteration leaves, in place of `...`" in code
+    assert "in_features = ...\n" in code
+
+
+def test_a_reduction_over_axes_that_keep_the_last_keeps_the_feature_size() -> None:
+    kept = nnx("""\
+        x = jnp.mean(hk.Linear(8)(x), axis=(-3, -2))
+        return hk.Linear(2)(x)
+        """)
+    assert "self.linear_1 = nnx.Linear(8, 2, rngs=rngs)" in kept
+    unknown_rank = nnx("""\
+        x = jnp.mean(hk.Linear(8)(x), axis=(1, 2))
+        return hk.Linear(2)(x)
+        """)
+    assert "# TODO(haiku2flax:HK006): pass `linear_1_in_features`" in unknown_rank
+    known_rank = nnx("""\
+        x = hk.Reshape((4, 4, 3))(x)
+        x = jnp.mean(x, axis=(1, 2))
+        return hk.Linear(2)(hk.Flatten()(x))
+        """)
+    assert "self.linear = nnx.Linear(3, 2, rngs=rngs)" in known_rank

@@ -55,6 +55,34 @@ def pooled_shape(shape: Shape, window: tuple[int, ...] | None, strides: tuple[in
     return tuple(pooled_size(n, w, s, padding) if (w, s) != (1, 1) else n for n, w, s in zip(shape, window, strides))
 
 
+# `jnp.mean(x, axis=...)` and its kind: they drop (or, with keepdims, keep as 1) the axes they reduce.
+REDUCTIONS = {"mean", "sum", "max", "min", "prod", "var", "std", "amax", "amin", "median", "logsumexp"}
+
+
+def reduced_axes(call: cst.Call, rank: int | None) -> tuple[int, ...] | None:
+    """The axes a reduction's literal `axis` names, made non-negative where the rank is known (None: not
+    known, or every axis)."""
+    axis = next((a.value for a in call.args[1:2] if a.keyword is None), None)
+    axis = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "axis"), axis)
+    value = literal(axis) if axis is not None else None
+    axes = (value,) if is_int(value) else tuple(value) if isinstance(value, tuple | list) and all(is_int(v) for v in value) else None
+    if axes is None:
+        return None
+    if rank is not None:
+        return tuple(a % rank for a in axes) if all(-rank <= a < rank for a in axes) else None
+    return axes
+
+
+def keeps_last_axis(call: cst.Call, shape: Shape) -> bool:
+    """Does a reduction leave the last axis as it was? Negative axes other than -1 do; others only where
+    the rank is known and they are not the last."""
+    rank = len(shape) if shape is not None else None
+    axes = reduced_axes(call, rank)
+    if axes is None:
+        return False
+    return all(a < rank - 1 for a in axes) if rank is not None else all(a < -1 for a in axes)
+
+
 def reshaped(shape: Shape, output_shape: object, preserve_dims: object) -> Shape:
     """Haiku's Reshape: the first `preserve_dims` axes kept (a negative count: all but the last n), then
     `output_shape` with one -1 inferred. The rank is assumed to exceed `preserve_dims` (else Haiku
@@ -118,9 +146,21 @@ class StaticShapes(Rewriter):
             return self._pool_shape(self.static_shape(bound["value"]), bound)
         from ..targets.nnx import ELEMENTWISE  # the targets import the codemods
 
-        if (dotted_name(node.func) or "").rsplit(".", 1)[-1] in ELEMENTWISE:
+        function = (dotted_name(node.func) or "").rsplit(".", 1)[-1]
+        if function in ELEMENTWISE:
             return self.static_shape(node.args[0].value)
+        if function in REDUCTIONS:
+            return self._reduced_shape(node, self.static_shape(node.args[0].value))
         return None
+
+    def _reduced_shape(self, call: cst.Call, shape: Shape) -> Shape:
+        axes = reduced_axes(call, len(shape)) if shape is not None else None
+        if shape is None or axes is None:
+            return None
+        keepdims = next((literal(a.value) for a in call.args if a.keyword is not None and a.keyword.value == "keepdims"), False)
+        if keepdims is not True and keepdims is not False:
+            return None
+        return tuple(1 if i in axes else n for i, n in enumerate(shape) if keepdims or i not in axes)
 
     def _pool_shape(self, shape: Shape, bound: dict[str, cst.BaseExpression]) -> Shape:
         rank = len(shape) if shape is not None else None

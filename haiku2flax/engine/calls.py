@@ -141,7 +141,7 @@ class _Argument:
         return ast.literal_eval(default) if default is not None else NOT_LITERAL
 
     def cannot(self, why: str) -> Unconvertible:
-        return Unconvertible(f"`hk.{self.construct.haiku}({self.name}={code(self.value)})`: {why}")
+        return Unconvertible(f"`{self.construct.display}({self.name}={code(self.value)})`: {why}")
 
 
 def _spatial_literal(argument: _Argument, value: object) -> tuple | None:
@@ -273,7 +273,7 @@ def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpr
     try:
         return convert_initializer(argument.value, argument.ctx, argument.ns, elementwise=elementwise)
     except Unconvertible as reason:
-        raise Unconvertible(f"`hk.{argument.construct.haiku}` {argument.name}: {reason}") from None
+        raise Unconvertible(f"`{argument.construct.display}` {argument.name}: {reason}") from None
 
 
 CONVERTERS = {
@@ -374,7 +374,7 @@ def convert_construct_call(
     the file's imports and tables, which initializer and `hk.pad` arguments need.
     """
     api = construct.targets[target]
-    bound = BoundCall.bind(call, construct.haiku_args, f"hk.{construct.haiku}").args
+    bound = BoundCall.bind(call, construct.haiku_args, f"{construct.display}").args
     values: dict[str, cst.BaseExpression] = {}
     given = dict(bound)  # what templates read: an argument dropped as Flax's default reads as not given
     for name, value in bound.items():
@@ -384,7 +384,7 @@ def convert_construct_call(
         flax_name = api.args.get(name)
         if flax_name is None:
             why = construct.todo.get(name) or f"has no {target} counterpart"
-            raise Unconvertible(f"`hk.{construct.haiku}({name}={code(value)})`: {why}")
+            raise Unconvertible(f"`{construct.display}({name}={code(value)})`: {why}")
         kind = construct.convert.get(name)
         converted = CONVERTERS[kind](_Argument(name, value, construct, bound, ns, ctx)) if kind else value
         if flax_name:
@@ -392,7 +392,7 @@ def convert_construct_call(
     if api.inputs and not inputs:
         sized = [*api.inputs, *(n for n, template in api.add.items() if f"{{{INPUT_SIZE}}}" in template)]
         raise Unconvertible(
-            f"`hk.{construct.haiku}` needs its input feature size, which is not known where it is built: "
+            f"`{construct.display}` needs its input feature size, which is not known where it is built: "
             f"build and call it in one expression, or write {', '.join(f'`{n}`' for n in sized)} by hand"
         )
     for name in api.inputs:
@@ -426,7 +426,7 @@ def output_size(call: cst.Call, construct: Construct, inputs: tuple[cst.BaseExpr
     if construct.output_size is None:
         return None
     try:
-        bound = BoundCall.bind(call, construct.haiku_args, f"hk.{construct.haiku}").args
+        bound = BoundCall.bind(call, construct.haiku_args, f"{construct.display}").args
         if construct.output_size in bound:
             return bound[construct.output_size]
         if not PLACEHOLDER.search(construct.output_size):
@@ -454,13 +454,13 @@ def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -
     if not construct.haiku_call_args:
         return list(call.args)
     api = construct.targets[target]
-    bound = BoundCall.bind(call, construct.haiku_call_args, f"hk.{construct.haiku}(...)")
+    bound = BoundCall.bind(call, construct.haiku_call_args, f"{construct.display}(...)")
     values: dict[str, cst.BaseExpression] = {}
     for name, value in bound.args.items():
         flax_name = api.call_args.get(name)
         if flax_name is None:
             why = construct.todo.get(name) or f"has no {target} counterpart"
-            raise Unconvertible(f"calling `hk.{construct.haiku}` with `{name}`: {why}")
+            raise Unconvertible(f"calling `{construct.display}` with `{name}`: {why}")
         values[flax_name] = negate(value) if name in api.negated else value
     first = api.call_args.get(construct.haiku_call_args[0], "")
     return build_call(cst.Name("_"), values, (first, *api.call_positional)).args  # type: ignore[return-value]

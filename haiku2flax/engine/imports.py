@@ -9,7 +9,7 @@ from __future__ import annotations
 import libcst as cst
 
 from .analysis import is_docstring
-from .names import HAIKU, dotted_name
+from .names import HAIKU, ImportedNames, dotted_name
 from .walk import Walker
 
 
@@ -46,11 +46,14 @@ def _bound_name(alias: cst.ImportAlias) -> str:
     return (dotted_name(alias.name) or "").split(".")[0]
 
 
-def _is_haiku_import(node: cst.BaseSmallStatement) -> bool:
+def _is_haiku_import(node: cst.BaseSmallStatement, names: ImportedNames) -> bool:
+    """An import of Haiku, or of a house API the tables convert (`from mylib.nn import Dense`)."""
     if isinstance(node, cst.Import):
         return any((dotted_name(a.name) or "").split(".")[0] == HAIKU for a in node.names)
     if isinstance(node, cst.ImportFrom) and node.module is not None and not node.relative:
-        return (dotted_name(node.module) or "").split(".")[0] == HAIKU
+        module = dotted_name(node.module) or ""
+        house = not isinstance(node.names, cst.ImportStar) and all(f"{module}.{dotted_name(a.name)}" in names.house for a in node.names)
+        return module.split(".")[0] == HAIKU or house
     return False
 
 
@@ -79,7 +82,9 @@ def _import_line(module: str, name: str | None, alias: str | None) -> cst.Simple
     return cst.parse_statement(text)  # type: ignore[return-value]
 
 
-def fix_imports(module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str]) -> cst.Module:
+def fix_imports(
+    module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str], imported: ImportedNames
+) -> cst.Module:
     """Add the `needed` imports; drop the names of Haiku imports that `used` (the module's `used_names`) lacks."""
     body: list[cst.BaseStatement] = []
     insert_at: int | None = None
@@ -88,7 +93,7 @@ def fix_imports(module: cst.Module, needed: set[tuple[str, str | None, str | Non
         if isinstance(statement, cst.SimpleStatementLine) and any(isinstance(s, cst.Import | cst.ImportFrom) for s in statement.body):
             kept_smalls = []
             for small in statement.body:
-                if _is_haiku_import(small):
+                if _is_haiku_import(small, imported):
                     names = [a for a in small.names if _bound_name(a) in used]  # type: ignore[union-attr]
                     if not names:
                         continue

@@ -61,7 +61,7 @@ class _Leftovers(cst.CSTTransformer):
         if isinstance(node, cst.Attribute | cst.Name) and self._found:
             api = self.names.haiku_api(node)
             if api is not None or (isinstance(node, cst.Name) and self.names.qualify(node) is not None):
-                self._found[-1].append(f"hk.{api}" if api else node.value)  # type: ignore[union-attr]
+                self._found[-1].append(self.names.display(api) if api else node.value)  # type: ignore[union-attr]
                 return False
             if isinstance(node, cst.Attribute):  # `nnx.Module` does not refer to a name `Module`
                 node.value.visit(self)

@@ -33,13 +33,15 @@ def _module_name(node: cst.BaseExpression) -> str:
 
 @dataclass
 class ImportedNames:
-    """Local name -> fully qualified name, for every name bound by an import of `haiku`."""
+    """Local name -> fully qualified name, for every name bound by an import of `haiku` (or of a house
+    library whose modules the rule tables convert: `house` holds their full paths, `mylib.nn.Dense`)."""
 
     aliases: dict[str, str] = field(default_factory=dict)
+    house: frozenset[str] = frozenset()
 
     @classmethod
-    def from_module(cls, module: cst.Module) -> ImportedNames:
-        names = cls()
+    def from_module(cls, module: cst.Module, house: frozenset[str] = frozenset()) -> ImportedNames:
+        names = cls(house=house)
         for statement in module.body:
             if not isinstance(statement, cst.SimpleStatementLine):
                 continue
@@ -48,31 +50,37 @@ class ImportedNames:
                     names.add_import(small)
         return names
 
+    def _tracked(self, full: str) -> bool:
+        """Haiku itself, or a house module or package holding an API the tables convert."""
+        if full == HAIKU or full.startswith(HAIKU + "."):
+            return True
+        return any(api == full or api.startswith(full + ".") for api in self.house)
+
     def add_import(self, node: cst.Import | cst.ImportFrom) -> None:
         if isinstance(node, cst.Import):
             for alias in node.names:
                 full = _module_name(alias.name)
-                if full != HAIKU and not full.startswith(HAIKU + "."):
+                if not self._tracked(full):
                     continue
                 if alias.asname is not None:
                     self.aliases[_module_name(alias.asname.name)] = full
                 else:  # `import haiku.nets` binds `haiku`
-                    self.aliases[HAIKU] = HAIKU
+                    root = full.split(".")[0]
+                    self.aliases[root] = root
             return
         if node.relative or node.module is None:
             return
         module = _module_name(node.module)
-        if module != HAIKU and not module.startswith(HAIKU + "."):
-            return
-        if isinstance(node.names, cst.ImportStar):
+        if not self._tracked(module) or isinstance(node.names, cst.ImportStar):
             return
         for alias in node.names:
             imported = _module_name(alias.name)
             local = _module_name(alias.asname.name) if alias.asname is not None else imported
-            self.aliases[local] = f"{module}.{imported}"
+            if self._tracked(f"{module}.{imported}"):
+                self.aliases[local] = f"{module}.{imported}"
 
     def qualify(self, node: cst.BaseExpression) -> str | None:
-        """The `haiku.…` name an expression refers to, or None if it is not a Haiku name."""
+        """The `haiku.…` name (or house API) an expression refers to, or None if it is not one."""
         name = dotted_name(node)
         if name is None:
             return None
@@ -80,14 +88,22 @@ class ImportedNames:
         full = self.aliases.get(head)
         if full is None:
             return None
-        return f"{full}.{rest}" if rest else full
+        full = f"{full}.{rest}" if rest else full
+        if full.split(".")[0] != HAIKU and full not in self.house:  # other names of a house library
+            return None
+        return full
 
     def haiku_api(self, node: cst.BaseExpression) -> str | None:
-        """The Haiku API path without the package (`Linear`, `nets.MLP`, `experimental.layer_stack`)."""
+        """The Haiku API path without the package (`Linear`, `nets.MLP`, `experimental.layer_stack`), or a
+        house API's full path (`mylib.nn.Dense`)."""
         full = self.qualify(node)
         if full is None or full == HAIKU:
             return None
-        return full[len(HAIKU) + 1 :]
+        return full if full in self.house else full[len(HAIKU) + 1 :]
+
+    def display(self, api: str) -> str:
+        """How messages spell an API `haiku_api` returned: `hk.Linear`, or `mylib.nn.Dense`."""
+        return api if api in self.house else f"hk.{api}"
 
     @property
     def is_empty(self) -> bool:

@@ -1,6 +1,6 @@
 """One file's conversion: the entry point, its result and its errors.
 
-A file that never says `haiku` comes back as it is. Any other is parsed and rewritten by
+A file that never says `haiku` (nor a house library the tables convert) comes back as it is. Any other is parsed and rewritten by
 `engine.rewrite`, imported on the first such file: a run over files without Haiku never loads LibCST,
 which is most of the command's start-up.
 """
@@ -37,9 +37,10 @@ class Conversion:
         return self.code != self.source
 
 
-def mentions_haiku(source: str) -> bool:
-    """The cheap pre-filter: a file that never says `haiku` has nothing to convert."""
-    return HAIKU in source
+def mentions_haiku(source: str, tables: Tables | None = None) -> bool:
+    """The cheap pre-filter: a file that never says `haiku` (nor a house library the tables convert) has
+    nothing to convert."""
+    return HAIKU in source or (tables is not None and any(api.split(".")[0] in source for api in tables.house_apis))
 
 
 def convert_source(
@@ -53,7 +54,7 @@ def convert_source(
     """Convert one file's text. Raises ConversionError for input that does not parse."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
-    if not mentions_haiku(source):
+    if not mentions_haiku(source, tables):
         return Conversion(source, source)
     from .rewrite import rewrite
 

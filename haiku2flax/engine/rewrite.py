@@ -38,16 +38,15 @@ def rewrite(
     except cst.ParserSyntaxError as error:
         message = re.sub(r"^.*?error at \d+:\d+: ", "", error.message.splitlines()[0])
         raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
-    names = ImportedNames.from_module(module)
+    tables = tables or load_tables()
+    names = ImportedNames.from_module(module, tables.house_apis)
     if names.is_empty:
         return Conversion(source, source)
-    ctx = Context(
-        target=target, tables=tables or load_tables(), names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module)
-    )
+    ctx = Context(target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module))
     converter = _converter(target)(ctx, module)
     rewritten = module.visit(converter)
     reads = {id(statement): used_names(statement) for statement in rewritten.body}
-    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()))
+    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()), names)
     haiku_users = [
         s for s in converted.body if not names.aliases.keys().isdisjoint(reads[id(s)] if id(s) in reads else used_names(s))
     ]

@@ -49,9 +49,12 @@ class TargetApi:
     flax_default: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Haiku values Flax's default gives
 
 
+HAIKU_MODULE = "haiku"
+
+
 @dataclass(frozen=True)
 class Construct:
-    haiku: str  # API path under `haiku.`, e.g. "Linear" or "nets.MLP"
+    haiku: str  # API path under `haiku.`, e.g. "Linear" or "nets.MLP"; for a house module, its full path
     haiku_args: tuple[str, ...]
     targets: dict[str, TargetApi]
     params: dict[str, Leaf]
@@ -65,6 +68,12 @@ class Construct:
     defaults: dict[str, str] = field(default_factory=dict)  # Haiku defaults (source) that templates read
     todo: dict[str, str] = field(default_factory=dict)  # Haiku argument -> what to do when it cannot convert
     layout_based: bool = False  # initializers: the values depend on the parameter's layout (fans, axes)
+    module: str = HAIKU_MODULE  # where the API lives: `haiku`, or a house library wrapping Haiku modules
+
+    @property
+    def display(self) -> str:
+        """How messages spell the API: `hk.Linear`, or `mylib.nn.Dense` for a house module."""
+        return f"hk.{self.haiku}" if self.module == HAIKU_MODULE else self.haiku
 
 
 def _leaves(raw: dict[str, object], source: str) -> dict[str, Leaf]:
@@ -103,8 +112,9 @@ def _construct(entry: dict, source: str) -> Construct:
     try:
         shared = entry.get("flax")  # one section for both targets (initializers: the same jax functions)
         targets = {target: _target(entry.get(target, shared)) for target in TARGETS}
+        module = entry.get("module", HAIKU_MODULE)
         construct = Construct(
-            haiku=entry["haiku"],
+            haiku=entry["haiku"] if module == HAIKU_MODULE else f"{module}.{entry['haiku']}",
             haiku_args=tuple(entry["haiku_args"]),
             targets=targets,
             params=_leaves(entry.get("params", {}), source),
@@ -118,6 +128,7 @@ def _construct(entry: dict, source: str) -> Construct:
             defaults=dict(entry.get("defaults", {})),
             todo=dict(entry.get("todo", {})),
             layout_based=bool(entry.get("layout_based", False)),
+            module=module,
         )
     except (KeyError, TypeError) as error:
         raise TableError(f"{source}: construct {entry.get('haiku', '?')!r}: missing or bad key {error}") from None
@@ -202,6 +213,11 @@ class Tables:
 
     def get(self, haiku_api: str) -> Construct | None:
         return self.constructs.get(haiku_api)
+
+    @property
+    def house_apis(self) -> frozenset[str]:
+        """Full paths of the house-library modules the tables convert (`mylib.nn.Dense`)."""
+        return frozenset(c.haiku for c in self.constructs.values() if c.module != HAIKU_MODULE)
 
     def guidance_for(self, haiku_api: str) -> Guidance | None:
         """The guidance for an API or for the nearest API path above it (`mixed_precision` for `mixed_precision.set_policy`)."""

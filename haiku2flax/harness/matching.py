@@ -12,6 +12,7 @@ here: a new table entry is matched as soon as it exists.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..engine.tables import Construct, Tables
+from ..engine.tables import HAIKU_MODULE, Construct, Tables
 from .conversions import SUMMED, converted
 
 HAIKU_ONLY_STATE = "Haiku-only state"  # e.g. BatchNorm's EMA `counter` and `hidden`: no Flax counterpart
@@ -65,12 +66,23 @@ def resolve(namespace: object, dotted: str) -> object | None:
     return functools.reduce(lambda obj, part: getattr(obj, part, None), dotted.split("."), namespace)
 
 
+def haiku_api_object(construct: Construct) -> object | None:
+    """The Haiku class or function a construct names: in `haiku`, or in a house library (imported here)."""
+    if construct.module == HAIKU_MODULE:
+        return resolve(hk, construct.haiku)
+    try:
+        module = importlib.import_module(construct.module)
+    except ImportError:
+        return None
+    return resolve(module, construct.haiku.removeprefix(construct.module + "."))
+
+
 def haiku_table_types(tables: Tables, target: str) -> dict[type, str]:
     """Haiku classes that own leaves on their own: their Flax API must be a class of `target`."""
     flax_types = flax_table_types(tables, target)
     found = {}
     for name, construct in tables.constructs.items():
-        haiku_cls = resolve(hk, construct.haiku)
+        haiku_cls = haiku_api_object(construct)
         if isinstance(haiku_cls, type) and construct.targets[target].api in flax_types.values():
             found[haiku_cls] = name
     return found

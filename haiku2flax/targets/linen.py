@@ -79,6 +79,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         self.init_param_paths(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
+        self._loop_depth = 0  # loops around the statement being visited: a layer built there is built per iteration
         self._built_at_call: dict[int, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
 
     # -- functions and classes ---------------------------------------------------------------------
@@ -299,5 +300,36 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
             return updated
         self.ctx.need_target_import()
         self.mark_builds_layer()
-        self.converted(original, RULE_LAYER, f"hk.{construct.haiku} -> nn.{construct.targets['linen'].api}")
+        self.converted(original, RULE_LAYER, f"{construct.display} -> nn.{construct.targets['linen'].api}")
+        if self._loop_depth and isinstance(layer, cst.Call) and any(_is_literal_name(a) for a in layer.args):
+            layer = _without_name(layer)
+            self.warn(original, RULE_LAYER, "a literal `name=` dropped in a loop: Haiku numbers repeated names (`x_1`), Linen refuses them")
         return updated.with_changes(func=layer, args=args) if called else layer
+
+    def visit_For(self, node: cst.For) -> bool | None:
+        self._loop_depth += 1
+        return super().visit_For(node)
+
+    def leave_For(self, original: cst.For, updated: cst.For):
+        self._loop_depth -= 1
+        return super().leave_For(original, updated)
+
+    def visit_While(self, node: cst.While) -> bool | None:
+        self._loop_depth += 1
+        return super().visit_While(node)
+
+    def leave_While(self, original: cst.While, updated: cst.While):
+        self._loop_depth -= 1
+        return super().leave_While(original, updated)
+
+
+def _is_literal_name(arg: cst.Arg) -> bool:
+    """`name="res"`: the same name at every iteration of a loop (a computed one may differ)."""
+    return arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString)
+
+
+def _without_name(call: cst.Call) -> cst.Call:
+    args = [a for a in call.args if not _is_literal_name(a)]
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return call.with_changes(args=args)

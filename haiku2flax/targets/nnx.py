@@ -42,6 +42,7 @@ from ..codemods.dropout import NnxDropout
 from ..codemods.initializers import InitializerBindings, convert_bindings, initializer_bindings
 from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
+from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.pooling import NnxPooling
@@ -50,6 +51,7 @@ from ..codemods.reshapes import NnxReshapes
 from ..codemods.rng import RngKeys
 from ..codemods.rng_sequences import NnxRngSequences
 from ..codemods.scopes import NnxScopes, NnxTransparentMethods
+from ..codemods.shapes import REDUCTIONS, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
 from ..engine import analysis
@@ -109,6 +111,7 @@ class _Hoisted:
     constructor: cst.BaseExpression
     source: cst.CSTNode  # the Haiku node it came from, for notes
     guard: Guard = ()  # the `if` branches on constructor state it is built under
+    lines: list[cst.BaseStatement] | None = None  # the statements building it, when not `self.<attribute> = constructor`
 
 
 @dataclass
@@ -156,6 +159,7 @@ class _ClassConversion:
         self.init_layers = self._read_init_layers()
         self.layer_lists = read_layer_lists(self.init.other_statements, converter.is_module_constructor)
         self.init_todos: list[tuple[str, str]] = []  # TODOs for the `__init__` signature itself
+        self.init_locals: set[str] = set()  # variables the hoisted statements assign in `__init__`
 
     def _read_init_layers(self) -> dict[str, _InitLayer]:
         layers = {}
@@ -224,7 +228,8 @@ class _ClassConversion:
         body = [s for s in body if s is not self.init_def]
         still_read = {n for n in fields if _reads_self_attribute(cst.Module(body=body), n)}
         hoisted_lines = guarded_lines(
-            [(h.guard, _assign_line(h.attribute, h.constructor.visit(to_params))) for h in self.hoisted], lambda test: test.visit(to_params)  # type: ignore[arg-type]
+            [(h.guard, line.visit(to_params)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
+            lambda test: test.visit(to_params),  # type: ignore[arg-type]
         )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
         init_body = [
@@ -368,7 +373,7 @@ class _ClassConversion:
             inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
             self.needs_rngs = True  # every table layer takes rngs
             self.ctx.need_target_import()
-            report.converted(constructor, RULE_LAYER, f"hk.{construct.haiku} -> nnx.{api.api} (built in __init__)")
+            report.converted(constructor, RULE_LAYER, f"{construct.display} -> nnx.{api.api} (built in __init__)")
             output = output_size(constructor, construct, inputs)
             return new, output
         info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
@@ -398,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations, InitializerBindings):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations, InitializerBindings):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -415,6 +420,7 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLifted, NnxContr
         self.node_sizes: dict[int, cst.BaseExpression | None] = {}
         self.method_locals = {p.name.value for p in [*method.params.params, *method.params.kwonly_params]}
         self.method_locals |= _assigned_names(method)
+        self.method = method
         self.mode_flags: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
@@ -434,11 +440,13 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLifted, NnxContr
             sizes = [self.size_of(side) for side in (node.left, node.right) if not _is_number(side)]
             if len(sizes) == 1 or (len(sizes) == 2 and sizes[0] is not None and sizes[1] is not None and code(sizes[0]) == code(sizes[1])):
                 return sizes[0]
-            return None
+            return self.carried_size(sizes) if len(sizes) == 2 else None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
             if last in ELEMENTWISE and node.args[0].keyword is None:
+                return self.size_of(node.args[0].value)
+            if last in REDUCTIONS and node.args[0].keyword is None and keeps_last_axis(node, self.static_shape(node.args[0].value)):
                 return self.size_of(node.args[0].value)
             if last in ("concatenate", "concat") and isinstance(node.args[0].value, cst.List | cst.Tuple):
                 return self._concatenated(node)
@@ -508,6 +516,9 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLifted, NnxContr
         super().visit_Call(node)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        built_in_loop = self.loop_layer_call(original, updated)
+        if built_in_loop is not None:
+            return built_in_loop
         if isinstance(original.func, cst.Name) and original.func.value in self.stored_layers:
             return self._call_stored(original.func.value, updated)
         if self._builds_class_elsewhere(original):
@@ -626,15 +637,21 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLifted, NnxContr
         return self.state.attribute_name(base, explicit)
 
     def add_to_init(
-        self, attribute: str, constructor: cst.BaseExpression, source: cst.CSTNode, needs_rngs: bool = False, guard: Guard | None = None
+        self,
+        attribute: str,
+        constructor: cst.BaseExpression,
+        source: cst.CSTNode,
+        needs_rngs: bool = False,
+        guard: Guard | None = None,
+        lines: list[cst.BaseStatement] | None = None,
     ) -> None:
-        """Build `self.<attribute> = constructor` at the end of `__init__`, under the `if` branches of `guard`
-        (by default those on constructor state around the current statement)."""
+        """Build `self.<attribute> = constructor` (or run `lines`, which build it) at the end of `__init__`,
+        under the `if` branches of `guard` (by default those on constructor state around the current statement)."""
         self.ctx.need_target_import()
         guard = self.layer_guard if guard is None else guard
         if guard:
             self.converted(source, RULE_CONDITIONAL_LAYER, f"{attribute} built in __init__ under the same condition")
-        self.state.hoisted.append(_Hoisted(attribute, constructor, source, guard))
+        self.state.hoisted.append(_Hoisted(attribute, constructor, source, guard, lines))
         self.state.needs_rngs |= needs_rngs
 
     def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
