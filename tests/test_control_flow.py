@@ -47,11 +47,7 @@ def _convert(body: str, target: str):
 
 
 def _todos(body: str, target: str) -> dict[str, list[str]]:
-    todos: dict[str, list[str]] = {}
-    for note in _convert(body, target).notes:
-        if note.outcome == "todo":
-            todos.setdefault(note.rule, []).append(note.message)
-    return todos
+    return _convert(body, target).todos()
 
 
 @pytest.mark.parametrize("target", TARGETS)

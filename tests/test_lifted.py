@@ -46,11 +46,7 @@ class Uses(hk.Module):
 
 def _todos(body: str, target: str) -> dict[str, list[str]]:
     source = HEADER + textwrap.indent(textwrap.dedent(body), "    ")
-    todos: dict[str, list[str]] = {}
-    for note in convert_source(source, target).notes:
-        if note.outcome == "todo":
-            todos.setdefault(note.rule, []).append(note.message)
-    return todos
+    return convert_source(source, target).todos()
 
 
 @pytest.mark.parametrize("target", TARGETS)

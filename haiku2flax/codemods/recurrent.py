@@ -443,6 +443,18 @@ class _Recurrent(Rewriter):
     def is_initial_state(self, call: cst.Call, core: Core) -> bool:
         return any(call is c for c in core.initial_states)
 
+    def initial_carry_shape(self, call: cst.Call) -> tuple[Core, cst.BaseExpression] | None:
+        """`core.initial_state(batch)`: the core and the input shape Flax's `initialize_carry` takes (else None;
+        a TODO where the shape cannot be written)."""
+        core = self.core_of(call)
+        if core is None or not self.is_initial_state(call, core):
+            return None
+        try:
+            return core, _carry_shape(core, call)
+        except Unconvertible as reason:
+            self.todo(call, RULE_CORE_USE, str(reason))
+            return None
+
     def flag_core_problems(self, original: cst.Assign) -> None:
         """A TODO on a core's constructor and uses when the rule cannot follow it, or on an unroll of an unknown core."""
         methods = self.recurrent
@@ -546,12 +558,9 @@ class LinenRecurrent(_Recurrent):
         core = self.core_of(original)
         if core is not None and original is core.constructor:
             return self._cell(original, updated, core)
-        if core is not None and self.is_initial_state(original, core):
-            try:
-                shape = _carry_shape(core, original)
-            except Unconvertible as reason:
-                self.todo(original, RULE_CORE_USE, str(reason))
-                return updated
+        initial = self.initial_carry_shape(original)
+        if initial is not None:
+            core, shape = initial
             self.ctx.needed_imports.add(("jax", None, None))
             key = cst.parse_expression("jax.random.key(0)")
             return cst.Call(cst.Attribute(cst.Name(core.name), cst.Name("initialize_carry")), [cst.Arg(key), cst.Arg(shape)])
@@ -713,13 +722,9 @@ class NnxRecurrent(_Recurrent):
         return cst.Call(attr(self.ctx.ns, "Sequential"), layers), current
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        core = self.core_of(original)
-        if core is not None and self.is_initial_state(original, core):
-            try:
-                shape = _carry_shape(core, original)
-            except Unconvertible as reason:
-                self.todo(original, RULE_CORE_USE, str(reason))
-                return updated
+        initial = self.initial_carry_shape(original)
+        if initial is not None:
+            core, shape = initial
             rngs = cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(cst.Integer("0"))])
             return cst.Call(attr("self", f"{self._attribute(core)}.initialize_carry"), [cst.Arg(shape), cst.Arg(rngs)])
         return super().leave_Call(original, updated)

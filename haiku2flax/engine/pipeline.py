@@ -36,6 +36,14 @@ class Conversion:
     def changed(self) -> bool:
         return self.code != self.source
 
+    def todos(self) -> dict[str, list[str]]:
+        """The TODO reasons, by rule id."""
+        todos: dict[str, list[str]] = {}
+        for note in self.notes:
+            if note.outcome == "todo":
+                todos.setdefault(note.rule, []).append(note.message)
+        return todos
+
 
 def mentions_haiku(source: str, tables: Tables | None = None) -> bool:
     """The cheap pre-filter: a file that never says `haiku` (nor a house library the tables convert) has
