@@ -334,3 +334,42 @@ def test_linen_named_layer_built_in_a_loop_loses_its_name():
     code = _convert(source, "linen")
     assert "x = x + nn.Dense(4)(x)" in code
     assert 'nn.Dense(2, name="head")(x)' in code
+
+
+def test_nnx_optimizer_update_without_a_converted_optimizer_gets_a_todo():
+    """`optimizer.update(grads, opt_state)` becomes `opt_state.update(model, grads)` only where `opt_state`
+    is the nnx.Optimizer the rule made from a module-level `optimizer.init(params)`."""
+    source = """\
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+
+    def forward(x):
+      return hk.Linear(2)(x)
+
+
+    model = hk.without_apply_rng(hk.transform(forward))
+    params = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    optimizer = optax.adam(1e-3)
+
+
+    def loss(params, x):
+      return jnp.mean(model.apply(params, x) ** 2)
+
+
+    @jax.jit
+    def update(params, opt_state, x):
+      grads = jax.grad(loss)(params, x)
+      updates, new_opt_state = optimizer.update(grads, opt_state)
+      return optax.apply_updates(params, updates), new_opt_state
+
+
+    def main():
+      opt_state = optimizer.init(params)
+      return update(params, opt_state, jnp.ones((1, 3)))
+    """
+    code = _convert(source, "nnx")
+    assert "the optimizer state does not come from a module-level `optimizer.init(params)`" in code
+    assert "opt_state.update(" not in code

@@ -174,6 +174,14 @@ class NnxTraining(Rewriter):
             and m.matches(assign[1], m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("init"))))
             and assign[1].func.value.value in self.transforms  # type: ignore[attr-defined]
         }
+        # a module-level `opt_state = optimizer.init(params)` that becomes an nnx.Optimizer (else steps get a TODO)
+        self._creates_optimizers = any(
+            m.matches(assign[1], m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("init")), args=[m.Arg(value=m.Name(), keyword=None)]))
+            and assign[1].args[0].value.value in self.params_variables  # type: ignore[attr-defined]
+            and assign[1].func.value.value not in self.transforms  # type: ignore[attr-defined]
+            for statement in module.body
+            if (assign := analysis.simple_assign(statement)) is not None
+        )
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
         found = self.params_of.get(id(node))
@@ -266,7 +274,11 @@ class NnxTraining(Rewriter):
             self.converted(original, RULE_TRAINING, "TrainState.apply_gradients -> nnx.Optimizer.update(model, grads)")
             return super().leave_SimpleStatementLine(original, line.with_changes(leading_lines=updated.leading_lines))
         optimizer_update = _optimizer_update(updated) if rename is not None else None
-        if optimizer_update is not None:
+        if optimizer_update is not None and not self._creates_optimizers:
+            self.todo(original, RULE_TRAINING, "the optimizer state does not come from a module-level `optimizer.init(params)` this "
+                      "rule turns into an `nnx.Optimizer`: build `nnx.Optimizer(model, tx, wrt=nnx.Param)` and call "
+                      "`.update(model, grads)` by hand")
+        elif optimizer_update is not None:
             grads, opt_state, new_name = optimizer_update
             lines = [_call_line(cst.Attribute(opt_state, cst.Name("update")), cst.Name(rename.model), grads)]  # type: ignore[union-attr]
             if not m.matches(new_name, m.Name(opt_state.value)):  # type: ignore[attr-defined]

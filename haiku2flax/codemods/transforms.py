@@ -4,6 +4,10 @@ What it converts:
 - `f = hk.transform(forward)` (also `hk.without_apply_rng(...)`, `hk.transform_with_state(...)`): a
   forward that only builds one module and calls it with its own arguments becomes that module; any
   other forward becomes a module of its own, named after the function.
+- A module-level function decorated with `@hk.transform` (or `@hk.transform_with_state`, under an
+  optional `@hk.without_apply_rng`) converts the same way: the function becomes the module class, and
+  right after it `f = F()` (NNX: `f = F(din, rngs=nnx.Rngs(seed))`) binds the model to its old name.
+  Other decorator stacks, and decorated functions that are not at module level, get a TODO.
 - Linen: `f.init(rng, x)` returns variables, so the params are `f.init(rng, x)['params']`;
   `f.apply(params, rng, x)` -> `f.apply({'params': params}, x, rngs={'dropout': rng})`; with state,
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
@@ -27,6 +31,7 @@ Example (NNX)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -36,7 +41,7 @@ from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, keyword_arg, respell_args
-from ..engine.context import attr
+from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
@@ -44,14 +49,16 @@ from ..engine.walk import Walker
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
 
+TRANSFORM_APIS = ("transform", "transform_with_state", "without_apply_rng", "multi_transform", "multi_transform_with_state")
 RULE_TRANSFORM = register(
     "HK004", "transform", Status.CONVERTED, "hk.transform / transform_with_state / without_apply_rng and their init/apply calls", __name__,
-    apis=("transform", "transform_with_state", "without_apply_rng", "multi_transform", "multi_transform_with_state"),
+    apis=TRANSFORM_APIS,
 )
 RULE_INPUT_SIZE = register("HK006", "input-size", Status.PARTIAL, "NNX input sizes: inferred by dataflow, else a constructor argument with a TODO", __name__)
 
 AnyAssign = TypeVar("AnyAssign", cst.Assign, cst.AnnAssign)  # `f = hk.transform(...)` or `f: T = hk.transform(...)`
 
+AFTER_CLASS = (cst.EmptyLine(indent=False),) * 2  # the blank lines above a statement that follows a class
 STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of that state
 
@@ -100,6 +107,13 @@ class _Transforms(Rewriter):
     def init_transforms(self, module: cst.Module) -> None:
         # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
         self.transforms = analysis.module_transforms(module, self.ctx.names, in_functions=self.ctx.target == "linen")
+        # the model of a decorated forward is built where the function was: the classes it uses must exist by then
+        self.unconverted_decorations = {
+            id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
+            for t in self.transforms.values()
+            if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
+        }
+        self.transforms = {name: t for name, t in self.transforms.items() if id(t.statement) not in self.unconverted_decorations}
         self.forwards = {t.function: t for t in self.transforms.values()}
         # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
         hand_made_state = uses_haiku_state(module, self.ctx.names)
@@ -132,6 +146,9 @@ class _Transforms(Rewriter):
         finder.walk(module)
         # the transformed model whose `apply` a TrainState carries, when there is exactly one
         self.train_state_model = self.transforms[finder.models.pop()] if len(finder.models) == 1 else None
+        decorations = _UnconvertedDecorations(self.ctx.names, module, {*self.unconverted_decorations, *(id(t.statement) for t in self.transforms.values())})
+        decorations.walk(module)
+        self.unconverted_decorations.update(decorations.reasons)
 
     def transform_call(self, call: cst.Call) -> TransformCall | None:
         """`f.init(...)`, `f.apply(...)`, a multi_transform apply alias `encode(...)`, or `state.apply_fn(...)`."""
@@ -173,6 +190,28 @@ class _Transforms(Rewriter):
         forward = self.module_functions.get(transformed.function)
         return analysis.forward_module(forward) if forward is not None else None
 
+    def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression | None:
+        """The target's model standing for `transformed` (reported on `node`); None, with a TODO, when there is none."""
+        raise NotImplementedError
+
+    def decorated_model(self, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine | None:
+        """`log_prob = LogProb()`: the model bound to the name of a `@hk.transform`-decorated function, with
+        the TODOs its construction raises above it (not above the class the function becomes)."""
+        self._statement_todos.append([])
+        model = self.transformed_model(self.forwards[function.name.value], function)
+        todos = self._statement_todos.pop()
+        if model is None:
+            self._statement_todos[-1].extend(todos)  # the function stays, under its TODOs
+            return None
+        line = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(function.name)], model)], leading_lines=leading_lines)
+        return add_todo_lines(line, todos)  # type: ignore[return-value]
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        reason = self.unconverted_decorations.get(id(original))
+        if reason is not None:
+            self.todo(original, RULE_TRANSFORM, reason)
+        return super().leave_FunctionDef(original, updated)
+
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         if id(original) in self._alias_statements:
             self.converted(original, RULE_TRANSFORM, "multi_transform apply functions become model methods")
@@ -191,6 +230,36 @@ class _StatefulLayers(Walker):
         api = self.ctx.names.haiku_api(node.func)
         construct = self.ctx.tables.get(api) if api is not None else None
         self.found |= construct is not None and bool(construct.state)
+
+
+def _class_defined_below(function: cst.FunctionDef, module: cst.Module) -> str | None:
+    """The first module-level class that `function` uses and that is defined below it."""
+    position = next(i for i, statement in enumerate(module.body) if statement is function)
+    used = analysis.Names.of(function).used
+    below = (s.name.value for s in module.body[position + 1 :] if isinstance(s, cst.ClassDef))
+    return next((name for name in below if name in used), None)
+
+
+class _UnconvertedDecorations(Walker):
+    """Functions decorated with transforms that `analysis.module_transforms` does not read, with the reason."""
+
+    def __init__(self, names, module: cst.Module, known: set[int]) -> None:
+        self.names = names
+        self.module_level = {id(s) for s in module.body}
+        self.known = known  # read as transforms, or given their reason already
+        self.reasons: dict[int, str] = {}
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        apis = [self.names.haiku_api(d.decorator) for d in node.decorators]
+        if id(node) in self.known or not set(apis) & set(TRANSFORM_APIS):
+            return
+        if id(node) not in self.module_level:
+            reason = "only a module-level transformed function becomes a Flax module: move this one to module level, or write it as a module class (what it closes over as fields)"
+        elif "without_apply_rng" in apis and apis.index("without_apply_rng") > min(i for i, a in enumerate(apis) if a in TRANSFORM_APIS):
+            reason = "`@hk.without_apply_rng` takes the transformed object (Haiku raises here): put it above `@hk.transform`"
+        else:
+            reason = "only `@hk.transform` / `@hk.transform_with_state`, under an optional `@hk.without_apply_rng`, convert: rewrite the other decorators by hand"
+        self.reasons[id(node)] = reason
 
 
 class _TrainStateFinder(Walker):
@@ -222,14 +291,17 @@ class LinenTransforms(_Transforms):
         transformed = self.transformed_assignment(original)
         if transformed is None:
             return None
+        return updated.with_changes(value=self.transformed_model(transformed, original))
+
+    def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression:
         inner = self.forward_module(transformed)
         model: cst.BaseExpression
         if inner is not None:
             model = inner.deep_clone().visit(self)  # type: ignore[assignment]  # (a clone: the original is marked as called inline)
         else:
             model = cst.Call(func=cst.Name(analysis.camel_case(transformed.function)))
-        self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
-        return updated.with_changes(value=model)
+        self.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
+        return model
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         call = self.transform_call(original)
@@ -317,6 +389,10 @@ class NnxTransforms(_Transforms):
         transformed = self.transformed_assignment(original)
         if transformed is None:
             return None
+        model = self.transformed_model(transformed, original)
+        return updated if model is None else updated.with_changes(value=model)
+
+    def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.Call | None:
         name = transformed.name
         inner = self.forward_module(transformed)
         if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in self.classes:  # type: ignore[attr-defined]
@@ -326,17 +402,18 @@ class NnxTransforms(_Transforms):
             info = self.class_infos.get(analysis.camel_case(transformed.function))
         self.forward_info[name] = (ctor, info)
         if info is None:
-            self.todo(original, RULE_TRANSFORM, f"`{transformed.function}` builds no module this file converts; construct the NNX model by hand")
-            return updated
+            self.todo(node, RULE_TRANSFORM, f"`{transformed.function}` builds no module this file converts; construct the NNX model by hand")
+            return None
         args: list[cst.Arg] = []
         if info.needs_din:
-            args.append(cst.Arg(self._example_input_size(name, original)))
-        args.extend(unknown_size_args(info, self, original))
-        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args)
+            args.append(cst.Arg(self._example_input_size(name, node)))
+        args.extend(unknown_size_args(info, self, node))
+        # NNX modules take no `name=`: Haiku's only named the root of the parameter tree
+        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args if not m.matches(a, m.Arg(keyword=m.Name("name"))))
         if info.needs_rngs:
-            args.append(keyword_arg("rngs", cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(self._seed(name, original))])))
-        self.converted(original, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
-        return updated.with_changes(value=cst.Call(ctor.func, args))
+            args.append(keyword_arg("rngs", cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(self._seed(name, node))])))
+        self.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
+        return cst.Call(ctor.func, args)
 
     def _init_call(self, name: str) -> cst.Call | None:
         if name not in self._init_calls:

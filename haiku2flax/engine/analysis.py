@@ -2,7 +2,7 @@
 
 Both targets start from the same facts: which classes are `hk.Module`s, which constructor arguments
 are plain configuration (`self.features = features`), which statements build submodules, and which
-module-level names hold `hk.transform(...)` results.
+module-level names hold `hk.transform(...)` results (assigned, or a decorated function).
 """
 
 from __future__ import annotations
@@ -144,15 +144,21 @@ TRANSFORMS = {"transform", "transform_with_state", "multi_transform"}
 
 @dataclass
 class Transformed:
-    """A module-level `NAME = hk.transform(fn)` (possibly inside `hk.without_apply_rng`)."""
+    """A module-level `NAME = hk.transform(fn)` (possibly inside `hk.without_apply_rng`), or a function
+    decorated with `@hk.transform`."""
 
     name: str
     function: str
     with_state: bool
     apply_rng: bool
-    statement: cst.SimpleStatementLine
+    statement: cst.SimpleStatementLine | cst.FunctionDef
     multi: bool = False  # hk.multi_transform: `apply` is a tuple of functions
     lambda_forward: cst.FunctionDef | None = None  # `hk.transform(lambda x: Model()(x))`, as a function
+
+    @property
+    def decorated(self) -> bool:
+        """`@hk.transform def f(...)`: the function and the transformed object share one name."""
+        return isinstance(self.statement, cst.FunctionDef)
 
 
 def read_transform(value: cst.BaseExpression, names: ImportedNames) -> tuple[str, bool, bool, bool] | None:
@@ -184,10 +190,26 @@ def _trivial_lambda(node: cst.BaseExpression) -> cst.FunctionDef | None:
     return function if trivial_forward(function) is not None else None
 
 
+def decorated_transform(function: cst.FunctionDef, names: ImportedNames) -> tuple[str, bool, bool, bool] | None:
+    """`read_transform` of the call a function's decorators make: `@hk.without_apply_rng @hk.transform
+    def f` is `hk.without_apply_rng(hk.transform(f))`."""
+    if not function.decorators:
+        return None
+    value: cst.BaseExpression = function.name
+    for decorator in reversed(function.decorators):
+        value = cst.Call(decorator.decorator, [cst.Arg(value)])
+    return read_transform(value, names)
+
+
 def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bool = False) -> dict[str, Transformed]:
-    """`f = hk.transform(forward)` at module level; with `in_functions`, also at the top of a module-level
-    function (`def main():`) when nothing else in the file binds `f`, so `f.init` / `f.apply` mean this one."""
+    """`f = hk.transform(forward)` and `@hk.transform def f` at module level; with `in_functions`, also
+    `f = hk.transform(forward)` at the top of a module-level function (`def main():`) when nothing else in
+    the file binds `f`, so `f.init` / `f.apply` mean this one."""
     found = {}
+    for statement in module.body:
+        if isinstance(statement, cst.FunctionDef) and (read := decorated_transform(statement, names)) is not None:
+            name = statement.name.value
+            found[name] = Transformed(name, name, read[1], read[2], statement, read[3])
     local: list[cst.BaseStatement] = []
     for statement in module.body if in_functions else ():
         if isinstance(statement, cst.FunctionDef) and isinstance(statement.body, cst.IndentedBlock):

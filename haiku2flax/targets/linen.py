@@ -197,18 +197,23 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
             args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         return statement.deep_replace(call, call.with_changes(args=args))  # type: ignore[return-value]
 
-    def _forward_to_module(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.RemovalSentinel:
+    def _forward_to_module(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        """The module class of a transformed forward (none when it only builds one module); a decorated
+        forward also leaves its model, bound to its name, where it was."""
+        decorated = self.forwards[original.name.value].decorated
         if analysis.forward_module(original) is not None:
-            return cst.RemovalSentinel.REMOVE
+            return self.decorated_model(original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
         self.ctx.need_target_import()
+        compact = updated.decorators[: len(updated.decorators) - len(original.decorators)] if decorated else updated.decorators
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
-            params=[cst.Param(cst.Name("self")), *updated.params.params]), leading_lines=[])
-        return cst.ClassDef(
+            params=[cst.Param(cst.Name("self")), *updated.params.params]), decorators=compact, leading_lines=[])
+        classdef = cst.ClassDef(
             name=cst.Name(analysis.camel_case(original.name.value)),
             bases=[cst.Arg(attr(self.ctx.ns, "Module"))],
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,
         )
+        return cst.FlattenSentinel([classdef, self.decorated_model(original)]) if decorated else classdef
 
     # -- calls ------------------------------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> bool | None:

@@ -859,13 +859,18 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMeth
         self._depth -= 1
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
+        decorated = self.forwards[original.name.value].decorated
         module = analysis.forward_module(original)
         if module is not None and isinstance(module.func, cst.Name) and module.func.value in self.classes:
+            if decorated:  # its model stands where it was, or it stays under a TODO
+                return self.decorated_model(original, original.leading_lines) or updated
             return cst.RemovalSentinel.REMOVE  # the transform builds that module directly
-        classdef = _forward_as_class(original, self.ctx.ns)
+        classdef = _forward_as_class(original.with_changes(decorators=[]) if decorated else original, self.ctx.ns)
         converted, info = _ClassConversion(self, classdef).run()
         self.class_infos[classdef.name.value] = info
-        return converted.with_changes(leading_lines=original.leading_lines)
+        converted = converted.with_changes(leading_lines=original.leading_lines)
+        model = self.decorated_model(original) if decorated else None
+        return cst.FlattenSentinel([converted, model]) if model is not None else converted
 
 
 def _self_assigned(classdef: cst.ClassDef) -> set[str]:
