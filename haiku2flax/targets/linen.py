@@ -168,6 +168,8 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
             methods.insert(0, setup)
+        if class_doc and body:  # a blank line between the class docstring and the fields
+            body[0] = body[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         if body and methods and not methods[0].leading_lines:
             methods[0] = methods[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         if not (class_doc or body or methods):
