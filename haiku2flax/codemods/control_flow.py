@@ -92,6 +92,7 @@ LIFTED = {  # Haiku API -> (rule, argument names, the JAX transform for module-f
     "remat": (RULE_REMAT, ("fun", "prevent_cse", "policy", "static_argnums", "concrete"), "checkpoint"),
     "vmap": (RULE_VMAP, ("fun", "in_axes", "out_axes", "axis_name", "axis_size", "split_rng", "spmd_axis_name"), "vmap"),
 }
+CONTROL_FLOW_APIS = (*LAX, *LIFTED, "running_init")  # what a file must mention for this family to read it
 HAIKU_ONLY_OPTIONS = ("split_rng", "concrete")  # meaningless once Haiku's state is gone
 MODULE_PARAM = "mdl"  # the module argument of a Linen lifted function, as Flax's docs name it
 
@@ -291,7 +292,7 @@ class ControlFlowSites:
     @classmethod
     def read(cls, module: cst.Module, ctx: Context, classes: dict[str, cst.ClassDef], forwards: set[str]) -> ControlFlowSites:
         found = cls()
-        apis = (*LAX, *LIFTED, "running_init")
+        apis = CONTROL_FLOW_APIS
         if not any(ctx.names.haiku_api(node) in apis for node in _references(module)):
             return found  # the common case, in one pass
         module_defs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
@@ -463,7 +464,10 @@ class ControlFlowSitesReader(Rewriter):
 
     def visit_Module(self, node: cst.Module) -> bool | None:
         forwards = set(getattr(self, "forwards", ()))
-        self.control_flow = ControlFlowSites.read(node, self.ctx, self.classes, forwards)  # type: ignore[attr-defined]
+        if self.ctx.mentions(*CONTROL_FLOW_APIS):
+            self.control_flow = ControlFlowSites.read(node, self.ctx, self.classes, forwards)  # type: ignore[attr-defined]
+        else:
+            self.control_flow = ControlFlowSites()
         return super().visit_Module(node)
 
 

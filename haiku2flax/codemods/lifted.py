@@ -544,7 +544,7 @@ class LiftedSitesReader(Rewriter):
     """Reads the file's lifted transforms before the rewrite (the whole-file converter of either target)."""
 
     def visit_Module(self, node: cst.Module) -> bool | None:
-        self.lifted = LiftedSites.read(node, self.ctx, self.classes)  # type: ignore[attr-defined]
+        self.lifted = LiftedSites.read(node, self.ctx, self.classes) if self.ctx.mentions("scan", "layer_stack") else LiftedSites()  # type: ignore[attr-defined]
         return super().visit_Module(node)
 
 

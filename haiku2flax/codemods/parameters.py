@@ -444,7 +444,9 @@ class NnxStateClass(Rewriter):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         updated = super().leave_Module(original, updated)
-        if not any(isinstance(node, cst.Call) and m.matches(node.func, m.Name(NNX_STATE_CLASS)) for node in descendants(updated)):
+        if not self.ctx.mentions("get_state", "set_state") or not any(
+            isinstance(node, cst.Call) and m.matches(node.func, m.Name(NNX_STATE_CLASS)) for node in descendants(updated)
+        ):
             return updated
         state_class = cst.ClassDef(
             cst.Name(NNX_STATE_CLASS),

@@ -422,7 +422,8 @@ class _Recurrent(Rewriter):
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         if self.is_function_body(node):
-            cores = read_method(node, self.ctx.names, self.ctx.tables) if self.ctx.enabled(RULE_CORE) else MethodCores()
+            reads = self.ctx.enabled(RULE_CORE) and self.ctx.mentions(*CELLS, "DeepRNN", "unroll", "LSTMState")
+            cores = read_method(node, self.ctx.names, self.ctx.tables) if reads else MethodCores()
             self._methods.append((id(node), cores))
         super().visit_IndentedBlock(node)
 
@@ -527,7 +528,7 @@ class RecurrentFile(Rewriter):
                 for s in body
             ]
         defined = any(isinstance(s, cst.ClassDef) and s.name.value == GRU_CELL for s in body)
-        used = any(isinstance(n, cst.Call) and m.matches(n.func, m.Name(GRU_CELL)) for n in descendants(updated))
+        used = self.ctx.mentions("GRU") and any(isinstance(n, cst.Call) and m.matches(n.func, m.Name(GRU_CELL)) for n in descendants(updated))
         if used and not defined:
             cell = rename_namespace(cst.parse_module(GRU_CELL_SOURCE[self.ctx.target]).body[0], self.ctx.ns)
             at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))

@@ -176,7 +176,7 @@ class _RngSequences(Rewriter):
     """Shared by both targets: find the sequences once, then convert each construct of a clean one."""
 
     def visit_Module(self, node: cst.Module) -> bool | None:
-        self._sequences = read_sequences(node, self._is_sequence, self.ctx.target)
+        self._sequences = read_sequences(node, self._is_sequence, self.ctx.target) if self.ctx.mentions("PRNGSequence") else {}
         return super().visit_Module(node)
 
     def _is_sequence(self, call: cst.Call) -> bool:

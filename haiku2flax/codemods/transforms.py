@@ -116,7 +116,7 @@ class _Transforms(Rewriter):
         self.transforms = {name: t for name, t in self.transforms.items() if id(t.statement) not in self.unconverted_decorations}
         self.forwards = {t.function: t for t in self.transforms.values()}
         # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
-        hand_made_state = uses_haiku_state(module, self.ctx.names)
+        hand_made_state = self.ctx.mentions("get_state", "set_state") and uses_haiku_state(module, self.ctx.names)
         self.state_collection = LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION
         self.state_variable = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(self.ctx.ns, STATE_VARIABLE)
         self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}

@@ -214,14 +214,17 @@ def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bo
     for statement in module.body if in_functions else ():
         if isinstance(statement, cst.FunctionDef) and isinstance(statement.body, cst.IndentedBlock):
             local.extend(statement.body.body)
-    bindings = _AssignedNameCounts()
-    bindings.walk(module)
+    top_level = {id(statement) for statement in module.body}
+    bindings: _AssignedNameCounts | None = None  # walked once, for the first transform found in a function
     for statement in [*module.body, *local]:
         assign = simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name):
             continue
         read = read_transform(assign[1], names)
-        if read is not None and (statement in module.body or bindings.counts[assign[0].value] == 1):
+        if read is not None and id(statement) not in top_level and bindings is None:
+            bindings = _AssignedNameCounts()
+            bindings.walk(module)
+        if read is not None and (id(statement) in top_level or bindings.counts[assign[0].value] == 1):  # type: ignore[union-attr]
             assert isinstance(statement, cst.SimpleStatementLine)
             name = assign[0].value
             lambda_forward = _trivial_lambda(_transformed_function(assign[1]))

@@ -61,6 +61,12 @@ class Context:
     linen_ns: str = LINEN_NS  # `linen` where the file already binds `nn` to something else (`from jax import nn`)
     # `init` / `self.init` -> the `hk.initializers.*` call bound to it, read only as initializers (HK202)
     initializer_bindings: dict[str, cst.Call] = field(default_factory=dict)
+    source: str = ""  # the file's text, for `mentions`
+
+    def mentions(self, *words: str) -> bool:
+        """Whether the file's text contains one of `words`: a cheap test before a rule walks the whole file
+        for a construct (a false positive only costs that walk)."""
+        return any(word in self.source for word in words)
 
     @property
     def ns(self) -> str:

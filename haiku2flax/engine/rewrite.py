@@ -42,7 +42,9 @@ def rewrite(
     names = ImportedNames.from_module(module, tables.house_apis)
     if names.is_empty:
         return Conversion(source, source)
-    ctx = Context(target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module))
+    ctx = Context(
+        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source
+    )
     converter = _converter(target)(ctx, module)
     rewritten = module.visit(converter)
     reads = {id(statement): used_names(statement) for statement in rewritten.body}

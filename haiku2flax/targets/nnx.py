@@ -822,7 +822,7 @@ class _StripModeArgs(cst.CSTTransformer):
 class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMethods, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations, InitializerBindings):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
-        ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables)
+        ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
         self.init_param_paths(module)
