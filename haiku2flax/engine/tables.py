@@ -69,6 +69,7 @@ class Construct:
     todo: dict[str, str] = field(default_factory=dict)  # Haiku argument -> what to do when it cannot convert
     layout_based: bool = False  # initializers: the values depend on the parameter's layout (fans, axes)
     module: str = HAIKU_MODULE  # where the API lives: `haiku`, or a house library wrapping Haiku modules
+    channels_first: tuple[str, ...] = ()  # `data_format` values (source) with channels first: Linen moves the axis
 
     @property
     def display(self) -> str:
@@ -129,6 +130,7 @@ def _construct(entry: dict, source: str) -> Construct:
             todo=dict(entry.get("todo", {})),
             layout_based=bool(entry.get("layout_based", False)),
             module=module,
+            channels_first=tuple(entry.get("channels_first", ())),
         )
     except (KeyError, TypeError) as error:
         raise TableError(f"{source}: construct {entry.get('haiku', '?')!r}: missing or bad key {error}") from None

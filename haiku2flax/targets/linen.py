@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -42,7 +43,7 @@ from ..codemods.scopes import LinenScopes
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
-from ..engine.calls import Unconvertible, call_input_size, convert_construct_call, convert_layer_call_args
+from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
 from ..engine.tables import Construct
@@ -298,13 +299,24 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         if not self.ctx.enabled(RULE_LAYER):
             return updated
         constructor: cst.Call = updated.func if called else updated  # type: ignore[assignment]
+        channels_first = called and _channels_first_arg(constructor, construct)
+        if channels_first:  # `hk.Conv2D(..., data_format="NCHW")(x)`: Flax convolves channels-last
+            constructor = constructor.with_changes(args=[a for a in constructor.args if a is not channels_first])
+            updated = updated.with_changes(func=constructor, args=_moved_first_arg(updated.args, "1", "-1"))
         try:
             inputs = call_input_size(updated) if called else ()
             layer = convert_construct_call(constructor, construct, "linen", self.ctx.ns, inputs, ctx=self.ctx)
             args = convert_layer_call_args(updated, construct, "linen") if called else None
         except Unconvertible as reason:
             self.todo(original, RULE_LAYER, str(reason))
-            return updated
+            return updated if not channels_first else original
+        if channels_first:
+            self.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
+            moved = _moveaxis(updated.with_changes(func=layer, args=args), "-1", "1")
+            self.ctx.need_target_import()
+            self.mark_builds_layer()
+            self.converted(original, RULE_LAYER, f"{construct.display} (channels first) -> nn.{construct.targets['linen'].api} between moveaxis")
+            return moved
         self.ctx.need_target_import()
         self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"{construct.display} -> nn.{construct.targets['linen'].api}")
@@ -340,3 +352,24 @@ def _without_name(call: cst.Call) -> cst.Call:
     if args:
         args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
     return call.with_changes(args=args)
+
+
+def _channels_first_arg(constructor: cst.Call, construct: Construct) -> cst.Arg | None:
+    """The `data_format="NCHW"` argument of a constructor whose table says channels first, else None."""
+    if not construct.channels_first or "data_format" not in construct.haiku_args:
+        return None
+    keyword = [a for a in constructor.args if a.keyword is not None and a.keyword.value == "data_format"]
+    if not keyword or not isinstance(keyword[0].value, cst.SimpleString) or code(keyword[0].value) not in construct.channels_first:
+        return None  # (positionally, dropping it would shift the arguments after it: left to the table's TODO)
+    return keyword[0]
+
+
+def _moveaxis(value: cst.BaseExpression, source: str, destination: str) -> cst.Call:
+    """`jnp.moveaxis(value, source, destination)`."""
+    return cst.Call(cst.parse_expression("jnp.moveaxis"), [cst.Arg(value), cst.Arg(cst.parse_expression(source)), cst.Arg(cst.parse_expression(destination))])
+
+
+def _moved_first_arg(args: Sequence[cst.Arg], source: str, destination: str) -> list[cst.Arg]:
+    """The call's arguments with the input (the first) moved from axis `source` to `destination`."""
+    first, *rest = args
+    return [first.with_changes(value=_moveaxis(first.value, source, destination)), *rest]
