@@ -670,13 +670,13 @@ class NnxControlFlow(_ControlFlow):
             self.todo(original, RULE_RUNNING_INIT, guard.problem)
             return updated
         self.converted(original, RULE_RUNNING_INIT, "if hk.running_init(): NNX has no init phase, the apply branch is kept")
-        kept = _updated_statements(original, updated, guard)
+        kept = _updated_statements(original, updated)
         if not kept:
             return cst.RemovalSentinel.REMOVE
         return cst.FlattenSentinel([kept[0].with_changes(leading_lines=[*original.leading_lines, *kept[0].leading_lines]), *kept[1:]])
 
 
-def _updated_statements(original: cst.If, updated: cst.If, guard: InitGuard) -> list[cst.BaseStatement]:
+def _updated_statements(original: cst.If, updated: cst.If) -> list[cst.BaseStatement]:
     """The kept statements as rewritten: the same positions in the updated `if`."""
     negated = isinstance(original.test, cst.UnaryOperation)
     kept = updated.body if negated else updated.orelse

@@ -92,7 +92,7 @@ class NnxLoopLayers(Rewriter):
     # -- reading a loop -----------------------------------------------------------------------------
     def visit_For(self, node: cst.For) -> bool | None:
         loop = _Loop(node, self._layers_built_in(node))
-        refusal = self._loop_refusal(node, loop.layers) if loop.layers else None
+        refusal = self._loop_refusal(node) if loop.layers else None
         if loop.layers and refusal is None and self._block_depth != 1:  # type: ignore[attr-defined]
             loop.layers = []  # inside an `if` on call arguments or a `with`: the generic TODO says so
         for layer in loop.layers:
@@ -155,7 +155,7 @@ class NnxLoopLayers(Rewriter):
                     "`__init__`, from the loop variable and constructor state only; compute them there")
         return None
 
-    def _loop_refusal(self, node: cst.For, layers: list[_LoopLayer]) -> str | None:
+    def _loop_refusal(self, node: cst.For) -> str | None:
         """Why none of the loop's layers can be built in `__init__`, or None."""
         if self._loops:
             return ("it is built in a loop nested in another loop; build the layers in `__init__` by hand "
