@@ -283,9 +283,8 @@ class LinenTransforms(_Transforms):
     def init_transforms(self, module: cst.Module) -> None:
         super().init_transforms(module)
         self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
-        stateful = _StatefulLayers(self.ctx)
-        stateful.walk(module)
-        self._shows_state = stateful.found or self.state_collection != STATE_COLLECTION
+        self._module = module
+        self._shows_state: bool | None = None  # read by the first with_state init/apply that needs it
 
     def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
         transformed = self.transformed_assignment(original)
@@ -339,6 +338,10 @@ class LinenTransforms(_Transforms):
     def _state_of(self, variables: cst.Name) -> cst.BaseExpression:
         """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
         (Linen then has no such collection, where Haiku's state is an empty dict)."""
+        if self._shows_state is None:
+            stateful = _StatefulLayers(self.ctx)
+            stateful.walk(self._module)
+            self._shows_state = stateful.found or self.state_collection != STATE_COLLECTION
         if self._shows_state:
             return _subscript(variables, self.state_collection)
         key = cst.Arg(cst.SimpleString(f"'{self.state_collection}'"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import libcst as cst
@@ -470,6 +471,14 @@ def _without_comment(comma: cst.Comma | cst.MaybeSentinel) -> cst.Comma | cst.Ma
     if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
         return comma.with_changes(whitespace_after=comma.whitespace_after.with_changes(first_line=cst.TrailingWhitespace()))
     return comma
+
+
+def without_args(call: cst.Call, dropped: Collection[cst.Arg]) -> cst.Call:
+    """`call` without the `dropped` arguments (by identity); the last one left loses its comma."""
+    args = [a for a in call.args if not any(a is d for d in dropped)]
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return call.with_changes(args=args)
 
 
 def respell_args(

@@ -83,12 +83,9 @@ class _Leftovers(cst.CSTTransformer):
 
     def _todos(self, found: list[str]) -> list[tuple[str, str]]:
         """(rule, reason) pairs: the guidance tables' advice, else HK000's."""
-        todos = []
-        for name in found:
-            guidance = self.tables.guidance_for(name.removeprefix("hk."))
-            if guidance is not None:
-                todos.append((RULE_NO_EQUIVALENT, f"`{name}`: {guidance.reason(self.target)}"))
-        rest = [n for n in found if self.tables.guidance_for(n.removeprefix("hk.")) is None]
+        guided = {name: self.tables.guidance_for(name.removeprefix("hk.")) for name in found}
+        todos = [(RULE_NO_EQUIVALENT, f"`{name}`: {g.reason(self.target)}") for name, g in guided.items() if g is not None]
+        rest = [name for name, g in guided.items() if g is None]
         return todos + ([(RULE_UNSUPPORTED, self._reason(rest))] if rest else [])
 
     def _tabled(self, api: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -216,7 +216,7 @@ class Tables:
     def get(self, haiku_api: str) -> Construct | None:
         return self.constructs.get(haiku_api)
 
-    @property
+    @cached_property
     def house_apis(self) -> frozenset[str]:
         """Full paths of the house-library modules the tables convert (`mylib.nn.Dense`)."""
         return frozenset(c.haiku for c in self.constructs.values() if c.module != HAIKU_MODULE)

@@ -43,7 +43,7 @@ from ..codemods.scopes import LinenScopes
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
-from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args
+from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, without_args
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
 from ..engine.tables import Construct
@@ -195,10 +195,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
             return statement
         if not (isinstance(named[0].value, cst.SimpleString) and named[0].value.evaluated_value == attribute):
             self.warn(original, RULE_MODULE, f"setup names this submodule `{attribute}` after its attribute")
-        args = [a for a in call.args if a not in named]
-        if args:
-            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-        return statement.deep_replace(call, call.with_changes(args=args))  # type: ignore[return-value]
+        return statement.deep_replace(call, without_args(call, named))  # type: ignore[return-value]
 
     def _forward_to_module(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         """The module class of a transformed forward (none when it only builds one module); a decorated
@@ -301,7 +298,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         constructor: cst.Call = updated.func if called else updated  # type: ignore[assignment]
         channels_first = called and _channels_first_arg(constructor, construct)
         if channels_first:  # `hk.Conv2D(..., data_format="NCHW")(x)`: Flax convolves channels-last
-            constructor = constructor.with_changes(args=[a for a in constructor.args if a is not channels_first])
+            constructor = without_args(constructor, [channels_first])
             updated = updated.with_changes(func=constructor, args=_moved_first_arg(updated.args, "1", "-1"))
         try:
             inputs = call_input_size(updated) if called else ()
@@ -321,7 +318,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"{construct.display} -> nn.{construct.targets['linen'].api}")
         if self._loop_depth and isinstance(layer, cst.Call) and any(_is_literal_name(a) for a in layer.args):
-            layer = _without_name(layer)
+            layer = without_args(layer, [a for a in layer.args if _is_literal_name(a)])
             self.warn(original, RULE_LAYER, "a literal `name=` dropped in a loop: Haiku numbers repeated names (`x_1`), Linen refuses them")
         return updated.with_changes(func=layer, args=args) if called else layer
 
@@ -345,13 +342,6 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
 def _is_literal_name(arg: cst.Arg) -> bool:
     """`name="res"`: the same name at every iteration of a loop (a computed one may differ)."""
     return arg.keyword is not None and arg.keyword.value == "name" and isinstance(arg.value, cst.SimpleString)
-
-
-def _without_name(call: cst.Call) -> cst.Call:
-    args = [a for a in call.args if not _is_literal_name(a)]
-    if args:
-        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-    return call.with_changes(args=args)
 
 
 def _channels_first_arg(constructor: cst.Call, construct: Construct) -> cst.Arg | None:
