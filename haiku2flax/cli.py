@@ -14,7 +14,7 @@ from . import runner
 from .config import ConfigError, find_config, load_config
 from .engine.tables import TableError, load_tables
 from .harness.commands import convert_params_command, verify_command
-from .reports import Summary, print_summary, write_report
+from .reports import OUTPUT_FORMATS, Summary, print_findings, print_summary, write_report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +57,14 @@ def _rule_ids(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
     "reports",
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a report: Markdown for people when FILE ends in .md, else JSON (every construct seen); repeatable.",
+    help="Write a report: Markdown for people when FILE ends in .md, SARIF when .sarif, else JSON (every construct seen); repeatable.",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="text",
+    show_default=True,
+    help="How to show TODOs, warnings, errors and files to migrate: text on stderr, or on stdout GitHub annotations or SARIF.",
 )
 @click.option("--strict/--no-strict", default=None, help="Exit 1 if any TODO is left.")
 @click.option(
@@ -89,6 +96,7 @@ def migrate_command(
     quiet: bool,
     verbose: bool,
     reports: tuple[Path, ...],
+    output_format: str,
     strict: bool | None,
     rules: tuple[Path, ...],
     select: frozenset[str] | None,
@@ -114,6 +122,8 @@ def migrate_command(
         raise click.UsageError("--interactive writes what you accept; --diff and --check write nothing")
     if out_dir is not None and out_dir.resolve() == Path.cwd().resolve():
         raise click.UsageError("--out-dir mirrors paths relative to the working directory, so it cannot be that directory")
+    if output_format != "text" and (diff or (reads_stdin and not check)):
+        raise click.UsageError(f"--output-format {output_format} prints on stdout, where --diff and `-` write code")
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose contradict each other")
     try:
@@ -133,16 +143,19 @@ def migrate_command(
         keep_haiku_modules if keep_haiku_modules is not None else bool(config.keep_haiku_modules),
     )
     strict = strict if strict is not None else bool(config.strict)
-    output = runner.Output(diff=diff, check=check, out_dir=out_dir, verbose=verbose, quiet=quiet, interactive=interactive)
+    output = runner.Output(
+        diff=diff, check=check, out_dir=out_dir, verbose=verbose, quiet=quiet, interactive=interactive, messages=output_format == "text"
+    )
     if reads_stdin:
         results = runner.migrate_stdin(settings, output)
     else:
         results = runner.migrate_paths(paths, settings, output, jobs, exclude=config.exclusions())
     for report in reports:
         try:
-            write_report(report, results, settings)
+            write_report(report, results, settings, output)
         except OSError as error:
             raise _Failure(f"cannot write the report {report}: {error.strerror or error}") from None
+    print_findings(output_format, results, output)
     summary = print_summary(results, output, strict) if not quiet else Summary.of(results)
     if summary.errors:
         ctx.exit(2)

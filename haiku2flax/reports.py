@@ -1,8 +1,15 @@
-"""What a run tells people: the end-of-run table, the JSON report for tools, the Markdown one for reviewers.
+"""What a run tells people: the end-of-run table, the JSON report for tools, the Markdown one for reviewers,
+and the formats CI reads.
 
-`--report FILE` writes JSON, or Markdown when FILE ends in `.md`; give it twice for both. The Markdown
-report lists, per file, what was converted and every warning and TODO with a link to its rule's
-documentation (`docs/rules.md#hk005`, or the `Rules` URL the installed package declares).
+`--report FILE` writes JSON, Markdown when FILE ends in `.md`, SARIF when it ends in `.sarif`; give it
+several times for several. The Markdown report lists, per file, what was converted and every warning and
+TODO with a link to its rule's documentation (`docs/rules.md#hk005`, or the `Rules` URL the installed
+package declares).
+
+`--output-format github|sarif` prints the run's findings (`findings`: each TODO, warning, error, and each
+file that still has Haiku code to migrate when nothing is written) on stdout for CI: GitHub workflow
+annotations, which a pull request shows on its lines, or SARIF 2.1.0, which GitHub code scanning, Azure
+DevOps and SARIF viewers read.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ from pathlib import Path
 
 import click
 
+from .documents import Location
 from .engine import Outcome
 from .runner import FileResult, Output, Settings
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
+SARIF_SUFFIX = ".sarif"
+OUTPUT_FORMATS = ("text", "github", "sarif")  # `text`: the messages on stderr; the others on stdout
 TABLE_ROWS = 40  # the end-of-run table lists at most this many files, those needing attention first
 
 
@@ -98,13 +108,24 @@ def print_summary(results: list[FileResult], output: Output, strict: bool) -> Su
 # -- report files ------------------------------------------------------------------------------------
 
 
-def write_report(path: Path, results: list[FileResult], settings: Settings) -> None:
-    """`--report`: JSON, or Markdown when the file name ends in `.md`."""
-    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+def write_report(path: Path, results: list[FileResult], settings: Settings, output: Output) -> None:
+    """`--report`: JSON, Markdown when the file name ends in `.md`, SARIF when it ends in `.sarif`."""
+    suffix = path.suffix.lower()
+    if suffix in MARKDOWN_SUFFIXES:
         text = markdown_report(results, settings)
+    elif suffix == SARIF_SUFFIX:
+        text = json.dumps(sarif_report(results, output), indent=2) + "\n"
     else:
         text = json.dumps(json_report(results, settings), indent=2) + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def print_findings(output_format: str, results: list[FileResult], output: Output) -> None:
+    """`--output-format github|sarif`: the findings on stdout, in the format CI reads."""
+    if output_format == "github":
+        click.echo("".join(f"{line}\n" for line in github_annotations(results, output)), nl=False)
+    elif output_format == "sarif":
+        click.echo(json.dumps(sarif_report(results, output), indent=2))
 
 
 def json_report(results: list[FileResult], settings: Settings) -> dict:
@@ -177,3 +198,134 @@ def markdown_report(results: list[FileResult], settings: Settings) -> str:
         lines += ["", f"## `{result.path}`", "", "\n\n".join(section)]
     lines += ["", "Each rule's documentation, offline: `haiku2flax rules HK005`.", ""]
     return "\n".join(lines)
+
+
+# -- CI formats ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something CI shows at a place in a file: an error, a TODO, a warning, or code left to migrate."""
+
+    path: str
+    level: str  # "error", "warning" or "notice" (GitHub's words; SARIF says "note")
+    rule: str | None  # None for errors
+    message: str
+    where: Location | None  # None: the whole file
+    column: int = 0
+
+
+def _first_changed_line(before: bytes, after: bytes) -> int:
+    pairs = zip(before.splitlines(), after.splitlines())
+    return next((number for number, (old, new) in enumerate(pairs, 1) if old != new), before.count(b"\n") + 1)
+
+
+def _left_to_migrate(result: FileResult) -> Finding:
+    """A file that would change, shown at its first construct to convert, else at its first changed line
+    under the safety net's rule (Haiku left)."""
+    from .engine.leftovers import RULE_UNSUPPORTED
+
+    converted = [note for note in result.notes if note.outcome is Outcome.CONVERTED]
+    what = f"{len(converted)} Haiku construct(s) to convert ({', '.join(sorted({note.rule for note in converted}))})"
+    message = f"{result.path} still uses Haiku: {what if converted else 'code to convert'}; run `haiku2flax migrate {result.path}`"
+    if not converted:
+        where = Location(_first_changed_line(result.original, result.converted))
+        return Finding(result.path, "warning", RULE_UNSUPPORTED, message, where)
+    return Finding(result.path, "warning", converted[0].rule, message, result.locate(converted[0]), converted[0].column)
+
+
+def findings(results: list[FileResult], output: Output) -> list[Finding]:
+    """Per file, in order: its error; else the code left to migrate when nothing is written, then its
+    TODOs (warnings) and warnings (notices). Converted constructs are not findings."""
+    found = []
+    for result in results:
+        if result.error is not None:
+            found.append(Finding(result.path, "error", None, result.error.message, Location(result.error.line), result.error.column))
+            continue
+        if result.changed and not output.writes:
+            found.append(_left_to_migrate(result))
+        for note in result.notes:
+            if note.outcome is not Outcome.CONVERTED:
+                level = "warning" if note.outcome is Outcome.TODO else "notice"
+                found.append(Finding(result.path, level, note.rule, note.message, result.locate(note), note.column))
+    return found
+
+
+def _github_escape(text: str, *, property: bool = False) -> str:
+    """Escape as GitHub's workflow commands require (`%`, CR and LF everywhere; `:` and `,` in properties)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property else text
+
+
+def github_annotations(results: list[FileResult], output: Output) -> list[str]:
+    """`::warning file=…,line=…,col=…,title=…::message` per finding, as ruff's `--output-format github`.
+
+    A notebook's lines count within cells, which GitHub cannot place: its findings name the cell in the
+    message and annotate the file.
+    """
+    lines = []
+    for finding in findings(results, output):
+        properties = {"file": Path(finding.path).as_posix()}
+        message = finding.message
+        if finding.where is not None and finding.where.cell is not None:
+            message = f"{finding.where}:{finding.column}: {message}"
+        elif finding.where is not None:
+            properties["line"] = str(finding.where.line)
+            if finding.column:
+                properties["col"] = str(finding.column)
+        properties["title"] = f"haiku2flax ({finding.rule})" if finding.rule else "haiku2flax"
+        fields = ",".join(f"{key}={_github_escape(value, property=True)}" for key, value in properties.items())
+        lines.append(f"::{finding.level} {fields}::{_github_escape(message)}")
+    return lines
+
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_LEVELS = {"error": "error", "warning": "warning", "notice": "note"}
+
+
+def _sarif_location(finding: Finding) -> dict:
+    physical: dict = {"artifactLocation": {"uri": Path(finding.path).as_posix(), "uriBaseId": "%SRCROOT%"}}
+    if finding.where is not None and finding.where.cell is None:
+        physical["region"] = {"startLine": finding.where.line, **({"startColumn": finding.column} if finding.column else {})}
+    return {"physicalLocation": physical}
+
+
+def _sarif_message(finding: Finding) -> dict:
+    cell = finding.where is not None and finding.where.cell is not None
+    return {"text": f"{finding.where}:{finding.column}: {finding.message}" if cell else finding.message}
+
+
+def sarif_report(results: list[FileResult], output: Output) -> dict:
+    """SARIF 2.1.0: one result per finding with its rule id, the rules they name (with their
+    documentation link when it is a URL), and files that could not be processed as notifications."""
+    from . import __version__
+    from .engine.registry import all_rules
+    from .rules_doc import rule_link
+
+    known = {rule.id: rule for rule in all_rules()}
+    found = findings(results, output)
+    rule_ids = sorted({finding.rule for finding in found if finding.rule})
+    rules = []
+    for rule in rule_ids:
+        descriptor = {"id": rule, "name": known[rule].name, "shortDescription": {"text": known[rule].summary}}
+        link = rule_link(rule)
+        rules.append({**descriptor, "helpUri": link} if "://" in link else descriptor)
+    sarif_results = [
+        {
+            "ruleId": finding.rule,
+            "ruleIndex": rule_ids.index(finding.rule),
+            "level": SARIF_LEVELS[finding.level],
+            "message": _sarif_message(finding),
+            "locations": [_sarif_location(finding)],
+        }
+        for finding in found
+        if finding.rule
+    ]
+    errors = [
+        {"level": "error", "message": _sarif_message(finding), "locations": [_sarif_location(finding)]}
+        for finding in found
+        if finding.level == "error"
+    ]
+    invocation = {"executionSuccessful": not errors, "toolExecutionNotifications": errors}
+    driver = {"name": "haiku2flax", "version": __version__, "rules": rules}
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{"tool": {"driver": driver}, "results": sarif_results, "invocations": [invocation]}]}

@@ -154,6 +154,7 @@ class Output:
     verbose: bool = False
     quiet: bool = False
     interactive: bool = False
+    messages: bool = True  # False when `--output-format` shows the findings instead (see `reports`)
 
     @property
     def writes(self) -> bool:
@@ -172,11 +173,12 @@ def describe(result: FileResult, note: Note) -> str:
 
 
 def _print_messages(result: FileResult, output: Output) -> None:
-    """Errors always; warnings, TODOs and changed files unless quiet; converted constructs when verbose."""
+    """Errors always; warnings, TODOs and changed files unless quiet (or shown in a CI format); converted
+    constructs when verbose."""
     if result.error is not None:
         click.echo(result.error.describe(result.path), err=True)
         return
-    if output.quiet:
+    if output.quiet or not output.messages:
         return
     for note in result.notes:
         if output.verbose or note.outcome is not Outcome.CONVERTED:

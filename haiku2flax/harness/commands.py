@@ -1,13 +1,44 @@
-"""Click commands for the harness. jax, flax and haiku are imported inside the commands only."""
+"""Click commands for the harness. jax, flax and haiku are imported inside the commands only.
+
+They come with the `verify` extra; without it, the commands say in one line what to install (exit 2).
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from pathlib import Path
 
 import click
 
 TARGET = click.Choice(["linen", "nnx"])
+# The distributions of the `verify` extra in pyproject.toml (a test keeps the two lists equal).
+VERIFY_EXTRA = ("jax", "flax", "dm-haiku", "optax", "orbax-checkpoint")
+INSTALL_VERIFY = "pip install 'haiku2flax[verify]'"
+
+
+def missing_verify_packages() -> list[str]:
+    """The distributions of the `verify` extra that are not installed."""
+    missing = []
+    for name in VERIFY_EXTRA:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+class HarnessCommand(click.Command):
+    """A command that needs the `verify` extra: checked before its options are parsed (their callbacks
+    import jax), so a lean install gets one line saying what to install, and `--help` still works."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        asks_help = bool(set(args) & set(self.get_help_option_names(ctx)))
+        missing = [] if asks_help or ctx.resilient_parsing else missing_verify_packages()
+        if missing:
+            click.echo(f"error: `haiku2flax {self.name}` needs {', '.join(missing)}: {INSTALL_VERIFY}", err=True)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
 
 
 def _keyword_args(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, object]:
@@ -75,7 +106,7 @@ def _common(fn):
     return fn
 
 
-@click.command("verify")
+@click.command("verify", cls=HarnessCommand)
 @_common
 @click.option(
     "--train-arg",
@@ -147,7 +178,7 @@ def verify_command(
     raise SystemExit(result.exit_code)
 
 
-@click.command("convert-params")
+@click.command("convert-params", cls=HarnessCommand)
 @_common
 @click.option(
     "--params",
