@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -474,23 +475,56 @@ def test_ignore_patterns(pattern: str, path: tuple[str, ...], is_dir: bool, matc
 # -- start-up and packaging ---------------------------------------------------------------------------
 
 
-def test_migrate_never_imports_jax_flax_haiku_or_optax(tmp_path: Path, source: str):
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["migrate", "--to", "linen", "-j", "2", "."], 0),
+        (["migrate", "--check", "--strict", "--output-format", "github", "--report", "r.sarif", "--report", "r.md", "."], 1),
+        (["rules"], 0),
+        (["rules", "HK005", "--markdown"], 0),
+    ],
+)
+def test_migrate_and_rules_never_import_the_verify_extra(tmp_path: Path, source: str, args: list[str], status: int):
+    """What the pre-commit hooks and a lean install run must not need jax, flax, haiku, optax, orbax or numpy."""
     write(tmp_path / "a.py", source)
-    write(tmp_path / "b.py", source)
+    write(tmp_path / "b.py", TODO_SOURCE)
     script = textwrap.dedent(
         """
-        import sys
+        import json, sys
         from haiku2flax.cli import main
         try:
-            main(["migrate", "--to", "linen", "-j", "2", sys.argv[1]])
+            main(json.loads(sys.argv[1]))
         except SystemExit as exit:
-            assert exit.code == 0, exit.code
-        loaded = {name.split(".")[0] for name in sys.modules} & {"jax", "flax", "haiku", "optax"}
+            assert exit.code == int(sys.argv[2]), exit.code
+        loaded = {name.split(".")[0] for name in sys.modules} & {"jax", "jaxlib", "flax", "haiku", "optax", "orbax", "numpy"}
         assert not loaded, loaded
         """
     )
-    subprocess.run([sys.executable, "-c", script, "."], cwd=tmp_path, check=True)
-    assert "flax.linen" in (tmp_path / "a.py").read_text()
+    subprocess.run([sys.executable, "-c", script, json.dumps(args), str(status)], cwd=tmp_path, check=True, capture_output=True)
+    if args[:3] == ["migrate", "--to", "linen"]:
+        assert "flax.linen" in (tmp_path / "a.py").read_text()
+
+
+def test_verify_extra_lists_what_the_harness_checks_for():
+    """`verify` tells a lean install what is missing from the same list pyproject.toml's extra declares."""
+    import tomllib
+
+    from haiku2flax.harness.commands import VERIFY_EXTRA
+
+    project = tomllib.loads((EXAMPLE.parents[3] / "pyproject.toml").read_text())["project"]
+    declared = [re.match(r"[A-Za-z0-9._-]+", requirement).group() for requirement in project["optional-dependencies"]["verify"]]
+    assert tuple(declared) == VERIFY_EXTRA
+    assert not set(declared) & {re.match(r"[A-Za-z0-9._-]+", r).group() for r in project["dependencies"]}
+    assert "haiku2flax[verify]" in project["optional-dependencies"]["test"], "the tests run verify"
+
+
+def test_verify_without_the_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch):
+    from haiku2flax.harness import commands
+
+    monkeypatch.setattr(commands, "VERIFY_EXTRA", ("jax", "no-such-distribution-haiku2flax"))
+    result = CliRunner().invoke(main, ["verify", "x.py", "--to", "nnx", "--entry", "m", "--input", "f32[1]", "--arg", "a=1"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: `haiku2flax verify` needs no-such-distribution-haiku2flax: pip install 'haiku2flax[verify]'\n"
 
 
 def test_pre_commit_hooks_are_declared():

@@ -30,22 +30,11 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     return subprocess.run(args, cwd=cwd, env={**os.environ, **GIT_ENV, **(env or {})}, capture_output=True, text=True)
 
 
-def project_files() -> list[str]:
-    """The files of this checkout as git sees them (tracked, and untracked but not ignored)."""
-    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    return [name for name in listed.stdout.split("\0") if name and (ROOT / name).is_file()]
-
-
 @pytest.fixture(scope="module")
-def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, str]]:
+def hook_repo(tmp_path_factory: pytest.TempPathFactory, copy_project) -> tuple[Path, str, dict[str, str]]:
     """This checkout committed into a scratch repository (try-repo would miss untracked files)."""
     pytest.importorskip("pre_commit")
-    repo = tmp_path_factory.mktemp("hook-repo")
-    for name in project_files():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
+    repo = copy_project(tmp_path_factory.mktemp("hook-repo"))
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
         assert run("git", *command, cwd=repo).returncode == 0
     rev = run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
@@ -106,3 +95,16 @@ def test_users_config_migrates_python_and_notebooks(hook_repo, tmp_path: Path):
     assert (user / "notes.md").read_text() == "hk\n"
     second = pre_commit("run", "--all-files", cwd=user, env=env)
     assert second.returncode == 0, second.stdout
+
+
+def test_hook_environment_holds_the_lean_core_only(hook_repo, tmp_path: Path, assert_lean):
+    """The environment pre-commit builds from .pre-commit-hooks.yaml (a virtualenv, then `pip install .`
+    of the hook's repository) has LibCST, click and rich, and no jax: hooks install in seconds."""
+    repo, rev, _ = hook_repo
+    config = f"repos:\n  - repo: {repo}\n    rev: {rev}\n    hooks:\n      - id: haiku2flax\n      - id: haiku2flax-check\n"
+    user = user_repo(tmp_path / "user", {".pre-commit-config.yaml": config})
+    home = tmp_path / "pre-commit-home"
+    installed = pre_commit("install-hooks", cwd=user, env={"PRE_COMMIT_HOME": str(home)})
+    assert installed.returncode == 0, installed.stdout
+    (python,) = home.glob("repo*/py_env-*/bin/python")
+    assert_lean(python)
