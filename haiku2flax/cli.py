@@ -122,8 +122,8 @@ def migrate_command(
         raise click.UsageError("--interactive writes what you accept; --diff and --check write nothing")
     if out_dir is not None and out_dir.resolve() == Path.cwd().resolve():
         raise click.UsageError("--out-dir mirrors paths relative to the working directory, so it cannot be that directory")
-    if output_format != "text" and (diff or (reads_stdin and not check)):
-        raise click.UsageError(f"--output-format {output_format} prints on stdout, where --diff and `-` write code")
+    if output_format != "text" and (diff or interactive or (reads_stdin and not check)):
+        raise click.UsageError(f"--output-format {output_format} prints on stdout, where --diff, --interactive and `-` write")
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose contradict each other")
     try:

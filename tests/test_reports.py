@@ -162,7 +162,7 @@ def test_sarif_output_and_report(tree: Path):
     assert error["locations"][0]["physicalLocation"]["region"]["startLine"] == 2
 
 
-@pytest.mark.parametrize("args", [["--diff", "."], ["-"]])
+@pytest.mark.parametrize("args", [["--diff", "."], ["-i", "."], ["-"]])
 def test_ci_formats_refuse_to_share_stdout_with_code(tree: Path, args: list[str]):
     result = CliRunner().invoke(main, ["migrate", "--output-format", "github", *args], input="x = 1\n")
     assert result.exit_code == 2 and "prints on stdout" in result.stderr
