@@ -505,6 +505,32 @@ def test_migrate_and_rules_never_import_the_verify_extra(tmp_path: Path, source:
         assert "flax.linen" in (tmp_path / "a.py").read_text()
 
 
+def test_only_the_harness_imports_beyond_the_lean_core():
+    """Every import in the package outside `harness/`, anywhere in a module (functions included), and the
+    module-level imports of the harness modules the command line loads, name the standard library,
+    LibCST, click, rich or haiku2flax: paths the runtime tests do not take cannot need jax either."""
+    import ast
+
+    package = Path(runner.__file__).parent
+    allowed = set(sys.stdlib_module_names) | {"libcst", "click", "rich", "haiku2flax"}
+    loaded_by_cli = {package / "harness" / "__init__.py", package / "harness" / "commands.py"}
+    offending = []
+    for path in sorted(package.rglob("*.py")):
+        if path.parent.name == "harness" and path not in loaded_by_cli:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nodes = tree.body if path in loaded_by_cli else list(ast.walk(tree))
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            offending += [f"{path.relative_to(package)}:{node.lineno}: {name}" for name in names if name.split(".")[0] not in allowed]
+    assert not offending, offending
+
+
 def test_verify_extra_lists_what_the_harness_checks_for():
     """`verify` tells a lean install what is missing from the same list pyproject.toml's extra declares."""
     import tomllib
