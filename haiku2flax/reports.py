@@ -214,6 +214,17 @@ class Finding:
     where: Location | None  # None: the whole file
     column: int = 0
 
+    @property
+    def file_line(self) -> int | None:
+        """The line in the file, for CI to place the finding; None in a notebook, whose lines count per cell."""
+        return self.where.line if self.where is not None and self.where.cell is None else None
+
+    @property
+    def text(self) -> str:
+        """The message, led by the place in the notebook when the file line cannot say it."""
+        in_cell = self.where is not None and self.where.cell is not None
+        return f"{self.where}:{self.column}: {self.message}" if in_cell else self.message
+
 
 def _first_changed_line(before: bytes, after: bytes) -> int:
     pairs = zip(before.splitlines(), after.splitlines())
@@ -251,10 +262,10 @@ def findings(results: list[FileResult], output: Output) -> list[Finding]:
     return found
 
 
-def _github_escape(text: str, *, property: bool = False) -> str:
+def _github_escape(text: str, *, in_property: bool = False) -> str:
     """Escape as GitHub's workflow commands require (`%`, CR and LF everywhere; `:` and `,` in properties)."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return text.replace(":", "%3A").replace(",", "%2C") if property else text
+    return text.replace(":", "%3A").replace(",", "%2C") if in_property else text
 
 
 def github_annotations(results: list[FileResult], output: Output) -> list[str]:
@@ -266,16 +277,13 @@ def github_annotations(results: list[FileResult], output: Output) -> list[str]:
     lines = []
     for finding in findings(results, output):
         properties = {"file": Path(finding.path).as_posix()}
-        message = finding.message
-        if finding.where is not None and finding.where.cell is not None:
-            message = f"{finding.where}:{finding.column}: {message}"
-        elif finding.where is not None:
-            properties["line"] = str(finding.where.line)
+        if finding.file_line is not None:
+            properties["line"] = str(finding.file_line)
             if finding.column:
                 properties["col"] = str(finding.column)
         properties["title"] = f"haiku2flax ({finding.rule})" if finding.rule else "haiku2flax"
-        fields = ",".join(f"{key}={_github_escape(value, property=True)}" for key, value in properties.items())
-        lines.append(f"::{finding.level} {fields}::{_github_escape(message)}")
+        fields = ",".join(f"{key}={_github_escape(value, in_property=True)}" for key, value in properties.items())
+        lines.append(f"::{finding.level} {fields}::{_github_escape(finding.text)}")
     return lines
 
 
@@ -285,14 +293,9 @@ SARIF_LEVELS = {"error": "error", "warning": "warning", "notice": "note"}
 
 def _sarif_location(finding: Finding) -> dict:
     physical: dict = {"artifactLocation": {"uri": Path(finding.path).as_posix(), "uriBaseId": "%SRCROOT%"}}
-    if finding.where is not None and finding.where.cell is None:
-        physical["region"] = {"startLine": finding.where.line, **({"startColumn": finding.column} if finding.column else {})}
+    if finding.file_line is not None:
+        physical["region"] = {"startLine": finding.file_line, **({"startColumn": finding.column} if finding.column else {})}
     return {"physicalLocation": physical}
-
-
-def _sarif_message(finding: Finding) -> dict:
-    cell = finding.where is not None and finding.where.cell is not None
-    return {"text": f"{finding.where}:{finding.column}: {finding.message}" if cell else finding.message}
 
 
 def sarif_report(results: list[FileResult], output: Output) -> dict:
@@ -315,17 +318,20 @@ def sarif_report(results: list[FileResult], output: Output) -> dict:
             "ruleId": finding.rule,
             "ruleIndex": rule_ids.index(finding.rule),
             "level": SARIF_LEVELS[finding.level],
-            "message": _sarif_message(finding),
+            "message": {"text": finding.text},
             "locations": [_sarif_location(finding)],
         }
         for finding in found
         if finding.rule
     ]
     errors = [
-        {"level": "error", "message": _sarif_message(finding), "locations": [_sarif_location(finding)]}
+        {"level": "error", "message": {"text": finding.text}, "locations": [_sarif_location(finding)]}
         for finding in found
         if finding.level == "error"
     ]
-    invocation = {"executionSuccessful": not errors, "toolExecutionNotifications": errors}
-    driver = {"name": "haiku2flax", "version": __version__, "rules": rules}
-    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{"tool": {"driver": driver}, "results": sarif_results, "invocations": [invocation]}]}
+    run = {
+        "tool": {"driver": {"name": "haiku2flax", "version": __version__, "rules": rules}},
+        "results": sarif_results,
+        "invocations": [{"executionSuccessful": not errors, "toolExecutionNotifications": errors}],
+    }
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}

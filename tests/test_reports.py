@@ -119,7 +119,7 @@ def test_github_annotations_escape_properties_and_data(tree: Path):
     raw = migrate("--check", "--output-format", "github", "v1,100%:x.py").stdout
     assert "file=v1%2C100%25%3Ax.py," in raw and "::v1,100%25:x.py still uses Haiku" in raw
     assert _github_escape("a%b\r\nc,d:e") == "a%25b%0D%0Ac,d:e"
-    assert _github_escape("a%b\r\nc,d:e", property=True) == "a%25b%0D%0Ac%2Cd%3Ae"
+    assert _github_escape("a%b\r\nc,d:e", in_property=True) == "a%25b%0D%0Ac%2Cd%3Ae"
 
 
 def test_github_annotations_name_notebook_cells(tree: Path):
