@@ -1,8 +1,8 @@
 """The pre-commit hooks, installed for real: `pre-commit try-repo` and a user's .pre-commit-config.yaml.
 
 pre-commit builds a virtualenv and pip-installs haiku2flax with its dependencies from a git commit, so
-this catches packaging mistakes (a package missing from the wheel) that editable installs hide. It takes
-about a minute; it is skipped without git or pre-commit, when HAIKU2FLAX_SKIP_PRE_COMMIT is set, and
+this catches packaging mistakes (a package missing from the wheel) that editable installs hide, and
+shows the hook environment holds the lean core only (no jax). It takes about a minute; it is skipped without git or pre-commit, when HAIKU2FLAX_SKIP_PRE_COMMIT is set, and
 when the environment cannot be installed (no network and no local wheels: pre-commit exits 3).
 """
 
