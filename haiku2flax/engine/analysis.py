@@ -215,12 +215,15 @@ def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bo
         if isinstance(statement, cst.FunctionDef) and isinstance(statement.body, cst.IndentedBlock):
             local.extend(statement.body.body)
     top_level = {id(statement) for statement in module.body}
+    module_functions = {statement.name.value for statement in module.body if isinstance(statement, cst.FunctionDef)}
     bindings: _AssignedNameCounts | None = None  # walked once, for the first transform found in a function
     for statement in [*module.body, *local]:
         assign = simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name):
             continue
         read = read_transform(assign[1], names)
+        if read is not None and id(statement) not in top_level and read[0] not in {*module_functions, LAMBDA_FORWARD}:
+            continue  # its forward is local to the function too: no module class can be made of it
         if read is not None and id(statement) not in top_level and bindings is None:
             bindings = _AssignedNameCounts()
             bindings.walk(module)

@@ -6,10 +6,12 @@ never edits imports and an import is never added twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from .analysis import is_docstring
-from .names import HAIKU, ImportedNames, dotted_name
+from .names import HAIKU, ImportedNames, dotted_name, import_statements
 from .walk import Walker
 
 
@@ -82,6 +84,58 @@ def _import_line(module: str, name: str | None, alias: str | None) -> cst.Simple
     return cst.parse_statement(text)  # type: ignore[return-value]
 
 
+def _kept_imports(
+    smalls: Sequence[cst.BaseSmallStatement], used: set[str], imported: ImportedNames
+) -> list[cst.BaseSmallStatement]:
+    """`smalls` without the names of Haiku imports that `used` lacks (an import left with none is dropped)."""
+    kept = []
+    for small in smalls:
+        if _is_haiku_import(small, imported):
+            names = [a for a in small.names if _bound_name(a) in used]  # type: ignore[union-attr]
+            if not names:
+                continue
+            if len(names) != len(small.names):  # type: ignore[arg-type]
+                names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                small = small.with_changes(names=names)
+        kept.append(small)
+    return kept
+
+
+def _has_haiku_import(statement: cst.BaseCompoundStatement, imported: ImportedNames) -> bool:
+    return any(_is_haiku_import(small, imported) for small in import_statements([statement]))
+
+
+class _NestedImports(cst.CSTTransformer):
+    """Haiku imports inside functions and blocks (`def main(): import haiku as hk`), dropped once unused.
+
+    `used` is what the whole module reads: a name still read anywhere keeps its import.
+    """
+
+    def __init__(self, used: set[str], imported: ImportedNames) -> None:
+        super().__init__()
+        self.used, self.imported = used, imported
+
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
+        if not any(isinstance(small, cst.Import | cst.ImportFrom) for small in updated.body):
+            return updated
+        kept = _kept_imports(updated.body, self.used, self.imported)
+        if not kept:  # LibCST writes `pass` for a block left empty
+            return cst.RemovalSentinel.REMOVE
+        return updated.with_changes(body=kept) if len(kept) != len(updated.body) else updated
+
+    def leave_SimpleStatementSuite(
+        self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite
+    ) -> cst.SimpleStatementSuite:
+        """`def main(): import haiku as hk; ...` on one line."""
+        kept = _kept_imports(updated.body, self.used, self.imported) or [cst.Pass()]
+        return updated.with_changes(body=kept) if len(kept) != len(updated.body) else updated
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return not isinstance(node, cst.BaseExpression) and super().on_visit(node)  # imports are statements
+
+
 def fix_imports(
     module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str], imported: ImportedNames
 ) -> cst.Module:
@@ -91,16 +145,7 @@ def fix_imports(
     last_import: int | None = None
     for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine) and any(isinstance(s, cst.Import | cst.ImportFrom) for s in statement.body):
-            kept_smalls = []
-            for small in statement.body:
-                if _is_haiku_import(small, imported):
-                    names = [a for a in small.names if _bound_name(a) in used]  # type: ignore[union-attr]
-                    if not names:
-                        continue
-                    if len(names) != len(small.names):  # type: ignore[arg-type]
-                        names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-                        small = small.with_changes(names=names)
-                kept_smalls.append(small)
+            kept_smalls = _kept_imports(statement.body, used, imported)
             if not kept_smalls:
                 if insert_at is None:
                     insert_at = len(body)
@@ -110,6 +155,8 @@ def fix_imports(
             body.append(statement.with_changes(body=kept_smalls) if len(kept_smalls) != len(statement.body) else statement)
             last_import = len(body) - 1
             continue
+        elif isinstance(statement, cst.BaseCompoundStatement) and _has_haiku_import(statement, imported):
+            statement = statement.visit(_NestedImports(used, imported))  # type: ignore[assignment]
         body.append(statement)
     missing = sorted(needed - _existing(body), key=lambda t: (t[0], t[1] or ""))
     new_lines = [_import_line(*spec) for spec in missing]

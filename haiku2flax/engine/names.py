@@ -8,6 +8,7 @@ Dense` all mean `haiku.nets.MLP` / `haiku.Linear`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -31,6 +32,34 @@ def _module_name(node: cst.BaseExpression) -> str:
     return name
 
 
+def import_statements(statements: Sequence[cst.BaseStatement]) -> Iterator[cst.Import | cst.ImportFrom]:
+    """Every import statement in `statements` and in the blocks nested in them, in source order.
+
+    Only statement blocks are entered, never expressions: an import cannot hide in one.
+    """
+    for statement in statements:
+        if isinstance(statement, cst.SimpleStatementLine):
+            yield from (small for small in statement.body if isinstance(small, cst.Import | cst.ImportFrom))
+        elif isinstance(statement, cst.BaseCompoundStatement):
+            for suite in _suites(statement):
+                if isinstance(suite, cst.IndentedBlock):
+                    yield from import_statements(suite.body)
+                else:  # `def main(): import haiku as hk` on one line
+                    yield from (small for small in suite.body if isinstance(small, cst.Import | cst.ImportFrom))
+
+
+def _suites(statement: cst.CSTNode) -> Iterator[cst.BaseSuite]:
+    """The suites of a compound statement: its body and its `elif`, `else`, `except`, `finally` and `case` arms."""
+    body = getattr(statement, "body", None)
+    if isinstance(body, cst.BaseSuite):
+        yield body
+    arms = [getattr(statement, "orelse", None), getattr(statement, "finalbody", None)]
+    arms += [*getattr(statement, "handlers", ()), *getattr(statement, "cases", ())]
+    for arm in arms:
+        if arm is not None:
+            yield from _suites(arm)
+
+
 @dataclass
 class ImportedNames:
     """Local name -> fully qualified name, for every name bound by an import of `haiku` (or of a house
@@ -41,13 +70,11 @@ class ImportedNames:
 
     @classmethod
     def from_module(cls, module: cst.Module, house: frozenset[str] = frozenset()) -> ImportedNames:
+        """Imports at module level and inside functions, classes and blocks (`def main(): import haiku as
+        hk`, `try: import haiku`): a file that uses Haiku anywhere is converted or reported, never skipped."""
         names = cls(house=house)
-        for statement in module.body:
-            if not isinstance(statement, cst.SimpleStatementLine):
-                continue
-            for small in statement.body:
-                if isinstance(small, cst.Import | cst.ImportFrom):
-                    names.add_import(small)
+        for small in import_statements(module.body):
+            names.add_import(small)
         return names
 
     def _tracked(self, full: str) -> bool:
