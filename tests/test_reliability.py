@@ -1,0 +1,152 @@
+"""What a user wrote is never lost and a failure is never reported as success: files edited during a
+run, read-only files, ownership, interrupts, symlink loops, excluded folders, repeated runs.
+
+The CLI is driven as a user drives it (click's runner, or a real process where signals matter); where
+a test needs something to happen in the middle of a run, it wraps the engine so the edit happens
+while a file is being converted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from haiku2flax import runner
+from haiku2flax.cli import main
+from haiku2flax.engine import Conversion
+
+SOURCE = textwrap.dedent(
+    """\
+    import haiku as hk
+
+
+    class Block(hk.Module):
+      def __call__(self, x):
+        return hk.Linear(3)(x)
+    """
+)
+
+
+def migrate(*args: str) -> Result:
+    return CliRunner().invoke(main, ["migrate", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def engine_that(during: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Wrap the conversion: while a text containing a key is converted, call its value; returns the order seen."""
+    convert, seen = runner.convert_text, []
+
+    def wrapped(text: str, settings: runner.Settings) -> Conversion:
+        for marker, action in during.items():
+            if marker in text:
+                seen.append(marker)
+                action()  # type: ignore[operator]
+        return convert(text, settings)
+
+    monkeypatch.setattr(runner, "convert_text", wrapped)
+    return seen
+
+
+# -- 1. edits made during a run --------------------------------------------------------------------------
+
+
+def test_a_file_edited_while_it_is_converted_is_left_as_edited(work: Path, monkeypatch: pytest.MonkeyPatch):
+    edited = SOURCE + "\n\n# the user's edit, saved during the run\n"
+    path = work / "model.py"
+    path.write_text(SOURCE)
+    engine_that({"class Block": lambda: path.write_text(edited)}, monkeypatch)
+    result = migrate("-j", "1", "model.py")
+    assert path.read_text() == edited
+    assert result.exit_code == 2
+    assert "model.py:1:1: error: changed since it was read" in result.stderr
+
+
+def test_an_edit_keeping_size_and_mtime_is_caught_by_the_content_hash(work: Path, monkeypatch: pytest.MonkeyPatch):
+    path = work / "model.py"
+    path.write_text(SOURCE)
+    read = path.stat()
+    edited = SOURCE.replace("Linear(3)", "Linear(4)")
+
+    def edit() -> None:
+        path.write_text(edited)
+        os.utime(path, ns=(read.st_atime_ns, read.st_mtime_ns))
+
+    engine_that({"class Block": edit}, monkeypatch)
+    result = migrate("-j", "1", "model.py")
+    assert path.read_text() == edited
+    assert result.exit_code == 2
+
+
+def test_each_file_is_written_as_soon_as_it_is_converted(work: Path, monkeypatch: pytest.MonkeyPatch):
+    first, second = work / "a.py", work / "b.py"
+    first.write_text(SOURCE)
+    second.write_text(SOURCE.replace("Block", "Other"))
+    written_before_second: list[bool] = []
+    engine_that({"class Other": lambda: written_before_second.append("flax" in first.read_text())}, monkeypatch)
+    result = migrate("-j", "1", "a.py", "b.py")
+    assert result.exit_code == 0, result.stderr
+    assert written_before_second == [True]
+    assert "flax" in second.read_text()
+
+
+# -- 7. read-only files, ownership, interrupts, idempotency -----------------------------------------------
+
+
+def test_a_read_only_file_is_refused_and_left_as_it_is(work: Path):
+    path = work / "model.py"
+    path.write_text(SOURCE)
+    path.chmod(0o444)
+    result = migrate("model.py")
+    assert result.exit_code == 2
+    assert "model.py:1:1: error: cannot write: the file is read-only" in result.stderr
+    assert path.read_text() == SOURCE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_owner_and_group_are_kept(work: Path):
+    path = work / "model.py"
+    path.write_text(SOURCE)
+    if os.geteuid() == 0:
+        owner = (12345, 54321)  # root can give the file any owner and group, as a shared checkout has
+    else:
+        others = [group for group in os.getgroups() if group != os.getegid()]
+        if not others:
+            pytest.skip("needs root or a second group to give the file")
+        owner = (os.geteuid(), others[0])
+    os.chown(path, *owner)
+    result = migrate("model.py")
+    assert result.exit_code == 0, result.stderr
+    assert "flax" in path.read_text()
+    assert (path.stat().st_uid, path.stat().st_gid) == owner
+
+
+def test_ctrl_c_with_workers_stops_within_a_second(tmp_path: Path):
+    for index in range(300):
+        (tmp_path / f"m{index:03d}.py").write_text(SOURCE.replace("Block", f"Block{index}") * 20)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "haiku2flax", "migrate", "--check", "-q", "-j", "2", "."],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(4)  # the workers are busy converting by now
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    assert time.monotonic() - interrupted < 1.5  # a second, and some slack for a loaded machine
+    assert b"Traceback" not in process.stderr.read()  # type: ignore[union-attr]
