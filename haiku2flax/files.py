@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-# Not walked unless a project's `exclude` setting says otherwise: version control, build output, installed packages, caches.
-SKIP_DIRS = frozenset({".git", ".venv", "venv", "build", "dist", "site-packages", "__pycache__", "node_modules"})
+# Not walked unless a project's `exclude` setting says otherwise: ruff's default exclusions (version control,
+# build output, installed packages, environments, tool caches, notebook checkpoints) and bytecode caches.
+SKIP_DIRS = frozenset(
+    {
+        ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".ipynb_checkpoints", ".mypy_cache", ".nox",
+        ".pants.d", ".pyenv", ".pytest_cache", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv", ".vscode",
+        "__pycache__", "__pypackages__", "_build", "buck-out", "build", "dist", "node_modules", "site-packages", "venv",
+    }
+)
 VENV_MARKER = "pyvenv.cfg"
 GIT_DIR = ".git"  # never walked, whatever the exclusions
 GITIGNORE = ".gitignore"
@@ -306,8 +313,17 @@ def _walk_directory(
             if (path / VENV_MARKER).exists() or Path(os.path.abspath(path)) in excluded:
                 continue
             yield from _walk_directory(path, (*parts, entry.name), rules, excluded, patterns)
-        elif entry.is_file():
+        elif _is_file(entry):
             yield path
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a directory entry is a file to read; a symlink that loops or cannot be followed counts as
+    one, so that reading it reports the problem in its place and the walk goes on."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -333,7 +349,8 @@ def discover(
             sources[os.path.abspath(path)] = path
             continue
         for file in walk(path, exclude, patterns):
-            (sources if file.suffix in suffixes else others).setdefault(os.path.abspath(file), file)
+            readable = os.path.exists(file)  # else a symlink loop: reading it reports it, whatever its suffix
+            (sources if file.suffix in suffixes or not readable else others).setdefault(os.path.abspath(file), file)
     for key in sources.keys() & others.keys():  # a file given explicitly and also found by walking
         del others[key]
     return Discovery(sorted(sources.values(), key=display_path), sorted(others.values(), key=display_path))

@@ -150,3 +150,28 @@ def test_ctrl_c_with_workers_stops_within_a_second(tmp_path: Path):
     process.wait(timeout=30)
     assert time.monotonic() - interrupted < 1.5  # a second, and some slack for a loaded machine
     assert b"Traceback" not in process.stderr.read()  # type: ignore[union-attr]
+
+
+# -- 4. symlink loops and folders that are never walked ------------------------------------------------
+
+
+def test_a_symlink_loop_is_reported_and_the_run_goes_on(work: Path):
+    (work / "model.py").write_text(SOURCE)
+    (work / "loop.py").symlink_to("loop.py")
+    (work / "a").symlink_to("b")
+    (work / "b").symlink_to("a")
+    result = migrate(".")
+    assert result.exit_code == 2
+    for name in ("a", "b", "loop.py"):
+        assert f"{name}:1:1: error: cannot read: Too many levels of symbolic links" in result.stderr
+    assert "flax" in (work / "model.py").read_text()
+
+
+@pytest.mark.parametrize("folder", [".ipynb_checkpoints", ".tox", "__pypackages__", ".nox", "buck-out", ".pytype", "_build"])
+def test_folders_ruff_excludes_are_not_walked(work: Path, folder: str):
+    inside = work / "pkg" / folder / "model.py"
+    inside.parent.mkdir(parents=True)
+    inside.write_text(SOURCE)
+    result = migrate("--check", ".")
+    assert result.exit_code == 0, result.stderr
+    assert inside.read_text() == SOURCE
