@@ -175,3 +175,55 @@ def test_folders_ruff_excludes_are_not_walked(work: Path, folder: str):
     result = migrate("--check", ".")
     assert result.exit_code == 0, result.stderr
     assert inside.read_text() == SOURCE
+
+
+STATEFUL_AND_LEFT_IN_HAIKU = textwrap.dedent(
+    """\
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+
+
+    class Counter(hk.Module):
+      def __call__(self, x):
+        count = hk.get_state("count", [], init=jnp.zeros)
+        hk.set_state("count", count + 1)
+        return hk.Linear(10)(x)
+
+
+    def noise(x):
+      key = hk.next_rng_key()
+      return x + jax.random.normal(key, x.shape)
+    """
+)
+
+
+def test_a_second_nnx_run_over_a_partly_converted_file_changes_nothing(work: Path):
+    path = work / "model.py"
+    path.write_text(STATEFUL_AND_LEFT_IN_HAIKU)
+    assert migrate("--to", "nnx", "model.py").exit_code == 0
+    once = path.read_text()
+    assert "import haiku as hk" in once and once.count("class State(nnx.Variable)") == 1
+    again = migrate("--to", "nnx", "model.py")
+    assert again.exit_code == 0, again.stderr
+    assert path.read_text() == once
+
+
+@pytest.mark.parametrize(
+    ("tree", "found"),
+    [
+        ([1.0, 2.0], "expected a Haiku tree, a dict of dicts ({module: {name: array}}), found a list"),
+        ({"w": [[1.0]]}, "a dict of dicts ({module: {name: array}}), found 'w' holding a list"),
+        ({"linear": {"w": "abc"}}, "leaf linear/w is a str, not an array of numbers"),
+    ],
+)
+def test_convert_params_names_a_pickle_that_is_not_a_haiku_tree_in_one_line(work: Path, tree: object, found: str):
+    import pickle
+
+    model = Path(__file__).resolve().parent.parent / "fixtures" / "guide" / "basic_example" / "haiku.py"
+    (work / "params.pkl").write_bytes(pickle.dumps(tree))
+    args = ["convert-params", str(model), "--to", "nnx", "--entry", "model", "--input", "f32[2,784]", "--params", "params.pkl"]
+    result = CliRunner().invoke(main, [*args, "--out", "out"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and found in result.stderr
+    assert not (work / "out").exists()
