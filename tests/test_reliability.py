@@ -227,3 +227,59 @@ def test_convert_params_names_a_pickle_that_is_not_a_haiku_tree_in_one_line(work
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and found in result.stderr
     assert not (work / "out").exists()
+
+
+# -- 6. valid input never ends in an internal error ----------------------------------------------------
+
+
+def converted(source: str, target: str) -> str:
+    from haiku2flax.engine import convert_source
+
+    return convert_source(source, target).code
+
+
+def test_a_lambda_building_a_module_of_another_file_is_a_todo_under_nnx():
+    source = textwrap.dedent(
+        """\
+        import haiku as hk
+        import jax
+        import jax.numpy as jnp
+        from mylib import Model
+
+        model = hk.transform(lambda x: Model()(x))
+        params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
+        """
+    )
+    code = converted(source, "nnx")
+    assert "# TODO(haiku2flax:HK004): `lambda x: Model()(x)` builds no module this file converts" in code
+
+
+def test_a_todo_quoting_a_multi_line_expression_is_one_comment_line(work: Path):
+    source = textwrap.dedent(
+        """\
+        import haiku as hk
+
+
+        class Model(hk.Module):
+          def __call__(self, x):
+            return hk.Flatten()(x * 2 +
+                                x)
+        """
+    )
+    (work / "model.py").write_text(source)
+    result = migrate("--to", "linen", "model.py")
+    assert result.exit_code == 0, result.stderr
+    assert "# TODO(haiku2flax:HK012): `hk.Flatten` keeps the input's leading axes, so the input is read twice: assign `x * 2 + x`" in (
+        work / "model.py"
+    ).read_text()
+    assert "model.py:6:12: todo: `hk.Flatten` keeps the input's leading axes, so the input is read twice: assign `x * 2 + x` to a" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [" + ".join(f"x{i}" for i in range(350)), "(" + " ".join(f'"part {i}"' for i in range(2000)) + ")"],
+    ids=["plus-chain", "implicit-concatenation"],
+)
+def test_deeply_nested_valid_code_converts(expression: str):
+    code = converted(f"{SOURCE}\n\ny = {expression}\n", "nnx")
+    assert "nnx.Linear" in code and f"y = {expression}\n" in code
