@@ -111,7 +111,8 @@ def convert_bytes(path: str, data: bytes, settings: Settings) -> FileResult:
         converted = document.render(code)
     except FileError as error:
         return FileResult(path, data, data, error=error)
-    return FileResult(path, data, converted, conversion.notes, document=document, code=code)
+    notes = sorted([*conversion.notes, *document.problems(code)], key=lambda note: (note.line, note.column))
+    return FileResult(path, data, converted, notes, document=document, code=code)
 
 
 def convert_file(path: Path, settings: Settings) -> FileResult:
