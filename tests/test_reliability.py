@@ -283,3 +283,70 @@ def test_a_todo_quoting_a_multi_line_expression_is_one_comment_line(work: Path):
 def test_deeply_nested_valid_code_converts(expression: str):
     code = converted(f"{SOURCE}\n\ny = {expression}\n", "nnx")
     assert "nnx.Linear" in code and f"y = {expression}\n" in code
+
+
+# -- 3. verify never reports a pass that is not one ------------------------------------------------------
+
+BASIC = Path(__file__).resolve().parent.parent / "fixtures" / "guide" / "basic_example" / "haiku.py"
+VERIFY_BASIC = ["--to", "nnx", "--entry", "model", "--input", "f32[2,784]", "--arg", "training=false"]
+
+
+def verify(path: Path | str, *args: str) -> Result:
+    return CliRunner().invoke(main, ["verify", str(path), *args])
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_verify_of_a_file_calling_sys_exit_could_not_run(work: Path, status: int):
+    path = work / "model.py"
+    path.write_text(BASIC.read_text() + f"\nimport sys\nsys.exit({status})\n")
+    result = verify(path, *VERIFY_BASIC)
+    assert result.exit_code == 2, result.output
+    assert f"model.py called sys.exit({status}) while it was imported" in result.output
+    assert "verdict: could not run" in result.output
+
+
+def test_verify_imports_the_file_with_its_own_argv(work: Path):
+    path = work / "model.py"
+    flags = "import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--lr', type=float, default=0.1)\nFLAGS = parser.parse_args()\n"
+    path.write_text(flags + BASIC.read_text())
+    result = verify(path, *VERIFY_BASIC)
+    assert result.exit_code == 0, result.output
+    assert "verdict: equivalent" in result.output
+
+
+def test_verify_says_first_that_the_rewrite_left_todos(work: Path):
+    path = work / "model.py"
+    path.write_text(
+        "import haiku as hk\n\n\nclass Model(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(10)(x)\n\n\n"
+        "def forward(x):\n  return Model()(x)\n\n\nmodel = hk.transform(forward)\n"
+    )
+    result = verify(path, "--to", "nnx", "--entry", "model", "--input", "f32[2,3]")
+    assert result.exit_code == 2
+    assert "could not run: the rewrite left 1 TODO(s): line 13: pass the model's input feature size" in result.output
+    assert "[HK006]; running the rewrite failed: " in result.output
+
+
+def test_verify_rejects_a_bad_input_spec_before_loading_jax(work: Path):
+    script = textwrap.dedent(
+        """\
+        import sys
+        from click.testing import CliRunner
+        from haiku2flax.cli import main
+        args = ["verify", sys.argv[1], "--to", "nnx", "--entry", "model", "--input", "f32[2,,784]"]
+        result = CliRunner().invoke(main, args)
+        print(result.exit_code, "jax" in sys.modules)
+        print(result.output)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(BASIC)], capture_output=True, text=True, check=True)
+    assert run.stdout.startswith("2 False\n")
+    assert "bad input spec 'f32[2,,784]': dimension 2 is empty" in run.stdout
+
+
+def test_verify_prints_user_text_with_markup_as_written(work: Path):
+    path = work / "[b]x[/x]" / "model.py"  # folders `[b]x[` and `x]`
+    path.parent.mkdir(parents=True)
+    path.write_text(BASIC.read_text())
+    result = verify(path, *VERIFY_BASIC)
+    assert result.exit_code == 0, result.output
+    assert "[b]x[/x]/model.py" in result.output
