@@ -350,3 +350,18 @@ def test_verify_prints_user_text_with_markup_as_written(work: Path):
     result = verify(path, *VERIFY_BASIC)
     assert result.exit_code == 0, result.output
     assert "[b]x[/x]/model.py" in result.output
+
+
+def test_migrate_prints_paths_with_markup_as_written(work: Path):
+    path = work / "[b]x[/x]" / "model.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(SOURCE)
+    result = migrate("--check", ".")
+    assert result.exit_code == 1
+    assert "│ [b]x[/x]/model.py │ would migrate" in result.stderr
+
+
+def test_rules_prints_an_unknown_id_as_written():
+    result = CliRunner().invoke(main, ["rules", "HK[/x]"])
+    assert result.exit_code == 0
+    assert "no rule id starts with HK[/x]" in result.output
