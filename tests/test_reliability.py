@@ -135,15 +135,15 @@ def test_owner_and_group_are_kept(work: Path):
 
 
 def test_ctrl_c_with_workers_stops_within_a_second(tmp_path: Path):
-    for index in range(300):
-        (tmp_path / f"m{index:03d}.py").write_text(SOURCE.replace("Block", f"Block{index}") * 20)
+    for index in range(2000):  # minutes of work for two workers: still running when interrupted
+        (tmp_path / f"m{index:04d}.py").write_text(SOURCE.replace("Block", f"Block{index}") * 20)
     process = subprocess.Popen(
         [sys.executable, "-m", "haiku2flax", "migrate", "--check", "-q", "-j", "2", "."],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    time.sleep(4)  # the workers are busy converting by now
+    time.sleep(3)  # the workers are busy converting by now
     assert process.poll() is None, "the run ended before it could be interrupted"
     interrupted = time.monotonic()
     process.send_signal(signal.SIGINT)
