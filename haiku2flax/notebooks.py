@@ -199,7 +199,7 @@ def _marker_lines(code: str) -> tuple[int, ...]:
 
 
 def _haiku_names(code: str) -> set[str]:
-    return {name for match in HAIKU_BINDING.finditer(code) for name in (match.group(3) or match.group(2) or match.group(1) or "haiku",)}
+    return {match.group(3) or match.group(2) or match.group(1) or "haiku" for match in HAIKU_BINDING.finditer(code)}
 
 
 def _uses_haiku(masked: str, haiku_names: set[str]) -> bool:
@@ -345,22 +345,23 @@ class NotebookDocument:
         cell, an IPython line) names: the engine cannot see those uses, the notebook still has them."""
         masked_words = {word for text in self.masks for word in WORD.findall(text)}
         lines = code.split("\n")
-        kept = set(lines)
-        original = self.text.split("\n")
+        kept, removed = set(lines), {}  # cell index -> its import lines to put back, in order
         cell = -1
-        for line in original:
+        for line in self.text.split("\n"):
             if CELL_MARKER_LINE.match(line + "\n"):
                 cell += 1
             elif TOP_LEVEL_IMPORT.match(line) and line not in kept and _bound_names(line) & masked_words:
-                marker = next(i for i, text in enumerate(lines) if text == CELL_MARKER.format(cell))
-                lines.insert(marker + 1, line)
+                removed.setdefault(cell, []).append(line)
+        for cell, imports in removed.items():
+            marker = lines.index(CELL_MARKER.format(cell))
+            lines[marker + 1 : marker + 1] = imports
         return "\n".join(lines)
 
     def problems(self, code: str) -> list[Note]:
         """A TODO for each piece of masked code that may hide Haiku, at its line in `code` (the converted text)."""
         if not self.hidden:
             return []
-        lines = {int(match.group(1)): code.count("\n", 0, match.start()) + 1 for match in PLACEHOLDER_LINE.finditer(code)}
+        lines = {int(match.group(1)): number for number, line in enumerate(code.split("\n"), 1) if (match := PLACEHOLDER_LINE.match(line))}
         return [Note(UNSUPPORTED_RULE, Outcome.TODO, why, lines[placeholder], 1) for placeholder, why in self.hidden]
 
     def render(self, code: str) -> bytes:

@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Collection, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import BinaryIO
 
 import click
 
