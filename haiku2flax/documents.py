@@ -53,6 +53,10 @@ class Document(Protocol):
         """A unified diff from `text` to `code`, in the form that suits the format."""
         ...
 
+    def problems(self, code: str) -> list[Note]:
+        """What the engine could not see of this file (a notebook's broken cells), positioned in `code`."""
+        ...
+
 
 @dataclass(frozen=True)
 class PythonDocument:
@@ -81,6 +85,9 @@ class PythonDocument:
 
     def diff(self, path: str, code: str) -> bytes:
         return unified_diff(path, self.original, self.render(code))
+
+    def problems(self, code: str) -> list[Note]:
+        return []
 
 
 def unified_diff(path: str, before: bytes, after: bytes) -> bytes:

@@ -3,12 +3,16 @@
 Files are read as bytes and decoded here (PEP 263 coding cookie, UTF-8 BOM, newline style), so the
 engine only ever sees `\\n`-separated text and `Decoded.encode` gives back bytes that differ from the
 original only where the code changed. Writes go to a temporary file beside the target that is then
-renamed over it, so a user's file is always either the old one or the new one.
+renamed over it, so a user's file is always either the old one or the new one; a file is replaced
+only if it is still what was read (an editor may have saved it meanwhile), is not read-only, and keeps
+its owner, group and mode bits.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import hashlib
 import io
 import os
 import re
@@ -21,8 +25,15 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-# Not walked unless a project's `exclude` setting says otherwise: version control, build output, installed packages, caches.
-SKIP_DIRS = frozenset({".git", ".venv", "venv", "build", "dist", "site-packages", "__pycache__", "node_modules"})
+# Not walked unless a project's `exclude` setting says otherwise: ruff's default exclusions (version control,
+# build output, installed packages, environments, tool caches, notebook checkpoints) and bytecode caches.
+SKIP_DIRS = frozenset(
+    {
+        ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".ipynb_checkpoints", ".mypy_cache", ".nox",
+        ".pants.d", ".pyenv", ".pytest_cache", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv", ".vscode",
+        "__pycache__", "__pypackages__", "_build", "buck-out", "build", "dist", "node_modules", "site-packages", "venv",
+    }
+)
 VENV_MARKER = "pyvenv.cfg"
 GIT_DIR = ".git"  # never walked, whatever the exclusions
 GITIGNORE = ".gitignore"
@@ -95,14 +106,54 @@ def mirrored(path: str, out_dir: Path) -> Path:
     return out_dir / (relative.relative_to(relative.anchor) if relative.is_absolute() else relative)
 
 
-def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+@dataclass(frozen=True)
+class Snapshot:
+    """A file as it was read, to tell whether it changed before the converted text replaces it."""
+
+    size: int
+    mtime_ns: int
+    digest: bytes
+
+    @classmethod
+    def of(cls, data: bytes, status: os.stat_result) -> Snapshot:
+        return cls(len(data), status.st_mtime_ns, hashlib.blake2b(data).digest())
+
+    def matches(self, path: Path) -> bool:
+        """Size and mtime first (cheap); the content's hash as well, since a write can keep both."""
+        with open(path, "rb") as file:
+            status = os.fstat(file.fileno())
+            if status.st_size != self.size or status.st_mtime_ns != self.mtime_ns:
+                return False
+            return hashlib.blake2b(file.read()).digest() == self.digest
+
+
+class ChangedOnDisk(Exception):
+    """The file is no longer what was read: it was left as it is."""
+
+
+def read_file(path: Path) -> tuple[bytes, Snapshot]:
+    with open(path, "rb") as file:
+        status = os.fstat(file.fileno())
+        data = file.read()
+    return data, Snapshot.of(data, status)
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None = None, expected: Snapshot | None = None) -> None:
     """Replace `path` with `data` through a renamed temporary file, keeping the file's mode bits.
 
-    A symlink is written through (its target is replaced), so the link survives.
+    Replacing an existing file (no `mode` given) also keeps its owner and group, refuses a read-only
+    file (PermissionError, as black and ruff do) and, with `expected`, raises `ChangedOnDisk` instead of
+    replacing a file that is no longer what was read. A symlink is written through (its target is
+    replaced), so the link survives.
     """
     target = Path(os.path.realpath(path))
+    owner = None
     if mode is None:
-        mode = stat.S_IMODE(target.stat().st_mode)
+        status = target.stat()
+        mode = stat.S_IMODE(status.st_mode)
+        if not mode & 0o222 or not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, "the file is read-only")
+        owner = (status.st_uid, status.st_gid)
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as file:
@@ -110,10 +161,24 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, mode)
+        if owner is not None:
+            _keep_owner(temporary, *owner)
+        if expected is not None and not expected.matches(target):
+            raise ChangedOnDisk(target)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _keep_owner(path: str, uid: int, gid: int) -> None:
+    status = os.stat(path)
+    if (status.st_uid, status.st_gid) == (uid, gid):
+        return
+    try:
+        os.chown(path, uid if status.st_uid != uid else -1, gid if status.st_gid != gid else -1)
+    except PermissionError:
+        raise PermissionError(errno.EPERM, "its owner and group could not be kept") from None
 
 
 def write_mirrored(source: Path, destination: Path, data: bytes | None) -> None:
@@ -248,8 +313,17 @@ def _walk_directory(
             if (path / VENV_MARKER).exists() or Path(os.path.abspath(path)) in excluded:
                 continue
             yield from _walk_directory(path, (*parts, entry.name), rules, excluded, patterns)
-        elif entry.is_file():
+        elif _is_file(entry):
             yield path
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a directory entry is a file to read; a symlink that loops or cannot be followed counts as
+    one, so that reading it reports the problem in its place and the walk goes on."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -275,7 +349,8 @@ def discover(
             sources[os.path.abspath(path)] = path
             continue
         for file in walk(path, exclude, patterns):
-            (sources if file.suffix in suffixes else others).setdefault(os.path.abspath(file), file)
+            readable = os.path.exists(file)  # else a symlink loop: reading it reports it, whatever its suffix
+            (sources if file.suffix in suffixes or not readable else others).setdefault(os.path.abspath(file), file)
     for key in sources.keys() & others.keys():  # a file given explicitly and also found by walking
         del others[key]
     return Discovery(sorted(sources.values(), key=display_path), sorted(others.values(), key=display_path))

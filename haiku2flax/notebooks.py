@@ -6,7 +6,10 @@ cell but the first. Each cell starts with a marker statement (`pass  # haiku2fla
 that are IPython rather than Python (`%matplotlib inline`, `!pip install dm-haiku`, `x = !ls`, `obj?`,
 and the first line of a cell magic whose body is Python, like `%%time`) become placeholder statements
 that are put back verbatim afterwards. A cell that still does not parse (`%%bash`, or a broken cell)
-is masked whole and left as it is.
+is masked whole and left as it is. A notebook is one program, so what the engine cannot see is
+reported with its cell (a broken cell, an IPython line that uses Haiku, like `hk.Linear?` or
+`%timeit model.apply(...)`), and an import that masked code names is kept. A cell written with CRLF
+line endings keeps them. nbformat 3 (`worksheets`) is refused with a message.
 
 Writing back replaces only the `source` of the code cells that changed, in the notebook's own JSON
 layout (list or string, indentation, escapes): markdown, outputs, metadata, cell ids and every other
@@ -26,6 +29,7 @@ from json.decoder import scanstring
 from pathlib import PurePath
 
 from .documents import Location
+from .engine.notes import Note, Outcome
 from .files import FileError
 
 CELL_MARKER = "pass  # haiku2flax-cell {}"
@@ -40,6 +44,11 @@ IPYTHON_LINE = re.compile(
 PYTHON_CELL_MAGIC = re.compile(r"^%%(?:time|timeit|capture|prun|debug)\b")
 TOP_LEVEL_IMPORT = re.compile(r"^(?:import|from)[ \t]")
 HAIKU_IMPORT = re.compile(r"^(?:import[ \t]+haiku\b|from[ \t]+haiku\b)")
+# Names a Haiku import binds (`hk`, `haiku`, `nets`), and the transformed objects' `init` / `apply`.
+HAIKU_BINDING = re.compile(r"^(?:import[ \t]+haiku(?:[ \t]+as[ \t]+(\w+))?|from[ \t]+haiku[\w.]*[ \t]+import[ \t]+(\w+)(?:[ \t]+as[ \t]+(\w+))?)", re.MULTILINE)
+HAIKU_CALL = re.compile(r"\.(?:init|apply)\(")
+WORD = re.compile(r"[A-Za-z_]\w*")
+UNSUPPORTED_RULE = "HK000"  # engine.leftovers.RULE_UNSUPPORTED, not imported: it loads LibCST
 BOM = b"\xef\xbb\xbf"
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -149,10 +158,11 @@ def _parses(code: str) -> bool:
     return True
 
 
-def _mask(cell: str, masks: list[str]) -> str:
-    """The cell with IPython-only lines replaced by placeholders (appended to `masks`), or masked whole."""
+def _mask(cell: str, masks: list[str]) -> tuple[str, bool]:
+    """The cell with IPython-only lines replaced by placeholders (appended to `masks`), or masked whole
+    (then True)."""
     if _parses(cell):
-        return cell
+        return cell, False
     lines = cell.split("\n")
     masked, added = [], []
     continues = None  # the indentation of a masked line that ends with a backslash
@@ -166,11 +176,13 @@ def _mask(cell: str, masks: list[str]) -> str:
         else:
             masked.append(line)
     candidate = "\n".join(masked)
-    if not added or not _parses(candidate):  # a cell magic or not Python at all: leave the whole cell
-        added = lines
-        candidate = "\n".join(PLACEHOLDER.format(len(masks) + index) for index in range(len(lines)))
+    whole = not added or not _parses(candidate)
+    if whole:  # a cell magic or not Python at all: leave the whole cell
+        added = cell.removesuffix("\n").split("\n")
+        candidate = "\n".join(PLACEHOLDER.format(len(masks) + index) for index in range(len(added)))
+        candidate += "\n" if cell.endswith("\n") else ""
     masks.extend(added)
-    return candidate
+    return candidate, whole
 
 
 def _unmask(code: str, masks: tuple[str, ...], seen: set[int]) -> str:
@@ -186,6 +198,29 @@ def _marker_lines(code: str) -> tuple[int, ...]:
     return tuple(number for number, line in enumerate(code.split("\n"), 1) if CELL_MARKER_LINE.match(line + "\n"))
 
 
+def _haiku_names(code: str) -> set[str]:
+    return {match.group(3) or match.group(2) or match.group(1) or "haiku" for match in HAIKU_BINDING.finditer(code)}
+
+
+def _uses_haiku(masked: str, haiku_names: set[str]) -> bool:
+    return bool(HAIKU_CALL.search(masked) or haiku_names & set(WORD.findall(masked)))
+
+
+def _hides_haiku(masked: str) -> str:
+    return f"IPython line `{masked.strip()}` uses Haiku, which is not converted there: convert it by hand"
+
+
+def _bound_names(import_line: str) -> set[str]:
+    """The names an import statement binds (`import a.b as c` -> c, `import a.b` -> a); none if it is not one line."""
+    try:
+        statement = ast.parse(import_line).body[0]
+    except (SyntaxError, IndexError):
+        return set()
+    if not isinstance(statement, ast.Import | ast.ImportFrom):
+        return set()
+    return {alias.asname or alias.name.split(".")[0] for alias in statement.names}
+
+
 # -- the document -------------------------------------------------------------------------------------
 
 
@@ -193,8 +228,17 @@ def _marker_lines(code: str) -> tuple[int, ...]:
 class CodeCell:
     number: int  # 1-based position among all cells
     span: tuple[int, int]  # offsets of the `source` value in the notebook's text
-    source: str
+    source: str  # as written, line endings included
     layout: SourceLayout
+
+    @property
+    def crlf(self) -> bool:
+        return "\r\n" in self.source
+
+    @property
+    def code(self) -> str:
+        """The source with `\n` line endings, as the engine reads it."""
+        return self.source.replace("\r\n", "\n")
 
 
 @dataclass(frozen=True)
@@ -207,6 +251,7 @@ class NotebookDocument:
     masks: tuple[str, ...]  # what each placeholder stands for
     text: str
     marker_lines: tuple[int, ...]  # the 1-based line of each code cell's marker in `text`
+    hidden: tuple[tuple[int, str], ...] = ()  # (placeholder, why) of masked code that may hide Haiku
 
     @classmethod
     def load(cls, data: bytes) -> NotebookDocument:
@@ -217,6 +262,12 @@ class NotebookDocument:
             cells_value = _members(json_text, 0).get("cells") if isinstance(notebook, dict) else None
         except (UnicodeDecodeError, ValueError) as error:
             raise FileError(f"not a notebook: {error}") from None
+        version = notebook.get("nbformat") if isinstance(notebook, dict) else None
+        if isinstance(version, int) and version < 4:
+            raise FileError(
+                f"nbformat {version} notebooks are not supported: convert it to nbformat 4 first "
+                "(`jupyter nbconvert --to notebook --nbformat 4`)"
+            )
         if cells_value is None or not isinstance(notebook.get("cells"), list):
             raise FileError("not a notebook: no `cells` list")
         cells: list[CodeCell] = []
@@ -227,15 +278,23 @@ class NotebookDocument:
                     layout = SourceLayout.of(json_text, *span)
                     cells.append(CodeCell(number, span, _cell_source(cell.get("source")), layout))
         masks: list[str] = []
-        parts, marker_lines, line = [], [], 1
+        parts, marker_lines, line, hidden = [], [], 1, []
+        haiku_names = _haiku_names("\n".join(cell.code for cell in cells))
         for index, cell in enumerate(cells):
-            masked = _mask(cell.source, masks)
+            first = len(masks)
+            masked, whole = _mask(cell.code, masks)
+            if whole and not cell.code.startswith("%%") and cell.code.strip():
+                hidden.append((first, "this cell does not parse as Python: it was left as it is; convert it by hand"))
+            elif not whole:
+                hidden += [(first + i, _hides_haiku(text)) for i, text in enumerate(masks[first:]) if _uses_haiku(text, haiku_names)]
             chunk = CELL_MARKER.format(index) + "\n" + masked + ("" if masked.endswith("\n") or not masked else "\n")
             marker_lines.append(line)
             line += chunk.count("\n")
             parts.append(chunk)
         ensure_ascii = json_text.isascii() and "\\u" in json_text
-        return cls(data, json_text, has_bom, ensure_ascii, tuple(cells), tuple(masks), "".join(parts), tuple(marker_lines))
+        return cls(
+            data, json_text, has_bom, ensure_ascii, tuple(cells), tuple(masks), "".join(parts), tuple(marker_lines), tuple(hidden)
+        )
 
     # -- mapping code back to cells ---------------------------------------------------------------------
     def sources(self, code: str) -> list[str]:
@@ -249,7 +308,8 @@ class NotebookDocument:
         for cell, chunk in zip(self.cells, chunks[2::2]):
             if not cell.source.endswith("\n") and chunk.endswith("\n"):
                 chunk = chunk[:-1]
-            sources.append(_unmask(chunk, self.masks, seen))
+            source = _unmask(chunk, self.masks, seen)
+            sources.append(source.replace("\n", "\r\n") if cell.crlf else source)
         if seen != set(range(len(self.masks))):
             raise FileError("internal error: the converted notebook code lost IPython lines")
         return sources
@@ -260,6 +320,7 @@ class NotebookDocument:
         The import pass adds imports after the module's last import, which in a notebook can be a cell
         that runs after the cells using them.
         """
+        code = self._keep_imports_of_masked_code(code)
         home = next((index for index, cell in enumerate(self.cells) if any(map(HAIKU_IMPORT.match, cell.source.split("\n")))), None)
         if home is None:
             return code
@@ -278,6 +339,30 @@ class NotebookDocument:
         kept = [line for i, line in enumerate(lines) if i not in set(moved)]
         kept[at:at] = [lines[i] for i in moved]
         return "\n".join(kept)
+
+    def _keep_imports_of_masked_code(self, code: str) -> str:
+        """Put back, where they were, the imports the conversion removed that masked code (a broken
+        cell, an IPython line) names: the engine cannot see those uses, the notebook still has them."""
+        masked_words = {word for text in self.masks for word in WORD.findall(text)}
+        lines = code.split("\n")
+        kept, removed = set(lines), {}  # cell index -> its import lines to put back, in order
+        cell = -1
+        for line in self.text.split("\n"):
+            if CELL_MARKER_LINE.match(line + "\n"):
+                cell += 1
+            elif TOP_LEVEL_IMPORT.match(line) and line not in kept and _bound_names(line) & masked_words:
+                removed.setdefault(cell, []).append(line)
+        for cell, imports in removed.items():
+            marker = lines.index(CELL_MARKER.format(cell))
+            lines[marker + 1 : marker + 1] = imports
+        return "\n".join(lines)
+
+    def problems(self, code: str) -> list[Note]:
+        """A TODO for each piece of masked code that may hide Haiku, at its line in `code` (the converted text)."""
+        if not self.hidden:
+            return []
+        lines = {int(match.group(1)): number for number, line in enumerate(code.split("\n"), 1) if (match := PLACEHOLDER_LINE.match(line))}
+        return [Note(UNSUPPORTED_RULE, Outcome.TODO, why, lines[placeholder], 1) for placeholder, why in self.hidden]
 
     def render(self, code: str) -> bytes:
         if code == self.text:

@@ -66,6 +66,7 @@ def print_summary(results: list[FileResult], output: Output, strict: bool) -> Su
     """A table on stderr (one row per file that changed or has something to say, and the totals), then
     for `--check` and `--strict` the files a pre-commit user has to act on."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     summary = Summary.of(results)
@@ -82,7 +83,7 @@ def print_summary(results: list[FileResult], output: Output, strict: bool) -> Su
         counts = Counter(note.outcome for note in result.notes)
         style = "red" if result.error else "yellow" if _needs_attention(result) else None
         table.add_row(
-            result.path,
+            escape(result.path),  # a path is printed as written, `[/x]` included
             status_word[result.status],
             str(counts[Outcome.CONVERTED]),
             str(counts[Outcome.WARNING]),

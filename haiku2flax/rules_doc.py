@@ -126,13 +126,14 @@ def print_rules(prefixes: tuple[str, ...], tables: Tables | None = None) -> None
     """`haiku2flax rules [ID…]`: a table of the rules and constructs, or the documentation of the ids given."""
     from rich.console import Console
     from rich.markdown import Markdown
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     rules = matching(all_rules(), prefixes)
     if prefixes:
         if not rules:
-            console.print(f"no rule id starts with {', '.join(prefixes)}: `haiku2flax rules` lists them all")
+            console.print(f"no rule id starts with {escape(', '.join(prefixes))}: `haiku2flax rules` lists them all")
         for rule in rules:
             console.print(Markdown(f"# {rule.id} {rule.name} ({rule.status})\n\n{rule.summary}\n\n{rule.doc}"))
         return
@@ -147,7 +148,8 @@ def print_rules(prefixes: tuple[str, ...], tables: Tables | None = None) -> None
     for column in ("Haiku", "Linen", "NNX", "table"):
         constructs.add_column(column)
     for construct in [*tables.constructs.values(), *tables.initializers.values()]:
-        constructs.add_row(f"{construct.display}", *(f"{ns}.{api}" for ns, api in zip(("nn", "nnx"), _apis(construct))), construct.source)
+        apis = (escape(f"{ns}.{api}") for ns, api in zip(("nn", "nnx"), _apis(construct)))  # user tables (--rules) too
+        constructs.add_row(escape(construct.display), *apis, escape(construct.source))
     console.print(constructs)
     index = Table(title="Haiku API index")
     for column in ("Haiku", "rule", "status"):

@@ -1,8 +1,10 @@
-"""Run the conversion over many files, then deliver the results: review, write, diff.
+"""Run the conversion over many files and deliver each result as it comes: write, diff, or review.
 
 Conversion is pure (bytes in, bytes and notes out), so it can run in worker processes; everything
-that asks, prints or writes happens afterwards, in the parent, in sorted file order, so the output of
-`-j 8` is the output of `-j 1`. Reports and the summary are in `haiku2flax.reports`.
+that asks, prints or writes happens in the parent, in sorted file order, so the output of `-j 8` is
+the output of `-j 1`. Each file is written as soon as it is converted (so an interrupted run keeps
+what it finished), and only if it is still what was read. Reports and the summary are in
+`haiku2flax.reports`.
 """
 
 from __future__ import annotations
@@ -10,17 +12,30 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import BinaryIO
 
 import click
 
 from .documents import Document, Location, PythonDocument, positioned_in_output, unified_diff
 from .engine import Conversion, ConversionError, Note, Outcome, convert_source
 from .engine.tables import Tables
-from .files import Exclusions, FileError, discover, display_path, mirrored, write_atomic, write_mirrored
+from .files import (
+    ChangedOnDisk,
+    Exclusions,
+    FileError,
+    Snapshot,
+    discover,
+    display_path,
+    mirrored,
+    read_file,
+    write_atomic,
+    write_mirrored,
+)
 from .notebooks import NotebookDocument
 
 STDIN = "-"
@@ -46,6 +61,7 @@ class FileResult:
     error: FileError | None = None
     document: Document | None = None  # None when the file could not be read or decoded
     code: str = ""  # the document's text as converted (what `--interactive` reviews)
+    snapshot: Snapshot | None = None  # the file as read: it is replaced only if it still is
 
     @property
     def changed(self) -> bool:
@@ -95,37 +111,40 @@ def convert_bytes(path: str, data: bytes, settings: Settings) -> FileResult:
         converted = document.render(code)
     except FileError as error:
         return FileResult(path, data, data, error=error)
-    return FileResult(path, data, converted, conversion.notes, document=document, code=code)
+    notes = sorted([*conversion.notes, *document.problems(code)], key=lambda note: (note.line, note.column))
+    return FileResult(path, data, converted, notes, document=document, code=code)
 
 
 def convert_file(path: Path, settings: Settings) -> FileResult:
     shown = display_path(path)
     try:
-        data = path.read_bytes()
+        data, snapshot = read_file(path)
     except OSError as error:
         return FileResult(shown, b"", b"", error=_os_error("cannot read", error))
-    return convert_bytes(shown, data, settings)
+    result = convert_bytes(shown, data, settings)
+    result.snapshot = snapshot
+    return result
 
 
-def convert_files(paths: list[Path], settings: Settings, jobs: int, show_progress: bool) -> list[FileResult]:
-    """Results in the order of `paths`; in `jobs` worker processes when there are several files."""
+def _ignore_interrupts() -> None:
+    """In workers: Ctrl-C is the parent's to handle (it terminates them), not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def converted_in_order(paths: list[Path], settings: Settings, jobs: int) -> Iterator[Iterator[FileResult]]:
+    """Results in the order of `paths`, each as soon as it and those before it are done; in `jobs`
+    worker processes when there are several files. Leaving early (Ctrl-C) terminates the workers at once."""
     convert = functools.partial(convert_file, settings=settings)
-    with contextlib.ExitStack() as stack:
-        if jobs > 1 and len(paths) > 1:
-            from concurrent.futures import ProcessPoolExecutor
+    if jobs <= 1 or len(paths) <= 1:
+        yield map(convert, paths)
+        return
+    import multiprocessing
 
-            workers = min(jobs, len(paths))
-            pool = stack.enter_context(ProcessPoolExecutor(workers))
-            # map submits every task now, so workers fork before the progress bar starts its thread
-            converted = pool.map(convert, paths, chunksize=max(1, len(paths) // (workers * 4)))
-        else:
-            converted = map(convert, paths)
-        advance = stack.enter_context(_progress_bar(len(paths), show_progress))
-        results = []
-        for result in converted:
-            results.append(result)
-            advance()
-    return results
+    workers = min(jobs, len(paths))
+    # the workers start here, before a progress bar starts its thread
+    with multiprocessing.Pool(workers, initializer=_ignore_interrupts) as pool:  # exiting terminates them
+        yield pool.imap(convert, paths, chunksize=max(1, min(8, len(paths) // (workers * 4))))
 
 
 @contextlib.contextmanager
@@ -193,25 +212,25 @@ def _print_messages(result: FileResult, output: Output) -> None:
         click.echo(f"migrated {result.path}", err=True)
 
 
-def publish(results: list[FileResult], output: Output) -> None:
-    """Diff or write each result in order; a write that fails becomes its file's error.
+def publish(result: FileResult, output: Output, stdout: BinaryIO) -> None:
+    """Diff or write one result; a write that fails, or a file changed since it was read, becomes its error.
 
     A file that failed is written nowhere, not even to `--out-dir`.
     """
-    stdout = sys.stdout.buffer
-    for result in results:
-        if output.diff and result.changed:
-            stdout.write(render_diff(result))
-        try:
-            if output.out_dir is not None and result.error is None:
-                destination = mirrored(result.path, output.out_dir)
-                write_mirrored(Path(result.path), destination, result.converted if result.changed else None)
-            elif output.writes and result.changed:
-                write_atomic(Path(result.path), result.converted)
-        except OSError as error:
-            result.error = _os_error("cannot write", error)
-        _print_messages(result, output)
-    stdout.flush()
+    if output.diff and result.changed:
+        stdout.write(render_diff(result))
+        stdout.flush()
+    try:
+        if output.out_dir is not None and result.error is None:
+            destination = mirrored(result.path, output.out_dir)
+            write_mirrored(Path(result.path), destination, result.converted if result.changed else None)
+        elif output.writes and result.changed:
+            write_atomic(Path(result.path), result.converted, expected=result.snapshot)
+    except ChangedOnDisk:
+        result.error = FileError("changed since it was read, so it was left as it is; run again to migrate it")
+    except OSError as error:
+        result.error = _os_error("cannot write", error)
+    _print_messages(result, output)
 
 
 def migrate_paths(
@@ -219,16 +238,28 @@ def migrate_paths(
 ) -> list[FileResult]:
     """Convert and deliver every file found under `paths`; `jobs` defaults to one per core.
 
-    With `output.interactive`, every change is reviewed (answers read from stdin) before anything is written.
+    Each file is delivered as soon as it is converted. With `output.interactive`, every change is
+    reviewed (answers read from stdin) once all are converted, and only then written.
     """
     found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
-    results = convert_files(found.sources, settings, jobs or os.cpu_count() or 1, show_progress)
+    stdout = sys.stdout.buffer  # taken before a progress bar redirects sys.stdout
+    results = []
+    with (
+        converted_in_order(found.sources, settings, jobs or os.cpu_count() or 1) as converted,
+        _progress_bar(len(found.sources), show_progress) as advance,
+    ):
+        for result in converted:
+            if not output.interactive:
+                publish(result, output, stdout)
+            results.append(result)
+            advance()
     if output.interactive:
         from .review import review_results
 
         review_results(results)
-    publish(results, output)
+        for result in results:
+            publish(result, output, stdout)
     if output.out_dir is not None:
         results += copy_others(found.others, output)
     return results

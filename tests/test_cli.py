@@ -117,11 +117,13 @@ def test_quiet_prints_errors_only_and_verbose_every_construct(work: Path, source
     assert "model.py:" in verbose.stderr and ": converted: " in verbose.stderr
 
 
-def test_progress_bar_path_gives_the_same_results(work: Path, source: str):
+def test_progress_bar_path_gives_the_same_results(work: Path, source: str, monkeypatch: pytest.MonkeyPatch):
     paths = [write(work / f"m{index}.py", source) for index in range(3)]
-    settings = runner.Settings("linen")
-    with_bar = runner.convert_files(paths, settings, jobs=1, show_progress=True)
-    assert with_bar == runner.convert_files(paths, settings, jobs=1, show_progress=False)
+    settings, output = runner.Settings("linen"), runner.Output(check=True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with_bar = runner.migrate_paths(paths, settings, output, jobs=1)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert with_bar == runner.migrate_paths(paths, settings, output, jobs=1)
     assert all(result.changed for result in with_bar)
 
 

@@ -142,3 +142,53 @@ def test_masking_round_trips_ipython_syntax():
     compile(document.text, "nb", "exec")
     assert document.render(document.text) == notebook(cell)
     assert document.sources(document.text) == [cell]
+
+
+MODULE_CELL = "class M(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(3)(x)\n"
+
+
+def test_a_cell_that_does_not_parse_is_reported_and_keeps_what_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    broken = "y = hk.Linear(3)\nz = foo(\n"
+    (tmp_path / "nb.ipynb").write_bytes(notebook("import haiku as hk\n", MODULE_CELL, broken))
+    check = migrate("--to", "nnx", "--check", "--strict", "nb.ipynb")
+    assert check.exit_code == 1
+    assert "nb.ipynb:cell 3:1:1: todo: this cell does not parse as Python" in check.stderr
+    assert migrate("--to", "nnx", "nb.ipynb").exit_code == 0
+    first, module, kept = code_cells((tmp_path / "nb.ipynb").read_bytes())
+    assert "import haiku as hk\n" in first and "nnx.Module" in module
+    assert kept == broken
+
+
+def test_ipython_lines_hiding_haiku_are_reported_with_their_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nb.ipynb").write_bytes(notebook("import haiku as hk\n", MODULE_CELL, "hk.Linear?\n", "%timeit model.apply(params, x)\n", "%matplotlib inline\n"))
+    result = migrate("--to", "nnx", "--strict", "nb.ipynb")
+    assert result.exit_code == 1
+    assert "nb.ipynb:cell 3:1:1: todo: IPython line `hk.Linear?` uses Haiku" in result.stderr
+    assert "nb.ipynb:cell 4:1:1: todo: IPython line `%timeit model.apply(params, x)` uses Haiku" in result.stderr
+    assert "matplotlib" not in result.stderr
+    cells = code_cells((tmp_path / "nb.ipynb").read_bytes())
+    assert "import haiku as hk\n" in cells[0] and cells[2:] == ["hk.Linear?\n", "%timeit model.apply(params, x)\n", "%matplotlib inline\n"]
+
+
+def test_nbformat_3_is_refused_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    cell = {"cell_type": "code", "input": ["import haiku as hk\n"], "language": "python", "outputs": []}
+    data = json.dumps({"metadata": {}, "nbformat": 3, "nbformat_minor": 0, "worksheets": [{"cells": [cell]}]})
+    (tmp_path / "old.ipynb").write_text(data)
+    result = migrate("old.ipynb")
+    assert result.exit_code == 2
+    assert "old.ipynb:1:1: error: nbformat 3 notebooks are not supported: convert it to nbformat 4 first" in result.stderr
+    assert (tmp_path / "old.ipynb").read_text() == data
+
+
+def test_crlf_inside_cells_stays_crlf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nb.ipynb").write_bytes(notebook("import haiku as hk\r\n", MODULE_CELL.replace("\n", "\r\n"), "print(1)\n"))
+    assert migrate("--to", "nnx", "nb.ipynb").exit_code == 0
+    first, module, plain = code_cells((tmp_path / "nb.ipynb").read_bytes())
+    assert "nnx.Module" in module and "self.linear = nnx.Linear(din, 3, rngs=rngs)\r\n" in module
+    for converted in (first, module):
+        assert converted.count("\n") == converted.count("\r\n") > 0
+    assert plain == "print(1)\n"

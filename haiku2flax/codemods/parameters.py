@@ -448,12 +448,18 @@ class NnxStateClass(Rewriter):
             isinstance(node, cst.Call) and m.matches(node.func, m.Name(NNX_STATE_CLASS)) for node in descendants(updated)
         ):
             return updated
+        variable = attr(self.ctx.ns, "Variable")
+        if any(  # a file converted before, partly (it still uses Haiku elsewhere): its State class is there
+            isinstance(s, cst.ClassDef) and s.name.value == NNX_STATE_CLASS and len(s.bases) == 1 and s.bases[0].value.deep_equals(variable)
+            for s in updated.body
+        ):
+            return updated
         state_class = cst.ClassDef(
             cst.Name(NNX_STATE_CLASS),
             cst.IndentedBlock([cst.SimpleStatementLine([cst.Expr(cst.SimpleString(
                 '"""Model state that is not trained: what Haiku kept with `hk.get_state` / `hk.set_state`."""'
             ))])]),
-            bases=[cst.Arg(attr(self.ctx.ns, "Variable"))],
+            bases=[cst.Arg(variable)],
         )
         body = list(updated.body)
         at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))

@@ -40,7 +40,7 @@ import libcst as cst
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.analysis import Transformed
-from ..engine.calls import Unconvertible, keyword_arg, respell_args
+from ..engine.calls import Unconvertible, code, keyword_arg, respell_args
 from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
@@ -398,14 +398,17 @@ class NnxTransforms(_Transforms):
     def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.Call | None:
         name = transformed.name
         inner = self.forward_module(transformed)
+        forward = transformed.function if transformed.lambda_forward is None else _lambda_code(transformed.lambda_forward)
         if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in self.classes:  # type: ignore[attr-defined]
             ctor, info = inner, self.class_infos.get(inner.func.value)
+        elif transformed.lambda_forward is not None:  # a lambda building a module of another file
+            ctor, info = inner, None
         else:
             ctor = cst.Call(cst.Name(analysis.camel_case(transformed.function)))
             info = self.class_infos.get(analysis.camel_case(transformed.function))
-        self.forward_info[name] = (ctor, info)
+        self.forward_info[name] = (ctor, info)  # type: ignore[assignment]
         if info is None:
-            self.todo(node, RULE_TRANSFORM, f"`{transformed.function}` builds no module this file converts; construct the NNX model by hand")
+            self.todo(node, RULE_TRANSFORM, f"`{forward}` builds no module this file converts; construct the NNX model by hand")
             return None
         args: list[cst.Arg] = []
         if info.needs_din:
@@ -589,3 +592,10 @@ def _kept_args(original: list[cst.Arg], kept: list[cst.Arg]) -> list[cst.Arg]:
     if isinstance(last.comma, cst.Comma) and not isinstance(last.comma.whitespace_after, cst.ParenthesizedWhitespace):
         last = last.with_changes(comma=cst.MaybeSentinel.DEFAULT)
     return [*kept[:-1], last]
+
+
+def _lambda_code(function: cst.FunctionDef) -> str:
+    """The lambda a lambda forward (`def <lambda>(x): return Model()(x)`) was written as."""
+    statement = function.body.body[0]
+    assert isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Return)
+    return f"lambda {code(function.params)}: {code(statement.body[0].value)}"  # type: ignore[arg-type]

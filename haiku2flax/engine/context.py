@@ -62,11 +62,18 @@ class Context:
     # `init` / `self.init` -> the `hk.initializers.*` call bound to it, read only as initializers (HK202)
     initializer_bindings: dict[str, cst.Call] = field(default_factory=dict)
     source: str = ""  # the file's text, for `mentions`
+    _mentioned: dict[str, bool] = field(default_factory=dict)  # each word searched once per file, not per method
 
     def mentions(self, *words: str) -> bool:
         """Whether the file's text contains one of `words`: a cheap test before a rule walks the whole file
         for a construct (a false positive only costs that walk)."""
-        return any(word in self.source for word in words)
+        return any(self._mentions(word) for word in words)
+
+    def _mentions(self, word: str) -> bool:
+        found = self._mentioned.get(word)
+        if found is None:
+            found = self._mentioned[word] = word in self.source
+        return found
 
     @property
     def ns(self) -> str:

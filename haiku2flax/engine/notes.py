@@ -41,8 +41,13 @@ class Note:
         }
 
 
+def one_line(text: str) -> str:
+    """A message quoting code that spans lines (`x * 2 +\n y`), on one line: a comment and a report line are one line."""
+    return " ".join(text.split())
+
+
 def todo_comment(rule: str, reason: str) -> str:
-    return f"{TODO_PREFIX}:{rule}): {reason}"
+    return f"{TODO_PREFIX}:{rule}): {one_line(reason)}"
 
 
 class Notes:
@@ -52,13 +57,13 @@ class Notes:
         self._pending: list[tuple[cst.CSTNode, str, Outcome, str]] = []
 
     def converted(self, node: cst.CSTNode, rule: str, message: str) -> None:
-        self._pending.append((node, rule, Outcome.CONVERTED, message))
+        self._pending.append((node, rule, Outcome.CONVERTED, one_line(message)))
 
     def warn(self, node: cst.CSTNode, rule: str, message: str) -> None:
-        self._pending.append((node, rule, Outcome.WARNING, message))
+        self._pending.append((node, rule, Outcome.WARNING, one_line(message)))
 
     def todo(self, node: cst.CSTNode, rule: str, message: str) -> None:
-        self._pending.append((node, rule, Outcome.TODO, message))
+        self._pending.append((node, rule, Outcome.TODO, one_line(message)))
 
     def todos_for(self, nodes: set[int]) -> list[tuple[str, str]]:
         """(rule, reason) of the TODOs recorded against any node whose id is in `nodes`."""

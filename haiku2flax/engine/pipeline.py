@@ -7,13 +7,22 @@ which is most of the command's start-up.
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .notes import Note
 from .tables import Tables
 
 TARGETS = ("linen", "nnx")
 HAIKU = "haiku"
+# Deeply nested valid code (a `+` chain of hundreds of terms, a long implicit string concatenation) is
+# converted again in a thread with room for this much recursion.
+DEEP_RECURSION_LIMIT = 200_000
+DEEP_STACK_BYTES = 1024 * 1024 * 1024  # address space reserved, not memory used
+T = TypeVar("T")
 
 
 class ConversionError(Exception):
@@ -66,4 +75,33 @@ def convert_source(
         return Conversion(source, source)
     from .rewrite import rewrite
 
-    return rewrite(source, target, tables, select, ignore)
+    try:
+        return rewrite(source, target, tables, select, ignore)
+    except RecursionError:  # the rewrite is pure: run it again with a deeper stack
+        return with_deep_stack(lambda: rewrite(source, target, tables, select, ignore))
+
+
+def with_deep_stack(function: Callable[[], T]) -> T:
+    """`function()` in a thread with a large stack and a high recursion limit, for deeply nested code
+    that LibCST's recursive visitors and code generation walk one Python frame per level."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # re-raised in the calling thread
+            outcome["error"] = error
+
+    limit = sys.getrecursionlimit()
+    stack_size = threading.stack_size(DEEP_STACK_BYTES)
+    sys.setrecursionlimit(max(limit, DEEP_RECURSION_LIMIT))
+    try:
+        thread = threading.Thread(target=run, name="haiku2flax-deep-stack")
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(stack_size)
+        sys.setrecursionlimit(limit)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]

@@ -10,6 +10,7 @@ comments, an expression inside its parentheses).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Collection, Iterator
@@ -64,13 +65,10 @@ def generate(module: cst.Module, nodes: Collection[cst.CSTNode]) -> tuple[str, d
     if not state.starts:
         return code, {}
     offsets = list(itertools.accumulate(map(len, state.tokens), initial=0))
-    return code, {key: _line_column(code, offsets[index]) for key, index in state.starts.items() if key in wanted}
+    line_starts = [0, *(match.end() for match in NEWLINE.finditer(code))]  # one pass, however many nodes
+    return code, {key: _line_column(line_starts, offsets[index]) for key, index in state.starts.items() if key in wanted}
 
 
-def _line_column(code: str, offset: int) -> tuple[int, int]:
-    if "\r" not in code:
-        return code.count("\n", 0, offset) + 1, offset - code.rfind("\n", 0, offset) - 1
-    line, line_start = 1, 0
-    for match in NEWLINE.finditer(code, 0, offset):
-        line, line_start = line + 1, match.end()
-    return line, offset - line_start
+def _line_column(line_starts: list[int], offset: int) -> tuple[int, int]:
+    line = bisect.bisect_right(line_starts, offset)
+    return line, offset - line_starts[line - 1]

@@ -51,6 +51,22 @@ def _keyword_args(ctx: click.Context, param: click.Parameter, values: tuple[str,
         raise click.BadParameter(str(error)) from None
 
 
+def _checked_specs(specs: list[str]) -> None:
+    """Parse `--input` specs here, before the command loads jax, so a typo costs nothing to find."""
+    from .inputs import parse_input_spec
+
+    try:
+        for spec in specs:
+            parse_input_spec(spec)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _input_specs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    _checked_specs(list(values))
+    return values
+
+
 def _method_inputs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, list[str]]:
     """`--method-input decode=f32[2,256]` (repeatable) -> {"decode": ["f32[2,256]"]}."""
     found: dict[str, list[str]] = {}
@@ -59,6 +75,7 @@ def _method_inputs(ctx: click.Context, param: click.Parameter, values: tuple[str
         if not sep:
             raise click.BadParameter(f"{value!r}: expected METHOD=SPEC")
         found.setdefault(method, []).append(spec)
+    _checked_specs([spec for specs in found.values() for spec in specs])
     return found
 
 
@@ -85,6 +102,7 @@ def _common(fn):
                 "inputs",
                 multiple=True,
                 required=True,
+                callback=_input_specs,
                 help="An example input, e.g. f32[2,784] or i32[7,3]:0..50; repeatable, in order.",
             ),
             click.option(
@@ -217,6 +235,7 @@ def convert_params_command(
     is listed and nothing is written. Exit status: 0 written, 1 refused, 2 could not run.
     """
     from .convert import ConversionRefused, convert_params
+    from .loading import describe_failure
 
     tables = _tables(rules)
     try:
@@ -228,8 +247,8 @@ def convert_params_command(
         for problem in refused.problems:
             click.echo(f"  {problem}", err=True)
         raise SystemExit(1) from None
-    except Exception as error:  # the user's code or files: say what failed, as verify does
-        click.echo(f"could not run: {type(error).__name__}: {error}", err=True)
+    except (Exception, SystemExit) as error:  # the user's code or files: say what failed, as verify does
+        click.echo(f"could not run: {describe_failure(error)}", err=True)
         raise SystemExit(2) from None
     for key in written.dropped:
         click.echo(f"dropped {key}: Haiku-only state, no Flax counterpart")

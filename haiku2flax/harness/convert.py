@@ -65,15 +65,29 @@ def read_tree(path: str | Path) -> dict[str, object]:
     suffix = path.suffix.lower()
     if suffix in (".pkl", ".pickle"):
         with path.open("rb") as file:
-            flat = _flat_keys(pickle.load(file))  # the user's own checkpoint: trusted like their code
+            flat = _flat_keys(_haiku_tree(pickle.load(file), path))  # the user's own checkpoint: trusted like their code
     elif suffix == ".npz":
         with np.load(path) as archive:
             flat = {key.replace("//", "/"): archive[key] for key in archive.files}
     elif suffix == ".msgpack":
-        flat = _flat_keys(serialization.msgpack_restore(path.read_bytes()))
+        flat = _flat_keys(_haiku_tree(serialization.msgpack_restore(path.read_bytes()), path))
     else:
         raise ValueError(f"{path}: unknown format {suffix!r} (expected .pkl, .npz or .msgpack)")
+    for key, value in flat.items():
+        if np.asarray(value).dtype.kind not in "biufc":
+            raise ValueError(f"{path}: leaf {key} is a {type(value).__name__}, not an array of numbers")
     return {key: jnp.asarray(value) for key, value in flat.items()}
+
+
+def _haiku_tree(tree: object, path: Path) -> Mapping:
+    """`tree` if it is shaped like Haiku's params or state: a dict of dicts, `{module: {name: array}}`."""
+    expected = "expected a Haiku tree, a dict of dicts ({module: {name: array}})"
+    if not isinstance(tree, Mapping):
+        raise ValueError(f"{path}: {expected}, found a {type(tree).__name__}")
+    for key, value in tree.items():
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path}: {expected}, found {key!r} holding a {type(value).__name__}")
+    return tree
 
 
 def _check_against_model(loaded: Mapping[str, object], expected: Mapping, what: str) -> list[str]:
@@ -114,14 +128,14 @@ def convert_params(
     path = Path(path)
     source = path.read_text(encoding="utf-8")
     converted = flax_source if flax_source is not None else convert_source(source, target, tables=tables).code
+    loaded_params = _flat_keys(params) if isinstance(params, Mapping) else read_tree(params)  # first: a bad file fails fast
+    loaded_state = {} if state is None else _flat_keys(state) if isinstance(state, Mapping) else read_tree(state)
     haiku = haiku_entry(imported(source, path, "haiku"), entry)
     flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target), target)
     example = make_inputs([parse_input_spec(s) for s in inputs])
     rng = jax.random.key(0)
 
     model = init_and_trace(haiku, rng, example, args, tables, target, abstract=True)
-    loaded_params = _flat_keys(params) if isinstance(params, Mapping) else read_tree(params)
-    loaded_state = {} if state is None else _flat_keys(state) if isinstance(state, Mapping) else read_tree(state)
     problems = _check_against_model(loaded_params, {k: v for k, v in model.leaves.items() if v.is_param}, "params")
     problems += _check_against_model(loaded_state, {k: v for k, v in model.leaves.items() if not v.is_param}, "state")
 

@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine import convert_source
+from ..engine import Note, Outcome, convert_source
 from ..engine.tables import Tables, load_tables
 from .flax_side import flax_model
 from .haiku_side import apply as haiku_apply
 from .haiku_side import init_and_trace, method_name, settled
 from .inputs import make_inputs, parse_input_spec
-from .loading import HaikuApply, HaikuEntry, find_flax_model, haiku_entry, imported
+from .loading import HaikuApply, HaikuEntry, describe_failure, find_flax_model, haiku_entry, imported
 from .matching import MAPPED, convert_leaves, flax_table_types, group_leaves, match_records
 from .randomness import pinned_bernoulli
 from .tolerances import EXACT, Tolerance, tolerance_for
@@ -169,6 +169,7 @@ class _Verification:
     def __post_init__(self):
         self.platform = jax.default_backend()
         self.rng = jax.random.key(self.seed + 1)
+        self.todos: list[Note] = []  # what the in-memory rewrite left undone: the likely cause when it fails
 
     @property
     def call_args(self) -> dict[str, object]:
@@ -199,7 +200,9 @@ class _Verification:
 
     def run(self, path: Path, target: str, entry: str, flax_source: str | None) -> None:
         source = path.read_text(encoding="utf-8")
-        converted = flax_source if flax_source is not None else convert_source(source, target, tables=self.tables).code
+        conversion = None if flax_source is not None else convert_source(source, target, tables=self.tables)
+        self.todos = [] if conversion is None else [note for note in conversion.notes if note.outcome is Outcome.TODO]
+        converted = flax_source if conversion is None else conversion.code
         haiku = haiku_entry(imported(source, path, "haiku"), entry)
         self.flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target), target)
         inputs = self.inputs(self.input_specs)
@@ -436,7 +439,14 @@ def verify(
     try:
         with jax.default_matmul_precision("highest"):
             verification.run(path, target, entry, flax_source)
-    except Exception as error:  # the user's code, either side: report it, never crash the caller
-        result.error = f"{type(error).__name__}: {error}"
+    except (Exception, SystemExit) as error:  # the user's code, either side: report it, never crash the caller
+        result.error = describe_failure(error)
+        if verification.todos:  # the cause to fix first, before the error it leads to
+            result.error = f"{_left_todos(verification.todos)}; running the rewrite failed: {result.error}"
         result.notes.append("".join(traceback.format_exception(error)[-3:]).rstrip())
     return result
+
+
+def _left_todos(todos: list[Note], shown: int = 3) -> str:
+    listed = "; ".join(f"line {note.line}: {note.message} [{note.rule}]" for note in todos[:shown])
+    return f"the rewrite left {len(todos)} TODO(s): {listed}" + ("; …" if len(todos) > shown else "")

@@ -1,12 +1,12 @@
-"""Example inputs (`f32[2,784]`, `i32[7,3]:0..50`, `bool[2,5]`) and `KEY=VALUE` call arguments."""
+"""Example inputs (`f32[2,784]`, `i32[7,3]:0..50`, `bool[2,5]`) and `KEY=VALUE` call arguments.
+
+Parsing needs no jax, so the command line checks what it was given before loading it.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import jax.numpy as jnp
-import numpy as np
 
 DTYPES = {
     "f16": "float16",
@@ -22,7 +22,8 @@ DTYPES = {
     "bool": "bool",
 }
 DEFAULT_INT_RANGE = (0, 10)
-SPEC_RE = re.compile(r"^(?P<dtype>[a-z0-9]+)\[(?P<dims>[0-9, ]*)\](?::(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
+SPEC_RE = re.compile(r"^(?P<dtype>[a-z0-9]+)\[(?P<dims>[^\]]*)\](?::(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
+SPEC_FORM = "expected DTYPE[D1,D2,...], optionally followed by :LOW..HIGH for integers (e.g. f32[2,784], i32[7,3]:0..50)"
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,12 @@ class InputSpec:
 
 def parse_input_spec(text: str) -> InputSpec:
     match = SPEC_RE.match(text.strip())
-    if not match or match["dtype"] not in DTYPES:
-        raise ValueError(
-            f"bad input spec {text!r}: expected DTYPE[D1,D2,...] with DTYPE one of {', '.join(DTYPES)}, "
-            "optionally followed by :LOW..HIGH for integers (e.g. f32[2,784], i32[7,3]:0..50)"
-        )
+    if not match:
+        raise ValueError(f"bad input spec {text!r}: {SPEC_FORM}")
+    if match["dtype"] not in DTYPES:
+        raise ValueError(f"bad input spec {text!r}: unknown dtype {match['dtype']!r} (one of {', '.join(DTYPES)})")
     dims = match["dims"].replace(" ", "")
-    shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+    shape = tuple(_dimension(text, index, d) for index, d in enumerate(dims.split(","), 1)) if dims else ()
     dtype = DTYPES[match["dtype"]]
     if match["low"] is None:
         return InputSpec(text, dtype, shape)
@@ -52,6 +52,14 @@ def parse_input_spec(text: str) -> InputSpec:
     if not dtype.startswith(("int", "uint")) or low >= high:
         raise ValueError(f"bad input spec {text!r}: a LOW..HIGH range needs an integer dtype and LOW < HIGH")
     return InputSpec(text, dtype, shape, low, high)
+
+
+def _dimension(text: str, index: int, dimension: str) -> int:
+    if not dimension:
+        raise ValueError(f"bad input spec {text!r}: dimension {index} is empty")
+    if not dimension.isdigit():
+        raise ValueError(f"bad input spec {text!r}: dimension {index} ({dimension!r}) is not a whole number")
+    return int(dimension)
 
 
 def parse_arg(text: str) -> tuple[str, object]:
@@ -75,6 +83,9 @@ def make_inputs(specs: list[InputSpec], seed: int = 0) -> list:
 
     Drawn with numpy, not jax.random: no XLA program to compile for each new shape.
     """
+    import jax.numpy as jnp
+    import numpy as np
+
     arrays = []
     for index, spec in enumerate(specs):
         rng = np.random.default_rng([seed, index])

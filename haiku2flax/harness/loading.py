@@ -40,12 +40,27 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
     sys.modules[name] = module
     folder = str(path.resolve().parent)
     sys.path.append(folder)
+    argv, sys.argv = sys.argv, [str(path)]  # a module-level argparse reads the file's own arguments, not ours
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)
+    except SystemExit as exit:  # `sys.exit()` at import: the file cannot be imported, whatever the code
+        raise UserCodeExit(f"{path} called sys.exit({exit.code!r}) while it was imported") from None
     finally:
+        sys.argv = argv
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
     return module
+
+
+class UserCodeExit(RuntimeError):
+    """The user's code called `sys.exit` (or raised SystemExit): the harness could not run it."""
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for what went wrong in the user's code: `ValueError: ...`, or the exit it called."""
+    if isinstance(error, SystemExit):
+        return f"the code called sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
 
 
 @functools.lru_cache(maxsize=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .equivalence import VerifyResult
@@ -17,7 +18,9 @@ def _number(value: float | None) -> str:
 
 
 def render(result: VerifyResult, console: Console) -> None:
-    table = Table(title=f"{result.path} -> {result.target} ({result.entry})", show_lines=False)
+    """The table and verdict; every piece of user text (paths, specs, messages) escaped, so `[/x]` in it
+    is printed as written rather than read as rich markup."""
+    table = Table(title=f"{escape(result.path)} -> {result.target} ({escape(result.entry)})", show_lines=False)
     table.add_column("check", no_wrap=True)
     for column in ("Haiku", "Flax"):
         table.add_column(column, overflow="fold")  # whole paths: they are what the reader acts on
@@ -27,24 +30,24 @@ def render(result: VerifyResult, console: Console) -> None:
     table.add_column("status", overflow="fold")
     for row in result.rows:
         table.add_row(
-            row.section,
-            row.haiku,
-            row.flax,
+            escape(row.section),
+            escape(row.haiku),
+            escape(row.flax),
             str(row.shape),
             _number(row.max_abs),
             _number(row.max_rel),
-            row.status,
+            escape(row.status),
             style=None if row.ok else "red",
         )
     if result.rows:
         console.print(table)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {escape(note)}", highlight=False)
     for problem in result.problems:
-        console.print(f"[red]problem:[/red] {problem}", highlight=False)
+        console.print(f"[red]problem:[/red] {escape(problem)}", highlight=False)
     if result.error:
-        console.print(f"[yellow]could not run:[/yellow] {result.error}", highlight=False)
-    console.print(f"devices: {', '.join(result.devices)}", highlight=False)
+        console.print(f"[yellow]could not run:[/yellow] {escape(result.error)}", highlight=False)
+    console.print(f"devices: {escape(', '.join(result.devices))}", highlight=False)
     console.print(f"verdict: [{VERDICT_STYLES[result.verdict]}]{result.verdict}[/]")
 
 
