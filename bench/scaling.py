@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per size; the best counts")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each table as it is measured
     if args.measure is not None:
         print(json.dumps(measure(args.measure, args.to)))
         return
