@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per size; the best counts")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each table as it is measured
     if args.measure is not None:
         print(json.dumps(measure(args.measure, args.to)))
         return
@@ -123,10 +124,11 @@ def main() -> None:
     counts = [row["modules"] for row in rows]
     print(f"One file of N modules, `convert_source(..., {args.to!r})`, each size in a fresh process\n")
     print("\n".join(table(rows)))
-    print(
-        f"\nslope (log-log, 1 = linear): time {slope(counts, [r['seconds'] for r in rows]):.2f},"
-        f" peak memory {slope(counts, [max(r['peak_mib'], 1e-3) for r in rows]):.2f}"
-    )
+    if len(set(counts)) > 1:
+        print(
+            f"\nslope (log-log, 1 = linear): time {slope(counts, [r['seconds'] for r in rows]):.2f},"
+            f" peak memory {slope(counts, [max(r['peak_mib'], 1e-3) for r in rows]):.2f}"
+        )
     if args.megabytes:
         size = int(args.megabytes * 1_000_000)
         big = [measured(modules_for_bytes(size // 5), args.to, 1), measured(modules_for_bytes(size), args.to, 1)]

@@ -172,6 +172,14 @@ def test_strict_fails_on_todos(work: Path):
     assert migrate("--to", "linen", "noise.py").exit_code == 0, "without --strict a TODO is not a failure"
 
 
+
+def test_strict_fails_on_todos_an_earlier_run_left(work: Path):
+    write(work / "new.py", "import haiku as hk\n\ny = hk.SomethingNew(3)\n")
+    assert migrate("--to", "linen", "new.py").exit_code == 0
+    again = migrate("--to", "linen", "--check", "--strict", "new.py")
+    assert again.exit_code == 1 and "new.py:3:1: todo:" in again.stderr and "(left by an earlier run)" in again.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -102,6 +102,26 @@ def test_second_run_adds_no_todo():
     assert convert_source(once, "linen").code == once
 
 
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+def test_second_run_reports_each_todo_the_first_left_once(target: str):
+    """What a first run left to do stays to do: `--check --strict` and CI annotations must see it."""
+    source = "import haiku as hk\ny = hk.SomethingNew(3)\nz = hk.next_rng_key()\n"
+    first = convert_source(source, target)
+    second = convert_source(first.code, target)
+    assert second.code == first.code
+    todos = [[n for n in c.notes if n.outcome == "todo"] for c in (first, second)]
+    assert sorted(n.rule for n in todos[1]) == sorted(n.rule for n in todos[0]) and todos[0]
+    comment_lines = [i for i, line in enumerate(first.code.splitlines(), 1) if line.startswith(TODO_PREFIX)]
+    assert {n.line for n in todos[1]} <= set(comment_lines) | {line + 1 for line in comment_lines}
+
+
+def test_todo_left_in_a_file_without_haiku_is_still_reported():
+    code = "from flax import nnx\n\n# TODO(haiku2flax:HK006): pass the input size in place of `...`\nm = M(..., rngs=nnx.Rngs(0))\n"
+    conversion = convert_source(code, "nnx")
+    assert conversion.code == code
+    assert [(n.rule, n.outcome, n.line) for n in conversion.notes] == [("HK006", "todo", 3)]
+
+
 def test_partly_migrated_file_is_stable():
     source = textwrap.dedent(
         """\

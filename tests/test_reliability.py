@@ -365,3 +365,42 @@ def test_rules_prints_an_unknown_id_as_written():
     result = CliRunner().invoke(main, ["rules", "HK[/x]"])
     assert result.exit_code == 0
     assert "no rule id starts with HK[/x]" in result.output
+
+
+# -- 5. cost linear in a file's size (timings are in bench/scaling.py; this checks the mechanism) --------
+
+
+class CountingText(str):
+    """A file's text that counts the substring searches made in it."""
+
+    searches = 0
+
+    def __contains__(self, word: object) -> bool:
+        type(self).searches += 1
+        return super().__contains__(word)  # type: ignore[operator]
+
+
+def test_rules_search_a_files_text_once_per_word_not_once_per_method():
+    import libcst as cst
+
+    from haiku2flax.engine.context import Context
+    from haiku2flax.engine.names import ImportedNames
+    from haiku2flax.engine.tables import load_tables
+
+    names = ImportedNames.from_module(cst.parse_module(SOURCE), frozenset())
+    ctx = Context("nnx", load_tables(), names, source=CountingText(SOURCE))
+    for _ in range(1000):  # as a rule asks for each method of a 1,000-module file
+        assert ctx.mentions("LSTM", "GRU") is False
+        assert ctx.mentions("Linear") is True
+    assert CountingText.searches == 3
+
+
+def test_note_positions_are_exact_on_a_long_file():
+    import libcst as cst
+
+    from haiku2flax.engine import positions
+
+    module = cst.parse_module("".join(f"x{i} = {i}\r\n" if i % 2 else f"y{i} = {i}\n" for i in range(3000)))
+    wanted = [module.body[i] for i in (0, 1, 1500, 2999)]
+    _, starts = positions.generate(module, wanted)
+    assert [starts[id(node)] for node in wanted] == [(1, 0), (2, 0), (1501, 0), (3000, 0)]

@@ -7,6 +7,8 @@ above its statement. Positions are resolved once, after the rewrite, and only wh
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -48,6 +50,28 @@ def one_line(text: str) -> str:
 
 def todo_comment(rule: str, reason: str) -> str:
     return f"{TODO_PREFIX}:{rule}): {one_line(reason)}"
+
+
+_TODO_LINE = re.compile(r"^[ \t]*# TODO\(haiku2flax:(?P<rule>[A-Z]+\d+)\): (?P<reason>.*)$", re.MULTILINE)
+
+
+def earlier_todos(code: str, notes: list[Note]) -> list[Note]:
+    """Notes for the TODO comments in `code` that `notes` do not account for: those an earlier run left.
+
+    A second run adds no comment where one is (`add_todo_lines`), yet what it left is still to do: a
+    `--check --strict` run or a CI annotation must see it. Counted per rule, so a TODO a rule reports
+    again (positioned in the input) is not reported twice.
+    """
+    reported = Counter(note.rule for note in notes if note.outcome is Outcome.TODO)
+    earlier = []
+    for match in _TODO_LINE.finditer(code):
+        if reported[match["rule"]]:
+            reported[match["rule"]] -= 1
+            continue
+        line = code.count("\n", 0, match.start()) + 1
+        indent = len(match[0]) - len(match[0].lstrip())
+        earlier.append(Note(match["rule"], Outcome.TODO, f"{match['reason']} (left by an earlier run)", line, indent + 1))
+    return earlier
 
 
 class Notes:

@@ -12,7 +12,7 @@ from .context import Context, linen_namespace
 from .imports import fix_imports, used_names
 from .leftovers import mark_leftovers
 from .names import ImportedNames
-from .notes import Note, Outcome
+from .notes import Note, Outcome, earlier_todos
 from .pipeline import Conversion, ConversionError
 from .tables import Tables, load_tables
 
@@ -40,8 +40,8 @@ def rewrite(
         raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
     tables = tables or load_tables()
     names = ImportedNames.from_module(module, tables.house_apis)
-    if names.is_empty:
-        return Conversion(source, source)
+    if names.is_empty:  # nothing of Haiku is left, but what an earlier run left to do still is
+        return Conversion(source, source, earlier_todos(source, []))
     ctx = Context(
         target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source
     )
@@ -61,7 +61,8 @@ def rewrite(
         for statement, todos in leftovers
         for rule, reason in todos
     ]
-    notes = sorted(ctx.notes.resolve(module) + leftover_notes, key=lambda n: (n.line, n.column))
+    notes = ctx.notes.resolve(module) + leftover_notes
+    notes = sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column))
     return Conversion(source, code, notes)
 
 
