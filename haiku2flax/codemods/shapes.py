@@ -15,7 +15,7 @@ import libcst as cst
 
 from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, literal
 from ..engine.names import dotted_name
-from ..engine.rewriter import Rewriter
+from ..engine.context import Context
 
 # A shape: None when even the rank is unknown; a None dimension has an unknown size.
 Shape = tuple[int | None, ...] | None
@@ -104,18 +104,21 @@ def reshaped(shape: Shape, output_shape: object, preserve_dims: object) -> Shape
     return (*kept, *(inferred if v == -1 else v for v in output_shape))  # type: ignore[misc]
 
 
-class StaticShapes(Rewriter):
-    """Tracks `self.static_shapes` (variable -> Shape) through a function's simple statements."""
+class ShapeTracker:
+    """The static shapes of a function's variables, statement by statement (a component the targets own).
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    The target calls `reset()` where a function starts and `track(statement)` after each simple
+    statement of the original code; rules read `static_shape(node)` through their room.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
         self.static_shapes: dict[str, Shape] = {}
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+    def reset(self) -> None:
         self.static_shapes = {}
-        return super().visit_FunctionDef(node)
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+    def track(self, original: cst.SimpleStatementLine) -> None:
         for small in original.body:
             if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
                 self.static_shapes[small.targets[0].target.value] = self.static_shape(small.value)
@@ -123,7 +126,6 @@ class StaticShapes(Rewriter):
                 targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
                 for target in targets:
                     self.static_shapes.pop(target.value if isinstance(target, cst.Name) else "", None)
-        return super().leave_SimpleStatementLine(original, updated)
 
     def static_shape(self, node: cst.BaseExpression) -> Shape:
         """The shape of an (original, Haiku) expression, where literal arguments fix it."""

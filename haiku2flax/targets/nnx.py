@@ -33,25 +33,23 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from ..codemods import load_all
 from ..codemods.annotations import TypeAnnotations, convert_types
-from ..codemods.attention import NnxAttention
+from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import NnxComposites, build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
-from ..codemods.dropout import NnxDropout
 from ..codemods.initializers import InitializerBindings, convert_bindings, initializer_bindings
 from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
-from ..codemods.pooling import NnxPooling
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
-from ..codemods.reshapes import NnxReshapes
-from ..codemods.rng import RngKeys
 from ..codemods.rng_sequences import NnxRngSequences
 from ..codemods.scopes import NnxScopes, NnxTransparentMethods
-from ..codemods.shapes import REDUCTIONS, keeps_last_axis
+from ..codemods.interfaces import NNX_CALLS, Shape
+from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
 from ..engine import analysis
@@ -61,6 +59,8 @@ from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.walk import Walker
 from . import RULE_LAYER, RULE_MODULE
+
+load_all()  # every rule family registers its call rules
 
 INPUT_SIZE = "din"
 
@@ -363,7 +363,7 @@ class _ClassConversion:
             # convert first, so a layer left as it was adds no constructor argument for its input size
             guessed = tuple(size if size is not None else _name(f"{attribute}_in_features") for _ in api.inputs[:1])
             try:
-                from_call = rewriter.constructor_args_from_call(construct, call_args) if rewriter is not None else {}
+                from_call = constructor_args_from_call(rewriter, construct, call_args) if rewriter is not None else {}
                 new = convert_construct_call(
                     constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, guessed, {**from_call, "rngs": _name("rngs")}, ctx=self.ctx
                 )
@@ -403,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations, InitializerBindings):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxComposites, TypeAnnotations, InitializerBindings):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -429,6 +429,8 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
         self._stored_lines: dict[int, str] = {}  # statement (as rewritten) -> the stored layer it builds
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
+        self._calls: list[cst.Call] = []  # the calls being visited, innermost last
+        self.shapes = ShapeTracker(conversion.ctx)
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -481,7 +483,16 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
                     self.sizes.pop(name, None)
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
                 self.output_size = self.returned(self.size_of(small.value))
-        return super().leave_SimpleStatementLine(original, updated)
+        result = super().leave_SimpleStatementLine(original, updated)
+        self.shapes.track(original)
+        return result
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+        self.shapes.reset()
+        return super().visit_FunctionDef(node)
+
+    def static_shape(self, node: cst.BaseExpression) -> Shape:
+        return self.shapes.static_shape(node)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._block_depth += id(node) not in self.inline_blocks
@@ -513,9 +524,17 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Call):
             self._called_inline.add(id(node.func))
+        self._calls.append(node)
         super().visit_Call(node)
 
+    def called_at_once(self, call: cst.Call) -> bool:
+        return id(call) in self._called_inline
+
+    def enclosing_call(self) -> cst.Call | None:
+        return self._calls[-1] if self._calls else None
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        self._calls.pop()
         built_in_loop = self.loop_layer_call(original, updated)
         if built_in_loop is not None:
             return built_in_loop
@@ -534,7 +553,8 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
             return self._use_init_layer(self.state.init_layers[attribute], original, updated)  # type: ignore[index]
         if attribute in self.state.methods:
             return self._call_method(attribute, updated)  # type: ignore[arg-type]
-        return super().leave_Call(original, updated)
+        converted = NNX_CALLS.dispatch(self, original, updated)
+        return converted if converted is not None else super().leave_Call(original, updated)
 
     def _use_init_layer(self, layer: _InitLayer, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """`self.encoder(x)` on a layer built in `__init__`: its first use tells its input size."""

@@ -1,0 +1,168 @@
+"""What a rule may read and change: the rooms the targets hand to rule families. Read this first.
+
+A rule family (one module of `haiku2flax.codemods`) converts one family of Haiku constructs. It does
+not subclass a target: it registers plain functions, and the target calls them with a typed room.
+
+- `on_call` rules are keyed by Haiku API. `LINEN_CALLS.on("dropout", rule=RULE_DROPOUT)` registers a
+  function `(room, call) -> new expression | None` for every call whose function resolves to
+  `hk.dropout`; `constructor=True` keys it on the constructor of a layer built and called at once
+  (`hk.MaxPool(...)(x)`). The target resolves a call's API once, looks its rules up in the table and
+  calls them in registration order; the first that returns an expression has converted the call,
+  `None` hands it on. A rule whose id `--select` / `--ignore` turns off is not called.
+- Rules not keyed by an API are components the target owns and drives at the nodes they name
+  (`shapes.ShapeTracker`: every simple statement and function of a method).
+
+The rooms, from the widest to the narrowest:
+- `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
+  (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment).
+- `LinenMethod`: the Linen converter inside a function: `mark_builds_layer()` (the method gets
+  `@nn.compact`), the static shapes of the Haiku expressions, layers built and called at once.
+- `NnxMethod`: one method of a class on its way to NNX: feature sizes (`size_of` / `set_size`),
+  building layers in `__init__` (`can_hoist`, `in_nested_block`, `new_attribute`, `add_to_init`),
+  the flags that may become train/eval mode (`mode_flags`), static shapes, layers called at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+import libcst as cst
+
+if TYPE_CHECKING:
+    from ..engine.context import Context
+    from .conditional_layers import Guard
+
+Shape = tuple[int | None, ...] | None  # an array's shape where literals fix it; None where unknown
+
+
+class FileRoom(Protocol):
+    """The file being converted and its report."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    def converted(self, node: cst.CSTNode, rule: str, message: str) -> None: ...
+
+    def warn(self, node: cst.CSTNode, rule: str, message: str) -> None: ...
+
+    def todo(self, node: cst.CSTNode, rule: str, reason: str) -> None:
+        """Leave the code as it is, report it, and put a TODO comment above the statement holding `node`."""
+
+
+class MethodRoom(FileRoom, Protocol):
+    """What both targets know inside a function."""
+
+    def static_shape(self, node: cst.BaseExpression) -> Shape:
+        """The shape of an original (Haiku) expression, where literal arguments fix it."""
+
+    def called_at_once(self, call: cst.Call) -> bool:
+        """`call` is the constructor of a layer called right away: `hk.MaxPool(...)(x)`."""
+
+    def enclosing_call(self) -> cst.Call | None:
+        """The (original) call whose parts hold the call being left, if any."""
+
+
+class LinenMethod(MethodRoom, Protocol):
+    """The Linen converter inside a function."""
+
+    def mark_builds_layer(self) -> None:
+        """A layer is built inline here: the enclosing method needs `@nn.compact`."""
+
+
+class NnxMethod(MethodRoom, Protocol):
+    """One method of a Haiku class being converted to an `nnx.Module`."""
+
+    mode_flags: set[str]  # flags passed as `deterministic=not flag`: may become the module's train/eval mode
+
+    def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
+        """The feature size (last axis) of an expression of this method, when dataflow tells it."""
+
+    def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
+        """Record the feature size of an expression this rule produced; returns the expression."""
+
+    def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
+        """True, with a TODO, where `what` is built in a loop or condition (it cannot move to `__init__`)."""
+
+    def can_hoist(self, expressions: list[cst.BaseExpression], node: cst.CSTNode) -> bool:
+        """Whether `__init__` has every name these expressions read (else a TODO)."""
+
+    def new_attribute(self, base: str, explicit: str | None = None) -> str:
+        """A fresh attribute name the way Haiku names modules: `linear`, `linear_1`, or the given name."""
+
+    def add_to_init(
+        self,
+        attribute: str,
+        constructor: cst.BaseExpression,
+        source: cst.CSTNode,
+        needs_rngs: bool = False,
+        guard: Guard | None = None,
+        lines: list[cst.BaseStatement] | None = None,
+    ) -> None:
+        """Build `self.<attribute> = constructor` (or run `lines`) at the end of `__init__`."""
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call being left: as it was in the Haiku source, as the rules below it left it, and its API."""
+
+    original: cst.Call
+    updated: cst.Call
+    api: str  # the Haiku API path of the function (`dropout`, `nets.MLP`), or of the constructor called at once
+
+
+RoomT = TypeVar("RoomT", bound=FileRoom, contravariant=True)
+
+
+class CallRule(Protocol[RoomT]):
+    def __call__(self, room: RoomT, call: CallSite, /) -> cst.BaseExpression | None: ...
+
+
+@dataclass
+class CallRules(Generic[RoomT]):
+    """One target's call rules, by the Haiku API they handle."""
+
+    target: str
+    by_api: dict[str, list[tuple[str, CallRule[RoomT]]]] = field(default_factory=dict)
+    by_constructor: dict[str, list[tuple[str, CallRule[RoomT]]]] = field(default_factory=dict)
+
+    def on(self, *apis: str, rule: str, constructor: bool = False) -> Callable[[CallRule[RoomT]], CallRule[RoomT]]:
+        """Register a function as the rule `rule` for calls of `apis` (with `constructor`: for layers of
+        `apis` built and called at once, keyed by the constructor's API)."""
+        table = self.by_constructor if constructor else self.by_api
+
+        def register(function: CallRule[RoomT]) -> CallRule[RoomT]:
+            for api in apis:
+                table.setdefault(api, []).append((rule, function))
+            return function
+
+        return register
+
+    def dispatch(self, room: RoomT, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """The call as the first rule for its API converts it, or None when no rule did."""
+        names = room.ctx.names
+        if self.by_constructor and isinstance(original.func, cst.Call):
+            inner = names.haiku_api(original.func.func)
+            if inner is not None and inner in self.by_constructor:
+                result = self._first(self.by_constructor[inner], room, CallSite(original, updated, inner))
+                if result is not None:
+                    return result
+        api = names.haiku_api(original.func)
+        if api is None or api not in self.by_api:
+            return None
+        return self._first(self.by_api[api], room, CallSite(original, updated, api))
+
+    @staticmethod
+    def _first(rules: list[tuple[str, CallRule[RoomT]]], room: RoomT, call: CallSite) -> cst.BaseExpression | None:
+        enabled = room.ctx.enabled
+        for rule, function in rules:
+            if enabled(rule):
+                result = function(room, call)
+                if result is not None:
+                    return result
+        return None
+
+
+LINEN_CALLS: CallRules[LinenMethod] = CallRules("linen")
+NNX_CALLS: CallRules[NnxMethod] = CallRules("nnx")
