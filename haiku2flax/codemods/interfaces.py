@@ -18,8 +18,10 @@ The rooms, from the widest to the narrowest:
 - `LinenMethod`: the Linen converter inside a function: `mark_builds_layer()` (the method gets
   `@nn.compact`), the static shapes of the Haiku expressions, layers built and called at once.
 - `NnxMethod`: one method of a class on its way to NNX: feature sizes (`size_of` / `set_size`),
-  building layers in `__init__` (`can_hoist`, `in_nested_block`, `new_attribute`, `add_to_init`),
-  the flags that may become train/eval mode (`mode_flags`), static shapes, layers called at once.
+  building layers in `__init__` (`hoist`, `can_hoist`, `in_nested_block`, `new_attribute`,
+  `add_to_init`), the flags that may become train/eval mode (`mode_flags`), static shapes, layers
+  called at once.
+- `NnxClass`: the class being converted, for what its methods share (constructor arguments, `rngs`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,15 @@ class NnxMethod(MethodRoom, Protocol):
     def can_hoist(self, expressions: list[cst.BaseExpression], node: cst.CSTNode) -> bool:
         """Whether `__init__` has every name these expressions read (else a TODO)."""
 
+    def hoist(
+        self, constructor: cst.Call, updated: cst.Call, stored_as: str | None = None, guard: Guard | None = None
+    ) -> cst.BaseExpression | None:
+        """`self.<attribute>(...)` for a layer `constructor` called as `updated`, now built in `__init__`
+        (None, maybe with a TODO, where it cannot be)."""
+
+    def input_size(self, attribute: str, inputs: list[cst.Arg], node: cst.CSTNode) -> cst.BaseExpression:
+        """The input feature size of `attribute` called on `inputs`, or a new constructor argument + TODO."""
+
     def new_attribute(self, base: str, explicit: str | None = None) -> str:
         """A fresh attribute name the way Haiku names modules: `linear`, `linear_1`, or the given name."""
 
@@ -101,6 +112,24 @@ class NnxMethod(MethodRoom, Protocol):
         lines: list[cst.BaseStatement] | None = None,
     ) -> None:
         """Build `self.<attribute> = constructor` (or run `lines`) at the end of `__init__`."""
+
+
+class NnxClass(Protocol):
+    """A Haiku class on its way to an `nnx.Module`, shared by the rooms of its methods."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def converter(self) -> FileRoom:
+        """The file's converter: the report for what happens outside any method."""
+
+    needs_rngs: bool  # the constructor takes `rngs: nnx.Rngs`
+
+    def input_size(
+        self, attribute: str, size: cst.BaseExpression | None, method: NnxMethod | None, node: cst.CSTNode
+    ) -> cst.BaseExpression:
+        """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
 
 
 @dataclass(frozen=True)

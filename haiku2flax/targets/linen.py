@@ -28,7 +28,6 @@ import libcst as cst
 
 from ..codemods import load_all
 from ..codemods.annotations import TypeAnnotations
-from ..codemods.composites import LinenComposites
 from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, Shape
 from ..codemods.initializers import InitializerBindings, initializer_bindings
@@ -72,7 +71,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenComposites, LinenRngSequences, TypeAnnotations, InitializerBindings):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenRngSequences, TypeAnnotations, InitializerBindings):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}

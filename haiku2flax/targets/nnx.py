@@ -36,7 +36,7 @@ import libcst as cst
 from ..codemods import load_all
 from ..codemods.annotations import TypeAnnotations, convert_types
 from ..codemods.attention import constructor_args_from_call
-from ..codemods.composites import NnxComposites, build_nnx_composite, composite_api, nnx_call_args
+from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import InitializerBindings, convert_bindings, initializer_bindings
@@ -403,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxComposites, TypeAnnotations, InitializerBindings):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, TypeAnnotations, InitializerBindings):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
