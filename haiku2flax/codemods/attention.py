@@ -49,9 +49,9 @@ def constructor_args_from_call(room: NnxMethod, construct: Construct, call_args:
         return {}
     bound = BoundCall.bind(cst.Call(cst.Name("_"), call_args), construct.haiku_call_args, f"hk.{ATTENTION}(...)").args
     query, key, value = (bound.get(name) for name in ("query", "key", "value"))
-    if key is None or value is None:
+    if query is None or key is None or value is None:
         raise Unconvertible(f"`hk.{ATTENTION}` is called without its key and value")
-    sizes = [room.size_of(node) if node is not None else None for node in (query, key, value)]
+    sizes = [room.size_of(node) for node in (query, key, value)]
     query_size, key_size, value_size = (code(s) if s is not None else None for s in sizes)
     if code(key) == code(value) == code(query) or key_size == value_size == query_size is not None:
         return {}

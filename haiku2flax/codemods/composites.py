@@ -75,11 +75,11 @@ def _mlp_layers(call: cst.Call, ctx: Context) -> list[_Layer]:
     sizes = bound.get("output_sizes")
     if not isinstance(sizes, cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in sizes.elements):
         shown = code(sizes) if sizes is not None else "missing"
-        linear = ctx.tables.get("Linear")
-        assert linear is not None  # the tables always hold hk.Linear
+        table = ctx.tables.get("Linear")
+        assert table is not None  # the tables always hold hk.Linear
         raise Unconvertible(
             f"`output_sizes` ({shown}) is not a literal sequence: write the layers out, one "
-            f"`{ctx.ns}.{linear.targets[ctx.target].api}` per size with the activation between"
+            f"`{ctx.ns}.{table.targets[ctx.target].api}` per size with the activation between"
         )
     linear_args = {"with_bias": "with_bias", "w_init": "w_init", "b_init": "b_init"}
     shared = [keyword_arg(linear_args[k], v) for k, v in bound.items() if k in linear_args]
@@ -145,26 +145,26 @@ def nnx_sequential(
             elements.append(layer.function)
             size = size if name in ELEMENTWISE else None
             continue
-        constructor = layer.constructor
-        assert constructor is not None  # a layer is a function or a constructor
-        inner = ctx.names.haiku_api(constructor.func)
-        if inner in ("Flatten", "Reshape"):
-            elements.append(reshape_function(constructor, inner))
-            size = output_feature_size(constructor, inner)
+        built = layer.constructor
+        assert built is not None  # a layer is a function or a constructor
+        inner = ctx.names.haiku_api(built.func)
+        if inner == "Flatten" or inner == "Reshape":
+            elements.append(reshape_function(built, inner))
+            size = output_feature_size(built, inner)
             continue
-        if inner in ("MaxPool", "AvgPool"):
-            elements.append(pool_function(ctx.ns, constructor, inner))
+        if inner == "MaxPool" or inner == "AvgPool":
+            elements.append(pool_function(ctx.ns, built, inner))
             continue
         construct = ctx.tables.get(inner) if inner is not None else None
         if construct is None:
-            raise Unconvertible(f"`{code(constructor)}` in the Sequential: only table layers and functions convert; build it in `__init__` by hand")
-        haiku_args = [a for a in constructor.args if not (a.keyword is not None and a.keyword.value == "name")]
+            raise Unconvertible(f"`{code(built)}` in the Sequential: only table layers and functions convert; build it in `__init__` by hand")
+        haiku_args = [a for a in built.args if not (a.keyword is not None and a.keyword.value == "name")]
         sized = tuple(input_size(f"{attribute}_{index}" if index else attribute, size) for _ in construct.targets["nnx"].inputs[:1])
         new = convert_construct_call(
-            constructor.with_changes(args=haiku_args), construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx
+            built.with_changes(args=haiku_args), construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx
         )
         elements.append(new)
-        size = output_size(constructor, construct, sized)
+        size = output_size(built, construct, sized)
     return build_call(attr(ctx.ns, "Sequential"), {str(i): e for i, e in enumerate(elements)}, tuple(str(i) for i in range(len(elements)))), size
 
 

@@ -195,3 +195,14 @@ class CallRules(Generic[RoomT]):
 
 LINEN_CALLS: CallRules[LinenMethod] = CallRules("linen")
 NNX_CALLS: CallRules[NnxMethod] = CallRules("nnx")
+
+
+def on_call(*apis: str, rule: str, constructor: bool = False) -> Callable[[CallRule[MethodRoom]], CallRule[MethodRoom]]:
+    """Register a rule that reads only what both targets offer, for both (see `CallRules.on`)."""
+
+    def register(function: CallRule[MethodRoom]) -> CallRule[MethodRoom]:
+        LINEN_CALLS.on(*apis, rule=rule, constructor=constructor)(function)
+        NNX_CALLS.on(*apis, rule=rule, constructor=constructor)(function)
+        return function
+
+    return register

@@ -30,7 +30,7 @@ import libcst as cst
 from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, as_tuple, keyword_arg, literal
 from ..engine.context import attr
 from ..engine.registry import Status, register
-from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod
+from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call
 from .shapes import POOL_ARGS, POOL_MODULE_ARGS, haiku_pool_window
 
 RULE_POOL = register("HK010", "pool", Status.PARTIAL, "hk.max_pool / hk.avg_pool -> nn/nnx.max_pool / avg_pool (spatial windows)", __name__, apis=("max_pool", "avg_pool"))
@@ -146,8 +146,7 @@ _register_pool(RULE_POOL, _function_args, "max_pool", "avg_pool")
 _register_pool(RULE_POOL_MODULE, _module_args, "MaxPool", "AvgPool", constructor=True)
 
 
-@LINEN_CALLS.on("MaxPool", "AvgPool", rule=RULE_POOL_MODULE)
-@NNX_CALLS.on("MaxPool", "AvgPool", rule=RULE_POOL_MODULE)
+@on_call("MaxPool", "AvgPool", rule=RULE_POOL_MODULE)
 def pool_module_function(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
     """`hk.MaxPool(...)` not called at once (in `hk.Sequential`, stored) -> a lambda of the pooling function."""
     if room.called_at_once(call.original):

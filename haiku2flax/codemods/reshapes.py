@@ -24,7 +24,7 @@ import libcst as cst
 
 from ..engine.calls import BoundCall, Unconvertible, as_tuple, code, literal
 from ..engine.registry import Status, register
-from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod
+from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call
 from .shapes import FLATTEN_ARGS, RESHAPE_ARGS, is_int
 
 RULE_FLATTEN = register("HK012", "flatten", Status.PARTIAL, "hk.Flatten -> x.reshape(x.shape[0], -1)", __name__, apis=("Flatten",))
@@ -118,10 +118,8 @@ def nnx_reshape(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
     return room.set_size(*converted) if converted is not None else call.updated
 
 
-@LINEN_CALLS.on("Flatten", rule=RULE_FLATTEN)
-@LINEN_CALLS.on("Reshape", rule=RULE_RESHAPE)
-@NNX_CALLS.on("Flatten", rule=RULE_FLATTEN)
-@NNX_CALLS.on("Reshape", rule=RULE_RESHAPE)
+@on_call("Flatten", rule=RULE_FLATTEN)
+@on_call("Reshape", rule=RULE_RESHAPE)
 def reshape_module_function(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
     """`hk.Flatten()` not called at once (in `hk.Sequential`) -> `lambda x: x.reshape(...)`."""
     if room.called_at_once(call.original):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..engine.registry import Status, register
-from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, MethodRoom
+from .interfaces import CallSite, MethodRoom, on_call
 
 RULE_RNG = register(
     "HK005", "next-rng-key", Status.NOT_CONVERTED, "hk.next_rng_key() outside dropout: TODO with how the target draws keys", __name__,
@@ -59,12 +59,9 @@ TODOS = {
 }
 
 
-@LINEN_CALLS.on("next_rng_key", rule=RULE_RNG)
-@LINEN_CALLS.on("maybe_next_rng_key", rule=RULE_MAYBE_RNG)
-@LINEN_CALLS.on("with_rng", rule=RULE_WITH_RNG)
-@NNX_CALLS.on("next_rng_key", rule=RULE_RNG)
-@NNX_CALLS.on("maybe_next_rng_key", rule=RULE_MAYBE_RNG)
-@NNX_CALLS.on("with_rng", rule=RULE_WITH_RNG)
+@on_call("next_rng_key", rule=RULE_RNG)
+@on_call("maybe_next_rng_key", rule=RULE_MAYBE_RNG)
+@on_call("with_rng", rule=RULE_WITH_RNG)
 def key_todo(room: MethodRoom, call: CallSite) -> None:
     """A TODO saying how the target draws keys; the call stays, and other rules may still take it."""
     rule, advice = TODOS[call.api]
