@@ -9,8 +9,11 @@ not subclass a target: it registers plain functions, and the target calls them w
   (`hk.MaxPool(...)(x)`). The target resolves a call's API once, looks its rules up in the table and
   calls them in registration order; the first that returns an expression has converted the call,
   `None` hands it on. A rule whose id `--select` / `--ignore` turns off is not called.
-- Rules not keyed by an API are components the target owns and drives at the nodes they name
-  (`shapes.ShapeTracker`: every simple statement and function of a method).
+- `on_leave` / `on_visit` rules are keyed by node type, for constructs that are not a call
+  (`NNX_NODES.on_leave(cst.With, rule=RULE_NAME_SCOPE)`): `(room, original, updated) -> node | None`
+  on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type.
+- Rules that follow a whole function are components the target owns and drives at the nodes they
+  name (`shapes.ShapeTracker`: every simple statement and function of a method).
 
 The rooms, from the widest to the narrowest:
 - `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import libcst as cst
 
@@ -83,6 +86,9 @@ class NnxMethod(MethodRoom, Protocol):
 
     def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
         """Record the feature size of an expression this rule produced; returns the expression."""
+
+    def inline_block(self, block: cst.BaseSuite) -> None:
+        """`block` runs once, as part of the block around it (a name scope's): layers built there move to `__init__`."""
 
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         """True, with a TODO, where `what` is built in a loop or condition (it cannot move to `__init__`)."""
@@ -203,6 +209,88 @@ def on_call(*apis: str, rule: str, constructor: bool = False) -> Callable[[CallR
     def register(function: CallRule[MethodRoom]) -> CallRule[MethodRoom]:
         LINEN_CALLS.on(*apis, rule=rule, constructor=constructor)(function)
         NNX_CALLS.on(*apis, rule=rule, constructor=constructor)(function)
+        return function
+
+    return register
+
+
+Hook = Callable[..., object] | None
+LeaveResult = cst.CSTNode | cst.FlattenSentinel[Any] | cst.RemovalSentinel
+
+
+class LeaveRule(Protocol[RoomT]):
+    def __call__(self, room: RoomT, original: Any, updated: Any, /) -> LeaveResult | None: ...
+
+
+class VisitRule(Protocol[RoomT]):
+    def __call__(self, room: RoomT, node: Any, /) -> None: ...
+
+
+@dataclass
+class NodeRules(Generic[RoomT]):
+    """One target's rules by node type, for constructs that are not calls; they run before the target's
+    own `visit_<Node>` / `leave_<Node>` hook (see `engine.rewriter.Rewriter.node_rules`)."""
+
+    target: str
+    visiting: dict[type[cst.CSTNode], list[tuple[str, VisitRule[RoomT]]]] = field(default_factory=dict)
+    leaving: dict[type[cst.CSTNode], list[tuple[str, LeaveRule[RoomT]]]] = field(default_factory=dict)
+
+    def on_visit(self, kind: type[cst.CSTNode], *, rule: str) -> Callable[[VisitRule[RoomT]], VisitRule[RoomT]]:
+        def register(function: VisitRule[RoomT]) -> VisitRule[RoomT]:
+            self.visiting.setdefault(kind, []).append((rule, function))
+            return function
+
+        return register
+
+    def on_leave(self, kind: type[cst.CSTNode], *, rule: str) -> Callable[[LeaveRule[RoomT]], LeaveRule[RoomT]]:
+        def register(function: LeaveRule[RoomT]) -> LeaveRule[RoomT]:
+            self.leaving.setdefault(kind, []).append((rule, function))
+            return function
+
+        return register
+
+    def hooks(self, kind: type, visit: Hook, leave: Hook) -> tuple[Hook, Hook]:
+        """A target's (visit, leave) hooks for node type `kind`, with this table's rules run first."""
+        visits, leaves = self.visiting.get(kind), self.leaving.get(kind)
+        if visits:
+            visit = _visiting(visits, visit)
+        if leaves:
+            leave = _leaving(leaves, leave)
+        return visit, leave
+
+
+def _visiting(rules: list[tuple[str, VisitRule[Any]]], own: Hook) -> Hook:
+    def visit(room: FileRoom, node: cst.CSTNode) -> object:
+        for rule, function in rules:
+            if room.ctx.enabled(rule):
+                function(room, node)
+        return own(room, node) if own is not None else None
+
+    return visit
+
+
+def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
+    def leave(room: FileRoom, original: cst.CSTNode, updated: cst.CSTNode) -> object:
+        for rule, function in rules:
+            if room.ctx.enabled(rule):
+                result = function(room, original, updated)
+                if result is not None:
+                    return result
+        return own(room, original, updated) if own is not None else updated
+
+    return leave
+
+
+LINEN_NODES: NodeRules[LinenMethod] = NodeRules("linen")
+NNX_NODES: NodeRules[NnxMethod] = NodeRules("nnx")
+
+
+def on_leave(kind: type[cst.CSTNode], *, rule: str) -> Callable[[LeaveRule[MethodRoom]], LeaveRule[MethodRoom]]:
+    """Register a leave rule that reads only what both targets offer, for both."""
+
+    def register(function: LeaveRule[MethodRoom]) -> LeaveRule[MethodRoom]:
+        LINEN_NODES.on_leave(kind, rule=rule)(function)
+        NNX_NODES.on_leave(kind, rule=rule)(function)
         return function
 
     return register

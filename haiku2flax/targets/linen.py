@@ -29,14 +29,13 @@ import libcst as cst
 from ..codemods import load_all
 from ..codemods.annotations import TypeAnnotations
 from ..codemods.control_flow import LinenControlFlow
-from ..codemods.interfaces import LINEN_CALLS, Shape
+from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import InitializerBindings, initializer_bindings
 from ..codemods.lifted import LinenLifted
 from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.rng_sequences import LinenRngSequences
-from ..codemods.scopes import LinenScopes
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
@@ -71,7 +70,9 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenRngSequences, TypeAnnotations, InitializerBindings):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenRngSequences, TypeAnnotations, InitializerBindings):
+    node_rules = LINEN_NODES
+
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}

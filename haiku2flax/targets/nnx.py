@@ -47,8 +47,8 @@ from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.rng_sequences import NnxRngSequences
-from ..codemods.scopes import NnxScopes, NnxTransparentMethods
-from ..codemods.interfaces import NNX_CALLS, Shape
+from ..codemods.scopes import without_transparent
+from ..codemods.interfaces import NNX_CALLS, NNX_NODES, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
@@ -403,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, TypeAnnotations, InitializerBindings):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters, TypeAnnotations, InitializerBindings):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -412,6 +412,8 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
     called here in `__init__`), `add_to_init` (build anything there and get its attribute name), and
     `mode_flags` (flags that may become train/eval mode).
     """
+
+    node_rules = NNX_NODES
 
     def __init__(self, conversion: _ClassConversion, method: cst.FunctionDef, arg_sizes: dict[str, cst.BaseExpression | None]) -> None:
         super().__init__(conversion.ctx)
@@ -486,6 +488,9 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
         result = super().leave_SimpleStatementLine(original, updated)
         self.shapes.track(original)
         return result
+
+    def inline_block(self, block: cst.BaseSuite) -> None:
+        self.inline_blocks.add(id(block))
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
         self.shapes.reset()
@@ -839,7 +844,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMethods, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations, InitializerBindings):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations, InitializerBindings):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
@@ -868,7 +873,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMeth
             return updated
         converted, info = _ClassConversion(self, original).run()
         self.class_infos[original.name.value] = info
-        return super().leave_ClassDef(original, converted)
+        return without_transparent(self, converted)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
