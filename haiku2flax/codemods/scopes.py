@@ -65,9 +65,9 @@ def drop_name_scope(room: MethodRoom, original: cst.With, updated: cst.With) -> 
         room.todo(original, RULE_NAME_SCOPE, "write the body of the name scope on its own lines")
         return None
     room.converted(original, RULE_NAME_SCOPE, "name scope dropped, its body kept (Flax names layers by module path)")
-    body = list(updated.body.body)
-    first = body[0].with_changes(leading_lines=[*updated.leading_lines, *body[0].leading_lines])
-    return cst.FlattenSentinel([first, *body[1:]])
+    first, *rest = updated.body.body
+    assert isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement)
+    return cst.FlattenSentinel([first.with_changes(leading_lines=[*updated.leading_lines, *first.leading_lines]), *rest])
 
 
 @NNX_NODES.on_visit(cst.With, rule=RULE_NAME_SCOPE)
