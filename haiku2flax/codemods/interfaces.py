@@ -214,7 +214,7 @@ def on_call(*apis: str, rule: str, constructor: bool = False) -> Callable[[CallR
     return register
 
 
-Hook = Callable[..., object] | None
+Hook = Callable[..., Any] | None
 LeaveResult = cst.CSTNode | cst.FlattenSentinel[Any] | cst.RemovalSentinel
 
 

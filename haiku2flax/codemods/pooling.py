@@ -47,14 +47,15 @@ def spatial_window(
     """Flax's (window_shape, strides) for Haiku's, or Unconvertible saying why not."""
     if window is NOT_LITERAL or strides is NOT_LITERAL or channel_axis is NOT_LITERAL:
         raise Unconvertible("write `window_shape`, `strides` and `channel_axis` as literals: Flax takes spatial tuples")
-    full = [haiku_pool_window(v, rank, channel_axis) for v in (window, strides)]
-    if None in full:
+    windows = [haiku_pool_window(v, rank, channel_axis) for v in (window, strides)]
+    full = [f for f in windows if f is not None]
+    if len(full) != len(windows):
         raise Unconvertible(
             "an int window or stride covers every axis but the batch and channel axes, and the input's rank is "
             "not known here: write Haiku's full-rank tuple, e.g. `(1, 3, 3, 1)` for NHWC"
         )
-    length = max(len(f) for f in full)  # type: ignore[arg-type]
-    window_full, strides_full = ((1,) * (length - len(f)) + f for f in full)  # type: ignore[operator,arg-type]
+    length = max(len(f) for f in full)
+    window_full, strides_full = ((1,) * (length - len(f)) + f for f in full)
     if window_full[-1] != 1 or strides_full[-1] != 1:
         raise Unconvertible(
             f"Haiku pools the last axis here (window {window_full}, strides {strides_full}; a short tuple is "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import libcst as cst
 
@@ -13,7 +13,7 @@ from .walk import TRIVIA
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 
-Hook = Callable[..., object] | None
+Hook = Callable[..., Any] | None
 
 
 class NodeRuleTable(Protocol):
@@ -101,7 +101,9 @@ class Rewriter(cst.CSTTransformer):
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         pass
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+    def on_leave(  # type: ignore[override]  # LibCST's typing leaves out the sentinels its walk accepts
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         _, leave, _, statement, simple_line = self._hooks.get(type(original_node)) or self._hooks_for(type(original_node))
         result = leave(self, original_node, updated_node) if leave is not None else updated_node
         if statement:
