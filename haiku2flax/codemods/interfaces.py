@@ -3,10 +3,11 @@
 A rule family (one module of `haiku2flax.codemods`) converts one family of Haiku constructs. It does
 not subclass a target: it registers plain functions, and the target calls them with a typed room.
 
-- `on_call` rules are keyed by Haiku API. `LINEN_CALLS.on("dropout", rule=RULE_DROPOUT)` registers a
+- Call rules are keyed by Haiku API. `LINEN_CALLS.on("dropout", rule=RULE_DROPOUT)` registers a
   function `(room, call) -> new expression | None` for every call whose function resolves to
-  `hk.dropout`; `constructor=True` keys it on the constructor of a layer built and called at once
-  (`hk.MaxPool(...)(x)`). The target resolves a call's API once, looks its rules up in the table and
+  `hk.dropout` (`"initializers.*"`: to any API of that namespace without a rule of its own);
+  `constructor=True` keys it on the constructor of a layer built and called at once
+  (`hk.MaxPool(...)(x)`). `on_call` registers a rule for both targets. The target resolves a call's API once, looks its rules up in the table and
   calls them in registration order; the first that returns an expression has converted the call,
   `None` hands it on. A rule whose id `--select` / `--ignore` turns off is not called.
 - `on_leave` / `on_visit` rules are keyed by node type, for constructs that are not a call
@@ -14,6 +15,10 @@ not subclass a target: it registers plain functions, and the target calls them w
   on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type.
 - Rules that follow a whole function are components the target owns and drives at the nodes they
   name (`shapes.ShapeTracker`: every simple statement and function of a method).
+
+Each target has a table per room: Linen converts a file in one pass (`LINEN_CALLS`, `LINEN_NODES`);
+NNX converts each method of a Haiku class in its own pass (`NNX_CALLS`, `NNX_NODES`) and the rest of
+the file in another (`NNX_FILE_CALLS`).
 
 The rooms, from the widest to the narrowest:
 - `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
@@ -184,9 +189,10 @@ class CallRules(Generic[RoomT]):
                 if result is not None:
                     return result
         api = names.haiku_api(original.func)
-        if api is None or api not in self.by_api:
+        if api is None:
             return None
-        return self._first(self.by_api[api], room, CallSite(original, updated, api))
+        rules = self.by_api.get(api) or self.by_api.get(f"{api.rpartition('.')[0]}.*")
+        return self._first(rules, room, CallSite(original, updated, api)) if rules else None
 
     @staticmethod
     def _first(rules: list[tuple[str, CallRule[RoomT]]], room: RoomT, call: CallSite) -> cst.BaseExpression | None:
@@ -201,6 +207,7 @@ class CallRules(Generic[RoomT]):
 
 LINEN_CALLS: CallRules[LinenMethod] = CallRules("linen")
 NNX_CALLS: CallRules[NnxMethod] = CallRules("nnx")
+NNX_FILE_CALLS: CallRules[FileRoom] = CallRules("nnx")  # NNX outside the methods of Haiku classes
 
 
 def on_call(*apis: str, rule: str, constructor: bool = False) -> Callable[[CallRule[MethodRoom]], CallRule[MethodRoom]]:

@@ -30,7 +30,7 @@ from ..codemods import load_all
 from ..codemods.annotations import TypeAnnotations
 from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
-from ..codemods.initializers import InitializerBindings, initializer_bindings
+from ..codemods.initializers import initializer_bindings
 from ..codemods.lifted import LinenLifted
 from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
@@ -70,7 +70,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenRngSequences, TypeAnnotations, InitializerBindings):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenRngSequences, TypeAnnotations):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:

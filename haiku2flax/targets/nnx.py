@@ -39,7 +39,7 @@ from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
-from ..codemods.initializers import InitializerBindings, convert_bindings, initializer_bindings
+from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
@@ -48,7 +48,7 @@ from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.rng_sequences import NnxRngSequences
 from ..codemods.scopes import without_transparent
-from ..codemods.interfaces import NNX_CALLS, NNX_NODES, Shape
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_NODES, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
@@ -403,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters, TypeAnnotations, InitializerBindings):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters, TypeAnnotations):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -844,7 +844,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations, InitializerBindings):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations):
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
@@ -854,6 +854,10 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        converted = NNX_FILE_CALLS.dispatch(self, original, updated)
+        return converted if converted is not None else super().leave_Call(original, updated)
 
     def construct_of(self, call: cst.Call):
         api = self.ctx.names.haiku_api(call.func)
