@@ -106,7 +106,7 @@ class _Bindings(Walker):
             positional = [a for a in call.args if a.keyword is None]
             return [a for a in call.args if a.keyword is not None and a.keyword.value == keyword] + positional[position : position + 1]
         construct = self.tables.get(api)
-        wanted = COMPOSITE_INITIALIZERS.get(api, ())
+        wanted: tuple[str, ...] = COMPOSITE_INITIALIZERS.get(api, ())
         if construct is not None:
             wanted = tuple(name for name, how in construct.convert.items() if how in INITIALIZER_CONVERSIONS)
         return [a for a in call.args if a.keyword is not None and a.keyword.value in wanted]
@@ -123,8 +123,8 @@ def initializer_bindings(module: cst.Module, names: ImportedNames, tables: Table
     }
 
 
-@on_call("initializers.*", rule=RULE_INITIALIZER_BINDING)
 @NNX_FILE_CALLS.on("initializers.*", rule=RULE_INITIALIZER_BINDING)
+@on_call("initializers.*", rule=RULE_INITIALIZER_BINDING)
 def convert_binding(room: FileRoom, call: CallSite) -> cst.BaseExpression | None:
     """The bound `hk.initializers.*` call becomes the Flax initializer (the reads are passed on by
     `convert_initializer`)."""
