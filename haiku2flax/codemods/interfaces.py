@@ -210,10 +210,14 @@ NNX_CALLS: CallRules[NnxMethod] = CallRules("nnx")
 NNX_FILE_CALLS: CallRules[FileRoom] = CallRules("nnx")  # NNX outside the methods of Haiku classes
 
 
-def on_call(*apis: str, rule: str, constructor: bool = False) -> Callable[[CallRule[MethodRoom]], CallRule[MethodRoom]]:
+SharedCallRule = TypeVar("SharedCallRule", bound=CallRule[MethodRoom])
+SharedLeaveRule = TypeVar("SharedLeaveRule", bound="LeaveRule[MethodRoom]")
+
+
+def on_call(*apis: str, rule: str, constructor: bool = False) -> Callable[[SharedCallRule], SharedCallRule]:
     """Register a rule that reads only what both targets offer, for both (see `CallRules.on`)."""
 
-    def register(function: CallRule[MethodRoom]) -> CallRule[MethodRoom]:
+    def register(function: SharedCallRule) -> SharedCallRule:
         LINEN_CALLS.on(*apis, rule=rule, constructor=constructor)(function)
         NNX_CALLS.on(*apis, rule=rule, constructor=constructor)(function)
         return function
@@ -292,10 +296,10 @@ LINEN_NODES: NodeRules[LinenMethod] = NodeRules("linen")
 NNX_NODES: NodeRules[NnxMethod] = NodeRules("nnx")
 
 
-def on_leave(kind: type[cst.CSTNode], *, rule: str) -> Callable[[LeaveRule[MethodRoom]], LeaveRule[MethodRoom]]:
+def on_leave(kind: type[cst.CSTNode], *, rule: str) -> Callable[[SharedLeaveRule], SharedLeaveRule]:
     """Register a leave rule that reads only what both targets offer, for both."""
 
-    def register(function: LeaveRule[MethodRoom]) -> LeaveRule[MethodRoom]:
+    def register(function: SharedLeaveRule) -> SharedLeaveRule:
         LINEN_NODES.on_leave(kind, rule=rule)(function)
         NNX_NODES.on_leave(kind, rule=rule)(function)
         return function
