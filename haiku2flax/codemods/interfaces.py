@@ -18,7 +18,10 @@ not subclass a target: it registers plain functions, and the target calls them w
 
 Each target has a table per room: Linen converts a file in one pass (`LINEN_CALLS`, `LINEN_NODES`);
 NNX converts each method of a Haiku class in its own pass (`NNX_CALLS`, `NNX_NODES`) and the rest of
-the file in another (`NNX_FILE_CALLS`).
+the file in another (`NNX_FILE_CALLS`, `NNX_FILE_NODES`).
+
+What a rule reads about the whole file (its transforms, its key sequences) is a `FileFact`
+(`engine/context.py`): `ctx.fact(SEQUENCES)` works it out from the original module on first use.
 
 The rooms, from the widest to the narrowest:
 - `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
@@ -294,6 +297,7 @@ def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
 
 LINEN_NODES: NodeRules[LinenMethod] = NodeRules("linen")
 NNX_NODES: NodeRules[NnxMethod] = NodeRules("nnx")
+NNX_FILE_NODES: NodeRules[FileRoom] = NodeRules("nnx")
 
 
 def on_leave(kind: type[cst.CSTNode], *, rule: str) -> Callable[[SharedLeaveRule], SharedLeaveRule]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import libcst as cst
 
@@ -12,6 +13,7 @@ from .notes import TODO_PREFIX, Notes, todo_comment
 from .tables import Tables
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
+FactT = TypeVar("FactT")
 LINEN_NS = "nn"  # `import flax.linen as nn`
 LINEN_FALLBACK_NS = "linen"  # `from flax import linen`, where `nn` is taken
 
@@ -48,6 +50,14 @@ class _NamespaceRename(cst.CSTTransformer):
         return updated
 
 
+@dataclass(frozen=True, eq=False)
+class FileFact(Generic[FactT]):
+    """What rules read about the whole original file (`read(module, ctx)`), worked out once, when a rule
+    first asks `ctx.fact(...)` for it: a file whose rules never ask pays nothing."""
+
+    read: Callable[[cst.Module, Context], FactT]
+
+
 @dataclass
 class Context:
     target: str  # "linen" or "nnx"
@@ -62,6 +72,15 @@ class Context:
     # `init` / `self.init` -> the `hk.initializers.*` call bound to it, read only as initializers (HK202)
     initializer_bindings: dict[str, cst.Call] = field(default_factory=dict)
     source: str = ""  # the file's text, for `mentions`
+    module: cst.Module = field(default_factory=lambda: cst.Module([]))  # the file as parsed, for `fact`
+    _facts: dict[FileFact[Any], Any] = field(default_factory=dict)
+
+    def fact(self, fact: FileFact[FactT]) -> FactT:
+        """`fact` about this file, worked out on first use."""
+        if fact not in self._facts:
+            self._facts[fact] = fact.read(self.module, self)
+        value: FactT = self._facts[fact]
+        return value
 
     def mentions(self, *words: str) -> bool:
         """Whether the file's text contains one of `words`: a cheap test before a rule walks the whole file

@@ -43,7 +43,7 @@ def rewrite(
     if names.is_empty:
         return Conversion(source, source)
     ctx = Context(
-        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source
+        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module
     )
     converter = _converter(target)(ctx, module)
     rewritten = module.visit(converter)

@@ -35,7 +35,6 @@ from ..codemods.lifted import LinenLifted
 from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
-from ..codemods.rng_sequences import LinenRngSequences
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
@@ -70,7 +69,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenRngSequences, TypeAnnotations):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, TypeAnnotations):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:

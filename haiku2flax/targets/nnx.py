@@ -46,9 +46,8 @@ from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
-from ..codemods.rng_sequences import NnxRngSequences
 from ..codemods.scopes import without_transparent
-from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_NODES, Shape
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
@@ -844,7 +843,9 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, TypeAnnotations):
+    node_rules = NNX_FILE_NODES
+
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
