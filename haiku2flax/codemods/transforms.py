@@ -143,12 +143,14 @@ class _Transforms(Rewriter):
                 self.apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
             self._alias_statements.add(id(statement))
         finder = _TrainStateFinder(set(self.transforms))
-        finder.walk(module)
+        if self.transforms and self.ctx.mentions("apply_fn"):
+            finder.walk(module)
         # the transformed model whose `apply` a TrainState carries, when there is exactly one
         self.train_state_model = self.transforms[finder.models.pop()] if len(finder.models) == 1 else None
-        decorations = _UnconvertedDecorations(self.ctx.names, module, {*self.unconverted_decorations, *(id(t.statement) for t in self.transforms.values())})
-        decorations.walk(module)
-        self.unconverted_decorations.update(decorations.reasons)
+        if self.ctx.mentions("@") and self.ctx.mentions("transform", "without_apply_rng"):  # a transform as a decorator
+            decorations = _UnconvertedDecorations(self.ctx.names, module, {*self.unconverted_decorations, *(id(t.statement) for t in self.transforms.values())})
+            decorations.walk(module)
+            self.unconverted_decorations.update(decorations.reasons)
 
     def transform_call(self, call: cst.Call) -> TransformCall | None:
         """`f.init(...)`, `f.apply(...)`, a multi_transform apply alias `encode(...)`, or `state.apply_fn(...)`."""
@@ -421,7 +423,8 @@ class NnxTransforms(_Transforms):
     def _init_call(self, name: str) -> cst.Call | None:
         if name not in self._init_calls:
             finder = _InitCallFinder(name)
-            finder.walk(self.module)
+            if self.ctx.mentions(f"{name}.init"):
+                finder.walk(self.module)
             self._init_calls[name] = finder.found
         return self._init_calls[name]
 
