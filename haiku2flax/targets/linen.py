@@ -31,7 +31,6 @@ from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.lifted import LinenLifted
-from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.shapes import ShapeTracker
@@ -68,7 +67,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
@@ -76,7 +75,6 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
-        self.init_param_paths(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
         self._loop_depth = 0  # loops around the statement being visited: a layer built there is built per iteration

@@ -43,7 +43,6 @@ from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
-from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
@@ -843,7 +842,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
@@ -851,7 +850,6 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
-        self.init_param_paths(module)
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
