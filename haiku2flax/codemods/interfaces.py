@@ -7,9 +7,10 @@ not subclass a target: it registers plain functions, and the target calls them w
   function `(room, call) -> new expression | None` for every call whose function resolves to
   `hk.dropout` (`"initializers.*"`: to any API of that namespace without a rule of its own);
   `constructor=True` keys it on the constructor of a layer built and called at once
-  (`hk.MaxPool(...)(x)`). `on_call` registers a rule for both targets. The target resolves a call's API once, looks its rules up in the table and
-  calls them in registration order; the first that returns an expression has converted the call,
-  `None` hands it on. A rule whose id `--select` / `--ignore` turns off is not called.
+  (`hk.MaxPool(...)(x)`); `on_call` registers one rule for both targets. The target resolves a
+  call's API once, looks its rules up in the table and calls them in registration order; the first
+  that returns an expression has converted the call, `None` hands it on. A rule whose id `--select`
+  / `--ignore` turns off is not called.
 - `on_leave` / `on_visit` rules are keyed by node type, for constructs that are not a call
   (`NNX_NODES.on_leave(cst.With, rule=RULE_NAME_SCOPE)`): `(room, original, updated) -> node | None`
   on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type.
@@ -22,6 +23,21 @@ the file in another (`NNX_FILE_CALLS`, `NNX_FILE_NODES`).
 
 What a rule reads about the whole file (its transforms, its key sequences) is a `FileFact`
 (`engine/context.py`): `ctx.fact(SEQUENCES)` works it out from the original module on first use.
+
+A rule, whole (`codemods/dropout.py` has the real one)::
+
+    RULE_DROPOUT = register("HK003", "dropout", Status.CONVERTED, "hk.dropout -> nn.Dropout", __name__, apis=("dropout",))
+
+    @LINEN_CALLS.on("dropout", rule=RULE_DROPOUT)
+    def linen_dropout(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
+        try:
+            dropout = read_dropout(call.updated, room.ctx.names)
+        except Unconvertible as reason:
+            room.todo(call.original, RULE_DROPOUT, str(reason))  # left as it was, with a TODO
+            return call.updated
+        room.mark_builds_layer()
+        room.converted(call.original, RULE_DROPOUT, "hk.dropout -> nn.Dropout")
+        return ...  # `nn.Dropout(rate, deterministic=...)(x)`
 
 The rooms, from the widest to the narrowest:
 - `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
@@ -47,7 +63,7 @@ if TYPE_CHECKING:
     from ..engine.context import Context
     from .conditional_layers import Guard
 
-Shape = tuple[int | None, ...] | None  # an array's shape where literals fix it; None where unknown
+Shape = tuple[int | None, ...] | None  # an array's shape where literals fix it: None when even the rank is unknown, a None dimension has an unknown size
 
 
 class FileRoom(Protocol):

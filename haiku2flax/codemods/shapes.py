@@ -17,9 +17,8 @@ import libcst as cst
 from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, literal
 from ..engine.names import dotted_name
 from ..engine.context import Context
+from .interfaces import Shape
 
-# A shape: None when even the rank is unknown; a None dimension has an unknown size.
-Shape = tuple[int | None, ...] | None
 
 POOL_ARGS = ("value", "window_shape", "strides", "padding", "channel_axis")
 POOL_MODULE_ARGS = ("window_shape", "strides", "padding", "channel_axis", "name")
