@@ -63,7 +63,8 @@ if TYPE_CHECKING:
     from ..engine.context import Context
     from .conditional_layers import Guard
 
-Shape = tuple[int | None, ...] | None  # an array's shape where literals fix it: None when even the rank is unknown, a None dimension has an unknown size
+# An array's shape where literals fix it: None when even the rank is unknown; a None dimension has an unknown size.
+Shape = tuple[int | None, ...] | None
 
 
 class FileRoom(Protocol):
