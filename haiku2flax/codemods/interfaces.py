@@ -13,7 +13,8 @@ not subclass a target: it registers plain functions, and the target calls them w
   / `--ignore` turns off is not called.
 - `on_leave` / `on_visit` rules are keyed by node type, for constructs that are not a call
   (`NNX_NODES.on_leave(cst.With, rule=RULE_NAME_SCOPE)`): `(room, original, updated) -> node | None`
-  on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type.
+  on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type,
+  and a leave rule that returns a replacement ends there (the target's own hook does not see it).
 - Rules that follow a whole function are components the target owns and drives at the nodes they
   name (`shapes.ShapeTracker`: every simple statement and function of a method).
 
