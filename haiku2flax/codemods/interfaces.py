@@ -49,7 +49,9 @@ The rooms, from the widest to the narrowest:
   building layers in `__init__` (`hoist`, `can_hoist`, `in_nested_block`, `new_attribute`,
   `add_to_init`), the flags that may become train/eval mode (`mode_flags`), static shapes, layers
   called at once.
-- `NnxClass`: the class being converted, for what its methods share (constructor arguments, `rngs`).
+  A family that follows the method as it goes keeps its state in `room.family(ItsState)`.
+- `NnxClass`: the class being converted, for what its methods share (constructor arguments, `rngs`,
+  building a layer, the layer lists of `__init__`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ import libcst as cst
 if TYPE_CHECKING:
     from ..engine.context import Context
     from .conditional_layers import Guard
+    from .layer_lists import LayerList
+
+FamilyState = TypeVar("FamilyState")
 
 # An array's shape where literals fix it: None when even the rank is unknown; a None dimension has an unknown size.
 Shape = tuple[int | None, ...] | None
@@ -106,6 +111,16 @@ class NnxMethod(MethodRoom, Protocol):
     """One method of a Haiku class being converted to an `nnx.Module`."""
 
     mode_flags: set[str]  # flags passed as `deterministic=not flag`: may become the module's train/eval mode
+
+    @property
+    def conversion(self) -> NnxClass:
+        """The class this method belongs to."""
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        """A rule family's own state for this method, made by `kind()` on first use."""
+
+    def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
+        """The feature size a variable of this method holds from here on."""
 
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
         """The feature size (last axis) of an expression of this method, when dataflow tells it."""
@@ -157,6 +172,31 @@ class NnxClass(Protocol):
         """The file's converter: the report for what happens outside any method."""
 
     needs_rngs: bool  # the constructor takes `rngs: nnx.Rngs`
+
+    @property
+    def init_def(self) -> cst.FunctionDef | None:
+        """The Haiku `__init__`, if the class has one."""
+
+    @property
+    def layer_lists(self) -> dict[str, LayerList]:
+        """Lists of layers `__init__` builds (`self.layers = [hk.Linear(n) for n in sizes]`), by attribute."""
+
+    def build(
+        self,
+        constructor: cst.Call,
+        attribute: str,
+        call_args: list[cst.Arg],
+        rewriter: NnxMethod | None,
+        node: cst.CSTNode,
+        known_size: cst.BaseExpression | None = None,
+    ) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
+        """(NNX constructor, output size) of a Haiku layer called on `call_args` (or on an input of size
+        `known_size`), or None with a TODO."""
+
+    def call_args_for(
+        self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethod, node: cst.CSTNode
+    ) -> list[cst.Arg] | None:
+        """The arguments of calling the NNX layer built from `constructor`, or None with a TODO."""
 
     def input_size(
         self, attribute: str, size: cst.BaseExpression | None, method: NnxMethod | None, node: cst.CSTNode

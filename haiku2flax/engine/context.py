@@ -116,7 +116,7 @@ def attr(ns: str, name: str) -> cst.Attribute:
     return node
 
 
-def add_todo_lines(statement: cst.CSTNode, todos: list[tuple[str, str]]) -> cst.CSTNode:
+def add_todo_lines(statement: NodeT, todos: list[tuple[str, str]]) -> NodeT:
     """Put `# TODO(haiku2flax:RULE): reason` comments above a statement, once each.
 
     A statement that already carries a haiku2flax TODO (from an earlier run) gets no more: a second run

@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import libcst as cst
 
@@ -40,13 +41,13 @@ from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_a
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
-from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
+from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
-from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, Shape
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
@@ -401,7 +402,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -431,6 +432,20 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
+        self._families: dict[type, object] = {}  # rule families' state for this method
+
+    @property
+    def conversion(self) -> _ClassConversion:
+        return self.state
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        state = self._families.get(kind)
+        if state is None:
+            state = self._families[kind] = kind()
+        return cast(FamilyState, state)
+
+    def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
+        self.sizes[name] = size
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
