@@ -122,6 +122,10 @@ class NnxMethod(MethodRoom, Protocol):
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         """The feature size a variable of this method holds from here on."""
 
+    @property
+    def method_locals(self) -> set[str]:
+        """The names the method binds: its parameters and what it assigns."""
+
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
         """The feature size (last axis) of an expression of this method, when dataflow tells it."""
 
@@ -176,6 +180,10 @@ class NnxClass(Protocol):
     @property
     def init_def(self) -> cst.FunctionDef | None:
         """The Haiku `__init__`, if the class has one."""
+
+    @property
+    def locals_in_init(self) -> set[str]:
+        """The names `__init__` has: `self` and its parameters."""
 
     @property
     def layer_lists(self) -> dict[str, LayerList]:

@@ -38,7 +38,7 @@ from ..codemods import load_all
 from ..codemods.annotations import convert_types
 from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
-from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
+from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
@@ -402,7 +402,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -426,7 +426,8 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxContr
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
         self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
-        self.stored_layers = _stored_layers(method, self.read_conditional_branches(method.body), conversion.converter)
+        self.branches = ConditionalBranches(self, self.sizes)
+        self.stored_layers = _stored_layers(method, self.branches.read(method.body), conversion.converter)
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
         self._stored_lines: dict[int, str] = {}  # statement (as rewritten) -> the stored layer it builds
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
@@ -497,7 +498,7 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxContr
                 for name in _assigned_names(small):
                     self.sizes.pop(name, None)
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
-                self.output_size = self.returned(self.size_of(small.value))
+                self.output_size = self.branches.returned(self.size_of(small.value))
         result = super().leave_SimpleStatementLine(original, updated)
         self.shapes.track(original)
         return result
@@ -512,14 +513,22 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxContr
     def static_shape(self, node: cst.BaseExpression) -> Shape:
         return self.shapes.static_shape(node)
 
+    def visit_If(self, node: cst.If) -> bool | None:
+        self.branches.visit_if(node)
+        return super().visit_If(node)
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
+        self.branches.leave_if(original)
+        return super().leave_If(original, updated)
+
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._block_depth += id(node) not in self.inline_blocks
-        self.enter_block(node)
+        self.branches.enter_block(node)
         super().visit_IndentedBlock(node)
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
         self._block_depth -= id(original) not in self.inline_blocks
-        self.leave_block(original)
+        self.branches.leave_block(original)
         if self._stored_lines:  # stored layers now built in `__init__`: drop their lines
             hoisted = {name for name, use in self._stored_uses.items() if use is not None}
             body = [s for s in updated.body if self._stored_lines.get(id(s)) not in hoisted]
@@ -530,12 +539,12 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxContr
 
     def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
         self._block_depth += id(node) not in self.inline_blocks
-        self.enter_block(node)
+        self.branches.enter_block(node)
         super().visit_SimpleStatementSuite(node)
 
     def leave_SimpleStatementSuite(self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite):
         self._block_depth -= id(original) not in self.inline_blocks
-        self.leave_block(original)
+        self.branches.leave_block(original)
         return super().leave_SimpleStatementSuite(original, updated)
 
     # -- calls ----------------------------------------------------------------------------------------
@@ -686,7 +695,7 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLoopLayers, NnxLifted, NnxContr
         """Build `self.<attribute> = constructor` (or run `lines`, which build it) at the end of `__init__`,
         under the `if` branches of `guard` (by default those on constructor state around the current statement)."""
         self.ctx.need_target_import()
-        guard = self.layer_guard if guard is None else guard
+        guard = self.branches.layer_guard if guard is None else guard
         if guard:
             self.converted(source, RULE_CONDITIONAL_LAYER, f"{attribute} built in __init__ under the same condition")
         self.state.hoisted.append(_Hoisted(attribute, constructor, source, guard, lines))
