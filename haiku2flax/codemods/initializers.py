@@ -68,7 +68,7 @@ class _Bindings(Walker):
             if key is not None:
                 value = node.value
                 known = isinstance(value, cst.Call) and (self.names.haiku_api(value.func) or "") in self.tables.initializers
-                self.bound.setdefault(key, []).append(value if known else None)  # type: ignore[arg-type]
+                self.bound.setdefault(key, []).append(value if known and isinstance(value, cst.Call) else None)
                 self.reads[key] -= 1  # the target itself is walked as a read below
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:

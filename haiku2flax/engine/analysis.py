@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 
@@ -316,7 +317,7 @@ def trivial_forward(function: cst.FunctionDef) -> cst.Call | None:
     ret = statements[0]
     if not m.matches(ret, m.SimpleStatementLine(body=[m.Return(value=m.Call(func=m.Call()))])):
         return None
-    outer: cst.Call = ret.body[0].value  # type: ignore[attr-defined]
+    outer: cst.Call = ret.body[0].value  # type: ignore[attr-defined]  # matched: `return Model(...)(...)`
     params = [p.name.value for p in function.params.params]
     passed = []
     for arg in outer.args:
@@ -377,14 +378,14 @@ def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
     last = statements[-1]
     if not m.matches(last, m.SimpleStatementLine(body=[m.Return(value=m.Tuple())])):
         return None
-    returned = last.body[0].value.elements  # type: ignore[attr-defined]
+    returned = last.body[0].value.elements  # type: ignore[attr-defined]  # matched: `return (...)`
     if len(returned) != 2 or not isinstance(returned[1].value, cst.Tuple):
         return None
     init_method = _method_of(returned[0].value, module, aliases)
     methods = [_method_of(e.value, module, aliases) for e in returned[1].value.elements]
     if init_method is None or None in methods:
         return None
-    return MultiForward(first[1], init_method, tuple(methods))  # type: ignore[arg-type]
+    return MultiForward(first[1], init_method, tuple(method for method in methods if method is not None))
 
 
 def forward_module(function: cst.FunctionDef) -> cst.Call | None:
@@ -415,4 +416,4 @@ class _Substitute(cst.CSTTransformer):
 
 def substitute(node: cst.CSTNodeT, mapping: dict[str, cst.BaseExpression]) -> cst.CSTNodeT:
     """`node` with the variables named in `mapping` replaced (attribute names and keywords are not variables)."""
-    return node.visit(_Substitute(mapping)) if mapping else node  # type: ignore[return-value]
+    return cast(cst.CSTNodeT, node.visit(_Substitute(mapping))) if mapping else node  # names give way to expressions: same node type

@@ -267,7 +267,7 @@ def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, ele
         )
     if bound is not None:
         return value
-    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]
+    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]  # a table entry's value is a call
 
 
 def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpression:
@@ -467,7 +467,7 @@ def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -
             raise Unconvertible(f"calling `{construct.display}` with `{name}`: {why}")
         values[flax_name] = negate(value) if name in api.negated else value
     first = api.call_args.get(construct.haiku_call_args[0], "")
-    return build_call(cst.Name("_"), values, (first, *api.call_positional)).args  # type: ignore[return-value]
+    return list(build_call(cst.Name("_"), values, (first, *api.call_positional)).args)
 
 
 def _without_comment(comma: cst.Comma | cst.MaybeSentinel) -> cst.Comma | cst.MaybeSentinel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import libcst as cst
 
@@ -22,9 +22,9 @@ def linen_namespace(module: cst.Module) -> str:
     """`nn`, unless a module-level import binds `nn` to something other than `flax.linen`."""
     for statement in module.body:
         for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else ():
-            if not isinstance(small, cst.Import | cst.ImportFrom) or isinstance(getattr(small, "names", None), cst.ImportStar):
+            if not isinstance(small, cst.Import | cst.ImportFrom) or isinstance(small.names, cst.ImportStar):
                 continue
-            for alias in small.names:  # type: ignore[union-attr]
+            for alias in small.names:
                 bound = alias.asname.name if alias.asname is not None else alias.name
                 if isinstance(bound, cst.Name) and bound.value == LINEN_NS:
                     module_name = dotted_name(small.module) if isinstance(small, cst.ImportFrom) and small.module else None
@@ -36,7 +36,7 @@ def linen_namespace(module: cst.Module) -> str:
 
 def rename_namespace(node: NodeT, ns: str) -> NodeT:
     """`node` (code written for `nn`) with `nn.…` spelled `ns.…`; `jax.nn.…` is left alone."""
-    return node if ns == LINEN_NS else node.visit(_NamespaceRename(ns))  # type: ignore[return-value]
+    return node if ns == LINEN_NS else cast(NodeT, node.visit(_NamespaceRename(ns)))  # a rename keeps the node's type
 
 
 class _NamespaceRename(cst.CSTTransformer):
