@@ -47,7 +47,7 @@ from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
-from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, Shape
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
@@ -296,14 +296,14 @@ class _ClassConversion:
         return template.with_changes(params=params, body=body), ctor_params
 
     def resolve_init_layer(
-        self, layer: _InitLayer, rewriter: NnxMethodRewriter | None, node: cst.CSTNode, call_args: list[cst.Arg] | None = None
+        self, layer: _InitLayer, rewriter: NnxMethod | None, node: cst.CSTNode, call_args: list[cst.Arg] | None = None
     ) -> None:
         """Write the NNX constructor of a layer built in `__init__`, now that its input size is known (or not)."""
         built = self.build(layer.constructor, layer.attribute, call_args or [], rewriter, node)
         layer.resolved, layer.output_size = built if built is not None else (layer.constructor, None)
 
     def input_size(
-        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethodRewriter | None, node: cst.CSTNode
+        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethod | None, node: cst.CSTNode
     ) -> cst.BaseExpression:
         """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
         if size is None:
@@ -321,7 +321,7 @@ class _ClassConversion:
         return size
 
     def call_args_for(
-        self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethodRewriter, node: cst.CSTNode
+        self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethod, node: cst.CSTNode
     ) -> list[cst.Arg] | None:
         """The arguments of calling the NNX layer (`is_training` -> mode), or None with a TODO."""
         if composite_api(self.ctx, constructor) is not None:
@@ -343,7 +343,7 @@ class _ClassConversion:
         constructor: cst.Call,
         attribute: str,
         call_args: list[cst.Arg],
-        rewriter: NnxMethodRewriter | None,
+        rewriter: NnxMethod | None,
         node: cst.CSTNode,
         known_size: cst.BaseExpression | None = None,
     ) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
