@@ -1,10 +1,8 @@
 """Rule families that need code, one module per family of Haiku constructs.
 
-Each module holds one mixin per target (`Linen…`, `Nnx…`) that the target's converter
-(`haiku2flax.targets.linen` / `.nnx`) is composed of. A mixin's `leave_*` hooks handle their own
-constructs and hand everything else on with `super()`, so families stay independent. Linen mixins
-call `self.mark_builds_layer()` when they build a layer inline (the method then gets `@nn.compact`);
-NNX mixins of the method rewriter use its hoisting API (see `NnxMethodRewriter`).
+A family registers functions for the Haiku APIs (or node types) it handles, and each receives a typed
+room saying what it may read and change: see `interfaces.py`, the module to read first. Families not
+moved to rooms yet are mixins of the target classes (listed in CONTRIBUTING.md).
 """
 
 import importlib

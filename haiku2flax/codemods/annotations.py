@@ -17,13 +17,14 @@ Example::
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import libcst as cst
 
 from ..engine.context import Context, attr
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from .interfaces import NNX_FILE_NODES, FileRoom, on_leave
 
 RULE_TYPES = register("HK030", "type-annotation", Status.CONVERTED, "hk.Params / hk.State / hk.Transformed / ... in annotations -> Flax types (rules/types.toml)", __name__)
 
@@ -31,10 +32,13 @@ TARGET_NAMESPACES = ("nn", "nnx")
 Node = TypeVar("Node", bound=cst.CSTNode)
 
 
-class TypeAnnotations(Rewriter):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._annotations = 0  # annotations being visited (they nest in lambdas of default values)
+class _FlaxTypes(Rewriter):
+    """Converts the Haiku types in the annotations of the tree it visits."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._annotations = 0  # annotations being visited
+        self.converted_any = False
 
     def visit_Annotation(self, node: cst.Annotation) -> bool | None:
         self._annotations += 1
@@ -59,6 +63,7 @@ class TypeAnnotations(Rewriter):
             return None
         dotted = typename.flax[self.ctx.target]
         self.converted(node, RULE_TYPES, f"hk.{api} -> {dotted}")
+        self.converted_any = True
         if typename.imports:  # a type expression
             self.ctx.needed_imports.update((module, None, None) for module in typename.imports)
             return cst.parse_expression(dotted)
@@ -73,7 +78,16 @@ class TypeAnnotations(Rewriter):
 
 def convert_types(node: Node, ctx: Context) -> Node:
     """`node` with its annotations converted: for signatures a target rebuilds rather than visits."""
-    return node.visit(TypeAnnotations(ctx))  # type: ignore[return-value]
+    return cast(Node, node.visit(_FlaxTypes(ctx)))  # an annotation stays an annotation
+
+
+@NNX_FILE_NODES.on_leave(cst.Annotation, rule=RULE_TYPES)
+@on_leave(cst.Annotation, rule=RULE_TYPES)
+def flax_annotation(room: FileRoom, original: cst.Annotation, updated: cst.Annotation) -> cst.Annotation | None:
+    """An annotation naming Haiku types, converted from the original as a whole (None: it names none)."""
+    types = _FlaxTypes(room.ctx)
+    converted = original.visit(types)
+    return cast(cst.Annotation, converted) if types.converted_any else None
 
 
 def model_annotation(ns: str, annotation: cst.Annotation | None) -> cst.Annotation | None:

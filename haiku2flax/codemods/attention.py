@@ -32,8 +32,8 @@ import libcst as cst
 
 from ..engine.calls import BoundCall, Unconvertible, code
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
+from .interfaces import NnxMethod
 
 RULE_ATTENTION = register(
     "HK500", "attention-kv-features", Status.CONVERTED, "hk.MultiHeadAttention keys and values: NNX in_kv_features", __name__
@@ -42,30 +42,29 @@ RULE_ATTENTION = register(
 ATTENTION = "MultiHeadAttention"
 
 
-class NnxAttention(Rewriter):
-    """A mixin of the NNX method rewriter: constructor arguments that only the layer's call tells."""
-
-    def constructor_args_from_call(self, construct: Construct, call_args: list[cst.Arg]) -> dict[str, cst.BaseExpression]:
-        """`in_kv_features` for attention over keys and values of another size than the queries."""
-        if construct.haiku != ATTENTION:
-            return {}
-        bound = BoundCall.bind(cst.Call(cst.Name("_"), call_args), construct.haiku_call_args, f"hk.{ATTENTION}(...)").args
-        query, key, value = (bound.get(name) for name in ("query", "key", "value"))
-        if key is None or value is None:
-            raise Unconvertible(f"`hk.{ATTENTION}` is called without its key and value")
-        sizes = [self.size_of(node) for node in (query, key, value)]  # type: ignore[attr-defined]
-        query_size, key_size, value_size = (code(s) if s is not None else None for s in sizes)
-        if code(key) == code(value) == code(query) or key_size == value_size == query_size is not None:
-            return {}
-        if key_size is None or value_size is None:
-            raise Unconvertible(
-                f"NNX needs the feature size of the keys and values of `hk.{ATTENTION}`, which is not known where it "
-                "is built: build it in `__init__` by hand with `in_kv_features=`"
-            )
-        if key_size != value_size:
-            raise Unconvertible(
-                f"NNX projects keys and values from inputs of one size (`in_kv_features`), and these are of sizes "
-                f"{key_size} and {value_size}: project them to one size first"
-            )
-        self.converted(key, RULE_ATTENTION, f"hk.{ATTENTION} keys of size {key_size} -> in_kv_features")
-        return {"in_kv_features": sizes[1]}  # type: ignore[dict-item]
+def constructor_args_from_call(room: NnxMethod, construct: Construct, call_args: list[cst.Arg]) -> dict[str, cst.BaseExpression]:
+    """NNX constructor arguments that only the layer's call tells: `in_kv_features` for attention over
+    keys and values of another size than the queries."""
+    if construct.haiku != ATTENTION:
+        return {}
+    bound = BoundCall.bind(cst.Call(cst.Name("_"), call_args), construct.haiku_call_args, f"hk.{ATTENTION}(...)").args
+    query, key, value = (bound.get(name) for name in ("query", "key", "value"))
+    if query is None or key is None or value is None:
+        raise Unconvertible(f"`hk.{ATTENTION}` is called without its key and value")
+    sizes = [room.size_of(node) for node in (query, key, value)]
+    query_size, key_size, value_size = (code(s) if s is not None else None for s in sizes)
+    if code(key) == code(value) == code(query) or key_size == value_size == query_size is not None:
+        return {}
+    if key_size is None or value_size is None:
+        raise Unconvertible(
+            f"NNX needs the feature size of the keys and values of `hk.{ATTENTION}`, which is not known where it "
+            "is built: build it in `__init__` by hand with `in_kv_features=`"
+        )
+    if key_size != value_size:
+        raise Unconvertible(
+            f"NNX projects keys and values from inputs of one size (`in_kv_features`), and these are of sizes "
+            f"{key_size} and {value_size}: project them to one size first"
+        )
+    room.converted(key, RULE_ATTENTION, f"hk.{ATTENTION} keys of size {key_size} -> in_kv_features")
+    assert sizes[1] is not None
+    return {"in_kv_features": sizes[1]}

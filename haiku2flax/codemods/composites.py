@@ -39,7 +39,7 @@ from ..engine.analysis import Names
 from ..engine.calls import BoundCall, Unconvertible, build_call, code, convert_construct_call, keyword_arg, literal, output_size
 from ..engine.context import Context, attr
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
+from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, FileRoom, LinenMethod, NnxClass, NnxMethod
 from .pooling import pool_function
 from .reshapes import output_feature_size, reshape_function
 
@@ -75,9 +75,11 @@ def _mlp_layers(call: cst.Call, ctx: Context) -> list[_Layer]:
     sizes = bound.get("output_sizes")
     if not isinstance(sizes, cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in sizes.elements):
         shown = code(sizes) if sizes is not None else "missing"
+        table = ctx.tables.get("Linear")
+        assert table is not None  # the tables always hold hk.Linear
         raise Unconvertible(
             f"`output_sizes` ({shown}) is not a literal sequence: write the layers out, one "
-            f"`{ctx.ns}.{ctx.tables.get('Linear').targets[ctx.target].api}` per size with the activation between"  # type: ignore[union-attr]
+            f"`{ctx.ns}.{table.targets[ctx.target].api}` per size with the activation between"
         )
     linear_args = {"with_bias": "with_bias", "w_init": "w_init", "b_init": "b_init"}
     shared = [keyword_arg(linear_args[k], v) for k, v in bound.items() if k in linear_args]
@@ -143,73 +145,81 @@ def nnx_sequential(
             elements.append(layer.function)
             size = size if name in ELEMENTWISE else None
             continue
-        inner = ctx.names.haiku_api(layer.constructor.func) if layer.constructor is not None else None  # type: ignore[union-attr]
-        if inner in ("Flatten", "Reshape"):
-            elements.append(reshape_function(layer.constructor, inner))  # type: ignore[arg-type]
-            size = output_feature_size(layer.constructor, inner)  # type: ignore[arg-type]
+        built = layer.constructor
+        assert built is not None  # a layer is a function or a constructor
+        inner = ctx.names.haiku_api(built.func)
+        if inner == "Flatten" or inner == "Reshape":
+            elements.append(reshape_function(built, inner))
+            size = output_feature_size(built, inner)
             continue
-        if inner in ("MaxPool", "AvgPool"):
-            elements.append(pool_function(ctx.ns, layer.constructor, inner))  # type: ignore[arg-type]
+        if inner == "MaxPool" or inner == "AvgPool":
+            elements.append(pool_function(ctx.ns, built, inner))
             continue
         construct = ctx.tables.get(inner) if inner is not None else None
         if construct is None:
-            raise Unconvertible(f"`{code(layer.constructor)}` in the Sequential: only table layers and functions convert; build it in `__init__` by hand")  # type: ignore[arg-type]
-        haiku_args = [a for a in layer.constructor.args if not (a.keyword is not None and a.keyword.value == "name")]  # type: ignore[union-attr]
+            raise Unconvertible(f"`{code(built)}` in the Sequential: only table layers and functions convert; build it in `__init__` by hand")
+        haiku_args = [a for a in built.args if not (a.keyword is not None and a.keyword.value == "name")]
         sized = tuple(input_size(f"{attribute}_{index}" if index else attribute, size) for _ in construct.targets["nnx"].inputs[:1])
         new = convert_construct_call(
-            layer.constructor.with_changes(args=haiku_args), construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx  # type: ignore[union-attr]
+            built.with_changes(args=haiku_args), construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx
         )
         elements.append(new)
-        size = output_size(layer.constructor, construct, sized)  # type: ignore[arg-type]
+        size = output_size(built, construct, sized)
     return build_call(attr(ctx.ns, "Sequential"), {str(i): e for i, e in enumerate(elements)}, tuple(str(i) for i in range(len(elements)))), size
 
 
-class LinenComposites(Rewriter):
-    """MLP -> `nn.Sequential([...])`, `hk.Sequential` -> `nn.Sequential`, `hk.BatchApply(layer)` -> layer."""
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        api = composite_api(self.ctx, original)
-        if api is not None and self.ctx.enabled(RULES[api]):
-            return self._linen_sequential(original, updated, api)
-        if isinstance(original.func, cst.Call) and composite_api(self.ctx, original.func) is not None:
-            try:
-                check_call_args(original.func, list(original.args), self.ctx)
-            except Unconvertible as reason:
-                self.todo(original, RULES[composite_api(self.ctx, original.func)], str(reason))  # type: ignore[index]
-        batch_applied = self.batch_applied(original, updated)
-        if batch_applied is not None:
-            return batch_applied
-        return super().leave_Call(original, updated)
-
-    def _linen_sequential(self, original: cst.Call, updated: cst.Call, api: str) -> cst.BaseExpression:
-        try:
-            if api == "nets.MLP":
-                layers = []
-                for layer in _mlp_layers(updated, self.ctx):
-                    if layer.constructor is None:
-                        layers.append(layer.function)
-                        continue
-                    layers.append(convert_construct_call(layer.constructor, self.ctx.tables.get("Linear"), "linen", self.ctx.ns, ctx=self.ctx))  # type: ignore[arg-type]
-                listed: cst.BaseExpression = cst.List([cst.Element(layer) for layer in layers])  # type: ignore[arg-type]
-                name = _name_arg(updated, MLP_ARGS, api)
-            else:
-                listed = BoundCall.bind(updated, SEQUENTIAL_ARGS, "hk.Sequential").args["layers"]
-                name = _name_arg(updated, SEQUENTIAL_ARGS, api)
-        except (Unconvertible, KeyError) as reason:
-            self.todo(original, RULES[api], str(reason) if isinstance(reason, Unconvertible) else "`hk.Sequential` needs its layers")
-            return updated
-        self.ctx.need_target_import()
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        self.converted(original, RULES[api], f"hk.{api} -> nn.Sequential")
-        return cst.Call(attr(self.ctx.ns, "Sequential"), [cst.Arg(listed), *name])
-
-    def batch_applied(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
-        """`hk.BatchApply(layer)(x)` -> `layer(x)`, the layer converted already (None: not a BatchApply)."""
-        layer = batch_apply_layer(original, self)
-        return None if layer is None else updated.with_changes(func=updated.func.args[0].value)  # type: ignore[attr-defined]
+@LINEN_CALLS.on("nets.MLP", rule=RULE_MLP)
+@LINEN_CALLS.on("Sequential", rule=RULE_SEQUENTIAL)
+def linen_sequential(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
+    """`hk.nets.MLP(...)` -> `nn.Sequential([nn.Dense(...), ...])`, `hk.Sequential` -> `nn.Sequential`."""
+    original, updated, api = call.original, call.updated, call.api
+    ctx = room.ctx
+    try:
+        if api == "nets.MLP":
+            layers: list[cst.BaseExpression] = []
+            linear = ctx.tables.get("Linear")
+            assert linear is not None
+            for layer in _mlp_layers(updated, ctx):
+                if layer.constructor is None:
+                    assert layer.function is not None
+                    layers.append(layer.function)
+                    continue
+                layers.append(convert_construct_call(layer.constructor, linear, "linen", ctx.ns, ctx=ctx))
+            listed: cst.BaseExpression = cst.List([cst.Element(layer) for layer in layers])
+            name = _name_arg(updated, MLP_ARGS, api)
+        else:
+            listed = BoundCall.bind(updated, SEQUENTIAL_ARGS, "hk.Sequential").args["layers"]
+            name = _name_arg(updated, SEQUENTIAL_ARGS, api)
+    except (Unconvertible, KeyError) as reason:
+        room.todo(original, RULES[api], str(reason) if isinstance(reason, Unconvertible) else "`hk.Sequential` needs its layers")
+        return updated
+    ctx.need_target_import()
+    room.mark_builds_layer()
+    room.converted(original, RULES[api], f"hk.{api} -> nn.Sequential")
+    return cst.Call(attr(ctx.ns, "Sequential"), [cst.Arg(listed), *name])
 
 
-def batch_apply_layer(call: cst.Call, rewriter: Rewriter) -> cst.Call | None:
+@LINEN_CALLS.on("nets.MLP", rule=RULE_MLP, constructor=True)
+@LINEN_CALLS.on("Sequential", rule=RULE_SEQUENTIAL, constructor=True)
+def linen_sequential_call(room: LinenMethod, call: CallSite) -> None:
+    """`hk.nets.MLP(...)(x, dropout_rate=...)`: a TODO for what the Flax Sequential cannot take."""
+    assert isinstance(call.original.func, cst.Call)
+    try:
+        check_call_args(call.original.func, list(call.original.args), room.ctx)
+    except Unconvertible as reason:
+        room.todo(call.original, RULES[call.api], str(reason))
+
+
+@LINEN_CALLS.on("BatchApply", rule=RULE_BATCH_APPLY, constructor=True)
+def linen_batch_apply(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.BatchApply(layer)(x)` -> `layer(x)`, the layer converted already."""
+    layer = batch_apply_layer(call.original, room)
+    if layer is None or not isinstance(call.updated.func, cst.Call):
+        return None
+    return call.updated.with_changes(func=call.updated.func.args[0].value)
+
+
+def batch_apply_layer(call: cst.Call, rewriter: FileRoom) -> cst.Call | None:
     """The Haiku layer `hk.BatchApply(layer, ...)(x)` applies, when dropping the BatchApply is exact.
 
     None for any other call; a BatchApply of anything else gets a TODO (and None).
@@ -234,46 +244,50 @@ def batch_apply_layer(call: cst.Call, rewriter: Rewriter) -> cst.Call | None:
         )
         return None
     rewriter.converted(call, RULE_BATCH_APPLY, f"hk.BatchApply(hk.{api}) -> the layer itself (Flax maps over leading axes)")
-    return layer  # type: ignore[return-value]
+    assert isinstance(layer, cst.Call)  # its API is a table layer's
+    return layer
 
 
-class NnxComposites(Rewriter):
-    """`hk.BatchApply(layer)(x)` in NNX: the layer is hoisted and called (a mixin of `NnxMethodRewriter`).
+@NNX_CALLS.on("BatchApply", rule=RULE_BATCH_APPLY, constructor=True)
+def nnx_batch_apply(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.BatchApply(layer)(x)` in NNX: the layer is built in `__init__` and called.
 
-    MLPs and Sequentials are built by `_ClassConversion.build` (see `nnx_sequential`), like table layers.
+    MLPs and Sequentials are built by the NNX target like table layers (see `build_nnx_composite`).
     """
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        layer = batch_apply_layer(original, self)
-        if layer is not None:
-            hoisted = self.hoist(layer, cst.Call(func=layer, args=updated.args))  # type: ignore[attr-defined]
-            if hoisted is not None:
-                return hoisted
-        return super().leave_Call(original, updated)
+    layer = batch_apply_layer(call.original, room)
+    return room.hoist(layer, cst.Call(func=layer, args=call.updated.args)) if layer is not None else None
 
 
-def build_nnx_composite(conversion, constructor: cst.Call, attribute: str, size, rewriter, node: cst.CSTNode):
-    """`_ClassConversion.build` for an MLP or Sequential: (NNX constructor, output size), or None with a TODO."""
+def build_nnx_composite(
+    conversion: NnxClass,
+    constructor: cst.Call,
+    attribute: str,
+    size: cst.BaseExpression | None,
+    rewriter: NnxMethod | None,
+    node: cst.CSTNode,
+) -> tuple[cst.Call, cst.BaseExpression | None] | None:
+    """The NNX class's `build` for an MLP or Sequential: (NNX constructor, output size), or None with a TODO."""
     api = composite_api(conversion.ctx, constructor)
-    report = rewriter if rewriter is not None else conversion.converter
+    assert api is not None
+    report: FileRoom = rewriter if rewriter is not None else conversion.converter
     try:
         new, output = nnx_sequential(
             constructor, conversion.ctx, size, lambda name, known: conversion.input_size(name, known, rewriter, node), attribute
         )
     except Unconvertible as reason:
-        report.todo(node, RULES[api], str(reason))  # type: ignore[index]
+        report.todo(node, RULES[api], str(reason))
         return None
     conversion.needs_rngs |= "rngs" in Names.of(new).used
     conversion.ctx.need_target_import()
-    report.converted(constructor, RULES[api], f"hk.{api} -> nnx.Sequential (built in __init__)")  # type: ignore[index]
+    report.converted(constructor, RULES[api], f"hk.{api} -> nnx.Sequential (built in __init__)")
     return new, output
 
 
-def nnx_call_args(constructor: cst.Call, call_args: list[cst.Arg], rewriter, node: cst.CSTNode) -> list[cst.Arg] | None:
+def nnx_call_args(constructor: cst.Call, call_args: list[cst.Arg], rewriter: FileRoom, node: cst.CSTNode) -> list[cst.Arg] | None:
     """The arguments of calling an NNX MLP or Sequential, or None with a TODO."""
     try:
         check_call_args(constructor, call_args, rewriter.ctx)
     except Unconvertible as reason:
-        rewriter.todo(node, RULES[composite_api(rewriter.ctx, constructor)], str(reason))  # type: ignore[index]
+        rewriter.todo(node, RULES[composite_api(rewriter.ctx, constructor) or ""], str(reason))
         return None
     return call_args

@@ -36,8 +36,9 @@ import libcst as cst
 from ..engine import analysis
 from ..engine.calls import code
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
+from .control_flow import CONTROL_FLOW
+from .interfaces import NnxMethod
 
 RULE_CONDITIONAL_LAYER = register(
     "HK600", "conditional-layer", Status.CONVERTED, "NNX: a layer built under `if <constructor state>` is built in `__init__` under that `if`",
@@ -64,7 +65,7 @@ def guarded_blocks(body: cst.BaseSuite, is_conditional: Callable[[cst.BaseExpres
     yield from _branches(body, (), is_conditional)
 
 
-def _branches(block: cst.BaseSuite, guard: Guard, is_conditional) -> Iterator[tuple[cst.BaseSuite, Guard]]:
+def _branches(block: cst.BaseSuite, guard: Guard, is_conditional: Callable[[cst.BaseExpression], bool]) -> Iterator[tuple[cst.BaseSuite, Guard]]:
     for statement in getattr(block, "body", ()):
         node = statement
         outer = guard
@@ -162,44 +163,51 @@ def _same_size(a: cst.BaseExpression | None, b: cst.BaseExpression | None) -> bo
     return a is not None and b is not None and code(a) == code(b)
 
 
+Sizes = dict[str, cst.BaseExpression | None]  # variable -> its feature size
+
+
 @dataclass
 class _IfSizes:
-    before: dict
+    before: Sizes
     blocks: set[int]  # the `if`'s own branch blocks (an `elif` is an `if` of its own)
-    after: list[dict] = field(default_factory=list)  # the sizes at the end of each branch that flows on
+    after: list[Sizes] = field(default_factory=list)  # the sizes at the end of each branch that flows on
 
 
-class NnxConditionalLayers(Rewriter):
-    """Mixin of the NNX method rewriter: the guard of what is built now (`layer_guard`, which
-    `add_to_init` records), conditional branches counted as part of the method's block, and sizes merged
-    over the branches of every `if`."""
+class ConditionalBranches:
+    """The `if`s of one NNX method: the guard of what is built now (`layer_guard`, which `add_to_init`
+    records), branches on constructor state counted as part of the method's block, and feature sizes
+    merged over the branches of every `if`.
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    The NNX method rewriter owns one and calls it at every `if` (`visit_if` / `leave_if`) and block
+    (`enter_block` / `leave_block`); `sizes` is the rewriter's own table of variable sizes.
+    """
+
+    def __init__(self, room: NnxMethod, sizes: Sizes) -> None:
+        self.room = room
+        self.sizes = sizes
         self.layer_guard: Guard = ()
         self._guards: dict[int, Guard] = {}  # branch block -> its guard
         self._outer_guards: list[Guard] = []
         self._ifs: list[_IfSizes] = []
         self._branch_returns: list[cst.BaseExpression | None] = []
+        self._init_attributes = init_attributes(room.conversion.init_def)
 
-    def read_conditional_branches(self, body: cst.BaseSuite) -> list[tuple[cst.BaseSuite, Guard]]:
+    def read(self, body: cst.BaseSuite) -> list[tuple[cst.BaseSuite, Guard]]:
         """Find the method's branches on constructor state: they run at most once, as part of the method's
         block, so their layers are hoisted (under their guard)."""
-        self._init_attributes = init_attributes(self.state.init_def)  # type: ignore[attr-defined]
         blocks = list(guarded_blocks(body, self.is_constructor_condition))
         for block, guard in blocks[1:]:
             self._guards[id(block)] = guard
-            self.inline_blocks.add(id(block))  # type: ignore[attr-defined]
+            self.room.inline_block(block)
         return blocks
 
     def is_constructor_condition(self, test: cst.BaseExpression) -> bool:
         """Does the test read only what `__init__` has (so `__init__` can evaluate it the same way)?"""
-        state = self.state  # type: ignore[attr-defined]
-        if (analysis.Names.of(test).used & self.method_locals) - state.locals_in_init:  # type: ignore[attr-defined]
+        if (analysis.Names.of(test).used & self.room.method_locals) - self.room.conversion.locals_in_init:
             return False
         reads = _SelfReads()
         reads.walk(test)
-        uses_haiku = any(self.ctx.names.haiku_api(n) is not None for n in _references(test))
+        uses_haiku = any(self.room.ctx.names.haiku_api(n) is not None for n in _references(test))
         return not reads.calls_self and not uses_haiku and reads.attributes <= self._init_attributes
 
     def returned(self, size: cst.BaseExpression | None) -> cst.BaseExpression | None:
@@ -211,31 +219,28 @@ class NnxConditionalLayers(Rewriter):
         return size if all(_same_size(size, s) for s in sizes) else None
 
     # -- branches: the guard of what is built there, and the sizes each leaves ---------------------
-    def visit_If(self, node: cst.If) -> bool | None:
-        if id(node) not in self.control_flow.guards:  # type: ignore[attr-defined]  # `hk.running_init()` keeps one branch
+    def visit_if(self, node: cst.If) -> None:
+        if id(node) not in self.room.ctx.fact(CONTROL_FLOW).guards:  # `hk.running_init()` keeps one branch
             blocks = {id(node.body)} | ({id(node.orelse.body)} if isinstance(node.orelse, cst.Else) else set())
-            self._ifs.append(_IfSizes(dict(self.sizes), blocks))  # type: ignore[attr-defined]
-        return super().visit_If(node)
+            self._ifs.append(_IfSizes(dict(self.sizes), blocks))
 
-    def leave_If(self, original: cst.If, updated: cst.If):
-        if id(original) not in self.control_flow.guards:  # type: ignore[attr-defined]
+    def leave_if(self, original: cst.If) -> None:
+        if id(original) not in self.room.ctx.fact(CONTROL_FLOW).guards:
             frame = self._ifs.pop()
             if original.orelse is None:  # the test failing keeps the sizes
                 frame.after.append(frame.before)
             elif isinstance(original.orelse, cst.If):  # what the `elif` chain left
-                frame.after.append(dict(self.sizes))  # type: ignore[attr-defined]
+                frame.after.append(dict(self.sizes))
             self._merge(frame.after)
-        return super().leave_If(original, updated)
 
-    def _merge(self, branches: list[dict]) -> None:
-        sizes: dict = self.sizes  # type: ignore[attr-defined]
-        sizes.clear()
+    def _merge(self, branches: list[Sizes]) -> None:
+        self.sizes.clear()
         if not branches:  # every branch returns: what follows is unreachable
             return
         for name in set().union(*branches):
             values = [b.get(name) for b in branches]
             if all(_same_size(values[0], v) for v in values):
-                sizes[name] = values[0]
+                self.sizes[name] = values[0]
 
     def enter_block(self, node: cst.BaseSuite) -> None:
         guard = self._guards.get(id(node))
@@ -249,9 +254,9 @@ class NnxConditionalLayers(Rewriter):
         if self._ifs and id(original) in self._ifs[-1].blocks:
             frame = self._ifs[-1]
             if not _ends_flow(original):
-                frame.after.append(dict(self.sizes))  # type: ignore[attr-defined]
-            self.sizes.clear()  # type: ignore[attr-defined]
-            self.sizes.update(frame.before)  # type: ignore[attr-defined]
+                frame.after.append(dict(self.sizes))
+            self.sizes.clear()
+            self.sizes.update(frame.before)
 
 
 class _References(Walker):

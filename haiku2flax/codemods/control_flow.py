@@ -53,12 +53,13 @@ import libcst as cst
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import BoundCall, Unconvertible, keyword_arg, respell_args
-from ..engine.context import Context, attr
+from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
 from .lifted import FunctionCode, all_functions
+from .transforms import TRANSFORMS
 
 RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond with module-free branches -> jax.lax.cond", __name__, apis=("cond",))
 RULE_SWITCH = register("HK303", "switch", Status.PARTIAL, "hk.switch with module-free branches -> jax.lax.switch", __name__, apis=("switch",))
@@ -459,15 +460,20 @@ def _functions_with_self(module: cst.Module, classes: dict[str, cst.ClassDef], f
     return {id(f) for root in roots for f in all_functions(root)}  # type: ignore[arg-type]
 
 
+def _read_control_flow(module: cst.Module, ctx: Context) -> ControlFlowSites:
+    if not ctx.mentions(*CONTROL_FLOW_APIS):
+        return ControlFlowSites()
+    return ControlFlowSites.read(module, ctx, analysis.haiku_module_classes(module, ctx.names), set(ctx.fact(TRANSFORMS).forwards))
+
+
+CONTROL_FLOW = FileFact(_read_control_flow)  # the file's control flow, read before the rewrite
+
+
 class ControlFlowSitesReader(Rewriter):
-    """Reads the file's control flow before the rewrite (the whole-file converter of either target)."""
+    """The file's control flow (`CONTROL_FLOW`), kept on the whole-file converter of either target."""
 
     def visit_Module(self, node: cst.Module) -> bool | None:
-        forwards = set(getattr(self, "forwards", ()))
-        if self.ctx.mentions(*CONTROL_FLOW_APIS):
-            self.control_flow = ControlFlowSites.read(node, self.ctx, self.classes, forwards)  # type: ignore[attr-defined]
-        else:
-            self.control_flow = ControlFlowSites()
+        self.control_flow = self.ctx.fact(CONTROL_FLOW)
         return super().visit_Module(node)
 
 

@@ -25,7 +25,7 @@ from ..engine.calls import BoundCall, Unconvertible, keyword_arg
 from ..engine.context import attr
 from ..engine.names import ImportedNames
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
+from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, FileRoom, LinenMethod, NnxMethod
 
 RULE_DROPOUT = register("HK003", "dropout", Status.CONVERTED, "hk.dropout -> nn.Dropout / nnx.Dropout", __name__, apis=("dropout",))
 
@@ -69,65 +69,58 @@ def read_dropout(call: cst.Call, names: ImportedNames) -> DropoutCall:
     return DropoutCall(rate, bound["x"], deterministic, flag, explicit, bound.get("broadcast_dims"))
 
 
+def _read(room: FileRoom, call: CallSite) -> DropoutCall | None:
+    """The dropout call to convert, or None (a TODO was left)."""
+    try:
+        return read_dropout(call.updated, room.ctx.names)
+    except Unconvertible as reason:
+        room.todo(call.original, RULE_DROPOUT, str(reason))
+        return None
 
 
-class _Dropout(Rewriter):
-    def read_dropout(self, original: cst.Call, updated: cst.Call) -> DropoutCall | None:
-        """The dropout call to convert, or None (another call, the rule is off, or a TODO was left)."""
-        if self.ctx.names.haiku_api(original.func) != "dropout" or not self.ctx.enabled(RULE_DROPOUT):
-            return None
-        try:
-            return read_dropout(updated, self.ctx.names)
-        except Unconvertible as reason:
-            self.todo(original, RULE_DROPOUT, str(reason))
-            return None
-
-
-class LinenDropout(_Dropout):
+@LINEN_CALLS.on("dropout", rule=RULE_DROPOUT)
+def linen_dropout(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
     """`hk.dropout(...)` -> `nn.Dropout(rate, deterministic=...)(x)` inside a compact method."""
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        dropout = self.read_dropout(original, updated)
-        if dropout is None:
-            return super().leave_Call(original, updated)
-        self.ctx.need_target_import()
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        layer_args = [cst.Arg(dropout.rate), keyword_arg("deterministic", dropout.deterministic or cst.Name("False"))]
-        if dropout.broadcast_dims is not None:
-            layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
-        call_args = [cst.Arg(dropout.x)]
-        if dropout.explicit_rng is not None:
-            call_args.append(keyword_arg("rng", dropout.explicit_rng))
-        self.converted(original, RULE_DROPOUT, "hk.dropout -> nn.Dropout")
-        return cst.Call(func=cst.Call(func=attr(self.ctx.ns, "Dropout"), args=layer_args), args=call_args)
+    dropout = _read(room, call)
+    if dropout is None:
+        return call.updated
+    room.ctx.need_target_import()
+    room.mark_builds_layer()
+    layer_args = [cst.Arg(dropout.rate), keyword_arg("deterministic", dropout.deterministic or cst.Name("False"))]
+    if dropout.broadcast_dims is not None:
+        layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
+    call_args = [cst.Arg(dropout.x)]
+    if dropout.explicit_rng is not None:
+        call_args.append(keyword_arg("rng", dropout.explicit_rng))
+    room.converted(call.original, RULE_DROPOUT, "hk.dropout -> nn.Dropout")
+    return cst.Call(func=cst.Call(func=attr(room.ctx.ns, "Dropout"), args=layer_args), args=call_args)
 
 
-class NnxDropout(_Dropout):
+@NNX_CALLS.on("dropout", rule=RULE_DROPOUT)
+def nnx_dropout(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
     """`hk.dropout(...)` -> `self.dropout = nnx.Dropout(rate, rngs=rngs)` in `__init__`, `self.dropout(x)`.
 
-    A mixin of the NNX method rewriter (`haiku2flax.targets.nnx.NnxMethodRewriter`), whose hoisting API
-    it uses. `deterministic=not training` is kept on the call until the converter sees that `training`
-    serves nothing else; then the flag becomes the module's train/eval mode.
+    `deterministic=not training` is kept on the call until the converter sees that `training` serves
+    nothing else; then the flag becomes the module's train/eval mode.
     """
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        dropout = self.read_dropout(original, updated)
-        if dropout is None:
-            return super().leave_Call(original, updated)
-        if self.in_nested_block(original, "hk.dropout") or not self.can_hoist([dropout.rate], original):  # type: ignore[attr-defined]
-            return updated
-        attribute = self.new_attribute("dropout")  # type: ignore[attr-defined]
-        layer_args = [cst.Arg(dropout.rate)]
-        if dropout.broadcast_dims is not None:
-            layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
-        layer_args.append(keyword_arg("rngs", cst.Name("rngs")))
-        self.add_to_init(attribute, cst.Call(attr(self.ctx.ns, "Dropout"), layer_args), original, needs_rngs=True)  # type: ignore[attr-defined]
-        call_args = [cst.Arg(dropout.x)]
-        if dropout.deterministic is not None:
-            call_args.append(keyword_arg("deterministic", dropout.deterministic))
-            if dropout.flag is not None:
-                self.mode_flags.add(dropout.flag)  # type: ignore[attr-defined]
-        if dropout.explicit_rng is not None:
-            call_args.append(keyword_arg("rngs", dropout.explicit_rng))
-        self.converted(original, RULE_DROPOUT, f"hk.dropout -> nnx.Dropout ({attribute})")
-        return self.set_size(cst.Call(attr("self", attribute), call_args), self.size_of(dropout.x))  # type: ignore[attr-defined]
+    dropout = _read(room, call)
+    if dropout is None:
+        return call.updated
+    original = call.original
+    if room.in_nested_block(original, "hk.dropout") or not room.can_hoist([dropout.rate], original):
+        return call.updated
+    attribute = room.new_attribute("dropout")
+    layer_args = [cst.Arg(dropout.rate)]
+    if dropout.broadcast_dims is not None:
+        layer_args.append(keyword_arg("broadcast_dims", dropout.broadcast_dims))
+    layer_args.append(keyword_arg("rngs", cst.Name("rngs")))
+    room.add_to_init(attribute, cst.Call(attr(room.ctx.ns, "Dropout"), layer_args), original, needs_rngs=True)
+    call_args = [cst.Arg(dropout.x)]
+    if dropout.deterministic is not None:
+        call_args.append(keyword_arg("deterministic", dropout.deterministic))
+        if dropout.flag is not None:
+            room.mode_flags.add(dropout.flag)
+    if dropout.explicit_rng is not None:
+        call_args.append(keyword_arg("rngs", dropout.explicit_rng))
+    room.converted(original, RULE_DROPOUT, f"hk.dropout -> nnx.Dropout ({attribute})")
+    return room.set_size(cst.Call(attr("self", attribute), call_args), room.size_of(dropout.x))

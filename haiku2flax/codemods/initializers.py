@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import libcst as cst
 
@@ -30,6 +30,7 @@ from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Tables
 from ..engine.walk import Walker
+from .interfaces import NNX_FILE_CALLS, CallSite, FileRoom, on_call
 
 RULE_INITIALIZER_BINDING = register(
     "HK202", "initializer-binding", Status.CONVERTED,
@@ -67,7 +68,7 @@ class _Bindings(Walker):
             if key is not None:
                 value = node.value
                 known = isinstance(value, cst.Call) and (self.names.haiku_api(value.func) or "") in self.tables.initializers
-                self.bound.setdefault(key, []).append(value if known else None)  # type: ignore[arg-type]
+                self.bound.setdefault(key, []).append(value if known and isinstance(value, cst.Call) else None)
                 self.reads[key] -= 1  # the target itself is walked as a read below
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
@@ -105,7 +106,7 @@ class _Bindings(Walker):
             positional = [a for a in call.args if a.keyword is None]
             return [a for a in call.args if a.keyword is not None and a.keyword.value == keyword] + positional[position : position + 1]
         construct = self.tables.get(api)
-        wanted = COMPOSITE_INITIALIZERS.get(api, ())
+        wanted: tuple[str, ...] = COMPOSITE_INITIALIZERS.get(api, ())
         if construct is not None:
             wanted = tuple(name for name, how in construct.convert.items() if how in INITIALIZER_CONVERSIONS)
         return [a for a in call.args if a.keyword is not None and a.keyword.value in wanted]
@@ -122,21 +123,33 @@ def initializer_bindings(module: cst.Module, names: ImportedNames, tables: Table
     }
 
 
-class InitializerBindings(Rewriter):
-    """The bound `hk.initializers.*` call becomes the Flax initializer (the reads are passed on by `convert_initializer`)."""
+@NNX_FILE_CALLS.on("initializers.*", rule=RULE_INITIALIZER_BINDING)
+@on_call("initializers.*", rule=RULE_INITIALIZER_BINDING)
+def convert_binding(room: FileRoom, call: CallSite) -> cst.BaseExpression | None:
+    """The bound `hk.initializers.*` call becomes the Flax initializer (the reads are passed on by
+    `convert_initializer`)."""
+    ctx = room.ctx
+    if not any(bound is call.original for bound in ctx.initializer_bindings.values()):
+        return None
+    try:
+        converted = convert_initializer(call.updated, ctx, ctx.ns)
+    except Unconvertible as reason:
+        room.todo(call.original, RULE_INITIALIZER_BINDING, str(reason))
+        return call.updated
+    room.converted(call.original, RULE_INITIALIZER_BINDING, "an initializer bound to a name -> the Flax initializer")
+    return converted
+
+
+class _BindingRule(Rewriter):
+    """The binding rule alone, for statements a target moves rather than visits."""
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if any(call is original for call in self.ctx.initializer_bindings.values()):
-            try:
-                converted = convert_initializer(updated, self.ctx, self.ctx.ns)
-            except Unconvertible as reason:
-                self.todo(original, RULE_INITIALIZER_BINDING, str(reason))
-                return updated
-            self.converted(original, RULE_INITIALIZER_BINDING, "an initializer bound to a name -> the Flax initializer")
-            return converted
-        return super().leave_Call(original, updated)
+        if not self.ctx.enabled(RULE_INITIALIZER_BINDING):
+            return updated
+        converted = convert_binding(self, CallSite(original, updated, self.ctx.names.haiku_api(original.func) or ""))
+        return converted if converted is not None else updated
 
 
 def convert_bindings(node: Node, ctx: Context) -> Node:
     """`node` with its initializer bindings converted: for statements a target moves rather than visits."""
-    return node.visit(InitializerBindings(ctx)) if ctx.initializer_bindings else node  # type: ignore[return-value]
+    return cast(Node, node.visit(_BindingRule(ctx))) if ctx.initializer_bindings else node  # calls become calls

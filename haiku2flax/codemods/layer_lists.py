@@ -28,6 +28,7 @@ lists built any other way, are left to the generic TODO.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -37,8 +38,8 @@ from ..engine.calls import code
 from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
+from .interfaces import NNX_NODES, NnxClass, NnxMethod
 from .transforms import RULE_INPUT_SIZE
 
 RULE_LAYER_LIST = register(
@@ -47,6 +48,7 @@ RULE_LAYER_LIST = register(
 )
 
 CHAINED, SIDE_BY_SIDE = "chained", "side by side"
+IsLayer = Callable[[cst.Call], bool]  # is this a layer's constructor?
 IN_FEATURES = "in_features"
 
 
@@ -59,26 +61,26 @@ class LayerList:
     statement: cst.BaseStatement  # `self.<attribute> = ...`
     comprehension: cst.ListComp | None = None
     loop: cst.For | None = None  # the loop appending to a local list
-    append: cst.BaseStatement | None = None  # the `<local>.append(...)` statement in that loop
+    append: cst.SimpleStatementLine | None = None  # the `<local>.append(...)` statement in that loop
     replacements: dict[int, list[cst.BaseStatement]] | None = None  # original statement id -> NNX statements
     output_size: cst.BaseExpression | None = None  # after applying the whole list, chained
 
 
-def read_layer_lists(statements: list[cst.BaseStatement], is_layer) -> dict[str, LayerList]:
+def read_layer_lists(statements: list[cst.BaseStatement], is_layer: IsLayer) -> dict[str, LayerList]:
     """The lists of layers among a Haiku `__init__`'s statements."""
     found: dict[str, LayerList] = {}
     for index, statement in enumerate(statements):
         assign = analysis.simple_assign(statement)
         attribute = analysis.self_attribute(assign[0]) if assign is not None else None
-        if attribute is None:
+        if assign is None or attribute is None:
             continue
-        value = assign[1]  # type: ignore[index]
+        value = assign[1]
         if isinstance(value, cst.ListComp) and _single_for(value) and isinstance(value.elt, cst.Call) and is_layer(value.elt):
             found[attribute] = LayerList(attribute, [value.elt], statement, comprehension=value)
         elif isinstance(value, cst.List | cst.Tuple) and value.elements and all(
             isinstance(e, cst.Element) and isinstance(e.value, cst.Call) and is_layer(e.value) for e in value.elements
         ):
-            found[attribute] = LayerList(attribute, [e.value for e in value.elements], statement)  # type: ignore[misc]
+            found[attribute] = LayerList(attribute, [e.value for e in value.elements if isinstance(e.value, cst.Call)], statement)
         else:
             appended = _appended_list(statements[:index], statement, value, is_layer)
             if appended is not None:
@@ -91,7 +93,9 @@ def _single_for(comprehension: cst.ListComp) -> bool:
     return comprehension.for_in.inner_for_in is None and not comprehension.for_in.ifs and comprehension.for_in.asynchronous is None
 
 
-def _appended_list(before: list[cst.BaseStatement], statement: cst.BaseStatement, value: cst.BaseExpression, is_layer):
+def _appended_list(
+    before: list[cst.BaseStatement], statement: cst.BaseStatement, value: cst.BaseExpression, is_layer: IsLayer
+) -> tuple[cst.For, cst.SimpleStatementLine, cst.Call] | None:
     """(loop, append statement, constructor) for `L = []; for ...: L.append(hk.X(...)); self.attr = tuple(L)`."""
     if isinstance(value, cst.Call) and dotted_name(value.func) in ("tuple", "list") and len(value.args) == 1:
         value = value.args[0].value
@@ -99,15 +103,15 @@ def _appended_list(before: list[cst.BaseStatement], statement: cst.BaseStatement
         return None
     local = value.value
     starts = [s for s in before if m_assign_empty_list(s, local)]
-    loops = [s for s in before if isinstance(s, cst.For) and isinstance(s.body, cst.IndentedBlock)]
-    for loop in loops:
-        appends = [s for s in loop.body.body if _appended(s, local) is not None]
+    loops = [(s, s.body) for s in before if isinstance(s, cst.For) and isinstance(s.body, cst.IndentedBlock)]
+    for loop, block in loops:
+        appends = [(s, call) for s in block.body if (call := _appended(s, local)) is not None and isinstance(s, cst.SimpleStatementLine)]
         if len(appends) != 1 or not starts:
             continue
-        constructor = _appended(appends[0], local)
-        uses = _count_name(cst.Module(body=[*before, statement]), local)
+        append, constructor = appends[0]
+        uses = sum(_count_name(s, local) for s in [*before, statement])
         if is_layer(constructor) and uses == 3:  # `L = []`, `L.append(...)`, `self.attr = tuple(L)`
-            return loop, appends[0], constructor
+            return loop, append, constructor
     return None
 
 
@@ -156,7 +160,9 @@ def _count_name(node: cst.CSTNode, name: str) -> int:
 
 
 # -- building the NNX list ------------------------------------------------------------------------
-def resolve_layer_list(conversion, layers: LayerList, flow: str | None, first: cst.BaseExpression | None, rewriter, node: cst.CSTNode) -> None:
+def resolve_layer_list(
+    conversion: NnxClass, layers: LayerList, flow: str | None, first: cst.BaseExpression | None, rewriter: NnxMethod | None, node: cst.CSTNode
+) -> None:
     """Write the NNX statements of a list of layers, applied `flow` (CHAINED, SIDE_BY_SIDE, or None: not
     known) to an input of size `first`."""
     todos: list[tuple[str, str]] = []  # for the list's statement in `__init__`
@@ -203,23 +209,25 @@ def resolve_layer_list(conversion, layers: LayerList, flow: str | None, first: c
             layers.replacements = {id(layers.statement): [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(listed)])))]}
             _add_todos(layers, todos)
             return
-        append = _line(cst.Expr(cst.Call(cst.Attribute(target, cst.Name("append")), [cst.Arg(new)])))
-        loop = cst.For(for_in.target, for_in.iter, cst.IndentedBlock([append, *carried]))
+        append_line = _line(cst.Expr(cst.Call(cst.Attribute(target, cst.Name("append")), [cst.Arg(new)])))
+        loop = cst.For(for_in.target, for_in.iter, cst.IndentedBlock([append_line, *carried]))
         empty = _line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [])))
         layers.replacements = {id(layers.statement): [empty, *start, loop]}
         _add_todos(layers, todos)
         return
-    loop, append = layers.loop, layers.append
-    assert loop is not None and append is not None and isinstance(loop.body, cst.IndentedBlock)
-    local = append.body[0].value.func.value  # type: ignore[attr-defined]
+    appending_loop, append = layers.loop, layers.append
+    assert appending_loop is not None and append is not None and isinstance(appending_loop.body, cst.IndentedBlock)
+    appending = append.body[0]
+    assert isinstance(appending, cst.Expr) and isinstance(appending.value, cst.Call) and isinstance(appending.value.func, cst.Attribute)
+    local = appending.value.func.value  # read by `_appended`
     new_append = append.with_changes(body=[cst.Expr(cst.Call(cst.Attribute(local, cst.Name("append")), [cst.Arg(new)]))])
     body: list[cst.BaseStatement] = []
-    for statement in loop.body.body:
+    for statement in appending_loop.body.body:
         body.extend([new_append, *carried] if statement is append else [statement])
     stored = _line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(local)])), layers.statement)
-    first_line = [s.with_changes(leading_lines=loop.leading_lines) for s in start]
-    new_loop = loop.with_changes(body=loop.body.with_changes(body=body), leading_lines=[] if start else loop.leading_lines)
-    layers.replacements = {id(loop): [*first_line, new_loop], id(layers.statement): [stored]}
+    first_line = [s.with_changes(leading_lines=appending_loop.leading_lines) for s in start]
+    new_loop = appending_loop.with_changes(body=appending_loop.body.with_changes(body=body), leading_lines=[] if start else appending_loop.leading_lines)
+    layers.replacements = {id(appending_loop): [*first_line, new_loop], id(layers.statement): [stored]}
     _add_todos(layers, todos)
 
 
@@ -232,7 +240,9 @@ def _add_todos(layers: LayerList, todos: list[tuple[str, str]]) -> None:
 
 def _line(small: cst.BaseSmallStatement, like: cst.BaseStatement | None = None) -> cst.SimpleStatementLine:
     line = cst.SimpleStatementLine([small])
-    return line.with_changes(leading_lines=like.leading_lines) if like is not None else line
+    if isinstance(like, cst.SimpleStatementLine | cst.BaseCompoundStatement):
+        return line.with_changes(leading_lines=like.leading_lines)
+    return line
 
 
 def _free_name(init: cst.FunctionDef | None, name: str) -> str:
@@ -251,7 +261,7 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
     comes back as the layer's output (up to element-wise functions), SIDE_BY_SIDE when that value is
     the same at every iteration, None otherwise (or when the body is more than simple statements); and
     the variable carrying that value."""
-    states: dict[str, tuple[str, str] | str | None] = {}
+    states: dict[str, State] = {}
     carried = None
     for statement in getattr(body, "body", ()):
         calls = _calls_of(statement, element)
@@ -280,7 +290,10 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
     return (CHAINED if end == ELEMENT else SIDE_BY_SIDE if end == (ENTRY, carried) else None), carried
 
 
-def _state(node: cst.BaseExpression, states: dict, element: str, elementwise: set[str]):
+State = tuple[str, str] | str | None  # (ENTRY, name), ELEMENT, or None: not known
+
+
+def _state(node: cst.BaseExpression, states: dict[str, State], element: str, elementwise: set[str]) -> State:
     """What a value is, in terms of one iteration: (ENTRY, name) (a variable as the iteration found it),
     ELEMENT (the layer's output), or None."""
     if isinstance(node, cst.Name):
@@ -340,7 +353,8 @@ def _assigned(node: cst.CSTNode) -> set[str]:
 def _bound_lists(node: cst.For, lists: dict[str, LayerList]) -> dict[str, str]:
     """Loop variable -> list attribute, for `for l in self.x`, `for i, l in enumerate(self.x)` and
     `for a, b in zip(self.x, self.y)`."""
-    iterable, target = node.iter, node.target
+    iterable: cst.BaseExpression = node.iter
+    target: cst.BaseExpression = node.target
     if isinstance(iterable, cst.Call) and dotted_name(iterable.func) == "enumerate" and len(iterable.args) == 1:
         if not (isinstance(target, cst.Tuple) and len(target.elements) == 2):
             return {}
@@ -364,52 +378,55 @@ class _Loop:
     first: dict[str, cst.BaseExpression | None] = field(default_factory=dict)  # loop variable -> input size at its call
 
 
-class NnxLayerLists(Rewriter):
-    """Mixin of the NNX method rewriter: `for layer in self.layers:` tells the sizes of a list of layers
-    built in `__init__` (see `read_layer_lists`)."""
+class _ListLoops:
+    """The loops over layer lists around the statement being converted, innermost last."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._list_loops: list[_Loop] = []
+    def __init__(self) -> None:
+        self.loops: list[_Loop] = []
 
-    def visit_For(self, node: cst.For) -> bool | None:
-        lists = self.state.layer_lists  # type: ignore[attr-defined]
-        bound = _bound_lists(node, lists)
-        if bound:
-            self._list_loops.append(_Loop(node, bound))
-        return super().visit_For(node)
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        loop = self._list_loops[-1] if self._list_loops else None
-        if loop is None or not isinstance(original.func, cst.Name) or original.func.value not in loop.bound:
-            return super().leave_Call(original, updated)
-        name = original.func.value
-        layers = self.state.layer_lists[loop.bound[name]]  # type: ignore[attr-defined]
-        if name not in loop.first and updated.args and updated.args[0].keyword is None:
-            loop.first[name] = self.size_of(updated.args[0].value)  # type: ignore[attr-defined]
-        converted = {code(cst.Call(cst.Name("_"), args)) if args is not None else None: args for args in self._element_args(layers, updated)}
-        if len(converted) != 1 or None in converted:
-            self.todo(original, RULE_LAYER_LIST, f"the layers of `self.{layers.attribute}` take different call arguments in Flax; call each by hand")
-            return updated
-        return updated.with_changes(args=[a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in next(iter(converted.values()))])
+@NNX_NODES.on_visit(cst.For, rule=RULE_LAYER_LIST)
+def enter_list_loop(room: NnxMethod, node: cst.For) -> None:
+    """`for layer in self.layers:` over a list `__init__` builds: its calls tell the layers' input sizes."""
+    bound = _bound_lists(node, room.conversion.layer_lists)
+    if bound:
+        room.family(_ListLoops).loops.append(_Loop(node, bound))
 
-    def _element_args(self, layers: LayerList, updated: cst.Call) -> list[list[cst.Arg] | None]:
-        return [
-            self.state.call_args_for(constructor, list(updated.args), self, constructor)  # type: ignore[attr-defined]
-            for constructor in layers.constructors
-        ]
 
-    def leave_For(self, original: cst.For, updated: cst.For):
-        if self._list_loops and self._list_loops[-1].node is original:
-            loop = self._list_loops.pop()
-            from ..targets.nnx import ELEMENTWISE  # the targets import the codemods
+@NNX_NODES.on_leave(cst.Call, rule=RULE_LAYER_LIST)
+def call_listed_layer(room: NnxMethod, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    """`layer(x)` in such a loop: the NNX layers' call arguments, the same for every layer of the list."""
+    loops = room.family(_ListLoops).loops
+    loop = loops[-1] if loops else None
+    if loop is None or not isinstance(original.func, cst.Name) or original.func.value not in loop.bound:
+        return None
+    name = original.func.value
+    layers = room.conversion.layer_lists[loop.bound[name]]
+    if name not in loop.first and updated.args and updated.args[0].keyword is None:
+        loop.first[name] = room.size_of(updated.args[0].value)
+    element_args = [room.conversion.call_args_for(constructor, list(updated.args), room, constructor) for constructor in layers.constructors]
+    converted = {code(cst.Call(cst.Name("_"), args)) if args is not None else None: args for args in element_args}
+    listed = next(iter(converted.values()))
+    if len(converted) != 1 or listed is None:
+        room.todo(original, RULE_LAYER_LIST, f"the layers of `self.{layers.attribute}` take different call arguments in Flax; call each by hand")
+        return updated
+    return updated.with_changes(args=[a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in listed])
 
-            for name, attribute in loop.bound.items():
-                layers = self.state.layer_lists[attribute]  # type: ignore[attr-defined]
-                if layers.replacements is not None:  # an earlier loop resolved it
-                    continue
-                flow, carried = loop_flow(original.body, name, ELEMENTWISE) if name in loop.first else (None, None)
-                resolve_layer_list(self.state, layers, flow, loop.first.get(name), self, original)  # type: ignore[attr-defined]
-                if flow == CHAINED:
-                    self.sizes[carried] = layers.output_size  # type: ignore[attr-defined]
-        return super().leave_For(original, updated)
+
+@NNX_NODES.on_leave(cst.For, rule=RULE_LAYER_LIST)
+def leave_list_loop(room: NnxMethod, original: cst.For, updated: cst.For) -> None:
+    """After the loop: the list is built in `__init__`, with the input sizes its calls told."""
+    loops = room.family(_ListLoops).loops
+    if not loops or loops[-1].node is not original:
+        return
+    loop = loops.pop()
+    from ..targets.nnx import ELEMENTWISE  # the targets import the codemods
+
+    for name, attribute in loop.bound.items():
+        layers = room.conversion.layer_lists[attribute]
+        if layers.replacements is not None:  # an earlier loop resolved it
+            continue
+        flow, carried = loop_flow(original.body, name, ELEMENTWISE) if name in loop.first else (None, None)
+        resolve_layer_list(room.conversion, layers, flow, loop.first.get(name), room, original)
+        if flow == CHAINED and carried is not None:
+            room.set_variable_size(carried, layers.output_size)

@@ -169,7 +169,7 @@ class NnxLoopLayers(Rewriter):
             what = "a call argument" if set(blocked) <= params else "computed in the method"
             return (f"the loop runs over `{code(iterable)}`, which reads {_listed(blocked)} ({what}): NNX builds the layers "
                     "in `__init__`, so it must know how many; pass what decides it to the constructor")
-        if not self.is_constructor_condition(iterable):  # type: ignore[attr-defined]
+        if not self.branches.is_constructor_condition(iterable):  # type: ignore[attr-defined]
             return (f"the loop runs over `{code(iterable)}`, which `__init__` cannot evaluate the same way (an attribute it "
                     "does not set, a method call or Haiku state); build the layers in `__init__` by hand")
         exits = [e for e in _exits([node.body]) if e != "continue"]

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from ..engine import analysis
-from ..engine.context import Context, attr
+from ..engine.context import Context, FileFact, attr
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
 from ..engine.walk import Walker
+from .interfaces import LINEN_NODES, NNX_FILE_NODES, FileRoom, LinenMethod
+from .transforms import TRANSFORMS
 
 RULE_PARAM_PATH = register(
     "HK008", "param-path", Status.PARTIAL, "params['model/linear']['w'] -> Linen/NNX parameter paths where known statically", __name__
@@ -90,14 +91,16 @@ def _children(ctx: Context, classdef: cst.ClassDef, classes: dict[str, cst.Class
         return name if count == 0 else f"{name}_{count}"
 
     init = analysis.find_method(classdef, "__init__")
-    for statement in init.body.body if init is not None and isinstance(init.body, cst.IndentedBlock) else ():
-        assign = analysis.simple_assign(statement)
-        attribute = analysis.self_attribute(assign[0]) if assign is not None else None
-        construct, local = _constructor(ctx, assign[1], classes) if assign is not None else (None, None)
-        if attribute is None or (construct is None and local is None):
+    for line in init.body.body if init is not None and isinstance(init.body, cst.IndentedBlock) else ():
+        assign = analysis.simple_assign(line)
+        if assign is None or not isinstance(assign[1], cst.Call):
             continue
-        base = analysis.snake_case((construct.haiku if construct else local).rsplit(".", 1)[-1])  # type: ignore[union-attr]
-        name = haiku_name(base, analysis.explicit_name(assign[1]))  # type: ignore[index, arg-type]
+        attribute = analysis.self_attribute(assign[0])
+        construct, local = _constructor(ctx, assign[1], classes)
+        class_name = construct.haiku if construct else local
+        if attribute is None or class_name is None:
+            continue
+        name = haiku_name(analysis.snake_case(class_name.rsplit(".", 1)[-1]), analysis.explicit_name(assign[1]))
         children[f"~/{name}"] = _Child(name, attribute, attribute, construct, local)
     for statement in classdef.body.body:
         if not isinstance(statement, cst.FunctionDef) or statement is init:
@@ -106,14 +109,14 @@ def _children(ctx: Context, classdef: cst.ClassDef, classes: dict[str, cst.Class
         finder.walk(statement)
         for call in finder.found:
             construct, local = _constructor(ctx, call, classes)
-            if construct is None and local is None:
-                continue
-            base = analysis.snake_case((construct.haiku if construct else local).rsplit(".", 1)[-1])  # type: ignore[union-attr]
-            explicit = analysis.explicit_name(call)
-            name = haiku_name(base, explicit)
+            class_name = construct.haiku if construct else local
             linen_class = construct.targets["linen"].api if construct else local
-            index = linen_counts.get(linen_class, 0)  # type: ignore[arg-type]
-            linen_counts[linen_class] = index + 1  # type: ignore[index]
+            if class_name is None or linen_class is None:
+                continue
+            explicit = analysis.explicit_name(call)
+            name = haiku_name(analysis.snake_case(class_name.rsplit(".", 1)[-1]), explicit)
+            index = linen_counts.get(linen_class, 0)
+            linen_counts[linen_class] = index + 1
             children[name] = _Child(name, explicit or f"{linen_class}_{index}", name, construct, local)
     return children
 
@@ -132,76 +135,97 @@ def _key(value: str) -> cst.SubscriptElement:
     return cst.SubscriptElement(cst.Index(cst.SimpleString(repr(value))))
 
 
-class _ParamPaths(Rewriter):
-    """Shared: resolve `'model/block/linear'` + `'w'` through the file's module tree."""
+@dataclass
+class _Roots:
+    """The file's module tree, and the Haiku root names of its transformed models."""
 
-    def init_param_paths(self, module: cst.Module) -> None:
-        classes = analysis.haiku_module_classes(module, self.ctx.names)
-        self.module_tree = _ModuleTree.read(self.ctx, classes)
-        self.roots: dict[str, tuple[str, str]] = {}  # Haiku root name -> (class, model variable)
-        for transformed in self.transforms.values():  # type: ignore[attr-defined]
-            forward = self.module_functions.get(transformed.function)  # type: ignore[attr-defined]
-            call = analysis.forward_module(forward) if forward is not None else None
-            if call is not None and isinstance(call.func, cst.Name) and call.func.value in classes:
-                root = analysis.explicit_name(call) or analysis.snake_case(call.func.value)
-                self.roots[root] = (call.func.value, transformed.name)
+    tree: _ModuleTree
+    roots: dict[str, tuple[str, str]]  # Haiku root name -> (class, model variable)
 
-    def resolve(self, path: str, leaf: str) -> tuple[list[_Child], str, str] | None:
-        """(the chain of submodules, the Flax leaf name, the model variable), or None."""
-        parts = path.split("/")
-        root = self.roots.get(parts[0])
-        if root is None:
+
+def _read_roots(module: cst.Module, ctx: Context) -> _Roots:
+    classes = analysis.haiku_module_classes(module, ctx.names)
+    transforms = ctx.fact(TRANSFORMS)
+    roots: dict[str, tuple[str, str]] = {}
+    for transformed in transforms.transforms.values():
+        forward = transforms.module_functions.get(transformed.function)
+        call = analysis.forward_module(forward) if isinstance(forward, cst.FunctionDef) else None
+        if call is not None and isinstance(call.func, cst.Name) and call.func.value in classes:
+            root = analysis.explicit_name(call) or analysis.snake_case(call.func.value)
+            roots[root] = (call.func.value, transformed.name)
+    return _Roots(_ModuleTree.read(ctx, classes), roots)
+
+
+ROOTS = FileFact(_read_roots)
+
+
+def _resolve(roots: _Roots, path: str, leaf: str) -> tuple[list[_Child], str, str] | None:
+    """(the chain of submodules, the Flax leaf name, the model variable), or None."""
+    parts = path.split("/")
+    root = roots.roots.get(parts[0])
+    if root is None:
+        return None
+    class_name: str | None
+    class_name, model = root
+    chain: list[_Child] = []
+    parts = parts[1:]
+    while parts:
+        step = parts.pop(0)
+        if step == "~":
+            step = f"~/{parts.pop(0)}" if parts else ""
+        child = roots.tree.children.get(class_name, {}).get(step) if class_name else None
+        if child is None:
             return None
-        class_name, model = root
-        chain: list[_Child] = []
-        parts = parts[1:]
-        while parts:
-            step = parts.pop(0)
-            if step == "~":
-                step = f"~/{parts.pop(0)}" if parts else ""
-            child = self.module_tree.children.get(class_name, {}).get(step) if class_name else None  # type: ignore[arg-type]
-            if child is None:
-                return None
-            chain.append(child)
-            class_name = child.class_name  # type: ignore[assignment]
-        if not chain:
+        chain.append(child)
+        class_name = child.class_name
+    if not chain:
+        return None
+    construct = chain[-1].construct
+    if construct is not None:
+        mapped = construct.params.get(leaf)
+        if mapped is None:
             return None
-        construct = chain[-1].construct
-        if construct is not None:
-            mapped = construct.params.get(leaf)
-            if mapped is None:
-                return None
-            leaf = mapped.name
-        return chain, leaf, model
-
-    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
-        inner = original.value
-        leaf = _string_key(original)
-        path = _string_key(inner) if isinstance(inner, cst.Subscript) else None
-        if leaf is None or path is None or path.split("/")[0] not in self.roots or not self.ctx.enabled(RULE_PARAM_PATH):
-            return super().leave_Subscript(original, updated)
-        resolved = self.resolve(path, leaf)
-        if resolved is None:
-            self.todo(original, RULE_PARAM_PATH, f"no statically known Flax path for Haiku parameter {path!r}/{leaf!r}")
-            return super().leave_Subscript(original, updated)
-        self.converted(original, RULE_PARAM_PATH, f"{path}/{leaf} -> Flax path")
-        return self.flax_path(inner.value, *resolved)  # type: ignore[attr-defined]
-
-    def flax_path(self, base: cst.BaseExpression, chain: list[_Child], leaf: str, model: str) -> cst.BaseExpression:
-        """The target's spelling of the parameter (each target mixin defines it)."""
-        raise NotImplementedError
+        leaf = mapped.name
+    return chain, leaf, model
 
 
-class LinenParamPaths(_ParamPaths):
-    def flax_path(self, base: cst.BaseExpression, chain: list[_Child], leaf: str, model: str) -> cst.BaseExpression:
-        keys = [child.linen for child in chain] + [leaf]
-        node: cst.BaseExpression = base
-        for key in keys:
-            node = cst.Subscript(node, [_key(key)])
-        return node
+def _resolved(room: FileRoom, original: cst.Subscript) -> tuple[cst.BaseExpression, list[_Child], str, str] | None:
+    """`params['model/linear']['w']` resolved through the module tree: (`params`, chain, leaf, model);
+    None for any other subscript, or with a TODO where the path is not known statically."""
+    inner = original.value
+    leaf = _string_key(original)
+    path = _string_key(inner) if isinstance(inner, cst.Subscript) else None
+    if leaf is None or path is None or not isinstance(inner, cst.Subscript):
+        return None
+    roots = room.ctx.fact(ROOTS)
+    if path.split("/")[0] not in roots.roots:
+        return None
+    resolved = _resolve(roots, path, leaf)
+    if resolved is None:
+        room.todo(original, RULE_PARAM_PATH, f"no statically known Flax path for Haiku parameter {path!r}/{leaf!r}")
+        return None
+    room.converted(original, RULE_PARAM_PATH, f"{path}/{leaf} -> Flax path")
+    return inner.value, *resolved
 
 
-class NnxParamPaths(_ParamPaths):
-    def flax_path(self, base: cst.BaseExpression, chain: list[_Child], leaf: str, model: str) -> cst.BaseExpression:
-        node = attr(model, ".".join([child.nnx for child in chain] + [leaf]))
-        return cst.Subscript(node, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
+@LINEN_NODES.on_leave(cst.Subscript, rule=RULE_PARAM_PATH)
+def linen_param_path(room: LinenMethod, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression | None:
+    """`params['model/block/linear']['w']` -> `params['Block_0']['Dense_0']['kernel']`."""
+    resolved = _resolved(room, original)
+    if resolved is None:
+        return None
+    node, chain, leaf, _ = resolved
+    for key in [child.linen for child in chain] + [leaf]:
+        node = cst.Subscript(node, [_key(key)])
+    return node
+
+
+@NNX_FILE_NODES.on_leave(cst.Subscript, rule=RULE_PARAM_PATH)
+def nnx_param_path(room: FileRoom, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression | None:
+    """`params['model/block/linear']['w']` -> `model.block.linear.kernel[...]`."""
+    resolved = _resolved(room, original)
+    if resolved is None:
+        return None
+    _, chain, leaf, model = resolved
+    node = attr(model, ".".join([child.nnx for child in chain] + [leaf]))
+    return cst.Subscript(node, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])

@@ -23,15 +23,20 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libcst as cst
 
 from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, as_tuple, keyword_arg, literal
 from ..engine.context import attr
 from ..engine.registry import Status, register
-from .shapes import POOL_ARGS, POOL_MODULE_ARGS, StaticShapes, haiku_pool_window
+from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call
+from .shapes import POOL_ARGS, POOL_MODULE_ARGS, haiku_pool_window
 
 RULE_POOL = register("HK010", "pool", Status.PARTIAL, "hk.max_pool / hk.avg_pool -> nn/nnx.max_pool / avg_pool (spatial windows)", __name__, apis=("max_pool", "avg_pool"))
 RULE_POOL_MODULE = register("HK011", "pool-module", Status.PARTIAL, "hk.MaxPool / hk.AvgPool -> the Flax pooling functions", __name__, apis=("MaxPool", "AvgPool"))
+
+ReadArgs = Callable[[cst.Call, str], dict[str, cst.BaseExpression]]  # a call's arguments by name, for an API
 
 FUNCTIONS = {"max_pool": "max_pool", "avg_pool": "avg_pool", "MaxPool": "max_pool", "AvgPool": "avg_pool"}
 
@@ -42,14 +47,15 @@ def spatial_window(
     """Flax's (window_shape, strides) for Haiku's, or Unconvertible saying why not."""
     if window is NOT_LITERAL or strides is NOT_LITERAL or channel_axis is NOT_LITERAL:
         raise Unconvertible("write `window_shape`, `strides` and `channel_axis` as literals: Flax takes spatial tuples")
-    full = [haiku_pool_window(v, rank, channel_axis) for v in (window, strides)]
-    if None in full:
+    windows = [haiku_pool_window(v, rank, channel_axis) for v in (window, strides)]
+    full = [f for f in windows if f is not None]
+    if len(full) != len(windows):
         raise Unconvertible(
             "an int window or stride covers every axis but the batch and channel axes, and the input's rank is "
             "not known here: write Haiku's full-rank tuple, e.g. `(1, 3, 3, 1)` for NHWC"
         )
-    length = max(len(f) for f in full)  # type: ignore[arg-type]
-    window_full, strides_full = ((1,) * (length - len(f)) + f for f in full)  # type: ignore[operator,arg-type]
+    length = max(len(f) for f in full)
+    window_full, strides_full = ((1,) * (length - len(f)) + f for f in full)
     if window_full[-1] != 1 or strides_full[-1] != 1:
         raise Unconvertible(
             f"Haiku pools the last axis here (window {window_full}, strides {strides_full}; a short tuple is "
@@ -95,65 +101,62 @@ def pool_function(ns: str, constructor: cst.Call, api: str) -> cst.Lambda:
 
 def _module_args(call: cst.Call, api: str) -> dict[str, cst.BaseExpression]:
     """`hk.MaxPool(window, strides, padding)(x)` read as the pooling function's arguments."""
-    bound = BoundCall.bind(call.func, POOL_MODULE_ARGS, f"hk.{api}").args  # type: ignore[arg-type]
+    assert isinstance(call.func, cst.Call)
+    bound = BoundCall.bind(call.func, POOL_MODULE_ARGS, f"hk.{api}").args
     value = BoundCall.bind(call, ("value",), f"hk.{api}(...)").args
     return {**value, **{k: v for k, v in bound.items() if k != "name"}}
 
 
-class _Pooling(StaticShapes):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._called_pools: set[int] = set()  # `hk.MaxPool(...)` nodes that are called at once
-
-    def visit_Call(self, node: cst.Call) -> bool | None:
-        if isinstance(node.func, cst.Call) and self.ctx.names.haiku_api(node.func.func) in ("MaxPool", "AvgPool"):
-            self._called_pools.add(id(node.func))
-        return super().visit_Call(node)
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        api = self.ctx.names.haiku_api(original.func)
-        inner = self.ctx.names.haiku_api(original.func.func) if isinstance(original.func, cst.Call) else None
-        if api in ("max_pool", "avg_pool") and self.ctx.enabled(RULE_POOL):
-            read = lambda call: BoundCall.bind(call, POOL_ARGS, f"hk.{api}").args  # noqa: E731
-            return self._convert_pool(original, updated, api, RULE_POOL, read)
-        if inner in ("MaxPool", "AvgPool") and self.ctx.enabled(RULE_POOL_MODULE):
-            return self._convert_pool(original, updated, inner, RULE_POOL_MODULE, lambda call: _module_args(call, inner))
-        if api in ("MaxPool", "AvgPool") and id(original) not in self._called_pools and self.ctx.enabled(RULE_POOL_MODULE):
-            try:
-                function = pool_function(self.ctx.ns, updated, api)
-            except Unconvertible as reason:
-                self.todo(original, RULE_POOL_MODULE, str(reason))
-                return updated
-            self.ctx.need_target_import()
-            self.converted(original, RULE_POOL_MODULE, f"hk.{api} -> a {self.ctx.ns}.{FUNCTIONS[api]} lambda")
-            return function
-        return super().leave_Call(original, updated)
-
-    def _convert_pool(self, original: cst.Call, updated: cst.Call, api: str, rule: str, read) -> cst.BaseExpression:
-        """`updated` as a Flax pooling call; `read(call)` binds a call's arguments by the function's names.
-        The input's rank, which int windows need, is read from the original Haiku code."""
-        try:
-            bound = read(updated)
-            shape = self.static_shape(read(original)["value"])
-            window, strides = flax_window(bound, api, len(shape) if shape is not None else None)
-        except Unconvertible as reason:
-            self.todo(original, rule, str(reason))
-            return updated
-        pooled = pool_call(self.ctx.ns, api, bound, window, strides)
-        self.ctx.need_target_import()
-        self.converted(original, rule, f"hk.{api} -> {self.ctx.ns}.{FUNCTIONS[api]} (window {window})")
-        return self.pooled(pooled, bound["value"])
-
-    def pooled(self, result: cst.Call, value: cst.BaseExpression) -> cst.BaseExpression:
-        return result
+def _function_args(call: cst.Call, api: str) -> dict[str, cst.BaseExpression]:
+    return BoundCall.bind(call, POOL_ARGS, f"hk.{api}").args
 
 
-class LinenPooling(_Pooling):
-    """Pooling functions in Linen: plain functions, nothing to build."""
+def _convert_pool(room: MethodRoom, call: CallSite, rule: str, read: ReadArgs) -> tuple[cst.Call, cst.BaseExpression] | None:
+    """(the Flax pooling call, its input), or None with a TODO; `read(call, api)` binds a call's arguments
+    by the function's names. The input's rank, which int windows need, is read from the original Haiku code."""
+    api = call.api
+    try:
+        bound = read(call.updated, api)
+        shape = room.static_shape(read(call.original, api)["value"])
+        window, strides = flax_window(bound, api, len(shape) if shape is not None else None)
+    except Unconvertible as reason:
+        room.todo(call.original, rule, str(reason))
+        return None
+    pooled = pool_call(room.ctx.ns, api, bound, window, strides)
+    room.ctx.need_target_import()
+    room.converted(call.original, rule, f"hk.{api} -> {room.ctx.ns}.{FUNCTIONS[api]} (window {window})")
+    return pooled, bound["value"]
 
 
-class NnxPooling(_Pooling):
-    """Pooling in NNX keeps the feature size (a mixin of `NnxMethodRewriter`)."""
+def _register_pool(rule: str, read: ReadArgs, *apis: str, constructor: bool = False) -> None:
+    """The pooling rule for both targets: a plain function in Linen; NNX also carries the feature size."""
 
-    def pooled(self, result: cst.Call, value: cst.BaseExpression) -> cst.BaseExpression:
-        return self.set_size(result, self.size_of(value))  # type: ignore[attr-defined]
+    def linen(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
+        converted = _convert_pool(room, call, rule, read)
+        return converted[0] if converted is not None else call.updated
+
+    def nnx(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
+        converted = _convert_pool(room, call, rule, read)
+        return room.set_size(converted[0], room.size_of(converted[1])) if converted is not None else call.updated
+
+    LINEN_CALLS.on(*apis, rule=rule, constructor=constructor)(linen)
+    NNX_CALLS.on(*apis, rule=rule, constructor=constructor)(nnx)
+
+
+_register_pool(RULE_POOL, _function_args, "max_pool", "avg_pool")
+_register_pool(RULE_POOL_MODULE, _module_args, "MaxPool", "AvgPool", constructor=True)
+
+
+@on_call("MaxPool", "AvgPool", rule=RULE_POOL_MODULE)
+def pool_module_function(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.MaxPool(...)` not called at once (in `hk.Sequential`, stored) -> a lambda of the pooling function."""
+    if room.called_at_once(call.original):
+        return None
+    try:
+        function = pool_function(room.ctx.ns, call.updated, call.api)
+    except Unconvertible as reason:
+        room.todo(call.original, RULE_POOL_MODULE, str(reason))
+        return call.updated
+    room.ctx.need_target_import()
+    room.converted(call.original, RULE_POOL_MODULE, f"hk.{call.api} -> a {room.ctx.ns}.{FUNCTIONS[call.api]} lambda")
+    return function

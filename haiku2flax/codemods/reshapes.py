@@ -24,7 +24,8 @@ import libcst as cst
 
 from ..engine.calls import BoundCall, Unconvertible, as_tuple, code, literal
 from ..engine.registry import Status, register
-from .shapes import FLATTEN_ARGS, RESHAPE_ARGS, StaticShapes, is_int
+from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call
+from .shapes import FLATTEN_ARGS, RESHAPE_ARGS, is_int
 
 RULE_FLATTEN = register("HK012", "flatten", Status.PARTIAL, "hk.Flatten -> x.reshape(x.shape[0], -1)", __name__, apis=("Flatten",))
 RULE_RESHAPE = register("HK013", "reshape", Status.PARTIAL, "hk.Reshape -> x.reshape(...) keeping the leading axes", __name__, apis=("Reshape",))
@@ -82,58 +83,51 @@ def reshape_function(constructor: cst.Call, api: str) -> cst.Lambda:
     return cst.Lambda(cst.Parameters([cst.Param(value)]), reshape_expression(constructor, value, api))
 
 
-class _Reshapes(StaticShapes):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._called_reshapes: set[int] = set()
-
-    def visit_Call(self, node: cst.Call) -> bool | None:
-        if isinstance(node.func, cst.Call) and self.ctx.names.haiku_api(node.func.func) in RULES:
-            self._called_reshapes.add(id(node.func))
-        return super().visit_Call(node)
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        api = self.ctx.names.haiku_api(original.func)
-        inner = self.ctx.names.haiku_api(original.func.func) if isinstance(original.func, cst.Call) else None
-        if inner in RULES and self.ctx.enabled(RULES[inner]):
-            if len(updated.args) != 1 or updated.args[0].keyword is not None or updated.args[0].star:
-                self.todo(original, RULES[inner], f"`hk.{inner}` is called with one array")
-                return updated
-            converted = self._convert_reshape(original, updated.func, updated.args[0].value, inner)  # type: ignore[arg-type]
-            if converted is None:
-                return updated
-            shape = self.static_shape(original)
-            size = cst.Integer(str(shape[-1])) if shape and is_int(shape[-1]) else output_feature_size(original.func, inner)  # type: ignore[arg-type]
-            return self.reshaped(converted, size)
-        if api in RULES and id(original) not in self._called_reshapes and self.ctx.enabled(RULES[api]):
-            try:
-                function = reshape_function(updated, api)
-            except Unconvertible as reason:
-                self.todo(original, RULES[api], str(reason))
-                return updated
-            self.converted(original, RULES[api], f"hk.{api} -> {code(function)}")
-            return function
-        return super().leave_Call(original, updated)
-
-    def _convert_reshape(self, original: cst.Call, constructor: cst.Call, value: cst.BaseExpression, api: str) -> cst.Call | None:
-        try:
-            converted = reshape_expression(constructor, value, api)
-        except Unconvertible as reason:
-            self.todo(original, RULES[api], str(reason))
-            return None
-        self.converted(original, RULES[api], f"hk.{api} -> {code(converted)}")
-        return converted
-
-    def reshaped(self, result: cst.Call, size: cst.BaseExpression | None) -> cst.BaseExpression:
-        return result
+def _convert_reshape(room: MethodRoom, call: CallSite) -> tuple[cst.Call, cst.BaseExpression | None] | None:
+    """`hk.Flatten()(x)` -> (the reshape, its feature size where known), or None with a TODO."""
+    original, updated, api = call.original, call.updated, call.api
+    rule = RULES[api]
+    if len(updated.args) != 1 or updated.args[0].keyword is not None or updated.args[0].star:
+        room.todo(original, rule, f"`hk.{api}` is called with one array")
+        return None
+    assert isinstance(updated.func, cst.Call) and isinstance(original.func, cst.Call)  # keyed by the constructor
+    try:
+        converted = reshape_expression(updated.func, updated.args[0].value, api)
+    except Unconvertible as reason:
+        room.todo(original, rule, str(reason))
+        return None
+    room.converted(original, rule, f"hk.{api} -> {code(converted)}")
+    shape = room.static_shape(original)
+    last = shape[-1] if shape else None
+    return converted, cst.Integer(str(last)) if is_int(last) else output_feature_size(original.func, api)
 
 
-class LinenReshapes(_Reshapes):
+@LINEN_CALLS.on("Flatten", rule=RULE_FLATTEN, constructor=True)
+@LINEN_CALLS.on("Reshape", rule=RULE_RESHAPE, constructor=True)
+def linen_reshape(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
     """Reshapes in Linen: expressions, nothing to build."""
+    converted = _convert_reshape(room, call)
+    return converted[0] if converted is not None else call.updated
 
 
-class NnxReshapes(_Reshapes):
-    """Reshapes in NNX record the new feature size (a mixin of `NnxMethodRewriter`)."""
+@NNX_CALLS.on("Flatten", rule=RULE_FLATTEN, constructor=True)
+@NNX_CALLS.on("Reshape", rule=RULE_RESHAPE, constructor=True)
+def nnx_reshape(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
+    """Reshapes in NNX record the new feature size."""
+    converted = _convert_reshape(room, call)
+    return room.set_size(*converted) if converted is not None else call.updated
 
-    def reshaped(self, result: cst.Call, size: cst.BaseExpression | None) -> cst.BaseExpression:
-        return self.set_size(result, size)  # type: ignore[attr-defined]
+
+@on_call("Flatten", rule=RULE_FLATTEN)
+@on_call("Reshape", rule=RULE_RESHAPE)
+def reshape_module_function(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.Flatten()` not called at once (in `hk.Sequential`) -> `lambda x: x.reshape(...)`."""
+    if room.called_at_once(call.original):
+        return None
+    try:
+        function = reshape_function(call.updated, call.api)
+    except Unconvertible as reason:
+        room.todo(call.original, RULES[call.api], str(reason))
+        return call.updated
+    room.converted(call.original, RULES[call.api], f"hk.{call.api} -> {code(function)}")
+    return function

@@ -18,7 +18,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
+from .interfaces import CallSite, MethodRoom, on_call
 
 RULE_RNG = register(
     "HK005", "next-rng-key", Status.NOT_CONVERTED, "hk.next_rng_key() outside dropout: TODO with how the target draws keys", __name__,
@@ -59,19 +59,17 @@ TODOS = {
 }
 
 
-class RngKeys(Rewriter):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._rng_consumed: set[int] = set()  # keys that hk.dropout consumes
+@on_call("next_rng_key", rule=RULE_RNG)
+@on_call("maybe_next_rng_key", rule=RULE_MAYBE_RNG)
+@on_call("with_rng", rule=RULE_WITH_RNG)
+def key_todo(room: MethodRoom, call: CallSite) -> None:
+    """A TODO saying how the target draws keys; the call stays, and other rules may still take it."""
+    rule, advice = TODOS[call.api]
+    if not _consumed_by_dropout(room, call.original):
+        room.todo(call.original, rule, advice[room.ctx.target])
 
-    def visit_Call(self, node: cst.Call) -> None:
-        if self.ctx.names.haiku_api(node.func) == "dropout" and node.args:
-            self._rng_consumed.add(id(node.args[0].value))
-        super().visit_Call(node)
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        todo = TODOS.get(self.ctx.names.haiku_api(original.func) or "")
-        if todo is not None and id(original) not in self._rng_consumed:
-            rule, advice = todo
-            self.todo(original, rule, advice[self.ctx.target])
-        return super().leave_Call(original, updated)
+def _consumed_by_dropout(room: MethodRoom, key: cst.Call) -> bool:
+    """`hk.dropout(hk.next_rng_key(), ...)`: the Flax Dropout layer draws its own key."""
+    around = room.enclosing_call()
+    return around is not None and bool(around.args) and around.args[0].value is key and room.ctx.names.haiku_api(around.func) == "dropout"

@@ -21,15 +21,17 @@ seed that may be a key or an int.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
 
 from ..engine import matchers as m
 from ..engine.calls import literal
+from ..engine.context import Context, FileFact
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
+from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod
 
 RULE_SEQUENCE = register("HK020", "prng-sequence", Status.CONVERTED, "hk.PRNGSequence -> nnx.Rngs / jax.random.split", __name__, apis=("PRNGSequence",))
 RULE_SEQUENCE_TODO = register(
@@ -70,7 +72,7 @@ def _names(target: cst.BaseExpression) -> list[cst.Name] | None:
     if isinstance(target, cst.Name):
         return [target]
     if isinstance(target, cst.Tuple | cst.List) and all(isinstance(e, cst.Element) and isinstance(e.value, cst.Name) for e in target.elements):
-        return [e.value for e in target.elements]  # type: ignore[misc]
+        return [e.value for e in target.elements if isinstance(e.value, cst.Name)]
     return None
 
 
@@ -88,7 +90,7 @@ def _statement_draw(statement: cst.BaseSmallStatement, name: str) -> tuple[str, 
 class _Uses(Walker):
     """Find `name = hk.PRNGSequence(seed)` assignments and classify every reference to their names."""
 
-    def __init__(self, is_sequence) -> None:
+    def __init__(self, is_sequence: Callable[[cst.Call], bool]) -> None:
         self.is_sequence = is_sequence
         self.sequences: dict[str, _Sequence] = {}
         self.rebound: set[str] = set()
@@ -136,7 +138,7 @@ class _Uses(Walker):
             sequence.uses += 1
 
 
-def read_sequences(module: cst.Module, is_sequence, target: str) -> dict[str, _Sequence]:
+def read_sequences(module: cst.Module, is_sequence: Callable[[cst.Call], bool], target: str) -> dict[str, _Sequence]:
     """The module's key sequences, each with the problems that keep it from converting (empty: convert)."""
     walker = _Uses(is_sequence)
     walker.walk(module)
@@ -172,72 +174,81 @@ def _split(name: str, count: cst.BaseExpression | None) -> cst.Call:
     return cst.Call(cst.parse_expression("jax.random.split"), [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args])
 
 
-class _RngSequences(Rewriter):
-    """Shared by both targets: find the sequences once, then convert each construct of a clean one."""
-
-    def visit_Module(self, node: cst.Module) -> bool | None:
-        self._sequences = read_sequences(node, self._is_sequence, self.ctx.target) if self.ctx.mentions("PRNGSequence") else {}
-        return super().visit_Module(node)
-
-    def _is_sequence(self, call: cst.Call) -> bool:
-        return self.ctx.names.haiku_api(call.func) == "PRNGSequence"
-
-    def _convertible(self, name: str) -> bool:
-        sequence = getattr(self, "_sequences", {}).get(name)
-        return sequence is not None and not sequence.problems and self.ctx.enabled(RULE_SEQUENCE)
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if self._is_sequence(original):
-            sequence = next((s for s in getattr(self, "_sequences", {}).values() if s.seed is original.args[0].value), None) if original.args else None
-            if sequence is None or sequence.problems:
-                why = "; ".join(sequence.problems) if sequence is not None else "it is not assigned to a name"
-                self.todo(original, RULE_SEQUENCE_TODO, f"{why}: {ADVICE[self.ctx.target]}")
-                return updated
-            self.ctx.needed_imports.add(("jax", None, None))
-            self.converted(original, RULE_SEQUENCE, f"hk.PRNGSequence -> {self._sequence_summary()}")
-            return self._new_sequence(sequence)
-        return super().leave_Call(original, updated)
+SEQUENCES = FileFact(
+    lambda module, ctx: read_sequences(module, lambda call: ctx.names.haiku_api(call.func) == "PRNGSequence", ctx.target)
+    if ctx.mentions("PRNGSequence")
+    else {}
+)
 
 
-class NnxRngSequences(_RngSequences):
-    def _sequence_summary(self) -> str:
-        return "nnx.Rngs"
-
-    def _new_sequence(self, sequence: _Sequence) -> cst.BaseExpression:
-        self.ctx.need_target_import()
-        return cst.Call(cst.parse_expression(f"{self.ctx.ns}.Rngs"), [cst.Arg(sequence.seed)])
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        for name in getattr(self, "_sequences", {}):
-            kind = _draw(original, name)
-            if kind is not None and self._convertible(name):
-                draw = cst.Call(cst.Name(name))
-                if kind == "next":
-                    return draw
-                return cst.Call(cst.parse_expression("jax.random.split"), [cst.Arg(draw, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Arg(updated.args[0].value)])
-        return super().leave_Call(original, updated)
+def _convertible(ctx: Context, name: str) -> bool:
+    sequence = ctx.fact(SEQUENCES).get(name)
+    return sequence is not None and not sequence.problems and ctx.enabled(RULE_SEQUENCE)
 
 
-class LinenRngSequences(_RngSequences):
-    def _sequence_summary(self) -> str:
-        return "a jax.random split chain"
+def _clean_sequence(room: FileRoom, call: CallSite, summary: str) -> _Sequence | None:
+    """The sequence `name = hk.PRNGSequence(seed)` creates, reported as converted; None with a TODO
+    (the sequence stays) where it is used otherwise than drawn from."""
+    original = call.original
+    sequences = room.ctx.fact(SEQUENCES).values()
+    sequence = next((s for s in sequences if s.seed is original.args[0].value), None) if original.args else None
+    if sequence is None or sequence.problems:
+        why = "; ".join(sequence.problems) if sequence is not None else "it is not assigned to a name"
+        room.todo(original, RULE_SEQUENCE_TODO, f"{why}: {ADVICE[room.ctx.target]}")
+        return None
+    room.ctx.needed_imports.add(("jax", None, None))
+    room.converted(original, RULE_SEQUENCE, f"hk.PRNGSequence -> {summary}")
+    return sequence
 
-    def _new_sequence(self, sequence: _Sequence) -> cst.BaseExpression:
-        return _linen_key(sequence.seed)  # type: ignore[return-value]
 
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.BaseSmallStatement:
-        for name in getattr(self, "_sequences", {}):
-            drawn = _statement_draw(original, name)
-            if drawn is None or not self._convertible(name):
-                continue
-            kind, names = drawn
-            count = None if kind == "next" else updated.value.args[0].value  # type: ignore[attr-defined]
-            if kind == "take":
-                count = cst.Integer(str(len(names) + 1)) if isinstance(original.targets[0].target, cst.Tuple | cst.List) else cst.BinaryOperation(count, cst.Add(), cst.Integer("1"))
-            targets = [cst.Name(name), *(names if kind == "next" or isinstance(original.targets[0].target, cst.Tuple | cst.List) else [cst.StarredElement(names[0])])]
-            elements = [t if isinstance(t, cst.StarredElement) else cst.Element(t) for t in targets]
-            last = len(elements) - 1
-            elements = [e.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if i < last else cst.MaybeSentinel.DEFAULT) for i, e in enumerate(elements)]
-            target = cst.Tuple(elements, lpar=[], rpar=[])
-            return updated.with_changes(targets=[cst.AssignTarget(target)], value=_split(name, count))
-        return super().leave_Assign(original, updated)
+@NNX_FILE_CALLS.on("PRNGSequence", rule=RULE_SEQUENCE)
+def nnx_sequence(room: FileRoom, call: CallSite) -> cst.BaseExpression:
+    """`hk.PRNGSequence(seed)` -> `nnx.Rngs(seed)`."""
+    sequence = _clean_sequence(room, call, "nnx.Rngs")
+    if sequence is None:
+        return call.updated
+    room.ctx.need_target_import()
+    return cst.Call(cst.parse_expression(f"{room.ctx.ns}.Rngs"), [cst.Arg(sequence.seed)])
+
+
+@NNX_FILE_NODES.on_leave(cst.Call, rule=RULE_SEQUENCE)
+def nnx_draw(room: FileRoom, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    """`next(seq)` -> `seq()`; `seq.take(n)` -> `jax.random.split(seq(), n)`."""
+    for name in room.ctx.fact(SEQUENCES):
+        kind = _draw(original, name)
+        if kind is not None and _convertible(room.ctx, name):
+            draw = cst.Call(cst.Name(name))
+            if kind == "next":
+                return draw
+            return cst.Call(cst.parse_expression("jax.random.split"), [cst.Arg(draw, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Arg(updated.args[0].value)])
+    return None
+
+
+@LINEN_CALLS.on("PRNGSequence", rule=RULE_SEQUENCE)
+def linen_sequence(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
+    """`hk.PRNGSequence(seed)` -> the key a split chain starts from."""
+    sequence = _clean_sequence(room, call, "a jax.random split chain")
+    key = _linen_key(sequence.seed) if sequence is not None else None
+    return key if key is not None else call.updated
+
+
+@LINEN_NODES.on_leave(cst.Assign, rule=RULE_SEQUENCE)
+def linen_draw(room: LinenMethod, original: cst.Assign, updated: cst.Assign) -> cst.Assign | None:
+    """`k = next(seq)` -> `seq, k = jax.random.split(seq)`; `a, b = seq.take(2)` -> `seq, a, b = jax.random.split(seq, 3)`."""
+    for name in room.ctx.fact(SEQUENCES):
+        drawn = _statement_draw(original, name)
+        if drawn is None or not _convertible(room.ctx, name):
+            continue
+        kind, names = drawn
+        assert isinstance(updated.value, cst.Call)  # a draw, as `_statement_draw` read it
+        count = None if kind == "next" else updated.value.args[0].value
+        listed = isinstance(original.targets[0].target, cst.Tuple | cst.List)
+        if kind == "take":
+            count = cst.Integer(str(len(names) + 1)) if listed else cst.BinaryOperation(updated.value.args[0].value, cst.Add(), cst.Integer("1"))
+        targets = [cst.Name(name), *(names if kind == "next" or listed else [cst.StarredElement(names[0])])]
+        elements = [t if isinstance(t, cst.StarredElement) else cst.Element(t) for t in targets]
+        last = len(elements) - 1
+        elements = [e.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if i < last else cst.MaybeSentinel.DEFAULT) for i, e in enumerate(elements)]
+        target = cst.Tuple(elements, lpar=[], rpar=[])
+        return updated.with_changes(targets=[cst.AssignTarget(target)], value=_split(name, count))
+    return None

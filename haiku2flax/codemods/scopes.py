@@ -27,7 +27,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
+from .interfaces import NNX_NODES, FileRoom, MethodRoom, NnxMethod, on_leave
 
 RULE_TRANSPARENT = register(
     "HK309", "transparent", Status.CONVERTED, "@hk.transparent: dropped (Flax nests the parameters; weights map by call order)", __name__,
@@ -45,63 +45,60 @@ SCOPE_SHAPE = (
 )
 
 
-class _Scopes(Rewriter):
-    """Both targets: the `with` of a name scope gives way to its body."""
-
-    def name_scope(self, node: cst.With) -> bool:
-        """Is this `with` a lone name scope, which converts?"""
-        return len(node.items) == 1 and node.items[0].asname is None and self._is_scope(node.items[0].item)
-
-    def _is_scope(self, node: cst.BaseExpression) -> bool:
-        return isinstance(node, cst.Call) and self.ctx.names.haiku_api(node.func) in NAME_SCOPES
-
-    def leave_With(self, original: cst.With, updated: cst.With):
-        if not self.name_scope(original):
-            if any(self._is_scope(item.item) for item in original.items):
-                self.todo(original, RULE_NAME_SCOPE, SCOPE_SHAPE)
-            return super().leave_With(original, updated)
-        self.converted(original, RULE_NAME_SCOPE, "name scope dropped, its body kept (Flax names layers by module path)")
-        body = list(updated.body.body)  # type: ignore[attr-defined]
-        first = body[0].with_changes(leading_lines=[*updated.leading_lines, *body[0].leading_lines])
-        return cst.FlattenSentinel([first, *body[1:]])
-
-    def leave_Decorator(self, original: cst.Decorator, updated: cst.Decorator):
-        if _transparent(self, original):
-            return cst.RemovalSentinel.REMOVE
-        return super().leave_Decorator(original, updated)
+def _name_scope(room: FileRoom, node: cst.With) -> bool:
+    """Is this `with` a lone name scope, which converts?"""
+    return len(node.items) == 1 and node.items[0].asname is None and _is_scope(room, node.items[0].item)
 
 
-def _transparent(rewriter: Rewriter, decorator: cst.Decorator) -> bool:
+def _is_scope(room: FileRoom, node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Call) and room.ctx.names.haiku_api(node.func) in NAME_SCOPES
+
+
+@on_leave(cst.With, rule=RULE_NAME_SCOPE)
+def drop_name_scope(room: MethodRoom, original: cst.With, updated: cst.With) -> cst.FlattenSentinel[cst.BaseStatement] | None:
+    """The `with` of a name scope gives way to its body."""
+    if not _name_scope(room, original):
+        if any(_is_scope(room, item.item) for item in original.items):
+            room.todo(original, RULE_NAME_SCOPE, SCOPE_SHAPE)
+        return None
+    if not isinstance(updated.body, cst.IndentedBlock):
+        room.todo(original, RULE_NAME_SCOPE, "write the body of the name scope on its own lines")
+        return None
+    room.converted(original, RULE_NAME_SCOPE, "name scope dropped, its body kept (Flax names layers by module path)")
+    first, *rest = updated.body.body
+    assert isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement)
+    return cst.FlattenSentinel([first.with_changes(leading_lines=[*updated.leading_lines, *first.leading_lines]), *rest])
+
+
+@NNX_NODES.on_visit(cst.With, rule=RULE_NAME_SCOPE)
+def name_scope_block(room: NnxMethod, node: cst.With) -> None:
+    """NNX: a name scope's body is part of the method's own block, so the layers built there are
+    hoisted like any other."""
+    if _name_scope(room, node):
+        room.inline_block(node.body)
+
+
+@on_leave(cst.Decorator, rule=RULE_TRANSPARENT)
+def drop_transparent(room: MethodRoom, original: cst.Decorator, updated: cst.Decorator) -> cst.RemovalSentinel | None:
+    """`@hk.transparent` goes (Linen: the converter visits whole classes; NNX: nested functions)."""
+    return cst.RemovalSentinel.REMOVE if _transparent(room, original) else None
+
+
+def _transparent(room: FileRoom, decorator: cst.Decorator) -> bool:
     """Is this `@hk.transparent` (reported as dropped)?"""
-    if rewriter.ctx.names.haiku_api(decorator.decorator) != "transparent":
+    if room.ctx.names.haiku_api(decorator.decorator) != "transparent":
         return False
-    rewriter.converted(decorator, RULE_TRANSPARENT, "@hk.transparent dropped: Flax nests this module's parameters under it")
+    room.converted(decorator, RULE_TRANSPARENT, "@hk.transparent dropped: Flax nests this module's parameters under it")
     return True
 
 
-class LinenScopes(_Scopes):
-    """Linen: the converter visits whole classes, decorators included."""
-
-
-class NnxScopes(_Scopes):
-    """NNX (a mixin of the method rewriter): a name scope's body is part of the method's own block, so the
-    layers built there are hoisted like any other."""
-
-    def visit_With(self, node: cst.With) -> bool | None:
-        if self.name_scope(node):
-            self.inline_blocks.add(id(node.body))  # type: ignore[attr-defined]
-        return super().visit_With(node)
-
-
-class NnxTransparentMethods(Rewriter):
-    """NNX (a mixin of the whole-file converter, whose method rewriters see method bodies only):
-    `@hk.transparent` on the methods of a converted class."""
-
-    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
-        if original.name.value in self.classes:  # type: ignore[attr-defined]
-            body = [
-                s.with_changes(decorators=[d for d in s.decorators if not _transparent(self, d)]) if isinstance(s, cst.FunctionDef) else s
-                for s in updated.body.body
-            ]
-            updated = updated.with_changes(body=updated.body.with_changes(body=body))
-        return super().leave_ClassDef(original, updated)  # type: ignore[return-value]
+def without_transparent(room: FileRoom, classdef: cst.ClassDef) -> cst.ClassDef:
+    """NNX: `@hk.transparent` off the methods of a converted class (its method rewriters see method
+    bodies only)."""
+    if not room.ctx.enabled(RULE_TRANSPARENT):
+        return classdef
+    body = [
+        s.with_changes(decorators=[d for d in s.decorators if not _transparent(room, d)]) if isinstance(s, cst.FunctionDef) else s
+        for s in classdef.body.body
+    ]
+    return classdef.with_changes(body=classdef.body.with_changes(body=body))

@@ -10,15 +10,15 @@ it on. Shapes are read from the original Haiku code, statement by statement, lik
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import libcst as cst
 
 from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, literal
 from ..engine.names import dotted_name
-from ..engine.rewriter import Rewriter
+from ..engine.context import Context
+from .interfaces import Shape
 
-# A shape: None when even the rank is unknown; a None dimension has an unknown size.
-Shape = tuple[int | None, ...] | None
 
 POOL_ARGS = ("value", "window_shape", "strides", "padding", "channel_axis")
 POOL_MODULE_ARGS = ("window_shape", "strides", "padding", "channel_axis", "name")
@@ -26,7 +26,7 @@ RESHAPE_ARGS = ("output_shape", "preserve_dims", "name")
 FLATTEN_ARGS = ("preserve_dims", "name")
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -37,7 +37,7 @@ def haiku_pool_window(size: object, rank: int | None, channel_axis: object) -> t
         if rank is None or not (channel_axis is None or is_int(channel_axis)):
             return None
         channel = None if channel_axis is None else channel_axis % rank
-        return (1,) + tuple(size if axis != channel else 1 for axis in range(1, rank))  # type: ignore[misc]
+        return (1,) + tuple(size if axis != channel else 1 for axis in range(1, rank))
     if isinstance(size, tuple | list) and size and all(is_int(v) for v in size):
         return (1,) * max(0, (rank or 0) - len(size)) + tuple(size)
     return None
@@ -87,35 +87,43 @@ def reshaped(shape: Shape, output_shape: object, preserve_dims: object) -> Shape
     """Haiku's Reshape: the first `preserve_dims` axes kept (a negative count: all but the last n), then
     `output_shape` with one -1 inferred. The rank is assumed to exceed `preserve_dims` (else Haiku
     returns the input unchanged)."""
-    if not (isinstance(output_shape, tuple | list) and all(is_int(v) for v in output_shape) and is_int(preserve_dims)):
+    if not (isinstance(output_shape, tuple | list) and is_int(preserve_dims)):
         return None
-    if preserve_dims < 0:  # type: ignore[operator]
+    sizes = [v for v in output_shape if is_int(v)]
+    if len(sizes) != len(output_shape):
+        return None
+    kept: tuple[int | None, ...]
+    if preserve_dims < 0:
         if shape is None:
             return None
-        kept = shape[:preserve_dims]  # type: ignore[misc]
+        kept = shape[:preserve_dims]
     else:
-        kept = shape[:preserve_dims] if shape is not None else (None,) * preserve_dims  # type: ignore[misc,operator]
-    if -1 not in output_shape:
-        return (*kept, *output_shape)
+        kept = shape[:preserve_dims] if shape is not None else (None,) * preserve_dims
+    if -1 not in sizes:
+        return (*kept, *sizes)
     moved = shape[len(kept) :] if shape is not None else (None,)
-    known = math.prod(output_shape) * -1  # type: ignore[arg-type]
-    total = math.prod(moved) if None not in moved else None  # type: ignore[arg-type]
+    known = math.prod(sizes) * -1
+    known_moved = [n for n in moved if n is not None]
+    total = math.prod(known_moved) if len(known_moved) == len(moved) else None
     inferred = total // known if total is not None and known and total % known == 0 else None
-    return (*kept, *(inferred if v == -1 else v for v in output_shape))  # type: ignore[misc]
+    return (*kept, *(inferred if v == -1 else v for v in sizes))
 
 
-class StaticShapes(Rewriter):
-    """Tracks `self.static_shapes` (variable -> Shape) through a function's simple statements."""
+class ShapeTracker:
+    """The static shapes of a function's variables, statement by statement (a component the targets own).
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    The target calls `reset()` where a function starts and `track(statement)` after each simple
+    statement of the original code; rules read `static_shape(node)` through their room.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
         self.static_shapes: dict[str, Shape] = {}
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+    def reset(self) -> None:
         self.static_shapes = {}
-        return super().visit_FunctionDef(node)
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+    def track(self, original: cst.SimpleStatementLine) -> None:
         for small in original.body:
             if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
                 self.static_shapes[small.targets[0].target.value] = self.static_shape(small.value)
@@ -123,7 +131,6 @@ class StaticShapes(Rewriter):
                 targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
                 for target in targets:
                     self.static_shapes.pop(target.value if isinstance(target, cst.Name) else "", None)
-        return super().leave_SimpleStatementLine(original, updated)
 
     def static_shape(self, node: cst.BaseExpression) -> Shape:
         """The shape of an (original, Haiku) expression, where literal arguments fix it."""
@@ -187,10 +194,10 @@ class StaticShapes(Rewriter):
             return reshaped(shape, (-1,), preserve)
         if api in ("MaxPool", "AvgPool"):
             return self._pool_shape(shape, bound)
-        if shape is None or construct is None or construct.output_size not in bound:
+        if shape is None or construct is None or construct.output_size is None or construct.output_size not in bound:
             return None
-        features = literal(bound[construct.output_size])  # type: ignore[index]
-        features = features if is_int(features) else None
+        value = literal(bound[construct.output_size])
+        features = value if is_int(value) else None
         if api == "Linear":
             return (*shape[:-1], features)
         if construct.ndim is None or len(shape) != construct.ndim + 2:
@@ -198,7 +205,7 @@ class StaticShapes(Rewriter):
         rank = construct.ndim
         kernel, stride, rate = (literal(bound[k]) if k in bound else default for k, default in (("kernel_shape", None), ("stride", 1), ("rate", 1)))
         padding = literal(bound["padding"]) if "padding" in bound else "SAME"
-        if not all(is_int(v) for v in (kernel, stride, rate)):
+        if not (is_int(kernel) and is_int(stride) and is_int(rate)):
             return (shape[0], *(None,) * rank, features)
-        window = (kernel - 1) * rate + 1  # type: ignore[operator]
-        return (shape[0], *(pooled_size(n, window, stride, padding) for n in shape[1:-1]), features)  # type: ignore[arg-type]
+        window = (kernel - 1) * rate + 1
+        return (shape[0], *(pooled_size(n, window, stride, padding) for n in shape[1:-1]), features)

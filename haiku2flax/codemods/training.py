@@ -155,7 +155,8 @@ class NnxTraining(Rewriter):
         train_state = self.train_state_model.name if self.train_state_model is not None else None  # type: ignore[attr-defined]
         stateful = {name for name, t in self.transforms.items() if t.with_state}  # type: ignore[attr-defined]
         flow = _ParamsFlow(set(self.transforms), stateful, train_state)  # type: ignore[attr-defined]
-        flow.run(module)
+        if flow.models or train_state is not None:  # else no call carries params into `apply`
+            flow.run(module)
         self.params_of, self.state_of, self.train_state_of = flow.of("params"), flow.of("state"), flow.of("train_state")
         # callers' arguments: params become the model, state goes, a train state gets the model before it
         by_name = {f.name.value: id(f) for f in flow.functions.values()}

@@ -41,7 +41,7 @@ from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, code, keyword_arg, respell_args
-from ..engine.context import add_todo_lines, attr
+from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
@@ -101,54 +101,92 @@ class ApplyArgs:
 
 
 
+@dataclass
+class FileTransforms:
+    """The transforms of a file, their forwards, and multi_transform aliases: what both targets read."""
+
+    transforms: dict[str, Transformed]  # transformed object name -> how it was made
+    unconverted_decorations: dict[int, str]  # decorated forwards left as they are (statement id -> why)
+    forwards: dict[str, Transformed]  # forward function name -> its transform
+    state_collection: str  # where transform_with_state's state lives in Linen
+    state_variable: cst.BaseExpression  # and its variable type in NNX
+    module_functions: dict[str, cst.FunctionDef | cst.Lambda]  # module-level functions (and lambda forwards)
+    multi: dict[str, analysis.MultiForward]  # multi_transform name -> its forward's methods
+    apply_aliases: dict[str, tuple[Transformed, str]]  # `encode, decode = model.apply`: name -> (model, method)
+    alias_statements: set[int]
+    train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
+
+
+def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
+    # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
+    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen")
+    # the model of a decorated forward is built where the function was: the classes it uses must exist by then
+    unconverted_decorations = {
+        id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
+        for t in transforms.values()
+        if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
+    }
+    transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
+    # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
+    hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
+    module_functions: dict[str, cst.FunctionDef | cst.Lambda] = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    module_functions.update({t.function: t.lambda_forward for t in transforms.values() if t.lambda_forward is not None})
+    multi = {
+        t.name: read
+        for t in transforms.values()
+        if t.multi and t.function in module_functions
+        and (read := analysis.multi_forward(module_functions[t.function])) is not None
+    }
+    # `encode, decode = model.apply` (multi_transform): each name calls one method of the model
+    apply_aliases: dict[str, tuple[Transformed, str]] = {}
+    alias_statements: set[int] = set()
+    for statement in module.body:
+        assign = analysis.simple_assign(statement)
+        if assign is None or not m.matches(assign[1], m.Attribute(value=m.Name(), attr=m.Name("apply"))):
+            continue
+        forward = multi.get(assign[1].value.value)  # type: ignore[attr-defined]
+        targets = assign[0].elements if isinstance(assign[0], cst.Tuple | cst.List) else ()
+        if forward is None or len(targets) != len(forward.apply_methods) or not all(isinstance(e.value, cst.Name) for e in targets):
+            continue
+        transformed = transforms[assign[1].value.value]  # type: ignore[attr-defined]
+        for element, method in zip(targets, forward.apply_methods, strict=True):
+            apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
+        alias_statements.add(id(statement))
+    finder = _TrainStateFinder(set(transforms))
+    if transforms and ctx.mentions("apply_fn"):
+        finder.walk(module)
+    # the transformed model whose `apply` a TrainState carries, when there is exactly one
+    train_state_model = transforms[finder.models.pop()] if len(finder.models) == 1 else None
+    if ctx.mentions("@") and ctx.mentions("transform", "without_apply_rng"):  # a transform as a decorator
+        decorations = _UnconvertedDecorations(ctx.names, module, {*unconverted_decorations, *(id(t.statement) for t in transforms.values())})
+        decorations.walk(module)
+        unconverted_decorations.update(decorations.reasons)
+    state_variable: cst.BaseExpression = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(ctx.ns, STATE_VARIABLE)
+    return FileTransforms(
+        transforms, unconverted_decorations, {t.function: t for t in transforms.values()},
+        LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
+        apply_aliases, alias_statements, train_state_model,
+    )
+
+
+TRANSFORMS = FileFact(_read_transforms)
+
+
 class _Transforms(Rewriter):
-    """What both targets read: the transforms of a file, their forwards, and multi_transform aliases."""
+    """What both targets read: the file's transforms (`TRANSFORMS`), kept on the converter."""
 
     def init_transforms(self, module: cst.Module) -> None:
-        # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
-        self.transforms = analysis.module_transforms(module, self.ctx.names, in_functions=self.ctx.target == "linen")
-        # the model of a decorated forward is built where the function was: the classes it uses must exist by then
-        self.unconverted_decorations = {
-            id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
-            for t in self.transforms.values()
-            if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
-        }
-        self.transforms = {name: t for name, t in self.transforms.items() if id(t.statement) not in self.unconverted_decorations}
-        self.forwards = {t.function: t for t in self.transforms.values()}
-        # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
-        hand_made_state = self.ctx.mentions("get_state", "set_state") and uses_haiku_state(module, self.ctx.names)
-        self.state_collection = LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION
-        self.state_variable = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(self.ctx.ns, STATE_VARIABLE)
-        self.module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
-        self.module_functions.update({t.function: t.lambda_forward for t in self.transforms.values() if t.lambda_forward is not None})
-        self.multi = {
-            t.name: read
-            for t in self.transforms.values()
-            if t.multi and t.function in self.module_functions
-            and (read := analysis.multi_forward(self.module_functions[t.function])) is not None
-        }
-        # `encode, decode = model.apply` (multi_transform): each name calls one method of the model
-        self.apply_aliases: dict[str, tuple[Transformed, str]] = {}
-        self._alias_statements: set[int] = set()
-        for statement in module.body:
-            assign = analysis.simple_assign(statement)
-            if assign is None or not m.matches(assign[1], m.Attribute(value=m.Name(), attr=m.Name("apply"))):
-                continue
-            multi = self.multi.get(assign[1].value.value)  # type: ignore[attr-defined]
-            targets = assign[0].elements if isinstance(assign[0], cst.Tuple | cst.List) else ()
-            if multi is None or len(targets) != len(multi.apply_methods) or not all(isinstance(e.value, cst.Name) for e in targets):
-                continue
-            transformed = self.transforms[assign[1].value.value]  # type: ignore[attr-defined]
-            for element, method in zip(targets, multi.apply_methods, strict=True):
-                self.apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
-            self._alias_statements.add(id(statement))
-        finder = _TrainStateFinder(set(self.transforms))
-        finder.walk(module)
-        # the transformed model whose `apply` a TrainState carries, when there is exactly one
-        self.train_state_model = self.transforms[finder.models.pop()] if len(finder.models) == 1 else None
-        decorations = _UnconvertedDecorations(self.ctx.names, module, {*self.unconverted_decorations, *(id(t.statement) for t in self.transforms.values())})
-        decorations.walk(module)
-        self.unconverted_decorations.update(decorations.reasons)
+        read = self.ctx.fact(TRANSFORMS)
+        self.transforms = read.transforms
+        self.unconverted_decorations = read.unconverted_decorations
+        self.forwards = read.forwards
+        self.state_collection = read.state_collection
+        self.state_variable = read.state_variable
+        self.module_functions = read.module_functions
+        self.multi = read.multi
+        self.apply_aliases = read.apply_aliases
+        self._alias_statements = read.alias_statements
+        self.train_state_model = read.train_state_model
 
     def transform_call(self, call: cst.Call) -> TransformCall | None:
         """`f.init(...)`, `f.apply(...)`, a multi_transform apply alias `encode(...)`, or `state.apply_fn(...)`."""
@@ -424,7 +462,8 @@ class NnxTransforms(_Transforms):
     def _init_call(self, name: str) -> cst.Call | None:
         if name not in self._init_calls:
             finder = _InitCallFinder(name)
-            finder.walk(self.module)
+            if self.ctx.mentions(f"{name}.init"):
+                finder.walk(self.module)
             self._init_calls[name] = finder.found
         return self._init_calls[name]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 
@@ -53,8 +54,8 @@ def is_super_init(statement: cst.BaseStatement) -> bool:
 
 def self_attribute(node: cst.BaseExpression) -> str | None:
     """`x` for `self.x`, else None."""
-    if m.matches(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
-        return node.attr.value  # type: ignore[attr-defined]
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+        return node.attr.value
     return None
 
 
@@ -206,18 +207,19 @@ def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bo
     `f = hk.transform(forward)` at the top of a module-level function (`def main():`) when nothing else in
     the file binds `f`, so `f.init` / `f.apply` mean this one."""
     found = {}
-    for statement in module.body:
-        if isinstance(statement, cst.FunctionDef) and (read := decorated_transform(statement, names)) is not None:
-            name = statement.name.value
-            found[name] = Transformed(name, name, read[1], read[2], statement, read[3])
+    for definition in module.body:
+        if isinstance(definition, cst.FunctionDef) and (read := decorated_transform(definition, names)) is not None:
+            name = definition.name.value
+            found[name] = Transformed(name, name, read[1], read[2], definition, read[3])
     local: list[cst.BaseStatement] = []
-    for statement in module.body if in_functions else ():
-        if isinstance(statement, cst.FunctionDef) and isinstance(statement.body, cst.IndentedBlock):
-            local.extend(statement.body.body)
-    top_level = {id(statement) for statement in module.body}
-    module_functions = {statement.name.value for statement in module.body if isinstance(statement, cst.FunctionDef)}
+    for outer in module.body if in_functions else ():
+        if isinstance(outer, cst.FunctionDef) and isinstance(outer.body, cst.IndentedBlock):
+            local.extend(outer.body.body)
+    top_level = {id(line) for line in module.body}
+    module_functions = {line.name.value for line in module.body if isinstance(line, cst.FunctionDef)}
     bindings: _AssignedNameCounts | None = None  # walked once, for the first transform found in a function
-    for statement in [*module.body, *local]:
+    statements: list[cst.BaseStatement] = [*module.body, *local]
+    for statement in statements:
         assign = simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name):
             continue
@@ -227,7 +229,7 @@ def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bo
         if read is not None and id(statement) not in top_level and bindings is None:
             bindings = _AssignedNameCounts()
             bindings.walk(module)
-        if read is not None and (id(statement) in top_level or bindings.counts[assign[0].value] == 1):  # type: ignore[union-attr]
+        if read is not None and (id(statement) in top_level or (bindings is not None and bindings.counts[assign[0].value] == 1)):
             assert isinstance(statement, cst.SimpleStatementLine)
             name = assign[0].value
             lambda_forward = _trivial_lambda(_transformed_function(assign[1]))
@@ -269,7 +271,7 @@ class _AssignedNameCounts(Walker):
 
     def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
         bound = node.asname.name if node.asname is not None else node.name
-        self.counts[(dotted_name(bound) or "").split(".")[0]] += 1  # type: ignore[arg-type]
+        self.counts[(dotted_name(bound) or "").split(".")[0]] += 1
 
 
 def _target_names(target: cst.BaseExpression) -> list[str]:
@@ -318,7 +320,7 @@ def trivial_forward(function: cst.FunctionDef) -> cst.Call | None:
     ret = statements[0]
     if not m.matches(ret, m.SimpleStatementLine(body=[m.Return(value=m.Call(func=m.Call()))])):
         return None
-    outer: cst.Call = ret.body[0].value  # type: ignore[attr-defined]
+    outer: cst.Call = ret.body[0].value  # type: ignore[attr-defined]  # matched: `return Model(...)(...)`
     params = [p.name.value for p in function.params.params]
     passed = []
     for arg in outer.args:
@@ -350,8 +352,8 @@ def _method_of(expression: cst.BaseExpression, module: str, aliases: dict[str, c
         expression = aliases[expression.value]
     if m.matches(expression, m.Name(module)):
         return "__call__"
-    if m.matches(expression, m.Attribute(value=m.Name(module), attr=m.Name())):
-        return expression.attr.value  # type: ignore[attr-defined]
+    if isinstance(expression, cst.Attribute) and m.matches(expression.value, m.Name(module)):
+        return expression.attr.value
     if isinstance(expression, cst.Lambda) and isinstance(expression.body, cst.Call):
         params = [p.name.value for p in expression.params.params]
         passed = [a.value.value for a in expression.body.args if isinstance(a.value, cst.Name) and a.keyword is None]
@@ -379,14 +381,14 @@ def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
     last = statements[-1]
     if not m.matches(last, m.SimpleStatementLine(body=[m.Return(value=m.Tuple())])):
         return None
-    returned = last.body[0].value.elements  # type: ignore[attr-defined]
+    returned = last.body[0].value.elements  # type: ignore[attr-defined]  # matched: `return (...)`
     if len(returned) != 2 or not isinstance(returned[1].value, cst.Tuple):
         return None
     init_method = _method_of(returned[0].value, module, aliases)
     methods = [_method_of(e.value, module, aliases) for e in returned[1].value.elements]
     if init_method is None or None in methods:
         return None
-    return MultiForward(first[1], init_method, tuple(methods))  # type: ignore[arg-type]
+    return MultiForward(first[1], init_method, tuple(method for method in methods if method is not None))
 
 
 def forward_module(function: cst.FunctionDef) -> cst.Call | None:
@@ -417,4 +419,4 @@ class _Substitute(cst.CSTTransformer):
 
 def substitute(node: cst.CSTNodeT, mapping: dict[str, cst.BaseExpression]) -> cst.CSTNodeT:
     """`node` with the variables named in `mapping` replaced (attribute names and keywords are not variables)."""
-    return node.visit(_Substitute(mapping)) if mapping else node  # type: ignore[return-value]
+    return cast(cst.CSTNodeT, node.visit(_Substitute(mapping))) if mapping else node  # names give way to expressions: same node type

@@ -134,8 +134,8 @@ def locals_called_once(function: cst.FunctionDef) -> list[CalledOnce]:
         if uses.uses[name] != 2 or len(calls) != 1:  # the assignment and the call: nothing else reads or rebinds it
             continue
         call = calls[0]
-        statement: cst.SimpleStatementLine = store.node  # type: ignore[assignment]
-        constructor: cst.Call = simple_assign(statement)[1]  # type: ignore[index, assignment]
+        statement: cst.SimpleStatementLine = store.node  # type: ignore[assignment]  # stores are `x = Layer(...)` lines
+        constructor: cst.Call = simple_assign(statement)[1]  # type: ignore[index, assignment]  # (so this is the call)
         read = Names.of(constructor).used
         if (
             call.order < store.order
@@ -144,5 +144,5 @@ def locals_called_once(function: cst.FunctionDef) -> list[CalledOnce]:
             or any(store.order < order < call.order and names & read for order, names in uses.bindings)
         ):
             continue
-        found.append(CalledOnce(statement, constructor, call.node))  # type: ignore[arg-type]
+        found.append(CalledOnce(statement, constructor, call.node))  # type: ignore[arg-type]  # a call's node is a Call
     return found

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, TypeGuard
 
 import libcst as cst
 
@@ -90,7 +91,7 @@ def literal(node: cst.BaseExpression) -> object:
         return NOT_LITERAL
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -105,7 +106,7 @@ def _same_code(a: str, b: str) -> bool:
 SEPARATOR = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 
 
-def as_tuple(elements: list[cst.BaseExpression]) -> cst.Tuple:
+def as_tuple(elements: Sequence[cst.BaseExpression]) -> cst.Tuple:
     """`(a, b)`, and `(a,)` for one element."""
     last = len(elements) - 1
     return cst.Tuple(
@@ -145,13 +146,14 @@ class _Argument:
         return Unconvertible(f"`{self.construct.display}({self.name}={code(self.value)})`: {why}")
 
 
-def _spatial_literal(argument: _Argument, value: object) -> tuple | None:
+def _spatial_literal(argument: _Argument, value: object) -> tuple[int, ...] | None:
     """Haiku's int-or-sequence shape read as a tuple of `ndim` ints (Haiku replicates ints and 1-sequences)."""
     ndim = argument.construct.ndim or 1
     if _is_int(value):
         return (value,) * ndim
-    if isinstance(value, tuple | list) and all(_is_int(v) for v in value) and len(value) in (1, ndim):
-        return tuple(value) * (ndim // len(value))
+    if isinstance(value, tuple | list) and len(value) in (1, ndim):
+        ints = tuple(v for v in value if _is_int(v))
+        return ints * (ndim // len(value)) if len(ints) == len(value) else None
     return None
 
 
@@ -182,7 +184,7 @@ def _spatial(argument: _Argument) -> cst.BaseExpression:
     return _int_tuple(shape)
 
 
-PAD_FUNCTIONS = {  # `hk.pad.*`: effective kernel size -> (low, high)
+PAD_FUNCTIONS: dict[str, Callable[[int], tuple[int, int]]] = {  # `hk.pad.*`: effective kernel size -> (low, high)
     "pad.valid": lambda k: (0, 0),
     "pad.same": lambda k: ((k - 1) // 2, k // 2),
     "pad.full": lambda k: (k - 1, k - 1),
@@ -218,7 +220,7 @@ def _padding(argument: _Argument) -> cst.BaseExpression:
             if names == ["pad.valid"]:
                 return cst.SimpleString("'VALID'")
             effective = [(k - 1) * r + 1 for k, r in zip(kernel, rate)]
-            pads = [PAD_FUNCTIONS[n](k) for n, k in zip(names * (ndim // len(names)), effective)]
+            pads = [PAD_FUNCTIONS[n or ""](k) for n, k in zip(names * (ndim // len(names)), effective)]  # every name is one
             return as_tuple([_int_tuple(p) for p in pads])
     raise argument.cannot(
         "write 'SAME', 'VALID' or one (low, high) pair per spatial dimension (Flax reads a single pair as "
@@ -265,7 +267,7 @@ def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, ele
         )
     if bound is not None:
         return value
-    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]
+    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]  # a table entry's value is a call
 
 
 def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpression:
@@ -277,7 +279,7 @@ def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpr
         raise Unconvertible(f"`{argument.construct.display}` {argument.name}: {reason}") from None
 
 
-CONVERTERS = {
+CONVERTERS: dict[str, Callable[[_Argument], cst.BaseExpression]] = {
     "kernel_shape": _kernel_shape,
     "spatial": _spatial,
     "padding": _padding,
@@ -309,7 +311,7 @@ class _Fill(cst.CSTTransformer):
         left, right = literal(updated.left), literal(updated.right)
         if isinstance(updated.operator, cst.Multiply) and 1 in (left, right) and _is_int(left if left == 1 else right):
             return updated.right if left == 1 else updated.left
-        operations = {cst.Multiply: lambda a, b: a * b, cst.Power: lambda a, b: a**b}
+        operations: dict[type, Callable[[Any, Any], object]] = {cst.Multiply: lambda a, b: a * b, cst.Power: lambda a, b: a**b}
         operation = operations.get(type(updated.operator))
         if operation is not None and all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right)):
             folded = repr(operation(left, right))
@@ -330,6 +332,7 @@ def render(template: str, values: dict[str, cst.BaseExpression]) -> cst.BaseExpr
             raise Unconvertible(f"needs `{name}`" if name != INPUT_SIZE else "needs the input feature size")
     expression = cst.parse_expression(PLACEHOLDER.sub(lambda m: prefix + m.group(1), template))
     filled = expression.visit(_Fill({prefix + k: v for k, v in values.items()}))
+    assert isinstance(filled, cst.BaseExpression)  # names were replaced by expressions
     return filled.with_changes(lpar=[], rpar=[])  # an argument value needs no parentheses of its own
 
 
@@ -464,7 +467,7 @@ def convert_layer_call_args(call: cst.Call, construct: Construct, target: str) -
             raise Unconvertible(f"calling `{construct.display}` with `{name}`: {why}")
         values[flax_name] = negate(value) if name in api.negated else value
     first = api.call_args.get(construct.haiku_call_args[0], "")
-    return build_call(cst.Name("_"), values, (first, *api.call_positional)).args  # type: ignore[return-value]
+    return list(build_call(cst.Name("_"), values, (first, *api.call_positional)).args)
 
 
 def _without_comment(comma: cst.Comma | cst.MaybeSentinel) -> cst.Comma | cst.MaybeSentinel:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import libcst as cst
 
@@ -12,6 +13,7 @@ from .notes import TODO_PREFIX, Notes, todo_comment
 from .tables import Tables
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
+FactT = TypeVar("FactT")
 LINEN_NS = "nn"  # `import flax.linen as nn`
 LINEN_FALLBACK_NS = "linen"  # `from flax import linen`, where `nn` is taken
 
@@ -20,9 +22,9 @@ def linen_namespace(module: cst.Module) -> str:
     """`nn`, unless a module-level import binds `nn` to something other than `flax.linen`."""
     for statement in module.body:
         for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else ():
-            if not isinstance(small, cst.Import | cst.ImportFrom) or isinstance(getattr(small, "names", None), cst.ImportStar):
+            if not isinstance(small, cst.Import | cst.ImportFrom) or isinstance(small.names, cst.ImportStar):
                 continue
-            for alias in small.names:  # type: ignore[union-attr]
+            for alias in small.names:
                 bound = alias.asname.name if alias.asname is not None else alias.name
                 if isinstance(bound, cst.Name) and bound.value == LINEN_NS:
                     module_name = dotted_name(small.module) if isinstance(small, cst.ImportFrom) and small.module else None
@@ -34,7 +36,7 @@ def linen_namespace(module: cst.Module) -> str:
 
 def rename_namespace(node: NodeT, ns: str) -> NodeT:
     """`node` (code written for `nn`) with `nn.…` spelled `ns.…`; `jax.nn.…` is left alone."""
-    return node if ns == LINEN_NS else node.visit(_NamespaceRename(ns))  # type: ignore[return-value]
+    return node if ns == LINEN_NS else cast(NodeT, node.visit(_NamespaceRename(ns)))  # a rename keeps the node's type
 
 
 class _NamespaceRename(cst.CSTTransformer):
@@ -46,6 +48,14 @@ class _NamespaceRename(cst.CSTTransformer):
         if isinstance(original.value, cst.Name) and original.value.value == LINEN_NS:
             return updated.with_changes(value=cst.Name(self.ns))
         return updated
+
+
+@dataclass(frozen=True, eq=False)
+class FileFact(Generic[FactT]):
+    """What rules read about the whole original file (`read(module, ctx)`), worked out once, when a rule
+    first asks `ctx.fact(...)` for it: a file whose rules never ask pays nothing."""
+
+    read: Callable[[cst.Module, Context], FactT]
 
 
 @dataclass
@@ -63,6 +73,15 @@ class Context:
     initializer_bindings: dict[str, cst.Call] = field(default_factory=dict)
     source: str = ""  # the file's text, for `mentions`
     _mentioned: dict[str, bool] = field(default_factory=dict)  # each word searched once per file, not per method
+    module: cst.Module = field(default_factory=lambda: cst.Module([]))  # the file as parsed, for `fact`
+    _facts: dict[FileFact[Any], Any] = field(default_factory=dict)
+
+    def fact(self, fact: FileFact[FactT]) -> FactT:
+        """`fact` about this file, worked out on first use."""
+        if fact not in self._facts:
+            self._facts[fact] = fact.read(self.module, self)
+        value: FactT = self._facts[fact]
+        return value
 
     def mentions(self, *words: str) -> bool:
         """Whether the file's text contains one of `words`: a cheap test before a rule walks the whole file
@@ -104,7 +123,7 @@ def attr(ns: str, name: str) -> cst.Attribute:
     return node
 
 
-def add_todo_lines(statement: cst.CSTNode, todos: list[tuple[str, str]]) -> cst.CSTNode:
+def add_todo_lines(statement: NodeT, todos: list[tuple[str, str]]) -> NodeT:
     """Put `# TODO(haiku2flax:RULE): reason` comments above a statement, once each.
 
     A statement that already carries a haiku2flax TODO (from an earlier run) gets no more: a second run

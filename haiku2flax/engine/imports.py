@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import libcst as cst
 
 from .analysis import is_docstring
-from .names import HAIKU, ImportedNames, dotted_name, import_statements
+from .names import ImportedNames, dotted_name, import_statements
+from .pipeline import HAIKU
 from .walk import Walker
 
 
@@ -44,7 +45,7 @@ def used_names(node: cst.CSTNode) -> set[str]:
 
 def _bound_name(alias: cst.ImportAlias) -> str:
     if alias.asname is not None:
-        return dotted_name(alias.asname.name)  # type: ignore[arg-type, return-value]
+        return dotted_name(alias.asname.name) or ""
     return (dotted_name(alias.name) or "").split(".")[0]
 
 
@@ -60,18 +61,18 @@ def _is_haiku_import(node: cst.BaseSmallStatement, names: ImportedNames) -> bool
 
 
 def _existing(statements: list[cst.BaseStatement]) -> set[tuple[str, str | None, str | None]]:
-    have = set()
+    have: set[tuple[str, str | None, str | None]] = set()
     for statement in statements:
         if not isinstance(statement, cst.SimpleStatementLine):
             continue
         for small in statement.body:
             if isinstance(small, cst.Import):
                 for alias in small.names:
-                    asname = dotted_name(alias.asname.name) if alias.asname else None  # type: ignore[arg-type]
+                    asname = dotted_name(alias.asname.name) if alias.asname else None
                     have.add((dotted_name(alias.name) or "", None, asname))
             elif isinstance(small, cst.ImportFrom) and small.module is not None and not isinstance(small.names, cst.ImportStar):
                 for alias in small.names:
-                    asname = dotted_name(alias.asname.name) if alias.asname else None  # type: ignore[arg-type]
+                    asname = dotted_name(alias.asname.name) if alias.asname else None
                     have.add((dotted_name(small.module) or "", dotted_name(alias.name), asname))
     return have
 
@@ -81,20 +82,22 @@ def _import_line(module: str, name: str | None, alias: str | None) -> cst.Simple
         text = f"import {module}" + (f" as {alias}" if alias else "")
     else:
         text = f"from {module} import {name}" + (f" as {alias}" if alias else "")
-    return cst.parse_statement(text)  # type: ignore[return-value]
+    line = cst.parse_statement(text)
+    assert isinstance(line, cst.SimpleStatementLine)  # an import is a simple statement
+    return line
 
 
 def _kept_imports(
     smalls: Sequence[cst.BaseSmallStatement], used: set[str], imported: ImportedNames
 ) -> list[cst.BaseSmallStatement]:
     """`smalls` without the names of Haiku imports that `used` lacks (an import left with none is dropped)."""
-    kept = []
+    kept: list[cst.BaseSmallStatement] = []
     for small in smalls:
-        if _is_haiku_import(small, imported):
-            names = [a for a in small.names if _bound_name(a) in used]  # type: ignore[union-attr]
+        if _is_haiku_import(small, imported) and isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+            names = [a for a in small.names if _bound_name(a) in used]
             if not names:
                 continue
-            if len(names) != len(small.names):  # type: ignore[arg-type]
+            if len(names) != len(small.names):
                 names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
                 small = small.with_changes(names=names)
         kept.append(small)
@@ -156,18 +159,21 @@ def fix_imports(
             last_import = len(body) - 1
             continue
         elif isinstance(statement, cst.BaseCompoundStatement) and _has_haiku_import(statement, imported):
-            statement = statement.visit(_NestedImports(used, imported))  # type: ignore[assignment]
+            nested = statement.visit(_NestedImports(used, imported))
+            assert isinstance(nested, cst.BaseCompoundStatement)  # the transformer only edits simple statements
+            statement = nested
         body.append(statement)
     missing = sorted(needed - _existing(body), key=lambda t: (t[0], t[1] or ""))
     new_lines = [_import_line(*spec) for spec in missing]
     if insert_at is not None:
         placeholder = body.pop(insert_at)
+        assert isinstance(placeholder, cst.SimpleStatementLine)
         if new_lines:
             new_lines[0] = new_lines[0].with_changes(leading_lines=placeholder.leading_lines)
         elif insert_at < len(body):
-            body[insert_at] = body[insert_at].with_changes(
-                leading_lines=[*placeholder.leading_lines, *body[insert_at].leading_lines]
-            )
+            after = body[insert_at]
+            assert isinstance(after, cst.SimpleStatementLine | cst.BaseCompoundStatement)  # every statement is one
+            body[insert_at] = after.with_changes(leading_lines=[*placeholder.leading_lines, *after.leading_lines])
         body[insert_at:insert_at] = new_lines
     elif new_lines:
         at = last_import + 1 if last_import is not None else (1 if body and is_docstring(body[0]) else 0)

@@ -61,20 +61,22 @@ class _Leftovers(cst.CSTTransformer):
         if isinstance(node, cst.Attribute | cst.Name) and self._found:
             api = self.names.haiku_api(node)
             if api is not None or (isinstance(node, cst.Name) and self.names.qualify(node) is not None):
-                self._found[-1].append(self.names.display(api) if api else node.value)  # type: ignore[union-attr]
+                self._found[-1].append(self.names.display(api) if api else node.value if isinstance(node, cst.Name) else "")
                 return False
             if isinstance(node, cst.Attribute):  # `nnx.Module` does not refer to a name `Module`
                 node.value.visit(self)
                 return False
         return super().on_visit(node)
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+    def on_leave(  # type: ignore[override]  # LibCST's typing leaves out the sentinels its walk accepts
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         if id(original_node) in self.clean:
             return original_node
         result = super().on_leave(original_node, updated_node)
         if isinstance(original_node, STATEMENTS):
             found = self._found.pop()
-            comments = [line.comment.value for line in original_node.leading_lines if line.comment]  # type: ignore[attr-defined]
+            comments = [line.comment.value for line in original_node.leading_lines if line.comment]
             if found and not any(c.startswith(TODO_PREFIX) for c in comments) and isinstance(result, cst.CSTNode):
                 todos = self._todos(list(dict.fromkeys(found)))
                 result = add_todo_lines(result, todos)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 
 import libcst as cst
 
@@ -14,10 +15,12 @@ from .leftovers import mark_leftovers
 from .names import ImportedNames
 from .notes import Note, Outcome, earlier_todos
 from .pipeline import Conversion, ConversionError
+from .rewriter import Rewriter
 from .tables import Tables, load_tables
 
 
-def _converter(target: str):
+def _converter(target: str) -> Callable[[Context, cst.Module], Rewriter]:
+    """The target's converter class (imported only when a file needs it)."""
     if target == "linen":
         from ..targets.linen import LinenConverter
 
@@ -43,7 +46,7 @@ def rewrite(
     if names.is_empty:  # nothing of Haiku is left, but what an earlier run left to do still is
         return Conversion(source, source, earlier_todos(source, []))
     ctx = Context(
-        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source
+        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module
     )
     converter = _converter(target)(ctx, module)
     rewritten = module.visit(converter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 import libcst as cst
 
@@ -12,7 +13,13 @@ from .walk import TRIVIA
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 
-Hook = Callable[..., object] | None
+Hook = Callable[..., Any] | None
+
+
+class NodeRuleTable(Protocol):
+    """Rules keyed by node type that a target runs before its own hooks (`codemods.interfaces.NodeRules`)."""
+
+    def hooks(self, kind: type, visit: Hook, leave: Hook) -> tuple[Hook, Hook]: ...
 
 
 def _hook(cls: type, prefix: str, kind: type) -> Hook:
@@ -29,13 +36,15 @@ class Rewriter(cst.CSTTransformer):
     `insert_before_statement(line)` puts a new statement before the innermost simple statement.
 
     Hooks are the `visit_<Node>` / `leave_<Node>` methods of the class, looked up once per node type
-    (LibCST looks them up at every node); per-field hooks (`visit_<Node>_<field>`) are not called.
+    (LibCST looks them up at every node), preceded by the rules of `node_rules` for that type;
+    per-field hooks (`visit_<Node>_<field>`) are not called.
     Whitespace, comments and punctuation (most of a tree's nodes) are not walked into, and come out
     as they were, unless the class has a hook for one of them.
     """
 
     _hooks: dict[type, tuple[Hook, Hook, bool, bool, bool]] = {}
     _walks_trivia = False
+    node_rules: ClassVar[NodeRuleTable | None] = None  # a target's rules by node type
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -72,7 +81,10 @@ class Rewriter(cst.CSTTransformer):
             cls = type(self)
             descend = cls._walks_trivia or kind not in TRIVIA
             statement, simple_line = issubclass(kind, STATEMENTS), kind is cst.SimpleStatementLine
-            hooks = self._hooks[kind] = (_hook(cls, "visit", kind), _hook(cls, "leave", kind), descend, statement, simple_line)
+            visit, leave = _hook(cls, "visit", kind), _hook(cls, "leave", kind)
+            if cls.node_rules is not None:
+                visit, leave = cls.node_rules.hooks(kind, visit, leave)
+            hooks = self._hooks[kind] = (visit, leave, descend, statement, simple_line)
         return hooks
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -89,7 +101,9 @@ class Rewriter(cst.CSTTransformer):
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         pass
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+    def on_leave(  # type: ignore[override]  # LibCST's typing leaves out the sentinels its walk accepts
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         _, leave, _, statement, simple_line = self._hooks.get(type(original_node)) or self._hooks_for(type(original_node))
         result = leave(self, original_node, updated_node) if leave is not None else updated_node
         if statement:

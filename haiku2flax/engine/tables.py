@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 TARGETS = ("linen", "nnx")
 # How a leaf's value changes on its way to Flax (implemented in `harness.conversions`; a test checks they agree).
@@ -22,6 +23,8 @@ RESHAPES = (
 )
 # How a Haiku argument's value is rewritten before it is renamed (implemented in `engine.calls`).
 CONVERSIONS = ("kernel_shape", "spatial", "padding", "axes", "initializer", "elementwise_initializer")
+
+Entry = dict[str, Any]  # a table entry as TOML reads it
 
 
 class TableError(ValueError):
@@ -77,17 +80,17 @@ class Construct:
         return f"hk.{self.haiku}" if self.module == HAIKU_MODULE else self.haiku
 
 
-def _leaves(raw: dict[str, object], source: str) -> dict[str, Leaf]:
+def _leaves(raw: Entry, source: str) -> dict[str, Leaf]:
     out = {}
     for key, value in raw.items():
-        leaf = Leaf(value) if isinstance(value, str) else Leaf(value["name"], value.get("reshape"))  # type: ignore[index,union-attr]
+        leaf = Leaf(value) if isinstance(value, str) else Leaf(value["name"], value.get("reshape"))
         if leaf.reshape is not None and leaf.reshape not in RESHAPES:
             raise TableError(f"{source}: leaf {key!r}: unknown reshape {leaf.reshape!r} (known: {', '.join(RESHAPES)})")
         out[key] = leaf
     return out
 
 
-def _target(raw: dict) -> TargetApi:
+def _target(raw: Entry) -> TargetApi:
     return TargetApi(
         api=raw["api"],
         args=dict(raw.get("args", {})),
@@ -101,7 +104,7 @@ def _target(raw: dict) -> TargetApi:
     )
 
 
-def _constructs(entry: dict, source: str) -> list[Construct]:
+def _constructs(entry: Entry, source: str) -> list[Construct]:
     """One construct, or one per rank when `ndim` is a list (`haiku = "Conv{ndim}D"`, `ndim = [1, 2, 3]`)."""
     ranks = entry.get("ndim")
     if not isinstance(ranks, list):
@@ -109,9 +112,9 @@ def _constructs(entry: dict, source: str) -> list[Construct]:
     return [_construct({**entry, "haiku": entry["haiku"].format(ndim=n), "ndim": n}, source) for n in ranks]
 
 
-def _construct(entry: dict, source: str) -> Construct:
+def _construct(entry: Entry, source: str) -> Construct:
     try:
-        shared = entry.get("flax")  # one section for both targets (initializers: the same jax functions)
+        shared: Any = entry.get("flax")  # one section for both targets (initializers: the same jax functions)
         targets = {target: _target(entry.get(target, shared)) for target in TARGETS}
         module = entry.get("module", HAIKU_MODULE)
         construct = Construct(
@@ -164,19 +167,19 @@ class Guidance:
         return f"{self.why}; {self.advice[target]}"
 
 
-def _per_target(entry: dict) -> dict[str, str]:
+def _per_target(entry: Entry) -> dict[str, str]:
     """`linen = …` and `nnx = …`, or one `flax = …` for both."""
     return {target: entry[target] if target in entry else entry["flax"] for target in TARGETS}
 
 
-def _typename(entry: dict, source: str) -> TypeName:
+def _typename(entry: Entry, source: str) -> TypeName:
     try:
         return TypeName(entry["haiku"], _per_target(entry), source, tuple(entry.get("imports", ())))
     except KeyError as error:
         raise TableError(f"{source}: type {entry.get('haiku', '?')!r}: missing key {error}") from None
 
 
-def _guidance(entry: dict, source: str) -> list[Guidance]:
+def _guidance(entry: Entry, source: str) -> list[Guidance]:
     """One entry per API path: `haiku` may list aliases (`custom_creator`, `experimental.custom_creator`)."""
     try:
         apis = entry["haiku"] if isinstance(entry["haiku"], list) else [entry["haiku"]]

@@ -34,7 +34,7 @@ def _fields(kind: type) -> tuple[str, ...]:
     its code object keeps in its constants (dataclass field order differs: decorators, `IfExp`).
     """
     names = {field.name for field in dataclasses.fields(kind)}
-    code = kind._visit_and_replace_children.__code__  # type: ignore[attr-defined]
+    code = kind._visit_and_replace_children.__code__  # type: ignore[attr-defined]  # every CSTNode class defines it
     order = tuple(dict.fromkeys(c for c in code.co_consts if isinstance(c, str) and c in names))
     _FIELDS[kind] = order
     return order

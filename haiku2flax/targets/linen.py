@@ -26,20 +26,14 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from ..codemods.annotations import TypeAnnotations
-from ..codemods.composites import LinenComposites
+from ..codemods import load_all
 from ..codemods.control_flow import LinenControlFlow
-from ..codemods.dropout import LinenDropout
-from ..codemods.initializers import InitializerBindings, initializer_bindings
+from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
+from ..codemods.initializers import initializer_bindings
 from ..codemods.lifted import LinenLifted
-from ..codemods.param_paths import LinenParamPaths
 from ..codemods.parameters import LinenParameters
-from ..codemods.pooling import LinenPooling
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
-from ..codemods.reshapes import LinenReshapes
-from ..codemods.rng import RngKeys
-from ..codemods.rng_sequences import LinenRngSequences
-from ..codemods.scopes import LinenScopes
+from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
@@ -48,6 +42,8 @@ from ..engine.context import Context, attr
 from ..engine.names import dotted_name
 from ..engine.tables import Construct
 from . import RULE_LAYER, RULE_MODULE
+
+load_all()  # every rule family registers its call rules
 
 
 @dataclass
@@ -71,17 +67,20 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParamPaths, LinenParameters, LinenDropout, LinenPooling, LinenReshapes, LinenComposites, RngKeys, LinenRngSequences, TypeAnnotations, InitializerBindings):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
+    node_rules = LINEN_NODES
+
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
-        self.init_param_paths(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
         self._loop_depth = 0  # loops around the statement being visited: a layer built there is built per iteration
         self._built_at_call: dict[int, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
+        self._calls: list[cst.Call] = []  # the calls being visited, innermost last
+        self.shapes = ShapeTracker(ctx)
 
     # -- functions and classes ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool | None:
@@ -93,6 +92,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         method = bool(self._scopes) and self._scopes[-1].haiku_class
         forward = not self._scopes and node.name.value in self.forwards
         self._scopes.append(_Scope(compact_candidate=method or forward, function=node))
+        self.shapes.reset()
         return super().visit_FunctionDef(node)
 
     def _build_at_call(self, constructor: cst.Call, construct: Construct) -> None:
@@ -248,10 +248,21 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Call):
             self._called_inline.add(id(node.func))
+        self._calls.append(node)
         super().visit_Call(node)
+
+    def called_at_once(self, call: cst.Call) -> bool:
+        return id(call) in self._called_inline
+
+    def enclosing_call(self) -> cst.Call | None:
+        return self._calls[-1] if self._calls else None
+
+    def static_shape(self, node: cst.BaseExpression) -> Shape:
+        return self.shapes.static_shape(node)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         result = super().leave_SimpleStatementLine(original, updated)
+        self.shapes.track(original)
         return cst.RemovalSentinel.REMOVE if id(original) in self._built_at_call else result  # built at its call
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
@@ -262,6 +273,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        self._calls.pop()
         at_call = self._built_at_call.get(id(original))
         if at_call is not None:
             if original is at_call.found.constructor:
@@ -288,7 +300,8 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenScopes, LinenRecurrent,
             return self._layer(original, updated, construct)
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
-        return super().leave_Call(original, updated)
+        converted = LINEN_CALLS.dispatch(self, original, updated)
+        return converted if converted is not None else super().leave_Call(original, updated)
 
     def _layer(self, original: cst.Call, updated: cst.Call, construct, called: bool = False) -> cst.BaseExpression:
         """`hk.Linear(...)`; with `called`, `hk.BatchNorm(...)(x, is_training)`, whose layer and call

@@ -30,28 +30,25 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import libcst as cst
 
-from ..codemods.annotations import TypeAnnotations, convert_types
-from ..codemods.attention import NnxAttention
-from ..codemods.composites import NnxComposites, build_nnx_composite, composite_api, nnx_call_args
-from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, Guard, NnxConditionalLayers, guarded_lines
+from ..codemods import load_all
+from ..codemods.annotations import convert_types
+from ..codemods.attention import constructor_args_from_call
+from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
+from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
-from ..codemods.dropout import NnxDropout
-from ..codemods.initializers import InitializerBindings, convert_bindings, initializer_bindings
-from ..codemods.layer_lists import NnxLayerLists, read_layer_lists, resolve_layer_list
+from ..codemods.initializers import convert_bindings, initializer_bindings
+from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
-from ..codemods.param_paths import NnxParamPaths
 from ..codemods.parameters import NnxParameters, NnxStateClass
-from ..codemods.pooling import NnxPooling
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
-from ..codemods.reshapes import NnxReshapes
-from ..codemods.rng import RngKeys
-from ..codemods.rng_sequences import NnxRngSequences
-from ..codemods.scopes import NnxScopes, NnxTransparentMethods
-from ..codemods.shapes import REDUCTIONS, keeps_last_axis
+from ..codemods.scopes import without_transparent
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
+from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
 from ..engine import analysis
@@ -61,6 +58,8 @@ from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.walk import Walker
 from . import RULE_LAYER, RULE_MODULE
+
+load_all()  # every rule family registers its call rules
 
 INPUT_SIZE = "din"
 
@@ -297,14 +296,14 @@ class _ClassConversion:
         return template.with_changes(params=params, body=body), ctor_params
 
     def resolve_init_layer(
-        self, layer: _InitLayer, rewriter: NnxMethodRewriter | None, node: cst.CSTNode, call_args: list[cst.Arg] | None = None
+        self, layer: _InitLayer, rewriter: NnxMethod | None, node: cst.CSTNode, call_args: list[cst.Arg] | None = None
     ) -> None:
         """Write the NNX constructor of a layer built in `__init__`, now that its input size is known (or not)."""
         built = self.build(layer.constructor, layer.attribute, call_args or [], rewriter, node)
         layer.resolved, layer.output_size = built if built is not None else (layer.constructor, None)
 
     def input_size(
-        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethodRewriter | None, node: cst.CSTNode
+        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethod | None, node: cst.CSTNode
     ) -> cst.BaseExpression:
         """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
         if size is None:
@@ -322,7 +321,7 @@ class _ClassConversion:
         return size
 
     def call_args_for(
-        self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethodRewriter, node: cst.CSTNode
+        self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethod, node: cst.CSTNode
     ) -> list[cst.Arg] | None:
         """The arguments of calling the NNX layer (`is_training` -> mode), or None with a TODO."""
         if composite_api(self.ctx, constructor) is not None:
@@ -344,7 +343,7 @@ class _ClassConversion:
         constructor: cst.Call,
         attribute: str,
         call_args: list[cst.Arg],
-        rewriter: NnxMethodRewriter | None,
+        rewriter: NnxMethod | None,
         node: cst.CSTNode,
         known_size: cst.BaseExpression | None = None,
     ) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
@@ -363,7 +362,7 @@ class _ClassConversion:
             # convert first, so a layer left as it was adds no constructor argument for its input size
             guessed = tuple(size if size is not None else _name(f"{attribute}_in_features") for _ in api.inputs[:1])
             try:
-                from_call = rewriter.constructor_args_from_call(construct, call_args) if rewriter is not None else {}
+                from_call = constructor_args_from_call(rewriter, construct, call_args) if rewriter is not None else {}
                 new = convert_construct_call(
                     constructor.with_changes(args=ctor_args), construct, "nnx", self.ctx.ns, guessed, {**from_call, "rngs": _name("rngs")}, ctx=self.ctx
                 )
@@ -403,7 +402,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxLifted, NnxControlFlow, NnxScopes, NnxRecurrent, NnxParameters, NnxDropout, NnxAttention, NnxPooling, NnxReshapes, NnxComposites, RngKeys, TypeAnnotations, InitializerBindings):
+class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -412,6 +411,8 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
     called here in `__init__`), `add_to_init` (build anything there and get its attribute name), and
     `mode_flags` (flags that may become train/eval mode).
     """
+
+    node_rules = NNX_NODES
 
     def __init__(self, conversion: _ClassConversion, method: cst.FunctionDef, arg_sizes: dict[str, cst.BaseExpression | None]) -> None:
         super().__init__(conversion.ctx)
@@ -425,10 +426,27 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
         self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
-        self.stored_layers = _stored_layers(method, self.read_conditional_branches(method.body), conversion.converter)
+        self.branches = ConditionalBranches(self, self.sizes)
+        self.stored_layers = _stored_layers(method, self.branches.read(method.body), conversion.converter)
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
         self._stored_lines: dict[int, str] = {}  # statement (as rewritten) -> the stored layer it builds
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
+        self._calls: list[cst.Call] = []  # the calls being visited, innermost last
+        self.shapes = ShapeTracker(conversion.ctx)
+        self._families: dict[type, object] = {}  # rule families' state for this method
+
+    @property
+    def conversion(self) -> _ClassConversion:
+        return self.state
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        state = self._families.get(kind)
+        if state is None:
+            state = self._families[kind] = kind()
+        return cast(FamilyState, state)
+
+    def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
+        self.sizes[name] = size
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -480,17 +498,37 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
                 for name in _assigned_names(small):
                     self.sizes.pop(name, None)
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
-                self.output_size = self.returned(self.size_of(small.value))
-        return super().leave_SimpleStatementLine(original, updated)
+                self.output_size = self.branches.returned(self.size_of(small.value))
+        result = super().leave_SimpleStatementLine(original, updated)
+        self.shapes.track(original)
+        return result
+
+    def inline_block(self, block: cst.BaseSuite) -> None:
+        self.inline_blocks.add(id(block))
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
+        self.shapes.reset()
+        return super().visit_FunctionDef(node)
+
+    def static_shape(self, node: cst.BaseExpression) -> Shape:
+        return self.shapes.static_shape(node)
+
+    def visit_If(self, node: cst.If) -> bool | None:
+        self.branches.visit_if(node)
+        return super().visit_If(node)
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
+        self.branches.leave_if(original)
+        return super().leave_If(original, updated)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._block_depth += id(node) not in self.inline_blocks
-        self.enter_block(node)
+        self.branches.enter_block(node)
         super().visit_IndentedBlock(node)
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
         self._block_depth -= id(original) not in self.inline_blocks
-        self.leave_block(original)
+        self.branches.leave_block(original)
         if self._stored_lines:  # stored layers now built in `__init__`: drop their lines
             hoisted = {name for name, use in self._stored_uses.items() if use is not None}
             body = [s for s in updated.body if self._stored_lines.get(id(s)) not in hoisted]
@@ -501,21 +539,29 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
 
     def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
         self._block_depth += id(node) not in self.inline_blocks
-        self.enter_block(node)
+        self.branches.enter_block(node)
         super().visit_SimpleStatementSuite(node)
 
     def leave_SimpleStatementSuite(self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite):
         self._block_depth -= id(original) not in self.inline_blocks
-        self.leave_block(original)
+        self.branches.leave_block(original)
         return super().leave_SimpleStatementSuite(original, updated)
 
     # -- calls ----------------------------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Call):
             self._called_inline.add(id(node.func))
+        self._calls.append(node)
         super().visit_Call(node)
 
+    def called_at_once(self, call: cst.Call) -> bool:
+        return id(call) in self._called_inline
+
+    def enclosing_call(self) -> cst.Call | None:
+        return self._calls[-1] if self._calls else None
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        self._calls.pop()
         built_in_loop = self.loop_layer_call(original, updated)
         if built_in_loop is not None:
             return built_in_loop
@@ -534,7 +580,8 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
             return self._use_init_layer(self.state.init_layers[attribute], original, updated)  # type: ignore[index]
         if attribute in self.state.methods:
             return self._call_method(attribute, updated)  # type: ignore[arg-type]
-        return super().leave_Call(original, updated)
+        converted = NNX_CALLS.dispatch(self, original, updated)
+        return converted if converted is not None else super().leave_Call(original, updated)
 
     def _use_init_layer(self, layer: _InitLayer, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """`self.encoder(x)` on a layer built in `__init__`: its first use tells its input size."""
@@ -648,7 +695,7 @@ class NnxMethodRewriter(NnxConditionalLayers, NnxLayerLists, NnxLoopLayers, NnxL
         """Build `self.<attribute> = constructor` (or run `lines`, which build it) at the end of `__init__`,
         under the `if` branches of `guard` (by default those on constructor state around the current statement)."""
         self.ctx.need_target_import()
-        guard = self.layer_guard if guard is None else guard
+        guard = self.branches.layer_guard if guard is None else guard
         if guard:
             self.converted(source, RULE_CONDITIONAL_LAYER, f"{attribute} built in __init__ under the same condition")
         self.state.hoisted.append(_Hoisted(attribute, constructor, source, guard, lines))
@@ -819,16 +866,21 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMethods, RecurrentFile, NnxTraining, NnxParamPaths, NnxStateClass, NnxTransforms, NnxRngSequences, TypeAnnotations, InitializerBindings):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+    node_rules = NNX_FILE_NODES
+
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
-        self.init_param_paths(module)
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        converted = NNX_FILE_CALLS.dispatch(self, original, updated)
+        return converted if converted is not None else super().leave_Call(original, updated)
 
     def construct_of(self, call: cst.Call):
         api = self.ctx.names.haiku_api(call.func)
@@ -848,7 +900,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTransparentMeth
             return updated
         converted, info = _ClassConversion(self, original).run()
         self.class_infos[original.name.value] = info
-        return super().leave_ClassDef(original, converted)
+        return without_transparent(self, converted)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
