@@ -139,6 +139,11 @@ def report(models: list[Model], results: dict[str, dict[str, Outcome]], targets:
             f"equivalent {counts[NOT_EQUIVALENT]}; original does not run {counts[HAIKU_FAILED]}; timeouts "
             f"{counts[TIMEOUT]}"
         )
+    pairs = [results[m.name][t].status for m in models for t in targets]
+    lines.append(
+        f"**overall**: equivalent {pairs.count(EQUIVALENT)}/{len(pairs)} model-target pairs; silent breakages "
+        f"{pairs.count(SILENT)}; not equivalent {pairs.count(NOT_EQUIVALENT)} (both bugs of the tool)"
+    )
     lines += ["", "| package | models | " + " | ".join(f"{t} equivalent" for t in targets) + " |"]
     lines.append("|---|---|" + "---|" * len(targets))
     for package in sorted({m.package for m in models}):

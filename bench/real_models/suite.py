@@ -235,14 +235,16 @@ def extract(text: str, take: Take, into: _Extracted) -> None:
                     into.unrunnable.setdefault(used, ast.unparse(statement).splitlines()[0])
     for node in [*tree.body, *nested.values()]:
         if id(node) in needed and not set(_bound_names(node)) <= into.defined:
-            into.code.append(textwrap.dedent(_segment(lines, node)))
+            text = _segment(lines, node) if node in tree.body else "".join(lines[node.lineno - 1 : node.end_lineno])
+            into.code.append(textwrap.dedent(text))
             into.defined.update(_bound_names(node))
 
 
 def _nested(tree: ast.Module, dotted: str, file: str) -> ast.stmt:
     """`Outer.inner.func`: a function or class defined inside others (a closure, a property's function).
 
-    It is taken out to module level as it is written; what it closes over comes from the stand-ins.
+    It is taken out to module level as it is written, without its decorators (`@property` would not
+    make sense there); what it closes over comes from the stand-ins.
     """
     body: list[ast.stmt] = tree.body
     node: ast.stmt | None = None
@@ -347,6 +349,12 @@ def todo_at(code: str, line: int) -> bool:
     )
 
 
+def _short(message: str) -> str:
+    """The first line of an error, without the documentation links Flax appends, for a table cell."""
+    first = message.splitlines()[0] if message else ""
+    return re.sub(r"\s*\(https?://[^)]*\)?", "", first)[:140]
+
+
 def _entry_lines(code: str, entry: str) -> list[int]:
     """Where the rewritten file binds (or leaves) the entry: the statement the harness looked for."""
     return [node.lineno for node in ast.parse(code).body if entry in _bound_names(node)]
@@ -363,8 +371,8 @@ def outcome(result, converted_code: str) -> Outcome:
     if result.verdict == EQUIVALENT:
         return Outcome(EQUIVALENT, "", rules)
     if result.verdict == NOT_EQUIVALENT:
-        return Outcome(NOT_EQUIVALENT, result.problems[0] if result.problems else "", rules)
-    reason = (result.error or "").splitlines()[0][:160] if result.error else ""
+        return Outcome(NOT_EQUIVALENT, _short(result.problems[0]) if result.problems else "", rules)
+    reason = _short(result.error or "")
     if result.error_lines:
         reason += f" (rewritten line {result.error_lines[-1]})"
     lines = result.error_lines or (_entry_lines(converted_code, result.entry) if "EntryError" in reason else [])
