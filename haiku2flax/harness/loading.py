@@ -26,6 +26,15 @@ class EntryError(LookupError):
     """The entry point named on the command line is not in the file, or is not something we can run."""
 
 
+def _module_prefix(role: str) -> str:
+    return f"_haiku2flax_{role}_"
+
+
+def loaded_as(module_name: str, role: str) -> bool:
+    """Whether `module_name` is a module `load_module` ran for `role` ("haiku", "linen", "nnx")."""
+    return module_name.startswith(_module_prefix(role))
+
+
 def load_module(source: str, path: Path, role: str) -> types.ModuleType:
     """Execute `source` as a fresh module, as if it were `path` (its folder importable for siblings).
 
@@ -34,7 +43,7 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
     named `haiku.py` must not shadow the haiku package.
     """
     stem = re.sub(r"\W", "_", path.stem)
-    name = f"_haiku2flax_{role}_{stem}_{next(_module_ids)}"
+    name = f"{_module_prefix(role)}{stem}_{next(_module_ids)}"
     module = types.ModuleType(name)
     module.__file__ = str(path)
     sys.modules[name] = module
