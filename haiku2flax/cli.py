@@ -16,6 +16,8 @@ from .engine.tables import TableError, load_tables
 from .harness.commands import convert_params_command, verify_command
 from .reports import OUTPUT_FORMATS, Summary, print_findings, print_summary, write_report
 
+INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="haiku2flax")
@@ -111,7 +113,8 @@ def migrate_command(
     options given here win.
 
     Exit status: 0 done, 1 `--check` found files to migrate or `--strict` found TODOs, 2 a usage
-    error or a file that could not be processed (the other files are processed all the same).
+    error or a file that could not be processed (the other files are processed all the same), 130
+    interrupted (Ctrl-C).
     """
     reads_stdin = Path(runner.STDIN) in paths
     if reads_stdin and (len(paths) > 1 or out_dir is not None or interactive):
@@ -146,10 +149,14 @@ def migrate_command(
     output = runner.Output(
         diff=diff, check=check, out_dir=out_dir, verbose=verbose, quiet=quiet, interactive=interactive, messages=output_format == "text"
     )
-    if reads_stdin:
-        results = runner.migrate_stdin(settings, output)
-    else:
-        results = runner.migrate_paths(paths, settings, output, jobs, exclude=config.exclusions())
+    try:
+        if reads_stdin:
+            results = runner.migrate_stdin(settings, output)
+        else:
+            results = runner.migrate_paths(paths, settings, output, jobs, exclude=config.exclusions())
+    except KeyboardInterrupt:  # not click's "Aborted!" and exit 1, which reads as "--check found files"
+        click.echo("interrupted: each file is either as it was or fully converted", err=True)
+        ctx.exit(INTERRUPTED)
     for report in reports:
         try:
             write_report(report, results, settings, output)

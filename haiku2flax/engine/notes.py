@@ -89,10 +89,6 @@ class Notes:
     def todo(self, node: cst.CSTNode, rule: str, message: str) -> None:
         self._pending.append((node, rule, Outcome.TODO, one_line(message)))
 
-    def todos_for(self, nodes: set[int]) -> list[tuple[str, str]]:
-        """(rule, reason) of the TODOs recorded against any node whose id is in `nodes`."""
-        return [(rule, msg) for node, rule, outcome, msg in self._pending if outcome is Outcome.TODO and id(node) in nodes]
-
     def resolve(self, module: cst.Module) -> list[Note]:
         if not self._pending:
             return []
