@@ -23,7 +23,7 @@ from .flax_side import flax_model
 from .haiku_side import apply as haiku_apply
 from .haiku_side import init_and_trace, method_name, settled
 from .inputs import make_inputs, parse_input_spec
-from .loading import HaikuApply, HaikuEntry, find_flax_model, haiku_entry, imported
+from .loading import HaikuApply, HaikuEntry, find_flax_model, haiku_entry, imported, loaded_frames
 from .matching import MAPPED, convert_leaves, flax_table_types, group_leaves, match_records
 from .randomness import pinned_bernoulli
 from .tolerances import EXACT, Tolerance, tolerance_for
@@ -56,6 +56,7 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)  # why it is not equivalent, in words
     notes: list[str] = field(default_factory=list)  # how things were compared
     error: str | None = None  # why it could not run
+    error_frames: list[tuple[str, int]] = field(default_factory=list)  # (role, line) in the user's files
 
     @property
     def verdict(self) -> str:
@@ -438,5 +439,6 @@ def verify(
             verification.run(path, target, entry, flax_source)
     except Exception as error:  # the user's code, either side: report it, never crash the caller
         result.error = f"{type(error).__name__}: {error}"
+        result.error_frames = loaded_frames(error)
         result.notes.append("".join(traceback.format_exception(error)[-3:]).rstrip())
     return result

@@ -9,6 +9,7 @@ import inspect
 import itertools
 import re
 import sys
+import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import jax
 from flax import nnx
 
 _module_ids = itertools.count()
+_LOADED_NAME = re.compile(r"^_haiku2flax_(?P<role>[a-z]+)_")
 
 
 class EntryError(LookupError):
@@ -46,6 +48,24 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
     return module
+
+
+def loaded_frames(error: BaseException) -> list[tuple[str, int]]:
+    """(role, line) of each traceback frame that ran in a file `load_module` executed, in traceback order.
+
+    Maps an error back to the Haiku original or to the rewrite (their frames share the file name); the
+    chain of causes is followed, so an error re-raised by the harness still points at the user's line.
+    """
+    frames: list[tuple[str, int]] = []
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for frame, line in traceback.walk_tb(error.__traceback__):
+            match = _LOADED_NAME.match(frame.f_globals.get("__name__", ""))
+            if match and (match["role"], line) not in frames:
+                frames.append((match["role"], line))
+        error = error.__cause__ or error.__context__
+    return frames
 
 
 @functools.lru_cache(maxsize=64)
