@@ -19,6 +19,7 @@ Runs in process (a fresh interpreter per program would spend its time importing 
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import signal
 import sys
@@ -41,6 +42,8 @@ from .generator import Program
 
 TODO_MARK = "TODO(haiku2flax"
 STEPS = 2
+CLEAR_EVERY = 25
+_programs_run = itertools.count()
 
 
 class ProgramTimeout(BaseException):
@@ -60,16 +63,18 @@ class Outcome:
 
 @contextmanager
 def time_limit(seconds: float):
-    def expire(signum, frame):
-        raise ProgramTimeout(f"over {seconds:g} s")
+    """At most `seconds` of this process's CPU time (all threads): a loaded machine does not trip it."""
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    def expire(signum, frame):
+        raise ProgramTimeout(f"over {seconds:g} s of CPU time")
+
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _normalised(text: str, limit: int = 90) -> str:
@@ -137,13 +142,19 @@ def _first_difference(first: str, second: str) -> str:
     return "the second run added or removed lines at the end"
 
 
+def _haiku_run(program: Program, path: Path) -> tuple[int, int]:
+    """Initialise and apply the Haiku original: (parameter leaves, output arrays). Raises what it raises."""
+    entry = haiku_entry(imported(program.source, path, "haiku"), program.entry)
+    inputs = make_inputs([parse_input_spec(s) for s in program.inputs])
+    params, state = entry.init(jax.random.key(0), *inputs, **(program.train_args or program.args))
+    out, _ = entry.applies[0].fn(params, state, jax.random.key(1), *inputs, **program.args)
+    return len(jax.tree.leaves(params)), len(jax.tree.leaves(out))
+
+
 def _haiku_runs(program: Program, path: Path) -> str | None:
     """None when the Haiku original initialises and applies; else why not."""
     try:
-        entry = haiku_entry(imported(program.source, path, "haiku"), program.entry)
-        inputs = make_inputs([parse_input_spec(s) for s in program.inputs])
-        params, state = entry.init(jax.random.key(0), *inputs, **(program.train_args or program.args))
-        entry.applies[0].fn(params, state, jax.random.key(1), *inputs, **program.args)
+        _haiku_run(program, path)
     except Exception as error:
         return f"{type(error).__name__}: {error}"
     return None
@@ -197,7 +208,7 @@ def _unless_invalid(program: Program, path: Path, violation: Outcome) -> Outcome
     return Outcome("violation", "invalid program: the Haiku original fails", failure, violation.converted)
 
 
-def check(program: Program, target: str, timeout: float = 120.0) -> Outcome:
+def check(program: Program, target: str, timeout: float = 60.0) -> Outcome:
     """The oracle for `program` migrated to `target` (see the module docstring)."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -225,17 +236,26 @@ def _checked(program: Program, target: str, path: Path) -> Outcome:
 
 
 def _forget_loaded_modules() -> None:
-    """Programs are run once: drop their modules (and the weights they hold) from the import caches."""
+    """Programs are run once: drop their modules (and the weights they hold) from the import caches.
+
+    JAX's compilation caches are emptied every CLEAR_EVERY programs: each program's functions are new
+    objects, so their compilations are never reused and would grow without bound over a long run,
+    while the eager operations that programs share (same shapes) stay compiled in between.
+    """
     imported.cache_clear()
     for name in [n for n in sys.modules if n.startswith("_haiku2flax_")]:
         del sys.modules[name]
+    if next(_programs_run) % CLEAR_EVERY == CLEAR_EVERY - 1:
+        jax.clear_caches()
 
 
-def haiku_failure(program: Program) -> str | None:
-    """Why the Haiku original does not run, or None: for the generator's own tests."""
+def computes_something(program: Program) -> bool:
+    """Whether the Haiku original runs with at least one parameter and one output array (not a stub)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.py"
         try:
-            return _haiku_runs(program, path)
+            parameters, outputs = _haiku_run(program, Path(folder) / "model.py")
+        except Exception:
+            return False
         finally:
             _forget_loaded_modules()
+    return parameters > 0 and outputs > 0

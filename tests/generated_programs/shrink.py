@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .generator import Program
-from .oracle import check
+from .oracle import check, computes_something
 
 _BODY_FIELDS = ("body", "orelse", "finalbody")
 
@@ -26,8 +26,9 @@ def _lists(tree: ast.AST) -> Iterator[tuple[int, str, int]]:
     """(node index in the walk, field, length) of every list of droppable pieces, outermost first."""
     for index, node in enumerate(ast.walk(tree)):
         for name in _BODY_FIELDS:
-            if getattr(node, name, None):
-                yield index, name, len(getattr(node, name))
+            items = getattr(node, name, None)
+            if isinstance(items, list) and items:  # a lambda's or an if-expression's `body` is one node
+                yield index, name, len(items)
         if isinstance(node, ast.Call) and node.keywords:
             yield index, "keywords", len(node.keywords)
         if isinstance(node, (ast.List, ast.Tuple)) and isinstance(node.ctx, ast.Load) and len(node.elts) > 1:
@@ -82,7 +83,7 @@ def shrink(program: Program, target: str, cause: str, timeout: float = 60.0, log
     """The smallest program found whose migration to `target` still violates with `cause`."""
 
     def keeps(candidate: Program) -> bool:
-        return check(candidate, target, timeout).cause == cause
+        return check(candidate, target, timeout).cause == cause and computes_something(candidate)
 
     if program.other_files and keeps(replace(program, other_files={})):
         program = replace(program, other_files={})
