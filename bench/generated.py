@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="the first program's seed; the others follow")
     parser.add_argument("--to", dest="target", choices=["linen", "nnx"], required=True)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per program")
+    parser.add_argument("--timeout", type=float, default=60.0, help="CPU seconds per program")
     parser.add_argument("--shrink", action="store_true", help="shrink the first violation of each cause")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "generated_programs" / "shrunk")
     parser.add_argument("--record", type=Path, help="append one JSON line per program here")
