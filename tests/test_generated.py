@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from haiku2flax.engine import rewrite
 from generated_programs import oracle
+from generated_programs import shrink as shrink_module
 from generated_programs.generator import generate
 from generated_programs.oracle import check, statement_has_todo
 
@@ -109,3 +110,19 @@ def test_a_rewrite_that_changes_on_a_second_run_is_a_violation(monkeypatch):
     monkeypatch.setattr(oracle, "convert_source", lambda source, target: Growing(source))
     outcome = check(generate(0), "nnx")
     assert (outcome.verdict, outcome.cause) == ("violation", "not idempotent")
+
+
+def test_shrinking_keeps_the_cause_and_drops_the_rest(monkeypatch):
+    """With a stand-in oracle whose "violation" is any hk.Linear, the program shrinks to little but one."""
+    program = generate(19)  # 65 lines, one hk.Linear
+    assert "hk.Linear(" in program.source
+
+    def fake_check(candidate, target, timeout):
+        return oracle.Outcome("violation", "linear" if "hk.Linear(" in candidate.source else "")
+
+    monkeypatch.setattr(shrink_module, "check", fake_check)
+    monkeypatch.setattr(shrink_module, "haiku_counts", lambda candidate: (1, 1))
+    shrunk = shrink_module.shrink(program, "linen", "linear", log=lambda _: None)
+    assert "hk.Linear(" in shrunk.source
+    assert len(shrunk.source.splitlines()) < len(program.source.splitlines()) // 3
+    assert (shrunk.entry, shrunk.inputs) == (program.entry, program.inputs)

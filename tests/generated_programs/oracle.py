@@ -249,13 +249,12 @@ def _forget_loaded_modules() -> None:
         jax.clear_caches()
 
 
-def computes_something(program: Program) -> bool:
-    """Whether the Haiku original runs with at least one parameter and one output array (not a stub)."""
+def haiku_counts(program: Program) -> tuple[int, int] | None:
+    """(parameter leaves, output arrays) of the Haiku original, or None when it does not run."""
     with tempfile.TemporaryDirectory() as folder:
         try:
-            parameters, outputs = _haiku_run(program, Path(folder) / "model.py")
+            return _haiku_run(program, Path(folder) / "model.py")
         except Exception:
-            return False
+            return None
         finally:
             _forget_loaded_modules()
-    return parameters > 0 and outputs > 0

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .generator import Program
-from .oracle import check, computes_something
+from .oracle import check, haiku_counts
 
 _BODY_FIELDS = ("body", "orelse", "finalbody")
 
@@ -82,8 +82,15 @@ def _one_smaller(program: Program, keeps: Callable[[Program], bool]) -> Program 
 def shrink(program: Program, target: str, cause: str, timeout: float = 60.0, log: Callable[[str], None] = print) -> Program:
     """The smallest program found whose migration to `target` still violates with `cause`."""
 
+    def computes_something(candidate: Program) -> bool:
+        """Still a model: it runs, returns arrays and, if the original had parameters, has some."""
+        counts = haiku_counts(candidate)
+        return counts is not None and counts[1] > 0 and (counts[0] > 0 or not original[0])
+
     def keeps(candidate: Program) -> bool:
         return check(candidate, target, timeout).cause == cause and computes_something(candidate)
+
+    original = haiku_counts(program) or (0, 0)
 
     if program.other_files and keeps(replace(program, other_files={})):
         program = replace(program, other_files={})
