@@ -53,6 +53,8 @@ def _without(tree: ast.AST, index: int, name: str, chunk: tuple[int, int]) -> st
     edited = copy.deepcopy(tree)
     node = next(n for i, n in enumerate(ast.walk(edited)) if i == index)
     items = getattr(node, name)
+    if any(isinstance(item, ast.Return) for item in items[chunk[0] : chunk[1]]):
+        return None  # a function that returns nothing is no longer the program a person wrote
     del items[chunk[0] : chunk[1]]
     if name == "body" and not items:
         if isinstance(node, ast.Module):
