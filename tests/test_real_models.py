@@ -114,7 +114,7 @@ def test_todo_at_the_failing_statement_or_above_it(line, expected):
 
 def test_outcome_separates_todo_at_cause_from_silent_breakage():
     def failed(lines):
-        return VerifyResult("m.py", "linen", "model", error="TypeError: boom", error_lines=lines)
+        return VerifyResult("m.py", "linen", "model", error="TypeError: boom", error_frames=[("linen", line) for line in lines])
 
     assert suite.outcome(failed([20, 7]), CONVERTED).status == suite.TODO_AT_CAUSE
     silent = suite.outcome(failed([8]), CONVERTED)
@@ -134,7 +134,7 @@ def test_verify_reports_the_rewritten_lines_an_error_passed_through(tmp_path):
     broken = "import flax.linen as nn\n\n\ndef fail():\n    raise RuntimeError('here')\n\n\nmodel = fail()\n"
     result = verify(haiku_file, "linen", "model", ["f32[1,3]"], flax_source=broken)
     assert result.verdict == "could not run"
-    assert result.error_lines == [8, 5]
+    assert [line for role, line in result.error_frames if role == "linen"] == [8, 5]
 
 
 def _ci_models() -> list[suite.Model]:

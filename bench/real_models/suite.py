@@ -373,8 +373,9 @@ def outcome(result, converted_code: str) -> Outcome:
     if result.verdict == NOT_EQUIVALENT:
         return Outcome(NOT_EQUIVALENT, _short(result.problems[0]) if result.problems else "", rules)
     reason = _short(result.error or "")
-    if result.error_lines:
-        reason += f" (rewritten line {result.error_lines[-1]})"
-    lines = result.error_lines or (_entry_lines(converted_code, result.entry) if "EntryError" in reason else [])
+    rewritten = [line for role, line in result.error_frames if role == result.target]  # outermost first
+    if rewritten:
+        reason += f" (rewritten line {rewritten[-1]})"
+    lines = rewritten or (_entry_lines(converted_code, result.entry) if "EntryError" in reason else [])
     at_cause = any(todo_at(converted_code, line) for line in lines)
     return Outcome(TODO_AT_CAUSE if at_cause else SILENT, reason, rules)

@@ -23,7 +23,7 @@ from .flax_side import flax_model
 from .haiku_side import apply as haiku_apply
 from .haiku_side import init_and_trace, method_name, settled
 from .inputs import make_inputs, parse_input_spec
-from .loading import HaikuApply, HaikuEntry, describe_failure, find_flax_model, haiku_entry, imported, loaded_as
+from .loading import HaikuApply, HaikuEntry, describe_failure, find_flax_model, haiku_entry, imported, loaded_frames
 from .matching import MAPPED, convert_leaves, flax_table_types, group_leaves, match_records
 from .randomness import pinned_bernoulli
 from .tolerances import EXACT, Tolerance, tolerance_for
@@ -56,7 +56,7 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)  # why it is not equivalent, in words
     notes: list[str] = field(default_factory=list)  # how things were compared
     error: str | None = None  # why it could not run
-    error_lines: list[int] = field(default_factory=list)  # lines of the rewritten file the error passed through
+    error_frames: list[tuple[str, int]] = field(default_factory=list)  # (role, line) in the user's files
 
     @property
     def verdict(self) -> str:
@@ -398,19 +398,6 @@ class _Verification:
                 )
 
 
-def _lines_in_rewrite(error: BaseException, target: str) -> list[int]:
-    """The lines of the rewritten module that `error` passed through, outermost first.
-
-    Lets a caller tell whether the failing statement carries a TODO of the rewrite (see the real-models
-    suite), which the traceback text cannot: both files are compiled under the same path.
-    """
-    return [
-        line
-        for frame, line in traceback.walk_tb(error.__traceback__)
-        if loaded_as(frame.f_globals.get("__name__", ""), target)
-    ]
-
-
 def verify(
     path: str | Path,
     target: str,
@@ -457,7 +444,7 @@ def verify(
         result.error = describe_failure(error)
         if verification.todos:  # the cause to fix first, before the error it leads to
             result.error = f"{_left_todos(verification.todos)}; running the rewrite failed: {result.error}"
-        result.error_lines = _lines_in_rewrite(error, target)
+        result.error_frames = loaded_frames(error)
         result.notes.append("".join(traceback.format_exception(error)[-3:]).rstrip())
     return result
 

@@ -9,6 +9,7 @@ import inspect
 import itertools
 import re
 import sys
+import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +31,7 @@ def _module_prefix(role: str) -> str:
     return f"_haiku2flax_{role}_"
 
 
-def loaded_as(module_name: str, role: str) -> bool:
-    """Whether `module_name` is a module `load_module` ran for `role` ("haiku", "linen", "nnx")."""
-    return module_name.startswith(_module_prefix(role))
+_LOADED_NAME = re.compile("^" + _module_prefix("(?P<role>[a-z]+)"))  # the modules `load_module` ran, by role
 
 
 def load_module(source: str, path: Path, role: str) -> types.ModuleType:
@@ -70,6 +69,24 @@ def describe_failure(error: BaseException) -> str:
     if isinstance(error, SystemExit):
         return f"the code called sys.exit({error.code!r})"
     return f"{type(error).__name__}: {error}"
+
+
+def loaded_frames(error: BaseException) -> list[tuple[str, int]]:
+    """(role, line) of each traceback frame that ran in a file `load_module` executed, in traceback order.
+
+    Maps an error back to the Haiku original or to the rewrite (their frames share the file name); the
+    chain of causes is followed, so an error re-raised by the harness still points at the user's line.
+    """
+    frames: list[tuple[str, int]] = []
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for frame, line in traceback.walk_tb(error.__traceback__):
+            match = _LOADED_NAME.match(frame.f_globals.get("__name__", ""))
+            if match and (match["role"], line) not in frames:
+                frames.append((match["role"], line))
+        error = error.__cause__ or error.__context__
+    return frames
 
 
 @functools.lru_cache(maxsize=64)
