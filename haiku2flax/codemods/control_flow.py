@@ -46,7 +46,9 @@ Example (Linen)::
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import libcst as cst
 
@@ -56,8 +58,8 @@ from ..engine.calls import BoundCall, Unconvertible, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
+from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call, on_leave
 from .lifted import FunctionCode, all_functions
 from .transforms import TRANSFORMS
 
@@ -153,7 +155,7 @@ class _Scope:
     def of(cls, function: cst.FunctionDef, code: FunctionCode) -> _Scope:
         params = {p.name.value for p in (*function.params.params, *function.params.kwonly_params, *function.params.posonly_params)}
         defs = {d.name.value: d for d, top in code.defs if top}
-        return cls(defs, frozenset((params | _assigned(list(function.body.body))) - set(defs)))  # type: ignore[attr-defined]
+        return cls(defs, frozenset((params | _assigned(function.body.body)) - set(defs)))
 
 
 class _Analyzer:
@@ -166,7 +168,7 @@ class _Analyzer:
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         api = self.ctx.names.haiku_api(call.func)
-        return (api is not None and self.ctx.tables.get(api) is not None) or m.matches(call.func, m.Name()) and call.func.value in self.classes  # type: ignore[attr-defined]
+        return (api is not None and self.ctx.tables.get(api) is not None) or isinstance(call.func, cst.Name) and call.func.value in self.classes
 
     def function(self, expression: cst.BaseExpression, scope: _Scope) -> FunctionUses:
         uses = FunctionUses()
@@ -273,7 +275,6 @@ class LiftedFunction:
 class InitGuard:
     """`if hk.running_init(): A else: B` (or `if not ...`): NNX keeps `B`."""
 
-    kept: list[cst.BaseStatement]
     kept_block: cst.IndentedBlock | None
     problem: str | None = None
 
@@ -285,6 +286,7 @@ class ControlFlowSites:
     lax: dict[int, str | None] = field(default_factory=dict)  # hk.cond/... calls -> None (convert) or the problem
     lifted: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of the called transform
     lifted_functions: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of the function converted with it
+    lifted_params: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of that function's parameters
     elsewhere: dict[int, str] = field(default_factory=dict)  # other references to hk.remat/vmap -> the reason
     running_init: dict[int, bool] = field(default_factory=dict)  # hk.running_init() calls -> `self` is in reach
     guards: dict[int, InitGuard] = field(default_factory=dict)  # by id of the `if`
@@ -308,12 +310,13 @@ class ControlFlowSites:
                     found._add_lax(call, api, analyzer, scope)
                 elif api == "running_init":
                     found.running_init[id(call)] = id(function) in with_self
-                elif isinstance(call.func, cst.Call) and ctx.names.haiku_api(call.func.func) in LIFTED:
-                    site = _read_lifted(call, ctx.names.haiku_api(call.func.func), analyzer, scope, code, function, top)  # type: ignore[arg-type]
+                elif isinstance(call.func, cst.Call) and (lifted := ctx.names.haiku_api(call.func.func)) in LIFTED:
+                    site = _read_lifted(call, call.func, lifted, analyzer, scope, code, function, top)
                     site.problem = site.problem or (None if id(function) in with_self or site.function is None else NO_SELF)
                     found.lifted[id(call)] = site
                     if site.problem is None and site.function is not None:
                         found.lifted_functions[id(site.function)] = site
+                        found.lifted_params[id(site.function.params)] = site
             found._read_guards(function.body, analyzer, scope, ctx)
         converted = {id(site.transform.func) for site in found.lifted.values()}
         for node in _references(module):
@@ -345,27 +348,28 @@ class ControlFlowSites:
         for statement in getattr(body, "body", ()):
             if not isinstance(statement, cst.If):
                 continue
-            negated = m.matches(statement.test, m.UnaryOperation(m.Not(), m.Call()))
-            test = statement.test.expression if negated else statement.test  # type: ignore[attr-defined]
+            test = statement.test
+            negated = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
+            if isinstance(test, cst.UnaryOperation) and negated:
+                test = test.expression
             if not (isinstance(test, cst.Call) and ctx.names.haiku_api(test.func) == "running_init" and not test.args):
                 continue
             init_only, kept = (statement.orelse, statement.body) if negated else (statement.body, statement.orelse)
             if isinstance(kept, cst.Else):
                 kept = kept.body
-            statements = [kept] if isinstance(kept, cst.If) else list(kept.body) if kept is not None else []
             uses = analyzer.block(init_only, scope) if init_only is not None else FunctionUses()
             problem = None if uses.pure else NNX_INIT_ONLY_MODULES.format(uses=uses.describe())
             self.guard_tests.add(id(test))
-            self.guards[id(statement)] = InitGuard(statements, kept if isinstance(kept, cst.IndentedBlock) else None, problem)
+            self.guards[id(statement)] = InitGuard(kept if isinstance(kept, cst.IndentedBlock) else None, problem)
 
 
 def _read_lifted(
-    call: cst.Call, api: str, analyzer: _Analyzer, scope: _Scope, code: FunctionCode, method: cst.FunctionDef, top: bool
+    call: cst.Call, transform: cst.Call, api: str, analyzer: _Analyzer, scope: _Scope, code: FunctionCode, method: cst.FunctionDef, top: bool
 ) -> LiftedFunction:
     rule, names, _ = LIFTED[api]
-    site = LiftedFunction(api, rule, call.func, call)  # type: ignore[arg-type]
+    site = LiftedFunction(api, rule, transform, call)
     try:
-        bound = BoundCall.bind(call.func, names, f"hk.{api}").args  # type: ignore[arg-type]
+        bound = BoundCall.bind(transform, names, f"hk.{api}").args
     except Unconvertible as reason:
         site.problem = str(reason)
         return site
@@ -395,7 +399,7 @@ def _local_function(
     """(the nested function, whether its parameters may take the sizes its arguments have where it is
     defined, problem): a function of the method used only here, so it may take the module argument."""
     function = scope.defs.get(name.value) if isinstance(name, cst.Name) else None
-    if function is None or len(code.names.get(name.value, [])) != 1 or function.decorators:  # type: ignore[attr-defined]
+    if function is None or len(code.names.get(function.name.value, [])) != 1 or function.decorators:
         return None, False, "the transformed function must be a lambda or an undecorated function of this method used only here; convert it by hand"
     if not top:
         return None, False, "the transform is applied inside a loop or condition; convert it by hand"
@@ -427,7 +431,7 @@ class _Assigned(Walker):
         self.names |= _names(node.target)
 
 
-def _assigned(statements: list[cst.BaseStatement]) -> set[str]:
+def _assigned(statements: Sequence[cst.CSTNode]) -> set[str]:
     walker = _Assigned()
     for statement in statements:
         walker.walk(statement)
@@ -457,7 +461,7 @@ def _functions_with_self(module: cst.Module, classes: dict[str, cst.ClassDef], f
     nested in them) and transformed forwards, which become modules."""
     roots: list[cst.CSTNode] = [s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value in forwards]
     roots += list(classes.values())
-    return {id(f) for root in roots for f in all_functions(root)}  # type: ignore[arg-type]
+    return {id(f) for root in roots for f in all_functions(root)}
 
 
 def _read_control_flow(module: cst.Module, ctx: Context) -> ControlFlowSites:
@@ -469,121 +473,99 @@ def _read_control_flow(module: cst.Module, ctx: Context) -> ControlFlowSites:
 CONTROL_FLOW = FileFact(_read_control_flow)  # the file's control flow, read before the rewrite
 
 
-class ControlFlowSitesReader(Rewriter):
-    """The file's control flow (`CONTROL_FLOW`), kept on the whole-file converter of either target."""
+# -- writing the Flax code: what both targets share -------------------------------------------------
+def _convert_lax(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.cond(p, f, g, x)` over module-free functions -> `jax.lax.cond(p, f, g, x)`; else a TODO."""
+    sites = room.ctx.fact(CONTROL_FLOW)
+    if id(call.original) not in sites.lax:
+        return None
+    problem, rule = sites.lax[id(call.original)], LAX[call.api].rule
+    if problem is not None:
+        room.todo(call.original, rule, problem)
+        return call.updated
+    room.ctx.needed_imports.add(("jax", None, None))
+    room.converted(call.original, rule, f"hk.{call.api} over module-free functions -> jax.lax.{call.api}")
+    return call.updated.with_changes(func=attr("jax", f"lax.{call.api}"))
 
-    def visit_Module(self, node: cst.Module) -> bool | None:
-        self.control_flow = self.ctx.fact(CONTROL_FLOW)
-        return super().visit_Module(node)
+
+for _api, _lax in LAX.items():
+    on_call(_api, rule=_lax.rule)(_convert_lax)
 
 
-# -- writing the Flax code -----------------------------------------------------------------------------
-class _ControlFlow(Rewriter):
-    """What both targets share: `jax.lax` for module-free functions, JAX transforms for module-free
-    lifted functions, and TODOs."""
-
-    control_flow: ControlFlowSites
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        sites = self.control_flow
-        if id(original) in sites.lax:
-            return self._lax(original, updated, sites.lax[id(original)])
-        site = sites.lifted.get(id(original))
-        if site is not None:
-            if site.problem is not None:
-                self.todo(original, site.rule, site.problem)
-                return updated
-            if site.function is None:
-                return self._jax_transform(site, updated)
-            return self.lifted_call(site, updated)
-        if id(original) in sites.running_init:
-            return self.running_init(original, updated)
-        return super().leave_Call(original, updated)
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        self._elsewhere(original)
-        return super().leave_Attribute(original, updated)
-
-    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
-        self._elsewhere(original)
-        return super().leave_Name(original, updated)
-
-    def _elsewhere(self, node: cst.BaseExpression) -> None:
-        reason = self.control_flow.elsewhere.get(id(node))
-        if reason is not None:
-            api = self.ctx.names.haiku_api(node)
-            self.todo(node, LIFTED[api][0], reason)  # type: ignore[index]
-
-    def _lax(self, original: cst.Call, updated: cst.Call, problem: str | None) -> cst.BaseExpression:
-        api: str = self.ctx.names.haiku_api(original.func)  # type: ignore[assignment]
-        if problem is not None:
-            self.todo(original, LAX[api].rule, problem)
-            return updated
-        self.ctx.needed_imports.add(("jax", None, None))
-        self.converted(original, LAX[api].rule, f"hk.{api} over module-free functions -> jax.lax.{api}")
-        return updated.with_changes(func=attr("jax", f"lax.{api}"))
-
-    def _jax_transform(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
-        """A lifted transform of a module-free function: the JAX transform itself."""
+def _shared_lifted(room: MethodRoom, call: CallSite) -> cst.BaseExpression | LiftedFunction | None:
+    """`hk.remat(f)(x)` / `hk.vmap(f)(x)`: a TODO, or `jax.checkpoint` / `jax.vmap` over a module-free
+    function; the site itself where `f` builds layers (each target converts it its way)."""
+    site = room.ctx.fact(CONTROL_FLOW).lifted.get(id(call.original))
+    if site is None:
+        return None
+    if site.problem is not None:
+        room.todo(call.original, site.rule, site.problem)
+        return call.updated
+    if site.function is None:
         _, _, jax_name = LIFTED[site.api]
-        self.ctx.needed_imports.add(("jax", None, None))
-        self.converted(site.call, site.rule, f"hk.{site.api} over a module-free function -> jax.{jax_name}")
-        return updated.with_changes(func=cst.Call(attr("jax", jax_name), _transform_args(site, updated)))
-
-    def lifted_call(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
-        raise NotImplementedError
-
-    def running_init(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        raise NotImplementedError
+        room.ctx.needed_imports.add(("jax", None, None))
+        room.converted(site.call, site.rule, f"hk.{site.api} over a module-free function -> jax.{jax_name}")
+        return call.updated.with_changes(func=cst.Call(attr("jax", jax_name), _transform_args(site, call.updated)))
+    return site
 
 
 def _transform_args(site: LiftedFunction, updated: cst.Call, extra: tuple[cst.Arg, ...] = ()) -> list[cst.Arg]:
     """The (rewritten) function, `extra`, then the options Flax and JAX share with Haiku, by keyword (Flax
     takes them by keyword only)."""
     names = LIFTED[site.api][1]
-    bound = BoundCall.bind(updated.func, names, f"hk.{site.api}").args  # type: ignore[arg-type]
+    transform = updated.func
+    assert isinstance(transform, cst.Call)  # `hk.remat(f, ...)`, as the site was read
+    bound = BoundCall.bind(transform, names, f"hk.{site.api}").args
     options = [keyword_arg(k, v) for k, v in bound.items() if k != "fun" and k not in HAIKU_ONLY_OPTIONS]
     return [cst.Arg(bound["fun"]), *extra, *options]
 
 
-class LinenControlFlow(ControlFlowSitesReader, _ControlFlow):
-    """Linen: `self.is_initializing()`, and `nn.remat` / `nn.vmap` over functions taking the module first."""
-
-    def running_init(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if not self.control_flow.running_init[id(original)]:
-            self.todo(original, RULE_RUNNING_INIT, NO_SELF)
-            return updated
-        self.converted(original, RULE_RUNNING_INIT, "hk.running_init() -> self.is_initializing()")
-        return cst.Call(attr("self", "is_initializing"))
-
-    def leave_Lambda(self, original: cst.Lambda, updated: cst.Lambda) -> cst.BaseExpression:
-        if id(original) in self.control_flow.lifted_functions:
-            return updated.with_changes(params=_with_module_param(updated.params, original))
-        return super().leave_Lambda(original, updated)
-
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
-        if id(original) in self.control_flow.lifted_functions:
-            return updated.with_changes(params=_with_module_param(updated.params, original))
-        return super().leave_FunctionDef(original, updated)
-
-    def lifted_call(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
-        """`hk.remat(f)(x)` -> `nn.remat(f)(self, x)`; `hk.vmap(f, split_rng=False)(x)` -> `nn.vmap(f,
-        variable_axes={'params': None}, split_rngs={'params': False})(self, x)`."""
-        shared = (
-            keyword_arg("variable_axes", cst.parse_expression("{'params': None}")),
-            keyword_arg("split_rngs", cst.parse_expression("{'params': False}")),
-        )
-        args = [_shifted_static_argnums(a) for a in _transform_args(site, updated, shared if site.api == "vmap" else ())]
-        self.ctx.need_target_import()
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        self.converted(site.call, site.rule, f"hk.{site.api} -> nn.{site.api} over a function taking the module")
-        return updated.with_changes(func=cst.Call(attr(self.ctx.ns, site.api), args), args=respell_args(updated, 0, [cst.Name("self")], []))
+def lifted_elsewhere(room: MethodRoom, original: cst.Name | cst.Attribute, updated: cst.Name | cst.Attribute, *, rule: str) -> None:
+    """Another reference to `hk.remat` / `hk.vmap` (a decorator, a stored wrapper): a TODO."""
+    reason = room.ctx.fact(CONTROL_FLOW).elsewhere.get(id(original))
+    if reason is not None and LIFTED[room.ctx.names.haiku_api(original) or ""][0] == rule:
+        room.todo(original, rule, reason)
 
 
-def _with_module_param(params: cst.Parameters, function: cst.Lambda | cst.FunctionDef) -> cst.Parameters:
+# -- Linen: `self.is_initializing()`, and `nn.remat` / `nn.vmap` over functions taking the module first ----
+@LINEN_CALLS.on("running_init", rule=RULE_RUNNING_INIT)
+def linen_running_init(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.running_init()` -> `self.is_initializing()` where the converted code has a `self`."""
+    has_self = room.ctx.fact(CONTROL_FLOW).running_init.get(id(call.original))
+    if has_self is None:
+        return None
+    if not has_self:
+        room.todo(call.original, RULE_RUNNING_INIT, NO_SELF)
+        return call.updated
+    room.converted(call.original, RULE_RUNNING_INIT, "hk.running_init() -> self.is_initializing()")
+    return cst.Call(attr("self", "is_initializing"))
+
+
+def linen_lifted(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.remat(f)(x)` -> `nn.remat(f)(self, x)`; `hk.vmap(f, split_rng=False)(x)` -> `nn.vmap(f,
+    variable_axes={'params': None}, split_rngs={'params': False})(self, x)`."""
+    site = _shared_lifted(room, call)
+    if not isinstance(site, LiftedFunction):
+        return site
+    shared = (
+        keyword_arg("variable_axes", cst.parse_expression("{'params': None}")),
+        keyword_arg("split_rngs", cst.parse_expression("{'params': False}")),
+    )
+    updated = call.updated
+    args = [_shifted_static_argnums(a) for a in _transform_args(site, updated, shared if site.api == "vmap" else ())]
+    room.ctx.need_target_import()
+    room.mark_builds_layer()
+    room.converted(site.call, site.rule, f"hk.{site.api} -> nn.{site.api} over a function taking the module")
+    return updated.with_changes(func=cst.Call(attr(room.ctx.ns, site.api), args), args=respell_args(updated, 0, [cst.Name("self")], []))
+
+
+def module_param(room: LinenMethod, original: cst.Parameters, updated: cst.Parameters, *, rule: str) -> cst.Parameters | None:
     """The lifted function takes the module first, as Linen passes it."""
-    name = MODULE_PARAM if MODULE_PARAM not in _names(function) else "module"
-    return params.with_changes(params=[cst.Param(cst.Name(name)), *params.params])
+    site = room.ctx.fact(CONTROL_FLOW).lifted_params.get(id(original))
+    if site is None or site.rule != rule or site.function is None:
+        return None
+    name = MODULE_PARAM if MODULE_PARAM not in _names(site.function) else "module"
+    return updated.with_changes(params=[cst.Param(cst.Name(name)), *updated.params])
 
 
 def _shifted_static_argnums(arg: cst.Arg) -> cst.Arg:
@@ -598,88 +580,105 @@ def _shifted_static_argnums(arg: cst.Arg) -> cst.Arg:
     return arg.with_changes(value=arg.value.visit(Shift()))
 
 
-class NnxControlFlow(_ControlFlow):
-    """NNX (a mixin of the method rewriter): lifted functions call the layers built in `__init__`; the
-    apply branch of `if hk.running_init()` is all there is."""
+# -- NNX: lifted functions call the layers built in `__init__`; `if hk.running_init()` keeps the apply branch --
+class _ReturnedSizes:
+    """What each rematerialised function of a method returns (by its site), for the size of the call."""
 
-    @property
-    def control_flow(self) -> ControlFlowSites:  # type: ignore[override]
-        return self.state.converter.control_flow  # type: ignore[attr-defined]
+    def __init__(self) -> None:
+        self.by_site: dict[int, cst.BaseExpression | None] = {}
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._saved_sizes: list[tuple[dict, object]] = []  # around a lifted function: its locals are its own
-        self._remat_sizes: dict[int, object] = {}  # by site id: what the rematerialised function returns
 
-    # -- lifted functions: their layers are hoisted, their parameters take the call's argument sizes --
-    def _enter_function(self, node: cst.Lambda | cst.FunctionDef) -> None:
-        site = self.control_flow.lifted_functions.get(id(node))
-        if site is None:
-            return
-        sizes: dict = self.sizes  # type: ignore[attr-defined]
-        self._saved_sizes.append((dict(sizes), self.output_size))  # type: ignore[attr-defined]
-        arg_sizes = [self.size_of(a.value) if site.sized else None for a in site.call.args]  # type: ignore[attr-defined]
-        for param, size in zip(node.params.params, arg_sizes, strict=False):
-            sizes[param.name.value] = size
-        if isinstance(node, cst.FunctionDef):
-            self.inline_blocks.add(id(node.body))  # type: ignore[attr-defined]  # it runs once, where it is called
+def nnx_lifted(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.remat(f)(x)` -> `nnx.remat(f)(x)`, `f` closing over the module's layers."""
+    site = _shared_lifted(room, call)
+    if not isinstance(site, LiftedFunction):
+        return site
+    room.ctx.need_target_import()
+    room.converted(site.call, site.rule, f"hk.{site.api} -> nnx.{site.api}, the layers built in __init__")
+    result = call.updated.with_changes(func=cst.Call(attr(room.ctx.ns, site.api), _transform_args(site, call.updated)))
+    return room.set_size(result, room.family(_ReturnedSizes).by_site.get(id(site)))
 
-    def _leave_function(self, original: cst.Lambda | cst.FunctionDef, updated: cst.Lambda | cst.FunctionDef) -> None:
-        site = self.control_flow.lifted_functions.get(id(original))
-        if site is not None:
-            returned = self.size_of(updated.body) if isinstance(updated, cst.Lambda) else self.output_size  # type: ignore[attr-defined]
-            self._remat_sizes[id(site)] = returned if site.api == "remat" else None
-            sizes, self.output_size = self._saved_sizes.pop()  # type: ignore[attr-defined]
-            self.sizes.clear()  # type: ignore[attr-defined]
-            self.sizes.update(sizes)  # type: ignore[attr-defined]
 
-    def visit_Lambda(self, node: cst.Lambda) -> bool | None:
-        self._enter_function(node)
-        return super().visit_Lambda(node)
+def _lifted_function(room: NnxMethod, node: cst.CSTNode, rule: str) -> LiftedFunction | None:
+    site = room.ctx.fact(CONTROL_FLOW).lifted_functions.get(id(node))
+    return site if site is not None and site.rule == rule else None
 
-    def leave_Lambda(self, original: cst.Lambda, updated: cst.Lambda) -> cst.BaseExpression:
-        self._leave_function(original, updated)
-        return super().leave_Lambda(original, updated)
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
-        self._enter_function(node)
-        return super().visit_FunctionDef(node)
+def enter_lifted_function(room: NnxMethod, node: cst.Lambda | cst.FunctionDef, *, rule: str) -> None:
+    """A lifted function's layers are hoisted (it runs once, where it is called); its parameters take
+    the sizes of the call's arguments."""
+    site = _lifted_function(room, node, rule)
+    if site is None:
+        return
+    arg_sizes = [room.size_of(a.value) if site.sized else None for a in site.call.args]
+    room.enter_function()
+    for param, size in zip(node.params.params, arg_sizes, strict=False):
+        room.set_variable_size(param.name.value, size)
+    if isinstance(node, cst.FunctionDef):
+        room.inline_block(node.body)
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
-        self._leave_function(original, updated)
-        return super().leave_FunctionDef(original, updated)
 
-    def lifted_call(self, site: LiftedFunction, updated: cst.Call) -> cst.BaseExpression:
-        """`hk.remat(f)(x)` -> `nnx.remat(f)(x)`, `f` closing over the module's layers."""
-        self.ctx.need_target_import()
-        self.converted(site.call, site.rule, f"hk.{site.api} -> nnx.{site.api}, the layers built in __init__")
-        result = updated.with_changes(func=cst.Call(attr(self.ctx.ns, site.api), _transform_args(site, updated)))
-        return self.set_size(result, self._remat_sizes.get(id(site)))  # type: ignore[attr-defined]
+def leave_lifted_function(room: NnxMethod, original: cst.Lambda | cst.FunctionDef, updated: cst.Lambda | cst.FunctionDef, *, rule: str) -> None:
+    """Back to the method's sizes; a rematerialised function's output size is its call's."""
+    site = _lifted_function(room, original, rule)
+    if site is None:
+        return
+    returned = room.size_of(updated.body) if isinstance(updated, cst.Lambda) else None
+    function_returned = room.leave_function()
+    if isinstance(updated, cst.FunctionDef):
+        returned = function_returned
+    room.family(_ReturnedSizes).by_site[id(site)] = returned if site.api == "remat" else None
 
-    # -- hk.running_init() ------------------------------------------------------------------------
-    def running_init(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if id(original) not in self.control_flow.guard_tests:  # those go with their `if`
-            self.todo(original, RULE_RUNNING_INIT, NNX_RUNNING_INIT)
+
+for _api, (_rule, *_options) in LIFTED.items():  # each registered per rule, so `--ignore` turns off one of them
+    LINEN_CALLS.on(_api, rule=_rule, constructor=True)(linen_lifted)
+    NNX_CALLS.on(_api, rule=_rule, constructor=True)(nnx_lifted)
+    LINEN_NODES.on_leave(cst.Parameters, rule=_rule)(partial(module_param, rule=_rule))
+    for _kind in (cst.Attribute, cst.Name):
+        on_leave(_kind, rule=_rule)(partial(lifted_elsewhere, rule=_rule))
+    for _function in (cst.Lambda, cst.FunctionDef):
+        NNX_NODES.on_visit(_function, rule=_rule)(partial(enter_lifted_function, rule=_rule))
+        NNX_NODES.on_leave(_function, rule=_rule)(partial(leave_lifted_function, rule=_rule))
+
+
+@NNX_CALLS.on("running_init", rule=RULE_RUNNING_INIT)
+def nnx_running_init(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.running_init()` is converted with the `if` it tests; anywhere else, a TODO."""
+    sites = room.ctx.fact(CONTROL_FLOW)
+    if id(call.original) not in sites.running_init:
+        return None
+    if id(call.original) not in sites.guard_tests:
+        room.todo(call.original, RULE_RUNNING_INIT, NNX_RUNNING_INIT)
+    return call.updated
+
+
+@NNX_NODES.on_visit(cst.If, rule=RULE_RUNNING_INIT)
+def enter_init_guard(room: NnxMethod, node: cst.If) -> None:
+    """The kept branch of `if hk.running_init()` is part of the method's own block: its layers are the method's."""
+    guard = room.ctx.fact(CONTROL_FLOW).guards.get(id(node))
+    if guard is not None and guard.problem is None and guard.kept_block is not None:
+        room.inline_block(guard.kept_block)
+
+
+@NNX_NODES.on_leave(cst.If, rule=RULE_RUNNING_INIT)
+def keep_apply_branch(
+    room: NnxMethod, original: cst.If, updated: cst.If
+) -> cst.If | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel | None:
+    """`if hk.running_init(): A else: B` -> `B` (the method's own hook has nothing to do for such an `if`:
+    the conditional branches leave it alone)."""
+    guard = room.ctx.fact(CONTROL_FLOW).guards.get(id(original))
+    if guard is None:
+        return None
+    if guard.problem is not None:
+        room.todo(original, RULE_RUNNING_INIT, guard.problem)
         return updated
-
-    def visit_If(self, node: cst.If) -> bool | None:
-        guard = self.control_flow.guards.get(id(node))
-        if guard is not None and guard.problem is None and guard.kept_block is not None:
-            self.inline_blocks.add(id(guard.kept_block))  # type: ignore[attr-defined]  # its layers are the method's
-        return super().visit_If(node)
-
-    def leave_If(self, original: cst.If, updated: cst.If):
-        guard = self.control_flow.guards.get(id(original))
-        if guard is None:
-            return super().leave_If(original, updated)
-        if guard.problem is not None:
-            self.todo(original, RULE_RUNNING_INIT, guard.problem)
-            return updated
-        self.converted(original, RULE_RUNNING_INIT, "if hk.running_init(): NNX has no init phase, the apply branch is kept")
-        kept = _updated_statements(original, updated)
-        if not kept:
-            return cst.RemovalSentinel.REMOVE
-        return cst.FlattenSentinel([kept[0].with_changes(leading_lines=[*original.leading_lines, *kept[0].leading_lines]), *kept[1:]])
+    room.converted(original, RULE_RUNNING_INIT, "if hk.running_init(): NNX has no init phase, the apply branch is kept")
+    kept = _updated_statements(original, updated)
+    if not kept:
+        return cst.RemovalSentinel.REMOVE
+    first, *rest = kept
+    assert isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement)
+    return cst.FlattenSentinel([first.with_changes(leading_lines=[*original.leading_lines, *first.leading_lines]), *rest])
 
 
 def _updated_statements(original: cst.If, updated: cst.If) -> list[cst.BaseStatement]:
@@ -690,4 +689,6 @@ def _updated_statements(original: cst.If, updated: cst.If) -> list[cst.BaseState
         kept = kept.body
     if isinstance(kept, cst.If):
         return [kept.with_changes(leading_lines=[])]
-    return list(kept.body) if kept is not None else []
+    if isinstance(kept, cst.SimpleStatementSuite):  # `else: y = f(x)` on one line
+        return [cst.SimpleStatementLine(kept.body)]
+    return list(kept.body) if isinstance(kept, cst.IndentedBlock) else []

@@ -135,6 +135,12 @@ class NnxMethod(MethodRoom, Protocol):
     def inline_block(self, block: cst.BaseSuite) -> None:
         """`block` runs once, as part of the block around it (a name scope's): layers built there move to `__init__`."""
 
+    def enter_function(self) -> None:
+        """A nested function starts: the sizes set from here on, and the size it returns, are its own."""
+
+    def leave_function(self) -> cst.BaseExpression | None:
+        """Back to the sizes before the nested function; returns the size it returned (None: unknown)."""
+
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         """True, with a TODO, where `what` is built in a loop or condition (it cannot move to `__init__`)."""
 

@@ -484,7 +484,7 @@ class _Functions(Walker):
         self.found.append(node)
 
 
-def all_functions(module: cst.Module) -> list[cst.FunctionDef]:
+def all_functions(module: cst.CSTNode) -> list[cst.FunctionDef]:
     collector = _Functions()
     collector.walk(module)
     return collector.found

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from ..codemods import load_all
-from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.lifted import LinenLifted
@@ -67,7 +66,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
+class LinenConverter(LinenLifted, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:

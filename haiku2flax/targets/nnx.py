@@ -39,7 +39,6 @@ from ..codemods.annotations import convert_types
 from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
-from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
@@ -402,7 +401,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxRecurrent, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -426,6 +425,7 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
         self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
+        self._outer_sizes: list[tuple[dict[str, cst.BaseExpression | None], cst.BaseExpression | None]] = []  # around nested functions
         self.branches = ConditionalBranches(self, self.sizes)
         self.stored_layers = _stored_layers(method, self.branches.read(method.body), conversion.converter)
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
@@ -505,6 +505,16 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
 
     def inline_block(self, block: cst.BaseSuite) -> None:
         self.inline_blocks.add(id(block))
+
+    def enter_function(self) -> None:
+        self._outer_sizes.append((dict(self.sizes), self.output_size))
+
+    def leave_function(self) -> cst.BaseExpression | None:
+        returned = self.output_size
+        sizes, self.output_size = self._outer_sizes.pop()
+        self.sizes.clear()  # the same dict the conditional branches read
+        self.sizes.update(sizes)
+        return returned
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
         self.shapes.reset()
@@ -866,7 +876,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
