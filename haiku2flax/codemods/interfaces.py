@@ -13,8 +13,11 @@ not subclass a target: it registers plain functions, and the target calls them w
   / `--ignore` turns off is not called.
 - `on_leave` / `on_visit` rules are keyed by node type, for constructs that are not a call
   (`NNX_NODES.on_leave(cst.With, rule=RULE_NAME_SCOPE)`): `(room, original, updated) -> node | None`
-  on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type,
-  and a leave rule that returns a replacement ends there (the target's own hook does not see it).
+  on leave, `(room, node) -> None` on visit (`False`: the node's children are not visited); they run
+  before the target's own hook for that type, and a leave rule that returns a replacement ends there
+  (the target's own hook does not see it). A leave rule registered with `after=True` runs after the
+  target's own hook, on what it returned, so the target's bookkeeping for that node (its scopes,
+  statement tracking, the calls around) runs whatever the rule does.
 - Rules that follow a whole function are components the target owns and drives at the nodes they
   name (`shapes.ShapeTracker`: every simple statement and function of a method).
 
@@ -99,6 +102,9 @@ class MethodRoom(FileRoom, Protocol):
     def enclosing_call(self) -> cst.Call | None:
         """The (original) call whose parts hold the call being left, if any."""
 
+    def remove_statement(self, statement: cst.SimpleStatementLine) -> cst.RemovalSentinel:
+        """What a leave rule returns to drop `statement`; its blank lines go to the next statement of its block."""
+
 
 class LinenMethod(MethodRoom, Protocol):
     """The Linen converter inside a function."""
@@ -111,6 +117,10 @@ class NnxMethod(MethodRoom, Protocol):
     """One method of a Haiku class being converted to an `nnx.Module`."""
 
     mode_flags: set[str]  # flags passed as `deterministic=not flag`: may become the module's train/eval mode
+
+    @property
+    def method(self) -> cst.FunctionDef:
+        """The Haiku method being converted."""
 
     @property
     def conversion(self) -> NnxClass:
@@ -180,6 +190,10 @@ class NnxClass(Protocol):
     @property
     def converter(self) -> FileRoom:
         """The file's converter: the report for what happens outside any method."""
+
+    @property
+    def classdef(self) -> cst.ClassDef:
+        """The Haiku class."""
 
     needs_rngs: bool  # the constructor takes `rngs: nnx.Rngs`
 
@@ -309,7 +323,7 @@ class LeaveRule(Protocol[RoomT]):
 
 
 class VisitRule(Protocol[RoomT]):
-    def __call__(self, room: RoomT, node: Any, /) -> None: ...
+    def __call__(self, room: RoomT, node: Any, /) -> bool | None: ...
 
 
 @dataclass
@@ -320,6 +334,7 @@ class NodeRules(Generic[RoomT]):
     target: str
     visiting: dict[type[cst.CSTNode], list[tuple[str, VisitRule[RoomT]]]] = field(default_factory=dict)
     leaving: dict[type[cst.CSTNode], list[tuple[str, LeaveRule[RoomT]]]] = field(default_factory=dict)
+    leaving_after: dict[type[cst.CSTNode], list[tuple[str, LeaveRule[RoomT]]]] = field(default_factory=dict)
 
     def on_visit(self, kind: type[cst.CSTNode], *, rule: str) -> Callable[[VisitRule[RoomT]], VisitRule[RoomT]]:
         def register(function: VisitRule[RoomT]) -> VisitRule[RoomT]:
@@ -328,18 +343,23 @@ class NodeRules(Generic[RoomT]):
 
         return register
 
-    def on_leave(self, kind: type[cst.CSTNode], *, rule: str) -> Callable[[LeaveRule[RoomT]], LeaveRule[RoomT]]:
+    def on_leave(self, kind: type[cst.CSTNode], *, rule: str, after: bool = False) -> Callable[[LeaveRule[RoomT]], LeaveRule[RoomT]]:
+        table = self.leaving_after if after else self.leaving
+
         def register(function: LeaveRule[RoomT]) -> LeaveRule[RoomT]:
-            self.leaving.setdefault(kind, []).append((rule, function))
+            table.setdefault(kind, []).append((rule, function))
             return function
 
         return register
 
     def hooks(self, kind: type, visit: Hook, leave: Hook) -> tuple[Hook, Hook]:
-        """A target's (visit, leave) hooks for node type `kind`, with this table's rules run first."""
-        visits, leaves = self.visiting.get(kind), self.leaving.get(kind)
+        """A target's (visit, leave) hooks for node type `kind`, with this table's rules run first (its
+        `after` leave rules on what the target's own leave hook returned)."""
+        visits, leaves, afters = self.visiting.get(kind), self.leaving.get(kind), self.leaving_after.get(kind)
         if visits:
             visit = _visiting(visits, visit)
+        if afters:
+            leave = _leaving_after(afters, leave)
         if leaves:
             leave = _leaving(leaves, leave)
         return visit, leave
@@ -347,10 +367,12 @@ class NodeRules(Generic[RoomT]):
 
 def _visiting(rules: list[tuple[str, VisitRule[Any]]], own: Hook) -> Hook:
     def visit(room: FileRoom, node: cst.CSTNode) -> object:
+        children = True
         for rule, function in rules:
-            if room.ctx.enabled(rule):
-                function(room, node)
-        return own(room, node) if own is not None else None
+            if room.ctx.enabled(rule) and function(room, node) is False:
+                children = False
+        result = own(room, node) if own is not None else None
+        return result if children else False
 
     return visit
 
@@ -363,6 +385,19 @@ def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
                 if result is not None:
                     return result
         return own(room, original, updated) if own is not None else updated
+
+    return leave
+
+
+def _leaving_after(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
+    def leave(room: FileRoom, original: cst.CSTNode, updated: cst.CSTNode) -> object:
+        result = own(room, original, updated) if own is not None else updated
+        for rule, function in rules:
+            if room.ctx.enabled(rule):
+                replaced = function(room, original, result)
+                if replaced is not None:
+                    return replaced
+        return result
 
     return leave
 

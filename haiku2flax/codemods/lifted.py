@@ -51,7 +51,7 @@ Example (NNX)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -59,11 +59,12 @@ import libcst as cst
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
-from ..engine.context import Context, attr
+from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import STATEMENTS, Rewriter
+from ..engine.tables import Construct
 from ..engine.walk import Walker
+from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LeaveResult, LinenMethod, MethodRoom, NnxMethod, on_call
 
 RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
 RULE_LAYER_STACK = register(
@@ -116,8 +117,16 @@ class ScanSite:
     problem: str | None = None
 
     @property
+    def cell(self) -> cst.Call:
+        """The cell's constructor, once read (a site without a problem has one)."""
+        assert self.constructor is not None
+        return self.constructor
+
+    @property
     def cell_class(self) -> str:
-        return self.constructor.func.value  # type: ignore[union-attr]
+        func = self.cell.func
+        assert isinstance(func, cst.Name)  # a module class of this file
+        return func.value
 
 
 @dataclass(frozen=True)
@@ -144,8 +153,22 @@ class LayerStack:
     problem: str | None = None
 
     @property
+    def built(self) -> cst.Call:
+        """`Ctor(args)(call_args)`, once read (a stack without a problem has it)."""
+        assert self.construction is not None
+        return self.construction
+
+    @property
     def constructor(self) -> cst.Call:
-        return self.construction.func  # type: ignore[union-attr, return-value]
+        func = self.built.func
+        assert isinstance(func, cst.Call)  # read as a module built and called at once
+        return func
+
+    @property
+    def layers(self) -> cst.BaseExpression:
+        """`n`, once read."""
+        assert self.num_layers is not None
+        return self.num_layers
 
 
 @dataclass
@@ -228,25 +251,26 @@ class _Reader:
         cell = bound["f"]
         if isinstance(cell, cst.Name):
             self._local_cell(site, cell, code)
-        elif self.local_class(cell) is not None:
-            site.constructor = cell  # type: ignore[assignment]
+        elif isinstance(cell, cst.Call) and self.local_class(cell) is not None:
+            site.constructor = cell
         else:
             site.problem = SCAN_FUNCTION
-        if site.problem is None and self.keeps_state(site.constructor):  # type: ignore[arg-type]
+        if site.problem is None and self.keeps_state(site.cell):
             site.problem = STATEFUL.format(what="scanned cell")
         if site.problem is None:
-            site.random = self.draws_randomness(site.constructor)  # type: ignore[arg-type]
+            site.random = self.draws_randomness(site.cell)
         return site
 
     def _local_cell(self, site: ScanSite, cell: cst.Name, code: FunctionCode) -> None:
         """`cell = Cell(...)` once, at the top of the method, and `cell` used only as scanned or `cell.method`."""
         name = cell.value
         assignments = [(a, top) for a, top in code.assigns if _assigned_name(a) == name]
-        if len(assignments) != 1 or not assignments[0][1] or self.local_class(assignments[0][0].value) is None:
+        constructor = assignments[0][0].value if len(assignments) == 1 and assignments[0][1] else None
+        if not isinstance(constructor, cst.Call) or self.local_class(constructor) is None:
             site.problem = SCAN_FUNCTION
             return
         assignment = assignments[0][0]
-        site.local, site.assignment, site.constructor = name, assignment, assignment.value  # type: ignore[assignment]
+        site.local, site.assignment, site.constructor = name, assignment, constructor
         site.uses = [a for a in code.attributes if m.matches(a.value, m.Name(name)) and a.attr.value != "__call__"]
         accounted = {id(assignment.targets[0].target), id(cell), *(id(a.value) for a in site.uses)}
         if {id(n) for n in code.names.get(name, [])} != accounted:
@@ -269,8 +293,10 @@ class _Reader:
             return "the stacked function is defined inside a loop or condition; define it at the top of the method"
         if len(function.decorators) != 1:
             return "the stacked function has other decorators; apply them inside the Flax scan by hand"
+        decorator = function.decorators[0].decorator
+        assert isinstance(decorator, cst.Call)  # the one decorator is `hk.layer_stack(...)`
         try:
-            bound = BoundCall.bind(function.decorators[0].decorator, LAYER_STACK_ARGS, "hk.layer_stack").args  # type: ignore[arg-type]
+            bound = BoundCall.bind(decorator, LAYER_STACK_ARGS, "hk.layer_stack").args
         except Unconvertible as reason:
             return str(reason)
         unsupported = [n for n in LAYER_STACK_UNSUPPORTED if n in bound and not m.matches(bound[n], m.Name("False") | m.Name("None"))]
@@ -282,7 +308,8 @@ class _Reader:
             return "`with_per_layer_inputs` and `name` must be literals to convert the layer stack"
         stack.num_layers, stack.unroll = bound["num_layers"], bound.get("unroll")
         stack.per_layer_inputs = m.matches(per_layer, m.Name("True"))
-        stack.name = name.evaluated_value if isinstance(name, cst.SimpleString) else None  # type: ignore[assignment]
+        value = name.evaluated_value if isinstance(name, cst.SimpleString) else None
+        stack.name = value if isinstance(value, str) else None
         return self._stacked_function_problem(stack) or self._stack_calls_problem(stack, code)
 
     def _stacked_function_problem(self, stack: LayerStack) -> str | None:
@@ -346,7 +373,7 @@ class _Reader:
         return any(self._uses(inner, found, seen) for inner in _calls_in(self.classes[local]))
 
 
-def _construct(ctx: Context, call: cst.Call):
+def _construct(ctx: Context, call: cst.Call) -> Construct | None:
     """The rule-table entry of a Haiku layer constructor (`hk.Linear(...)`), or None."""
     api = ctx.names.haiku_api(call.func)
     return ctx.tables.get(api) if api is not None else None
@@ -380,9 +407,11 @@ def _initial_state_size(method: cst.FunctionDef | None) -> cst.BaseExpression | 
     """`self.hidden_size` for `return jnp.zeros((batch_size, self.hidden_size))`."""
     body = method.body.body if method is not None and isinstance(method.body, cst.IndentedBlock) else ()
     statements = [s for s in body if not analysis.is_docstring(s)]
-    if len(statements) != 1 or not m.matches(statements[0], m.SimpleStatementLine(body=[m.Return(value=m.Call())])):
+    line = statements[0] if len(statements) == 1 else None
+    returned = line.body[0] if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1 else None
+    value = returned.value if isinstance(returned, cst.Return) else None
+    if not isinstance(value, cst.Call):
         return None
-    value: cst.Call = statements[0].body[0].value  # type: ignore[attr-defined]
     if (dotted_name(value.func) or "").rsplit(".", 1)[-1] not in STATE_CONSTRUCTORS or not value.args:
         return None
     shape = value.args[0].value
@@ -501,11 +530,13 @@ class _ReturnWithNone(cst.CSTTransformer):
         return False
 
     def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
-        pair = cst.Tuple([cst.Element(updated.value), cst.Element(cst.Name("None"))], lpar=[], rpar=[])  # type: ignore[arg-type]
+        if updated.value is None:  # (a stacked function has none: it returns the carry)
+            return updated
+        pair = cst.Tuple([cst.Element(updated.value), cst.Element(cst.Name("None"))], lpar=[], rpar=[])
         return updated.with_changes(value=pair)
 
 
-def _dict(items: dict[str, cst.BaseExpression]) -> cst.Dict:
+def _dict(items: Mapping[str, cst.BaseExpression]) -> cst.Dict:
     return cst.Dict([cst.DictElement(cst.SimpleString(f"'{k}'"), v) for k, v in items.items()])
 
 
@@ -540,299 +571,295 @@ def _layer_param(stack: LayerStack) -> str:
     return base if base not in taken else f"{base}_layer"
 
 
-class LiftedSitesReader(Rewriter):
-    """Reads the file's lifted transforms before the rewrite (the whole-file converter of either target)."""
-
-    def visit_Module(self, node: cst.Module) -> bool | None:
-        self.lifted = LiftedSites.read(node, self.ctx, self.classes) if self.ctx.mentions("scan", "layer_stack") else LiftedSites()  # type: ignore[attr-defined]
-        return super().visit_Module(node)
+def _read_lifted(module: cst.Module, ctx: Context) -> LiftedSites:
+    if not ctx.mentions("scan", "layer_stack"):
+        return LiftedSites()
+    return LiftedSites.read(module, ctx, analysis.haiku_module_classes(module, ctx.names))
 
 
-class _Lifted(Rewriter):
-    """What both targets share: stacked functions are converted whole; statements this family makes
-    unnecessary are removed, their blank lines handed to the next statement."""
+LIFTED_SITES = FileFact(_read_lifted)  # the file's scans and layer stacks, read before the rewrite
 
-    lifted: LiftedSites
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._blank_lines: list[cst.EmptyLine] = []  # of the statement just removed
-        self._receivers: dict[int, list[cst.EmptyLine]] = {}  # statement id -> blank lines to put above it
-
-    def removal(self, statement: cst.BaseSmallStatement) -> tuple[str, str] | None:
-        """(rule, why) for a statement this family makes unnecessary: an `hk.layer_stack(n)` never applied."""
-        if id(statement) in self.lifted.unused_stacks:
-            return RULE_LAYER_STACK, "an hk.layer_stack never applied to a function builds nothing: dropped"
+# -- what both targets share: stacked functions are converted whole, statements made unnecessary go ------
+def _stack_to_convert(room: MethodRoom, function: cst.FunctionDef) -> LayerStack | None:
+    """The layer stack `function` is, to convert whole (None where it is not one, or stays with a TODO)."""
+    stack = room.ctx.fact(LIFTED_SITES).stacks.get(id(function))
+    if stack is not None and stack.problem is not None:
+        room.todo(function, RULE_LAYER_STACK, stack.problem)
         return None
+    return stack
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if self._blank_lines and isinstance(node, STATEMENTS):
-            self._receivers[id(node)], self._blank_lines = self._blank_lines, []
-        visit_children = super().on_visit(node)
-        stack = self.lifted.stacks.get(id(node))
-        return visit_children and (stack is None or stack.problem is not None)  # converted whole, on leave
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
-        self._blank_lines = []  # only the next statement of the same block takes them
-        stack = self.lifted.stacks.get(id(original_node))
-        replacement = None
-        if stack is not None and stack.problem is not None:
-            self.todo(original_node, RULE_LAYER_STACK, stack.problem)
-        elif stack is not None:
-            replacement = self.stacked_function(stack)
-            self.converted(original_node, RULE_LAYER_STACK, f"hk.layer_stack({stack.function.name.value}) -> scan over stacked layers")
-        result = super().on_leave(original_node, updated_node)
-        removal = self.removal(original_node.body[0]) if m.matches(original_node, m.SimpleStatementLine(body=[m.DoNotCare()])) else None
-        if removal is not None:
-            self.converted(original_node, *removal)
-            self._blank_lines = [line for line in original_node.leading_lines if line.comment is None]
-            return cst.RemovalSentinel.REMOVE
-        if replacement is not None and isinstance(result, cst.FunctionDef):
-            result = replacement.with_changes(leading_lines=result.leading_lines)
-        lines = self._receivers.pop(id(original_node), None)
-        if lines and isinstance(result, STATEMENTS):
-            result = result.with_changes(leading_lines=[*lines, *result.leading_lines])
+def skip_stacked_function(room: MethodRoom, node: cst.FunctionDef) -> bool | None:
+    """A stacked function is converted whole when it is left: nothing in it is converted on the way."""
+    stack = room.ctx.fact(LIFTED_SITES).stacks.get(id(node))
+    return False if stack is not None and stack.problem is None else None
+
+
+def _stacked_function(
+    room: MethodRoom, original: cst.FunctionDef, result: LeaveResult, stack: LayerStack, layer_args: list[cst.Arg], decorator: cst.BaseExpression
+) -> cst.FunctionDef | None:
+    """The function scanned over the stack: the module is its first argument, called where it was built."""
+    layer = _layer_param(stack)
+    if layer_args:  # an argument the layer no longer takes may have been last
+        layer_args[-1] = layer_args[-1].with_changes(comma=stack.built.args[-1].comma)
+    body = stack.function.body.deep_replace(stack.built, cst.Call(cst.Name(layer), layer_args))
+    assert isinstance(body, cst.BaseSuite)  # the construction was a call inside it
+    params = stack.function.params.with_changes(params=[cst.Param(cst.Name(layer)), *stack.function.params.params])
+    room.converted(original, RULE_LAYER_STACK, f"hk.layer_stack({stack.function.name.value}) -> scan over stacked layers")
+    if not isinstance(result, cst.FunctionDef):
+        return None
+    return stack.function.with_changes(decorators=[cst.Decorator(decorator)], params=params, body=body, leading_lines=result.leading_lines)
+
+
+def drop_unused_stack(room: MethodRoom, original: cst.SimpleStatementLine, result: LeaveResult) -> cst.RemovalSentinel | None:
+    """`stack = hk.layer_stack(n)` never applied to a function builds nothing: it goes."""
+    if len(original.body) != 1 or id(original.body[0]) not in room.ctx.fact(LIFTED_SITES).unused_stacks:
+        return None
+    room.converted(original, RULE_LAYER_STACK, "an hk.layer_stack never applied to a function builds nothing: dropped")
+    return room.remove_statement(original)
+
+
+@on_call(*LAYER_STACK_APIS, rule=RULE_LAYER_STACK)
+def layer_stack_elsewhere(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.layer_stack(n)` other than as the decorator of a function of the method: a TODO."""
+    if id(call.original) not in room.ctx.fact(LIFTED_SITES).other_stacks:
+        return None
+    room.todo(call.original, RULE_LAYER_STACK, LAYER_STACK_ELSEWHERE)
+    return call.updated
+
+
+for _nodes in (LINEN_NODES, NNX_NODES):
+    _nodes.on_visit(cst.FunctionDef, rule=RULE_LAYER_STACK)(skip_stacked_function)
+    _nodes.on_leave(cst.SimpleStatementLine, rule=RULE_LAYER_STACK, after=True)(drop_unused_stack)
+
+
+# -- Linen: `nn.scan` over the cell class (parameters broadcast) or over the stacked layer (axis 0) --------
+@LINEN_NODES.on_leave(cst.Call, rule=RULE_SCAN, after=True)
+def linen_scanned_cell(room: LinenMethod, original: cst.Call, result: LeaveResult) -> cst.Call | None:
+    """`Cell(h)` -> `nn.scan(Cell, variable_broadcast='params', split_rngs={'params': False})(h)`."""
+    site = room.ctx.fact(LIFTED_SITES).cell_constructors.get(id(original))
+    if site is None or not isinstance(result, cst.Call):
+        return None
+    room.ctx.need_target_import()
+    room.mark_builds_layer()
+    lifted = cst.Call(
+        attr(room.ctx.ns, "scan"),
+        [
+            cst.Arg(result.func),
+            keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
+            keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
+            *_options(dict(site.options)),
+        ],
+    )
+    return result.with_changes(func=lifted)
+
+
+@LINEN_CALLS.on("scan", rule=RULE_SCAN)
+def linen_scan(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.scan(cell, carry, xs)` -> `cell(carry, xs)`: the cell is the `nn.scan`-lifted module."""
+    site = room.ctx.fact(LIFTED_SITES).scans.get(id(call.original))
+    if site is None:
+        return None
+    if site.problem is not None:
+        room.todo(site.call, RULE_SCAN, site.problem)
+        return call.updated
+    core, bound = _core_scan_call(call.updated)
+    room.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> calling the nn.scan-lifted module")
+    return cst.Call(bound["f"], respell_args(core, 1, [], []), whitespace_before_args=call.updated.whitespace_before_args)
+
+
+@LINEN_NODES.on_leave(cst.FunctionDef, rule=RULE_LAYER_STACK, after=True)
+def linen_stacked_function(room: LinenMethod, original: cst.FunctionDef, result: LeaveResult) -> cst.FunctionDef | None:
+    """`@hk.layer_stack(n) def f(x)` -> `@functools.partial(nn.scan, variable_axes={'params': 0},
+    split_rngs={'params': True}, length=n) def f(block, x)`, returning scan's `(carry, None)`."""
+    stack = _stack_to_convert(room, original)
+    if stack is None:
+        return None
+    construct = _construct(room.ctx, stack.constructor)
+    args = convert_layer_call_args(stack.built, construct, "linen") if construct is not None else list(stack.built.args)
+    room.ctx.needed_imports.add(("functools", None, None))
+    decorator = cst.Call(
+        attr("functools", "partial"),
+        [
+            cst.Arg(attr(room.ctx.ns, "scan")),
+            keyword_arg("variable_axes", _dict({"params": cst.Integer("0")})),
+            keyword_arg("split_rngs", _split_rngs(params=True, random=stack.random)),
+            *_options({"length": stack.num_layers, "unroll": stack.unroll}),
+        ],
+    )
+    function = _stacked_function(room, original, result, stack, args, decorator)
+    if function is None or stack.per_layer_inputs:  # the latter already returns `(carry, per_layer_outputs)`
+        return function
+    return function.with_changes(body=function.body.visit(_ReturnWithNone()))
+
+
+@LINEN_NODES.on_leave(cst.Call, rule=RULE_LAYER_STACK, after=True)
+def linen_stack_call(room: LinenMethod, original: cst.Call, result: LeaveResult) -> cst.BaseExpression | None:
+    """`stack_block(x)` -> `stack_block(Block(f), x)[0]`: the layer is built here, scanned in the function."""
+    stack = room.ctx.fact(LIFTED_SITES).stack_calls.get(id(original))
+    if stack is None or not isinstance(result, cst.Call):
+        return None
+    room.ctx.need_target_import()
+    room.mark_builds_layer()
+    layer = stack.constructor
+    construct = _construct(room.ctx, layer)
+    if construct is not None:
+        layer = convert_construct_call(layer, construct, "linen", room.ctx.ns, ctx=room.ctx)
+    if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
+        layer = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(repr(stack.name)))])
+    call = result.with_changes(args=respell_args(result, 0, [layer], []))
+    if stack.per_layer_inputs:
+        return call
+    return cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+
+
+# -- NNX: scanned cells and layer stacks are built in `__init__` -------------------------------------------
+class _Cells:
+    """The attribute each cell a method stores in a local (`cell = Cell(h)`) is built as, by scan site;
+    None: it is left as it is."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[int, str | None] = {}
+
+
+def seed_cell_sizes(room: NnxMethod, node: cst.BaseSuite) -> None:
+    """In a scanned cell's `__call__(carry, x)` the module's input is `x`, not the first argument the
+    engine took it for; the carry has the size `initial_state` gives it."""
+    if node is not room.method.body or room.method.name.value != "__call__":
+        return
+    cell = room.ctx.fact(LIFTED_SITES).cells.get(room.conversion.classdef.name.value)
+    if cell is None or not cell.step_input:
+        return
+    carry = room.size_of(cst.Name(cell.carry))
+    room.set_variable_size(cell.step_input, carry)
+    room.set_variable_size(cell.carry, cell.carry_size)
+
+
+for _suite in (cst.IndentedBlock, cst.SimpleStatementSuite):
+    NNX_NODES.on_visit(_suite, rule=RULE_SCAN)(seed_cell_sizes)
+
+
+@NNX_NODES.on_leave(cst.Call, rule=RULE_SCAN, after=True)
+def nnx_name_cell(room: NnxMethod, original: cst.Call, result: LeaveResult) -> None:
+    """`cell = Cell(h)` will be `self.cell`, built in `__init__` once the scan tells its input size."""
+    site = room.ctx.fact(LIFTED_SITES).cell_constructors.get(id(original))
+    if site is None or site.local is None:
+        return
+    cells = room.family(_Cells).attributes
+    hoistable = not site.random and room.can_hoist(_constructor_args(original), original)
+    cells[id(site)] = room.new_attribute(site.local) if hoistable else None
+
+
+@NNX_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_SCAN, after=True)
+def nnx_drop_cell_line(room: NnxMethod, original: cst.SimpleStatementLine, result: LeaveResult) -> cst.RemovalSentinel | None:
+    """`cell = Cell(h)` goes: the cell is built in `__init__` now."""
+    site = room.ctx.fact(LIFTED_SITES).cell_assignments.get(id(original.body[0])) if len(original.body) == 1 else None
+    attribute = room.family(_Cells).attributes.get(id(site)) if site is not None else None
+    if site is None or attribute is None:
+        return None
+    room.converted(original, RULE_SCAN, f"`{site.local}` is built in __init__ as self.{attribute}")
+    return room.remove_statement(original)
+
+
+@NNX_NODES.on_leave(cst.Attribute, rule=RULE_SCAN)
+def nnx_cell_use(room: NnxMethod, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute | None:
+    """`cell.initial_state` -> `self.cell.initial_state`."""
+    site = room.ctx.fact(LIFTED_SITES).cell_uses.get(id(original))
+    attribute = room.family(_Cells).attributes.get(id(site)) if site is not None else None
+    return updated.with_changes(value=attr("self", attribute)) if attribute is not None else None
+
+
+@NNX_CALLS.on("scan", rule=RULE_SCAN)
+def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.scan(cell, carry, xs)` -> `nnx.scan(lambda carry, cell, x: cell(carry, x), ...)(carry, self.cell, xs)`."""
+    site = room.ctx.fact(LIFTED_SITES).scans.get(id(call.original))
+    if site is None:
+        return None
+    updated = call.updated
+    if site.problem is not None or site.random:
+        room.todo(site.call, RULE_SCAN, site.problem or NNX_RANDOM_CELL)
+        return updated
+    constructor = site.cell
+    if site.local is not None:
+        attribute = room.family(_Cells).attributes.get(id(site))
+        if attribute is None:
+            room.todo(site.call, RULE_SCAN, f"`{site.local}` could not be built in `__init__` (see above); scan it by hand")
+            return updated
+    elif room.in_nested_block(constructor, f"{site.cell_class}(...)") or not room.can_hoist(_constructor_args(constructor), constructor):
+        return updated
+    else:
+        attribute = room.new_attribute(analysis.snake_case(site.cell_class), analysis.explicit_name(constructor))
+    core, bound = _core_scan_call(updated)
+    xs = room.set_size(bound["xs"], _step_input_size(room, bound["xs"]))
+    built = room.conversion.build(constructor, attribute, [cst.Arg(xs)], room, constructor)
+    if built is None:  # (a module class of this file always builds, maybe with a TODO)
+        return updated
+    room.add_to_init(attribute, built[0], constructor)
+    ns = room.ctx.ns
+    scan = cst.Call(
+        attr(ns, "scan"),
+        [
+            cst.Arg(cst.parse_expression("lambda carry, cell, x: cell(carry, x)")),
+            keyword_arg("in_axes", cst.parse_expression(f"({ns}.Carry, None, 0)")),
+            keyword_arg("out_axes", cst.parse_expression(f"({ns}.Carry, 0)")),
+            *_options(dict(site.options)),
+        ],
+    )
+    room.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> nnx.scan over self.{attribute}")
+    args = respell_args(core, 2, [bound["init"], attr("self", attribute)], [])
+    return cst.Call(scan, args, whitespace_before_args=updated.whitespace_before_args)
+
+
+def _step_input_size(room: NnxMethod, xs: cst.BaseExpression) -> cst.BaseExpression | None:
+    """The feature size of one step of `xs`: its last axis, also after swapping two leading axes."""
+    if isinstance(xs, cst.Call) and (dotted_name(xs.func) or "").rsplit(".", 1)[-1] == "swapaxes" and len(xs.args) == 3:
+        if all(isinstance(a.value, cst.Integer) and a.keyword is None for a in xs.args[1:]):
+            return room.size_of(xs.args[0].value)
+    return room.size_of(xs)
+
+
+@NNX_NODES.on_leave(cst.FunctionDef, rule=RULE_LAYER_STACK, after=True)
+def nnx_stacked_function(room: NnxMethod, original: cst.FunctionDef, result: LeaveResult) -> cst.FunctionDef | None:
+    """`@hk.layer_stack(n) def f(x)` -> `@nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry) def f(block, x)`
+    (`(nnx.Carry, 0)` out with per-layer outputs)."""
+    stack = _stack_to_convert(room, original)
+    if stack is None:
+        return None
+    args = room.conversion.call_args_for(stack.constructor, list(stack.built.args), room, stack.built)
+    ns = room.ctx.ns
+    per_layer = len(stack.function.params.params) - 1 if stack.per_layer_inputs else 0
+    in_axes = cst.parse_expression(f"(0, {ns}.Carry{', 0' * per_layer})")
+    out_axes = cst.parse_expression(f"({ns}.Carry, 0)" if stack.per_layer_inputs else f"{ns}.Carry")
+    decorator = cst.Call(attr(ns, "scan"), [keyword_arg("in_axes", in_axes), keyword_arg("out_axes", out_axes), *_options({"unroll": stack.unroll})])
+    return _stacked_function(room, original, result, stack, args if args is not None else list(stack.built.args), decorator)
+
+
+@NNX_NODES.on_leave(cst.Call, rule=RULE_LAYER_STACK, after=True)
+def nnx_stack_call(room: NnxMethod, original: cst.Call, result: LeaveResult) -> cst.BaseExpression | None:
+    """`stack_block(x)` -> `stack_block(self.stack_block, x)`; `__init__` builds the stack with `nnx.vmap`."""
+    stack = room.ctx.fact(LIFTED_SITES).stack_calls.get(id(original))
+    if stack is None or not isinstance(result, cst.Call):
+        return None
+    constructor, layers = stack.constructor, stack.layers
+    label = f"hk.layer_stack({stack.function.name.value})"
+    if room.in_nested_block(original, label) or not room.can_hoist([layers, *_constructor_args(constructor)], original):
         return result
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if id(original) in self.lifted.other_stacks:
-            self.todo(original, RULE_LAYER_STACK, LAYER_STACK_ELSEWHERE)
-            return updated
-        return super().leave_Call(original, updated)
-
-    def stacked_function(self, stack: LayerStack) -> cst.FunctionDef:
-        """The function scanned over the stack: the module is its first argument, called where it was built."""
-        layer = _layer_param(stack)
-        args = self.layer_call_args(stack)
-        if args:  # an argument the layer no longer takes may have been last
-            args[-1] = args[-1].with_changes(comma=stack.construction.args[-1].comma)  # type: ignore[union-attr]
-        call = cst.Call(cst.Name(layer), args)
-        body = stack.function.body.deep_replace(stack.construction, call)  # type: ignore[arg-type]
-        params = stack.function.params.with_changes(params=[cst.Param(cst.Name(layer)), *stack.function.params.params])
-        return stack.function.with_changes(decorators=[cst.Decorator(self.scan_decorator(stack))], params=params, body=body)
-
-    def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
-        raise NotImplementedError
-
-    def scan_decorator(self, stack: LayerStack) -> cst.BaseExpression:
-        raise NotImplementedError
-
-
-class LinenLifted(LiftedSitesReader, _Lifted):
-    """Linen: `nn.scan` over the cell class (parameters broadcast) or over the stacked layer (axis 0)."""
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        site = self.lifted.cell_constructors.get(id(original))
-        if site is not None:
-            return self._scanned_cell(site, updated)
-        site = self.lifted.scans.get(id(original))
-        if site is not None:
-            return self._scan(site, updated)
-        stack = self.lifted.stack_calls.get(id(original))
-        if stack is not None:
-            return self._stack_call(stack, updated)
-        return super().leave_Call(original, updated)
-
-    def _scanned_cell(self, site: ScanSite, updated: cst.Call) -> cst.Call:
-        """`Cell(h)` -> `nn.scan(Cell, variable_broadcast='params', split_rngs={'params': False})(h)`."""
-        self.ctx.need_target_import()
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        lifted = cst.Call(
-            attr(self.ctx.ns, "scan"),
-            [
-                cst.Arg(updated.func),
-                keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
-                keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
-                *_options(dict(site.options)),
-            ],
-        )
-        return updated.with_changes(func=lifted)
-
-    def _scan(self, site: ScanSite, updated: cst.Call) -> cst.BaseExpression:
-        if site.problem is not None:
-            self.todo(site.call, RULE_SCAN, site.problem)
-            return updated
-        core, bound = _core_scan_call(updated)
-        self.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> calling the nn.scan-lifted module")
-        return cst.Call(bound["f"], respell_args(core, 1, [], []), whitespace_before_args=updated.whitespace_before_args)
-
-    def scan_decorator(self, stack: LayerStack) -> cst.BaseExpression:
-        """`functools.partial(nn.scan, variable_axes={'params': 0}, split_rngs={'params': True}, length=n)`."""
-        self.ctx.needed_imports.add(("functools", None, None))
-        return cst.Call(
-            attr("functools", "partial"),
-            [
-                cst.Arg(attr(self.ctx.ns, "scan")),
-                keyword_arg("variable_axes", _dict({"params": cst.Integer("0")})),
-                keyword_arg("split_rngs", _split_rngs(params=True, random=stack.random)),
-                *_options({"length": stack.num_layers, "unroll": stack.unroll}),
-            ],
-        )
-
-    def stacked_function(self, stack: LayerStack) -> cst.FunctionDef:
-        function = super().stacked_function(stack)
-        if stack.per_layer_inputs:  # already returns `(carry, per_layer_outputs)`
-            return function
-        return function.with_changes(body=function.body.visit(_ReturnWithNone()))
-
-    def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
-        construct = _construct(self.ctx, stack.constructor)
-        return convert_layer_call_args(stack.construction, construct, "linen") if construct is not None else list(stack.construction.args)  # type: ignore[union-attr]
-
-    def _stack_call(self, stack: LayerStack, updated: cst.Call) -> cst.BaseExpression:
-        """`stack_block(x)` -> `stack_block(Block(f), x)[0]`: the layer is built here, scanned in the function."""
-        self.ctx.need_target_import()
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        layer = stack.constructor
-        construct = _construct(self.ctx, layer)
-        if construct is not None:
-            layer = convert_construct_call(layer, construct, "linen", self.ctx.ns, ctx=self.ctx)
-        if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
-            layer = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(repr(stack.name)))])
-        call = updated.with_changes(args=respell_args(updated, 0, [layer], []))
-        if stack.per_layer_inputs:
-            return call
-        return cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
-
-
-class NnxLifted(_Lifted):
-    """NNX (a mixin of the method rewriter): scanned cells and layer stacks are built in `__init__`."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._root: cst.CSTNode | None = None  # the method body: the first node visited
-        self._cell_attributes: dict[int, str | None] = {}  # by id of the scan site; None: left as it is
-
-    @property
-    def lifted(self) -> LiftedSites:  # type: ignore[override]
-        """Read by the converter (`LiftedSitesReader`), shared by the rewriters of every method."""
-        return self.state.converter.lifted  # type: ignore[attr-defined]
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if self._root is None:
-            self._root = node
-            self._seed_cell_sizes(node)
-        return super().on_visit(node)
-
-    def _seed_cell_sizes(self, body: cst.CSTNode) -> None:
-        """In a scanned cell's `__call__(carry, x)` the module's input is `x`, not the first argument the
-        engine took it for; the carry has the size `initial_state` gives it."""
-        cell = self.lifted.cells.get(self.state.classdef.name.value)  # type: ignore[attr-defined]
-        call = self.state.methods.get("__call__")  # type: ignore[attr-defined]
-        if cell is None or call is None or call.body is not body or not cell.step_input:
-            return
-        sizes = self.sizes  # type: ignore[attr-defined]
-        sizes[cell.step_input], sizes[cell.carry] = sizes.get(cell.carry), cell.carry_size
-
-    # -- hk.scan --------------------------------------------------------------------------------------
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        site = self.lifted.cell_constructors.get(id(original))
-        if site is not None and site.local is not None:
-            self._name_local_cell(site, original)
-            return updated
-        site = self.lifted.scans.get(id(original))
-        if site is not None:
-            return self._scan(site, updated)
-        stack = self.lifted.stack_calls.get(id(original))
-        if stack is not None:
-            return self._stack_call(stack, original, updated)
-        return super().leave_Call(original, updated)
-
-    def _name_local_cell(self, site: ScanSite, constructor: cst.Call) -> None:
-        """`cell = Cell(h)` will be `self.cell`, built in `__init__` once the scan tells its input size."""
-        if site.random or not self.can_hoist(_constructor_args(constructor), constructor):  # type: ignore[attr-defined]
-            self._cell_attributes[id(site)] = None
-            return
-        self._cell_attributes[id(site)] = self.new_attribute(site.local)  # type: ignore[attr-defined]
-
-    def removal(self, statement: cst.BaseSmallStatement) -> tuple[str, str] | None:
-        """Also `cell = Cell(h)`: the cell is built in `__init__` now."""
-        site = self.lifted.cell_assignments.get(id(statement))
-        attribute = self._cell_attributes.get(id(site)) if site is not None else None
-        if attribute is not None:
-            return RULE_SCAN, f"`{site.local}` is built in __init__ as self.{attribute}"  # type: ignore[union-attr]
-        return super().removal(statement)
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        site = self.lifted.cell_uses.get(id(original))
-        attribute = self._cell_attributes.get(id(site)) if site is not None else None
-        if attribute is not None:
-            return updated.with_changes(value=attr("self", attribute))
-        return super().leave_Attribute(original, updated)
-
-    def _scan(self, site: ScanSite, updated: cst.Call) -> cst.BaseExpression:
-        if site.problem is not None or site.random:
-            self.todo(site.call, RULE_SCAN, site.problem or NNX_RANDOM_CELL)
-            return updated
-        constructor: cst.Call = site.constructor  # type: ignore[assignment]
-        if site.local is not None:
-            attribute = self._cell_attributes.get(id(site))
-            if attribute is None:
-                self.todo(site.call, RULE_SCAN, f"`{site.local}` could not be built in `__init__` (see above); scan it by hand")
-                return updated
-        elif self.in_nested_block(constructor, f"{site.cell_class}(...)") or not self.can_hoist(_constructor_args(constructor), constructor):  # type: ignore[attr-defined]
-            return updated
-        else:
-            attribute = self.new_attribute(analysis.snake_case(site.cell_class), analysis.explicit_name(constructor))  # type: ignore[attr-defined]
-        core, bound = _core_scan_call(updated)
-        xs = self.set_size(bound["xs"], self._step_input_size(bound["xs"]))  # type: ignore[attr-defined]
-        built = self.state.build(constructor, attribute, [cst.Arg(xs)], self, constructor)  # type: ignore[attr-defined]
-        self.add_to_init(attribute, built[0], constructor)  # type: ignore[attr-defined]
-        scan = cst.Call(
-            attr(self.ctx.ns, "scan"),
-            [
-                cst.Arg(cst.parse_expression("lambda carry, cell, x: cell(carry, x)")),
-                keyword_arg("in_axes", cst.parse_expression(f"({self.ctx.ns}.Carry, None, 0)")),
-                keyword_arg("out_axes", cst.parse_expression(f"({self.ctx.ns}.Carry, 0)")),
-                *_options(dict(site.options)),
-            ],
-        )
-        self.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> nnx.scan over self.{attribute}")
-        args = respell_args(core, 2, [bound["init"], attr("self", attribute)], [])
-        return cst.Call(scan, args, whitespace_before_args=updated.whitespace_before_args)
-
-    def _step_input_size(self, xs: cst.BaseExpression) -> cst.BaseExpression | None:
-        """The feature size of one step of `xs`: its last axis, also after swapping two leading axes."""
-        if isinstance(xs, cst.Call) and (dotted_name(xs.func) or "").rsplit(".", 1)[-1] == "swapaxes" and len(xs.args) == 3:
-            if all(isinstance(a.value, cst.Integer) and a.keyword is None for a in xs.args[1:]):
-                return self.size_of(xs.args[0].value)  # type: ignore[attr-defined]
-        return self.size_of(xs)  # type: ignore[attr-defined]
-
-    # -- hk.layer_stack ---------------------------------------------------------------------------------
-    def scan_decorator(self, stack: LayerStack) -> cst.BaseExpression:
-        """`nnx.scan(in_axes=(0, nnx.Carry[, 0...]), out_axes=nnx.Carry)` (or `(nnx.Carry, 0)` with per-layer outputs)."""
-        ns = self.ctx.ns
-        per_layer = len(stack.function.params.params) - 1 if stack.per_layer_inputs else 0
-        in_axes = cst.parse_expression(f"(0, {ns}.Carry{', 0' * per_layer})")
-        out_axes = cst.parse_expression(f"({ns}.Carry, 0)" if stack.per_layer_inputs else f"{ns}.Carry")
-        return cst.Call(attr(ns, "scan"), [keyword_arg("in_axes", in_axes), keyword_arg("out_axes", out_axes), *_options({"unroll": stack.unroll})])
-
-    def layer_call_args(self, stack: LayerStack) -> list[cst.Arg]:
-        args = self.state.call_args_for(stack.constructor, list(stack.construction.args), self, stack.construction)  # type: ignore[attr-defined, union-attr]
-        return args if args is not None else list(stack.construction.args)  # type: ignore[union-attr]
-
-    def _stack_call(self, stack: LayerStack, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        """`stack_block(x)` -> `stack_block(self.stack_block, x)`; `__init__` builds the stack with `nnx.vmap`."""
-        constructor = stack.constructor
-        label = f"hk.layer_stack({stack.function.name.value})"
-        if self.in_nested_block(original, label) or not self.can_hoist([stack.num_layers, *_constructor_args(constructor)], original):  # type: ignore[attr-defined, list-item]
-            return updated
-        attribute = self.new_attribute(stack.function.name.value, stack.name)  # type: ignore[attr-defined]
-        carry = updated.args[0]
-        built = self.state.build(constructor, attribute, [carry], self, original)  # type: ignore[attr-defined]
-        if built is None:
-            return updated
-        layer = built[0]
-        if not any(a.keyword is not None and a.keyword.value == "rngs" for a in getattr(layer, "args", ())):
-            self.todo(original, RULE_LAYER_STACK, f"the stacked `{dotted_name(constructor.func)}` takes no rngs, so it has nothing to stack; build it by hand")
-            return updated
-        factory = cst.Call(attr(self.ctx.ns, "vmap"), [cst.Arg(cst.Lambda(cst.Parameters([cst.Param(cst.Name("rngs"))]), layer))])
-        split = cst.Call(attr("rngs", "split"), [cst.Arg(stack.num_layers)])  # type: ignore[arg-type]
-        self.add_to_init(attribute, cst.Call(factory, [cst.Arg(split)]), original, needs_rngs=True)  # type: ignore[attr-defined]
-        self.converted(original, RULE_LAYER_STACK, f"{label}: self.{attribute} built in __init__ with nnx.vmap")
-        result = updated.with_changes(args=respell_args(updated, 0, [attr("self", attribute)], []))
-        size = None if stack.per_layer_inputs else self.size_of(carry.value)  # type: ignore[attr-defined]
-        return self.set_size(result, size)  # type: ignore[attr-defined]
+    attribute = room.new_attribute(stack.function.name.value, stack.name)
+    carry = result.args[0]
+    built = room.conversion.build(constructor, attribute, [carry], room, original)
+    if built is None:
+        return result
+    layer = built[0]
+    if not any(a.keyword is not None and a.keyword.value == "rngs" for a in getattr(layer, "args", ())):
+        room.todo(original, RULE_LAYER_STACK, f"the stacked `{dotted_name(constructor.func)}` takes no rngs, so it has nothing to stack; build it by hand")
+        return result
+    factory = cst.Call(attr(room.ctx.ns, "vmap"), [cst.Arg(cst.Lambda(cst.Parameters([cst.Param(cst.Name("rngs"))]), layer))])
+    split = cst.Call(attr("rngs", "split"), [cst.Arg(layers)])
+    room.add_to_init(attribute, cst.Call(factory, [cst.Arg(split)]), original, needs_rngs=True)
+    room.converted(original, RULE_LAYER_STACK, f"{label}: self.{attribute} built in __init__ with nnx.vmap")
+    converted = result.with_changes(args=respell_args(result, 0, [attr("self", attribute)], []))
+    return room.set_size(converted, None if stack.per_layer_inputs else room.size_of(carry.value))
 
 
 def _constructor_args(constructor: cst.Call) -> list[cst.BaseExpression]:

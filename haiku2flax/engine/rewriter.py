@@ -33,7 +33,8 @@ class Rewriter(cst.CSTTransformer):
 
     `todo(node, rule, reason)` leaves the code as it is, reports it, and puts a
     `# TODO(haiku2flax:RULE): reason` comment above the innermost statement holding `node`.
-    `insert_before_statement(line)` puts a new statement before the innermost simple statement.
+    `insert_before_statement(line)` puts a new statement before the innermost simple statement;
+    `remove_statement(statement)`, returned by its leave hook, drops it and hands its blank lines on.
 
     Hooks are the `visit_<Node>` / `leave_<Node>` methods of the class, looked up once per node type
     (LibCST looks them up at every node), preceded by the rules of `node_rules` for that type;
@@ -56,6 +57,9 @@ class Rewriter(cst.CSTTransformer):
         self.ctx = ctx
         self._statement_todos: list[list[tuple[str, str]]] = []
         self._inserted: list[list[cst.SimpleStatementLine]] = []
+        self._removed_lines: list[cst.EmptyLine] = []  # the blank lines of the statement being removed
+        self._blank_lines: list[cst.EmptyLine] = []  # those of the statement just removed, for the next one
+        self._receivers: dict[int, list[cst.EmptyLine]] = {}  # statement id -> blank lines to put above it
 
     # -- reporting ---------------------------------------------------------------------------------
     def converted(self, node: cst.CSTNode, rule: str, message: str) -> None:
@@ -72,6 +76,11 @@ class Rewriter(cst.CSTTransformer):
     def insert_before_statement(self, line: cst.SimpleStatementLine) -> None:
         if self._inserted:
             self._inserted[-1].append(line)
+
+    def remove_statement(self, statement: cst.SimpleStatementLine) -> cst.RemovalSentinel:
+        """What a leave hook returns to drop `statement`; its blank lines go to the next statement of its block."""
+        self._removed_lines = [line for line in statement.leading_lines if line.comment is None]
+        return cst.RemovalSentinel.REMOVE
 
     # -- dispatch and statement tracking ------------------------------------------------------------
     def _hooks_for(self, kind: type) -> tuple[Hook, Hook, bool, bool, bool]:
@@ -91,6 +100,8 @@ class Rewriter(cst.CSTTransformer):
         visit, _, descend, statement, simple_line = self._hooks.get(type(node)) or self._hooks_for(type(node))
         if statement:
             self._statement_todos.append([])
+            if self._blank_lines:
+                self._receivers[id(node)], self._blank_lines = self._blank_lines, []
         if simple_line:
             self._inserted.append([])
         return descend and (visit is None or visit(self, node) is not False)
@@ -118,4 +129,10 @@ class Rewriter(cst.CSTTransformer):
             if inserted and isinstance(result, cst.SimpleStatementLine):
                 first = inserted[0].with_changes(leading_lines=result.leading_lines)
                 result = cst.FlattenSentinel([first, *inserted[1:], result.with_changes(leading_lines=[])])
+        if self._blank_lines or self._removed_lines:  # only the next statement of the same block takes them
+            self._blank_lines, self._removed_lines = self._removed_lines, []
+        if statement and self._receivers:
+            lines = self._receivers.pop(id(original_node), None)
+            if lines and isinstance(result, STATEMENTS):
+                result = result.with_changes(leading_lines=[*lines, *result.leading_lines])
         return result

@@ -29,7 +29,6 @@ import libcst as cst
 from ..codemods import load_all
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
-from ..codemods.lifted import LinenLifted
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.shapes import ShapeTracker
@@ -66,7 +65,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
+class LinenConverter(LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:

@@ -41,7 +41,6 @@ from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_a
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
-from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
@@ -401,7 +400,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -876,7 +875,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
