@@ -112,3 +112,18 @@ def test_linen_static_argnums_count_the_module():
     body = "return hk.remat(lambda v, n: hk.Linear(3)(v) * n, static_argnums=(1,))(x, 2)\n"
     code = _convert(body, "linen").code
     assert "nn.remat(lambda mdl, v, n: nn.Dense(3)(v) * n, static_argnums=(2,))(self, x, 2)" in code
+
+
+def test_nnx_running_init_guard_written_on_one_line_keeps_the_apply_statement():
+    body = "if hk.running_init(): y = x + 1\nelse: y = x * 2\nreturn y\n"
+    code = _convert(body, "nnx").code
+    assert "    y = x * 2\n    return y" in code and "running_init" not in code
+    cst.parse_module(code)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_ignoring_a_control_flow_rule_leaves_its_call_to_the_safety_net(target: str):
+    body = "return hk.cond(x.sum() > 0, jax.nn.relu, jnp.tanh, x)\n"
+    assert "jax.lax.cond" in _convert(body, target).code
+    ignored = convert_source(HEADER + textwrap.indent(body, "    "), target, ignore=frozenset({RULE_COND}))
+    assert "hk.cond" in ignored.code and "jax.lax.cond" not in ignored.code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import pytest
 
-from haiku2flax.codemods.interfaces import LINEN_CALLS, NNX_CALLS, NNX_FILE_CALLS, CallRules, CallSite
+from haiku2flax.codemods.interfaces import LINEN_CALLS, NNX_CALLS, NNX_FILE_CALLS, CallRules, CallSite, MethodRoom, NodeRules
 from haiku2flax.engine import convert_source
 from haiku2flax.engine.context import Context
 from haiku2flax.engine.names import ImportedNames
@@ -74,3 +74,39 @@ def test_ignoring_a_call_rule_leaves_its_construct_to_the_safety_net():
     converted = convert_source(source, "linen", ignore=frozenset({"HK003"}))
     assert "hk.dropout" in converted.code and "nn.Dropout" not in converted.code
     assert "nn.Dropout" in convert_source(source, "linen").code
+
+
+def test_node_rules_may_skip_children_run_after_the_targets_hook_and_drop_statements():
+    """A visit rule's False skips the node's children (the target's own visit still runs); an `after`
+    leave rule sees what the target's own leave hook returned; `remove_statement` hands on blank lines."""
+    table: NodeRules[MethodRoom] = NodeRules("test")
+    events: list[str] = []
+
+    @table.on_visit(cst.FunctionDef, rule="HK999")
+    def skip(room: MethodRoom, node: cst.FunctionDef) -> bool | None:
+        return False if node.name.value == "skipped" else None
+
+    @table.on_leave(cst.FunctionDef, rule="HK999", after=True)
+    def renamed(room: MethodRoom, original: cst.FunctionDef, result: cst.FunctionDef) -> cst.FunctionDef:
+        events.append(f"after {result.name.value}")
+        return result.with_changes(name=cst.Name(f"{result.name.value}_after"))
+
+    @table.on_leave(cst.SimpleStatementLine, rule="HK999", after=True)
+    def drop(room: MethodRoom, original: cst.SimpleStatementLine, result: cst.SimpleStatementLine) -> cst.RemovalSentinel | None:
+        return room.remove_statement(original) if "dropped" in cst.Module([original]).code else None
+
+    class Target(Rewriter):
+        node_rules = table
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            events.append(f"visit {node.name.value}")
+
+        def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+            events.append(f"own {original.name.value}")
+            return updated.with_changes(name=cst.Name(original.name.value.upper()))
+
+    source = "def kept():\n  a = 1\n\n  dropped = 2\n  b = 3\n\n\ndef skipped():\n  def hidden():\n    pass\n"
+    room, module = _room(source)
+    code = module.visit(Target(room.ctx)).code
+    assert events == ["visit kept", "own kept", "after KEPT", "visit skipped", "own skipped", "after SKIPPED"]
+    assert code == "def KEPT_after():\n  a = 1\n\n  b = 3\n\n\ndef SKIPPED_after():\n  def hidden():\n    pass\n"
