@@ -15,6 +15,9 @@ not subclass a target: it registers plain functions, and the target calls them w
   (`NNX_NODES.on_leave(cst.With, rule=RULE_NAME_SCOPE)`): `(room, original, updated) -> node | None`
   on leave, `(room, node) -> None` on visit; they run before the target's own hook for that type,
   and a leave rule that returns a replacement ends there (the target's own hook does not see it).
+  A leave rule registered with `after=True` runs after the target's own hook, on what it returned:
+  for a rewrite that must not keep the target's own work on that node from running (Linen's init
+  guard around a statement, NNX's `State` class added to the module).
 - Rules that follow a whole function are components the target owns and drives at the nodes they
   name (`shapes.ShapeTracker`: every simple statement and function of a method).
 
@@ -85,6 +88,9 @@ class FileRoom(Protocol):
 
     def todo(self, node: cst.CSTNode, rule: str, reason: str) -> None:
         """Leave the code as it is, report it, and put a TODO comment above the statement holding `node`."""
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        """A rule family's own state for this pass (the file's; one method's in `NnxMethod`), made by `kind()` on first use."""
 
 
 class MethodRoom(FileRoom, Protocol):
@@ -188,6 +194,9 @@ class NnxClass(Protocol):
     @property
     def layer_lists(self) -> dict[str, LayerList]:
         """Lists of layers `__init__` builds (`self.layers = [hk.Linear(n) for n in sizes]`), by attribute."""
+
+    def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
+        """(attribute, the Haiku node it comes from) of what the methods converted so far build in `__init__`."""
 
     def build(
         self,
@@ -314,6 +323,7 @@ class NodeRules(Generic[RoomT]):
     target: str
     visiting: dict[type[cst.CSTNode], list[tuple[str, VisitRule[RoomT]]]] = field(default_factory=dict)
     leaving: dict[type[cst.CSTNode], list[tuple[str, LeaveRule[RoomT]]]] = field(default_factory=dict)
+    after: dict[type[cst.CSTNode], list[tuple[str, LeaveRule[RoomT]]]] = field(default_factory=dict)  # run on the target's result
 
     def on_visit(self, kind: type[cst.CSTNode], *, rule: str) -> Callable[[VisitRule[RoomT]], VisitRule[RoomT]]:
         def register(function: VisitRule[RoomT]) -> VisitRule[RoomT]:
@@ -322,20 +332,25 @@ class NodeRules(Generic[RoomT]):
 
         return register
 
-    def on_leave(self, kind: type[cst.CSTNode], *, rule: str) -> Callable[[LeaveRule[RoomT]], LeaveRule[RoomT]]:
+    def on_leave(
+        self, kind: type[cst.CSTNode], *, rule: str, after: bool = False
+    ) -> Callable[[LeaveRule[RoomT]], LeaveRule[RoomT]]:
+        """Register a leave rule for `kind`; with `after`, it runs after the target's own hook, on its result."""
+        table = self.after if after else self.leaving
+
         def register(function: LeaveRule[RoomT]) -> LeaveRule[RoomT]:
-            self.leaving.setdefault(kind, []).append((rule, function))
+            table.setdefault(kind, []).append((rule, function))
             return function
 
         return register
 
     def hooks(self, kind: type, visit: Hook, leave: Hook) -> tuple[Hook, Hook]:
         """A target's (visit, leave) hooks for node type `kind`, with this table's rules run first."""
-        visits, leaves = self.visiting.get(kind), self.leaving.get(kind)
+        visits, leaves, afterwards = self.visiting.get(kind), self.leaving.get(kind), self.after.get(kind)
         if visits:
             visit = _visiting(visits, visit)
-        if leaves:
-            leave = _leaving(leaves, leave)
+        if leaves or afterwards:
+            leave = _leaving(leaves or [], leave, afterwards or [])
         return visit, leave
 
 
@@ -349,14 +364,21 @@ def _visiting(rules: list[tuple[str, VisitRule[Any]]], own: Hook) -> Hook:
     return visit
 
 
-def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
+def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook, afterwards: list[tuple[str, LeaveRule[Any]]]) -> Hook:
     def leave(room: FileRoom, original: cst.CSTNode, updated: cst.CSTNode) -> object:
+        result = None
         for rule, function in rules:
             if room.ctx.enabled(rule):
                 result = function(room, original, updated)
                 if result is not None:
-                    return result
-        return own(room, original, updated) if own is not None else updated
+                    break
+        if result is None:
+            result = own(room, original, updated) if own is not None else updated
+        for rule, function in afterwards:
+            if room.ctx.enabled(rule):
+                replaced = function(room, original, result)
+                result = result if replaced is None else replaced
+        return result
 
     return leave
 

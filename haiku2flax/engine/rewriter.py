@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import libcst as cst
 
@@ -14,6 +14,7 @@ STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 
 Hook = Callable[..., Any] | None
+FamilyState = TypeVar("FamilyState")
 
 
 class NodeRuleTable(Protocol):
@@ -56,6 +57,14 @@ class Rewriter(cst.CSTTransformer):
         self.ctx = ctx
         self._statement_todos: list[list[tuple[str, str]]] = []
         self._inserted: list[list[cst.SimpleStatementLine]] = []
+        self._families: dict[type, object] = {}  # rule families' own state for this pass
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        """A rule family's own state for this pass, made by `kind()` on first use."""
+        state = self._families.get(kind)
+        if state is None:
+            state = self._families[kind] = kind()
+        return cast(FamilyState, state)
 
     # -- reporting ---------------------------------------------------------------------------------
     def converted(self, node: cst.CSTNode, rule: str, message: str) -> None:

@@ -31,7 +31,6 @@ from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.lifted import LinenLifted
-from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
@@ -67,7 +66,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:

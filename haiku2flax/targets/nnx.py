@@ -30,7 +30,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import libcst as cst
 
@@ -44,10 +43,9 @@ from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
-from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
-from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
@@ -170,6 +168,9 @@ class _ClassConversion:
             if attribute is not None and self.converter.is_module_constructor(assign[1]):
                 layers[attribute] = _InitLayer(attribute, assign[1], statement)
         return layers
+
+    def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
+        return [(hoisted.attribute, hoisted.source) for hoisted in self.hoisted]
 
     def attribute_name(self, base: str, explicit: str | None) -> str:
         if explicit is not None and explicit not in self.used_attributes:
@@ -402,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -433,17 +434,10 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
-        self._families: dict[type, object] = {}  # rule families' state for this method
 
     @property
     def conversion(self) -> _ClassConversion:
         return self.state
-
-    def family(self, kind: type[FamilyState]) -> FamilyState:
-        state = self._families.get(kind)
-        if state is None:
-            state = self._families[kind] = kind()
-        return cast(FamilyState, state)
 
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         self.sizes[name] = size
@@ -866,7 +860,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
