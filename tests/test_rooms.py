@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import pytest
 
-from haiku2flax.codemods.interfaces import LINEN_CALLS, NNX_CALLS, NNX_FILE_CALLS, CallRules, CallSite
+from haiku2flax.codemods.interfaces import LINEN_CALLS, NNX_CALLS, NNX_FILE_CALLS, CallRules, CallSite, NodeRules
 from haiku2flax.engine import convert_source
 from haiku2flax.engine.context import Context
 from haiku2flax.engine.names import ImportedNames
@@ -74,3 +74,28 @@ def test_ignoring_a_call_rule_leaves_its_construct_to_the_safety_net():
     converted = convert_source(source, "linen", ignore=frozenset({"HK003"}))
     assert "hk.dropout" in converted.code and "nn.Dropout" not in converted.code
     assert "nn.Dropout" in convert_source(source, "linen").code
+
+
+def test_a_leave_rule_after_the_target_sees_what_the_target_own_hook_returned():
+    """`after=True`: the target's own hook still runs (its bookkeeping of the node), then the rule, on its result."""
+    table: NodeRules = NodeRules("test")
+    seen: list[str] = []
+
+    @table.on_leave(cst.Name, rule="HK201", after=True)
+    def suffix(room, original, result):
+        seen.append(result.value)
+        return result.with_changes(value=f"{result.value}_after")
+
+    @table.on_leave(cst.Name, rule="HK201", after=True)
+    def declines(room, original, result):
+        return None
+
+    def own(room, original, updated):
+        return updated.with_changes(value="own")
+
+    _, leave = table.hooks(cst.Name, None, own)
+    room, module = _room("x\n")
+    name = module.body[0].body[0].value
+    assert leave(room, name, name).value == "own_after" and seen == ["own"]
+    off, _ = _room("x\n", select=frozenset({"HK0"}))  # the rule turned off: the target's result stands
+    assert leave(off, name, name).value == "own" and seen == ["own"]

@@ -45,7 +45,8 @@ A rule, whole (`codemods/dropout.py` has the real one)::
 
 The rooms, from the widest to the narrowest:
 - `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
-  (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment).
+  (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment);
+  `family(ItsState)`: a family's own state for the pass (`training.py` follows functions with it).
 - `LinenMethod`: the Linen converter inside a function: `mark_builds_layer()` (the method gets
   `@nn.compact`), the static shapes of the Haiku expressions, layers built and called at once.
 - `NnxMethod`: one method of a class on its way to NNX: feature sizes (`size_of` / `set_size`),
