@@ -9,6 +9,8 @@ What it converts (in `hk.Module` methods and in transformed forward functions, w
 - NNX: the parameter is built in `__init__` as `self.<name> = nnx.Param(...)` and read as
   `self.<name>[...]`; state is a `State(nnx.Variable)` (defined once per file) read the same way and
   written with `self.<name>[...] = value`. A shape entry `x.shape[-1]` becomes the inferred input size.
+  A parameter the Haiku `__init__` makes (`self.w = hk.get_parameter('w', ...)`) is built there, as
+  `self.w = nnx.Param(...)`, and the methods read it as `self.w[...]`.
 - Initializers: Haiku's take `(shape, dtype)`, Flax's `(key, shape, dtype)`. `jnp.ones` / `jnp.zeros`
   become `nn.initializers.ones` / `zeros` where Flax calls the initializer (Linen `self.param`), and are
   called directly where the code builds the value (Linen state, NNX); `hk.initializers.*` convert by
@@ -40,11 +42,13 @@ import libcst as cst
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import ARRAY_CONSTRUCTORS, ARRAY_MODULES, BoundCall, Unconvertible, convert_initializer
-from ..engine.context import Context, FileFact, attr
+from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
 from ..engine.walk import Walker, descendants
-from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, CallSite, FileRoom, LinenMethod, NnxMethod
+from .interfaces import (
+    LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, CallSite, FileRoom, LinenMethod, NnxClass, NnxMethod,
+)
 
 RULE_PARAMETER = register(
     "HK200", "get-parameter", Status.PARTIAL,
@@ -395,6 +399,16 @@ def _nnx_read(room: NnxMethod, original: cst.Call, updated: cst.Call, api: str) 
     dtype = _init_dtype(room, original, call)
     if not room.can_hoist([e for e in (shape, init.flax, init.haiku) if e is not None], original):
         return updated
+    attribute = room.new_attribute(call.name, call.name)
+    room.add_to_init(attribute, _nnx_variable(api, init, shape, dtype, ctx), original, needs_rngs=init.flax is not None)
+    room.converted(original, rule_for(api), f"hk.{api} -> self.{attribute}, built in __init__")
+    return _value_of(attribute)
+
+
+def _nnx_variable(
+    api: str, init: Initializer, shape: cst.BaseExpression | None, dtype: cst.BaseExpression | None, ctx: Context
+) -> cst.Call:
+    """`nnx.Param(...)` / `State(...)` holding the initial value, as `__init__` builds it (`rngs` draws a key)."""
     arguments = _shape_dtype(shape, init, dtype, ctx)
     if init.flax is not None:
         value = _call(init.flax, [cst.Call(attr("rngs", "params")), *arguments])
@@ -402,10 +416,7 @@ def _nnx_read(room: NnxMethod, original: cst.Call, updated: cst.Call, api: str) 
         assert init.haiku is not None  # an Initializer is Flax's or Haiku's
         value = _call(init.haiku, arguments)
     variable_type = attr(ctx.ns, "Param") if api == GET_PARAMETER else cst.Name(NNX_STATE_CLASS)
-    attribute = room.new_attribute(call.name, call.name)
-    room.add_to_init(attribute, cst.Call(variable_type, [cst.Arg(value)]), original, needs_rngs=init.flax is not None)
-    room.converted(original, rule_for(api), f"hk.{api} -> self.{attribute}, built in __init__")
-    return _value_of(attribute)
+    return cst.Call(variable_type, [cst.Arg(value)])
 
 
 def _init_dtype(room: NnxMethod, original: cst.Call, call: VariableCall) -> cst.BaseExpression | None:
@@ -448,6 +459,77 @@ def nnx_write(room: NnxMethod, original: cst.Expr, updated: cst.Expr) -> cst.Ass
         return None
     room.converted(original, RULE_STATE, f"hk.set_state -> self.{attribute}[...] = ...")
     return cst.Assign([cst.AssignTarget(_value_of(attribute))], call.args["value"])
+
+
+# -- NNX: parameters a Haiku `__init__` makes --------------------------------------------------------------
+def _init_parameter(statement: cst.BaseStatement, ctx: Context) -> tuple[cst.Assign, VariableCall, Initializer] | None:
+    """`self.w = hk.get_parameter('w', ...)` in a Haiku `__init__`, read (None for any other statement)."""
+    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 and isinstance(statement.body[0], cst.Assign)):
+        return None
+    assign = statement.body[0]
+    attribute = analysis.self_attribute(assign.targets[0].target) if len(assign.targets) == 1 else None
+    if attribute is None or not isinstance(assign.value, cst.Call) or ctx.names.haiku_api(assign.value.func) != GET_PARAMETER:
+        return None
+    call, init = _read(assign.value, GET_PARAMETER, ctx)
+    if call.name != attribute:
+        raise Unconvertible(f"NNX names a parameter after its attribute: store `hk.get_parameter('{call.name}', ...)` as `self.{call.name}`")
+    assert init is not None  # `_read` requires a parameter's init
+    return assign, call, init
+
+
+def nnx_init_parameter(statement: cst.BaseStatement, room: NnxClass) -> cst.BaseStatement | None:
+    """`self.w = hk.get_parameter('w', shape, dtype, init)` in `__init__` -> `self.w = nnx.Param(...)`, read as
+    `self.w[...]` in the methods; the statement with a TODO where it cannot convert; None for other statements."""
+    ctx = room.ctx
+    if not ctx.enabled(RULE_PARAMETER):
+        return None
+    try:
+        found = _init_parameter(statement, ctx)
+    except Unconvertible as reason:
+        ctx.notes.todo(statement, RULE_PARAMETER, str(reason))
+        return add_todo_lines(statement, [(RULE_PARAMETER, str(reason))])
+    if found is None:
+        return None
+    assign, call, init = found
+    variable = _nnx_variable(GET_PARAMETER, init, call.args.get("shape"), call.args.get("dtype"), ctx)
+    room.needs_rngs |= init.flax is not None
+    ctx.need_target_import()
+    room.converter.converted(statement, RULE_PARAMETER, f"hk.get_parameter in __init__ -> self.{call.name} = nnx.Param(...)")
+    return statement.with_changes(body=[assign.with_changes(value=variable)])
+
+
+@dataclass
+class _InitParameters:
+    """The parameters the class's `__init__` makes (attributes), read once per method; assignment targets seen."""
+
+    attributes: set[str] | None = None
+    targets: set[int] = field(default_factory=set)
+
+
+@NNX_NODES.on_visit(cst.AssignTarget, rule=RULE_PARAMETER)
+def note_assigned(room: NnxMethod, node: cst.AssignTarget) -> None:
+    room.family(_InitParameters).targets.add(id(node.target))
+
+
+@NNX_NODES.on_leave(cst.Attribute, rule=RULE_PARAMETER, after=True)
+def read_init_parameter(room: NnxMethod, original: cst.Attribute, result: object) -> cst.Subscript | None:
+    """`self.w`, a parameter `__init__` made -> `self.w[...]`: its value, as Haiku's attribute held."""
+    if not room.ctx.mentions("get_parameter") or not isinstance(result, cst.Attribute):
+        return None
+    attribute = analysis.self_attribute(original)
+    made = room.family(_InitParameters)
+    if made.attributes is None:
+        made.attributes = set()
+        for statement in analysis.read_init(room.conversion.init_def).other_statements:
+            try:
+                found = _init_parameter(statement, room.ctx)
+            except Unconvertible:
+                continue
+            if found is not None:
+                made.attributes.add(found[1].name)
+    if attribute not in made.attributes or id(original) in made.targets:
+        return None
+    return cst.Subscript(result, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
 
 
 def _value_of(attribute: str) -> cst.Subscript:

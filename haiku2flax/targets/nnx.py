@@ -43,6 +43,7 @@ from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
+from ..codemods.parameters import nnx_init_parameter
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
@@ -231,6 +232,7 @@ class _ClassConversion:
             lambda test: test.visit(to_params),  # type: ignore[arg-type]
         )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
+        init_parameters = {id(s): line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
@@ -242,6 +244,8 @@ class _ClassConversion:
                     if id(s) in init_layer_lines
                     else [new.visit(to_params) for new in list_lines[id(s)]]
                     if id(s) in list_lines
+                    else [init_parameters[id(s)].visit(to_params)]
+                    if id(s) in init_parameters
                     else [convert_bindings(s, self.ctx)]
                 )
             ],
