@@ -319,7 +319,7 @@ class VisitRule(Protocol[RoomT]):
 @dataclass
 class NodeRules(Generic[RoomT]):
     """One target's rules by node type, for constructs that are not calls; they run before the target's
-    own `visit_<Node>` / `leave_<Node>` hook (see `engine.rewriter.Rewriter.node_rules`)."""
+    own `visit_<Node>` / `leave_<Node>` hook, or after it (`after=True`; see `engine.rewriter.Rewriter.node_rules`)."""
 
     target: str
     visiting: dict[type[cst.CSTNode], list[tuple[str, VisitRule[RoomT]]]] = field(default_factory=dict)

@@ -37,7 +37,8 @@ class Rewriter(cst.CSTTransformer):
     `insert_before_statement(line)` puts a new statement before the innermost simple statement.
 
     Hooks are the `visit_<Node>` / `leave_<Node>` methods of the class, looked up once per node type
-    (LibCST looks them up at every node), preceded by the rules of `node_rules` for that type;
+    (LibCST looks them up at every node), preceded by the rules of `node_rules` for that type (and followed
+    by those registered to run after it);
     per-field hooks (`visit_<Node>_<field>`) are not called.
     Whitespace, comments and punctuation (most of a tree's nodes) are not walked into, and come out
     as they were, unless the class has a hook for one of them.
