@@ -142,3 +142,24 @@ def test_nnx_write_to_state_it_does_not_create_is_a_todo():
     """), "nnx")
     assert any("create the `State` variable in `__init__`" in r for r in todos(conversion))
     assert "hk.set_state('last', x)" in conversion.code
+
+
+def test_nnx_parameter_made_in_init_is_built_there_and_read_as_its_value():
+    conversion = convert("""\
+        class M(hk.Module):
+          def __init__(self, n, name=None):
+            super().__init__(name=name)
+            self.w = hk.get_parameter('w', [n], init=jnp.ones)
+            self.b = hk.get_parameter('bias', [n], init=jnp.zeros)
+
+          def __call__(self, x):
+            rows = self.w.shape[0]
+            self.w = self.w * rows
+            return x * self.w + self.b
+    """, "nnx")
+    code = conversion.code
+    assert "    self.w = nnx.Param(jnp.ones([n]))\n" in code
+    assert "    rows = self.w[...].shape[0]\n    self.w = self.w[...] * rows\n" in code  # an assignment target stays
+    # NNX names a parameter by its attribute: one stored under another name is left with a TODO
+    assert any("store `hk.get_parameter('bias', ...)` as `self.bias`" in r for r in todos(conversion))
+    assert "self.b = hk.get_parameter('bias', [n], init=jnp.zeros)" in code and "+ self.b\n" in code

@@ -110,3 +110,28 @@ def test_node_rules_may_skip_children_run_after_the_targets_hook_and_drop_statem
     code = module.visit(Target(room.ctx)).code
     assert events == ["visit kept", "own kept", "after KEPT", "visit skipped", "own skipped", "after SKIPPED"]
     assert code == "def KEPT_after():\n  a = 1\n\n  b = 3\n\n\ndef SKIPPED_after():\n  def hidden():\n    pass\n"
+
+
+def test_a_leave_rule_after_the_target_sees_what_the_target_own_hook_returned():
+    """`after=True`: the target's own hook still runs (its bookkeeping of the node), then the rule, on its result."""
+    table: NodeRules = NodeRules("test")
+    seen: list[str] = []
+
+    @table.on_leave(cst.Name, rule="HK201", after=True)
+    def suffix(room, original, result):
+        seen.append(result.value)
+        return result.with_changes(value=f"{result.value}_after")
+
+    @table.on_leave(cst.Name, rule="HK201", after=True)
+    def declines(room, original, result):
+        return None
+
+    def own(room, original, updated):
+        return updated.with_changes(value="own")
+
+    _, leave = table.hooks(cst.Name, None, own)
+    room, module = _room("x\n")
+    name = module.body[0].body[0].value
+    assert leave(room, name, name).value == "own_after" and seen == ["own"]
+    off, _ = _room("x\n", select=frozenset({"HK0"}))  # the rule turned off: the target's result stands
+    assert leave(off, name, name).value == "own" and seen == ["own"]

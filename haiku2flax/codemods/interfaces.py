@@ -45,7 +45,8 @@ A rule, whole (`codemods/dropout.py` has the real one)::
 
 The rooms, from the widest to the narrowest:
 - `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
-  (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment).
+  (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment);
+  `family(ItsState)`: a family's own state for the pass (`training.py` follows functions with it).
 - `LinenMethod`: the Linen converter inside a function: `mark_builds_layer()` (the method gets
   `@nn.compact`), the static shapes of the Haiku expressions, layers built and called at once.
 - `NnxMethod`: one method of a class on its way to NNX: feature sizes (`size_of` / `set_size`),
@@ -88,6 +89,9 @@ class FileRoom(Protocol):
 
     def todo(self, node: cst.CSTNode, rule: str, reason: str) -> None:
         """Leave the code as it is, report it, and put a TODO comment above the statement holding `node`."""
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        """A rule family's own state for this pass (the file's; one method's in `NnxMethod`), made by `kind()` on first use."""
 
 
 class MethodRoom(FileRoom, Protocol):
@@ -209,6 +213,9 @@ class NnxClass(Protocol):
     def layer_lists(self) -> dict[str, LayerList]:
         """Lists of layers `__init__` builds (`self.layers = [hk.Linear(n) for n in sizes]`), by attribute."""
 
+    def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
+        """(attribute, the Haiku node it comes from) of what the methods converted so far build in `__init__`."""
+
     def build(
         self,
         constructor: cst.Call,
@@ -329,7 +336,7 @@ class VisitRule(Protocol[RoomT]):
 @dataclass
 class NodeRules(Generic[RoomT]):
     """One target's rules by node type, for constructs that are not calls; they run before the target's
-    own `visit_<Node>` / `leave_<Node>` hook (see `engine.rewriter.Rewriter.node_rules`)."""
+    own `visit_<Node>` / `leave_<Node>` hook, or after it (`after=True`; see `engine.rewriter.Rewriter.node_rules`)."""
 
     target: str
     visiting: dict[type[cst.CSTNode], list[tuple[str, VisitRule[RoomT]]]] = field(default_factory=dict)
@@ -358,10 +365,8 @@ class NodeRules(Generic[RoomT]):
         visits, leaves, afters = self.visiting.get(kind), self.leaving.get(kind), self.leaving_after.get(kind)
         if visits:
             visit = _visiting(visits, visit)
-        if afters:
-            leave = _leaving_after(afters, leave)
-        if leaves:
-            leave = _leaving(leaves, leave)
+        if leaves or afters:
+            leave = _leaving(leaves or [], leave, afters or [])
         return visit, leave
 
 
@@ -377,26 +382,22 @@ def _visiting(rules: list[tuple[str, VisitRule[Any]]], own: Hook) -> Hook:
     return visit
 
 
-def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
+def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook, afterwards: list[tuple[str, LeaveRule[Any]]]) -> Hook:
     def leave(room: FileRoom, original: cst.CSTNode, updated: cst.CSTNode) -> object:
+        result = None
         for rule, function in rules:
             if room.ctx.enabled(rule):
                 result = function(room, original, updated)
                 if result is not None:
-                    return result
-        return own(room, original, updated) if own is not None else updated
-
-    return leave
-
-
-def _leaving_after(rules: list[tuple[str, LeaveRule[Any]]], own: Hook) -> Hook:
-    def leave(room: FileRoom, original: cst.CSTNode, updated: cst.CSTNode) -> object:
-        result = own(room, original, updated) if own is not None else updated
-        for rule, function in rules:
+                    break
+        if result is None:
+            result = own(room, original, updated) if own is not None else updated
+        for rule, function in afterwards:
+            if not isinstance(result, cst.CSTNode):  # removed or flattened: nothing left to rewrite
+                break
             if room.ctx.enabled(rule):
                 replaced = function(room, original, result)
-                if replaced is not None:
-                    return replaced
+                result = result if replaced is None else replaced
         return result
 
     return leave

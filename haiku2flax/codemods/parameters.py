@@ -9,6 +9,8 @@ What it converts (in `hk.Module` methods and in transformed forward functions, w
 - NNX: the parameter is built in `__init__` as `self.<name> = nnx.Param(...)` and read as
   `self.<name>[...]`; state is a `State(nnx.Variable)` (defined once per file) read the same way and
   written with `self.<name>[...] = value`. A shape entry `x.shape[-1]` becomes the inferred input size.
+  A parameter the Haiku `__init__` makes (`self.w = hk.get_parameter('w', ...)`) is built there, as
+  `self.w = nnx.Param(...)`, and the methods read it as `self.w[...]`.
 - Initializers: Haiku's take `(shape, dtype)`, Flax's `(key, shape, dtype)`. `jnp.ones` / `jnp.zeros`
   become `nn.initializers.ones` / `zeros` where Flax calls the initializer (Linen `self.param`), and are
   called directly where the code builds the value (Linen state, NNX); `hk.initializers.*` convert by
@@ -33,18 +35,20 @@ Example (Linen)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import ARRAY_CONSTRUCTORS, ARRAY_MODULES, BoundCall, Unconvertible, convert_initializer
-from ..engine.context import Context, attr
+from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker, descendants
+from .interfaces import (
+    LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, CallSite, FileRoom, LinenMethod, NnxClass, NnxMethod,
+)
 
 RULE_PARAMETER = register(
     "HK200", "get-parameter", Status.PARTIAL,
@@ -85,9 +89,9 @@ class VariableCall:
         args = BoundCall.bind(call, SET_STATE_ARGS if api == SET_STATE else VARIABLE_ARGS, f"hk.{api}").args
         name_node = args.pop("name", None)
         name = name_node.evaluated_value if isinstance(name_node, cst.SimpleString) else None
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name_node, cst.SimpleString) or not isinstance(name, str) or not name.isidentifier():
             raise Unconvertible(f"`hk.{api}` needs a literal name that is an identifier to become a Flax variable")
-        return cls(api, name, name_node, args)  # type: ignore[arg-type]
+        return cls(api, name, name_node, args)
 
 
 @dataclass(frozen=True)
@@ -179,232 +183,353 @@ def _self_call(method: str, *args: cst.BaseExpression) -> cst.Call:
     return cst.Call(attr("self", method), [cst.Arg(a) for a in args])
 
 
-class _Variables(Rewriter):
-    """What both targets share: reading the calls, and Haiku's `(shape, dtype)` arguments."""
-
-    def _read(self, updated: cst.Call, api: str) -> tuple[VariableCall, Initializer | None]:
-        call = VariableCall.read(updated, api)
-        init = call.args.get("init")
-        if api == GET_PARAMETER and ("shape" not in call.args or init is None):
-            raise Unconvertible("`hk.get_parameter` needs its shape and init to become a Flax parameter")
-        return call, read_initializer(init, call.args.get("shape"), self.ctx) if init is not None else None
-
-    def _shape_dtype(
-        self, shape: cst.BaseExpression | None, init: Initializer, dtype: cst.BaseExpression | None
-    ) -> list[cst.BaseExpression]:
-        """Haiku's `(shape, dtype)` for the initializer; dtype is spelled out where the callee's default is not float32."""
-        shape = shape or cst.Name("None")
-        if dtype is None and init.array is None and init.flax is None:
-            self.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
-            dtype = attr("jnp", "float32")
-        return [shape] if dtype is None else [shape, dtype]
+def _read(updated: cst.Call, api: str, ctx: Context) -> tuple[VariableCall, Initializer | None]:
+    """The call, and its initializer read for Flax (None for a read that creates nothing)."""
+    call = VariableCall.read(updated, api)
+    init = call.args.get("init")
+    if api == GET_PARAMETER and ("shape" not in call.args or init is None):
+        raise Unconvertible("`hk.get_parameter` needs its shape and init to become a Flax parameter")
+    return call, read_initializer(init, call.args.get("shape"), ctx) if init is not None else None
 
 
-class LinenParameters(_Variables):
-    """Linen: `self.param`, `self.variable('state', ...)` and `self.put_variable` in compact methods."""
+def _shape_dtype(
+    shape: cst.BaseExpression | None, init: Initializer, dtype: cst.BaseExpression | None, ctx: Context
+) -> list[cst.BaseExpression]:
+    """Haiku's `(shape, dtype)` for the initializer; dtype is spelled out where the callee's default is not float32."""
+    shape = shape or cst.Name("None")
+    if dtype is None and init.array is None and init.flax is None:
+        ctx.needed_imports.add(("jax.numpy", None, "jnp"))
+        dtype = attr("jnp", "float32")
+    return [shape] if dtype is None else [shape, dtype]
 
-    def visit_Module(self, node: cst.Module) -> bool | None:
-        self._plan_variables(node)
-        return super().visit_Module(node)
 
-    def _plan_variables(self, module: cst.Module) -> None:
-        """Which calls are inside a module, which read a variable again, and which writes init must skip.
+# -- Linen: `self.param`, `self.variable('state', ...)` and `self.put_variable` in compact methods ----------
+@dataclass(frozen=True)
+class _LinenPlan:
+    """Which calls are inside a module, which read a variable again, and which writes init must skip (by id).
 
-        Linen raises on a second `self.param` / `self.variable` of one name, so a repeated read is
-        `self.get_variable`; a write to state that `hk.get_state` creates is skipped during init.
-        """
-        self._in_module: set[int] = set()
-        self._repeated: set[int] = set()
-        self._skipped_in_init: set[int] = set()
-        self._guarded: set[int] = set()  # converted writes whose statement gets the init guard
-        self._guards: set[int] = set()  # the `if not self.is_initializing():` statements made
-        for statement in module.body:
-            if isinstance(statement, cst.ClassDef) and statement.name.value in self.classes:  # type: ignore[attr-defined]
-                functions = [s for s in statement.body.body if isinstance(s, cst.FunctionDef)]
-            elif isinstance(statement, cst.FunctionDef) and statement.name.value in self.forwards:  # type: ignore[attr-defined]
-                functions = [statement]
-            else:
-                continue
-            created_state: set[str | None] = set()  # by an `hk.get_state` with an init, earlier in the source
-            for function in functions:
-                seen = set()
-                for api, name, node in variable_calls(function, self.ctx.names):
-                    self._in_module.add(id(node))
-                    if api == SET_STATE:
-                        if name in created_state:
-                            self._skipped_in_init.add(id(node))
-                    elif (api, name) in seen:
-                        self._repeated.add(id(node))
-                    elif api == GET_STATE and name is not None and VariableCall.read(node, api).creates:
-                        created_state.add(name)
-                    seen.add((api, name))
+    Linen raises on a second `self.param` / `self.variable` of one name, so a repeated read is
+    `self.get_variable`; a write to state that `hk.get_state` creates is skipped during init.
+    """
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        api = self.ctx.names.haiku_api(original.func)
-        if api not in APIS or not self.ctx.enabled(rule_for(api)):
-            return super().leave_Call(original, updated)
-        if id(original) not in self._in_module:
-            self.todo(original, rule_for(api), f"`hk.{api}` outside a module: move it into the module that owns the variable")
-            return updated
-        try:
-            new, flax_api = self._linen_call(original, updated, api)
-        except Unconvertible as reason:
-            self.todo(original, rule_for(api), str(reason))
-            return updated
-        self.ctx.need_target_import()
-        if id(original) in self._skipped_in_init:
-            self._guarded.add(id(original))
-        self.converted(original, rule_for(api), f"hk.{api} -> self.{flax_api}")
-        return new
+    in_module: set[int] = field(default_factory=set)
+    repeated: set[int] = field(default_factory=set)
+    skipped_in_init: set[int] = field(default_factory=set)
 
-    def _linen_call(self, original: cst.Call, updated: cst.Call, api: str) -> tuple[cst.BaseExpression, str]:
-        """The Linen expression, and the Module method it calls."""
-        if api == SET_STATE:
-            call = VariableCall.read(updated, api)
-            if "value" not in call.args:
-                raise Unconvertible("`hk.set_state` needs a value")
-            return _self_call("put_variable", _string(LINEN_STATE_COLLECTION), call.name_node, call.args["value"]), "put_variable"
-        call, init = self._read(updated, api)
-        collection = _string(LINEN_COLLECTIONS[api])
-        if id(original) in self._repeated or init is None:
-            return _self_call("get_variable", collection, call.name_node), "get_variable"
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        arguments = self._shape_dtype(call.args.get("shape"), init, call.args.get("dtype"))
-        if api == GET_PARAMETER:
-            if init.haiku is not None and init.array is None:
-                self.warn(original, RULE_PARAMETER, "a Haiku initializer takes (shape, dtype): wrapped for Flax's (key, shape, dtype)")
-                params = cst.Parameters([cst.Param(cst.Name(n)) for n in ("_", "shape", "dtype")])
-                flax_init: cst.BaseExpression = cst.Lambda(params, _call(init.haiku, [cst.Name("shape"), cst.Name("dtype")]))
-            else:
-                flax_init = init.flax or attr(self.ctx.ns, f"initializers.{init.array}")
-            return _self_call("param", call.name_node, flax_init, *arguments), "param"
-        if init.flax is not None:  # draws a key: only when the variable is created
-            lazy = cst.Lambda(cst.Parameters(), _call(init.flax, [_self_call("make_rng", _string("params")), *arguments]))
-            variable = _self_call("variable", collection, call.name_node, lazy)
+
+def _plan_linen(module: cst.Module, ctx: Context) -> _LinenPlan:
+    from .transforms import TRANSFORMS  # here, not at the top: transforms reads this module's names for state
+
+    plan = _LinenPlan()
+    classes, forwards = analysis.haiku_module_classes(module, ctx.names), ctx.fact(TRANSFORMS).forwards
+    for statement in module.body:
+        if isinstance(statement, cst.ClassDef) and statement.name.value in classes:
+            functions = [s for s in statement.body.body if isinstance(s, cst.FunctionDef)]
+        elif isinstance(statement, cst.FunctionDef) and statement.name.value in forwards:
+            functions = [statement]
         else:
-            variable = _self_call("variable", collection, call.name_node, init.haiku, *arguments)  # type: ignore[arg-type]
-        return cst.Attribute(variable, cst.Name("value")), "variable"
-
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        """`hk.set_state(...)` on state `hk.get_state` creates: skipped while Linen's init runs."""
-        guarded = any(isinstance(small, cst.Expr) and id(small.value) in self._guarded for small in original.body)
-        if not guarded:
-            return super().leave_SimpleStatementLine(original, updated)
-        if len(original.body) != 1:
-            self.todo(original, RULE_STATE, "put this write under `if not self.is_initializing():` (Haiku's init keeps the initial state)")
-            return updated
-        guard = cst.UnaryOperation(cst.Not(), _self_call("is_initializing"))
-        why = cst.TrailingWhitespace(cst.SimpleWhitespace("  "), cst.Comment("# as in Haiku, init keeps the initial state"))
-        body = cst.IndentedBlock([updated.with_changes(leading_lines=[])], header=why)
-        new = cst.If(guard, body, leading_lines=updated.leading_lines)
-        self._guards.add(id(new))
-        return new
-
-    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
-        """Consecutive guarded writes share one `if not self.is_initializing():`."""
-        updated = super().leave_IndentedBlock(original, updated)
-        body: list[cst.BaseStatement] = []
-        for statement in updated.body:
-            previous = body[-1] if body else None
-            if id(statement) in self._guards and previous is not None and id(previous) in self._guards and not statement.leading_lines:
-                merged = previous.with_changes(body=previous.body.with_changes(body=[*previous.body.body, *statement.body.body]))  # type: ignore[attr-defined]
-                self._guards.add(id(merged))
-                body[-1] = merged
-            else:
-                body.append(statement)
-        return updated.with_changes(body=body) if len(body) != len(updated.body) else updated
+            continue
+        created_state: set[str | None] = set()  # by an `hk.get_state` with an init, earlier in the source
+        for function in functions:
+            seen = set()
+            for api, name, node in variable_calls(function, ctx.names):
+                plan.in_module.add(id(node))
+                if api == SET_STATE:
+                    if name in created_state:
+                        plan.skipped_in_init.add(id(node))
+                elif (api, name) in seen:
+                    plan.repeated.add(id(node))
+                elif api == GET_STATE and name is not None and VariableCall.read(node, api).creates:
+                    created_state.add(name)
+                seen.add((api, name))
+    return plan
 
 
-class NnxParameters(_Variables):
-    """NNX (a mixin of `NnxMethodRewriter`): variables built in `__init__`, read and written with `[...]`."""
+LINEN_PLAN = FileFact(_plan_linen)
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._statement_writes: set[int] = set()  # `hk.set_state(...)` calls that are whole statements
 
-    def visit_Expr(self, node: cst.Expr) -> None:
-        if isinstance(node.value, cst.Call) and self.ctx.names.haiku_api(node.value.func) == SET_STATE:
-            self._statement_writes.add(id(node.value))
+@dataclass
+class _InitGuards:
+    """Linen: the converted writes whose statement gets the init guard, and the guards made (by id)."""
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        api = self.ctx.names.haiku_api(original.func)
-        if api not in APIS or not self.ctx.enabled(rule_for(api)):
-            return super().leave_Call(original, updated)
-        if api == SET_STATE:
-            if id(original) not in self._statement_writes:
-                self.todo(original, RULE_STATE, "`hk.set_state` inside an expression: write `self.<name>[...] = value` as a statement")
-            return updated  # a statement: rewritten in leave_Expr
-        try:
-            return self._nnx_read(original, updated, api)
-        except Unconvertible as reason:
-            self.todo(original, rule_for(api), str(reason))
-            return updated
+    writes: set[int] = field(default_factory=set)
+    guards: set[int] = field(default_factory=set)
 
-    def _nnx_read(self, original: cst.Call, updated: cst.Call, api: str) -> cst.BaseExpression:
-        call, init = self._read(updated, api)
-        existing = self._variable_attribute(call)
-        if existing is not None:
-            self.converted(original, rule_for(api), f"hk.{api} -> self.{existing}[...]")
-            return _value_of(existing)
-        if init is None:
-            raise Unconvertible(f"`hk.{api}('{call.name}')` reads state created elsewhere: create it in `__init__` by hand")
-        if self.in_nested_block(original, f"hk.{api}"):  # type: ignore[attr-defined]
-            return updated
-        shape = call.args.get("shape")
-        if shape is not None:
-            shape = shape.visit(_InputSizes(self, call.name, original))  # type: ignore[assignment]
-        dtype = self._init_dtype(original, call)
-        if not self.can_hoist([e for e in (shape, init.flax, init.haiku) if e is not None], original):  # type: ignore[attr-defined]
-            return updated
-        arguments = self._shape_dtype(shape, init, dtype)
-        if init.flax is not None:
-            value = _call(init.flax, [cst.Call(attr("rngs", "params")), *arguments])
+
+@LINEN_CALLS.on(GET_PARAMETER, rule=RULE_PARAMETER)
+@LINEN_CALLS.on(GET_STATE, SET_STATE, rule=RULE_STATE)
+def linen_variable(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
+    original, rule = call.original, rule_for(call.api)
+    plan = room.ctx.fact(LINEN_PLAN)
+    if id(original) not in plan.in_module:
+        room.todo(original, rule, f"`hk.{call.api}` outside a module: move it into the module that owns the variable")
+        return call.updated
+    try:
+        new, flax_api = _linen_call(room, original, call.updated, call.api, id(original) in plan.repeated)
+    except Unconvertible as reason:
+        room.todo(original, rule, str(reason))
+        return call.updated
+    room.ctx.need_target_import()
+    if id(original) in plan.skipped_in_init:
+        room.family(_InitGuards).writes.add(id(original))
+    room.converted(original, rule, f"hk.{call.api} -> self.{flax_api}")
+    return new
+
+
+def _linen_call(room: LinenMethod, original: cst.Call, updated: cst.Call, api: str, repeated: bool) -> tuple[cst.BaseExpression, str]:
+    """The Linen expression, and the Module method it calls."""
+    if api == SET_STATE:
+        write = VariableCall.read(updated, api)
+        if "value" not in write.args:
+            raise Unconvertible("`hk.set_state` needs a value")
+        return _self_call("put_variable", _string(LINEN_STATE_COLLECTION), write.name_node, write.args["value"]), "put_variable"
+    ctx = room.ctx
+    call, init = _read(updated, api, ctx)
+    collection = _string(LINEN_COLLECTIONS[api])
+    if repeated or init is None:
+        return _self_call("get_variable", collection, call.name_node), "get_variable"
+    room.mark_builds_layer()
+    arguments = _shape_dtype(call.args.get("shape"), init, call.args.get("dtype"), ctx)
+    if api == GET_PARAMETER:
+        if init.haiku is not None and init.array is None:
+            room.warn(original, RULE_PARAMETER, "a Haiku initializer takes (shape, dtype): wrapped for Flax's (key, shape, dtype)")
+            params = cst.Parameters([cst.Param(cst.Name(n)) for n in ("_", "shape", "dtype")])
+            flax_init: cst.BaseExpression = cst.Lambda(params, _call(init.haiku, [cst.Name("shape"), cst.Name("dtype")]))
         else:
-            value = _call(init.haiku, arguments)  # type: ignore[arg-type]
-        variable_type = attr(self.ctx.ns, "Param") if api == GET_PARAMETER else cst.Name(NNX_STATE_CLASS)
-        attribute = self.new_attribute(call.name, call.name)  # type: ignore[attr-defined]
-        self.add_to_init(attribute, cst.Call(variable_type, [cst.Arg(value)]), original, needs_rngs=init.flax is not None)  # type: ignore[attr-defined]
-        self.converted(original, rule_for(api), f"hk.{api} -> self.{attribute}, built in __init__")
-        return _value_of(attribute)
+            flax_init = init.flax or attr(ctx.ns, f"initializers.{init.array}")
+        return _self_call("param", call.name_node, flax_init, *arguments), "param"
+    if init.flax is not None:  # draws a key: only when the variable is created
+        lazy = cst.Lambda(cst.Parameters(), _call(init.flax, [_self_call("make_rng", _string("params")), *arguments]))
+        variable = _self_call("variable", collection, call.name_node, lazy)
+    else:
+        assert init.haiku is not None  # an Initializer is Flax's or Haiku's
+        variable = _self_call("variable", collection, call.name_node, init.haiku, *arguments)
+    return cst.Attribute(variable, cst.Name("value")), "variable"
 
-    def _init_dtype(self, original: cst.Call, call: VariableCall) -> cst.BaseExpression | None:
-        """The dtype, unless it depends on the call (`x.dtype`): `__init__` then builds float32, Flax's default."""
-        dtype = call.args.get("dtype")
-        if dtype is None:
-            return None
-        local = analysis.Names.of(dtype).used & self.method_locals - self.state.locals_in_init  # type: ignore[attr-defined]
-        if local:
-            self.warn(original, rule_for(call.api), f"the dtype depends on {', '.join(sorted(local))}: `__init__` builds it as float32")
-            return None
-        return dtype
 
-    def _variable_attribute(self, call: VariableCall) -> str | None:
-        """The attribute an earlier call of this class built for the same parameter or state."""
-        creator = GET_PARAMETER if call.api == GET_PARAMETER else GET_STATE
-        for hoisted in self.state.hoisted:  # type: ignore[attr-defined]
-            source = hoisted.source
-            if isinstance(source, cst.Call) and self.ctx.names.haiku_api(source.func) == creator:
-                if VariableCall.read(source, creator).name == call.name:  # it was read once already
-                    return hoisted.attribute
+@LINEN_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_STATE, after=True)
+def guard_init_write(room: LinenMethod, original: cst.SimpleStatementLine, result: object) -> cst.If | None:
+    """`hk.set_state(...)` on state `hk.get_state` creates: skipped while Linen's init runs.
+
+    After the target's own hook, which still tracks the statement (shapes, layers built at their call)."""
+    guards = room.family(_InitGuards)
+    if not guards.writes:
         return None
+    guarded = any(isinstance(small, cst.Expr) and id(small.value) in guards.writes for small in original.body)
+    if not guarded or not isinstance(result, cst.SimpleStatementLine):
+        return None
+    if len(original.body) != 1:
+        room.todo(original, RULE_STATE, "put this write under `if not self.is_initializing():` (Haiku's init keeps the initial state)")
+        return None
+    guard = cst.UnaryOperation(cst.Not(), _self_call("is_initializing"))
+    why = cst.TrailingWhitespace(cst.SimpleWhitespace("  "), cst.Comment("# as in Haiku, init keeps the initial state"))
+    body = cst.IndentedBlock([result.with_changes(leading_lines=[])], header=why)
+    new = cst.If(guard, body, leading_lines=result.leading_lines)
+    guards.guards.add(id(new))
+    return new
 
-    def leave_Expr(self, original: cst.Expr, updated: cst.Expr) -> cst.BaseSmallStatement:
-        """`hk.set_state(name, value)` -> `self.<name>[...] = value`."""
-        if id(original.value) not in self._statement_writes or not self.ctx.enabled(RULE_STATE):
-            return updated
-        try:
-            call = VariableCall.read(updated.value, SET_STATE)  # type: ignore[arg-type]
-            if "value" not in call.args:
-                raise Unconvertible("`hk.set_state` needs a value")
-        except Unconvertible as reason:
-            self.todo(original, RULE_STATE, str(reason))
-            return updated
-        attribute = self._variable_attribute(call)
-        if attribute is None:
-            self.todo(original, RULE_STATE, f"no `hk.get_state('{call.name}', ...)` before this: create the `State` variable in `__init__` by hand")
-            return updated
-        self.converted(original, RULE_STATE, f"hk.set_state -> self.{attribute}[...] = ...")
-        return cst.Assign([cst.AssignTarget(_value_of(attribute))], call.args["value"])
+
+@LINEN_NODES.on_leave(cst.IndentedBlock, rule=RULE_STATE, after=True)
+def merge_init_guards(room: LinenMethod, original: cst.IndentedBlock, result: object) -> cst.IndentedBlock | None:
+    """Consecutive guarded writes share one `if not self.is_initializing():`."""
+    guards = room.family(_InitGuards).guards
+    if not guards or not isinstance(result, cst.IndentedBlock):
+        return None
+    body: list[cst.BaseStatement] = []
+    for statement in result.body:
+        previous = body[-1] if body else None
+        if (
+            isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock) and id(statement) in guards
+            and isinstance(previous, cst.If) and isinstance(previous.body, cst.IndentedBlock) and id(previous) in guards
+            and not statement.leading_lines
+        ):
+            merged = previous.with_changes(body=previous.body.with_changes(body=[*previous.body.body, *statement.body.body]))
+            guards.add(id(merged))
+            body[-1] = merged
+        else:
+            body.append(statement)
+    return result.with_changes(body=body) if len(body) != len(result.body) else None
+
+
+# -- NNX: variables built in `__init__`, read and written with `[...]` ------------------------------------
+@dataclass
+class _StatementWrites:
+    """The `hk.set_state(...)` calls of a method that are whole statements (by id)."""
+
+    calls: set[int] = field(default_factory=set)
+
+
+@NNX_NODES.on_visit(cst.Expr, rule=RULE_STATE)
+def find_statement_write(room: NnxMethod, node: cst.Expr) -> None:
+    if isinstance(node.value, cst.Call) and room.ctx.names.haiku_api(node.value.func) == SET_STATE:
+        room.family(_StatementWrites).calls.add(id(node.value))
+
+
+@NNX_CALLS.on(GET_PARAMETER, rule=RULE_PARAMETER)
+@NNX_CALLS.on(GET_STATE, SET_STATE, rule=RULE_STATE)
+def nnx_variable(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
+    original = call.original
+    if call.api == SET_STATE:
+        if id(original) not in room.family(_StatementWrites).calls:
+            room.todo(original, RULE_STATE, "`hk.set_state` inside an expression: write `self.<name>[...] = value` as a statement")
+        return call.updated  # a statement: rewritten by `nnx_write`
+    try:
+        return _nnx_read(room, original, call.updated, call.api)
+    except Unconvertible as reason:
+        room.todo(original, rule_for(call.api), str(reason))
+        return call.updated
+
+
+def _nnx_read(room: NnxMethod, original: cst.Call, updated: cst.Call, api: str) -> cst.BaseExpression:
+    ctx = room.ctx
+    call, init = _read(updated, api, ctx)
+    existing = _variable_attribute(room, call)
+    if existing is not None:
+        room.converted(original, rule_for(api), f"hk.{api} -> self.{existing}[...]")
+        return _value_of(existing)
+    if init is None:
+        raise Unconvertible(f"`hk.{api}('{call.name}')` reads state created elsewhere: create it in `__init__` by hand")
+    if room.in_nested_block(original, f"hk.{api}"):
+        return updated
+    shape = call.args.get("shape")
+    if shape is not None:
+        sized = shape.visit(_InputSizes(room, call.name, original))
+        assert isinstance(sized, cst.BaseExpression)  # it only replaces subscripts: the shape stays an expression
+        shape = sized
+    dtype = _init_dtype(room, original, call)
+    if not room.can_hoist([e for e in (shape, init.flax, init.haiku) if e is not None], original):
+        return updated
+    attribute = room.new_attribute(call.name, call.name)
+    room.add_to_init(attribute, _nnx_variable(api, init, shape, dtype, ctx), original, needs_rngs=init.flax is not None)
+    room.converted(original, rule_for(api), f"hk.{api} -> self.{attribute}, built in __init__")
+    return _value_of(attribute)
+
+
+def _nnx_variable(
+    api: str, init: Initializer, shape: cst.BaseExpression | None, dtype: cst.BaseExpression | None, ctx: Context
+) -> cst.Call:
+    """`nnx.Param(...)` / `State(...)` holding the initial value, as `__init__` builds it (`rngs` draws a key)."""
+    arguments = _shape_dtype(shape, init, dtype, ctx)
+    if init.flax is not None:
+        value = _call(init.flax, [cst.Call(attr("rngs", "params")), *arguments])
+    else:
+        assert init.haiku is not None  # an Initializer is Flax's or Haiku's
+        value = _call(init.haiku, arguments)
+    variable_type = attr(ctx.ns, "Param") if api == GET_PARAMETER else cst.Name(NNX_STATE_CLASS)
+    return cst.Call(variable_type, [cst.Arg(value)])
+
+
+def _init_dtype(room: NnxMethod, original: cst.Call, call: VariableCall) -> cst.BaseExpression | None:
+    """The dtype, unless it depends on the call (`x.dtype`): `__init__` then builds float32, Flax's default."""
+    dtype = call.args.get("dtype")
+    if dtype is None:
+        return None
+    local = analysis.Names.of(dtype).used & room.method_locals - room.conversion.locals_in_init
+    if local:
+        room.warn(original, rule_for(call.api), f"the dtype depends on {', '.join(sorted(local))}: `__init__` builds it as float32")
+        return None
+    return dtype
+
+
+def _variable_attribute(room: NnxMethod, call: VariableCall) -> str | None:
+    """The attribute an earlier call of this class built for the same parameter or state."""
+    creator = GET_PARAMETER if call.api == GET_PARAMETER else GET_STATE
+    for attribute, source in room.conversion.built_in_init():
+        if isinstance(source, cst.Call) and room.ctx.names.haiku_api(source.func) == creator:
+            if VariableCall.read(source, creator).name == call.name:  # it was read once already
+                return attribute
+    return None
+
+
+@NNX_NODES.on_leave(cst.Expr, rule=RULE_STATE)
+def nnx_write(room: NnxMethod, original: cst.Expr, updated: cst.Expr) -> cst.Assign | None:
+    """`hk.set_state(name, value)` -> `self.<name>[...] = value`."""
+    if id(original.value) not in room.family(_StatementWrites).calls or not isinstance(updated.value, cst.Call):
+        return None
+    try:
+        call = VariableCall.read(updated.value, SET_STATE)
+        if "value" not in call.args:
+            raise Unconvertible("`hk.set_state` needs a value")
+    except Unconvertible as reason:
+        room.todo(original, RULE_STATE, str(reason))
+        return None
+    attribute = _variable_attribute(room, call)
+    if attribute is None:
+        room.todo(original, RULE_STATE, f"no `hk.get_state('{call.name}', ...)` before this: create the `State` variable in `__init__` by hand")
+        return None
+    room.converted(original, RULE_STATE, f"hk.set_state -> self.{attribute}[...] = ...")
+    return cst.Assign([cst.AssignTarget(_value_of(attribute))], call.args["value"])
+
+
+# -- NNX: parameters a Haiku `__init__` makes --------------------------------------------------------------
+def _init_parameter(statement: cst.BaseStatement, ctx: Context) -> tuple[cst.Assign, VariableCall, Initializer] | None:
+    """`self.w = hk.get_parameter('w', ...)` in a Haiku `__init__`, read (None for any other statement)."""
+    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 and isinstance(statement.body[0], cst.Assign)):
+        return None
+    assign = statement.body[0]
+    attribute = analysis.self_attribute(assign.targets[0].target) if len(assign.targets) == 1 else None
+    if attribute is None or not isinstance(assign.value, cst.Call) or ctx.names.haiku_api(assign.value.func) != GET_PARAMETER:
+        return None
+    call, init = _read(assign.value, GET_PARAMETER, ctx)
+    if call.name != attribute:
+        raise Unconvertible(f"NNX names a parameter after its attribute: store `hk.get_parameter('{call.name}', ...)` as `self.{call.name}`")
+    assert init is not None  # `_read` requires a parameter's init
+    return assign, call, init
+
+
+def nnx_init_parameter(statement: cst.BaseStatement, room: NnxClass) -> cst.BaseStatement | None:
+    """`self.w = hk.get_parameter('w', shape, dtype, init)` in `__init__` -> `self.w = nnx.Param(...)`, read as
+    `self.w[...]` in the methods; the statement with a TODO where it cannot convert; None for other statements."""
+    ctx = room.ctx
+    if not ctx.enabled(RULE_PARAMETER):
+        return None
+    try:
+        found = _init_parameter(statement, ctx)
+    except Unconvertible as reason:
+        ctx.notes.todo(statement, RULE_PARAMETER, str(reason))
+        return add_todo_lines(statement, [(RULE_PARAMETER, str(reason))])
+    if found is None:
+        return None
+    assign, call, init = found
+    variable = _nnx_variable(GET_PARAMETER, init, call.args.get("shape"), call.args.get("dtype"), ctx)
+    room.needs_rngs |= init.flax is not None
+    ctx.need_target_import()
+    room.converter.converted(statement, RULE_PARAMETER, f"hk.get_parameter in __init__ -> self.{call.name} = nnx.Param(...)")
+    return statement.with_changes(body=[assign.with_changes(value=variable)])
+
+
+@dataclass
+class _InitParameters:
+    """The parameters the class's `__init__` makes (attributes), read once per method; assignment targets seen."""
+
+    attributes: set[str] | None = None
+    targets: set[int] = field(default_factory=set)
+
+
+@NNX_NODES.on_visit(cst.AssignTarget, rule=RULE_PARAMETER)
+def note_assigned(room: NnxMethod, node: cst.AssignTarget) -> None:
+    room.family(_InitParameters).targets.add(id(node.target))
+
+
+@NNX_NODES.on_leave(cst.Attribute, rule=RULE_PARAMETER, after=True)
+def read_init_parameter(room: NnxMethod, original: cst.Attribute, result: object) -> cst.Subscript | None:
+    """`self.w`, a parameter `__init__` made -> `self.w[...]`: its value, as Haiku's attribute held."""
+    if not room.ctx.mentions("get_parameter") or not isinstance(result, cst.Attribute):
+        return None
+    attribute = analysis.self_attribute(original)
+    made = room.family(_InitParameters)
+    if made.attributes is None:
+        made.attributes = set()
+        for statement in analysis.read_init(room.conversion.init_def).other_statements:
+            try:
+                found = _init_parameter(statement, room.ctx)
+            except Unconvertible:
+                continue
+            if found is not None:
+                made.attributes.add(found[1].name)
+    if attribute not in made.attributes or id(original) in made.targets:
+        return None
+    return cst.Subscript(result, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
 
 
 def _value_of(attribute: str) -> cst.Subscript:
@@ -420,49 +545,48 @@ LAST_DIMENSION = m.Subscript(
 class _InputSizes(cst.CSTTransformer):
     """`x.shape[-1]` in a shape -> the feature size the NNX method rewriter inferred for `x`."""
 
-    def __init__(self, rewriter: NnxParameters, name: str, node: cst.CSTNode) -> None:
+    def __init__(self, room: NnxMethod, name: str, node: cst.CSTNode) -> None:
         super().__init__()
-        self.rewriter, self.name, self.node = rewriter, name, node
+        self.room, self.name, self.node = room, name, node
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
-        if not m.matches(original, LAST_DIMENSION):
+        if not m.matches(original, LAST_DIMENSION) or not isinstance(original.value, cst.Attribute):
             return updated
-        return self.rewriter.input_size(self.name, [cst.Arg(original.value.value)], self.node)  # type: ignore[attr-defined]
+        return self.room.input_size(self.name, [cst.Arg(original.value.value)], self.node)
 
 
-class NnxStateClass(Rewriter):
-    """NNX, file level (a mixin of `NnxConverter`): defines `State(nnx.Variable)` once, before its first user.
+# -- NNX, file level: the `State(nnx.Variable)` class, and calls outside any module ------------------------
+@NNX_FILE_CALLS.on(GET_PARAMETER, rule=RULE_PARAMETER)
+@NNX_FILE_CALLS.on(GET_STATE, SET_STATE, rule=RULE_STATE)
+def outside_module(room: FileRoom, call: CallSite) -> cst.BaseExpression:
+    """A parameter or state call the method rewriters never saw: it is outside any module."""
+    room.todo(call.original, rule_for(call.api), f"`hk.{call.api}` outside a module: move it into the module that owns the variable")
+    return call.updated
 
-    Also flags parameter and state calls outside any module (the method rewriter never sees them).
-    """
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        api = self.ctx.names.haiku_api(original.func)
-        if api in APIS and self.ctx.enabled(rule_for(api)):
-            self.todo(original, rule_for(api), f"`hk.{api}` outside a module: move it into the module that owns the variable")
-        return super().leave_Call(original, updated)
-
-    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
-        updated = super().leave_Module(original, updated)
-        if not self.ctx.mentions("get_state", "set_state") or not any(
-            isinstance(node, cst.Call) and m.matches(node.func, m.Name(NNX_STATE_CLASS)) for node in descendants(updated)
-        ):
-            return updated
-        variable = attr(self.ctx.ns, "Variable")
-        if any(  # a file converted before, partly (it still uses Haiku elsewhere): its State class is there
-            isinstance(s, cst.ClassDef) and s.name.value == NNX_STATE_CLASS and len(s.bases) == 1 and s.bases[0].value.deep_equals(variable)
-            for s in updated.body
-        ):
-            return updated
-        state_class = cst.ClassDef(
-            cst.Name(NNX_STATE_CLASS),
-            cst.IndentedBlock([cst.SimpleStatementLine([cst.Expr(cst.SimpleString(
-                '"""Model state that is not trained: what Haiku kept with `hk.get_state` / `hk.set_state`."""'
-            ))])]),
-            bases=[cst.Arg(variable)],
-        )
-        body = list(updated.body)
-        at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
-        if at:
-            state_class = state_class.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()])
-        return updated.with_changes(body=[*body[:at], state_class, *body[at:]])
+@NNX_FILE_NODES.on_leave(cst.Module, rule=RULE_STATE, after=True)
+def define_state_class(room: FileRoom, original: cst.Module, result: object) -> cst.Module | None:
+    """`class State(nnx.Variable)` once, before the first class or function, where the file builds `State(...)`."""
+    ctx = room.ctx
+    if not isinstance(result, cst.Module) or not ctx.mentions("get_state", "set_state") or not any(
+        isinstance(node, cst.Call) and m.matches(node.func, m.Name(NNX_STATE_CLASS)) for node in descendants(result)
+    ):
+        return None
+    variable = attr(ctx.ns, "Variable")
+    if any(  # a file converted before, partly (it still uses Haiku elsewhere): its State class is there
+        isinstance(s, cst.ClassDef) and s.name.value == NNX_STATE_CLASS and len(s.bases) == 1 and s.bases[0].value.deep_equals(variable)
+        for s in result.body
+    ):
+        return None
+    state_class = cst.ClassDef(
+        cst.Name(NNX_STATE_CLASS),
+        cst.IndentedBlock([cst.SimpleStatementLine([cst.Expr(cst.SimpleString(
+            '"""Model state that is not trained: what Haiku kept with `hk.get_state` / `hk.set_state`."""'
+        ))])]),
+        bases=[cst.Arg(variable)],
+    )
+    body = list(result.body)
+    at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
+    if at:
+        state_class = state_class.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()])
+    return result.with_changes(body=[*body[:at], state_class, *body[at:]])

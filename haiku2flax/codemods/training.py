@@ -40,19 +40,20 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import keyword_arg
-from ..engine.context import attr
+from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
 from .annotations import model_annotation
+from .interfaces import NNX_FILE_NODES, FileRoom
+from .transforms import TRANSFORMS
 
 RULE_TRAINING = register(
     "HK007", "training-step", Status.PARTIAL, "jax.grad/jax.jit training steps over params -> nnx.grad/nnx.jit over the model", __name__
@@ -62,12 +63,21 @@ GRADS = {"grad": "grad", "value_and_grad": "value_and_grad"}
 OPTIMIZER_ATTRIBUTES = {"params", "apply_fn", "apply_gradients", "step", "opt_state", "tx", "update"}
 TREE_MAPS = {"jax.tree_util.tree_map", "jax.tree.map", "tree_map", "jax.tree_map"}
 
+Carrier = tuple[str, int, str]  # a function's parameter that carries params (or state): (name, position, model)
+
 
 def _grad_name(func: cst.BaseExpression) -> str | None:
     """`grad` for `jax.grad` / `grad`, `value_and_grad` likewise."""
     name = dotted_name(func) or ""
     head, _, last = name.rpartition(".")
     return GRADS.get(last) if head in ("", "jax") else None
+
+
+def _receiver(node: cst.BaseExpression, method: str) -> str | None:
+    """`name` for a call `name.method(...)`, else None."""
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and isinstance(node.func.value, cst.Name) and node.func.attr.value == method:
+        return node.func.value.value
+    return None
 
 
 class _ParamsFlow(Walker):
@@ -83,7 +93,7 @@ class _ParamsFlow(Walker):
         self.stateful = stateful  # those made by transform_with_state
         self.train_state_model = train_state_model  # the model whose `apply` a TrainState carries
         self.functions: dict[str, cst.FunctionDef] = {}
-        self.roles: dict[str, dict[int, tuple[str, int, str]]] = {"params": {}, "state": {}, "train_state": {}}
+        self.roles: dict[str, dict[int, Carrier]] = {"params": {}, "state": {}, "train_state": {}}
         self._stack: list[cst.FunctionDef] = []
         self._changed = True
 
@@ -103,16 +113,16 @@ class _ParamsFlow(Walker):
             name = argument.value if isinstance(argument, cst.Name) else None
             if role == "params" and name is None:  # `state.params` of a train state parameter
                 name, role = _train_state_params(argument), "train_state"
-            if name in params and id(function) not in self.roles[role]:
-                self.roles[role][id(function)] = (name, params.index(name), model)  # type: ignore[arg-type]
+            if name is not None and name in params and id(function) not in self.roles[role]:
+                self.roles[role][id(function)] = (name, params.index(name), model)
                 self._changed = True
 
     def _arguments(self, call: cst.Call) -> list[tuple[cst.BaseExpression, str, str]]:
         """(expression, model, role) for what this call passes as Haiku params, state or train state."""
-        model = None
-        if m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("apply"))) and call.func.value.value in self.models:  # type: ignore[attr-defined]
-            model = call.func.value.value  # type: ignore[attr-defined]
-        elif m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))) and self.train_state_model:
+        model = _receiver(call, "apply")
+        if model not in self.models:
+            model = None
+        if model is None and m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))):
             model = self.train_state_model
         if model is not None:
             roles = ["params", "state"] if model in self.stateful else ["params"]
@@ -127,13 +137,10 @@ class _ParamsFlow(Walker):
         found = []
         for role, functions in self.roles.items():
             if id(target) in functions:
-                _, position, model = functions[id(target)]
+                _, position, carried = functions[id(target)]
                 if position < len(positional):
-                    found.append((positional[position].value, model, role))
+                    found.append((positional[position].value, carried, role))
         return found
-
-    def of(self, role: str) -> dict[int, tuple[str, int, str]]:
-        return self.roles[role]
 
     def run(self, module: cst.Module) -> None:
         while self._changed:
@@ -143,211 +150,294 @@ class _ParamsFlow(Walker):
 
 def _train_state_params(node: cst.BaseExpression) -> str | None:
     """`state` for `state.params`."""
-    if m.matches(node, m.Attribute(value=m.Name(), attr=m.Name("params"))):
-        return node.value.value  # type: ignore[attr-defined]
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.attr.value == "params":
+        return node.value.value
     return None
 
 
-class NnxTraining(Rewriter):
-    """A mixin of `NnxConverter`: training steps take the model where Haiku took its params."""
+def _initialised_params(node: cst.BaseExpression, params_variables: dict[str, str], models: set[str]) -> str | None:
+    """`params` for `optimizer.init(params)` on module-level params of a model's `init`, else None."""
+    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "init" and len(node.args) == 1):
+        return None
+    if isinstance(node.func.value, cst.Name) and node.func.value.value in models:  # the model's own init
+        return None
+    arg = node.args[0]
+    return arg.value.value if arg.keyword is None and isinstance(arg.value, cst.Name) and arg.value.value in params_variables else None
 
-    def init_training(self, module: cst.Module) -> None:
-        train_state = self.train_state_model.name if self.train_state_model is not None else None  # type: ignore[attr-defined]
-        stateful = {name for name, t in self.transforms.items() if t.with_state}  # type: ignore[attr-defined]
-        flow = _ParamsFlow(set(self.transforms), stateful, train_state)  # type: ignore[attr-defined]
-        if flow.models or train_state is not None:  # else no call carries params into `apply`
-            flow.run(module)
-        self.params_of, self.state_of, self.train_state_of = flow.of("params"), flow.of("state"), flow.of("train_state")
-        # callers' arguments: params become the model, state goes, a train state gets the model before it
-        by_name = {f.name.value: id(f) for f in flow.functions.values()}
-        self.params_functions = {name: self.params_of[i] for name, i in by_name.items() if i in self.params_of}
-        self.state_functions = {name: self.state_of[i] for name, i in by_name.items() if i in self.state_of}
-        self.train_state_functions = {name: self.train_state_of[i] for name, i in by_name.items() if i in self.train_state_of}
-        self._renames: list[_Rename | None] = []  # per function being visited
-        self._train_states: list[tuple[str, int, str] | None] = []  # per function being visited
-        self._kept_names: set[int] = set()  # Name nodes that are not the params variable
-        # module-level `params = model.init(...)`: optimizer states initialised from them become nnx.Optimizers
-        self.params_variables = {
-            assign[0].value: assign[1].func.value.value  # type: ignore[union-attr, attr-defined]
+
+@dataclass(frozen=True)
+class TrainingFlow:
+    """Where the file's Haiku params flow (`TRAINING`): the functions that take them, by id and by name."""
+
+    models: set[str]  # the transformed objects
+    train_state_model: str | None  # the model whose `apply` a TrainState carries
+    params_of: dict[int, Carrier]
+    state_of: dict[int, Carrier]
+    train_state_of: dict[int, Carrier]
+    params_functions: dict[str, Carrier]  # callers' arguments: params become the model,
+    state_functions: dict[str, Carrier]  # state goes,
+    train_state_functions: dict[str, Carrier]  # a train state gets the model before it
+    params_variables: dict[str, str]  # module-level `params = model.init(...)`: params -> model
+    creates_optimizers: bool  # a module-level `opt_state = optimizer.init(params)` becomes an nnx.Optimizer
+
+
+def _read_training(module: cst.Module, ctx: Context) -> TrainingFlow:
+    transforms = ctx.fact(TRANSFORMS)
+    train_state = transforms.train_state_model.name if transforms.train_state_model is not None else None
+    models = set(transforms.transforms)
+    flow = _ParamsFlow(models, {name for name, t in transforms.transforms.items() if t.with_state}, train_state)
+    if flow.models or train_state is not None:  # else no call carries params into `apply`
+        flow.run(module)
+    by_name = {f.name.value: id(f) for f in flow.functions.values()}
+    params_of, state_of, train_state_of = flow.roles["params"], flow.roles["state"], flow.roles["train_state"]
+    # module-level `params = model.init(...)`: optimizer states initialised from them become nnx.Optimizers
+    params_variables = {}
+    for statement in module.body:
+        assign = analysis.simple_assign(statement)
+        model = _receiver(assign[1], "init") if assign is not None else None
+        if assign is not None and isinstance(assign[0], cst.Name) and model is not None and model in models:
+            params_variables[assign[0].value] = model
+    return TrainingFlow(
+        models, train_state, params_of, state_of, train_state_of,
+        {name: params_of[i] for name, i in by_name.items() if i in params_of},
+        {name: state_of[i] for name, i in by_name.items() if i in state_of},
+        {name: train_state_of[i] for name, i in by_name.items() if i in train_state_of},
+        params_variables,
+        any(
+            _initialised_params(assign[1], params_variables, models) is not None
             for statement in module.body
             if (assign := analysis.simple_assign(statement)) is not None
-            and isinstance(assign[0], cst.Name)
-            and m.matches(assign[1], m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("init"))))
-            and assign[1].func.value.value in self.transforms  # type: ignore[attr-defined]
-        }
-        # a module-level `opt_state = optimizer.init(params)` that becomes an nnx.Optimizer (else steps get a TODO)
-        self._creates_optimizers = any(
-            m.matches(assign[1], m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("init")), args=[m.Arg(value=m.Name(), keyword=None)]))
-            and assign[1].args[0].value.value in self.params_variables  # type: ignore[attr-defined]
-            and assign[1].func.value.value not in self.transforms  # type: ignore[attr-defined]
-            for statement in module.body
-            if (assign := analysis.simple_assign(statement)) is not None
-        )
+        ),
+    )
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
-        found = self.params_of.get(id(node))
-        self._renames.append(_Rename(found[0], found[2]) if found else None)
-        self._train_states.append(self.train_state_of.get(id(node)))
-        return super().visit_FunctionDef(node)
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
-        rename = self._renames.pop()
-        train_state = self._train_states.pop()
-        state = self.state_of.get(id(original))
-        if (rename is None and train_state is None and state is None) or not isinstance(updated, cst.FunctionDef):
-            return super().leave_FunctionDef(original, updated)
-        params = list(updated.params.params)
-        if state is not None:  # transform_with_state's state lives in the model now
-            params = [p for p in params if p.name.value != state[0]]
-            params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
-        if rename is not None:
-            params = [
-                p.with_changes(name=cst.Name(rename.model), annotation=model_annotation(self.ctx.ns, p.annotation))
-                if p.name.value in (rename.params, rename.model)  # the name may be renamed already
-                else p
-                for p in params
-            ]
-            self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model instead of its params")
-        if train_state is not None:
-            params.insert(train_state[1], cst.Param(cst.Name(train_state[2])))
-            params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
-            self.converted(original, RULE_TRAINING, f"{original.name.value} takes the model beside its train state")
-        decorators = [
-            d.with_changes(decorator=attr(self.ctx.ns, "jit")) if dotted_name(d.decorator) == "jax.jit" else d for d in updated.decorators
-        ]
-        updated = updated.with_changes(params=updated.params.with_changes(params=params), decorators=decorators)
-        return super().leave_FunctionDef(original, updated)
+TRAINING = FileFact(_read_training)
 
-    def _current_train_state(self) -> tuple[str, int, str] | None:
-        return self._train_states[-1] if self._train_states else None
 
-    def _current_rename(self) -> _Rename | None:
-        rename = self._renames[-1] if self._renames else None
+@dataclass
+class _Functions:
+    """The functions being visited, innermost last: the params each renames, the train state each takes."""
+
+    renames: list[_Rename | None] = field(default_factory=list)
+    train_states: list[Carrier | None] = field(default_factory=list)
+    kept_names: set[int] = field(default_factory=set)  # Name nodes that are not the params variable
+
+    def rename(self) -> _Rename | None:
+        rename = self.renames[-1] if self.renames else None
         return rename if rename is not None and not rename.updated else None
 
-    def visit_Attribute(self, node: cst.Attribute) -> bool | None:
-        self._kept_names.add(id(node.attr))  # `state.params` is no variable
-        return super().visit_Attribute(node)
+    def train_state(self) -> Carrier | None:
+        return self.train_states[-1] if self.train_states else None
 
-    def visit_Arg(self, node: cst.Arg) -> bool | None:
-        if node.keyword is not None:
-            self._kept_names.add(id(node.keyword))
-        return super().visit_Arg(node)
 
-    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
-        rename = self._current_rename()
-        if rename is not None and original.value == rename.params and id(original) not in self._kept_names:
-            return updated.with_changes(value=rename.model)
-        return super().leave_Name(original, updated)
+@NNX_FILE_NODES.on_visit(cst.FunctionDef, rule=RULE_TRAINING)
+def enter_function(room: FileRoom, node: cst.FunctionDef) -> None:
+    flow, functions = room.ctx.fact(TRAINING), room.family(_Functions)
+    found = flow.params_of.get(id(node))
+    functions.renames.append(_Rename(found[0], found[2]) if found else None)
+    functions.train_states.append(flow.train_state_of.get(id(node)))
 
-    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
-        rename = self._current_rename()
-        update = _param_update(node, rename.params) if rename is not None else None
-        if update is not None:
-            self._kept_names.add(id(update[0]))  # the updated params keep their name: they are a State now
-        super().visit_SimpleStatementLine(node)
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        rename = self._current_rename()
-        update = _param_update(original, rename.params) if rename is not None else None
-        if rename is not None and update is not None:
-            rename.updated = True  # later reads of the params name mean the updated State
-            assign: cst.Assign = updated.body[0]  # type: ignore[assignment]
-            state = self._param_state(rename.model)
-            if update[1] == "apply_updates":  # the optimizer already wrote the model: read its parameters
-                self.converted(original, RULE_TRAINING, "optax.apply_updates: nnx.Optimizer.update wrote the model")
-                return super().leave_SimpleStatementLine(original, updated.with_changes(body=[assign.with_changes(value=state)]))
-            tree_map: cst.Call = assign.value  # type: ignore[assignment]
-            args = [a.with_changes(value=state) if m.matches(a.value, m.Name(rename.model)) else a for a in tree_map.args]
-            new_assign = assign.with_changes(value=tree_map.with_changes(args=args))
-            write_back = _call_line(attr(self.ctx.ns, "update"), cst.Name(rename.model), cst.Name(rename.params))
-            self.converted(original, RULE_TRAINING, "SGD update reads nnx.state(model, nnx.Param) and writes back with nnx.update")
-            return cst.FlattenSentinel([updated.with_changes(body=[new_assign]), write_back])
-        train_state = self._current_train_state()
-        if train_state is not None and _replaces_fields(original, train_state[0]):
-            self.converted(original, RULE_TRAINING, "the train state's extra fields live in the NNX model")
-            return cst.RemovalSentinel.REMOVE
-        for field in _fields_read(updated, train_state[0]) - OPTIMIZER_ATTRIBUTES if train_state is not None else ():
-            self.todo(original, RULE_TRAINING, f"`{train_state[0]}.{field}`: an nnx.Optimizer has no such field; state such as batch statistics lives in the NNX model")  # type: ignore[index]
-        gradients = _apply_gradients(updated, train_state[0]) if train_state is not None else None
-        if gradients is not None:  # state = state.apply_gradients(grads=grads) -> state.update(model, grads)
-            line = _call_line(cst.Attribute(cst.Name(train_state[0]), cst.Name("update")), cst.Name(train_state[2]), gradients)  # type: ignore[index]
-            self.converted(original, RULE_TRAINING, "TrainState.apply_gradients -> nnx.Optimizer.update(model, grads)")
-            return super().leave_SimpleStatementLine(original, line.with_changes(leading_lines=updated.leading_lines))
-        optimizer_update = _optimizer_update(updated) if rename is not None else None
-        if optimizer_update is not None and not self._creates_optimizers:
-            self.todo(original, RULE_TRAINING, "the optimizer state does not come from a module-level `optimizer.init(params)` this "
-                      "rule turns into an `nnx.Optimizer`: build `nnx.Optimizer(model, tx, wrt=nnx.Param)` and call "
-                      "`.update(model, grads)` by hand")
-        elif optimizer_update is not None:
-            grads, opt_state, new_name = optimizer_update
-            lines = [_call_line(cst.Attribute(opt_state, cst.Name("update")), cst.Name(rename.model), grads)]  # type: ignore[union-attr]
-            if not m.matches(new_name, m.Name(opt_state.value)):  # type: ignore[attr-defined]
-                lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(new_name)], opt_state)]))
-            self.converted(original, RULE_TRAINING, "optimizer.update -> nnx.Optimizer.update(model, grads)")
-            lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines)
-            return cst.FlattenSentinel(lines)
-        return super().leave_SimpleStatementLine(original, updated)
+@NNX_FILE_NODES.on_leave(cst.FunctionDef, rule=RULE_TRAINING, after=True)
+def take_model(room: FileRoom, original: cst.FunctionDef, result: object) -> cst.FunctionDef | None:
+    """The step's signature: the model for its params, beside its train state, without its state; `@nnx.jit`."""
+    functions = room.family(_Functions)
+    rename, train_state = functions.renames.pop(), functions.train_states.pop()
+    state = room.ctx.fact(TRAINING).state_of.get(id(original))
+    if (rename is None and train_state is None and state is None) or not isinstance(result, cst.FunctionDef):
+        return None
+    ns = room.ctx.ns
+    params = list(result.params.params)
+    if state is not None:  # transform_with_state's state lives in the model now
+        params = [p for p in params if p.name.value != state[0]]
+        params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
+    if rename is not None:
+        params = [
+            p.with_changes(name=cst.Name(rename.model), annotation=model_annotation(ns, p.annotation))
+            if p.name.value in (rename.params, rename.model)  # the name may be renamed already
+            else p
+            for p in params
+        ]
+        room.converted(original, RULE_TRAINING, f"{original.name.value} takes the model instead of its params")
+    if train_state is not None:
+        params.insert(train_state[1], cst.Param(cst.Name(train_state[2])))
+        params = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
+        room.converted(original, RULE_TRAINING, f"{original.name.value} takes the model beside its train state")
+    decorators = [d.with_changes(decorator=attr(ns, "jit")) if dotted_name(d.decorator) == "jax.jit" else d for d in result.decorators]
+    return result.with_changes(params=result.params.with_changes(params=params), decorators=decorators)
 
-    def _creates_train_state(self, call: cst.Call) -> bool:
-        if self.train_state_model is None or not m.matches(call.func, m.Attribute(attr=m.Name("create"))):  # type: ignore[attr-defined]
-            return False
-        keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-        apply_fn = keywords.get("apply_fn")
-        return "tx" in keywords and m.matches(apply_fn, m.Attribute(value=m.Name(self.train_state_model.name), attr=m.Name("apply")))  # type: ignore[attr-defined, arg-type]
 
-    def _param_state(self, model: str) -> cst.Call:
-        return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(cst.Name(model)), cst.Arg(attr(self.ctx.ns, "Param"))])
+@NNX_FILE_NODES.on_visit(cst.Attribute, rule=RULE_TRAINING)
+def keep_attribute_name(room: FileRoom, node: cst.Attribute) -> None:
+    room.family(_Functions).kept_names.add(id(node.attr))  # `state.params` is no variable
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if (
-            m.matches(original, m.Call(func=m.Attribute(attr=m.Name("init")), args=[m.Arg(value=m.Name(), keyword=None)]))
-            and original.args[0].value.value in self.params_variables  # type: ignore[attr-defined]
-            and original.func.value.value not in self.transforms  # type: ignore[attr-defined]
-        ):  # `opt_state = optimizer.init(params)`
-            model = self.params_variables[original.args[0].value.value]  # type: ignore[attr-defined]
-            optimizer = [cst.Arg(cst.Name(model)), cst.Arg(updated.func.value), keyword_arg("wrt", attr(self.ctx.ns, "Param"))]  # type: ignore[attr-defined]
-            self.converted(original, RULE_TRAINING, "optax state -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
-            return super().leave_Call(original, cst.Call(attr(self.ctx.ns, "Optimizer"), optimizer))
-        if self._creates_train_state(original):  # TrainState.create(apply_fn=model.apply, params=..., tx=...)
-            tx = next(a.value for a in updated.args if a.keyword is not None and a.keyword.value == "tx")
-            model = self.train_state_model.name  # type: ignore[attr-defined]
-            optimizer = [cst.Arg(cst.Name(model)), cst.Arg(tx), keyword_arg("wrt", attr(self.ctx.ns, "Param"))]
-            self.converted(original, RULE_TRAINING, "TrainState -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
-            return super().leave_Call(original, cst.Call(attr(self.ctx.ns, "Optimizer"), optimizer))
-        train_state = self._current_train_state()
-        if train_state is not None and isinstance(original.func, cst.Call) and _grad_name(original.func.func):
-            args = [a.with_changes(value=cst.Name(train_state[2])) if _train_state_params(a.value) == train_state[0] else a for a in updated.args]
-            updated = updated.with_changes(args=args)  # jax.grad(loss_fn)(state.params) -> (model)
-        callee = original.func.args[0].value if isinstance(original.func, cst.Call) and _grad_name(original.func.func) and original.func.args else original.func
-        if isinstance(callee, cst.Name) and callee.value in self.state_functions:
-            position = self.state_functions[callee.value][1]
-            positional = [i for i, a in enumerate(updated.args) if a.keyword is None]
-            if position < len(positional):
-                args = [a for i, a in enumerate(updated.args) if i != positional[position]]
-                updated = updated.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else [])
-        grad = _grad_name(original.func)
-        if grad is not None and (self._current_rename() is not None or train_state is not None):
-            return super().leave_Call(original, updated.with_changes(func=attr(self.ctx.ns, grad)))
-        if isinstance(original.func, cst.Name) and original.func.value in self.train_state_functions:
-            _, position, model = self.train_state_functions[original.func.value]
-            args = list(updated.args)
-            positional = [i for i, a in enumerate(args) if a.keyword is None]
-            if position <= len(positional):
-                index = positional[position] if position < len(positional) else len(args)
-                args.insert(index, cst.Arg(cst.Name(model), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))))
-                self.converted(original, RULE_TRAINING, f"{original.func.value} is passed the model")
-                return super().leave_Call(original, updated.with_changes(args=args))
-        if isinstance(original.func, cst.Name) and original.func.value in self.params_functions:
-            _, position, model = self.params_functions[original.func.value]
-            args = list(updated.args)
-            positional = [i for i, a in enumerate(args) if a.keyword is None]
-            if position < len(positional):
-                index = positional[position]
-                args[index] = args[index].with_changes(value=cst.Name(model))
-                self.converted(original, RULE_TRAINING, f"{original.func.value} is passed the model")
-                updated = updated.with_changes(args=args)
-        return super().leave_Call(original, updated)
+
+@NNX_FILE_NODES.on_visit(cst.Arg, rule=RULE_TRAINING)
+def keep_keyword(room: FileRoom, node: cst.Arg) -> None:
+    if node.keyword is not None:
+        room.family(_Functions).kept_names.add(id(node.keyword))
+
+
+@NNX_FILE_NODES.on_leave(cst.Name, rule=RULE_TRAINING)
+def rename_params(room: FileRoom, original: cst.Name, updated: cst.Name) -> cst.Name | None:
+    """The params variable of a step -> the model."""
+    functions = room.family(_Functions)
+    rename = functions.rename()
+    if rename is not None and original.value == rename.params and id(original) not in functions.kept_names:
+        return updated.with_changes(value=rename.model)
+    return None
+
+
+@NNX_FILE_NODES.on_visit(cst.SimpleStatementLine, rule=RULE_TRAINING)
+def keep_updated_params(room: FileRoom, node: cst.SimpleStatementLine) -> None:
+    functions = room.family(_Functions)
+    rename = functions.rename()
+    update = _param_update(node, rename.params) if rename is not None else None
+    if update is not None:
+        functions.kept_names.add(id(update[0]))  # the updated params keep their name: they are a State now
+
+
+@NNX_FILE_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_TRAINING)
+def update_statement(
+    room: FileRoom, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine] | cst.RemovalSentinel | None:
+    """The parameter updates of a step: SGD, a TrainState's, optax."""
+    functions = room.family(_Functions)
+    rename = functions.rename()
+    update = _param_update(original, rename.params) if rename is not None else None
+    if rename is not None and update is not None:
+        return _model_update(room, rename, update[1], original, updated)
+    train_state = functions.train_state()
+    replaced = _train_state_update(room, train_state, original, updated) if train_state is not None else None
+    if replaced is not None:
+        return replaced
+    optimizer_update = _optimizer_update(updated) if rename is not None else None
+    if rename is not None and optimizer_update is not None:
+        return _optimizer_step(room, rename, optimizer_update, original, updated)
+    return None
+
+
+def _train_state_update(
+    room: FileRoom, train_state: Carrier, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+) -> cst.SimpleStatementLine | cst.RemovalSentinel | None:
+    """`state = state.apply_gradients(grads=grads)` -> `state.update(model, grads)`; its extra fields live in the model."""
+    holder, _, model = train_state
+    if _replaces_fields(original, holder):
+        room.converted(original, RULE_TRAINING, "the train state's extra fields live in the NNX model")
+        return cst.RemovalSentinel.REMOVE
+    for field_name in _fields_read(updated, holder) - OPTIMIZER_ATTRIBUTES:
+        room.todo(original, RULE_TRAINING, f"`{holder}.{field_name}`: an nnx.Optimizer has no such field; state such as batch statistics lives in the NNX model")
+    gradients = _apply_gradients(updated, holder)
+    if gradients is None:
+        return None
+    line = _call_line(cst.Attribute(cst.Name(holder), cst.Name("update")), cst.Name(model), gradients)
+    room.converted(original, RULE_TRAINING, "TrainState.apply_gradients -> nnx.Optimizer.update(model, grads)")
+    return line.with_changes(leading_lines=updated.leading_lines)
+
+
+def _model_update(
+    room: FileRoom, rename: _Rename, kind: str, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine] | None:
+    """`params = tree_map(f, params, grads)` -> the same on `nnx.state(model, nnx.Param)`, then `nnx.update`;
+    `params = optax.apply_updates(...)` -> the parameters the optimizer wrote into the model."""
+    assign = updated.body[0]
+    if not isinstance(assign, cst.Assign) or not isinstance(assign.value, cst.Call):
+        return None
+    rename.updated = True  # later reads of the params name mean the updated State
+    ns = room.ctx.ns
+    state = cst.Call(attr(ns, "state"), [cst.Arg(cst.Name(rename.model)), cst.Arg(attr(ns, "Param"))])
+    if kind == "apply_updates":  # the optimizer already wrote the model: read its parameters
+        room.converted(original, RULE_TRAINING, "optax.apply_updates: nnx.Optimizer.update wrote the model")
+        return updated.with_changes(body=[assign.with_changes(value=state)])
+    tree_map = assign.value
+    args = [a.with_changes(value=state) if m.matches(a.value, m.Name(rename.model)) else a for a in tree_map.args]
+    new_assign = assign.with_changes(value=tree_map.with_changes(args=args))
+    write_back = _call_line(attr(ns, "update"), cst.Name(rename.model), cst.Name(rename.params))
+    room.converted(original, RULE_TRAINING, "SGD update reads nnx.state(model, nnx.Param) and writes back with nnx.update")
+    return cst.FlattenSentinel([updated.with_changes(body=[new_assign]), write_back])
+
+
+def _optimizer_step(
+    room: FileRoom,
+    rename: _Rename,
+    optimizer_update: tuple[cst.BaseExpression, cst.Name, cst.BaseAssignTargetExpression],
+    original: cst.SimpleStatementLine,
+    updated: cst.SimpleStatementLine,
+) -> cst.FlattenSentinel[cst.SimpleStatementLine] | None:
+    """`updates, opt_state = optimizer.update(grads, opt_state, params)` -> `opt_state.update(model, grads)`."""
+    if not room.ctx.fact(TRAINING).creates_optimizers:
+        room.todo(original, RULE_TRAINING, "the optimizer state does not come from a module-level `optimizer.init(params)` this "
+                  "rule turns into an `nnx.Optimizer`: build `nnx.Optimizer(model, tx, wrt=nnx.Param)` and call "
+                  "`.update(model, grads)` by hand")
+        return None
+    grads, opt_state, new_name = optimizer_update
+    lines = [_call_line(cst.Attribute(opt_state, cst.Name("update")), cst.Name(rename.model), grads)]
+    if not m.matches(new_name, m.Name(opt_state.value)):
+        lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(new_name)], opt_state)]))
+    room.converted(original, RULE_TRAINING, "optimizer.update -> nnx.Optimizer.update(model, grads)")
+    lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines)
+    return cst.FlattenSentinel(lines)
+
+
+def _creates_train_state(call: cst.Call, train_state_model: str | None) -> bool:
+    """`TrainState.create(apply_fn=model.apply, params=..., tx=...)`."""
+    if train_state_model is None or not m.matches(call.func, m.Attribute(attr=m.Name("create"))):
+        return False
+    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+    apply_fn = keywords.get("apply_fn")
+    return "tx" in keywords and apply_fn is not None and m.matches(apply_fn, m.Attribute(value=m.Name(train_state_model), attr=m.Name("apply")))
+
+
+@NNX_FILE_NODES.on_leave(cst.Call, rule=RULE_TRAINING)
+def step_call(room: FileRoom, original: cst.Call, updated: cst.Call) -> cst.Call | None:
+    """Optimizers and train states become `nnx.Optimizer`s; `jax.grad` in a step `nnx.grad`; callers pass the model."""
+    flow, ns = room.ctx.fact(TRAINING), room.ctx.ns
+    params = _initialised_params(original, flow.params_variables, flow.models)
+    if params is not None and isinstance(updated.func, cst.Attribute):  # `opt_state = optimizer.init(params)`
+        optimizer = [cst.Arg(cst.Name(flow.params_variables[params])), cst.Arg(updated.func.value), keyword_arg("wrt", attr(ns, "Param"))]
+        room.converted(original, RULE_TRAINING, "optax state -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
+        return cst.Call(attr(ns, "Optimizer"), optimizer)
+    if flow.train_state_model is not None and _creates_train_state(original, flow.train_state_model):
+        tx = next(a.value for a in updated.args if a.keyword is not None and a.keyword.value == "tx")
+        optimizer = [cst.Arg(cst.Name(flow.train_state_model)), cst.Arg(tx), keyword_arg("wrt", attr(ns, "Param"))]
+        room.converted(original, RULE_TRAINING, "TrainState -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
+        return cst.Call(attr(ns, "Optimizer"), optimizer)
+    functions = room.family(_Functions)
+    call = updated
+    train_state = functions.train_state()
+    if train_state is not None and isinstance(original.func, cst.Call) and _grad_name(original.func.func):
+        args = [a.with_changes(value=cst.Name(train_state[2])) if _train_state_params(a.value) == train_state[0] else a for a in call.args]
+        call = call.with_changes(args=args)  # jax.grad(loss_fn)(state.params) -> (model)
+    grads_of = isinstance(original.func, cst.Call) and _grad_name(original.func.func) and original.func.args
+    callee = original.func.args[0].value if isinstance(original.func, cst.Call) and grads_of else original.func
+    if isinstance(callee, cst.Name) and callee.value in flow.state_functions:
+        position = flow.state_functions[callee.value][1]
+        positional = [i for i, a in enumerate(call.args) if a.keyword is None]
+        if position < len(positional):
+            args = [a for i, a in enumerate(call.args) if i != positional[position]]
+            call = call.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else [])
+    grad = _grad_name(original.func)
+    if grad is not None and (functions.rename() is not None or train_state is not None):
+        return call.with_changes(func=attr(ns, grad))
+    if isinstance(original.func, cst.Name) and original.func.value in flow.train_state_functions:
+        _, position, model = flow.train_state_functions[original.func.value]
+        args = list(call.args)
+        positional = [i for i, a in enumerate(args) if a.keyword is None]
+        if position <= len(positional):
+            index = positional[position] if position < len(positional) else len(args)
+            args.insert(index, cst.Arg(cst.Name(model), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))))
+            room.converted(original, RULE_TRAINING, f"{original.func.value} is passed the model")
+            return call.with_changes(args=args)
+    if isinstance(original.func, cst.Name) and original.func.value in flow.params_functions:
+        _, position, model = flow.params_functions[original.func.value]
+        args = list(call.args)
+        positional = [i for i, a in enumerate(args) if a.keyword is None]
+        if position < len(positional):
+            index = positional[position]
+            args[index] = args[index].with_changes(value=cst.Name(model))
+            room.converted(original, RULE_TRAINING, f"{original.func.value} is passed the model")
+            call = call.with_changes(args=args)
+    return call if call is not updated else None
 
 
 @dataclass
@@ -375,7 +465,7 @@ def _param_update(statement: cst.SimpleStatementLine, params: str) -> tuple[cst.
     return None
 
 
-def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.Name, cst.BaseExpression] | None:
+def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.Name, cst.BaseAssignTargetExpression] | None:
     """(grads, optimizer state, new state target) of `updates, opt_state = optimizer.update(grads, opt_state, ...)`."""
     if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
         return None
@@ -386,9 +476,12 @@ def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpre
         return None
     if not m.matches(call.func, m.Attribute(attr=m.Name("update"))) or len(call.args) < 2:
         return None
+    new_state = target.elements[1].value
     if any(a.keyword is not None for a in call.args[:2]) or not isinstance(call.args[1].value, cst.Name):
         return None
-    return call.args[0].value, call.args[1].value, target.elements[1].value
+    if not isinstance(new_state, cst.BaseAssignTargetExpression):
+        return None
+    return call.args[0].value, call.args[1].value, new_state
 
 
 class _FieldReads(Walker):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import libcst as cst
 
@@ -14,6 +14,7 @@ STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 
 Hook = Callable[..., Any] | None
+FamilyState = TypeVar("FamilyState")
 
 
 class NodeRuleTable(Protocol):
@@ -37,7 +38,8 @@ class Rewriter(cst.CSTTransformer):
     `remove_statement(statement)`, returned by its leave hook, drops it and hands its blank lines on.
 
     Hooks are the `visit_<Node>` / `leave_<Node>` methods of the class, looked up once per node type
-    (LibCST looks them up at every node), preceded by the rules of `node_rules` for that type;
+    (LibCST looks them up at every node), preceded by the rules of `node_rules` for that type (and followed
+    by those registered to run after it);
     per-field hooks (`visit_<Node>_<field>`) are not called.
     Whitespace, comments and punctuation (most of a tree's nodes) are not walked into, and come out
     as they were, unless the class has a hook for one of them.
@@ -60,6 +62,14 @@ class Rewriter(cst.CSTTransformer):
         self._removed_lines: list[cst.EmptyLine] = []  # the blank lines of the statement being removed
         self._blank_lines: list[cst.EmptyLine] = []  # those of the statement just removed, for the next one
         self._receivers: dict[int, list[cst.EmptyLine]] = {}  # statement id -> blank lines to put above it
+        self._families: dict[type, object] = {}  # rule families' own state for this pass
+
+    def family(self, kind: type[FamilyState]) -> FamilyState:
+        """A rule family's own state for this pass, made by `kind()` on first use."""
+        state = self._families.get(kind)
+        if state is None:
+            state = self._families[kind] = kind()
+        return cast(FamilyState, state)
 
     # -- reporting ---------------------------------------------------------------------------------
     def converted(self, node: cst.CSTNode, rule: str, message: str) -> None:

@@ -29,7 +29,6 @@ import libcst as cst
 from ..codemods import load_all
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
-from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
@@ -65,7 +64,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
+class LinenConverter(LinenRecurrent, RecurrentFile, LinenTransforms):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:

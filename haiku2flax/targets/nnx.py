@@ -30,7 +30,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import libcst as cst
 
@@ -42,12 +41,11 @@ from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBra
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.loop_layers import NnxLoopLayers
-from ..codemods.parameters import NnxParameters, NnxStateClass
+from ..codemods.parameters import nnx_init_parameter
 from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
-from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
+from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.training import NnxTraining
 from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
@@ -169,6 +167,9 @@ class _ClassConversion:
                 layers[attribute] = _InitLayer(attribute, assign[1], statement)
         return layers
 
+    def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
+        return [(hoisted.attribute, hoisted.source) for hoisted in self.hoisted]
+
     def attribute_name(self, base: str, explicit: str | None) -> str:
         if explicit is not None and explicit not in self.used_attributes:
             self.used_attributes.add(explicit)
@@ -229,6 +230,7 @@ class _ClassConversion:
             lambda test: test.visit(to_params),  # type: ignore[arg-type]
         )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
+        init_parameters = {id(s): line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
@@ -240,6 +242,8 @@ class _ClassConversion:
                     if id(s) in init_layer_lines
                     else [new.visit(to_params) for new in list_lines[id(s)]]
                     if id(s) in list_lines
+                    else [init_parameters[id(s)].visit(to_params)]
+                    if id(s) in init_parameters
                     else [convert_bindings(s, self.ctx)]
                 )
             ],
@@ -400,7 +404,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -432,17 +436,10 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent, NnxParameters):
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
-        self._families: dict[type, object] = {}  # rule families' state for this method
 
     @property
     def conversion(self) -> _ClassConversion:
         return self.state
-
-    def family(self, kind: type[FamilyState]) -> FamilyState:
-        state = self._families.get(kind)
-        if state is None:
-            state = self._families[kind] = kind()
-        return cast(FamilyState, state)
 
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         self.sizes[name] = size
@@ -875,7 +872,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(RecurrentFile, NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
@@ -883,7 +880,6 @@ class NnxConverter(RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.init_transforms(module)
-        self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
 
