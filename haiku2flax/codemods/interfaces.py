@@ -41,7 +41,7 @@ A rule, whole (`codemods/dropout.py` has the real one)::
         return ...  # `nn.Dropout(rate, deterministic=...)(x)`
 
 The rooms, from the widest to the narrowest:
-- `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
+- `FileRoom`: the file (`ctx`: names, tables, needed imports and classes, `--select`) and the report
   (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment).
 - `LinenMethod`: the Linen converter inside a function: `mark_builds_layer()` (the method gets
   `@nn.compact`), the static shapes of the Haiku expressions, layers built and called at once.
@@ -99,6 +99,10 @@ class MethodRoom(FileRoom, Protocol):
     def enclosing_call(self) -> cst.Call | None:
         """The (original) call whose parts hold the call being left, if any."""
 
+    @property
+    def function(self) -> cst.FunctionDef | None:
+        """The function being converted, as it was (Linen: the innermost; NNX: the method)."""
+
 
 class LinenMethod(MethodRoom, Protocol):
     """The Linen converter inside a function."""
@@ -121,6 +125,9 @@ class NnxMethod(MethodRoom, Protocol):
 
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         """The feature size a variable of this method holds from here on."""
+
+    def set_size_after_statement(self, name: str, size: cst.BaseExpression | None) -> None:
+        """The feature size a name the statement being left assigns holds after it (one of a tuple's, say)."""
 
     @property
     def method_locals(self) -> set[str]:

@@ -45,7 +45,6 @@ from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
-from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
@@ -402,7 +401,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, NnxParameters):
+class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -434,10 +433,15 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
         self._families: dict[type, object] = {}  # rule families' state for this method
+        self._sizes_after_statement: dict[str, cst.BaseExpression | None] = {}  # names the statement assigns
 
     @property
     def conversion(self) -> _ClassConversion:
         return self.state
+
+    @property
+    def function(self) -> cst.FunctionDef:
+        return self.method
 
     def family(self, kind: type[FamilyState]) -> FamilyState:
         state = self._families.get(kind)
@@ -447,6 +451,9 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
 
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         self.sizes[name] = size
+
+    def set_size_after_statement(self, name: str, size: cst.BaseExpression | None) -> None:
+        self._sizes_after_statement[name] = size
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -500,6 +507,8 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
                 self.output_size = self.branches.returned(self.size_of(small.value))
         result = super().leave_SimpleStatementLine(original, updated)
+        self.sizes.update(self._sizes_after_statement)
+        self._sizes_after_statement.clear()
         self.shapes.track(original)
         return result
 
@@ -561,7 +570,8 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
         return self._calls[-1] if self._calls else None
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        self._calls.pop()
+        while self._calls.pop() is not original:  # a call a node rule replaced was not popped
+            pass
         built_in_loop = self.loop_layer_call(original, updated)
         if built_in_loop is not None:
             return built_in_loop
@@ -866,7 +876,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, NnxTraining, NnxStateClass, NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
