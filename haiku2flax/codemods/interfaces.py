@@ -56,7 +56,7 @@ The rooms, from the widest to the narrowest:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -115,6 +115,11 @@ class NnxMethod(MethodRoom, Protocol):
     """One method of a Haiku class being converted to an `nnx.Module`."""
 
     mode_flags: set[str]  # flags passed as `deterministic=not flag`: may become the module's train/eval mode
+    carried_sizes: set[str]  # `__init__` variables standing for the size a loop iteration is handed: `x + layer(x)` keeps it
+
+    @property
+    def function(self) -> cst.FunctionDef:
+        """The method, as it was in the Haiku source."""
 
     @property
     def conversion(self) -> NnxClass:
@@ -125,6 +130,9 @@ class NnxMethod(MethodRoom, Protocol):
 
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         """The feature size a variable of this method holds from here on."""
+
+    def variable_size(self, name: str) -> cst.BaseExpression | None:
+        """The feature size a variable of this method holds here, when dataflow tells it."""
 
     def set_size_after_statement(self, name: str, size: cst.BaseExpression | None) -> None:
         """The feature size a name the statement being left assigns holds after it (one of a tuple's, say)."""
@@ -141,6 +149,12 @@ class NnxMethod(MethodRoom, Protocol):
 
     def inline_block(self, block: cst.BaseSuite) -> None:
         """`block` runs once, as part of the block around it (a name scope's): layers built there move to `__init__`."""
+
+    def in_loop_or_condition(self) -> bool:
+        """The statement being converted is in a loop, condition or `with` of the method, not at its top level."""
+
+    def reads_constructor_state(self, expression: cst.BaseExpression) -> bool:
+        """`__init__` can evaluate `expression` the same way: it reads only constructor arguments and attributes."""
 
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         """True, with a TODO, where `what` is built in a loop or condition (it cannot move to `__init__`)."""
@@ -183,6 +197,18 @@ class NnxClass(Protocol):
         """The file's converter: the report for what happens outside any method."""
 
     needs_rngs: bool  # the constructor takes `rngs: nnx.Rngs`
+    init_locals: set[str]  # variables the statements built in `__init__` assign there (`in_features`)
+
+    def is_module_constructor(self, call: cst.Call) -> bool:
+        """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
+
+    @property
+    def hoisted(self) -> Sequence[InitBuilt]:
+        """The layers the methods build inline, now built in `__init__`, in order."""
+
+    @property
+    def init_layers(self) -> Mapping[str, InitLayer]:
+        """The layers the Haiku `__init__` builds (`self.encoder = hk.Linear(...)`), by attribute."""
 
     @property
     def init_def(self) -> cst.FunctionDef | None:
@@ -217,6 +243,18 @@ class NnxClass(Protocol):
         self, attribute: str, size: cst.BaseExpression | None, method: NnxMethod | None, node: cst.CSTNode
     ) -> cst.BaseExpression:
         """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
+
+
+class InitBuilt(Protocol):
+    """A layer a method built inline, now built once in `__init__`."""
+
+    constructor: cst.BaseExpression  # its NNX constructor
+
+
+class InitLayer(Protocol):
+    """A layer the Haiku `__init__` builds: NNX needs its input size, known at its first use."""
+
+    resolved: cst.BaseExpression | None  # its NNX constructor, once that use is converted
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,6 @@ from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
-from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
@@ -169,6 +168,9 @@ class _ClassConversion:
             if attribute is not None and self.converter.is_module_constructor(assign[1]):
                 layers[attribute] = _InitLayer(attribute, assign[1], statement)
         return layers
+
+    def is_module_constructor(self, call: cst.Call) -> bool:
+        return self.converter.is_module_constructor(call)
 
     def attribute_name(self, base: str, explicit: str | None) -> str:
         if explicit is not None and explicit not in self.used_attributes:
@@ -401,7 +403,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters):
+class NnxMethodRewriter(NnxLifted, NnxControlFlow, NnxParameters):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -422,6 +424,7 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters)
         self.method_locals |= _assigned_names(method)
         self.method = method
         self.mode_flags: set[str] = set()
+        self.carried_sizes: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
         self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
@@ -452,6 +455,9 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters)
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         self.sizes[name] = size
 
+    def variable_size(self, name: str) -> cst.BaseExpression | None:
+        return self.sizes.get(name)
+
     def set_size_after_statement(self, name: str, size: cst.BaseExpression | None) -> None:
         self._sizes_after_statement[name] = size
 
@@ -465,7 +471,7 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters)
             sizes = [self.size_of(side) for side in (node.left, node.right) if not _is_number(side)]
             if len(sizes) == 1 or (len(sizes) == 2 and sizes[0] is not None and sizes[1] is not None and code(sizes[0]) == code(sizes[1])):
                 return sizes[0]
-            return self.carried_size(sizes) if len(sizes) == 2 else None
+            return self._carried_size(sizes) if len(sizes) == 2 else None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
@@ -476,6 +482,12 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters)
             if last in ("concatenate", "concat") and isinstance(node.args[0].value, cst.List | cst.Tuple):
                 return self._concatenated(node)
         return None
+
+    def _carried_size(self, sizes: list[cst.BaseExpression | None]) -> cst.BaseExpression | None:
+        """`x + layer(x)` in a loop, where `x`'s size is what the iteration was handed: the two agree (as
+        they must, to add), so the size stays the one handed on."""
+        handed = [s for s in sizes if isinstance(s, cst.Name) and s.value in self.carried_sizes]
+        return handed[0] if len(handed) == 1 and all(s is not None for s in sizes) else None
 
     def _concatenated(self, node: cst.Call) -> cst.BaseExpression | None:
         axis = next((a.value for a in node.args[1:] if a.keyword is None or a.keyword.value == "axis"), None)
@@ -572,9 +584,6 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters)
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         while self._calls.pop() is not original:  # a call a node rule replaced was not popped
             pass
-        built_in_loop = self.loop_layer_call(original, updated)
-        if built_in_loop is not None:
-            return built_in_loop
         if isinstance(original.func, cst.Name) and original.func.value in self.stored_layers:
             return self._call_stored(original.func.value, updated)
         if self._builds_class_elsewhere(original):
@@ -618,6 +627,12 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxParameters)
             return updated
         args = drop_removed_args(list(updated.args), result.removed)
         return self.set_size(updated.with_changes(args=_clean_commas(args)), result.output_size)
+
+    def in_loop_or_condition(self) -> bool:
+        return self._block_depth > 1
+
+    def reads_constructor_state(self, expression: cst.BaseExpression) -> bool:
+        return self.branches.is_constructor_condition(expression)
 
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         if self._block_depth > 1:
