@@ -135,3 +135,42 @@ def test_a_leave_rule_after_the_target_sees_what_the_target_own_hook_returned():
     assert leave(room, name, name).value == "own_after" and seen == ["own"]
     off, _ = _room("x\n", select=frozenset({"HK0"}))  # the rule turned off: the target's result stands
     assert leave(off, name, name).value == "own" and seen == ["own"]
+
+
+def _declared(protocol: type) -> set[str]:
+    """The public members a room protocol declares, with those of the rooms it extends."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if getattr(klass, "_is_protocol", False) and klass is not protocol.__mro__[-1]:
+            names |= {n for n in [*vars(klass), *vars(klass).get("__annotations__", {})] if not n.startswith("_")}
+    return names
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+def test_the_room_a_target_hands_to_rules_has_every_member_its_protocol_declares(target, monkeypatch):
+    """The targets are not type-checked yet: a member a room declares and the target lacks would only show
+    when a rule first reads it."""
+    from haiku2flax.codemods.interfaces import LINEN_NODES, NNX_NODES, LinenMethod, NnxClass, NnxMethod
+    from haiku2flax.targets.linen import LinenConverter
+    from haiku2flax.targets.nnx import NnxMethodRewriter
+
+    table, converter, protocols = {
+        "linen": (LINEN_NODES, LinenConverter, {"room": LinenMethod}),
+        "nnx": (NNX_NODES, NnxMethodRewriter, {"room": NnxMethod, "room.conversion": NnxClass}),
+    }[target]
+    missing: list[str] = []
+    probed: list[object] = []
+
+    def probe(room, node):
+        probed.append(room)
+        objects = {"room": room, "room.conversion": getattr(room, "conversion", None)}
+        for where, protocol in protocols.items():
+            missing.extend(f"{where}.{name}" for name in sorted(_declared(protocol)) if not hasattr(objects[where], name))
+
+    monkeypatch.setattr(table, "visiting", {**table.visiting, cst.Return: [("HK001", probe)]})
+    monkeypatch.setattr(converter, "_hooks", {})  # hooks are looked up once per node type: look again
+    source = "import haiku as hk\n\nclass M(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(3)(x)\n"
+    convert_source(source, target)
+    assert probed, "the probe rule did not run"
+    assert _declared(NnxMethod) >= {"size_of", "hoist", "function", "ctx", "todo"}  # the reading itself works
+    assert missing == []

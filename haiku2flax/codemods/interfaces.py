@@ -44,7 +44,7 @@ A rule, whole (`codemods/dropout.py` has the real one)::
         return ...  # `nn.Dropout(rate, deterministic=...)(x)`
 
 The rooms, from the widest to the narrowest:
-- `FileRoom`: the file (`ctx`: names, tables, needed imports, `--select`) and the report
+- `FileRoom`: the file (`ctx`: names, tables, needed imports and classes, `--select`) and the report
   (`converted` / `warn` / `todo`, the last also leaves a `# TODO(haiku2flax:RULE)` comment);
   `family(ItsState)`: a family's own state for the pass (`training.py` follows functions with it).
 - `LinenMethod`: the Linen converter inside a function: `mark_builds_layer()` (the method gets
@@ -60,7 +60,7 @@ The rooms, from the widest to the narrowest:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -109,6 +109,10 @@ class MethodRoom(FileRoom, Protocol):
     def remove_statement(self, statement: cst.SimpleStatementLine) -> cst.RemovalSentinel:
         """What a leave rule returns to drop `statement`; its blank lines go to the next statement of its block."""
 
+    @property
+    def function(self) -> cst.FunctionDef | None:
+        """The function being converted, as it was (Linen: the innermost; NNX: the method)."""
+
 
 class LinenMethod(MethodRoom, Protocol):
     """The Linen converter inside a function."""
@@ -121,6 +125,11 @@ class NnxMethod(MethodRoom, Protocol):
     """One method of a Haiku class being converted to an `nnx.Module`."""
 
     mode_flags: set[str]  # flags passed as `deterministic=not flag`: may become the module's train/eval mode
+    carried_sizes: set[str]  # `__init__` variables standing for the size a loop iteration is handed: `x + layer(x)` keeps it
+
+    @property
+    def function(self) -> cst.FunctionDef:
+        """The method, as it was in the Haiku source."""
 
     @property
     def method(self) -> cst.FunctionDef:
@@ -135,6 +144,12 @@ class NnxMethod(MethodRoom, Protocol):
 
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         """The feature size a variable of this method holds from here on."""
+
+    def variable_size(self, name: str) -> cst.BaseExpression | None:
+        """The feature size a variable of this method holds here, when dataflow tells it."""
+
+    def set_size_after_statement(self, name: str, size: cst.BaseExpression | None) -> None:
+        """The feature size a name the statement being left assigns holds after it (one of a tuple's, say)."""
 
     @property
     def method_locals(self) -> set[str]:
@@ -154,6 +169,12 @@ class NnxMethod(MethodRoom, Protocol):
 
     def leave_function(self) -> cst.BaseExpression | None:
         """Back to the sizes before the nested function; returns the size it returned (None: unknown)."""
+
+    def in_loop_or_condition(self) -> bool:
+        """The statement being converted is in a loop, condition or `with` of the method, not at its top level."""
+
+    def reads_constructor_state(self, expression: cst.BaseExpression) -> bool:
+        """`__init__` can evaluate `expression` the same way: it reads only constructor arguments and attributes."""
 
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         """True, with a TODO, where `what` is built in a loop or condition (it cannot move to `__init__`)."""
@@ -200,6 +221,18 @@ class NnxClass(Protocol):
         """The Haiku class."""
 
     needs_rngs: bool  # the constructor takes `rngs: nnx.Rngs`
+    init_locals: set[str]  # variables the statements built in `__init__` assign there (`in_features`)
+
+    def is_module_constructor(self, call: cst.Call) -> bool:
+        """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
+
+    @property
+    def hoisted(self) -> Sequence[InitBuilt]:
+        """The layers the methods build inline, now built in `__init__`, in order."""
+
+    @property
+    def init_layers(self) -> Mapping[str, InitLayer]:
+        """The layers the Haiku `__init__` builds (`self.encoder = hk.Linear(...)`), by attribute."""
 
     @property
     def init_def(self) -> cst.FunctionDef | None:
@@ -237,6 +270,18 @@ class NnxClass(Protocol):
         self, attribute: str, size: cst.BaseExpression | None, method: NnxMethod | None, node: cst.CSTNode
     ) -> cst.BaseExpression:
         """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
+
+
+class InitBuilt(Protocol):
+    """A layer a method built inline, now built once in `__init__`."""
+
+    constructor: cst.BaseExpression  # its NNX constructor
+
+
+class InitLayer(Protocol):
+    """A layer the Haiku `__init__` builds: NNX needs its input size, known at its first use."""
+
+    resolved: cst.BaseExpression | None  # its NNX constructor, once that use is converted
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ in another loop, constructor arguments that read values computed in the method. 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -45,9 +46,9 @@ from ..engine.calls import code
 from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
-from .layer_lists import IN_FEATURES, _assigned, _calls_of, _count_name
+from .interfaces import NNX_NODES, InitLayer, NnxMethod
+from .layer_lists import IN_FEATURES, IsLayer, _assigned, _calls_of, _count_name
 from .transforms import RULE_INPUT_SIZE
 
 RULE_LOOP_LAYERS = register(
@@ -62,289 +63,329 @@ class _LoopLayer:
 
     constructor: cst.Call
     element: str  # the name of one layer of the list in the loop (the local it was stored in, or a fresh one)
-    stored: cst.BaseStatement | None  # `block = Block(...)`, None for a layer built and called at once
+    stored: bool  # stored in `element` (`block = Block(...)`) rather than built and called at once
     refused: str | None = None  # why it stays as it is (a TODO reason)
-    attribute: str | None = None
-    built: cst.BaseExpression | None = None  # its NNX constructor
-    output: cst.BaseExpression | None = None
+    built: _BuiltList | None = None
     failed: bool = False
+
+
+@dataclass
+class _BuiltList:
+    """The `nnx.List` of a loop's layer: its attribute, the NNX constructor of one layer, its output size."""
+
+    attribute: str
+    constructor: cst.BaseExpression
+    output: cst.BaseExpression | None
+
+
+@dataclass
+class _Chain:
+    """A variable the loop carries, whose size `__init__` follows in a variable of its own."""
+
+    name: str  # the `__init__` variable (`in_features`)
+    before: cst.BaseExpression | None  # its size before the loop (None: not known)
 
 
 @dataclass
 class _Loop:
     node: cst.For
     layers: list[_LoopLayer] = field(default_factory=list)
-    chains: dict[str, tuple[str, cst.BaseExpression | None]] = field(default_factory=dict)  # carried variable -> (`__init__` variable, size before)
+    chains: dict[str, _Chain] = field(default_factory=dict)  # by the carried variable
     hoisted_before: int = 0  # how many layers `__init__` built before the loop
-    unresolved: list = field(default_factory=list)  # `__init__` layers whose input size was not known before the loop
+    unresolved: list[InitLayer] = field(default_factory=list)  # `__init__` layers whose input size was not known before the loop
 
 
-class NnxLoopLayers(Rewriter):
-    """Mixin of the NNX method rewriter: layers built in a `for` loop become an `nnx.List` (`loop_layer_call`
-    is called first by the rewriter's `leave_Call`)."""
+@dataclass
+class _MethodLoops:
+    """The `for` loops around the statement being converted, innermost last, and the calls their layers own."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._loops: list[_Loop] = []
-        self._loop_nodes: dict[int, tuple[str, _LoopLayer]] = {}  # original call -> ("constructor" | "call", layer)
-        self._stored_results: dict[int, _LoopLayer] = {}  # rewritten stored line -> its layer
+    loops: list[_Loop] = field(default_factory=list)
+    calls: dict[int, tuple[str, _LoopLayer]] = field(default_factory=dict)  # original call -> ("constructor" | "call", layer)
 
-    # -- reading a loop -----------------------------------------------------------------------------
-    def visit_For(self, node: cst.For) -> bool | None:
-        loop = _Loop(node, self._layers_built_in(node))
-        refusal = self._loop_refusal(node) if loop.layers else None
-        if loop.layers and refusal is None and self._block_depth != 1:  # type: ignore[attr-defined]
-            loop.layers = []  # inside an `if` on call arguments or a `with`: the generic TODO says so
-        for layer in loop.layers:
-            layer.refused = refusal or layer.refused
-        if any(layer.refused is None for layer in loop.layers):
-            self._start_chains(loop)
-        self._loops.append(loop)
-        return super().visit_For(node)
 
-    def _layers_built_in(self, node: cst.For) -> list[_LoopLayer]:
-        """The layers built in the statements of the loop's own block, in order."""
-        statements = list(getattr(node.body, "body", ()))
-        layers: list[_LoopLayer] = []
-        taken = analysis.Names.of(self.method).used  # type: ignore[attr-defined]
-        targets = analysis.Names.of(node.target).used
-        for index, statement in enumerate(statements):
-            if not isinstance(statement, cst.SimpleStatementLine):
-                continue
-            skipped = _continue_refusal(statements[:index])
-            stored = self._stored_in_loop(statement, statements[index + 1 :])
-            if stored is not None:
-                name, constructor, calls = stored
-                layer = _LoopLayer(constructor, name, statement, self._argument_refusal(constructor, targets) or skipped)
-                self._loop_nodes[id(constructor)] = ("constructor", layer)
-                self._loop_nodes.update({id(call): ("call", layer) for call in calls})
-                layers.append(layer)
-                continue
-            for call in _built_and_called(statement, self.state.converter.is_module_constructor):  # type: ignore[attr-defined]
-                base = analysis.explicit_name(call.func) or _module_name(call.func, self.ctx.names.haiku_api(call.func.func))  # type: ignore[arg-type]
-                element = _free(base, taken)
-                taken.add(element)
-                layer = _LoopLayer(call.func, element, None, self._argument_refusal(call.func, targets) or skipped)  # type: ignore[arg-type]
-                self._loop_nodes[id(call.func)] = ("constructor", layer)
-                self._loop_nodes[id(call)] = ("call", layer)
-                layers.append(layer)
-        return layers
+# -- reading a loop -------------------------------------------------------------------------------------
+@NNX_NODES.on_visit(cst.For, rule=RULE_LOOP_LAYERS)
+def enter_loop(room: NnxMethod, node: cst.For) -> None:
+    """The layers the loop builds, and whether `__init__` can build them all (else why not)."""
+    state = room.family(_MethodLoops)
+    loop = _Loop(node, _layers_built_in(room, node, state))
+    refusal = _loop_refusal(room, node, state) if loop.layers else None
+    if loop.layers and refusal is None and room.in_loop_or_condition():
+        loop.layers = []  # inside an `if` on call arguments or a `with`: the generic TODO says so
+    for layer in loop.layers:
+        layer.refused = refusal or layer.refused
+    if any(layer.refused is None for layer in loop.layers):
+        _start_chains(room, loop)
+    state.loops.append(loop)
 
-    def _stored_in_loop(self, statement: cst.SimpleStatementLine, later: list[cst.BaseStatement]):
-        """(name, constructor, calls) for `name = Layer(...)` only called in the loop's later statements."""
-        assign = analysis.simple_assign(statement)
-        if not (
-            assign is not None
-            and isinstance(assign[0], cst.Name)
-            and isinstance(assign[1], cst.Call)
-            and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
-            and self.state.converter.is_module_constructor(assign[1])  # type: ignore[attr-defined]
-        ):
-            return None
-        name = assign[0].value
-        calls = [call for s in later if isinstance(s, cst.SimpleStatementLine) for call in _calls_of(s, name)]
-        if not calls or _count_name(self.method, name) != 1 + len(calls):  # type: ignore[attr-defined]
-            return None
-        return name, assign[1], calls
 
-    def _argument_refusal(self, constructor: cst.Call, targets: set[str]) -> str | None:
-        used = analysis.Names.of(constructor).used
-        blocked = sorted((used & self.method_locals) - self.state.locals_in_init - targets)  # type: ignore[attr-defined]
-        if blocked:
-            return (f"its arguments use {_listed(blocked)}, computed in the method: NNX builds one layer per iteration in "
-                    "`__init__`, from the loop variable and constructor state only; compute them there")
+def _layers_built_in(room: NnxMethod, node: cst.For, state: _MethodLoops) -> list[_LoopLayer]:
+    """The layers built in the statements of the loop's own block, in order."""
+    statements = list(getattr(node.body, "body", ()))
+    layers: list[_LoopLayer] = []
+    taken = analysis.Names.of(room.function).used
+    targets = analysis.Names.of(node.target).used
+    is_layer = room.conversion.is_module_constructor
+    for index, statement in enumerate(statements):
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        skipped = _continue_refusal(statements[:index])
+        stored = _stored_in_loop(room, statement, statements[index + 1 :])
+        if stored is not None:
+            name, constructor, calls = stored
+            layer = _LoopLayer(constructor, name, True, _argument_refusal(room, constructor, targets) or skipped)
+            state.calls[id(constructor)] = ("constructor", layer)
+            state.calls.update({id(call): ("call", layer) for call in calls})
+            layers.append(layer)
+            continue
+        for call in _built_and_called(statement, is_layer):
+            assert isinstance(call.func, cst.Call)  # `_built_and_called` finds `Layer(...)(x)`
+            base = analysis.explicit_name(call.func) or _module_name(call.func, room.ctx.names.haiku_api(call.func.func))
+            element = _free(base, taken)
+            taken.add(element)
+            layer = _LoopLayer(call.func, element, False, _argument_refusal(room, call.func, targets) or skipped)
+            state.calls[id(call.func)] = ("constructor", layer)
+            state.calls[id(call)] = ("call", layer)
+            layers.append(layer)
+    return layers
+
+
+def _stored_in_loop(
+    room: NnxMethod, statement: cst.SimpleStatementLine, later: Sequence[cst.BaseStatement]
+) -> tuple[str, cst.Call, list[cst.Call]] | None:
+    """(name, constructor, calls) for `name = Layer(...)` only called in the loop's later statements."""
+    assign = analysis.simple_assign(statement)
+    if not (
+        assign is not None
+        and isinstance(assign[0], cst.Name)
+        and isinstance(assign[1], cst.Call)
+        and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
+        and room.conversion.is_module_constructor(assign[1])
+    ):
         return None
-
-    def _loop_refusal(self, node: cst.For) -> str | None:
-        """Why none of the loop's layers can be built in `__init__`, or None."""
-        if self._loops:
-            return ("it is built in a loop nested in another loop; build the layers in `__init__` by hand "
-                    "(an `nnx.List` of `nnx.List`s, or one flat list) and apply them in the same loops")
-        if not all(isinstance(n, cst.Name) for n in _target_names(node.target)):
-            return f"the loop target `{code(node.target)}` is not a name or a tuple of names; build the layers in `__init__` by hand"
-        iterable = node.iter
-        blocked = sorted((analysis.Names.of(iterable).used & self.method_locals) - self.state.locals_in_init)  # type: ignore[attr-defined]
-        params = {p.name.value for p in [*self.method.params.params, *self.method.params.kwonly_params]}  # type: ignore[attr-defined]
-        if blocked:
-            what = "a call argument" if set(blocked) <= params else "computed in the method"
-            return (f"the loop runs over `{code(iterable)}`, which reads {_listed(blocked)} ({what}): NNX builds the layers "
-                    "in `__init__`, so it must know how many; pass what decides it to the constructor")
-        if not self.branches.is_constructor_condition(iterable):  # type: ignore[attr-defined]
-            return (f"the loop runs over `{code(iterable)}`, which `__init__` cannot evaluate the same way (an attribute it "
-                    "does not set, a method call or Haiku state); build the layers in `__init__` by hand")
-        exits = [e for e in _exits([node.body]) if e != "continue"]
-        if exits:
-            return (f"a `{exits[0]}` in the loop can end it before every iteration has built its layer, and NNX builds them "
-                    "all in `__init__`; build the layers there by hand")
+    name = assign[0].value
+    calls = [call for s in later if isinstance(s, cst.SimpleStatementLine) for call in _calls_of(s, name)]
+    if not calls or _count_name(room.function, name) != 1 + len(calls):
         return None
+    return name, assign[1], calls
 
-    def _start_chains(self, loop: _Loop) -> None:
-        """Sizes of the variables the loop carries (read, then assigned) become `__init__` variables, so each
-        iteration's input sizes are in terms of what the previous one left."""
-        body = loop.node.body
-        carried = sorted(_carried(body) - analysis.Names.of(loop.node.target).used)
-        taken = analysis.Names.of(self.state.init_def).used if self.state.init_def is not None else set()  # type: ignore[attr-defined]
-        taken |= self.state.init_locals | analysis.Names.of(loop.node).used  # type: ignore[attr-defined]
-        for variable in carried:
-            name = _free(IN_FEATURES, taken)
-            taken.add(name)
-            loop.chains[variable] = (name, self.sizes.get(variable))  # type: ignore[attr-defined]
-            self.sizes[variable] = cst.Name(name)  # type: ignore[attr-defined]
-        loop.hoisted_before = len(self.state.hoisted)  # type: ignore[attr-defined]
-        loop.unresolved = [layer for layer in self.state.init_layers.values() if layer.resolved is None]  # type: ignore[attr-defined]
 
-    def carried_size(self, sizes: list[cst.BaseExpression | None]) -> cst.BaseExpression | None:
-        """`x + layer(x)` in a loop, where `x`'s size is what the iteration was handed: the two agree (as
-        they must, to add), so the size stays the one handed on."""
-        chains = {name for loop in self._loops for name, _ in loop.chains.values()}
-        handed = [s for s in sizes if isinstance(s, cst.Name) and s.value in chains]
-        return handed[0] if len(handed) == 1 and all(s is not None for s in sizes) else None
+def _argument_refusal(room: NnxMethod, constructor: cst.Call, targets: set[str]) -> str | None:
+    used = analysis.Names.of(constructor).used
+    blocked = sorted((used & room.method_locals) - room.conversion.locals_in_init - targets)
+    if blocked:
+        return (f"its arguments use {_listed(blocked)}, computed in the method: NNX builds one layer per iteration in "
+                "`__init__`, from the loop variable and constructor state only; compute them there")
+    return None
 
-    # -- the loop's calls -----------------------------------------------------------------------------
-    def loop_layer_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
-        """The NNX form of a call this rule owns (a loop layer's constructor or its application), or None."""
-        entry = self._loop_nodes.get(id(original))
-        if entry is None:
-            return None
-        kind, layer = entry
-        if kind == "constructor":
-            if layer.refused is not None:
-                self.todo(original, RULE_LOOP_LAYERS, layer.refused)
+
+def _loop_refusal(room: NnxMethod, node: cst.For, state: _MethodLoops) -> str | None:
+    """Why none of the loop's layers can be built in `__init__`, or None."""
+    if state.loops:
+        return ("it is built in a loop nested in another loop; build the layers in `__init__` by hand "
+                "(an `nnx.List` of `nnx.List`s, or one flat list) and apply them in the same loops")
+    if not all(isinstance(n, cst.Name) for n in _target_names(node.target)):
+        return f"the loop target `{code(node.target)}` is not a name or a tuple of names; build the layers in `__init__` by hand"
+    iterable = node.iter
+    blocked = sorted((analysis.Names.of(iterable).used & room.method_locals) - room.conversion.locals_in_init)
+    parameters = room.function.params
+    params = {p.name.value for p in [*parameters.params, *parameters.kwonly_params]}
+    if blocked:
+        what = "a call argument" if set(blocked) <= params else "computed in the method"
+        return (f"the loop runs over `{code(iterable)}`, which reads {_listed(blocked)} ({what}): NNX builds the layers "
+                "in `__init__`, so it must know how many; pass what decides it to the constructor")
+    if not room.reads_constructor_state(iterable):
+        return (f"the loop runs over `{code(iterable)}`, which `__init__` cannot evaluate the same way (an attribute it "
+                "does not set, a method call or Haiku state); build the layers in `__init__` by hand")
+    exits = [e for e in _exits([node.body]) if e != "continue"]
+    if exits:
+        return (f"a `{exits[0]}` in the loop can end it before every iteration has built its layer, and NNX builds them "
+                "all in `__init__`; build the layers there by hand")
+    return None
+
+
+def _start_chains(room: NnxMethod, loop: _Loop) -> None:
+    """Sizes of the variables the loop carries (read, then assigned) become `__init__` variables, so each
+    iteration's input sizes are in terms of what the previous one left."""
+    loop_node, conversion = loop.node, room.conversion
+    carried = sorted(_carried(loop_node.body) - analysis.Names.of(loop_node.target).used)
+    taken = analysis.Names.of(conversion.init_def).used if conversion.init_def is not None else set()
+    taken |= conversion.init_locals | analysis.Names.of(loop_node).used
+    for variable in carried:
+        name = _free(IN_FEATURES, taken)
+        taken.add(name)
+        loop.chains[variable] = _Chain(name, room.variable_size(variable))
+        room.set_variable_size(variable, cst.Name(name))
+        room.carried_sizes.add(name)
+    loop.hoisted_before = len(conversion.hoisted)
+    loop.unresolved = [layer for layer in conversion.init_layers.values() if layer.resolved is None]
+
+
+# -- the loop's calls -------------------------------------------------------------------------------------
+@NNX_NODES.on_leave(cst.Call, rule=RULE_LOOP_LAYERS)
+def loop_layer_call(room: NnxMethod, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    """A loop layer's constructor stays (its statement goes once the list is built), its application calls
+    one layer of the list (`block(x)`); None for other calls."""
+    entry = room.family(_MethodLoops).calls.get(id(original))
+    if entry is None:
+        return None
+    kind, layer = entry
+    if kind == "constructor":
+        if layer.refused is not None:
+            room.todo(original, RULE_LOOP_LAYERS, layer.refused)
+        return updated
+    if layer.refused is not None or layer.failed:
+        return updated
+    args = room.conversion.call_args_for(layer.constructor, list(updated.args), room, original)
+    if args is None:
+        layer.failed = layer.built is None
+        return updated
+    if layer.built is None:
+        attribute = room.new_attribute(_plural(layer.element))
+        built = room.conversion.build(layer.constructor, attribute, list(updated.args), room, layer.constructor)
+        if built is None:
+            layer.failed = True
             return updated
-        if layer.refused is not None or layer.failed:
-            return updated
-        args = self.state.call_args_for(layer.constructor, list(updated.args), self, original)  # type: ignore[attr-defined]
-        if args is None:
-            layer.failed = layer.built is None
-            return updated
-        if layer.built is None:
-            attribute = self.new_attribute(_plural(layer.element))  # type: ignore[attr-defined]
-            built = self.state.build(layer.constructor, attribute, list(updated.args), self, layer.constructor)  # type: ignore[attr-defined]
-            if built is None:
-                layer.failed = True
-                return updated
-            layer.attribute, (layer.built, layer.output) = attribute, built
-        applied = updated.with_changes(func=cst.Name(layer.element), args=[a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args])
-        return self.set_size(applied, layer.output)  # type: ignore[attr-defined]
-
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        result = super().leave_SimpleStatementLine(original, updated)
-        entry = self._loop_nodes.get(id(analysis.simple_assign(original)[1])) if analysis.simple_assign(original) else None
-        if entry is not None and entry[1].stored is original:
-            self._stored_results[id(result)] = entry[1]
-        return result
-
-    # -- the loop, rewritten --------------------------------------------------------------------------
-    def leave_For(self, original: cst.For, updated: cst.For):
-        loop = self._loops.pop()
-        built = [layer for layer in loop.layers if layer.built is not None]
-        ends = self._end_chains(loop, built) if loop.chains else {}
-        if built:
-            self._build_in_init(loop, built, ends)
-            updated = _applying_loop(original, updated, built, self._stored_results)
-            listed = ", ".join(f"self.{layer.attribute}" for layer in built)
-            self.converted(original, RULE_LOOP_LAYERS, f"{listed} built in __init__ as {self.ctx.ns}.List, one layer per iteration")
-        return super().leave_For(original, updated)
-
-    def _end_chains(self, loop: _Loop, built: list[_LoopLayer]) -> dict[str, cst.BaseExpression | None]:
-        """The carried sizes `__init__` must chain (`__init__` variable -> its value after an iteration, None:
-        unknown); the others are the same at every iteration. Sets the sizes after the loop."""
-        sizes: dict = self.sizes  # type: ignore[attr-defined]
-        hoisted = self.state.hoisted[loop.hoisted_before :]  # type: ignore[attr-defined]  # built once, first called in the loop
-        once = [entry.constructor for entry in hoisted] + [layer.resolved for layer in loop.unresolved if layer.resolved is not None]
-        referenced = set().union(*(analysis.Names.of(n).used for n in [*(layer.built for layer in built), *once]))  # type: ignore[misc]
-        targets = analysis.Names.of(loop.node.target).used
-        chain_names = {name for name, _ in loop.chains.values()}
-        foreign = (self.method_locals - self.state.locals_in_init) | targets  # type: ignore[attr-defined]
-        kept: dict[str, cst.BaseExpression | None] = {}  # `__init__` variable -> the size before the loop
-        ends: dict[str, cst.BaseExpression | None] = {}
-        for variable, (name, before) in list(loop.chains.items()):
-            end = sizes.get(variable)
-            if end is not None and analysis.Names.of(end).used & (foreign - targets) - chain_names:
-                end = None
-            if name in referenced and built:  # the first layer's input size (a constructor argument where nobody knows it)
-                before = self.state.input_size(built[0].attribute, before, self, loop.node)  # type: ignore[attr-defined]
-                loop.chains[variable] = (name, before)
-            if end is not None and code(end) == name:
-                kept[name] = before
-            elif name in referenced:
-                ends[name] = end
-        first = {name: before for name, before in loop.chains.values() if before is not None}
-        for layer in built:
-            layer.built = analysis.substitute(layer.built, {n: b for n, b in kept.items() if b is not None})  # type: ignore[arg-type]
-        for entry in hoisted:  # Haiku built them at the first iteration
-            entry.constructor = analysis.substitute(entry.constructor, first)
-        for layer in loop.unresolved:
-            if layer.resolved is not None:
-                layer.resolved = analysis.substitute(layer.resolved, first)
-        for variable in _assigned(loop.node.body) | targets:
-            name = loop.chains[variable][0] if variable in loop.chains else None
-            size = sizes.get(variable)
-            if name in ends:
-                sizes[variable] = cst.Name(name) if ends[name] is not None and self._init_statements_resolved() else None
-            elif name is not None:
-                sizes[variable] = kept.get(name)
-            elif size is not None:
-                size = analysis.substitute(size, {n: b for n, b in kept.items() if b is not None})
-                sizes[variable] = None if analysis.Names.of(size).used & (targets | chain_names) else size
-        loop.chains = {variable: chain for variable, chain in loop.chains.items() if chain[0] in ends}
-        return ends
-
-    def _init_statements_resolved(self) -> bool:
-        """Are the layers `__init__` itself builds all resolved? An `__init__` variable of the hoisted
-        statements is not defined where they are, so no size of theirs may read one."""
-        state = self.state  # type: ignore[attr-defined]
-        return all(layer.resolved is not None for layer in state.init_layers.values()) and all(
-            layers.replacements is not None for layers in state.layer_lists.values()
-        )
-
-    def _build_in_init(self, loop: _Loop, built: list[_LoopLayer], ends: dict[str, cst.BaseExpression | None]) -> None:
-        """`self.<list> = nnx.List([... for <target> in <iterable>])`, or, where sizes chain, a loop appending."""
-        ns, node = self.ctx.ns, loop.node
-        if not ends:
-            lines: list[cst.BaseStatement] = [
-                _assign(attr("self", layer.attribute), cst.Call(attr(ns, "List"), [cst.Arg(cst.ListComp(layer.built, cst.CompFor(node.target, node.iter)))]))  # type: ignore[arg-type]
-                for layer in built
-            ]
-        else:
-            appends = [
-                _line(cst.Expr(cst.Call(cst.Attribute(attr("self", layer.attribute), cst.Name("append")), [cst.Arg(layer.built)])))  # type: ignore[arg-type]
-                for layer in built
-            ]
-            lines = [
-                *(_assign(attr("self", layer.attribute), cst.Call(attr(ns, "List"), [])) for layer in built),  # type: ignore[arg-type]
-                *(_assign(cst.Name(name), before if before is not None else cst.Ellipsis()) for name, before in loop.chains.values()),
-                cst.For(node.target, node.iter, cst.IndentedBlock([*appends, *(_assign(cst.Name(n), e if e is not None else cst.Ellipsis()) for n, e in ends.items())])),
-            ]
-            unknown = [name for name, end in ends.items() if end is None]
-            if unknown:
-                reason = (f"set `{unknown[0]}` to the feature size an iteration leaves, in place of `...`: the input size of "
-                          f"the layers of `self.{built[0].attribute}` after the first is not known")
-                self.ctx.notes.todo(node, RULE_INPUT_SIZE, reason)
-                lines[0] = add_todo_lines(lines[0], [(RULE_INPUT_SIZE, reason)])
-            self.state.init_locals |= set(ends)  # type: ignore[attr-defined]
-        for index, layer in enumerate(built):
-            self.add_to_init(layer.attribute, layer.built, layer.constructor, lines=lines if index == 0 else [])  # type: ignore[attr-defined]
+        layer.built = _BuiltList(attribute, *built)
+    applied = updated.with_changes(func=cst.Name(layer.element), args=[a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args])
+    return room.set_size(applied, layer.built.output)
 
 
-def _applying_loop(original: cst.For, updated: cst.For, built: list[_LoopLayer], stored_results: dict[int, _LoopLayer]) -> cst.For:
+# -- the loop, rewritten --------------------------------------------------------------------------------
+@NNX_NODES.on_leave(cst.For, rule=RULE_LOOP_LAYERS)
+def leave_loop(room: NnxMethod, original: cst.For, updated: cst.For) -> cst.For | None:
+    """The loop applies the lists `__init__` now builds; None where it built none."""
+    state = room.family(_MethodLoops)
+    if not state.loops or state.loops[-1].node is not original:
+        return None
+    loop = state.loops.pop()
+    room.carried_sizes.difference_update(chain.name for chain in loop.chains.values())
+    built = [(layer, layer.built) for layer in loop.layers if layer.built is not None]
+    ends = _end_chains(room, loop, [b for _, b in built]) if loop.chains else {}
+    if not built:
+        return None
+    _build_in_init(room, loop, built, ends)
+    listed = ", ".join(f"self.{b.attribute}" for _, b in built)
+    room.converted(original, RULE_LOOP_LAYERS, f"{listed} built in __init__ as {room.ctx.ns}.List, one layer per iteration")
+    return _applying_loop(original, updated, built)
+
+
+def _end_chains(room: NnxMethod, loop: _Loop, built: list[_BuiltList]) -> dict[str, cst.BaseExpression | None]:
+    """The carried sizes `__init__` must chain (`__init__` variable -> its value after an iteration, None:
+    unknown); the others are the same at every iteration. Sets the sizes after the loop."""
+    conversion = room.conversion
+    hoisted = conversion.hoisted[loop.hoisted_before :]  # built once, first called in the loop
+    once = [entry.constructor for entry in hoisted] + [layer.resolved for layer in loop.unresolved if layer.resolved is not None]
+    referenced: set[str] = set().union(*(analysis.Names.of(n).used for n in [*(b.constructor for b in built), *once]))
+    targets = analysis.Names.of(loop.node.target).used
+    chain_names = {chain.name for chain in loop.chains.values()}
+    foreign = (room.method_locals - conversion.locals_in_init) | targets
+    kept: dict[str, cst.BaseExpression | None] = {}  # `__init__` variable -> the size before the loop
+    ends: dict[str, cst.BaseExpression | None] = {}
+    for variable, chain in loop.chains.items():
+        end = room.variable_size(variable)
+        if end is not None and analysis.Names.of(end).used & (foreign - targets) - chain_names:
+            end = None
+        if chain.name in referenced and built:  # the first layer's input size (a constructor argument where nobody knows it)
+            chain.before = conversion.input_size(built[0].attribute, chain.before, room, loop.node)
+        if end is not None and code(end) == chain.name:
+            kept[chain.name] = chain.before
+        elif chain.name in referenced:
+            ends[chain.name] = end
+    first = {chain.name: chain.before for chain in loop.chains.values() if chain.before is not None}
+    known = {name: before for name, before in kept.items() if before is not None}
+    for layer in built:
+        layer.constructor = analysis.substitute(layer.constructor, known)
+    for entry in hoisted:  # Haiku built them at the first iteration
+        entry.constructor = analysis.substitute(entry.constructor, first)
+    for init_layer in loop.unresolved:
+        if init_layer.resolved is not None:
+            init_layer.resolved = analysis.substitute(init_layer.resolved, first)
+    for variable in _assigned(loop.node.body) | targets:
+        name = loop.chains[variable].name if variable in loop.chains else None
+        size = room.variable_size(variable)
+        if name in ends:
+            room.set_variable_size(variable, cst.Name(name) if ends[name] is not None and _init_statements_resolved(room) else None)
+        elif name is not None:
+            room.set_variable_size(variable, kept.get(name))
+        elif size is not None:
+            size = analysis.substitute(size, known)
+            room.set_variable_size(variable, None if analysis.Names.of(size).used & (targets | chain_names) else size)
+    loop.chains = {variable: chain for variable, chain in loop.chains.items() if chain.name in ends}
+    return ends
+
+
+def _init_statements_resolved(room: NnxMethod) -> bool:
+    """Are the layers `__init__` itself builds all resolved? An `__init__` variable of the hoisted
+    statements is not defined where they are, so no size of theirs may read one."""
+    conversion = room.conversion
+    return all(layer.resolved is not None for layer in conversion.init_layers.values()) and all(
+        layers.replacements is not None for layers in conversion.layer_lists.values()
+    )
+
+
+def _build_in_init(room: NnxMethod, loop: _Loop, built: list[tuple[_LoopLayer, _BuiltList]], ends: dict[str, cst.BaseExpression | None]) -> None:
+    """`self.<list> = nnx.List([... for <target> in <iterable>])`, or, where sizes chain, a loop appending."""
+    ns, node = room.ctx.ns, loop.node
+    if not ends:
+        lines: list[cst.BaseStatement] = [
+            _assign(attr("self", b.attribute), cst.Call(attr(ns, "List"), [cst.Arg(cst.ListComp(b.constructor, cst.CompFor(node.target, node.iter)))]))
+            for _, b in built
+        ]
+    else:
+        appends = [_line(cst.Expr(cst.Call(cst.Attribute(attr("self", b.attribute), cst.Name("append")), [cst.Arg(b.constructor)]))) for _, b in built]
+        lines = [
+            *(_assign(attr("self", b.attribute), cst.Call(attr(ns, "List"), [])) for _, b in built),
+            *(_assign(cst.Name(chain.name), chain.before if chain.before is not None else cst.Ellipsis()) for chain in loop.chains.values()),
+            cst.For(node.target, node.iter, cst.IndentedBlock([*appends, *(_assign(cst.Name(n), e if e is not None else cst.Ellipsis()) for n, e in ends.items())])),
+        ]
+        unknown = [name for name, end in ends.items() if end is None]
+        if unknown:
+            reason = (f"set `{unknown[0]}` to the feature size an iteration leaves, in place of `...`: the input size of "
+                      f"the layers of `self.{built[0][1].attribute}` after the first is not known")
+            room.ctx.notes.todo(node, RULE_INPUT_SIZE, reason)
+            lines[0] = add_todo_lines(lines[0], [(RULE_INPUT_SIZE, reason)])
+        room.conversion.init_locals |= set(ends)
+    for index, (layer, b) in enumerate(built):
+        room.add_to_init(b.attribute, b.constructor, layer.constructor, lines=lines if index == 0 else [])
+
+
+def _applying_loop(original: cst.For, updated: cst.For, built: list[tuple[_LoopLayer, _BuiltList]]) -> cst.For:
     """The method's loop over the built lists: `for block in self.blocks:`, `self.blocks[i]` over a
     `range(n)` whose `i` is still read, or a `zip` with the iterable."""
-    layers = {id(layer) for layer in built}
-    body = [s for s in updated.body.body if id(stored_results.get(id(s))) not in layers]  # type: ignore[attr-defined]
-    if body and body[0] is not updated.body.body[0] and not any(line.comment for line in body[0].leading_lines):  # type: ignore[attr-defined]
+    assert isinstance(updated.body, cst.IndentedBlock)  # `_layers_built_in` read its statements
+    stored = {layer.element for layer, _ in built if layer.stored}
+    body = [s for s in updated.body.body if not _stores(s, stored)]
+    if body and body[0] is not updated.body.body[0] and not _has_comment(body[0]):
         body[0] = body[0].with_changes(leading_lines=[])
     block = updated.body.with_changes(body=body or [_line(cst.Pass())])
-    lists = [attr("self", layer.attribute) for layer in built]  # type: ignore[arg-type]
-    elements = [cst.Name(layer.element) for layer in built]
+    lists: list[cst.BaseExpression] = [attr("self", b.attribute) for _, b in built]
+    elements: list[cst.BaseExpression] = [cst.Name(layer.element) for layer, _ in built]
     if not analysis.Names.of(original.target).used & analysis.Names.of(block).used:
         if len(built) == 1:
             return updated.with_changes(target=elements[0], iter=lists[0], body=block)
         return updated.with_changes(target=_bare_tuple(elements), iter=_zip(lists), body=block)
     if isinstance(original.target, cst.Name) and _is_range(original.iter):
-        return updated.with_changes(body=block.visit(_Indexed({layer.element: layer.attribute for layer in built}, original.target)))  # type: ignore[misc]
+        return updated.with_changes(body=block.visit(_Indexed({layer.element: b.attribute for layer, b in built}, original.target)))
     target = updated.target if not isinstance(updated.target, cst.Tuple) else updated.target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     return updated.with_changes(target=_bare_tuple([target, *elements]), iter=_zip([updated.iter, *lists]), body=block)
+
+
+def _stores(statement: cst.BaseStatement, names: set[str]) -> bool:
+    """`block = Block(...)` of a built layer's local (the only assignment to it: `_stored_in_loop`); with a
+    comment above it (a TODO), it stays."""
+    assign = analysis.simple_assign(statement)
+    return (
+        assign is not None
+        and isinstance(assign[0], cst.Name)
+        and assign[0].value in names
+        and not _has_comment(statement)
+    )
+
+
+def _has_comment(statement: cst.BaseStatement) -> bool:
+    lines = statement.leading_lines if isinstance(statement, cst.SimpleStatementLine | cst.BaseCompoundStatement) else ()
+    return any(line.comment for line in lines)
 
 
 class _Indexed(cst.CSTTransformer):
@@ -383,7 +424,7 @@ def _assign(target: cst.BaseAssignTargetExpression, value: cst.BaseExpression) -
 
 
 class _BuiltAndCalled(Walker):
-    def __init__(self, is_layer) -> None:
+    def __init__(self, is_layer: IsLayer) -> None:
         self.is_layer = is_layer
         self.found: list[cst.Call] = []
 
@@ -392,7 +433,7 @@ class _BuiltAndCalled(Walker):
             self.found.append(node)
 
 
-def _built_and_called(statement: cst.CSTNode, is_layer) -> list[cst.Call]:
+def _built_and_called(statement: cst.CSTNode, is_layer: IsLayer) -> list[cst.Call]:
     """`Layer(...)(x)` calls in a statement, outermost first."""
     walker = _BuiltAndCalled(is_layer)
     walker.walk(statement)
@@ -433,7 +474,7 @@ class _Exits(Walker):
         return False
 
 
-def _exits(nodes: list[cst.CSTNode]) -> list[str]:
+def _exits(nodes: Sequence[cst.CSTNode]) -> list[str]:
     walker = _Exits()
     for node in nodes:
         walker.walk(node)
@@ -441,7 +482,7 @@ def _exits(nodes: list[cst.CSTNode]) -> list[str]:
 
 
 def _continue_refusal(before: list[cst.BaseStatement]) -> str | None:
-    if "continue" in _exits(before):  # type: ignore[arg-type]
+    if "continue" in _exits(before):
         return ("a `continue` before it skips building it in some iterations, and NNX builds one layer per iteration "
                 "in `__init__`; build the layers there by hand")
     return None

@@ -33,6 +33,7 @@ Example (Linen)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -40,12 +41,14 @@ import libcst as cst
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import BoundCall, Unconvertible, as_tuple, code, convert_construct_call, keyword_arg, literal
-from ..engine.context import add_todo_lines, attr, rename_namespace
+from ..engine.context import Context, FileFact, attr, rename_namespace
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.tables import Tables
 from ..engine.walk import descendants
+from .interfaces import (
+    LINEN_CALLS, LINEN_NODES, NNX_FILE_NODES, NNX_NODES, CallSite, FileRoom, LinenMethod, MethodRoom, NnxMethod, on_call, on_leave,
+)
 
 RULE_CORE = register(
     "HK400", "recurrent-core", Status.CONVERTED,
@@ -147,8 +150,8 @@ class Unroll:
     """`outs, state = hk.dynamic_unroll(core, xs, initial, ...)`, read for `nn.RNN`."""
 
     inputs: cst.BaseExpression
-    outputs: cst.BaseAssignTargetExpression
-    state: cst.BaseAssignTargetExpression | None  # None: the final state is discarded
+    outputs: cst.BaseExpression
+    state: cst.BaseExpression | None  # None: the final state is discarded
     initial: cst.BaseExpression | None  # None: Haiku's zero state, Flax's default carry
     time_major: cst.BaseExpression | None  # None: batch-major, Flax's default
     unroll: cst.BaseExpression | None
@@ -168,6 +171,9 @@ class Core:
     problem: str | None = None
 
 
+ZeroState = tuple[Core, cst.BaseStatement, cst.Call]  # `init = core.initial_state(B)`: core, statement, call
+
+
 @dataclass
 class MethodCores:
     """What one method does with recurrent cores: the rewriters look nodes up here by id."""
@@ -179,7 +185,7 @@ class MethodCores:
     problems: dict[int, str] = field(default_factory=dict)  # unrolls of cores the rule cannot see -> why
 
 
-def _pair_target(assign: cst.Assign) -> tuple[cst.BaseAssignTargetExpression, cst.BaseAssignTargetExpression] | None:
+def _pair_target(assign: cst.Assign) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     if len(assign.targets) != 1 or not isinstance(assign.targets[0].target, cst.Tuple | cst.List):
         return None
     elements = assign.targets[0].target.elements
@@ -203,8 +209,8 @@ def _name_uses(body: cst.CSTNode) -> dict[str, int]:
 
 
 def _initial_state_of(node: cst.BaseExpression | None, cores: dict[str, Core]) -> Core | None:
-    if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(m.Name(), m.Name("initial_state"))):
-        return cores.get(node.func.value.value)  # type: ignore[attr-defined]
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and isinstance(node.func.value, cst.Name) and node.func.attr.value == "initial_state":
+        return cores.get(node.func.value.value)
     return None
 
 
@@ -212,29 +218,29 @@ def read_method(body: cst.BaseSuite, names: ImportedNames, tables: Tables) -> Me
     """The cores a method body builds at its top level, and whether each is used only in ways Flax can say."""
     found = MethodCores()
     statements = body.body if isinstance(body, cst.IndentedBlock) else ()
-    zero_states: dict[str, tuple[Core, cst.BaseStatement]] = {}  # `init = core.initial_state(B)`
+    zero_states: dict[str, ZeroState] = {}  # `init = core.initial_state(B)`
     for statement in statements:
         assign = analysis.simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name) or not isinstance(assign[1], cst.Call):
             continue
         api = names.haiku_api(assign[1].func)
-        if api in (*CELLS, "DeepRNN"):
-            core = found.cores[assign[0].value] = Core(assign[0].value, api, assign[1])  # type: ignore[arg-type]
+        if api is not None and api in (*CELLS, "DeepRNN"):
+            core = found.cores[assign[0].value] = Core(assign[0].value, api, assign[1])
             core.problem = _constructor_problem(core, names, tables)
             found.by_node[id(assign[1])] = core
-        elif _initial_state_of(assign[1], found.cores) is not None:
-            zero_states[assign[0].value] = (_initial_state_of(assign[1], found.cores), statement)  # type: ignore[assignment]
+        elif (state_of := _initial_state_of(assign[1], found.cores)) is not None:
+            zero_states[assign[0].value] = (state_of, statement, assign[1])
     uses = _name_uses(body)
     seen: dict[str, int] = {name: 1 for name in found.cores}  # the assignment itself
-    zero_calls = {id(analysis.simple_assign(s)[1]) for _, s in zero_states.values()}  # type: ignore[index]
+    zero_calls = {id(call) for _, _, call in zero_states.values()}
     for node in descendants(body):
         if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
             _read_use(node, found, names, uses, zero_states, seen)
         elif isinstance(node, cst.Call) and id(node) not in found.by_node and id(node) not in zero_calls:
             _count_initial_state(node, found, seen)
-    for _, statement in zero_states.values():
+    for _, statement, call in zero_states.values():
         if id(statement) not in found.dropped:
-            _count_initial_state(analysis.simple_assign(statement)[1], found, seen)  # type: ignore[index, arg-type]
+            _count_initial_state(call, found, seen)
     for core in found.cores.values():
         if core.problem is None and seen.get(core.name, 0) != uses.get(core.name, 0):
             core.problem = f"`{core.name}` is used other than unrolled, stepped or asked its `initial_state` here; convert it by hand"
@@ -280,9 +286,12 @@ def _cell_args(call: cst.Call, api: str, tables: Tables) -> dict[str, cst.BaseEx
     return BoundCall.bind(call, construct.haiku_args, f"hk.{api}").args
 
 
-def _read_use(assign: cst.Assign, found: MethodCores, names: ImportedNames, uses: dict[str, int], zero_states, seen) -> None:
+def _read_use(
+    assign: cst.Assign, found: MethodCores, names: ImportedNames, uses: dict[str, int], zero_states: dict[str, ZeroState], seen: dict[str, int]
+) -> None:
     """`outs, state = hk.dynamic_unroll(core, ...)` or `out, state = core(x, state)`."""
-    call: cst.Call = assign.value  # type: ignore[assignment]
+    call = assign.value
+    assert isinstance(call, cst.Call)  # `read_method` passes assignments of calls
     api = names.haiku_api(call.func)
     pair = _pair_target(assign)
     if api in UNROLL_ARGS:
@@ -291,7 +300,8 @@ def _read_use(assign: cst.Assign, found: MethodCores, names: ImportedNames, uses
         except Unconvertible as reason:
             found.problems[id(call)] = str(reason)
             return
-        core = found.cores.get(args["core"].value) if isinstance(args.get("core"), cst.Name) else None  # type: ignore[union-attr]
+        core_arg = args.get("core")
+        core = found.cores.get(core_arg.value) if isinstance(core_arg, cst.Name) else None
         if core is None:
             found.problems[id(call)] = (
                 f"`hk.{api}` unrolls a core this rule cannot see (not an hk.LSTM / GRU / VanillaRNN / DeepRNN built "
@@ -318,7 +328,7 @@ def _read_use(assign: cst.Assign, found: MethodCores, names: ImportedNames, uses
         initial = args.get("initial_state")
         zero, zero_statement = _initial_state_of(initial, found.cores), None
         if isinstance(initial, cst.Name) and initial.value in zero_states and uses.get(initial.value) == 2:
-            zero, zero_statement = zero_states[initial.value]
+            zero, zero_statement, _ = zero_states[initial.value]
         if zero is not None and zero is not core:
             core.problem = f"`{core.name}` starts from another core's initial state"
             return
@@ -344,7 +354,7 @@ def _read_use(assign: cst.Assign, found: MethodCores, names: ImportedNames, uses
             core.step_input = positional[0].value
 
 
-def _read_lstm_states(statements, found: MethodCores, names: ImportedNames) -> None:
+def _read_lstm_states(statements: Sequence[cst.BaseStatement], found: MethodCores, names: ImportedNames) -> None:
     """Names holding an LSTM state: from an LSTM's `initial_state`, step or unroll, or `hk.LSTMState(...)`."""
     lstm_cores = {c.name for c in found.cores.values() if c.api == "LSTM" and c.problem is None}
     for node in descendants(cst.IndentedBlock(body=list(statements))):
@@ -371,7 +381,7 @@ def lstm_state_tuple(call: cst.Call) -> cst.Tuple:
 
 def _swapped_pair(assign: cst.Assign) -> cst.Tuple:
     """`a, b = ...` -> `b, a`: Flax returns the carry first."""
-    first, second = _pair_target(assign)  # type: ignore[misc]
+    first, second = _pair(assign)
     return cst.Tuple([cst.Element(second, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Element(first)], lpar=[], rpar=[])
 
 
@@ -385,7 +395,8 @@ def _carry_shape(core: Core, call: cst.Call) -> cst.BaseExpression:
             "step the core on a named input and pass the batch size positionally"
         )
     shape = cst.Attribute(step, cst.Name("shape"))
-    if m.matches(batch, m.Subscript(m.Attribute(m.Name(step.value), m.Name("shape")))) and literal(batch.slice[0].slice.value) == 0:  # type: ignore[attr-defined]
+    index = batch.slice[0].slice if isinstance(batch, cst.Subscript) else None
+    if m.matches(batch, m.Subscript(m.Attribute(m.Name(step.value), m.Name("shape")))) and isinstance(index, cst.Index) and literal(index.value) == 0:
         return shape
     last = cst.Subscript(shape, [cst.SubscriptElement(cst.Index(cst.UnaryOperation(cst.Minus(), cst.Integer("1"))))])
     return as_tuple([batch, last])
@@ -406,353 +417,413 @@ def _rnn_call_args(inputs: cst.BaseExpression, initial: cst.BaseExpression | Non
     return [cst.Arg(inputs), *([keyword_arg("initial_carry", initial)] if initial is not None else [])]
 
 
-class _Recurrent(Rewriter):
-    """What both targets share: reading each method's cores, LSTM states, unroll results, TODOs."""
+# -- what both targets share: each function's cores, LSTM states, TODOs ------------------------------------
+@dataclass
+class FileCores:
+    """The cores of each function of the file, read from its original body when a rule first asks."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._methods: list[tuple[int, MethodCores]] = []  # (id of the function body, its cores), innermost last
+    names: ImportedNames
+    tables: Tables
+    reads: bool  # the rule is on and the file mentions a core: otherwise no function has any
+    by_body: dict[int, MethodCores] = field(default_factory=dict)
 
-    @property
-    def recurrent(self) -> MethodCores | None:
-        return self._methods[-1][1] if self._methods else None
-
-    def is_function_body(self, node: cst.IndentedBlock) -> bool:
-        raise NotImplementedError
-
-    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
-        if self.is_function_body(node):
-            reads = self.ctx.enabled(RULE_CORE) and self.ctx.mentions(*CELLS, "DeepRNN", "unroll", "LSTMState")
-            cores = read_method(node, self.ctx.names, self.ctx.tables) if reads else MethodCores()
-            self._methods.append((id(node), cores))
-        super().visit_IndentedBlock(node)
-
-    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
-        if self._methods and self._methods[-1][0] == id(original):
-            self._methods.pop()
-        return super().leave_IndentedBlock(original, updated)
-
-    def core_of(self, node: cst.CSTNode) -> Core | None:
-        core = self.recurrent.by_node.get(id(node)) if self.recurrent else None
-        return core if core is not None and core.problem is None else None
-
-    def is_dropped(self, statement: cst.CSTNode) -> bool:
-        """A statement that only built a zero initial state, which Flax's unroll makes itself."""
-        core = self.recurrent.dropped.get(id(statement)) if self.recurrent else None
-        return core is not None and core.problem is None
-
-    def is_initial_state(self, call: cst.Call, core: Core) -> bool:
-        return any(call is c for c in core.initial_states)
-
-    def initial_carry_shape(self, call: cst.Call) -> tuple[Core, cst.BaseExpression] | None:
-        """`core.initial_state(batch)`: the core and the input shape Flax's `initialize_carry` takes (else None;
-        a TODO where the shape cannot be written)."""
-        core = self.core_of(call)
-        if core is None or not self.is_initial_state(call, core):
+    def of(self, function: cst.FunctionDef | None) -> MethodCores | None:
+        if not self.reads or function is None or not isinstance(function.body, cst.IndentedBlock):
             return None
-        try:
-            return core, _carry_shape(core, call)
-        except Unconvertible as reason:
-            self.todo(call, RULE_CORE_USE, str(reason))
-            return None
-
-    def flag_core_problems(self, original: cst.Assign) -> None:
-        """A TODO on a core's constructor and uses when the rule cannot follow it, or on an unroll of an unknown core."""
-        methods = self.recurrent
-        if methods is None:
-            return
-        reason = methods.problems.get(id(original.value))
-        core = methods.by_node.get(id(original.value)) or methods.by_node.get(id(original))
-        if reason is None and core is not None and core.problem is not None:
-            reason = core.problem
-        if reason is not None:
-            self.todo(original, RULE_CORE_USE, reason)
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if self.ctx.names.haiku_api(original.func) == "LSTMState" and self.ctx.enabled(RULE_LSTM_STATE):
-            try:
-                state = lstm_state_tuple(updated)
-            except Unconvertible as reason:
-                self.todo(original, RULE_LSTM_STATE, str(reason))
-                return super().leave_Call(original, updated)
-            self.converted(original, RULE_LSTM_STATE, "hk.LSTMState(hidden, cell) -> (c, h)")
-            return state
-        return super().leave_Call(original, updated)
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        methods = self.recurrent
-        if (
-            methods is not None
-            and isinstance(original.value, cst.Name)
-            and original.value.value in methods.lstm_states
-            and original.attr.value in LSTM_STATE_INDEX
-        ):
-            self.converted(original, RULE_LSTM_STATE, f"LSTMState.{original.attr.value} -> carry[{LSTM_STATE_INDEX[original.attr.value]}]")
-            index = cst.Index(cst.Integer(LSTM_STATE_INDEX[original.attr.value]))
-            return cst.Subscript(updated.value, [cst.SubscriptElement(index)])
-        return super().leave_Attribute(original, updated)
-
-    def gru_cell(self, call: cst.Call, inputs: tuple[cst.BaseExpression, ...], extra: list[cst.Arg]) -> cst.Call:
-        """`hk.GRU(H)` -> `HaikuGRUCell(H)` / `HaikuGRUCell(din, H, rngs=rngs)`; the class is added to the file."""
-        args = _cell_args(call, "GRU", self.ctx.tables)
-        self.ctx.needed_imports |= {("jax", None, None), ("jax.numpy", None, "jnp")}
-        self.ctx.need_target_import()
-        return cst.Call(cst.Name(GRU_CELL), [*(cst.Arg(i) for i in inputs), cst.Arg(args["hidden_size"]), *extra])
-
-    def warn_double_bias(self, call: cst.Call) -> None:
-        """hk.VanillaRNN's two biases (the default) train differently from SimpleCell's one."""
-        double = _cell_args(call, "VanillaRNN", self.ctx.tables).get("double_bias")
-        if double is None or literal(double) is not False:
-            self.warn(call, RULE_CORE, "Haiku's two biases become SimpleCell's one (their sum): the same function, "
-                      "but under SGD Haiku's sum moved twice as fast")
+        cores = self.by_body.get(id(function.body))
+        if cores is None:
+            cores = self.by_body[id(function.body)] = read_method(function.body, self.names, self.tables)
+        return cores
 
 
-class RecurrentFile(Rewriter):
-    """File level, both targets: the `HaikuGRUCell` class once, before its first user; `hk.RNNCore` subclasses flagged."""
-
-    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
-        updated = super().leave_Module(original, updated)
-        body = list(updated.body)
-        core_classes = {
-            s.name.value
-            for s in original.body
-            if isinstance(s, cst.ClassDef) and any(self.ctx.names.haiku_api(b.value) == "RNNCore" for b in s.bases)
-        }
-        if core_classes and self.ctx.enabled(RULE_CORE_CLASS):
-            reason = CORE_CLASS_REASON.format(ns=self.ctx.ns, carry_args=CARRY_ARGS[self.ctx.target])
-            for statement in original.body:
-                if isinstance(statement, cst.ClassDef) and statement.name.value in core_classes:
-                    self.ctx.notes.todo(statement, RULE_CORE_CLASS, reason)
-            body = [
-                add_todo_lines(s, [(RULE_CORE_CLASS, reason)]) if isinstance(s, cst.ClassDef) and s.name.value in core_classes else s
-                for s in body
-            ]
-        defined = any(isinstance(s, cst.ClassDef) and s.name.value == GRU_CELL for s in body)
-        used = self.ctx.mentions("GRU") and any(isinstance(n, cst.Call) and m.matches(n.func, m.Name(GRU_CELL)) for n in descendants(updated))
-        if used and not defined:
-            cell = rename_namespace(cst.parse_module(GRU_CELL_SOURCE[self.ctx.target]).body[0], self.ctx.ns)
-            at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
-            body.insert(at, cell.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()] if at else []))
-        return updated.with_changes(body=body)
+CORES = FileFact(
+    lambda module, ctx: FileCores(ctx.names, ctx.tables, ctx.enabled(RULE_CORE) and ctx.mentions(*CELLS, "DeepRNN", "unroll", "LSTMState"))
+)
 
 
-class LinenRecurrent(_Recurrent):
-    """Linen: the core stays a local (`core = nn.LSTMCell(H)`); unrolls become `nn.RNN(core, ...)(xs)`."""
+def _cores(room: MethodRoom) -> MethodCores | None:
+    """The cores of the function being converted."""
+    return room.ctx.fact(CORES).of(room.function)
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._function_bodies: set[int] = set()
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
-        self._function_bodies.add(id(node.body))
-        return super().visit_FunctionDef(node)
+def _core_of(room: MethodRoom, node: cst.CSTNode) -> Core | None:
+    """The core a constructor, unroll or step assignment, or initial state belongs to, if the rule converts it."""
+    cores = _cores(room)
+    core = cores.by_node.get(id(node)) if cores is not None else None
+    return core if core is not None and core.problem is None else None
 
-    def is_function_body(self, node: cst.IndentedBlock) -> bool:
-        return id(node) in self._function_bodies
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        if self.is_dropped(original):
-            return cst.RemoveFromParent()
-        return super().leave_SimpleStatementLine(original, updated)
+def _is_dropped(room: MethodRoom, statement: cst.CSTNode) -> bool:
+    """A statement that only built a zero initial state, which Flax's unroll makes itself."""
+    cores = _cores(room)
+    core = cores.dropped.get(id(statement)) if cores is not None else None
+    return core is not None and core.problem is None
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        core = self.core_of(original)
-        if core is not None and original is core.constructor:
-            return self._cell(original, updated, core)
-        initial = self.initial_carry_shape(original)
-        if initial is not None:
-            core, shape = initial
-            self.ctx.needed_imports.add(("jax", None, None))
-            key = cst.parse_expression("jax.random.key(0)")
-            return cst.Call(cst.Attribute(cst.Name(core.name), cst.Name("initialize_carry")), [cst.Arg(key), cst.Arg(shape)])
-        return super().leave_Call(original, updated)
 
-    def _cell(self, original: cst.Call, updated: cst.Call, core: Core) -> cst.BaseExpression:
-        """GRU and DeepRNN (LSTM and VanillaRNN are table layers, which the converter rewrites itself)."""
-        try:
-            if core.api == "GRU":
-                cell = self.gru_cell(updated, (), [])
-            else:
-                cell = self._deep_rnn(original, updated, core)
-        except Unconvertible as reason:
-            self.todo(original, RULE_CORE, str(reason))
-            return updated
-        self.mark_builds_layer()  # type: ignore[attr-defined]
-        self.converted(original, RULE_CORE, f"hk.{core.api} -> {code(cell.func)}")
-        return cell
+def _asks_initial_state(call: cst.Call) -> bool:
+    """`<something>.initial_state(...)`: worth looking up (every call of a method passes here)."""
+    return isinstance(call.func, cst.Attribute) and call.func.attr.value == "initial_state"
 
-    def _deep_rnn(self, original: cst.Call, updated: cst.Call, core: Core) -> cst.Call:
-        layers = _deep_rnn_layers(original, updated, self.ctx.names)
-        unroll = core.unroll
-        assert unroll is not None
-        wrapped = []
-        for old, new, is_core in layers:
-            if is_core and self.ctx.names.haiku_api(old.func) == "GRU":  # type: ignore[attr-defined]
-                new = self.gru_cell(new, (), [])  # type: ignore[arg-type]
-            wrapped.append(cst.Element(cst.Call(attr(self.ctx.ns, "RNN"), [cst.Arg(new), *_rnn_args(unroll)]) if is_core else new))
-        self.ctx.need_target_import()
-        return cst.Call(attr(self.ctx.ns, "Sequential"), [cst.Arg(cst.List(wrapped))])
 
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.BaseSmallStatement:
-        core = self.core_of(original)
-        if core is None:
-            self.flag_core_problems(original)
-            built = self.core_of(original.value)
-            if built is not None and built.api == "VanillaRNN":
-                self.warn_double_bias(original.value)  # type: ignore[arg-type]
-            return super().leave_Assign(original, updated)
-        value: cst.Call = updated.value  # type: ignore[assignment]
-        if core.unroll is not None:
-            unroll = core.unroll
-            bound = BoundCall.bind(value, UNROLL_ARGS[self.ctx.names.haiku_api(original.value.func)], "unroll").args  # type: ignore[attr-defined]
-            initial = bound.get("initial_state") if unroll.initial is not None else None
-            self.ctx.need_target_import()
-            self.mark_builds_layer()  # type: ignore[attr-defined]
-            if core.api == "DeepRNN":
-                rnn: cst.BaseExpression = cst.Name(core.name)
-            else:
-                rnn = cst.Call(attr(self.ctx.ns, "RNN"), [cst.Arg(cst.Name(core.name)), *_rnn_args(unroll)])
-            call = cst.Call(rnn, _rnn_call_args(bound["input_sequence"], initial))
-            self.converted(original, RULE_CORE, f"hk unroll -> {self.ctx.ns}.RNN")
-            return _unroll_assign(updated, unroll, call)
-        step_input, state = (a.value for a in value.args)
-        self.converted(original, RULE_CORE, "core(inputs, state) -> cell(carry, inputs)")
-        return updated.with_changes(
-            targets=[cst.AssignTarget(_swapped_pair(updated))], value=value.with_changes(args=[cst.Arg(state), cst.Arg(step_input)])
-        )
+def _initial_carry_shape(room: MethodRoom, call: cst.Call) -> tuple[Core, cst.BaseExpression] | None:
+    """`core.initial_state(batch)`: the core and the input shape Flax's `initialize_carry` takes (else None;
+    a TODO where the shape cannot be written)."""
+    core = _core_of(room, call) if _asks_initial_state(call) else None
+    if core is None or not any(call is c for c in core.initial_states):
+        return None
+    try:
+        return core, _carry_shape(core, call)
+    except Unconvertible as reason:
+        room.todo(call, RULE_CORE_USE, str(reason))
+        return None
+
+
+def _flag_core_problems(room: MethodRoom, original: cst.Assign) -> None:
+    """A TODO on a core's constructor and uses when the rule cannot follow it, or on an unroll of an unknown core."""
+    cores = _cores(room)
+    if cores is None:
+        return
+    reason = cores.problems.get(id(original.value))
+    core = cores.by_node.get(id(original.value)) or cores.by_node.get(id(original))
+    if reason is None and core is not None and core.problem is not None:
+        reason = core.problem
+    if reason is not None:
+        room.todo(original, RULE_CORE_USE, reason)
+
+
+def _unroll_bound(original: cst.Assign, value: cst.Call, names: ImportedNames) -> dict[str, cst.BaseExpression]:
+    """The arguments of the (rewritten) unroll `value` of an unroll assignment the rule read."""
+    assert isinstance(original.value, cst.Call)
+    api = names.haiku_api(original.value.func)
+    assert api is not None
+    return BoundCall.bind(value, UNROLL_ARGS[api], "unroll").args
+
+
+def _gru_cell(room: FileRoom, call: cst.Call, inputs: tuple[cst.BaseExpression, ...], extra: list[cst.Arg]) -> cst.Call:
+    """`hk.GRU(H)` -> `HaikuGRUCell(H)` / `HaikuGRUCell(din, H, rngs=rngs)`; the class is added to the file."""
+    ctx = room.ctx
+    args = _cell_args(call, "GRU", ctx.tables)
+    ctx.needed_imports |= {("jax", None, None), ("jax.numpy", None, "jnp")}
+    ctx.need_target_import()
+    return cst.Call(cst.Name(GRU_CELL), [*(cst.Arg(i) for i in inputs), cst.Arg(args["hidden_size"]), *extra])
+
+
+def _define_gru_cell(ctx: Context) -> None:
+    """The file defines `HaikuGRUCell` (once, before its first class or function)."""
+    cell = cst.parse_module(GRU_CELL_SOURCE[ctx.target]).body[0]
+    assert isinstance(cell, cst.ClassDef)
+    ctx.need_definition(rename_namespace(cell, ctx.ns))
+
+
+def _warn_double_bias(room: FileRoom, call: cst.Call) -> None:
+    """hk.VanillaRNN's two biases (the default) train differently from SimpleCell's one."""
+    double = _cell_args(call, "VanillaRNN", room.ctx.tables).get("double_bias")
+    if double is None or literal(double) is not False:
+        room.warn(call, RULE_CORE, "Haiku's two biases become SimpleCell's one (their sum): the same function, "
+                  "but under SGD Haiku's sum moved twice as fast")
+
+
+@on_call("LSTMState", rule=RULE_LSTM_STATE)
+def lstm_state(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
+    """`hk.LSTMState(hidden=h, cell=c)` -> `(c, h)`."""
+    try:
+        state = lstm_state_tuple(call.updated)
+    except Unconvertible as reason:
+        room.todo(call.original, RULE_LSTM_STATE, str(reason))
+        return None
+    room.converted(call.original, RULE_LSTM_STATE, "hk.LSTMState(hidden, cell) -> (c, h)")
+    return state
+
+
+@on_leave(cst.Attribute, rule=RULE_CORE)  # the names are known where the core rule read the method
+def lstm_state_field(room: MethodRoom, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression | None:
+    """`state.hidden` / `state.cell` -> `state[1]` / `state[0]` on a name holding an LSTM state."""
+    if not (isinstance(original.value, cst.Name) and original.attr.value in LSTM_STATE_INDEX):
+        return None
+    cores = _cores(room)
+    if cores is None or original.value.value not in cores.lstm_states:
+        return None
+    index = LSTM_STATE_INDEX[original.attr.value]
+    room.converted(original, RULE_LSTM_STATE, f"LSTMState.{original.attr.value} -> carry[{index}]")
+    return cst.Subscript(updated.value, [cst.SubscriptElement(cst.Index(cst.Integer(index)))])
+
+
+# -- the file: user cores ------------------------------------------------------------------------------------
+def _core_classes(module: cst.Module, ctx: Context) -> set[int]:
+    """The top-level classes subclassing `hk.RNNCore`."""
+    if not ctx.mentions("RNNCore"):
+        return set()
+    return {
+        id(s)
+        for s in module.body
+        if isinstance(s, cst.ClassDef) and any(ctx.names.haiku_api(b.value) == "RNNCore" for b in s.bases)
+    }
+
+
+CORE_CLASSES = FileFact(_core_classes)
+
+
+@LINEN_NODES.on_visit(cst.ClassDef, rule=RULE_CORE_CLASS)
+@NNX_FILE_NODES.on_visit(cst.ClassDef, rule=RULE_CORE_CLASS)
+def flag_core_class(room: FileRoom, node: cst.ClassDef) -> None:
+    """A user `hk.RNNCore` subclass: a TODO saying how a Flax cell differs."""
+    if id(node) in room.ctx.fact(CORE_CLASSES):
+        room.todo(node, RULE_CORE_CLASS, CORE_CLASS_REASON.format(ns=room.ctx.ns, carry_args=CARRY_ARGS[room.ctx.target]))
+
+
+# -- Linen: the core stays a local (`core = nn.LSTMCell(H)`); unrolls become `nn.RNN(core, ...)(xs)` --------
+@LINEN_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_CORE)
+def linen_zero_state(room: LinenMethod, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.RemovalSentinel | None:
+    """`init = core.initial_state(B)` only passed to the unroll goes: Flax's default carry is that zero state."""
+    return cst.RemoveFromParent() if _is_dropped(room, original) else None
+
+
+@LINEN_CALLS.on("GRU", "DeepRNN", rule=RULE_CORE)
+def linen_cell(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
+    """GRU and DeepRNN (LSTM and VanillaRNN are table layers, which the converter rewrites itself)."""
+    core = _core_of(room, call.original)
+    if core is None or call.original is not core.constructor:
+        return None
+    try:
+        cell = _gru_cell(room, call.updated, (), []) if core.api == "GRU" else _linen_deep_rnn(room, call, core)
+    except Unconvertible as reason:
+        room.todo(call.original, RULE_CORE, str(reason))
+        return call.updated
+    if core.api == "GRU":
+        _define_gru_cell(room.ctx)
+    room.mark_builds_layer()
+    room.converted(call.original, RULE_CORE, f"hk.{core.api} -> {code(cell.func)}")
+    return cell
+
+
+def _linen_deep_rnn(room: LinenMethod, call: CallSite, core: Core) -> cst.Call:
+    """`nn.Sequential([nn.RNN(cell), fn, ...])`."""
+    ctx = room.ctx
+    unroll = core.unroll
+    assert unroll is not None
+    wrapped = []
+    grus = 0
+    for old, new, is_core in _deep_rnn_layers(call.original, call.updated, ctx.names):
+        if is_core:
+            assert isinstance(old, cst.Call) and isinstance(new, cst.Call)  # cores are calls
+            if ctx.names.haiku_api(old.func) == "GRU":
+                new, grus = _gru_cell(room, new, (), []), grus + 1
+            new = cst.Call(attr(ctx.ns, "RNN"), [cst.Arg(new), *_rnn_args(unroll)])
+        wrapped.append(cst.Element(new))
+    if grus:
+        _define_gru_cell(ctx)
+    ctx.need_target_import()
+    return cst.Call(attr(ctx.ns, "Sequential"), [cst.Arg(cst.List(wrapped))])
+
+
+@LINEN_NODES.on_leave(cst.Call, rule=RULE_CORE)
+def linen_initial_state(room: LinenMethod, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    """`core.initial_state(B)` -> `core.initialize_carry(jax.random.key(0), shape)`."""
+    initial = _initial_carry_shape(room, original)
+    if initial is None:
+        return None
+    core, shape = initial
+    room.ctx.needed_imports.add(("jax", None, None))
+    key = cst.parse_expression("jax.random.key(0)")
+    return cst.Call(cst.Attribute(cst.Name(core.name), cst.Name("initialize_carry")), [cst.Arg(key), cst.Arg(shape)])
+
+
+@LINEN_NODES.on_leave(cst.Assign, rule=RULE_CORE)
+def linen_core_use(room: LinenMethod, original: cst.Assign, updated: cst.Assign) -> cst.Assign | None:
+    """An unroll -> `nn.RNN(core, ...)(xs)`; a step `out, state = core(x, state)` -> `state, out = core(state, x)`."""
+    core = _core_of(room, original)
+    if core is None:
+        _flag_core_problems(room, original)
+        built = _core_of(room, original.value)
+        if built is not None and built.api == "VanillaRNN":
+            _warn_double_bias(room, built.constructor)
+        return None
+    ctx = room.ctx
+    value = updated.value
+    assert isinstance(value, cst.Call)  # an unroll or a step, as `read_method` found it
+    if core.unroll is None:
+        return _step(room, original, updated, value.func)
+    unroll = core.unroll
+    bound = _unroll_bound(original, value, ctx.names)
+    initial = bound.get("initial_state") if unroll.initial is not None else None
+    ctx.need_target_import()
+    room.mark_builds_layer()
+    rnn: cst.BaseExpression = cst.Name(core.name)
+    if core.api != "DeepRNN":
+        rnn = cst.Call(attr(ctx.ns, "RNN"), [cst.Arg(rnn), *_rnn_args(unroll)])
+    room.converted(original, RULE_CORE, f"hk unroll -> {ctx.ns}.RNN")
+    return _unroll_assign(updated, unroll, cst.Call(rnn, _rnn_call_args(bound["input_sequence"], initial)))
+
+
+def _step(room: MethodRoom, original: cst.Assign, updated: cst.Assign, cell: cst.BaseExpression) -> cst.Assign:
+    """`out, state = core(x, state)` -> `state, out = cell(state, x)`."""
+    value = updated.value
+    assert isinstance(value, cst.Call)  # a step, as `read_method` found it
+    step_input, state = (a.value for a in value.args)
+    room.converted(original, RULE_CORE, "core(inputs, state) -> cell(carry, inputs)")
+    return updated.with_changes(
+        targets=[cst.AssignTarget(_swapped_pair(updated))], value=value.with_changes(func=cell, args=[cst.Arg(state), cst.Arg(step_input)])
+    )
+
+
+def _pair(assign: cst.Assign) -> tuple[cst.BaseExpression, cst.BaseExpression]:
+    """The two targets of `a, b = ...`, which `read_method` found there."""
+    pair = _pair_target(assign)
+    assert pair is not None
+    return pair
 
 
 def _unroll_assign(updated: cst.Assign, unroll: Unroll, call: cst.Call) -> cst.Assign:
     """`outs, state = <unroll>` -> `state, outs = <rnn>` (or `outs = <rnn>` when the state is discarded)."""
     if unroll.state is None:
-        outputs = _pair_target(updated)[0]  # type: ignore[index]
+        outputs = _pair(updated)[0]
+        assert isinstance(outputs, cst.BaseAssignTargetExpression)  # an element of an assignment's target
         return updated.with_changes(targets=[cst.AssignTarget(outputs)], value=call)
     return updated.with_changes(targets=[cst.AssignTarget(_swapped_pair(updated))], value=call)
 
 
 def _deep_rnn_layers(original: cst.Call, updated: cst.Call, names: ImportedNames) -> list[tuple[cst.BaseExpression, cst.BaseExpression, bool]]:
     """(Haiku layer, converted layer, is a core) for each layer of `hk.DeepRNN([...])`."""
-    old_args = BoundCall.bind(original, DEEP_RNN_ARGS, "hk.DeepRNN").args
-    new_args = BoundCall.bind(updated, DEEP_RNN_ARGS, "hk.DeepRNN").args
-    if not isinstance(old_args.get("layers"), cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in old_args["layers"].elements):  # type: ignore[union-attr]
+    old_layers = BoundCall.bind(original, DEEP_RNN_ARGS, "hk.DeepRNN").args.get("layers")
+    new_layers = BoundCall.bind(updated, DEEP_RNN_ARGS, "hk.DeepRNN").args.get("layers")
+    if not isinstance(old_layers, cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in old_layers.elements):
         raise Unconvertible("`hk.DeepRNN` needs a literal list of layers to be converted")
+    assert isinstance(new_layers, cst.List | cst.Tuple)  # the same list, as the rules below it left it
     layers = []
-    for old, new in zip(old_args["layers"].elements, new_args["layers"].elements, strict=True):  # type: ignore[union-attr]
-        is_call = isinstance(old.value, cst.Call)
-        api = names.haiku_api(old.value.func) if is_call else None  # type: ignore[union-attr]
-        if is_call and api not in CELLS:
+    for old, new in zip(old_layers.elements, new_layers.elements, strict=True):
+        api = names.haiku_api(old.value.func) if isinstance(old.value, cst.Call) else None
+        if isinstance(old.value, cst.Call) and api not in CELLS:
             raise Unconvertible(f"`hk.DeepRNN` layer `{code(old.value)}`: only hk.LSTM, GRU and VanillaRNN cores (and functions) convert")
         layers.append((old.value, new.value, api is not None))
     return layers
 
 
-class NnxRecurrent(_Recurrent):
-    """NNX (a mixin of the method rewriter): the core is built in `__init__` (`self.lstm`), wrapped in
-    `nnx.RNN` when it is unrolled; its statement leaves the method."""
+# -- NNX: the core is built in `__init__` (`self.lstm`), wrapped in `nnx.RNN` when it is unrolled; its
+# statement leaves the method ----------------------------------------------------------------------------------
+@dataclass
+class _BuiltCores:
+    """The cores of one method built in `__init__` so far."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._attributes: dict[str, str] = {}  # core name -> attribute
-        self._built: set[str] = set()
-        self._pending_sizes: dict[str, cst.BaseExpression | None] = {}  # tuple-assigned names: known after the statement
+    attributes: dict[str, str] = field(default_factory=dict)  # core name -> attribute
+    built: set[str] = field(default_factory=set)
 
-    def is_function_body(self, node: cst.IndentedBlock) -> bool:
-        return not self._methods  # the rewriter visits one method's body, and no FunctionDef
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        result = super().leave_SimpleStatementLine(original, updated)
-        self.sizes.update(self._pending_sizes)  # type: ignore[attr-defined]
-        self._pending_sizes.clear()
-        assign = analysis.simple_assign(original)
-        core = self.core_of(assign[1]) if assign is not None else None
-        if self.is_dropped(original) or (core is not None and assign[1] is core.constructor):  # type: ignore[index]
-            return cst.RemoveFromParent()
-        return result
+@NNX_NODES.on_visit(cst.SimpleStatementLine, rule=RULE_CORE)
+def nnx_core_built_in_init(room: NnxMethod, node: cst.SimpleStatementLine) -> None:
+    """A core whose constructor reads what `__init__` does not have stays where it is (with can_hoist's TODO)."""
+    assign = analysis.simple_assign(node)
+    core = _core_of(room, assign[1]) if assign is not None else None
+    if core is not None and assign is not None and assign[1] is core.constructor and not room.can_hoist([a.value for a in core.constructor.args], node):
+        core.problem = f"`{core.name}` cannot be built in `__init__`"
 
-    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
-        super().visit_SimpleStatementLine(node)
-        assign = analysis.simple_assign(node)
-        core = self.core_of(assign[1]) if assign is not None else None
-        if core is not None and assign[1] is core.constructor and not self.can_hoist([a.value for a in core.constructor.args], node):  # type: ignore[index, attr-defined]
-            core.problem = f"`{core.name}` cannot be built in `__init__`"  # can_hoist left the TODO saying why
 
-    def _attribute(self, core: Core) -> str:
-        if core.name not in self._attributes:
-            self._attributes[core.name] = self.new_attribute(analysis.snake_case(core.api), analysis.explicit_name(core.constructor))  # type: ignore[attr-defined]
-        return self._attributes[core.name]
+@NNX_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_CORE)
+def nnx_core_statement(room: NnxMethod, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.RemovalSentinel | None:
+    """The core's constructor (now built in `__init__`) and a dropped zero initial state leave the method."""
+    assign = analysis.simple_assign(original)
+    core = _core_of(room, assign[1]) if assign is not None else None
+    built_here = core is not None and assign is not None and assign[1] is core.constructor
+    return cst.RemoveFromParent() if built_here or _is_dropped(room, original) else None
 
-    def _cell(self, constructor: cst.Call, api: str, size: cst.BaseExpression) -> cst.Call:
-        if api == "GRU":
-            return self.gru_cell(constructor, (size,), [keyword_arg("rngs", cst.Name("rngs"))])
-        if api == "VanillaRNN":
-            self.warn_double_bias(constructor)
-        construct = self.ctx.tables.get(api)
-        return convert_construct_call(constructor, construct, "nnx", self.ctx.ns, (size,), {"rngs": cst.Name("rngs")}, ctx=self.ctx)  # type: ignore[arg-type]
 
-    def _build(self, core: Core, inputs: cst.BaseExpression, node: cst.CSTNode) -> tuple[str, cst.BaseExpression | None]:
-        """Build the core in `__init__` (once) for its first input: (attribute, output feature size)."""
-        attribute = self._attribute(core)
-        size = self.state.input_size(attribute, self.size_of(inputs), self, node)  # type: ignore[attr-defined]
-        if core.api == "DeepRNN":
-            built, output = self._deep_rnn(core, size, attribute, node)
-        else:
-            cell = self._cell(core.constructor, core.api, size)
-            built = cell if core.unroll is None else cst.Call(attr(self.ctx.ns, "RNN"), [cst.Arg(cell), *_rnn_args(core.unroll)])
-            output = _cell_args(core.constructor, core.api, self.ctx.tables)["hidden_size"]
-        if core.name not in self._built:
-            self._built.add(core.name)
-            self.add_to_init(attribute, built, core.constructor, needs_rngs=True)  # type: ignore[attr-defined]
-            self.converted(core.constructor, RULE_CORE, f"hk.{core.api} -> {code(built.func)} (self.{attribute})")
-        return attribute, output
+def _attribute(room: NnxMethod, core: Core) -> str:
+    attributes = room.family(_BuiltCores).attributes
+    if core.name not in attributes:
+        attributes[core.name] = room.new_attribute(analysis.snake_case(core.api), analysis.explicit_name(core.constructor))
+    return attributes[core.name]
 
-    def _deep_rnn(self, core: Core, size: cst.BaseExpression, attribute: str, node: cst.CSTNode) -> tuple[cst.Call, cst.BaseExpression | None]:
-        """`nnx.Sequential(nnx.RNN(cell), fn, ...)`, each cell sized by what the layers before it output."""
-        layers: list[cst.Arg] = []
-        current: cst.BaseExpression | None = size
-        for layer, _, is_core in _deep_rnn_layers(core.constructor, core.constructor, self.ctx.names):
-            if not is_core:
-                layers.append(cst.Arg(layer))
-                if (dotted_name(layer) or "").rsplit(".", 1)[-1] not in ELEMENTWISE_NAMES:
-                    current = None  # a function that may change the size
-                continue
-            api = self.ctx.names.haiku_api(layer.func)  # type: ignore[attr-defined]
-            layer_size = current if current is not None else self.state.input_size(f"{attribute}_{len(layers)}", None, self, node)  # type: ignore[attr-defined]
-            cell = self._cell(layer, api, layer_size)  # type: ignore[arg-type]
-            layers.append(cst.Arg(cst.Call(attr(self.ctx.ns, "RNN"), [cst.Arg(cell), *_rnn_args(core.unroll)])))  # type: ignore[arg-type]
-            current = _cell_args(layer, api, self.ctx.tables)["hidden_size"]  # type: ignore[arg-type]
-        return cst.Call(attr(self.ctx.ns, "Sequential"), layers), current
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        initial = self.initial_carry_shape(original)
-        if initial is not None:
-            core, shape = initial
-            rngs = cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(cst.Integer("0"))])
-            return cst.Call(attr("self", f"{self._attribute(core)}.initialize_carry"), [cst.Arg(shape), cst.Arg(rngs)])
-        return super().leave_Call(original, updated)
+def _nnx_cell(room: NnxMethod, constructor: cst.Call, api: str, size: cst.BaseExpression) -> cst.Call:
+    if api == "GRU":
+        cell = _gru_cell(room, constructor, (size,), [keyword_arg("rngs", cst.Name("rngs"))])
+        _define_gru_cell(room.ctx)
+        return cell
+    if api == "VanillaRNN":
+        _warn_double_bias(room, constructor)
+    ctx = room.ctx
+    construct = ctx.tables.get(api)
+    assert construct is not None  # LSTM and VanillaRNN have table entries
+    cell = convert_construct_call(constructor, construct, "nnx", ctx.ns, (size,), {"rngs": cst.Name("rngs")}, ctx=ctx)
+    assert isinstance(cell, cst.Call)
+    return cell
 
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.BaseSmallStatement:
-        core = self.core_of(original)
-        if core is None:
-            self.flag_core_problems(original)
-            return super().leave_Assign(original, updated)
-        value: cst.Call = updated.value  # type: ignore[assignment]
+
+def _nnx_build(room: NnxMethod, core: Core, inputs: cst.BaseExpression, node: cst.CSTNode) -> tuple[str, cst.BaseExpression | None]:
+    """Build the core in `__init__` (once) for its first input: (attribute, output feature size)."""
+    attribute = _attribute(room, core)
+    size = room.conversion.input_size(attribute, room.size_of(inputs), room, node)
+    if core.api == "DeepRNN":
+        built, output = _nnx_deep_rnn(room, core, size, attribute, node)
+    else:
+        built = _nnx_cell(room, core.constructor, core.api, size)
         if core.unroll is not None:
-            unroll = core.unroll
-            bound = BoundCall.bind(value, UNROLL_ARGS[self.ctx.names.haiku_api(original.value.func)], "unroll").args  # type: ignore[attr-defined]
-            attribute, output = self._build(core, unroll.inputs, original)
-            initial = bound.get("initial_state") if unroll.initial is not None else None
-            call = cst.Call(attr("self", attribute), _rnn_call_args(bound["input_sequence"], initial))
-            self.converted(original, RULE_CORE, f"hk unroll -> nnx.RNN (self.{attribute})")
-            self._pending_sizes[unroll.outputs.value] = output  # type: ignore[attr-defined]
-            return _unroll_assign(updated, unroll, call)
-        step_input, state = (a.value for a in value.args)
-        attribute, output = self._build(core, original.value.args[0].value, original)  # type: ignore[attr-defined]
-        self.converted(original, RULE_CORE, "core(inputs, state) -> cell(carry, inputs)")
-        outputs = _pair_target(original)[0]  # type: ignore[index]
+            built = cst.Call(attr(room.ctx.ns, "RNN"), [cst.Arg(built), *_rnn_args(core.unroll)])
+        output = _cell_args(core.constructor, core.api, room.ctx.tables)["hidden_size"]
+    state = room.family(_BuiltCores)
+    if core.name not in state.built:
+        state.built.add(core.name)
+        room.add_to_init(attribute, built, core.constructor, needs_rngs=True)
+        room.converted(core.constructor, RULE_CORE, f"hk.{core.api} -> {code(built.func)} (self.{attribute})")
+    return attribute, output
+
+
+def _nnx_deep_rnn(room: NnxMethod, core: Core, size: cst.BaseExpression, attribute: str, node: cst.CSTNode) -> tuple[cst.Call, cst.BaseExpression | None]:
+    """`nnx.Sequential(nnx.RNN(cell), fn, ...)`, each cell sized by what the layers before it output."""
+    ctx, unroll = room.ctx, core.unroll
+    assert unroll is not None  # a stepped DeepRNN is a TODO
+    layers: list[cst.Arg] = []
+    current: cst.BaseExpression | None = size
+    for layer, _, is_core in _deep_rnn_layers(core.constructor, core.constructor, ctx.names):
+        if not is_core:
+            layers.append(cst.Arg(layer))
+            if (dotted_name(layer) or "").rsplit(".", 1)[-1] not in ELEMENTWISE_NAMES:
+                current = None  # a function that may change the size
+            continue
+        assert isinstance(layer, cst.Call)
+        api = ctx.names.haiku_api(layer.func)
+        assert api is not None  # `_deep_rnn_layers` read it as a core
+        layer_size = current if current is not None else room.conversion.input_size(f"{attribute}_{len(layers)}", None, room, node)
+        cell = _nnx_cell(room, layer, api, layer_size)
+        layers.append(cst.Arg(cst.Call(attr(ctx.ns, "RNN"), [cst.Arg(cell), *_rnn_args(unroll)])))
+        current = _cell_args(layer, api, ctx.tables)["hidden_size"]
+    return cst.Call(attr(ctx.ns, "Sequential"), layers), current
+
+
+@NNX_NODES.on_leave(cst.Call, rule=RULE_CORE)
+def nnx_initial_state(room: NnxMethod, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    """`core.initial_state(B)` -> `self.lstm.initialize_carry(shape, nnx.Rngs(0))`."""
+    initial = _initial_carry_shape(room, original)
+    if initial is None:
+        return None
+    core, shape = initial
+    rngs = cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(cst.Integer("0"))])
+    return cst.Call(attr("self", f"{_attribute(room, core)}.initialize_carry"), [cst.Arg(shape), cst.Arg(rngs)])
+
+
+@NNX_NODES.on_leave(cst.Assign, rule=RULE_CORE)
+def nnx_core_use(room: NnxMethod, original: cst.Assign, updated: cst.Assign) -> cst.Assign | None:
+    """An unroll -> `self.lstm(xs)` (an `nnx.RNN`); a step -> `state, out = self.lstm(state, x)`."""
+    core = _core_of(room, original)
+    if core is None:
+        _flag_core_problems(room, original)
+        return None
+    value = updated.value
+    assert isinstance(value, cst.Call) and isinstance(original.value, cst.Call)  # an unroll or a step, as read
+    if core.unroll is None:
+        attribute, output = _nnx_build(room, core, original.value.args[0].value, original)
+        outputs = _pair(original)[0]
         if isinstance(outputs, cst.Name):
-            self._pending_sizes[outputs.value] = output
-        call = cst.Call(attr("self", attribute), [cst.Arg(state), cst.Arg(step_input)])
-        return updated.with_changes(targets=[cst.AssignTarget(_swapped_pair(updated))], value=call)
+            room.set_size_after_statement(outputs.value, output)
+        return _step(room, original, updated, attr("self", attribute))
+    unroll = core.unroll
+    bound = _unroll_bound(original, value, room.ctx.names)
+    attribute, output = _nnx_build(room, core, unroll.inputs, original)
+    initial = bound.get("initial_state") if unroll.initial is not None else None
+    call = cst.Call(attr("self", attribute), _rnn_call_args(bound["input_sequence"], initial))
+    room.converted(original, RULE_CORE, f"hk unroll -> nnx.RNN (self.{attribute})")
+    assert isinstance(unroll.outputs, cst.Name)  # `_is_discarded` and `_read_use` read names
+    room.set_size_after_statement(unroll.outputs.value, output)
+    return _unroll_assign(updated, unroll, call)
 
 
 # Functions that keep the feature size, between the cores of an hk.DeepRNN.

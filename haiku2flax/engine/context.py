@@ -66,6 +66,8 @@ class Context:
     notes: Notes = field(default_factory=Notes)
     # imports the output needs, as (module, name-or-None, alias-or-None) triples for the import pass
     needed_imports: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    # classes the output calls that the rules define in the file (`HaikuGRUCell`), by name (`need_definition`)
+    needed_definitions: dict[str, cst.ClassDef] = field(default_factory=dict)
     selected: frozenset[str] | None = None  # rule ids to run (None: all)
     ignored: frozenset[str] = frozenset()
     linen_ns: str = LINEN_NS  # `linen` where the file already binds `nn` to something else (`from jax import nn`)
@@ -106,6 +108,11 @@ class Context:
             self.needed_imports.add(("flax.linen", None, LINEN_NS))
         else:
             self.needed_imports.add(("flax", "linen", None))
+
+    def need_definition(self, definition: cst.ClassDef) -> None:
+        """The output calls this class: it goes before the file's first class or function, unless the file
+        defines a class of that name already (converted before)."""
+        self.needed_definitions.setdefault(definition.name.value, definition)
 
     def enabled(self, rule: str) -> bool:
         """`--select` / `--ignore` match rule ids by prefix, as ruff does (`HK00` selects HK001-HK009)."""

@@ -49,7 +49,7 @@ def rewrite(
         target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module
     )
     converter = _converter(target)(ctx, module)
-    rewritten = module.visit(converter)
+    rewritten = _with_definitions(module.visit(converter), ctx.needed_definitions)
     reads = {id(statement): used_names(statement) for statement in rewritten.body}
     converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()), names)
     haiku_users = [
@@ -67,6 +67,17 @@ def rewrite(
     notes = ctx.notes.resolve(module) + leftover_notes
     notes = sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column))
     return Conversion(source, code, notes)
+
+
+def _with_definitions(module: cst.Module, definitions: dict[str, cst.ClassDef]) -> cst.Module:
+    """The classes the rules need (`Context.need_definition`), each before the first class or function."""
+    body = list(module.body)
+    for name, definition in definitions.items():
+        if any(isinstance(s, cst.ClassDef) and s.name.value == name for s in body):
+            continue
+        at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
+        body.insert(at, definition.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()] if at else []))
+    return module.with_changes(body=body) if definitions else module
 
 
 def _check_parses(code: str) -> None:

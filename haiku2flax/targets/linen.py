@@ -29,7 +29,6 @@ import libcst as cst
 from ..codemods import load_all
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
-from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
@@ -64,7 +63,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenRecurrent, RecurrentFile, LinenTransforms):
+class LinenConverter(LinenTransforms):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
@@ -254,6 +253,10 @@ class LinenConverter(LinenRecurrent, RecurrentFile, LinenTransforms):
     def enclosing_call(self) -> cst.Call | None:
         return self._calls[-1] if self._calls else None
 
+    @property
+    def function(self) -> cst.FunctionDef | None:
+        return next((scope.function for scope in reversed(self._scopes) if scope.function is not None), None)
+
     def static_shape(self, node: cst.BaseExpression) -> Shape:
         return self.shapes.static_shape(node)
 
@@ -270,7 +273,8 @@ class LinenConverter(LinenRecurrent, RecurrentFile, LinenTransforms):
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        self._calls.pop()
+        while self._calls.pop() is not original:  # a call a node rule replaced was not popped
+            pass
         at_call = self._built_at_call.get(id(original))
         if at_call is not None:
             if original is at_call.found.constructor:

@@ -40,9 +40,7 @@ from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_a
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
-from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import nnx_init_parameter
-from ..codemods.recurrent import NnxRecurrent, RecurrentFile
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
@@ -52,6 +50,7 @@ from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
+from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
 from . import RULE_LAYER, RULE_MODULE
 
@@ -169,6 +168,9 @@ class _ClassConversion:
 
     def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
         return [(hoisted.attribute, hoisted.source) for hoisted in self.hoisted]
+
+    def is_module_constructor(self, call: cst.Call) -> bool:
+        return self.converter.is_module_constructor(call)
 
     def attribute_name(self, base: str, explicit: str | None) -> str:
         if explicit is not None and explicit not in self.used_attributes:
@@ -404,7 +406,7 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
-class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
+class NnxMethodRewriter(Rewriter):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
     Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
@@ -425,6 +427,7 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
         self.method_locals |= _assigned_names(method)
         self.method = method
         self.mode_flags: set[str] = set()
+        self.carried_sizes: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
         self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
@@ -436,13 +439,24 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
         self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
+        self._sizes_after_statement: dict[str, cst.BaseExpression | None] = {}  # names the statement assigns
 
     @property
     def conversion(self) -> _ClassConversion:
         return self.state
 
+    @property
+    def function(self) -> cst.FunctionDef:
+        return self.method
+
     def set_variable_size(self, name: str, size: cst.BaseExpression | None) -> None:
         self.sizes[name] = size
+
+    def variable_size(self, name: str) -> cst.BaseExpression | None:
+        return self.sizes.get(name)
+
+    def set_size_after_statement(self, name: str, size: cst.BaseExpression | None) -> None:
+        self._sizes_after_statement[name] = size
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -454,7 +468,7 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
             sizes = [self.size_of(side) for side in (node.left, node.right) if not _is_number(side)]
             if len(sizes) == 1 or (len(sizes) == 2 and sizes[0] is not None and sizes[1] is not None and code(sizes[0]) == code(sizes[1])):
                 return sizes[0]
-            return self.carried_size(sizes) if len(sizes) == 2 else None
+            return self._carried_size(sizes) if len(sizes) == 2 else None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
@@ -465,6 +479,12 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
             if last in ("concatenate", "concat") and isinstance(node.args[0].value, cst.List | cst.Tuple):
                 return self._concatenated(node)
         return None
+
+    def _carried_size(self, sizes: list[cst.BaseExpression | None]) -> cst.BaseExpression | None:
+        """`x + layer(x)` in a loop, where `x`'s size is what the iteration was handed: the two agree (as
+        they must, to add), so the size stays the one handed on."""
+        handed = [s for s in sizes if isinstance(s, cst.Name) and s.value in self.carried_sizes]
+        return handed[0] if len(handed) == 1 and all(s is not None for s in sizes) else None
 
     def _concatenated(self, node: cst.Call) -> cst.BaseExpression | None:
         axis = next((a.value for a in node.args[1:] if a.keyword is None or a.keyword.value == "axis"), None)
@@ -496,6 +516,8 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
             elif isinstance(small, cst.Return) and small.value is not None and self._block_depth == 1:
                 self.output_size = self.branches.returned(self.size_of(small.value))
         result = super().leave_SimpleStatementLine(original, updated)
+        self.sizes.update(self._sizes_after_statement)
+        self._sizes_after_statement.clear()
         self.shapes.track(original)
         return result
 
@@ -567,10 +589,8 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
         return self._calls[-1] if self._calls else None
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        self._calls.pop()
-        built_in_loop = self.loop_layer_call(original, updated)
-        if built_in_loop is not None:
-            return built_in_loop
+        while self._calls.pop() is not original:  # a call a node rule replaced was not popped
+            pass
         if isinstance(original.func, cst.Name) and original.func.value in self.stored_layers:
             return self._call_stored(original.func.value, updated)
         if self._builds_class_elsewhere(original):
@@ -614,6 +634,12 @@ class NnxMethodRewriter(NnxLoopLayers, NnxRecurrent):
             return updated
         args = drop_removed_args(list(updated.args), result.removed)
         return self.set_size(updated.with_changes(args=_clean_commas(args)), result.output_size)
+
+    def in_loop_or_condition(self) -> bool:
+        return self._block_depth > 1
+
+    def reads_constructor_state(self, expression: cst.BaseExpression) -> bool:
+        return self.branches.is_constructor_condition(expression)
 
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
         if self._block_depth > 1:
@@ -872,7 +898,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(RecurrentFile, NnxTransforms):
+class NnxConverter(NnxTransforms):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
