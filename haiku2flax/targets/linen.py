@@ -37,7 +37,7 @@ from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
-from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, without_args
+from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
 from ..engine.context import Context, attr
 from ..engine.names import dotted_name
 from ..engine.tables import Construct
@@ -134,11 +134,13 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
                 scope.builds_layers = True
                 return
 
-    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
         self._scopes.pop()
         if original.name.value not in self.classes:
             return updated
         self.ctx.need_target_import()
+        if analysis.super_init_args(analysis.read_init(analysis.find_method(original, "__init__"))):
+            return self._parent_factory(original, updated)
         bases = [
             base.with_changes(value=attr(self.ctx.ns, "Module"))
             if self.ctx.names.haiku_api(base.value) == "Module"
@@ -157,6 +159,9 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
                     [cst.AnnAssign(target=cst.Name(param.name.value), annotation=annotation, value=param.default)]
                 )
             )
+        if init.star_kwargs is not None:
+            body.append(self._kwargs_field(init.star_kwargs.name.value))
+        fields = {p.name.value for p in init.params} | ({init.star_kwargs.name.value} if init.star_kwargs else set())
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
         methods = [s for s in updated.body.body if s is not init_def and not any(s is d for d in class_doc)]
         if init.other_statements:
@@ -164,7 +169,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [self._setup_statement(s, {p.name.value for p in init.params}) for s in init.other_statements]
+                    [self._setup_statement(s, fields) for s in init.other_statements]
                 ),
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
@@ -177,6 +182,60 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             body = [cst.SimpleStatementLine([cst.Pass()])]
         self.converted(original, RULE_MODULE, f"hk.Module subclass {original.name.value} -> nn.Module")
         return updated.with_changes(bases=bases, body=updated.body.with_changes(body=[*class_doc, *body, *methods]))
+
+    def _parent_factory(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
+        """A subclass that only passes constructor arguments to its parent (`super().__init__(n, depth=18)`)
+        becomes a function building the parent with them: Linen fields are declared, never passed to a
+        parent class. Anything more in the subclass is left to do by hand."""
+        init_def = analysis.find_method(updated, "__init__")
+        assert init_def is not None and isinstance(init_def.body, cst.IndentedBlock)
+        docs = [s for s in updated.body.body[:1] if analysis.is_docstring(s)] or [s for s in init_def.body.body[:1] if analysis.is_docstring(s)]
+        others = [s for s in updated.body.body if s is not init_def and not any(s is d for d in docs)]
+        init_others = [s for s in init_def.body.body if not analysis.is_super_init(s) and not any(s is d for d in docs)]
+        parent = original.bases[0].value if len(original.bases) == 1 else None
+        if others or init_others or not isinstance(parent, cst.Name) or parent.value not in self.classes:
+            self.todo(original, RULE_MODULE, f"`super().__init__` passes constructor arguments to the parent of `{original.name.value}`, "
+                      "and Linen fields are declared, not passed: declare them in this class (or build the parent in a function) by hand")
+            return updated
+        parent_init = analysis.read_init(analysis.find_method(self.classes[parent.value], "__init__"))
+        super_call = next(s.body[0].value for s in init_def.body.body if analysis.is_super_init(s))  # type: ignore[attr-defined]
+        built = self._local_module_call(cst.Call(parent, super_call.args), self.classes[parent.value])
+        if parent_init.star_kwargs is not None:  # `**kwargs` passed on: into the parent's field holding them
+            gathered = [a for a in built.args if a.star == "**"]
+            kept = [a for a in built.args if a.star != "**"]
+            extra = [keyword_arg(parent_init.star_kwargs.name.value, cst.Call(cst.Name("FrozenDict"), [a.with_changes(star="", comma=cst.MaybeSentinel.DEFAULT)])) for a in gathered[:1]]
+            built = built.with_changes(args=[*kept, *extra])
+        params = init_def.params.with_changes(params=init_def.params.params[1:])
+        self.converted(original, RULE_MODULE, f"{original.name.value}({parent.value}) -> a function building {parent.value}")
+        return cst.FunctionDef(
+            name=original.name, params=params, leading_lines=original.leading_lines,
+            body=cst.IndentedBlock([*docs, cst.SimpleStatementLine([cst.Return(built)])]),
+        )
+
+    def _kwargs_field(self, name: str) -> cst.SimpleStatementLine:
+        """`**kwargs` the constructor keeps: a field holding them as a (hashable) mapping, as Linen fields
+        are declared one by one; callers of this file pass their extra keywords there."""
+        self.ctx.needed_imports.update({("typing", "Any", None), ("collections.abc", "Mapping", None), ("flax.core", "FrozenDict", None)})
+        return cst.SimpleStatementLine([cst.AnnAssign(
+            target=cst.Name(name), annotation=cst.Annotation(cst.parse_expression("Mapping[str, Any]")), value=cst.parse_expression("FrozenDict()")
+        )])
+
+    def _local_module_call(self, updated: cst.Call, classdef: cst.ClassDef) -> cst.Call:
+        """A call of a module class of this file: `name` by keyword, keywords its fields do not declare
+        gathered into its `**kwargs` field (`Block(8, "b", eps=1e-3)` -> `Block(8, name="b", norm_kwargs=FrozenDict(eps=1e-3))`)."""
+        init_def = analysis.find_method(classdef, "__init__")
+        call = analysis.name_by_keyword(updated, init_def)
+        init = analysis.read_init(init_def)
+        if init.star_kwargs is None:
+            return call
+        declared = {p.name.value for p in init.params} | {"name"}
+        extra = [a for a in call.args if a.keyword is not None and a.keyword.value not in declared]
+        if not extra:
+            return call
+        gathered = cst.Call(cst.Name("FrozenDict"), [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in extra])
+        self.ctx.needed_imports.add(("flax.core", "FrozenDict", None))
+        kept = [a for a in call.args if not any(a is e for e in extra)]
+        return call.with_changes(args=[*kept, keyword_arg(init.star_kwargs.name.value, gathered)])
 
     def _setup_statement(self, statement: cst.BaseStatement, params: set[str]) -> cst.BaseStatement:
         """An `__init__` statement moved to `setup()`: parameters read as fields, submodules unnamed.
@@ -300,6 +359,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             return self._layer(original, updated, construct)
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
+            updated = self._local_module_call(updated, self.classes[original.func.value])
         converted = LINEN_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
 

@@ -231,8 +231,10 @@ class _ClassConversion:
             lambda test: test.visit(to_params),  # type: ignore[arg-type]
         )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
+        parent = self._parent_init()
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
+            *([parent[0]] if parent else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
             *[
                 line
@@ -263,6 +265,8 @@ class _ClassConversion:
         ]
         call = self.results.get("__call__")
         output = call.output_size.visit(to_params) if call is not None and call.output_size is not None else None
+        if call is None and parent is not None:  # the parent's `__call__`
+            output, call = parent[1], _MethodResult(self.classdef, parent[2].removed_call_params, None)
         if output is not None and not analysis.Names.of(output).used <= set(ctor_params):
             output = None
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
@@ -271,6 +275,21 @@ class _ClassConversion:
             ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output, defaults, list(self.extra_params)
         )  # type: ignore[arg-type]
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
+
+    def _parent_init(self) -> tuple[cst.SimpleStatementLine, cst.BaseExpression | None, ClassInfo] | None:
+        """`super().__init__(...)` passing a parent class of this file its constructor arguments, as NNX
+        calls it (input size and `rngs` added, `name` dropped), its output size and the parent's info."""
+        args = analysis.super_init_args(self.init)
+        parent = self.classdef.bases[0].value if len(self.classdef.bases) == 1 else None
+        info = self.converter.class_infos.get(parent.value) if isinstance(parent, cst.Name) and args else None
+        if info is None or self.init.super_init is None:
+            return None
+        source = self.init.super_init
+        built = self.build(cst.Call(parent, args), "super().__init__", [], None, source, _name(INPUT_SIZE) if info.needs_din else None)  # type: ignore[arg-type]
+        if built is None:
+            return None
+        new, output = built
+        return cst.SimpleStatementLine([cst.Expr(source.with_changes(args=new.args))]), output, info  # type: ignore[attr-defined]
 
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
@@ -284,12 +303,16 @@ class _ClassConversion:
         if self.needs_rngs:
             kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
         ctor_params = added + [p.name.value for p in original]
-        if not (init_body or len(new_params) > 1 or kwonly):
+        star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) else None
+        if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.Module(body=init_body)).used:
+            star_kwarg = None  # only passed to `super().__init__` for `name`
+        if not (init_body or len(new_params) > 1 or kwonly or star_kwarg):
             return None, ctor_params
         params = cst.Parameters(
             params=new_params,
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             star_arg=cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
+            star_kwarg=star_kwarg,
         )
         template = self.init_def or cst.FunctionDef(_name("__init__"), cst.Parameters(), cst.IndentedBlock([]))
         body = cst.IndentedBlock(init_body or [cst.SimpleStatementLine([cst.Pass()])])
@@ -350,6 +373,7 @@ class _ClassConversion:
         """(NNX constructor, output size) for a Haiku module constructor called on `call_args` (or on an
         input of size `known_size`)."""
         size = known_size
+        constructor = self.converter.name_by_keyword(constructor)
         if size is None and rewriter is not None and call_args and call_args[0].keyword is None:
             size = rewriter.size_of(call_args[0].value)
         if composite_api(self.ctx, constructor) is not None:
@@ -670,7 +694,8 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
         call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor)
         if call_args is None:
             return None
-        attribute = self.new_attribute(stored_as or _haiku_module_name(constructor, api), analysis.explicit_name(constructor))
+        named = self.state.converter.name_by_keyword(constructor)
+        attribute = self.new_attribute(stored_as or _haiku_module_name(constructor, api), analysis.explicit_name(named))
         built = self.state.build(constructor, attribute, list(updated.args), self, constructor)
         if built is None:
             return None
@@ -885,6 +910,12 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
     def construct_of(self, call: cst.Call):
         api = self.ctx.names.haiku_api(call.func)
         return self.ctx.tables.get(api) if api is not None else None
+
+    def name_by_keyword(self, call: cst.Call) -> cst.Call:
+        """A call of a module class of this file with `name` by keyword (NNX constructors take none)."""
+        if isinstance(call.func, cst.Name) and call.func.value in self.classes:
+            return analysis.name_by_keyword(call, analysis.find_method(self.classes[call.func.value], "__init__"))
+        return call
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
