@@ -30,6 +30,7 @@ from ..codemods import load_all
 from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
+from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses, linen_class
 from ..codemods.lifted import LinenLifted
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
@@ -74,6 +75,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
+        self.layer_subclasses = layer_subclasses(module, ctx.names, ctx.tables)
         self.init_transforms(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
@@ -136,11 +138,21 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
         self._scopes.pop()
+        subclass = self.layer_subclasses.get(original.name.value)
+        if subclass is not None and self.ctx.enabled(RULE_LAYER):
+            try:
+                converted = linen_class(subclass, self.ctx)
+            except Unconvertible as reason:
+                self.todo(original, RULE_LAYER, str(reason))
+                return updated
+            self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nn.{subclass.construct.targets['linen'].api} subclass")
+            return converted
         if original.name.value not in self.classes:
             return updated
         self.ctx.need_target_import()
-        if analysis.super_init_args(analysis.read_init(analysis.find_method(original, "__init__"))):
-            return self._parent_factory(original, updated)
+        parent = original.bases[0].value if len(original.bases) == 1 else None
+        if isinstance(parent, cst.Name) and parent.value in self.classes and analysis.super_init_args(analysis.read_init(analysis.find_method(original, "__init__"))):
+            return self._parent_factory(original, updated, parent)
         bases = [
             base.with_changes(value=attr(self.ctx.ns, "Module"))
             if self.ctx.names.haiku_api(base.value) == "Module"
@@ -183,7 +195,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         self.converted(original, RULE_MODULE, f"hk.Module subclass {original.name.value} -> nn.Module")
         return updated.with_changes(bases=bases, body=updated.body.with_changes(body=[*class_doc, *body, *methods]))
 
-    def _parent_factory(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
+    def _parent_factory(self, original: cst.ClassDef, updated: cst.ClassDef, parent: cst.Name) -> cst.ClassDef | cst.FunctionDef:
         """A subclass that only passes constructor arguments to its parent (`super().__init__(n, depth=18)`)
         becomes a function building the parent with them: Linen fields are declared, never passed to a
         parent class. Anything more in the subclass is left to do by hand."""
@@ -192,8 +204,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         docs = [s for s in updated.body.body[:1] if analysis.is_docstring(s)] or [s for s in init_def.body.body[:1] if analysis.is_docstring(s)]
         others = [s for s in updated.body.body if s is not init_def and not any(s is d for d in docs)]
         init_others = [s for s in init_def.body.body if not analysis.is_super_init(s) and not any(s is d for d in docs)]
-        parent = original.bases[0].value if len(original.bases) == 1 else None
-        if others or init_others or not isinstance(parent, cst.Name) or parent.value not in self.classes:
+        if others or init_others:
             self.todo(original, RULE_MODULE, f"`super().__init__` passes constructor arguments to the parent of `{original.name.value}`, "
                       "and Linen fields are declared, not passed: declare them in this class (or build the parent in a function) by hand")
             return updated
@@ -357,11 +368,25 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             if id(original) in self._called_inline and construct.haiku_call_args:
                 return updated  # converted with its call, in one piece
             return self._layer(original, updated, construct)
+        subclass = self.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
+        if subclass is not None and self.ctx.enabled(RULE_LAYER):
+            return self._subclass_layer(original, subclass)
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
             updated = self._local_module_call(updated, self.classes[original.func.value])
         converted = LINEN_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
+
+    def _subclass_layer(self, original: cst.Call, subclass: LayerSubclass) -> cst.BaseExpression:
+        """`NearZeroLinear(16)`: the parent's call it stands for, converted, less the keywords the class fixes."""
+        try:
+            layer = keyword_defaults(converted_call(subclass, original, "linen", self.ctx), fixed_arguments(subclass, "linen", self.ctx))
+        except Unconvertible as reason:
+            self.todo(original, RULE_LAYER, str(reason))
+            return original
+        self.mark_builds_layer()
+        self.converted(original, RULE_LAYER, f"{original.func.value}(...) through {subclass.construct.display}")  # type: ignore[attr-defined]
+        return layer
 
     def _layer(self, original: cst.Call, updated: cst.Call, construct, called: bool = False) -> cst.BaseExpression:
         """`hk.Linear(...)`; with `called`, `hk.BatchNorm(...)(x, is_training)`, whose layer and call

@@ -42,6 +42,7 @@ from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBra
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
+from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses, nnx_class
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
@@ -393,6 +394,8 @@ class _ClassConversion:
             except Unconvertible as reason:
                 report.todo(node, RULE_LAYER, str(reason))
                 return None
+            if isinstance(constructor.func, cst.Name):  # a subclass of the table layer keeps its name
+                new = new.with_changes(func=constructor.func)
             inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
             self.needs_rngs = True  # every table layer takes rngs
             self.ctx.need_target_import()
@@ -898,6 +901,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
+        self.layer_subclasses = layer_subclasses(module, ctx.names, ctx.tables)
         self.init_transforms(module)
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
@@ -908,6 +912,11 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         return converted if converted is not None else super().leave_Call(original, updated)
 
     def construct_of(self, call: cst.Call):
+        """The table entry a layer call converts through: its own, or its parent's for a subclass that
+        keeps Haiku's constructor (`class Readout(hk.Linear)`)."""
+        subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if subclass is not None:
+            return subclass.construct if subclass.init is None else None  # with its own `__init__`: a class of this file
         api = self.ctx.names.haiku_api(call.func)
         return self.ctx.tables.get(api) if api is not None else None
 
@@ -919,19 +928,43 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
-        local = isinstance(call.func, cst.Name) and call.func.value in self.classes
+        local = isinstance(call.func, cst.Name) and (call.func.value in self.classes or call.func.value in self.layer_subclasses)
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return node.name.value not in self.classes
+        return node.name.value not in self.classes and node.name.value not in self.layer_subclasses
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        subclass = self.layer_subclasses.get(original.name.value)
+        if subclass is not None and self.ctx.enabled(RULE_LAYER):
+            return self._layer_subclass(subclass)
         if original.name.value not in self.classes:
             return updated
         converted, info = _ClassConversion(self, original).run()
         self.class_infos[original.name.value] = info
         return without_transparent(self, converted)
+
+    def _layer_subclass(self, subclass: LayerSubclass) -> cst.ClassDef:
+        """The NNX class of a table layer's subclass; one with its own constructor is then built as a
+        class of this file (its `__init__` takes the input size first, and `rngs`)."""
+        original = subclass.classdef
+        try:
+            converted = nnx_class(subclass, self.ctx, INPUT_SIZE)
+        except Unconvertible as reason:
+            self.todo(original, RULE_LAYER, str(reason))
+            return original
+        if subclass.init is not None and subclass.super_call is not None:
+            api = subclass.construct.targets["nnx"]
+            inputs = tuple(_name(INPUT_SIZE) for _ in api.inputs[:1])
+            params = [p.name.value for p in subclass.params if p in subclass.init.params.params]
+            output = output_size(subclass.super_call, subclass.construct, inputs)
+            if output is not None and not analysis.Names.of(output).used <= {*params, INPUT_SIZE}:
+                output = None
+            defaults = {p.name.value: p.default for p in subclass.params if p.default is not None}
+            self.class_infos[original.name.value] = ClassInfo([*(INPUT_SIZE for _ in inputs), *params], bool(inputs), True, {}, output, defaults, [])
+        self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nnx.{subclass.construct.targets['nnx'].api} subclass")
+        return converted
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
