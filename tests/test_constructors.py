@@ -84,8 +84,7 @@ def test_positional_name_after_star_args_is_left_as_written(target: str):
     assert "Block(*sizes" in code and "name=" not in code.split("def forward")[-1]
 
 
-def test_linen_subclass_with_more_than_parent_arguments_gets_a_todo_on_the_class():
-    code = _convert("""
+TOWER = """
     class Tower(hk.Module):
         def __init__(self, width, depth, name=None):
             super().__init__(name=name)
@@ -94,7 +93,11 @@ def test_linen_subclass_with_more_than_parent_arguments_gets_a_todo_on_the_class
 
         def __call__(self, x):
             return hk.Linear(self.width * self.depth)(x)
+"""
 
+
+def test_linen_subclass_with_more_than_parent_arguments_gets_a_todo_on_the_class():
+    code = _convert(TOWER + """
     class Wide(Tower):
         def __init__(self, name=None):
             super().__init__(64, 2, name=name)
@@ -109,16 +112,7 @@ def test_linen_subclass_with_more_than_parent_arguments_gets_a_todo_on_the_class
 
 
 def test_nnx_subclass_passes_the_parent_its_input_size_and_rngs():
-    code = _convert("""
-    class Tower(hk.Module):
-        def __init__(self, width, depth, name=None):
-            super().__init__(name=name)
-            self.width = width
-            self.depth = depth
-
-        def __call__(self, x):
-            return hk.Linear(self.width * self.depth)(x)
-
+    code = _convert(TOWER + """
     class Wide(Tower):
         def __init__(self, depth=2, name=None):
             super().__init__(64, depth, name=name)
@@ -185,3 +179,37 @@ def test_nnx_table_layer_subclass_without_init_converts_its_calls_through_the_pa
     """, "nnx")
     assert "class Readout(nnx.Linear):" in code and "* self.out_features" in code
     assert "Readout(din, 4, use_bias=False, rngs=rngs)" in code
+
+
+KWARGS_TOWER = """
+    class Tower(hk.Module):
+        def __init__(self, width, depth=2, name=None, **scales):
+            super().__init__(name=name)
+            self.width = width
+            self.depth = depth
+            self.scales = scales
+
+        def __call__(self, x):
+            return hk.Linear(self.width * self.depth)(x) * self.scales.get("out", 1.0)
+"""
+
+
+def test_linen_unpacked_keywords_that_may_fill_fields_get_a_todo_at_the_call():
+    code = _convert(KWARGS_TOWER + """
+    class Small(Tower):
+        def __init__(self, name=None, **scales):
+            super().__init__(8, name=name, **scales)
+    """, "linen")
+    factory = code.split("def Small")[1]
+    assert "# TODO(haiku2flax:HK001): `**scales` may hold fields of `Tower`" in factory
+    assert "return Tower(8, name=name, **scales)" in factory
+
+
+def test_linen_unpacked_keywords_beside_every_field_go_to_the_kwargs_field():
+    code = _convert(KWARGS_TOWER + """
+    class Small(Tower):
+        def __init__(self, name=None, **scales):
+            super().__init__(8, 3, name=name, **scales)
+    """, "linen")
+    assert "return Tower(8, 3, name=name, scales=FrozenDict(**scales))" in code
+    assert TODO_PREFIX not in code

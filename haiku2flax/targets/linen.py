@@ -39,7 +39,7 @@ from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
-from ..engine.context import Context, attr
+from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.tables import Construct
 from . import RULE_LAYER, RULE_MODULE
@@ -203,24 +203,26 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         assert init_def is not None and isinstance(init_def.body, cst.IndentedBlock)
         docs = [s for s in updated.body.body[:1] if analysis.is_docstring(s)] or [s for s in init_def.body.body[:1] if analysis.is_docstring(s)]
         others = [s for s in updated.body.body if s is not init_def and not any(s is d for d in docs)]
-        init_others = [s for s in init_def.body.body if not analysis.is_super_init(s) and not any(s is d for d in docs)]
+        init_others = [s for i, s in enumerate(init_def.body.body) if not analysis.is_super_init(s) and not (i == 0 and analysis.is_docstring(s))]
         if others or init_others:
             self.todo(original, RULE_MODULE, f"`super().__init__` passes constructor arguments to the parent of `{original.name.value}`, "
                       "and Linen fields are declared, not passed: declare them in this class (or build the parent in a function) by hand")
             return updated
-        parent_init = analysis.read_init(analysis.find_method(self.classes[parent.value], "__init__"))
-        super_call = next(s.body[0].value for s in init_def.body.body if analysis.is_super_init(s))  # type: ignore[attr-defined]
-        built = self._local_module_call(cst.Call(parent, super_call.args), self.classes[parent.value])
-        if parent_init.star_kwargs is not None:  # `**kwargs` passed on: into the parent's field holding them
-            gathered = [a for a in built.args if a.star == "**"]
-            kept = [a for a in built.args if a.star != "**"]
-            extra = [keyword_arg(parent_init.star_kwargs.name.value, cst.Call(cst.Name("FrozenDict"), [a.with_changes(star="", comma=cst.MaybeSentinel.DEFAULT)])) for a in gathered[:1]]
-            built = built.with_changes(args=[*kept, *extra])
+        super_call = analysis.read_init(analysis.find_method(original, "__init__")).super_init
+        assert super_call is not None
+        built, todo = self._local_module_call(cst.Call(parent, super_call.args), self.classes[parent.value])
+        returned = cst.SimpleStatementLine([cst.Return(built)])
+        if todo is not None:
+            self.ctx.notes.todo(super_call, RULE_MODULE, todo)
+            returned = add_todo_lines(returned, [(RULE_MODULE, todo)])
         params = init_def.params.with_changes(params=init_def.params.params[1:])
+        self_comma = init_def.params.params[0].comma
+        multiline = isinstance(self_comma, cst.Comma) and isinstance(self_comma.whitespace_after, cst.ParenthesizedWhitespace)
         self.converted(original, RULE_MODULE, f"{original.name.value}({parent.value}) -> a function building {parent.value}")
         return cst.FunctionDef(
             name=original.name, params=params, leading_lines=original.leading_lines,
-            body=cst.IndentedBlock([*docs, cst.SimpleStatementLine([cst.Return(built)])]),
+            whitespace_before_params=self_comma.whitespace_after if multiline else init_def.whitespace_before_params,  # type: ignore[union-attr]
+            body=cst.IndentedBlock([*docs, returned]),
         )
 
     def _kwargs_field(self, name: str) -> cst.SimpleStatementLine:
@@ -231,22 +233,32 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             target=cst.Name(name), annotation=cst.Annotation(cst.parse_expression("Mapping[str, Any]")), value=cst.parse_expression("FrozenDict()")
         )])
 
-    def _local_module_call(self, updated: cst.Call, classdef: cst.ClassDef) -> cst.Call:
+    def _local_module_call(self, updated: cst.Call, classdef: cst.ClassDef) -> tuple[cst.Call, str | None]:
         """A call of a module class of this file: `name` by keyword, keywords its fields do not declare
-        gathered into its `**kwargs` field (`Block(8, "b", eps=1e-3)` -> `Block(8, name="b", norm_kwargs=FrozenDict(eps=1e-3))`)."""
+        gathered into its `**kwargs` field (`Block(8, "b", eps=1e-3)` -> `Block(8, name="b", norm_kwargs=FrozenDict(eps=1e-3))`);
+        and what is left to do, if anything."""
         init_def = analysis.find_method(classdef, "__init__")
         call = analysis.name_by_keyword(updated, init_def)
         init = analysis.read_init(init_def)
         if init.star_kwargs is None:
-            return call
-        declared = {p.name.value for p in init.params} | {"name"}
-        extra = [a for a in call.args if a.keyword is not None and a.keyword.value not in declared]
+            return call, None
+        declared = {p.name.value for p in init.params}
+        extra = [a for a in call.args if a.keyword is not None and a.keyword.value not in declared | {"name"}]
+        unpacked = [a for a in call.args if a.star == "**"]
+        positional = [p.name.value for p in init_def.params.params[1:]] if init_def is not None else []
+        given = {a.keyword.value for a in call.args if a.keyword is not None} | set(positional[: len([a for a in call.args if not a.keyword and not a.star])])
+        todo = None
+        if unpacked and not declared <= given:  # it may fill fields too
+            todo = (f"`**{code(unpacked[0].value)}` may hold fields of `{classdef.name.value}` and keywords for its "
+                    f"`{init.star_kwargs.name.value}`: pass the latter as `{init.star_kwargs.name.value}=FrozenDict(...)`")
+        elif unpacked:  # every field is given: it holds keywords for `**kwargs` only
+            extra += unpacked
         if not extra:
-            return call
+            return call, todo
         gathered = cst.Call(cst.Name("FrozenDict"), [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in extra])
         self.ctx.needed_imports.add(("flax.core", "FrozenDict", None))
         kept = [a for a in call.args if not any(a is e for e in extra)]
-        return call.with_changes(args=[*kept, keyword_arg(init.star_kwargs.name.value, gathered)])
+        return call.with_changes(args=[*kept, keyword_arg(init.star_kwargs.name.value, gathered)]), todo
 
     def _setup_statement(self, statement: cst.BaseStatement, params: set[str]) -> cst.BaseStatement:
         """An `__init__` statement moved to `setup()`: parameters read as fields, submodules unnamed.
@@ -373,7 +385,9 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             return self._subclass_layer(original, subclass)
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
-            updated = self._local_module_call(updated, self.classes[original.func.value])
+            updated, todo = self._local_module_call(updated, self.classes[original.func.value])
+            if todo is not None:
+                self.todo(original, RULE_MODULE, todo)
         converted = LINEN_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
 
