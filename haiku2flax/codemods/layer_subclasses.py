@@ -13,7 +13,7 @@ table, under the subclass's name. Only layers called on their input alone are re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 
@@ -32,6 +32,8 @@ class LayerSubclass:
     construct: Construct
     init: cst.FunctionDef | None  # None: Haiku's own constructor
     super_call: cst.Call | None  # the parent's call in the subclass's parameters: `hk.Linear(output_size, w_init=...)`
+    converted: cst.ClassDef | None = None  # the Flax class
+    why_not: str = ""  # why there is none
 
     @property
     def params(self) -> list[cst.Param]:
@@ -40,23 +42,52 @@ class LayerSubclass:
         return [p for p in [*init.params.params[1:], *init.params.kwonly_params] if p.name.value != "name"] if init else []
 
 
-def layer_subclasses(module: cst.Module, names: ImportedNames, tables: Tables) -> dict[str, LayerSubclass]:
+def layer_subclasses(module: cst.Module, ctx: Context, din: str | None = None) -> dict[str, LayerSubclass]:
+    """Every module-level subclass of a table layer, with its Flax class (NNX when `din` names the input
+    size parameter, else Linen) when it converts; one that does not keeps the leftover TODO, and its
+    calls get theirs (`still_haiku`)."""
     found = {}
     for statement in module.body:
-        if not isinstance(statement, cst.ClassDef) or len(statement.bases) != 1:
+        construct = _table_base(statement, ctx.names, ctx.tables)
+        if construct is None:
             continue
-        base = statement.bases[0].value
-        api = names.haiku_api(base)
-        construct = tables.get(api) if api is not None else None
-        if construct is None or not _called_on_input_alone(construct):
+        assert isinstance(statement, cst.ClassDef)
+        subclass = _read(statement, construct)
+        if isinstance(subclass, str):
+            found[statement.name.value] = LayerSubclass(statement, construct, None, None, why_not=subclass)
             continue
-        init = analysis.find_method(statement, "__init__")
-        read = analysis.read_init(init) if init is not None else None
-        if read is not None and (read.other_statements or read.field_statements or read.super_init is None):
-            continue  # more than fixing the parent's arguments: left to do by hand
-        super_call = cst.Call(base, analysis.super_init_args(read) if read is not None else [])
-        found[statement.name.value] = LayerSubclass(statement, construct, init, super_call if init is not None else None)
+        try:
+            converted = nnx_class(subclass, ctx, din) if din is not None else linen_class(subclass, ctx)
+        except Unconvertible as reason:
+            found[statement.name.value] = replace(subclass, why_not=str(reason))
+            continue
+        found[statement.name.value] = replace(subclass, converted=converted)
     return found
+
+
+def still_haiku(subclass: LayerSubclass) -> str:
+    """The TODO at a call of a subclass that stays Haiku."""
+    return f"`{subclass.classdef.name.value}` stays a `{subclass.construct.display}` subclass ({subclass.why_not}): convert the class, then this call, by hand"
+
+
+def _table_base(statement: cst.BaseStatement, names: ImportedNames, tables: Tables) -> Construct | None:
+    if not isinstance(statement, cst.ClassDef) or len(statement.bases) != 1:
+        return None
+    api = names.haiku_api(statement.bases[0].value)
+    return tables.get(api) if api is not None else None
+
+
+def _read(statement: cst.ClassDef, construct: Construct) -> LayerSubclass | str:
+    """The subclass, or why it is not read as its parent with other defaults."""
+    base = statement.bases[0].value
+    if not _called_on_input_alone(construct):
+        return "its call takes more than its input"
+    init = analysis.find_method(statement, "__init__")
+    read = analysis.read_init(init) if init is not None else None
+    if read is not None and (read.other_statements or read.field_statements or read.super_init is None):
+        return "its constructor does more than pass its parent arguments"
+    super_call = cst.Call(base, analysis.super_init_args(read) if read is not None else [])
+    return LayerSubclass(statement, construct, init, super_call if init is not None else None)
 
 
 def _called_on_input_alone(construct: Construct) -> bool:

@@ -30,7 +30,7 @@ from ..codemods import load_all
 from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
-from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses, linen_class
+from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses, still_haiku
 from ..codemods.lifted import LinenLifted
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
@@ -75,7 +75,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.layer_subclasses = layer_subclasses(module, ctx.names, ctx.tables)
+        self.layer_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else {}
         self.init_transforms(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
@@ -139,14 +139,9 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
         self._scopes.pop()
         subclass = self.layer_subclasses.get(original.name.value)
-        if subclass is not None and self.ctx.enabled(RULE_LAYER):
-            try:
-                converted = linen_class(subclass, self.ctx)
-            except Unconvertible as reason:
-                self.todo(original, RULE_LAYER, str(reason))
-                return updated
+        if subclass is not None and subclass.converted is not None:
             self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nn.{subclass.construct.targets['linen'].api} subclass")
-            return converted
+            return subclass.converted
         if original.name.value not in self.classes:
             return updated
         self.ctx.need_target_import()
@@ -381,8 +376,10 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
                 return updated  # converted with its call, in one piece
             return self._layer(original, updated, construct)
         subclass = self.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
-        if subclass is not None and self.ctx.enabled(RULE_LAYER):
+        if subclass is not None and subclass.converted is not None:
             return self._subclass_layer(original, subclass)
+        if subclass is not None:
+            self.todo(original, RULE_LAYER, still_haiku(subclass))
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
             updated, todo = self._local_module_call(updated, self.classes[original.func.value])

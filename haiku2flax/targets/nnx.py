@@ -42,7 +42,7 @@ from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBra
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
-from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses, nnx_class
+from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses, still_haiku
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
@@ -589,6 +589,10 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         self._calls.pop()
+        subclass = self.state.converter.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
+        if subclass is not None and subclass.converted is None:
+            self.todo(original, RULE_LAYER, still_haiku(subclass))
+            return updated
         built_in_loop = self.loop_layer_call(original, updated)
         if built_in_loop is not None:
             return built_in_loop
@@ -901,7 +905,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.layer_subclasses = layer_subclasses(module, ctx.names, ctx.tables)
+        self.layer_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else {}
         self.init_transforms(module)
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
@@ -915,8 +919,8 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         """The table entry a layer call converts through: its own, or its parent's for a subclass that
         keeps Haiku's constructor (`class Readout(hk.Linear)`)."""
         subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
-        if subclass is not None:
-            return subclass.construct if subclass.init is None else None  # with its own `__init__`: a class of this file
+        if subclass is not None:  # with its own `__init__`, it is a class of this file
+            return subclass.construct if subclass.converted is not None and subclass.init is None else None
         api = self.ctx.names.haiku_api(call.func)
         return self.ctx.tables.get(api) if api is not None else None
 
@@ -928,16 +932,18 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
-        local = isinstance(call.func, cst.Name) and (call.func.value in self.classes or call.func.value in self.layer_subclasses)
+        subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        local = isinstance(call.func, cst.Name) and call.func.value in self.classes or (subclass is not None and subclass.converted is not None)
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return node.name.value not in self.classes and node.name.value not in self.layer_subclasses
+        subclass = self.layer_subclasses.get(node.name.value)
+        return node.name.value not in self.classes and (subclass is None or subclass.converted is None)
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         subclass = self.layer_subclasses.get(original.name.value)
-        if subclass is not None and self.ctx.enabled(RULE_LAYER):
+        if subclass is not None and subclass.converted is not None:
             return self._layer_subclass(subclass)
         if original.name.value not in self.classes:
             return updated
@@ -949,11 +955,6 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         """The NNX class of a table layer's subclass; one with its own constructor is then built as a
         class of this file (its `__init__` takes the input size first, and `rngs`)."""
         original = subclass.classdef
-        try:
-            converted = nnx_class(subclass, self.ctx, INPUT_SIZE)
-        except Unconvertible as reason:
-            self.todo(original, RULE_LAYER, str(reason))
-            return original
         if subclass.init is not None and subclass.super_call is not None:
             api = subclass.construct.targets["nnx"]
             inputs = tuple(_name(INPUT_SIZE) for _ in api.inputs[:1])
@@ -964,7 +965,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
             defaults = {p.name.value: p.default for p in subclass.params if p.default is not None}
             self.class_infos[original.name.value] = ClassInfo([*(INPUT_SIZE for _ in inputs), *params], bool(inputs), True, {}, output, defaults, [])
         self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nnx.{subclass.construct.targets['nnx'].api} subclass")
-        return converted
+        return subclass.converted  # type: ignore[return-value]  # checked by the caller
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
