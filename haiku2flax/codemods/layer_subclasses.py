@@ -33,7 +33,6 @@ class LayerSubclass:
     init: cst.FunctionDef | None  # None: Haiku's own constructor
     super_call: cst.Call | None  # the parent's call in the subclass's parameters: `hk.Linear(output_size, w_init=...)`
     converted: cst.ClassDef | None = None  # the Flax class
-    why_not: str = ""  # why there is none
 
     @property
     def params(self) -> list[cst.Param]:
@@ -42,39 +41,28 @@ class LayerSubclass:
         return [p for p in [*init.params.params[1:], *init.params.kwonly_params] if p.name.value != "name"] if init else []
 
 
-def layer_subclasses(module: cst.Module, ctx: Context, din: str | None = None) -> dict[str, LayerSubclass]:
-    """Every module-level subclass of a table layer, with its Flax class (NNX when `din` names the input
-    size parameter, else Linen) when it converts; one that does not keeps the leftover TODO, and its
-    calls get theirs (`still_haiku`)."""
-    found = {}
+def layer_subclasses(module: cst.Module, ctx: Context, din: str | None = None) -> tuple[dict[str, LayerSubclass], dict[str, str]]:
+    """The module-level subclasses of table layers that convert, with their Flax class (NNX when `din`
+    names the input size parameter, else Linen); and the TODO at a call of any other subclass of a
+    Haiku class (it stays Haiku: besides the leftover TODO on the class, its calls fail)."""
+    converted, still_haiku = {}, {}
     for statement in module.body:
-        construct = _table_base(statement, ctx.names, ctx.tables)
-        if construct is None:
+        api = ctx.names.haiku_api(statement.bases[0].value) if isinstance(statement, cst.ClassDef) and len(statement.bases) == 1 else None
+        if api is None or api in ("Module", "RNNCore"):  # (user cores get their own TODO)
             continue
         assert isinstance(statement, cst.ClassDef)
-        subclass = _read(statement, construct)
-        if isinstance(subclass, str):
-            found[statement.name.value] = LayerSubclass(statement, construct, None, None, why_not=subclass)
-            continue
+        construct = ctx.tables.get(api)
+        subclass = _read(statement, construct) if construct is not None else "its parent is not a layer of the rule tables"
         try:
-            converted = nnx_class(subclass, ctx, din) if din is not None else linen_class(subclass, ctx)
+            if isinstance(subclass, LayerSubclass):
+                flax = nnx_class(subclass, ctx, din) if din is not None else linen_class(subclass, ctx)
+                converted[statement.name.value] = replace(subclass, converted=flax)
+                continue
         except Unconvertible as reason:
-            found[statement.name.value] = replace(subclass, why_not=str(reason))
-            continue
-        found[statement.name.value] = replace(subclass, converted=converted)
-    return found
-
-
-def still_haiku(subclass: LayerSubclass) -> str:
-    """The TODO at a call of a subclass that stays Haiku."""
-    return f"`{subclass.classdef.name.value}` stays a `{subclass.construct.display}` subclass ({subclass.why_not}): convert the class, then this call, by hand"
-
-
-def _table_base(statement: cst.BaseStatement, names: ImportedNames, tables: Tables) -> Construct | None:
-    if not isinstance(statement, cst.ClassDef) or len(statement.bases) != 1:
-        return None
-    api = names.haiku_api(statement.bases[0].value)
-    return tables.get(api) if api is not None else None
+            subclass = str(reason)
+        parent = construct.display if construct is not None else f"hk.{api}"
+        still_haiku[statement.name.value] = f"`{statement.name.value}` stays a `{parent}` subclass ({subclass}): convert the class, then this call, by hand"
+    return converted, still_haiku
 
 
 def _read(statement: cst.ClassDef, construct: Construct) -> LayerSubclass | str:

@@ -30,7 +30,7 @@ from ..codemods import load_all
 from ..codemods.control_flow import LinenControlFlow
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
-from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses, still_haiku
+from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.lifted import LinenLifted
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
@@ -75,7 +75,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.layer_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else {}
+        self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.init_transforms(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
@@ -376,10 +376,10 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
                 return updated  # converted with its call, in one piece
             return self._layer(original, updated, construct)
         subclass = self.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
-        if subclass is not None and subclass.converted is not None:
-            return self._subclass_layer(original, subclass)
         if subclass is not None:
-            self.todo(original, RULE_LAYER, still_haiku(subclass))
+            return self._subclass_layer(original, subclass)
+        if isinstance(original.func, cst.Name) and original.func.value in self.haiku_subclasses:
+            self.todo(original, RULE_LAYER, self.haiku_subclasses[original.func.value])
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
             updated, todo = self._local_module_call(updated, self.classes[original.func.value])

@@ -42,7 +42,7 @@ from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBra
 from ..codemods.control_flow import ControlFlowSitesReader, NnxControlFlow
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
-from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses, still_haiku
+from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.lifted import LiftedSitesReader, NnxLifted
 from ..codemods.loop_layers import NnxLoopLayers
 from ..codemods.parameters import NnxParameters, NnxStateClass
@@ -589,9 +589,9 @@ class NnxMethodRewriter(NnxLoopLayers, NnxLifted, NnxControlFlow, NnxRecurrent, 
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         self._calls.pop()
-        subclass = self.state.converter.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
-        if subclass is not None and subclass.converted is None:
-            self.todo(original, RULE_LAYER, still_haiku(subclass))
+        still_haiku = self.state.converter.haiku_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
+        if still_haiku is not None:
+            self.todo(original, RULE_LAYER, still_haiku)
             return updated
         built_in_loop = self.loop_layer_call(original, updated)
         if built_in_loop is not None:
@@ -905,7 +905,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.layer_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else {}
+        self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.init_transforms(module)
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
@@ -920,7 +920,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         keeps Haiku's constructor (`class Readout(hk.Linear)`)."""
         subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
         if subclass is not None:  # with its own `__init__`, it is a class of this file
-            return subclass.construct if subclass.converted is not None and subclass.init is None else None
+            return subclass.construct if subclass.init is None else None
         api = self.ctx.names.haiku_api(call.func)
         return self.ctx.tables.get(api) if api is not None else None
 
@@ -932,18 +932,16 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
-        subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
-        local = isinstance(call.func, cst.Name) and call.func.value in self.classes or (subclass is not None and subclass.converted is not None)
+        local = isinstance(call.func, cst.Name) and (call.func.value in self.classes or call.func.value in self.layer_subclasses)
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        subclass = self.layer_subclasses.get(node.name.value)
-        return node.name.value not in self.classes and (subclass is None or subclass.converted is None)
+        return node.name.value not in self.classes and node.name.value not in self.layer_subclasses
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         subclass = self.layer_subclasses.get(original.name.value)
-        if subclass is not None and subclass.converted is not None:
+        if subclass is not None:
             return self._layer_subclass(subclass)
         if original.name.value not in self.classes:
             return updated
