@@ -394,7 +394,7 @@ class _ClassConversion:
             except Unconvertible as reason:
                 report.todo(node, RULE_LAYER, str(reason))
                 return None
-            if isinstance(constructor.func, cst.Name):  # a subclass of the table layer keeps its name
+            if isinstance(constructor.func, cst.Name) and constructor.func.value in self.converter.layer_subclasses:  # keeps its name
                 new = new.with_changes(func=constructor.func)
             inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
             self.needs_rngs = True  # every table layer takes rngs
