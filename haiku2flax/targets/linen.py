@@ -139,7 +139,8 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
         self._scopes.pop()
         subclass = self.layer_subclasses.get(original.name.value)
-        if subclass is not None and subclass.converted is not None:
+        if subclass is not None:
+            assert subclass.converted is not None  # kept only once converted
             self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nn.{subclass.construct.targets['linen'].api} subclass")
             return subclass.converted
         if original.name.value not in self.classes:
@@ -377,7 +378,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             return self._layer(original, updated, construct)
         subclass = self.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
         if subclass is not None:
-            return self._subclass_layer(original, subclass)
+            return self._subclass_layer(original, updated, subclass)
         if isinstance(original.func, cst.Name) and original.func.value in self.haiku_subclasses:
             self.todo(original, RULE_LAYER, self.haiku_subclasses[original.func.value])
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
@@ -388,13 +389,13 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         converted = LINEN_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
 
-    def _subclass_layer(self, original: cst.Call, subclass: LayerSubclass) -> cst.BaseExpression:
+    def _subclass_layer(self, original: cst.Call, updated: cst.Call, subclass: LayerSubclass) -> cst.BaseExpression:
         """`NearZeroLinear(16)`: the parent's call it stands for, converted, less the keywords the class fixes."""
         try:
-            layer = keyword_defaults(converted_call(subclass, original, "linen", self.ctx), fixed_arguments(subclass, "linen", self.ctx))
+            layer = keyword_defaults(converted_call(subclass, updated, "linen", self.ctx), fixed_arguments(subclass, "linen", self.ctx))
         except Unconvertible as reason:
             self.todo(original, RULE_LAYER, str(reason))
-            return original
+            return updated
         self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"{original.func.value}(...) through {subclass.construct.display}")  # type: ignore[attr-defined]
         return layer

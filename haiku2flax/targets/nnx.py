@@ -963,7 +963,8 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
             defaults = {p.name.value: p.default for p in subclass.params if p.default is not None}
             self.class_infos[original.name.value] = ClassInfo([*(INPUT_SIZE for _ in inputs), *params], bool(inputs), True, {}, output, defaults, [])
         self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nnx.{subclass.construct.targets['nnx'].api} subclass")
-        return subclass.converted  # type: ignore[return-value]  # checked by the caller
+        assert subclass.converted is not None  # kept only once converted
+        return subclass.converted
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
