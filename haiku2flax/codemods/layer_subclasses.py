@@ -7,7 +7,8 @@ the Flax names. The constructor arguments the subclass fixes become its defaults
 (`kernel_init: Any = ...`), an NNX `__init__` calling `super().__init__`. A call of the subclass is the
 parent's call it stands for (`NearZeroLinear(16)` is `hk.Linear(16, w_init=...)`), converted by the
 table, under the subclass's name. Only layers called on their input alone are read this way (a
-`hk.BatchNorm` subclass also takes `is_training`): the others keep the leftover TODO.
+`hk.BatchNorm` subclass also takes `is_training`): any other subclass of a Haiku class stays Haiku, with
+the leftover TODO on the class and one at each of its calls, where it fails.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import libcst as cst
 from ..engine import analysis
 from ..engine.calls import Unconvertible, convert_construct_call
 from ..engine.context import Context
-from ..engine.names import ImportedNames
-from ..engine.tables import Construct, Tables
+from ..engine.tables import Construct
 
 
 @dataclass(frozen=True)
