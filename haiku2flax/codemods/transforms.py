@@ -438,7 +438,7 @@ class NnxTransforms(_Transforms):
         inner = self.forward_module(transformed)
         forward = transformed.function if transformed.lambda_forward is None else _lambda_code(transformed.lambda_forward)
         if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in self.classes:  # type: ignore[attr-defined]
-            ctor, info = inner, self.class_infos.get(inner.func.value)
+            ctor, info = self.name_by_keyword(inner), self.class_infos.get(inner.func.value)  # type: ignore[attr-defined]
         elif transformed.lambda_forward is not None:  # a lambda building a module of another file
             ctor, info = inner, None
         else:

@@ -15,6 +15,7 @@ from typing import cast
 import libcst as cst
 
 from . import matchers as m
+from .calls import keyword_arg
 from .names import ImportedNames, dotted_name
 from .walk import Walker
 
@@ -85,6 +86,8 @@ class HaikuInit:
     other_statements: list[cst.BaseStatement]  # everything else (submodules, derived values)
     has_name_param: bool
     docstring: cst.BaseStatement | None = None
+    star_kwargs: cst.Param | None = None  # `**kwargs` read by the body (not only passed on to `super().__init__`)
+    super_init: cst.Call | None = None  # the `super().__init__(...)` call
 
 
 def read_init(function: cst.FunctionDef | None) -> HaikuInit:
@@ -93,8 +96,13 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
     all_params = [*function.params.params, *function.params.kwonly_params]
     params = [p for p in all_params[1:] if p.name.value != "name"]
     by_name = {p.name.value: p for p in params}
+    star_kwargs = function.params.star_kwarg
+    if isinstance(star_kwargs, cst.Param):
+        by_name[star_kwargs.name.value] = star_kwargs
+    super_init = None
     fields: dict[str, cst.Param] = {}
-    field_statements, other = [], []
+    field_statements: list[cst.BaseStatement] = []
+    other: list[cst.BaseStatement] = []
     docstring = None
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
     for index, statement in enumerate(body):
@@ -102,6 +110,7 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
             docstring = statement
             continue
         if is_super_init(statement):
+            super_init = statement.body[0].value  # type: ignore[attr-defined]  # checked: `super().__init__(...)`
             continue
         assign = simple_assign(statement)
         if assign is not None:
@@ -112,7 +121,36 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
                 field_statements.append(statement)
                 continue
         other.append(statement)
-    return HaikuInit(params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring)
+    read = Names.of(cst.IndentedBlock(body=[*field_statements, *other])).used
+    kept_kwargs = star_kwargs if isinstance(star_kwargs, cst.Param) and star_kwargs.name.value in read else None
+    return HaikuInit(params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring, kept_kwargs, super_init)
+
+
+def super_init_args(init: HaikuInit) -> list[cst.Arg]:
+    """What `super().__init__(...)` passes its parent other than `name` (a Haiku parent's constructor arguments)."""
+    call = init.super_init
+    if call is None:
+        return []
+    args = call.args if m.matches(call.func, m.Attribute(value=m.Call(func=m.Name("super")))) else call.args[1:]  # `Base.__init__(self, ...)`
+    return [a for a in args if a.keyword is None or a.keyword.value != "name"]
+
+
+def name_by_keyword(call: cst.Call, init: cst.FunctionDef | None) -> cst.Call:
+    """`Block(64, "block")` -> `Block(64, name="block")` for `__init__(self, hidden, name=None, ...)`,
+    with the arguments after `name` by keyword too: the converted constructors take no positional `name`."""
+    positional = [p.name.value for p in init.params.params[1:]] if init is not None else []
+    if "name" not in positional:
+        return call
+    at = positional.index("name")
+    args = list(call.args)
+    for index, arg in enumerate(args):
+        if arg.keyword is not None or arg.star == "**":
+            break
+        if arg.star or index >= len(positional):  # `*args`: where `name` falls is not known
+            return call
+        if index >= at:
+            args[index] = keyword_arg(positional[index], arg.value).with_changes(comma=arg.comma)
+    return call.with_changes(args=args)
 
 
 def find_method(classdef: cst.ClassDef, name: str) -> cst.FunctionDef | None:

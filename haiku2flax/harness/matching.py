@@ -111,8 +111,9 @@ def group_leaves(
         owner, table_key = module_path, None
         for depth in range(len(module_path) + 1):
             call = calls.get(module_path[:depth])
-            if call is not None and call.type in table_types:
-                owner, table_key = module_path[:depth], table_types[call.type]
+            table_key = _table_key(call.type, table_types) if call is not None else None
+            if table_key is not None:
+                owner = module_path[:depth]
                 break
         if owner not in records:
             call = calls.get(owner)
@@ -120,6 +121,12 @@ def group_leaves(
         relative = "/".join(str(p) for p in leaf.path[len(owner) :] if p != "~")
         records[owner].leaves[relative] = leaf
     return sorted(records.values(), key=lambda r: r.order)
+
+
+def _table_key(cls: type | None, table_types: Mapping[type, str]) -> str | None:
+    """The table entry of a module class or of the nearest table class it derives from (`class
+    Readout(hk.Linear)` owns its leaves as `hk.Linear`, `class Readout(nn.Dense)` as `nn.Dense`)."""
+    return next((table_types[base] for base in cls.__mro__ if base in table_types), None) if cls is not None else None
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,13 @@ import libcst as cst
 from ..codemods import load_all
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
+from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LinenTransforms
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
-from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, without_args
-from ..engine.context import Context, attr
+from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
+from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.tables import Construct
 from . import RULE_LAYER, RULE_MODULE
@@ -70,6 +71,7 @@ class LinenConverter(LinenTransforms):
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
+        self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.init_transforms(module)
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
@@ -130,11 +132,19 @@ class LinenConverter(LinenTransforms):
                 scope.builds_layers = True
                 return
 
-    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef | cst.FunctionDef:
         self._scopes.pop()
+        subclass = self.layer_subclasses.get(original.name.value)
+        if subclass is not None:
+            assert subclass.converted is not None  # kept only once converted
+            self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nn.{subclass.construct.targets['linen'].api} subclass")
+            return subclass.converted
         if original.name.value not in self.classes:
             return updated
         self.ctx.need_target_import()
+        parent = original.bases[0].value if len(original.bases) == 1 else None
+        if isinstance(parent, cst.Name) and parent.value in self.classes and analysis.super_init_args(analysis.read_init(analysis.find_method(original, "__init__"))):
+            return self._parent_factory(original, updated, parent)
         bases = [
             base.with_changes(value=attr(self.ctx.ns, "Module"))
             if self.ctx.names.haiku_api(base.value) == "Module"
@@ -153,6 +163,9 @@ class LinenConverter(LinenTransforms):
                     [cst.AnnAssign(target=cst.Name(param.name.value), annotation=annotation, value=param.default)]
                 )
             )
+        if init.star_kwargs is not None:
+            body.append(self._kwargs_field(init.star_kwargs.name.value))
+        fields = {p.name.value for p in init.params} | ({init.star_kwargs.name.value} if init.star_kwargs else set())
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
         methods = [s for s in updated.body.body if s is not init_def and not any(s is d for d in class_doc)]
         if init.other_statements:
@@ -160,7 +173,7 @@ class LinenConverter(LinenTransforms):
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [self._setup_statement(s, {p.name.value for p in init.params}) for s in init.other_statements]
+                    [self._setup_statement(s, fields) for s in init.other_statements]
                 ),
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
@@ -173,6 +186,71 @@ class LinenConverter(LinenTransforms):
             body = [cst.SimpleStatementLine([cst.Pass()])]
         self.converted(original, RULE_MODULE, f"hk.Module subclass {original.name.value} -> nn.Module")
         return updated.with_changes(bases=bases, body=updated.body.with_changes(body=[*class_doc, *body, *methods]))
+
+    def _parent_factory(self, original: cst.ClassDef, updated: cst.ClassDef, parent: cst.Name) -> cst.ClassDef | cst.FunctionDef:
+        """A subclass that only passes constructor arguments to its parent (`super().__init__(n, depth=18)`)
+        becomes a function building the parent with them: Linen fields are declared, never passed to a
+        parent class. Anything more in the subclass is left to do by hand."""
+        init_def = analysis.find_method(updated, "__init__")
+        assert init_def is not None and isinstance(init_def.body, cst.IndentedBlock)
+        docs = [s for s in updated.body.body[:1] if analysis.is_docstring(s)] or [s for s in init_def.body.body[:1] if analysis.is_docstring(s)]
+        others = [s for s in updated.body.body if s is not init_def and not any(s is d for d in docs)]
+        init_others = [s for i, s in enumerate(init_def.body.body) if not analysis.is_super_init(s) and not (i == 0 and analysis.is_docstring(s))]
+        if others or init_others:
+            self.todo(original, RULE_MODULE, f"`super().__init__` passes constructor arguments to the parent of `{original.name.value}`, "
+                      "and Linen fields are declared, not passed: declare them in this class (or build the parent in a function) by hand")
+            return updated
+        super_call = analysis.read_init(analysis.find_method(original, "__init__")).super_init
+        assert super_call is not None
+        built, todo = self._local_module_call(cst.Call(parent, super_call.args), self.classes[parent.value])
+        returned = cst.SimpleStatementLine([cst.Return(built)])
+        if todo is not None:
+            self.ctx.notes.todo(super_call, RULE_MODULE, todo)
+            returned = add_todo_lines(returned, [(RULE_MODULE, todo)])
+        params = init_def.params.with_changes(params=init_def.params.params[1:])
+        self_comma = init_def.params.params[0].comma
+        multiline = isinstance(self_comma, cst.Comma) and isinstance(self_comma.whitespace_after, cst.ParenthesizedWhitespace)
+        self.converted(original, RULE_MODULE, f"{original.name.value}({parent.value}) -> a function building {parent.value}")
+        return cst.FunctionDef(
+            name=original.name, params=params, leading_lines=original.leading_lines,
+            whitespace_before_params=self_comma.whitespace_after if multiline else init_def.whitespace_before_params,  # type: ignore[union-attr]
+            body=cst.IndentedBlock([*docs, returned]),
+        )
+
+    def _kwargs_field(self, name: str) -> cst.SimpleStatementLine:
+        """`**kwargs` the constructor keeps: a field holding them as a (hashable) mapping, as Linen fields
+        are declared one by one; callers of this file pass their extra keywords there."""
+        self.ctx.needed_imports.update({("typing", "Any", None), ("collections.abc", "Mapping", None), ("flax.core", "FrozenDict", None)})
+        return cst.SimpleStatementLine([cst.AnnAssign(
+            target=cst.Name(name), annotation=cst.Annotation(cst.parse_expression("Mapping[str, Any]")), value=cst.parse_expression("FrozenDict()")
+        )])
+
+    def _local_module_call(self, updated: cst.Call, classdef: cst.ClassDef) -> tuple[cst.Call, str | None]:
+        """A call of a module class of this file: `name` by keyword, keywords its fields do not declare
+        gathered into its `**kwargs` field (`Block(8, "b", eps=1e-3)` -> `Block(8, name="b", norm_kwargs=FrozenDict(eps=1e-3))`);
+        and what is left to do, if anything."""
+        init_def = analysis.find_method(classdef, "__init__")
+        call = analysis.name_by_keyword(updated, init_def)
+        init = analysis.read_init(init_def)
+        if init.star_kwargs is None:
+            return call, None
+        declared = {p.name.value for p in init.params}
+        extra = [a for a in call.args if a.keyword is not None and a.keyword.value not in declared | {"name"}]
+        unpacked = [a for a in call.args if a.star == "**"]
+        positional = [p.name.value for p in init_def.params.params[1:]] if init_def is not None else []
+        given = {a.keyword.value for a in call.args if a.keyword is not None} | set(positional[: len([a for a in call.args if not a.keyword and not a.star])])
+        todo = None
+        if unpacked and not declared <= given:  # it may fill fields too
+            todo = (f"`**{code(unpacked[0].value)}` may hold fields of `{classdef.name.value}` and keywords for its "
+                    f"`{init.star_kwargs.name.value}`: pass the latter as `{init.star_kwargs.name.value}=FrozenDict(...)`")
+        elif unpacked:  # every field is given: it holds keywords for `**kwargs` only
+            extra += unpacked
+        if not extra:
+            return call, todo
+        gathered = cst.Call(cst.Name("FrozenDict"), [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in extra])
+        self.ctx.needed_imports.add(("flax.core", "FrozenDict", None))
+        kept = [a for a in call.args if not any(a is e for e in extra)]
+        return call.with_changes(args=[*kept, keyword_arg(init.star_kwargs.name.value, gathered)]), todo
 
     def _setup_statement(self, statement: cst.BaseStatement, params: set[str]) -> cst.BaseStatement:
         """An `__init__` statement moved to `setup()`: parameters read as fields, submodules unnamed.
@@ -299,10 +377,29 @@ class LinenConverter(LinenTransforms):
             if id(original) in self._called_inline and construct.haiku_call_args:
                 return updated  # converted with its call, in one piece
             return self._layer(original, updated, construct)
+        subclass = self.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
+        if subclass is not None:
+            return self._subclass_layer(original, updated, subclass)
+        if isinstance(original.func, cst.Name) and original.func.value in self.haiku_subclasses:
+            self.todo(original, RULE_LAYER, self.haiku_subclasses[original.func.value])
         if isinstance(original.func, cst.Name) and original.func.value in self.classes:
             self.mark_builds_layer()
+            updated, todo = self._local_module_call(updated, self.classes[original.func.value])
+            if todo is not None:
+                self.todo(original, RULE_MODULE, todo)
         converted = LINEN_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
+
+    def _subclass_layer(self, original: cst.Call, updated: cst.Call, subclass: LayerSubclass) -> cst.BaseExpression:
+        """`NearZeroLinear(16)`: the parent's call it stands for, converted, less the keywords the class fixes."""
+        try:
+            layer = keyword_defaults(converted_call(subclass, updated, "linen", self.ctx), fixed_arguments(subclass, "linen", self.ctx))
+        except Unconvertible as reason:
+            self.todo(original, RULE_LAYER, str(reason))
+            return updated
+        self.mark_builds_layer()
+        self.converted(original, RULE_LAYER, f"{original.func.value}(...) through {subclass.construct.display}")  # type: ignore[attr-defined]
+        return layer
 
     def _layer(self, original: cst.Call, updated: cst.Call, construct, called: bool = False) -> cst.BaseExpression:
         """`hk.Linear(...)`; with `called`, `hk.BatchNorm(...)(x, is_training)`, whose layer and call

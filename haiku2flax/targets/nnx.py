@@ -41,6 +41,7 @@ from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBra
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
+from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
@@ -233,8 +234,10 @@ class _ClassConversion:
         )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
         init_parameters = {id(s): line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
+        parent = self._parent_init()
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
+            *([parent[0]] if parent else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
             *[
                 line
@@ -267,6 +270,8 @@ class _ClassConversion:
         ]
         call = self.results.get("__call__")
         output = call.output_size.visit(to_params) if call is not None and call.output_size is not None else None
+        if call is None and parent is not None:  # the parent's `__call__`
+            output, call = parent[1], _MethodResult(self.classdef, parent[2].removed_call_params, None)
         if output is not None and not analysis.Names.of(output).used <= set(ctor_params):
             output = None
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
@@ -275,6 +280,21 @@ class _ClassConversion:
             ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output, defaults, list(self.extra_params)
         )  # type: ignore[arg-type]
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
+
+    def _parent_init(self) -> tuple[cst.SimpleStatementLine, cst.BaseExpression | None, ClassInfo] | None:
+        """`super().__init__(...)` passing a parent class of this file its constructor arguments, as NNX
+        calls it (input size and `rngs` added, `name` dropped), its output size and the parent's info."""
+        args = analysis.super_init_args(self.init)
+        parent = self.classdef.bases[0].value if len(self.classdef.bases) == 1 else None
+        info = self.converter.class_infos.get(parent.value) if isinstance(parent, cst.Name) and args else None
+        if info is None or self.init.super_init is None:
+            return None
+        source = self.init.super_init
+        built = self.build(cst.Call(parent, args), "super().__init__", [], None, source, _name(INPUT_SIZE) if info.needs_din else None)  # type: ignore[arg-type]
+        if built is None:
+            return None
+        new, output = built
+        return cst.SimpleStatementLine([cst.Expr(source.with_changes(args=new.args))]), output, info  # type: ignore[attr-defined]
 
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
@@ -288,12 +308,16 @@ class _ClassConversion:
         if self.needs_rngs:
             kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
         ctor_params = added + [p.name.value for p in original]
-        if not (init_body or len(new_params) > 1 or kwonly):
+        star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) else None
+        if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.Module(body=init_body)).used:
+            star_kwarg = None  # only passed to `super().__init__` for `name`
+        if not (init_body or len(new_params) > 1 or kwonly or star_kwarg):
             return None, ctor_params
         params = cst.Parameters(
             params=new_params,
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             star_arg=cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
+            star_kwarg=star_kwarg,
         )
         template = self.init_def or cst.FunctionDef(_name("__init__"), cst.Parameters(), cst.IndentedBlock([]))
         body = cst.IndentedBlock(init_body or [cst.SimpleStatementLine([cst.Pass()])])
@@ -354,6 +378,7 @@ class _ClassConversion:
         """(NNX constructor, output size) for a Haiku module constructor called on `call_args` (or on an
         input of size `known_size`)."""
         size = known_size
+        constructor = self.converter.name_by_keyword(constructor)
         if size is None and rewriter is not None and call_args and call_args[0].keyword is None:
             size = rewriter.size_of(call_args[0].value)
         if composite_api(self.ctx, constructor) is not None:
@@ -373,6 +398,8 @@ class _ClassConversion:
             except Unconvertible as reason:
                 report.todo(node, RULE_LAYER, str(reason))
                 return None
+            if isinstance(constructor.func, cst.Name) and constructor.func.value in self.converter.layer_subclasses:  # keeps its name
+                new = new.with_changes(func=constructor.func)
             inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
             self.needs_rngs = True  # every table layer takes rngs
             self.ctx.need_target_import()
@@ -591,6 +618,10 @@ class NnxMethodRewriter(Rewriter):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         while self._calls.pop() is not original:  # a call a node rule replaced was not popped
             pass
+        still_haiku = self.state.converter.haiku_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None
+        if still_haiku is not None:
+            self.todo(original, RULE_LAYER, still_haiku)
+            return updated
         if isinstance(original.func, cst.Name) and original.func.value in self.stored_layers:
             return self._call_stored(original.func.value, updated)
         if self._builds_class_elsewhere(original):
@@ -702,7 +733,8 @@ class NnxMethodRewriter(Rewriter):
         call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor)
         if call_args is None:
             return None
-        attribute = self.new_attribute(stored_as or _haiku_module_name(constructor, api), analysis.explicit_name(constructor))
+        named = self.state.converter.name_by_keyword(constructor)
+        attribute = self.new_attribute(stored_as or _haiku_module_name(constructor, api), analysis.explicit_name(named))
         built = self.state.build(constructor, attribute, list(updated.args), self, constructor)
         if built is None:
             return None
@@ -905,6 +937,7 @@ class NnxConverter(NnxTransforms):
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
+        self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.init_transforms(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
@@ -914,24 +947,55 @@ class NnxConverter(NnxTransforms):
         return converted if converted is not None else super().leave_Call(original, updated)
 
     def construct_of(self, call: cst.Call):
+        """The table entry a layer call converts through: its own, or its parent's for a subclass that
+        keeps Haiku's constructor (`class Readout(hk.Linear)`)."""
+        subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if subclass is not None:  # with its own `__init__`, it is a class of this file
+            return subclass.construct if subclass.init is None else None
         api = self.ctx.names.haiku_api(call.func)
         return self.ctx.tables.get(api) if api is not None else None
 
+    def name_by_keyword(self, call: cst.Call) -> cst.Call:
+        """A call of a module class of this file with `name` by keyword (NNX constructors take none)."""
+        if isinstance(call.func, cst.Name) and call.func.value in self.classes:
+            return analysis.name_by_keyword(call, analysis.find_method(self.classes[call.func.value], "__init__"))
+        return call
+
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
-        local = isinstance(call.func, cst.Name) and call.func.value in self.classes
+        local = isinstance(call.func, cst.Name) and (call.func.value in self.classes or call.func.value in self.layer_subclasses)
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return node.name.value not in self.classes
+        return node.name.value not in self.classes and node.name.value not in self.layer_subclasses
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        subclass = self.layer_subclasses.get(original.name.value)
+        if subclass is not None:
+            return self._layer_subclass(subclass)
         if original.name.value not in self.classes:
             return updated
         converted, info = _ClassConversion(self, original).run()
         self.class_infos[original.name.value] = info
         return without_transparent(self, converted)
+
+    def _layer_subclass(self, subclass: LayerSubclass) -> cst.ClassDef:
+        """The NNX class of a table layer's subclass; one with its own constructor is then built as a
+        class of this file (its `__init__` takes the input size first, and `rngs`)."""
+        original = subclass.classdef
+        if subclass.init is not None and subclass.super_call is not None:
+            api = subclass.construct.targets["nnx"]
+            inputs = tuple(_name(INPUT_SIZE) for _ in api.inputs[:1])
+            params = [p.name.value for p in subclass.params if p in subclass.init.params.params]
+            output = output_size(subclass.super_call, subclass.construct, inputs)
+            if output is not None and not analysis.Names.of(output).used <= {*params, INPUT_SIZE}:
+                output = None
+            defaults = {p.name.value: p.default for p in subclass.params if p.default is not None}
+            self.class_infos[original.name.value] = ClassInfo([*(INPUT_SIZE for _ in inputs), *params], bool(inputs), True, {}, output, defaults, [])
+        self.converted(original, RULE_LAYER, f"{original.name.value}({subclass.construct.display}) -> nnx.{subclass.construct.targets['nnx'].api} subclass")
+        assert subclass.converted is not None  # kept only once converted
+        return subclass.converted
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
