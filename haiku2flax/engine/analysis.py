@@ -85,6 +85,7 @@ class HaikuInit:
     other_statements: list[cst.BaseStatement]  # everything else (submodules, derived values)
     has_name_param: bool
     docstring: cst.BaseStatement | None = None
+    statements: list[cst.BaseStatement] = field(default_factory=list)  # all but the docstring and `super().__init__`, in order
 
 
 def read_init(function: cst.FunctionDef | None) -> HaikuInit:
@@ -93,8 +94,10 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
     all_params = [*function.params.params, *function.params.kwonly_params]
     params = [p for p in all_params[1:] if p.name.value != "name"]
     by_name = {p.name.value: p for p in params}
-    fields: dict[str, cst.Param] = {}
-    field_statements, other = [], []
+    copies: dict[int, str] = {}  # `self.a = a` while the local `a` still holds the argument
+    stored: set[str] = set()  # attributes other statements store
+    rebound: set[str] = set()  # arguments whose local an earlier statement rebinds: no longer the raw value
+    statements: list[cst.BaseStatement] = []
     docstring = None
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
     for index, statement in enumerate(body):
@@ -103,16 +106,94 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
             continue
         if is_super_init(statement):
             continue
+        statements.append(statement)
         assign = simple_assign(statement)
-        if assign is not None:
-            attribute = self_attribute(assign[0])
-            value = assign[1]
-            if attribute is not None and isinstance(value, cst.Name) and value.value == attribute and attribute in by_name:
-                fields[attribute] = by_name[attribute]
-                field_statements.append(statement)
-                continue
-        other.append(statement)
-    return HaikuInit(params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring)
+        attribute = self_attribute(assign[0]) if assign is not None else None
+        value = assign[1] if assign is not None else None
+        if isinstance(value, cst.Name) and value.value == attribute and attribute in by_name and attribute not in rebound | set(copies.values()):
+            copies[id(statement)] = attribute
+            continue
+        bindings = Bindings.of(statement)
+        rebound |= bindings.names
+        stored |= bindings.attributes
+    # a plain field: only ever the copy of its argument
+    fields = {name: by_name[name] for name in copies.values() if name not in stored}
+    field_statements = [s for s in statements if copies.get(id(s)) in fields]
+    other = [s for s in statements if copies.get(id(s)) not in fields]
+    return HaikuInit(params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring, statements)
+
+
+@dataclass
+class Bindings:
+    """The variables a subtree binds (assignments, loops, parameters, imports...) and the `self.<attribute>`s it stores."""
+
+    names: set[str] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, node: cst.CSTNode) -> Bindings:
+        collector = _BindingCollector()
+        collector.walk(node)
+        return cls(collector.names, collector.attributes)
+
+
+class _BindingCollector(Walker):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.attributes: set[str] = set()
+
+    def _target(self, target: cst.BaseExpression) -> None:
+        attribute = self_attribute(target)
+        if isinstance(target, cst.Name):
+            self.names.add(target.value)
+        elif isinstance(target, cst.Tuple | cst.List):
+            for element in target.elements:
+                self._target(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._target(target.value)
+        elif attribute is not None:
+            self.attributes.add(attribute)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._target(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._target(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._target(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._target(node.target)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._target(node.target)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._target(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        if isinstance(node.name, cst.BaseExpression):
+            self._target(node.name)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.names.add(node.name.value)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.names.add(node.name.value)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.names.add(node.name.value)
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+        if node.asname is None:
+            self.names.add((dotted_name(node.name) or "").split(".")[0])
+
+    def visit_Global(self, node: cst.Global) -> None:
+        self.names.update(item.name.value for item in node.names)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.names.update(item.name.value for item in node.names)
 
 
 def find_method(classdef: cst.ClassDef, name: str) -> cst.FunctionDef | None:
