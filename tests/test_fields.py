@@ -249,3 +249,23 @@ def test_nnx_keeps_the_order_of_a_copy_after_a_rebinding():
     assert lines.index("sizes = tuple(sizes)[1:]") < lines.index("self.sizes = sizes")
     assert lines.index("self.units = units") < lines.index("self.units += 1")
     assert "self.sizes[0] + self.units" in code
+
+
+def test_argument_named_like_the_module_api_gets_a_todo_and_keeps_its_reads():
+    """Renaming such a field would change the keywords of every caller, in other files too."""
+    code = _linen("""\
+    import haiku as hk
+
+    class M(hk.Module):
+      def __init__(self, scope, nn=2, name=None):
+        super().__init__(name=name)
+        self.scope = scope
+        self.nn = nn
+
+      def __call__(self, x):
+        return hk.Linear(self.scope)(x) * self.nn
+    """)
+    todos = [line for line in code.splitlines() if line.startswith("# TODO(haiku2flax:HK001)")]
+    assert len(todos) == 2
+    assert "`scope` is `nn.Module.scope`" in todos[0] and "a field `nn` shadows the `nn` module" in todos[1]
+    assert "nn.Dense(self.scope)(x) * self.nn" in code

@@ -15,6 +15,8 @@ value derived from it an attribute of its own:
 - An attribute named like the Linen Module API (`self.name`, `self.parent`, `self.scope`,
   `self.variables`, `self.init`, `self.apply`, ...) would shadow it, and is renamed the same way. A
   Haiku dataclass module's own `name` field is dropped (every Linen module has one, with the same role).
+  A constructor argument named so (or `nn`) would be such a field: renaming it changes the module's
+  keywords for every caller, in other files too, so it gets a TODO.
 
 Example::
 
@@ -59,7 +61,7 @@ def plan_setup(init: analysis.HaikuInit, inherited: dict[str, str], taken: set[s
     renames = dict(inherited)
     used = taken | params | set(inherited.values())
     for attribute in sorted(set().union(*(analysis.Bindings.of(s).attributes for s in init.statements))):
-        if attribute not in renames and (attribute in MODULE_API or attribute in params and attribute not in init.fields):
+        if attribute not in renames and (attribute in MODULE_API | params and attribute not in init.fields):
             renames[attribute] = _free_name(f"_{attribute}", used)
             used.add(renames[attribute])
     statements = [s for s in init.statements if not any(s is copy for copy in init.field_statements)]
@@ -92,6 +94,18 @@ def names_in_use(classdef: cst.ClassDef) -> set[str]:
     for statement in classdef.body.body:
         used |= {statement.name.value} if isinstance(statement, cst.FunctionDef | cst.ClassDef) else analysis.Bindings.of(statement).names
     return used
+
+
+def clashing_fields(init: analysis.HaikuInit, namespace: str) -> dict[str, str]:
+    """Arguments whose field would be named like the Module API, or like the Flax namespace (`nn`, which
+    a field's default shadows in the class body: `@nn.compact`) -> why."""
+    return {
+        p.name.value: f"`{p.name.value}` is `{namespace}.Module.{p.name.value}`, which a field may not replace"
+        if p.name.value in MODULE_API
+        else f"a field `{namespace}` shadows the `{namespace}` module in the class body"
+        for p in init.params
+        if p.name.value in MODULE_API or p.name.value == namespace
+    }
 
 
 def rename_attributes(node: cst.CSTNodeT, renames: dict[str, str]) -> cst.CSTNodeT:

@@ -152,6 +152,8 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         inherited = {k: v for base in original.bases if isinstance(base.value, cst.Name) for k, v in self._renames.get(base.value.value, {}).items()}
         plan = fields.plan_setup(init, inherited, fields.names_in_use(updated))
         self._renames[original.name.value] = plan.renames
+        for clash, why in fields.clashing_fields(init, self.ctx.ns).items():
+            self.todo(original, RULE_MODULE, f"the argument `{clash}` becomes a field, and {why}: rename it, here and where `{original.name.value}` is built")
         body: list[cst.BaseStatement] = []
         for param in init.params:
             annotation = param.annotation or cst.Annotation(cst.Name("Any"))
