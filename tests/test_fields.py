@@ -269,3 +269,32 @@ def test_argument_named_like_the_module_api_gets_a_todo_and_keeps_its_reads():
     assert len(todos) == 2
     assert "`scope` is `nn.Module.scope`" in todos[0] and "a field `nn` shadows the `nn` module" in todos[1]
     assert "nn.Dense(self.scope)(x) * self.nn" in code
+
+
+def test_list_grown_in_place_is_built_in_a_local():
+    """Linen freezes a list assigned in setup into a tuple: `self.layers.append` would fail there."""
+    code = _linen("""\
+    import haiku as hk
+
+    class M(hk.Module):
+      def __init__(self, sizes, name=None):
+        super().__init__(name=name)
+        self.layers = []
+        for size in sizes:
+          self.layers.append(hk.Linear(size))
+        if len(sizes) > 1:
+          self.extra = []
+          self.extra.append(1)
+
+      def __call__(self, x):
+        for layer in self.layers:
+          x = layer(x)
+        return x
+    """)
+    assert _setup(code) == [
+        "layers = []",
+        "for size in self.sizes:\n    layers.append(nn.Dense(size))",
+        "if len(self.sizes) > 1:\n    self.extra = []\n    self.extra.append(1)",  # not bound on every path: left as it is
+        "self.layers = layers",
+    ]
+    assert "for layer in self.layers:" in code

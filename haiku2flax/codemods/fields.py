@@ -9,6 +9,8 @@ value derived from it an attribute of its own:
   -> `self._units = self.units + [1]` in `setup()`, and every `self.units` the class's methods (and its
   subclasses' in the file) read becomes `self._units`. The idiom is a leading underscore; where `_units`
   is taken, `_units_1`, `_units_2`...
+- A list `__init__` grows in place (`self.layers = []`, `self.layers.append(...)`) is built in a local
+  and assigned at the end of `setup()`: Linen freezes a list assigned there into a tuple.
 - A local rebinding of an argument stays a local: `sizes = tuple(sizes)` -> `sizes = tuple(self.sizes)`,
   later reads of `sizes` unchanged; a conditional one (`if w is None: w = ...`) starts from the field
   (`w = self.w` before it).
@@ -88,6 +90,29 @@ def setup_body(statements: list[cst.BaseStatement], params: Iterable[str], renam
     return result
 
 
+def built_in_place(statements: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    """`setup()` statements with each list they grow in place (`self.layers = []`, then
+    `self.layers.append(...)`) built in a local and assigned once built: Linen freezes a list assigned
+    in `setup()` into a tuple, which has no `append`."""
+    assigned = {analysis.self_attribute(a[0]) for a in map(analysis.simple_assign, statements) if a is not None}  # at the top
+    grown: list[str] = list(dict.fromkeys(
+        attribute
+        for statement in statements
+        for node in descendants(statement)
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in _GROWING
+        and (attribute := analysis.self_attribute(node.func.value)) is not None and attribute in assigned
+    ))
+    if not grown:
+        return statements
+    used = set().union(*(analysis.Names.of(s).used for s in statements))
+    locals_ = {attribute: _free_name(attribute.lstrip("_") or attribute, used) for attribute in grown}
+    built = [cast(cst.BaseStatement, s.visit(_AttributesToLocals(locals_))) for s in statements]
+    return [*built, *(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(_field(a))], cst.Name(locals_[a]))]) for a in grown)]
+
+
+_GROWING = frozenset({"append", "extend", "insert"})
+
+
 def names_in_use(classdef: cst.ClassDef) -> set[str]:
     """Every `self.<attribute>` a class reads or writes, and the names its body binds: a new attribute avoids them."""
     used = {name for node in descendants(classdef) if isinstance(node, cst.Attribute) and (name := analysis.self_attribute(node))}
@@ -152,3 +177,13 @@ def is_haiku_name_field(statement: cst.CSTNode) -> bool:
         and isinstance(statement.body[0].target, cst.Name)
         and statement.body[0].target.value == "name"
     )
+
+
+class _AttributesToLocals(cst.CSTTransformer):
+    def __init__(self, locals_: dict[str, str]) -> None:
+        super().__init__()
+        self.locals = locals_
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        name = analysis.self_attribute(original)
+        return cst.Name(self.locals[name]) if name in self.locals else updated

@@ -175,7 +175,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [self._setup_statement(s) for s in fields.setup_body(plan.statements, [p.name.value for p in init.params], plan.renames)]
+                    [self._setup_statement(s) for s in fields.built_in_place(fields.setup_body(plan.statements, [p.name.value for p in init.params], plan.renames))]
                 ),
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
