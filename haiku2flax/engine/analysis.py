@@ -88,6 +88,7 @@ class HaikuInit:
     docstring: cst.BaseStatement | None = None
     star_kwargs: cst.Param | None = None  # `**kwargs` read by the body (not only passed on to `super().__init__`)
     super_init: cst.Call | None = None  # the `super().__init__(...)` call
+    statements: list[cst.BaseStatement] = field(default_factory=list)  # all but the docstring and `super().__init__`, in order
 
 
 def read_init(function: cst.FunctionDef | None) -> HaikuInit:
@@ -100,9 +101,10 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
     if isinstance(star_kwargs, cst.Param):
         by_name[star_kwargs.name.value] = star_kwargs
     super_init = None
-    fields: dict[str, cst.Param] = {}
-    field_statements: list[cst.BaseStatement] = []
-    other: list[cst.BaseStatement] = []
+    copies: dict[int, str] = {}  # `self.a = a` while the local `a` still holds the argument
+    stored: set[str] = set()  # attributes other statements store
+    rebound: set[str] = set()  # arguments whose local an earlier statement rebinds: no longer the raw value
+    statements: list[cst.BaseStatement] = []
     docstring = None
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
     for index, statement in enumerate(body):
@@ -112,18 +114,25 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
         if is_super_init(statement):
             super_init = statement.body[0].value  # type: ignore[attr-defined]  # checked: `super().__init__(...)`
             continue
+        statements.append(statement)
         assign = simple_assign(statement)
-        if assign is not None:
-            attribute = self_attribute(assign[0])
-            value = assign[1]
-            if attribute is not None and isinstance(value, cst.Name) and value.value == attribute and attribute in by_name:
-                fields[attribute] = by_name[attribute]
-                field_statements.append(statement)
-                continue
-        other.append(statement)
-    read = Names.of(cst.IndentedBlock(body=[*field_statements, *other])).used
+        attribute = self_attribute(assign[0]) if assign is not None else None
+        value = assign[1] if assign is not None else None
+        if isinstance(value, cst.Name) and value.value == attribute and attribute in by_name and attribute not in rebound | set(copies.values()):
+            copies[id(statement)] = attribute
+            continue
+        bindings = Bindings.of(statement)
+        rebound |= bindings.names
+        stored |= bindings.attributes
+    # a plain field: only ever the copy of its argument
+    fields = {name: by_name[name] for name in copies.values() if name not in stored}
+    field_statements = [s for s in statements if copies.get(id(s)) in fields]
+    other = [s for s in statements if copies.get(id(s)) not in fields]
+    read = Names.of(cst.IndentedBlock(body=statements)).used
     kept_kwargs = star_kwargs if isinstance(star_kwargs, cst.Param) and star_kwargs.name.value in read else None
-    return HaikuInit(params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring, kept_kwargs, super_init)
+    return HaikuInit(
+        params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring, kept_kwargs, super_init, statements
+    )
 
 
 def super_init_args(init: HaikuInit) -> list[cst.Arg]:
@@ -151,6 +160,79 @@ def name_by_keyword(call: cst.Call, init: cst.FunctionDef | None) -> cst.Call:
         if index >= at:
             args[index] = keyword_arg(positional[index], arg.value).with_changes(comma=arg.comma)
     return call.with_changes(args=args)
+
+
+@dataclass
+class Bindings:
+    """The variables a subtree binds (assignments, loops, parameters, imports...) and the `self.<attribute>`s it stores."""
+
+    names: set[str] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, node: cst.CSTNode) -> Bindings:
+        collector = _BindingCollector()
+        collector.walk(node)
+        return cls(collector.names, collector.attributes)
+
+
+class _BindingCollector(Walker):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.attributes: set[str] = set()
+
+    def _target(self, target: cst.BaseExpression) -> None:
+        attribute = self_attribute(target)
+        if isinstance(target, cst.Name):
+            self.names.add(target.value)
+        elif isinstance(target, cst.Tuple | cst.List):
+            for element in target.elements:
+                self._target(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._target(target.value)
+        elif attribute is not None:
+            self.attributes.add(attribute)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._target(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._target(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._target(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._target(node.target)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._target(node.target)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._target(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        if isinstance(node.name, cst.BaseExpression):
+            self._target(node.name)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.names.add(node.name.value)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.names.add(node.name.value)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.names.add(node.name.value)
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+        if node.asname is None:
+            self.names.add((dotted_name(node.name) or "").split(".")[0])
+
+    def visit_Global(self, node: cst.Global) -> None:
+        self.names.update(item.name.value for item in node.names)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.names.update(item.name.value for item in node.names)
 
 
 def find_method(classdef: cst.ClassDef, name: str) -> cst.FunctionDef | None:

@@ -82,8 +82,9 @@ class LinenModel:
         return out, {**values, **{k: v for k, v in updated.items() if k in values}}
 
 
-# Weights and statistics: not the RNG streams that Dropout and Rngs carry, nor sown intermediates.
-NNX_LEAF_FILTER = nnx.Not(nnx.Any(nnx.RngState, nnx.Intermediate))
+# Weights and statistics: not the RNG streams that Dropout and Rngs carry, nor sown intermediates, nor the
+# plain arrays a module holds as constants (`self.scale = jnp.asarray(scale)`, no Haiku parameter either).
+NNX_LEAF_FILTER = nnx.All(nnx.Variable, nnx.Not(nnx.Any(nnx.RngState, nnx.Intermediate)))
 
 
 @contextlib.contextmanager

@@ -3,7 +3,10 @@
 HK001 module-class: `class M(hk.Module)` becomes `nn.Module` (a dataclass whose fields are the
 constructor's arguments, with `@nn.compact` on methods that build layers inline and `setup()` for
 submodules built in `__init__`) or `nnx.Module` (layers built in `__init__`, named the way Haiku
-names them, with input sizes inferred by dataflow and `rngs: nnx.Rngs` threaded through).
+names them, with input sizes inferred by dataflow and `rngs: nnx.Rngs` threaded through). In Linen a
+field keeps its argument's raw value: what `__init__` derives from it (`self.units = units + [1]`) is
+set in `setup()` as `self._units`, read under that name by every method, and an attribute named like
+the Module API (`self.scope`, `self.name`...) is renamed the same way (`haiku2flax/codemods/fields.py`).
 
 HK002 layer: every Haiku layer in the rule tables (`rules/*.toml`) becomes its Flax counterpart with
 arguments renamed and Haiku's defaults made explicit where Flax's differ; the same table entries say

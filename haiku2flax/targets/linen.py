@@ -3,7 +3,8 @@
 What it converts, and why each shape was chosen:
 - `class M(hk.Module)`: constructor arguments become dataclass fields (Linen modules are dataclasses);
   submodules built in `__init__` move to `setup()`; a method that builds layers inline gets
-  `@nn.compact`, so Haiku's inline style survives unchanged.
+  `@nn.compact`, so Haiku's inline style survives unchanged. A field is frozen: a value `__init__`
+  derives from an argument lives in `self._<argument>` (see `haiku2flax.codemods.fields`).
 - Layers from the rule tables (`hk.Linear` -> `nn.Dense`, ...), with renamed arguments. A layer stored
   in a local keeps its place (`bn = nn.BatchNorm(...)`, called with Flax's call arguments), unless it
   needs its input size (`hk.DepthwiseConv2D`) and is called once: then it is built at that call.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from ..codemods import load_all
+from ..codemods import fields, load_all
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
@@ -79,6 +80,7 @@ class LinenConverter(LinenTransforms):
         self._built_at_call: dict[int, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(ctx)
+        self._renames: dict[str, dict[str, str]] = {}  # Haiku class -> its attributes renamed in Linen (`codemods.fields`)
 
     # -- functions and classes ---------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool | None:
@@ -153,6 +155,11 @@ class LinenConverter(LinenTransforms):
         ]
         init_def = analysis.find_method(updated, "__init__")
         init = analysis.read_init(init_def)
+        inherited = {k: v for base in original.bases if isinstance(base.value, cst.Name) for k, v in self._renames.get(base.value.value, {}).items()}
+        plan = fields.plan_setup(init, inherited, fields.names_in_use(updated))
+        self._renames[original.name.value] = plan.renames
+        for clash, why in fields.clashing_fields(init, self.ctx.ns).items():
+            self.todo(original, RULE_MODULE, f"the argument `{clash}` becomes a field, and {why}: rename it, here and where `{original.name.value}` is built")
         body: list[cst.BaseStatement] = []
         for param in init.params:
             annotation = param.annotation or cst.Annotation(cst.Name("Any"))
@@ -165,15 +172,19 @@ class LinenConverter(LinenTransforms):
             )
         if init.star_kwargs is not None:
             body.append(self._kwargs_field(init.star_kwargs.name.value))
-        fields = {p.name.value for p in init.params} | ({init.star_kwargs.name.value} if init.star_kwargs else set())
+        field_names = [p.name.value for p in init.params] + ([init.star_kwargs.name.value] if init.star_kwargs else [])
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
-        methods = [s for s in updated.body.body if s is not init_def and not any(s is d for d in class_doc)]
-        if init.other_statements:
+        methods = [
+            fields.rename_attributes(s, plan.renames)
+            for s in updated.body.body
+            if s is not init_def and not any(s is d for d in class_doc) and not fields.is_haiku_name_field(s)
+        ]
+        if plan.statements:
             setup = cst.FunctionDef(
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [self._setup_statement(s, fields) for s in init.other_statements]
+                    [self._setup_statement(s) for s in fields.built_in_place(fields.setup_body(plan.statements, field_names, plan.renames))]
                 ),
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
@@ -252,13 +263,12 @@ class LinenConverter(LinenTransforms):
         kept = [a for a in call.args if not any(a is e for e in extra)]
         return call.with_changes(args=[*kept, keyword_arg(init.star_kwargs.name.value, gathered)]), todo
 
-    def _setup_statement(self, statement: cst.BaseStatement, params: set[str]) -> cst.BaseStatement:
-        """An `__init__` statement moved to `setup()`: parameters read as fields, submodules unnamed.
+    def _setup_statement(self, statement: cst.BaseStatement) -> cst.BaseStatement:
+        """An `__init__` statement moved to `setup()` (see `codemods.fields`), its submodules unnamed.
 
         Linen names a submodule assigned in `setup` after its attribute and refuses `name=` there.
         """
         original = statement
-        statement = analysis.substitute(statement, {p: cst.Attribute(cst.Name("self"), cst.Name(p)) for p in params})
         assign = analysis.simple_assign(statement)
         attribute = analysis.self_attribute(assign[0]) if assign is not None else None
         if attribute is None or not isinstance(assign[1], cst.Call):  # type: ignore[index]
