@@ -118,6 +118,16 @@ def test_walks_notebooks_and_skips_other_languages(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "b.ipynb").read_bytes() == julia
 
 
+def test_malformed_metadata_counts_as_missing():
+    source = "import haiku as hk\n\nclass M(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(2)(x)\n"
+    data = json.loads(notebook(source))
+    for metadata in ({"kernelspec": "python3"}, {"kernelspec": None, "language_info": ["python"]}, "python"):
+        data["metadata"] = metadata
+        result = runner.convert_bytes("a.ipynb", json.dumps(data).encode(), runner.Settings("linen"))
+        assert result.error is None and "nn.Dense(2)" in code_cells(result.converted)[0], metadata
+        assert json.loads(result.converted)["metadata"] == metadata
+
+
 def test_broken_notebook_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.ipynb").write_text('{"cells": [')
