@@ -145,8 +145,12 @@ class SourceLayout:
         return f"[{self.opening}{items}{self.closing}]"
 
 
-def _cell_source(value: object) -> str:
-    return "".join(value) if isinstance(value, list) else str(value or "")
+def _cell_source(value: object, number: int) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    raise FileError(f"not a notebook: the source of cell {number} is neither text nor a list of lines")
 
 
 def _object(value: object) -> dict[str, object]:
@@ -290,7 +294,7 @@ class NotebookDocument:
                 span = _members(json_text, start).get("source")
                 if isinstance(cell, dict) and cell.get("cell_type") == "code" and span is not None:
                     layout = SourceLayout.of(json_text, *span)
-                    cells.append(CodeCell(number, span, _cell_source(cell.get("source")), layout))
+                    cells.append(CodeCell(number, span, _cell_source(cell.get("source"), number), layout))
         masks: list[str] = []
         parts, marker_lines, line, hidden = [], [], 1, []
         haiku_names = _haiku_names("\n".join(cell.code for cell in cells))

@@ -182,6 +182,16 @@ def test_ipython_lines_hiding_haiku_are_reported_with_their_cell(tmp_path: Path,
     assert "import haiku as hk\n" in cells[0] and cells[2:] == ["hk.Linear?\n", "%timeit model.apply(params, x)\n", "%matplotlib inline\n"]
 
 
+def test_a_cell_source_that_is_not_text_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    data = json.loads(notebook("import haiku as hk\n", "x = 1\n"))
+    data["cells"][1]["source"] = ["x = 1\n", 2]
+    (tmp_path / "bad.ipynb").write_text(json.dumps(data))
+    result = migrate("bad.ipynb")
+    assert result.exit_code == 2
+    assert "bad.ipynb:1:1: error: not a notebook: the source of cell 2 is neither text nor a list of lines" in result.stderr
+
+
 def test_nbformat_3_is_refused_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     cell = {"cell_type": "code", "input": ["import haiku as hk\n"], "language": "python", "outputs": []}
