@@ -69,7 +69,13 @@ def _rule_ids(value: object, key: str, path: Path) -> frozenset[str]:
     return frozenset(part.strip() for item in _strings(value, key, path) for part in item.split(",") if part.strip())
 
 
-def _table(path: Path) -> dict | None:
+def _target(value: object, path: Path) -> str | None:
+    if value is not None and (not isinstance(value, str) or value not in TARGETS):
+        raise ConfigError(f"{path}: [tool.haiku2flax] to must be one of {', '.join(TARGETS)}, not {value!r}")
+    return value
+
+
+def _table(path: Path) -> dict[str, object] | None:
     try:
         with path.open("rb") as file:
             data = tomllib.load(file)
@@ -92,9 +98,7 @@ def load_config(path: Path) -> Config:
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) in [tool.haiku2flax]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    to = table.get("to")
-    if to is not None and to not in TARGETS:
-        raise ConfigError(f"{path}: [tool.haiku2flax] to must be one of {', '.join(TARGETS)}, not {to!r}")
+    to = _target(table.get("to"), path)
     rules = tuple(path.parent / rule for rule in _strings(table.get("rules", []), "rules", path))
     missing = [str(rule) for rule in rules if not rule.exists()]
     if missing:

@@ -120,7 +120,8 @@ def anchor_output_notes(notes: list[Note], code: str) -> list[Note]:
     """Output-positioned notes moved to where their TODO comment's statement now is in `code`
     (after further edits of the converted code); other notes as they are."""
     lines = code.split("\n")
-    anchored, searched_from = [], {}
+    anchored: list[Note] = []
+    searched_from: dict[str, int] = {}  # each TODO comment's next line to search from, so repeated ones match in turn
     for note in notes:
         if not positioned_in_output(note):
             anchored.append(note)

@@ -25,7 +25,6 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from json.decoder import scanstring
 from pathlib import PurePath
 
 from .documents import Location
@@ -58,7 +57,9 @@ _DECODER = json.JSONDecoder()
 
 
 def _skip(text: str, index: int) -> int:
-    return _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
+    whitespace = _WHITESPACE.match(text, index)
+    assert whitespace is not None  # the pattern matches the empty string too
+    return whitespace.end()
 
 
 def _expect(text: str, index: int, char: str) -> int:
@@ -71,6 +72,13 @@ def _value_end(text: str, index: int) -> int:
     return _DECODER.raw_decode(text, index)[1]
 
 
+def _key(text: str, index: int) -> tuple[str, int]:
+    """The member name (a JSON string) at `index`, and the offset after it."""
+    _expect(text, index, '"')
+    key, end = _DECODER.raw_decode(text, index)
+    return str(key), end
+
+
 def _members(text: str, index: int) -> dict[str, tuple[int, int]]:
     """The (start, end) offsets of each member value of the JSON object at `index`."""
     index = _expect(text, _skip(text, index), "{")
@@ -79,7 +87,7 @@ def _members(text: str, index: int) -> dict[str, tuple[int, int]]:
     if text[index : index + 1] == "}":
         return members
     while True:
-        key, index = scanstring(text, _expect(text, index, '"'))
+        key, index = _key(text, index)
         start = _skip(text, _expect(text, _skip(text, index), ":"))
         end = _value_end(text, start)
         members[key] = (start, end)
@@ -137,13 +145,22 @@ class SourceLayout:
         return f"[{self.opening}{items}{self.closing}]"
 
 
-def _cell_source(value: object) -> str:
-    return "".join(value) if isinstance(value, list) else str(value or "")
+def _cell_source(value: object, number: int) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    raise FileError(f"not a notebook: the source of cell {number} is neither text nor a list of lines")
 
 
-def _is_python(notebook: dict) -> bool:
-    metadata = notebook.get("metadata") or {}
-    language = (metadata.get("kernelspec") or {}).get("language") or (metadata.get("language_info") or {}).get("name")
+def _object(value: object) -> dict[str, object]:
+    """The members of a JSON object; none for any other value (metadata is optional and may be malformed)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _is_python(notebook: dict[str, object]) -> bool:
+    metadata = _object(notebook.get("metadata"))
+    language = _object(metadata.get("kernelspec")).get("language") or _object(metadata.get("language_info")).get("name")
     return language is None or str(language).lower() == "python"
 
 
@@ -164,7 +181,8 @@ def _mask(cell: str, masks: list[str]) -> tuple[str, bool]:
     if _parses(cell):
         return cell, False
     lines = cell.split("\n")
-    masked, added = [], []
+    masked: list[str] = []
+    added: list[str] = []
     continues = None  # the indentation of a masked line that ends with a backslash
     for number, line in enumerate(lines):
         python_cell_magic = number == 0 and PYTHON_CELL_MAGIC.match(line)
@@ -276,7 +294,7 @@ class NotebookDocument:
                 span = _members(json_text, start).get("source")
                 if isinstance(cell, dict) and cell.get("cell_type") == "code" and span is not None:
                     layout = SourceLayout.of(json_text, *span)
-                    cells.append(CodeCell(number, span, _cell_source(cell.get("source")), layout))
+                    cells.append(CodeCell(number, span, _cell_source(cell.get("source"), number), layout))
         masks: list[str] = []
         parts, marker_lines, line, hidden = [], [], 1, []
         haiku_names = _haiku_names("\n".join(cell.code for cell in cells))
@@ -345,7 +363,8 @@ class NotebookDocument:
         cell, an IPython line) names: the engine cannot see those uses, the notebook still has them."""
         masked_words = {word for text in self.masks for word in WORD.findall(text)}
         lines = code.split("\n")
-        kept, removed = set(lines), {}  # cell index -> its import lines to put back, in order
+        kept = set(lines)
+        removed: dict[int, list[str]] = {}  # cell index -> its import lines to put back, in order
         cell = -1
         for line in self.text.split("\n"):
             if CELL_MARKER_LINE.match(line + "\n"):

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from .documents import Location
-from .engine import Outcome
+from .engine import Note, Outcome
 from .runner import FileResult, Output, Settings
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -100,9 +100,9 @@ def print_summary(results: list[FileResult], output: Output, strict: bool) -> Su
         click.echo(f"{len(files)} file(s) still use Haiku; run `haiku2flax migrate` on them:", err=True)
         click.echo("".join(f"  {path}\n" for path in files), err=True, nl=False)
     if strict and summary.todos:
-        files = [(result.path, sum(n.outcome is Outcome.TODO for n in result.notes)) for result in results]
+        todo_counts = [(result.path, sum(n.outcome is Outcome.TODO for n in result.notes)) for result in results]
         click.echo(f"{summary.todos} TODO(s) left where haiku2flax could not convert the code; finish them by hand:", err=True)
-        click.echo("".join(f"  {path} ({count} TODO)\n" for path, count in files if count), err=True, nl=False)
+        click.echo("".join(f"  {path} ({count} TODO)\n" for path, count in todo_counts if count), err=True, nl=False)
     return summary
 
 
@@ -129,10 +129,10 @@ def print_findings(output_format: str, results: list[FileResult], output: Output
         click.echo(json.dumps(sarif_report(results, output), indent=2))
 
 
-def json_report(results: list[FileResult], settings: Settings) -> dict:
+def json_report(results: list[FileResult], settings: Settings) -> dict[str, object]:
     """Every construct seen, and every file's status and error."""
 
-    def construct(result: FileResult, note) -> dict:
+    def construct(result: FileResult, note: Note) -> dict[str, object]:
         where = result.locate(note)
         entry = {"file": result.path, **note.as_dict(), "line": where.line}
         return entry if where.cell is None else {**entry, "cell": where.cell}
@@ -292,14 +292,14 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVELS = {"error": "error", "warning": "warning", "notice": "note"}
 
 
-def _sarif_location(finding: Finding) -> dict:
-    physical: dict = {"artifactLocation": {"uri": Path(finding.path).as_posix(), "uriBaseId": "%SRCROOT%"}}
+def _sarif_location(finding: Finding) -> dict[str, object]:
+    physical: dict[str, object] = {"artifactLocation": {"uri": Path(finding.path).as_posix(), "uriBaseId": "%SRCROOT%"}}
     if finding.file_line is not None:
         physical["region"] = {"startLine": finding.file_line, **({"startColumn": finding.column} if finding.column else {})}
     return {"physicalLocation": physical}
 
 
-def sarif_report(results: list[FileResult], output: Output) -> dict:
+def sarif_report(results: list[FileResult], output: Output) -> dict[str, object]:
     """SARIF 2.1.0: one result per finding with its rule id, the rules they name (with their
     documentation link when it is a URL), and files that could not be processed as notifications."""
     from . import __version__

@@ -27,8 +27,9 @@ import io
 import re
 import sys
 import tokenize
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import click
 
@@ -39,6 +40,7 @@ from .runner import FileResult
 IMPORT_LINE = re.compile(r"^(?:import|from)\s")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 CONTEXT = 3
+Statement = tuple[str, int]  # a top-level statement: its side ("a" original, "b" converted) and index there
 ANSWERS = {
     "y": "accept this change",
     "n": "reject this change",
@@ -110,18 +112,23 @@ def _defined(code: str) -> set[str]:
     return names
 
 
-class _Union:
-    def __init__(self) -> None:
-        self.parent: dict[object, object] = {}
+Item = TypeVar("Item", bound=Hashable)
 
-    def find(self, item: object) -> object:
+
+class _Union(Generic[Item]):
+    """Union-find: the hunks and statements that must be offered together end up with one root."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Item, Item] = {}
+
+    def find(self, item: Item) -> Item:
         self.parent.setdefault(item, item)
         while self.parent[item] != item:
-            self.parent[item] = self.parent[self.parent[item]]  # type: ignore[index]
+            self.parent[item] = self.parent[self.parent[item]]
             item = self.parent[item]
         return item
 
-    def join(self, first: object, second: object) -> None:
+    def join(self, first: Item, second: Item) -> None:
         self.parent[self.find(first)] = self.find(second)
 
 
@@ -149,14 +156,14 @@ class Plan:
         return all(IMPORT_LINE.match(line) or not line.strip() for line in lines)
 
     def _group(self, hunks: list[Hunk]) -> list[Group]:
-        union = _Union()
+        union = _Union[Hunk | Statement]()
         spans = {"a": _statement_spans(self.original), "b": _statement_spans(self.converted)}
 
-        def statements(side: str, start: int, end: int) -> list[tuple[str, int]]:
+        def statements(side: str, start: int, end: int) -> list[Statement]:
             lines = range(start + 1, end + 1) if end > start else range(start + 1, start + 2)
             return [(side, i) for i, (first, last) in enumerate(spans[side]) if any(first <= n <= last for n in lines)]
 
-        touched: dict[Hunk, list[tuple[str, int]]] = {}
+        touched: dict[Hunk, list[Statement]] = {}
         for hunk in hunks:
             touched[hunk] = [*statements("a", hunk.a_start, hunk.a_end)] if hunk.a_end > hunk.a_start else []
             touched[hunk] += statements("b", hunk.b_start, hunk.b_end) if hunk.b_end > hunk.b_start or not touched[hunk] else []
@@ -165,11 +172,11 @@ class Plan:
                 union.join(hunk, statement)
         text = {"a": self.a, "b": self.b}
 
-        def statement_text(key: tuple[str, int]) -> str:
+        def statement_text(key: Statement) -> str:
             first, last = spans[key[0]][key[1]]
             return "".join(text[key[0]][first - 1 : last])
 
-        units: dict[object, set[tuple[str, int]]] = {}
+        units: dict[Hunk | Statement, set[Statement]] = {}
         for hunk in hunks:
             units.setdefault(union.find(hunk), set()).update(touched[hunk])
         defines = {root: set().union(*(_defined(statement_text(s)) for s in keys)) for root, keys in units.items()}
@@ -178,7 +185,7 @@ class Plan:
             for other, used in uses.items():
                 if other != root and names & used:
                     union.join(root, other)
-        grouped: dict[object, Group] = {}
+        grouped: dict[Hunk | Statement, Group] = {}
         for hunk in hunks:
             grouped.setdefault(union.find(hunk), Group([])).hunks.append(hunk)
         return list(grouped.values())
@@ -324,7 +331,8 @@ def review_results(results: list[FileResult], read: Callable[[], str] | None = N
         if not result.changed:
             continue
         if quitting:
-            result.converted, result.code, result.notes = result.original, result.document.text, []  # type: ignore[union-attr]
+            assert result.document is not None  # a changed file was read and decoded
+            result.converted, result.code, result.notes = result.original, result.document.text, []
             continue
         try:
             review_file(result, read)

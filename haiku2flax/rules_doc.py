@@ -21,6 +21,7 @@ URL_LABEL = "rules"  # a `[project.urls]` entry with this label says where the p
 
 def rules_doc_url() -> str:
     """Where the rules page is published (the package's `Rules` project URL), else its repository path."""
+    urls: list[str]
     try:
         urls = importlib.metadata.metadata("haiku2flax").get_all("Project-URL") or []
     except importlib.metadata.PackageNotFoundError:

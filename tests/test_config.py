@@ -74,6 +74,7 @@ def test_exclude_replaces_the_defaults(project: Path):
     [
         ('colour = "blue"', "unknown key(s) in [tool.haiku2flax]: colour"),
         ('to = "jax"', "to must be one of nnx, linen"),
+        ("to = 1", "to must be one of nnx, linen, not 1"),
         ("strict = 1", "strict must be true or false"),
         ('exclude = "build"', "exclude must be a list of strings"),
         ('rules = ["missing.toml"]', "no such file or folder"),

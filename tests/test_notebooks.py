@@ -118,6 +118,16 @@ def test_walks_notebooks_and_skips_other_languages(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "b.ipynb").read_bytes() == julia
 
 
+def test_malformed_metadata_counts_as_missing():
+    source = "import haiku as hk\n\nclass M(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(2)(x)\n"
+    data = json.loads(notebook(source))
+    for metadata in ({"kernelspec": "python3"}, {"kernelspec": None, "language_info": ["python"]}, "python"):
+        data["metadata"] = metadata
+        result = runner.convert_bytes("a.ipynb", json.dumps(data).encode(), runner.Settings("linen"))
+        assert result.error is None and "nn.Dense(2)" in code_cells(result.converted)[0], metadata
+        assert json.loads(result.converted)["metadata"] == metadata
+
+
 def test_broken_notebook_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.ipynb").write_text('{"cells": [')
@@ -170,6 +180,16 @@ def test_ipython_lines_hiding_haiku_are_reported_with_their_cell(tmp_path: Path,
     assert "matplotlib" not in result.stderr
     cells = code_cells((tmp_path / "nb.ipynb").read_bytes())
     assert "import haiku as hk\n" in cells[0] and cells[2:] == ["hk.Linear?\n", "%timeit model.apply(params, x)\n", "%matplotlib inline\n"]
+
+
+def test_a_cell_source_that_is_not_text_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    data = json.loads(notebook("import haiku as hk\n", "x = 1\n"))
+    data["cells"][1]["source"] = ["x = 1\n", 2]
+    (tmp_path / "bad.ipynb").write_text(json.dumps(data))
+    result = migrate("bad.ipynb")
+    assert result.exit_code == 2
+    assert "bad.ipynb:1:1: error: not a notebook: the source of cell 2 is neither text nor a list of lines" in result.stderr
 
 
 def test_nbformat_3_is_refused_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

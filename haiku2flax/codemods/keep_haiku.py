@@ -36,13 +36,15 @@ import re
 from collections.abc import Sequence
 
 import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ..documents import anchor_output_notes
 from ..engine.context import attr, linen_namespace
-from ..engine.names import HAIKU, ImportedNames, dotted_name
+from ..engine.names import ImportedNames, dotted_name
 from ..engine.notes import Note, Outcome, todo_comment
-from ..engine.pipeline import Conversion, ConversionError, convert_source
+from ..engine.pipeline import HAIKU, Conversion, ConversionError, convert_source
 from ..engine.registry import Status, register
+from ..engine.tables import Tables
 from .transforms import RULE_INPUT_SIZE
 
 RULE_KEEP = register(
@@ -338,11 +340,11 @@ class _NnxClass:
         if any(_free_names(arg.value) & (method_locals - {"self"}) for arg in args):
             return None
         rewrite = _SelfToParameter(self.parameters, self.attributes)
-        rewritten = [arg.visit(rewrite) for arg in args]
+        rewritten = [cst.ensure_type(arg.visit(rewrite), cst.Arg) for arg in args]  # only attributes are replaced
         if rewrite.failed:
             return None
         self.moved |= rewrite.moved
-        return rewritten  # type: ignore[return-value]
+        return rewritten
 
 
 def _assignments(node: cst.CSTNode) -> list[cst.Assign]:
@@ -500,11 +502,15 @@ def _draws_keys(node: cst.ClassDef, names: ImportedNames) -> bool:
 
 
 def convert_keeping_haiku(
-    source: str, target: str, *, tables=None, select: frozenset[str] | None = None, ignore: frozenset[str] = frozenset()
+    source: str,
+    target: str,
+    *,
+    tables: Tables | None = None,
+    select: frozenset[str] | None = None,
+    ignore: frozenset[str] = frozenset(),
 ) -> Conversion:
     """`convert_source`, except that module classes left with TODOs stay Haiku, bridged into Flax."""
-    options = {"tables": tables, "select": select, "ignore": ignore}
-    first = convert_source(source, target, **options)
+    first = convert_source(source, target, tables=tables, select=select, ignore=ignore)
     if not first.changed:
         return first
     source_module = cst.parse_module(source)
@@ -514,11 +520,11 @@ def convert_keeping_haiku(
     if not kept or alias is None:
         return first
     masked, classes, interop = _mask(source_module, kept, names)
-    second = convert_source(masked, target, **options)
+    second = convert_source(masked, target, tables=tables, select=select, ignore=ignore)
     module = cst.parse_module(second.code)
     bridge = _LinenBridge(kept, alias, linen_namespace(source_module)) if target == "linen" else _NnxBridge(kept, alias)
     module = module.visit(bridge)
-    problems = getattr(bridge, "problems", {})
+    problems = bridge.problems if isinstance(bridge, _NnxBridge) else {}
     kept_nodes = {s.name.value: s for s in source_module.body if isinstance(s, cst.ClassDef) and s.name.value in kept}
     needed = {alias} | {name for node in kept_nodes.values() for name in _names_in(node) & names.aliases.keys()}
     code = _ensure_imports(module.code, source_module, needed)
@@ -533,7 +539,7 @@ def convert_keeping_haiku(
         cst.parse_module(code)
     except cst.ParserSyntaxError as error:
         raise ConversionError(f"internal error: keeping Haiku modules gave code that does not parse ({error.message})") from None
-    positions = cst.metadata.MetadataWrapper(source_module, unsafe_skip_copy=True).resolve(cst.metadata.PositionProvider)
+    positions = MetadataWrapper(source_module, unsafe_skip_copy=True).resolve(PositionProvider)
     kept_notes = [
         Note(RULE_KEEP, Outcome.TODO, messages[index], positions[kept_nodes[name]].start.line, 1) for index, name in enumerate(order)
     ]
