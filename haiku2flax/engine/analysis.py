@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -71,8 +72,14 @@ def simple_assign(statement: cst.BaseStatement) -> tuple[cst.BaseExpression, cst
     return None
 
 
-def is_docstring(statement: cst.BaseStatement) -> bool:
+def is_docstring(statement: cst.BaseStatement | cst.BaseSmallStatement) -> bool:
     return m.matches(statement, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]))
+
+
+def leading_lines(statement: cst.BaseStatement | cst.BaseSmallStatement) -> Sequence[cst.EmptyLine]:
+    """The blank and comment lines above a statement line (each has them; `BaseStatement` does not say so); none
+    for a statement of a one-line suite (`if x: y = 1`)."""
+    return statement.leading_lines if isinstance(statement, cst.SimpleStatementLine | cst.BaseCompoundStatement) else ()
 
 
 @dataclass
