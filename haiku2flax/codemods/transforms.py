@@ -46,6 +46,7 @@ from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
+from .interfaces import FileRoom
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
 
@@ -244,7 +245,7 @@ class _Transforms(Rewriter):
         line = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(function.name)], model)], leading_lines=leading_lines)
         return add_todo_lines(line, todos)  # type: ignore[return-value]
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         reason = self.unconverted_decorations.get(id(original))
         if reason is not None:
             self.todo(original, RULE_TRANSFORM, reason)
@@ -595,7 +596,7 @@ def _method_arg(call: TransformCall) -> list[cst.Arg]:
     return [keyword_arg("method", cst.SimpleString(f"'{call.module_method}'"))]
 
 
-def unknown_size_args(info, report: Rewriter, node: cst.CSTNode) -> list[cst.Arg]:
+def unknown_size_args(info, report: FileRoom, node: cst.CSTNode) -> list[cst.Arg]:
     """`...` placeholders, each with a TODO, for the input sizes an NNX constructor could not infer.
 
     `info` is the constructed class's `ClassInfo` (haiku2flax.targets.nnx).

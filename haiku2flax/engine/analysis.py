@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -72,8 +73,21 @@ def simple_assign(statement: cst.BaseStatement) -> tuple[cst.BaseExpression, cst
     return None
 
 
-def is_docstring(statement: cst.BaseStatement) -> bool:
+def returned_value(statement: cst.BaseStatement) -> cst.BaseExpression | None:
+    """`value` of a statement line that is only `return value`."""
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 and isinstance(statement.body[0], cst.Return):
+        return statement.body[0].value
+    return None
+
+
+def is_docstring(statement: cst.BaseStatement | cst.BaseSmallStatement) -> bool:
     return m.matches(statement, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]))
+
+
+def leading_lines(statement: cst.BaseStatement | cst.BaseSmallStatement) -> Sequence[cst.EmptyLine]:
+    """The blank and comment lines above a statement line (each has them; `BaseStatement` does not say so); none
+    for a statement of a one-line suite (`if x: y = 1`)."""
+    return statement.leading_lines if isinstance(statement, cst.SimpleStatementLine | cst.BaseCompoundStatement) else ()
 
 
 @dataclass
@@ -437,10 +451,9 @@ def trivial_forward(function: cst.FunctionDef) -> cst.Call | None:
     statements = [s for s in body if not is_docstring(s)]
     if len(statements) != 1:
         return None
-    ret = statements[0]
-    if not m.matches(ret, m.SimpleStatementLine(body=[m.Return(value=m.Call(func=m.Call()))])):
+    outer = returned_value(statements[0])
+    if not (isinstance(outer, cst.Call) and isinstance(outer.func, cst.Call)):  # `return Model(...)(...)`
         return None
-    outer: cst.Call = ret.body[0].value  # type: ignore[attr-defined]  # matched: `return Model(...)(...)`
     params = [p.name.value for p in function.params.params]
     passed = []
     for arg in outer.args:
@@ -498,10 +511,10 @@ def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
         if assign is None or not isinstance(assign[0], cst.Name):
             return None
         aliases[assign[0].value] = assign[1]
-    last = statements[-1]
-    if not m.matches(last, m.SimpleStatementLine(body=[m.Return(value=m.Tuple())])):
+    last = returned_value(statements[-1])
+    if not isinstance(last, cst.Tuple):
         return None
-    returned = last.body[0].value.elements  # type: ignore[attr-defined]  # matched: `return (...)`
+    returned = last.elements
     if len(returned) != 2 or not isinstance(returned[1].value, cst.Tuple):
         return None
     init_method = _method_of(returned[0].value, module, aliases)

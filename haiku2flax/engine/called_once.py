@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import libcst as cst
 
@@ -33,9 +34,12 @@ class CalledOnce:
     call: cst.Call
 
 
+EventNode = TypeVar("EventNode", bound=cst.CSTNode)
+
+
 @dataclass(frozen=True)
-class _Event:
-    node: cst.CSTNode
+class _Event(Generic[EventNode]):
+    node: EventNode
     blocks: tuple[int, ...]  # ids of the indented blocks around it, outermost first
     repeats: tuple[int, ...]  # ids of the loops and functions around it, outermost first
     order: int  # where it is in source order
@@ -49,12 +53,12 @@ class _Uses(Walker):
         self._repeats: list[int] = []
         self._functions = 0  # functions, lambdas and classes around the node being walked
         self._order = 0
-        self.stores: dict[str, _Event] = {}  # name -> the statement assigning it a call (order: its end)
-        self.calls: dict[str, list[_Event]] = {}
+        self.stores: dict[str, tuple[_Event[cst.SimpleStatementLine], cst.Call]] = {}  # name -> the statement assigning it a call (order: its end), the call
+        self.calls: dict[str, list[_Event[cst.Call]]] = {}
         self.uses: Counter[str] = Counter()
         self.bindings: list[tuple[int, set[str]]] = []  # (order, the names a target reads or binds)
 
-    def _event(self, node: cst.CSTNode) -> _Event:
+    def _event(self, node: EventNode) -> _Event[EventNode]:
         self._order += 1
         return _Event(node, tuple(self._blocks), tuple(self._repeats), self._order)
 
@@ -83,7 +87,7 @@ class _Uses(Walker):
             and isinstance(assign[1], cst.Call)
             and not any(line.comment for line in node.leading_lines)  # its comments would have nowhere to go
         ):
-            self.stores[assign[0].value] = self._event(node)
+            self.stores[assign[0].value] = self._event(node), assign[1]
 
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Name):
@@ -129,13 +133,11 @@ def locals_called_once(function: cst.FunctionDef) -> list[CalledOnce]:
     uses = _Uses()
     uses.walk(function.body)
     found = []
-    for name, store in uses.stores.items():
+    for name, (store, constructor) in uses.stores.items():
         calls = uses.calls.get(name, [])
         if uses.uses[name] != 2 or len(calls) != 1:  # the assignment and the call: nothing else reads or rebinds it
             continue
         call = calls[0]
-        statement: cst.SimpleStatementLine = store.node  # type: ignore[assignment]  # stores are `x = Layer(...)` lines
-        constructor: cst.Call = simple_assign(statement)[1]  # type: ignore[index, assignment]  # (so this is the call)
         read = Names.of(constructor).used
         if (
             call.order < store.order
@@ -144,5 +146,5 @@ def locals_called_once(function: cst.FunctionDef) -> list[CalledOnce]:
             or any(store.order < order < call.order and names & read for order, names in uses.bindings)
         ):
             continue
-        found.append(CalledOnce(statement, constructor, call.node))  # type: ignore[arg-type]  # a call's node is a Call
+        found.append(CalledOnce(store.node, constructor, call.node))
     return found

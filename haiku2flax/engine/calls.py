@@ -267,7 +267,8 @@ def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, ele
         )
     if bound is not None:
         return value
-    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)  # type: ignore[arg-type]  # a table entry's value is a call
+    assert isinstance(call, cst.Call)  # the tables know it: `value` is the `hk.initializers` call itself
+    return convert_construct_call(call, entry, ctx.target, ns, ctx=ctx)
 
 
 def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpression:

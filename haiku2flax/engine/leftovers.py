@@ -68,9 +68,9 @@ class _Leftovers(cst.CSTTransformer):
                 return False
         return super().on_visit(node)
 
-    def on_leave(  # type: ignore[override]  # LibCST's typing leaves out the sentinels its walk accepts
-        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
-    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
+    def on_leave(
+        self, original_node: cst.CSTNodeT, updated_node: cst.CSTNodeT
+    ) -> cst.CSTNodeT | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNodeT]:
         if id(original_node) in self.clean:
             return original_node
         result = super().on_leave(original_node, updated_node)

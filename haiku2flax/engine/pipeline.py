@@ -84,13 +84,14 @@ def convert_source(
 def with_deep_stack(function: Callable[[], T]) -> T:
     """`function()` in a thread with a large stack and a high recursion limit, for deeply nested code
     that LibCST's recursive visitors and code generation walk one Python frame per level."""
-    outcome: dict[str, object] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            outcome["value"] = function()
+            values.append(function())
         except BaseException as error:  # re-raised in the calling thread
-            outcome["error"] = error
+            errors.append(error)
 
     limit = sys.getrecursionlimit()
     stack_size = threading.stack_size(DEEP_STACK_BYTES)
@@ -102,6 +103,6 @@ def with_deep_stack(function: Callable[[], T]) -> T:
     finally:
         threading.stack_size(stack_size)
         sys.setrecursionlimit(limit)
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+    if errors:
+        raise errors[0]
+    return values[0]

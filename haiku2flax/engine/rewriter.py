@@ -122,9 +122,9 @@ class Rewriter(cst.CSTTransformer):
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         pass
 
-    def on_leave(  # type: ignore[override]  # LibCST's typing leaves out the sentinels its walk accepts
-        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
-    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
+    def on_leave(
+        self, original_node: cst.CSTNodeT, updated_node: cst.CSTNodeT
+    ) -> cst.CSTNodeT | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNodeT]:
         _, leave, _, statement, simple_line = self._hooks.get(type(original_node)) or self._hooks_for(type(original_node))
         result = leave(self, original_node, updated_node) if leave is not None else updated_node
         if statement:

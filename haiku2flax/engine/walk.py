@@ -11,6 +11,7 @@ Whitespace, comments and punctuation are walked only by a walker with a hook for
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable, Iterator
 
 import libcst as cst
@@ -27,14 +28,16 @@ TRIVIA = frozenset(
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _fields(kind: type) -> tuple[str, ...]:
+def _fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
     """The fields holding a node's children, in LibCST's visiting (source) order.
 
     That order is the order in which the node's `_visit_and_replace_children` names the fields, which
     its code object keeps in its constants (dataclass field order differs: decorators, `IfExp`).
     """
     names = {field.name for field in dataclasses.fields(kind)}
-    code = kind._visit_and_replace_children.__code__  # type: ignore[attr-defined]  # every CSTNode class defines it
+    visit_children = kind._visit_and_replace_children
+    assert isinstance(visit_children, types.FunctionType)  # every CSTNode class defines it as a plain method
+    code = visit_children.__code__
     order = tuple(dict.fromkeys(c for c in code.co_consts if isinstance(c, str) and c in names))
     _FIELDS[kind] = order
     return order

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 
@@ -117,7 +118,9 @@ class LinenConverter(LinenTransforms):
             return False
         return True
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.RemovalSentinel:
+    def leave_FunctionDef(
+        self, original: cst.FunctionDef, updated: cst.FunctionDef
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         scope = self._scopes.pop()
         if scope.compact_candidate and scope.builds_layers:
             updated = updated.with_changes(
@@ -153,6 +156,9 @@ class LinenConverter(LinenTransforms):
             else base
             for base in updated.bases
         ]
+        if not isinstance(updated.body, cst.IndentedBlock):  # `class M(hk.Module): pass`: only its bases change
+            self.converted(original, RULE_MODULE, f"hk.Module subclass {original.name.value} -> nn.Module")
+            return updated.with_changes(bases=bases)
         init_def = analysis.find_method(updated, "__init__")
         init = analysis.read_init(init_def)
         inherited = {k: v for base in original.bases if isinstance(base.value, cst.Name) for k, v in self._renames.get(base.value.value, {}).items()}
@@ -191,7 +197,7 @@ class LinenConverter(LinenTransforms):
             methods.insert(0, setup)
         if class_doc and body:  # a blank line between the class docstring and the fields
             body[0] = body[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
-        if body and methods and not methods[0].leading_lines:
+        if body and methods and not analysis.leading_lines(methods[0]):
             methods[0] = methods[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         if not (class_doc or body or methods):
             body = [cst.SimpleStatementLine([cst.Pass()])]
@@ -224,8 +230,8 @@ class LinenConverter(LinenTransforms):
         self.converted(original, RULE_MODULE, f"{original.name.value}({parent.value}) -> a function building {parent.value}")
         return cst.FunctionDef(
             name=original.name, params=params, leading_lines=original.leading_lines,
-            whitespace_before_params=self_comma.whitespace_after if multiline else init_def.whitespace_before_params,  # type: ignore[union-attr]
-            body=cst.IndentedBlock([*docs, returned]),
+            whitespace_before_params=self_comma.whitespace_after if isinstance(self_comma, cst.Comma) and multiline else init_def.whitespace_before_params,
+            body=cst.IndentedBlock([*(d for d in docs if isinstance(d, cst.BaseStatement)), returned]),
         )
 
     def _kwargs_field(self, name: str) -> cst.SimpleStatementLine:
@@ -271,22 +277,28 @@ class LinenConverter(LinenTransforms):
         original = statement
         assign = analysis.simple_assign(statement)
         attribute = analysis.self_attribute(assign[0]) if assign is not None else None
-        if attribute is None or not isinstance(assign[1], cst.Call):  # type: ignore[index]
+        if assign is None or attribute is None or not isinstance(assign[1], cst.Call):
             return statement
-        call: cst.Call = assign[1]  # type: ignore[index]
+        call = assign[1]
         named = [a for a in call.args if a.keyword is not None and a.keyword.value == "name"]
         if not named:
             return statement
         if not (isinstance(named[0].value, cst.SimpleString) and named[0].value.evaluated_value == attribute):
             self.warn(original, RULE_MODULE, f"setup names this submodule `{attribute}` after its attribute")
-        return statement.deep_replace(call, without_args(call, named))  # type: ignore[return-value]
+        return cast(cst.BaseStatement, statement.deep_replace(call, without_args(call, named)))  # `call` is inside the statement
 
-    def _forward_to_module(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+    def _forward_to_module(
+        self, original: cst.FunctionDef, updated: cst.FunctionDef
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         """The module class of a transformed forward (none when it only builds one module); a decorated
         forward also leaves its model, bound to its name, where it was."""
         decorated = self.forwards[original.name.value].decorated
         if analysis.forward_module(original) is not None:
-            return self.decorated_model(original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
+            if not decorated:
+                return cst.RemovalSentinel.REMOVE
+            model = self.decorated_model(original, original.leading_lines)
+            assert model is not None  # Linen's `transformed_model` always gives one
+            return model
         self.ctx.need_target_import()
         compact = updated.decorators[: len(updated.decorators) - len(original.decorators)] if decorated else updated.decorators
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
@@ -297,7 +309,11 @@ class LinenConverter(LinenTransforms):
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,
         )
-        return cst.FlattenSentinel([classdef, self.decorated_model(original)]) if decorated else classdef
+        if not decorated:
+            return classdef
+        model = self.decorated_model(original)
+        assert model is not None  # (as above)
+        return cst.FlattenSentinel([classdef, model])
 
     # -- calls ------------------------------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> bool | None:
@@ -311,8 +327,8 @@ class LinenConverter(LinenTransforms):
                 scope = self._layer_scope(key)
                 if construct is not None and construct.haiku_call_args:
                     scope.stored_layers[key] = construct
-                    if isinstance(target, cst.Name):
-                        self._build_at_call(node.value, construct)  # type: ignore[arg-type]
+                    if isinstance(target, cst.Name) and isinstance(node.value, cst.Call):  # (a table layer is a call)
+                        self._build_at_call(node.value, construct)
                 else:
                     scope.stored_layers.pop(key, None)
         return super().visit_Assign(node)
@@ -348,15 +364,16 @@ class LinenConverter(LinenTransforms):
     def static_shape(self, node: cst.BaseExpression) -> Shape:
         return self.shapes.static_shape(node)
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         result = super().leave_SimpleStatementLine(original, updated)
         self.shapes.track(original)
         return cst.RemovalSentinel.REMOVE if id(original) in self._built_at_call else result  # built at its call
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
-        updated = super().leave_IndentedBlock(original, updated)
         first = updated.body[0] if updated.body else None
-        if id(original.body[0]) in self._built_at_call and first is not None and not any(line.comment for line in first.leading_lines):
+        if id(original.body[0]) in self._built_at_call and first is not None and not any(line.comment for line in analysis.leading_lines(first)):
             updated = updated.with_changes(body=[first.with_changes(leading_lines=[]), *updated.body[1:]])  # no blank line on top
         return updated
 
@@ -408,15 +425,16 @@ class LinenConverter(LinenTransforms):
             self.todo(original, RULE_LAYER, str(reason))
             return updated
         self.mark_builds_layer()
-        self.converted(original, RULE_LAYER, f"{original.func.value}(...) through {subclass.construct.display}")  # type: ignore[attr-defined]
+        self.converted(original, RULE_LAYER, f"{code(original.func)}(...) through {subclass.construct.display}")
         return layer
 
-    def _layer(self, original: cst.Call, updated: cst.Call, construct, called: bool = False) -> cst.BaseExpression:
+    def _layer(self, original: cst.Call, updated: cst.Call, construct: Construct, called: bool = False) -> cst.BaseExpression:
         """`hk.Linear(...)`; with `called`, `hk.BatchNorm(...)(x, is_training)`, whose layer and call
         arguments convert together."""
         if not self.ctx.enabled(RULE_LAYER):
             return updated
-        constructor: cst.Call = updated.func if called else updated  # type: ignore[assignment]
+        constructor = updated.func if called else updated
+        assert isinstance(constructor, cst.Call)  # `called`: `hk.BatchNorm(...)(x)`, called where it is built
         channels_first = called and _channels_first_arg(constructor, construct)
         if channels_first:  # `hk.Conv2D(..., data_format="NCHW")(x)`: Flax convolves channels-last
             constructor = without_args(constructor, [channels_first])
@@ -447,7 +465,7 @@ class LinenConverter(LinenTransforms):
         self._loop_depth += 1
         return super().visit_For(node)
 
-    def leave_For(self, original: cst.For, updated: cst.For):
+    def leave_For(self, original: cst.For, updated: cst.For) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         self._loop_depth -= 1
         return super().leave_For(original, updated)
 
@@ -455,7 +473,7 @@ class LinenConverter(LinenTransforms):
         self._loop_depth += 1
         return super().visit_While(node)
 
-    def leave_While(self, original: cst.While, updated: cst.While):
+    def leave_While(self, original: cst.While, updated: cst.While) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         self._loop_depth -= 1
         return super().leave_While(original, updated)
 

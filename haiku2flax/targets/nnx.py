@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import libcst as cst
 
@@ -49,9 +50,10 @@ from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_a
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
-from ..engine.context import Context, add_todo_lines, attr
+from ..engine.context import Context, NodeT, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
+from ..engine.tables import Construct
 from ..engine.walk import Walker
 from . import RULE_LAYER, RULE_MODULE
 
@@ -196,9 +198,9 @@ class _ClassConversion:
             return None
         rewriter = NnxMethodRewriter(self, function, arg_sizes)
         self.results[name] = _MethodResult(function, {}, None)  # guards recursion
-        new_body = function.body.visit(rewriter)
+        new_body = _visited(function.body, rewriter)
         before = analysis.Names.of(function.body).used
-        stripped = new_body.visit(_StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
+        stripped = _visited(new_body, _StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
         after = analysis.Names.of(stripped).used
         positional = [p.name.value for p in function.params.params]
         removed = {n: positional.index(n) - 1 for n in positional[1:] if n in before and n not in after}
@@ -222,15 +224,18 @@ class _ClassConversion:
         for layers in self.layer_lists.values():
             if layers.replacements is None:  # no loop over it tells its input sizes
                 resolve_layer_list(self, layers, None, None, None, layers.statement)
-        list_lines = {k: v for layers in self.layer_lists.values() for k, v in layers.replacements.items()}  # type: ignore[union-attr]
+        list_lines = {k: v for layers in self.layer_lists.values() for k, v in (layers.replacements or {}).items()}  # (all set now)
         fields = set(self.init.fields)
         to_params = _SelfFieldsToParams(fields)
-        body = [self.results[s.name.value].method if s in self.methods.values() else s for s in self.classdef.body.body]  # type: ignore[union-attr]
-        body = [s for s in body if s is not self.init_def]
-        still_read = {n for n in fields if _reads_self_attribute(cst.Module(body=body), n)}
+        body: list[cst.BaseStatement | cst.BaseSmallStatement] = [
+            self.results[s.name.value].method if isinstance(s, cst.FunctionDef) and s in self.methods.values() else s
+            for s in self.classdef.body.body
+            if s is not self.init_def
+        ]
+        still_read = {n for n in fields if any(_reads_self_attribute(s, n) for s in body)}
         hoisted_lines = guarded_lines(
-            [(h.guard, line.visit(to_params)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
-            lambda test: test.visit(to_params),  # type: ignore[arg-type]
+            [(h.guard, _visited(line, to_params)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
+            lambda test: _visited(test, to_params),
         )
         init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
         init_parameters = {id(s): line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
@@ -243,11 +248,11 @@ class _ClassConversion:
                 line
                 for s in self.init.other_statements
                 for line in (
-                    [_assign_line(init_layer_lines[id(s)].attribute, init_layer_lines[id(s)].resolved.visit(to_params), s)]  # type: ignore[union-attr]
+                    [_init_layer_line(init_layer_lines[id(s)], to_params)]
                     if id(s) in init_layer_lines
-                    else [new.visit(to_params) for new in list_lines[id(s)]]
+                    else [_visited(new, to_params) for new in list_lines[id(s)]]
                     if id(s) in list_lines
-                    else [init_parameters[id(s)].visit(to_params)]
+                    else [_visited(init_parameters[id(s)], to_params)]
                     if id(s) in init_parameters
                     else [convert_bindings(s, self.ctx)]
                 )
@@ -261,7 +266,7 @@ class _ClassConversion:
             if self.init_def is None and insert_at < len(body) and analysis.is_docstring(body[0]):
                 insert_at = 1
                 new_init = new_init.with_changes(leading_lines=[cst.EmptyLine(indent=False), *new_init.leading_lines])
-            if self.init_def is None and insert_at < len(body) and not body[insert_at].leading_lines:
+            if self.init_def is None and insert_at < len(body) and not analysis.leading_lines(body[insert_at]):
                 body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             body.insert(insert_at, new_init)
         bases = [
@@ -269,16 +274,17 @@ class _ClassConversion:
             for b in self.classdef.bases
         ]
         call = self.results.get("__call__")
-        output = call.output_size.visit(to_params) if call is not None and call.output_size is not None else None
+        output = _visited(call.output_size, to_params) if call is not None and call.output_size is not None else None
+        removed = call.removed if call is not None else {}
         if call is None and parent is not None:  # the parent's `__call__`
-            output, call = parent[1], _MethodResult(self.classdef, parent[2].removed_call_params, None)
+            output, removed = parent[1], parent[2].removed_call_params
         if output is not None and not analysis.Names.of(output).used <= set(ctor_params):
             output = None
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
         defaults = {p.name.value: p.default for p in self.init.params if p.default is not None}
         info = ClassInfo(
-            ctor_params, self.needs_din, self.needs_rngs, call.removed if call else {}, output, defaults, list(self.extra_params)
-        )  # type: ignore[arg-type]
+            ctor_params, self.needs_din, self.needs_rngs, removed, output, defaults, list(self.extra_params)
+        )
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
 
     def _parent_init(self) -> tuple[cst.SimpleStatementLine, cst.BaseExpression | None, ClassInfo] | None:
@@ -287,14 +293,15 @@ class _ClassConversion:
         args = analysis.super_init_args(self.init)
         parent = self.classdef.bases[0].value if len(self.classdef.bases) == 1 else None
         info = self.converter.class_infos.get(parent.value) if isinstance(parent, cst.Name) and args else None
-        if info is None or self.init.super_init is None:
+        if parent is None or info is None or self.init.super_init is None:
             return None
         source = self.init.super_init
-        built = self.build(cst.Call(parent, args), "super().__init__", [], None, source, _name(INPUT_SIZE) if info.needs_din else None)  # type: ignore[arg-type]
+        built = self.build(cst.Call(parent, args), "super().__init__", [], None, source, _name(INPUT_SIZE) if info.needs_din else None)
         if built is None:
             return None
         new, output = built
-        return cst.SimpleStatementLine([cst.Expr(source.with_changes(args=new.args))]), output, info  # type: ignore[attr-defined]
+        assert isinstance(new, cst.Call)  # `build` rewrites the constructor call it is given
+        return cst.SimpleStatementLine([cst.Expr(source.with_changes(args=new.args))]), output, info
 
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
@@ -309,7 +316,7 @@ class _ClassConversion:
             kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
         ctor_params = added + [p.name.value for p in original]
         star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) else None
-        if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.Module(body=init_body)).used:
+        if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.IndentedBlock(body=init_body)).used:
             star_kwarg = None  # only passed to `super().__init__` for `name`
         if not (init_body or len(new_params) > 1 or kwonly or star_kwarg):
             return None, ctor_params
@@ -356,7 +363,7 @@ class _ClassConversion:
             return nnx_call_args(constructor, call_args, rewriter, node)
         construct = self.converter.construct_of(constructor)
         if construct is None:
-            info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
+            info = self.converter.class_info(constructor)
             return drop_removed_args(call_args, info.removed_call_params) if info is not None else call_args
         try:
             args = convert_layer_call_args(cst.Call(cst.Name("_"), call_args), construct, "nnx")
@@ -406,7 +413,7 @@ class _ClassConversion:
             report.converted(constructor, RULE_LAYER, f"{construct.display} -> nnx.{api.api} (built in __init__)")
             output = output_size(constructor, construct, inputs)
             return new, output
-        info = self.converter.class_infos.get(constructor.func.value)  # type: ignore[attr-defined]
+        info = self.converter.class_info(constructor)
         if info is None:  # a class defined later in the file: its constructor is not known yet
             report.todo(node, RULE_INPUT_SIZE, f"check the constructor arguments of `{attribute}`: its class is converted after this use")
             return constructor.with_changes(args=ctor_args), None
@@ -436,11 +443,12 @@ class _ClassConversion:
 class NnxMethodRewriter(Rewriter):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
-    Rule families plug in as mixins (see `haiku2flax.codemods`) and use its public API: `size_of` /
-    `set_size` (feature sizes), `input_size` (a layer's input size, or a new constructor argument with a
-    TODO), `can_hoist` / `in_nested_block` (may this be built in `__init__`?), `hoist` (build a layer
-    called here in `__init__`), `add_to_init` (build anything there and get its attribute name), and
-    `mode_flags` (flags that may become train/eval mode).
+    Rules (see `haiku2flax.codemods`) are registered on `NNX_CALLS` / `NNX_NODES` and get this rewriter
+    as their `NnxMethod` room (`haiku2flax.codemods.interfaces`): `size_of` / `set_size` (feature sizes),
+    `input_size` (a layer's input size, or a new constructor argument with a TODO), `can_hoist` /
+    `in_nested_block` (may this be built in `__init__`?), `hoist` (build a layer called here in
+    `__init__`), `add_to_init` (build anything there and get its attribute name), and `mode_flags`
+    (flags that may become train/eval mode).
     """
 
     node_rules = NNX_NODES
@@ -504,7 +512,7 @@ class NnxMethodRewriter(Rewriter):
             if last in REDUCTIONS and node.args[0].keyword is None and keeps_last_axis(node, self.static_shape(node.args[0].value)):
                 return self.size_of(node.args[0].value)
             if last in ("concatenate", "concat") and isinstance(node.args[0].value, cst.List | cst.Tuple):
-                return self._concatenated(node)
+                return self._concatenated(node, node.args[0].value)
         return None
 
     def _carried_size(self, sizes: list[cst.BaseExpression | None]) -> cst.BaseExpression | None:
@@ -513,12 +521,12 @@ class NnxMethodRewriter(Rewriter):
         handed = [s for s in sizes if isinstance(s, cst.Name) and s.value in self.carried_sizes]
         return handed[0] if len(handed) == 1 and all(s is not None for s in sizes) else None
 
-    def _concatenated(self, node: cst.Call) -> cst.BaseExpression | None:
+    def _concatenated(self, node: cst.Call, parts: cst.List | cst.Tuple) -> cst.BaseExpression | None:
         axis = next((a.value for a in node.args[1:] if a.keyword is None or a.keyword.value == "axis"), None)
         if not (isinstance(axis, cst.UnaryOperation) and m.matches(axis, m.UnaryOperation(m.Minus(), m.Integer("1")))):
             return None
         total: cst.BaseExpression | None = None
-        for element in node.args[0].value.elements:  # type: ignore[attr-defined]
+        for element in parts.elements:
             size = self.size_of(element.value)
             if size is None:
                 return None
@@ -529,7 +537,9 @@ class NnxMethodRewriter(Rewriter):
         self.node_sizes.clear()
         super().visit_SimpleStatementLine(node)
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         stored = next((name for name, (_, line, _) in self.stored_layers.items() if line is original), None)
         if stored is not None:
             self._stored_lines[id(updated)] = stored
@@ -587,17 +597,17 @@ class NnxMethodRewriter(Rewriter):
         if self._stored_lines:  # stored layers now built in `__init__`: drop their lines
             hoisted = {name for name, use in self._stored_uses.items() if use is not None}
             body = [s for s in updated.body if self._stored_lines.get(id(s)) not in hoisted]
-            if body and body[0] is not updated.body[0] and not any(line.comment for line in body[0].leading_lines):
+            if body and body[0] is not updated.body[0] and not any(line.comment for line in analysis.leading_lines(body[0])):
                 body[0] = body[0].with_changes(leading_lines=[])  # no blank line left at the top of the block
             updated = updated.with_changes(body=body or [cst.SimpleStatementLine([cst.Pass()])])
-        return super().leave_IndentedBlock(original, updated)
+        return updated
 
     def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
         self._block_depth += id(node) not in self.inline_blocks
         self.branches.enter_block(node)
         super().visit_SimpleStatementSuite(node)
 
-    def leave_SimpleStatementSuite(self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite):
+    def leave_SimpleStatementSuite(self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite) -> cst.BaseSuite:
         self._block_depth -= id(original) not in self.inline_blocks
         self.branches.leave_block(original)
         return super().leave_SimpleStatementSuite(original, updated)
@@ -625,7 +635,7 @@ class NnxMethodRewriter(Rewriter):
         if isinstance(original.func, cst.Name) and original.func.value in self.stored_layers:
             return self._call_stored(original.func.value, updated)
         if self._builds_class_elsewhere(original):
-            self.todo(original, RULE_MODULE, f"`{original.func.value}` is built in a loop or condition; "  # type: ignore[attr-defined]
+            self.todo(original, RULE_MODULE, f"`{dotted_name(original.func)}` is built in a loop or condition; "
                       "build it in `__init__` by hand (an `nnx.List` for one per iteration)")
             return updated
         if isinstance(original.func, cst.Call):  # `Ctor(...)(inputs)`: a layer built inline
@@ -634,9 +644,9 @@ class NnxMethodRewriter(Rewriter):
                 return hoisted
         attribute = analysis.self_attribute(original.func)
         if attribute in self.state.init_layers:
-            return self._use_init_layer(self.state.init_layers[attribute], original, updated)  # type: ignore[index]
+            return self._use_init_layer(self.state.init_layers[attribute], original, updated)
         if attribute in self.state.methods:
-            return self._call_method(attribute, updated)  # type: ignore[arg-type]
+            return self._call_method(attribute, updated)
         converted = NNX_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
 
@@ -708,7 +718,8 @@ class NnxMethodRewriter(Rewriter):
         constructor = self.stored_layers[name][0]
         if name not in self._stored_uses:
             hoisted = self.hoist(constructor, updated, stored_as=name, guard=self.stored_layers[name][2])
-            self._stored_uses[name] = None if hoisted is None else (hoisted.func.attr.value, self.node_sizes.get(id(hoisted)))  # type: ignore[attr-defined]
+            attribute = analysis.self_attribute(hoisted.func) if isinstance(hoisted, cst.Call) else None  # `self.<attribute>(...)`
+            self._stored_uses[name] = None if attribute is None else (attribute, self.node_sizes.get(id(hoisted)))
             return updated if hoisted is None else hoisted
         use = self._stored_uses[name]
         call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor) if use is not None else None
@@ -776,13 +787,15 @@ MODE_ARGS = ("deterministic", "use_running_average")  # what `model.train()` / `
 
 def _negated_flags(args: list[cst.Arg]) -> set[str]:
     """Flags passed as `<mode arg>=not flag`: candidates for becoming the module's train/eval mode."""
-    return {
-        a.value.expression.value  # type: ignore[attr-defined]
-        for a in args
-        if a.keyword is not None
-        and a.keyword.value in MODE_ARGS
-        and m.matches(a.value, m.UnaryOperation(m.Not(), m.Name()))
-    }
+    return {flag for a in args if (flag := _negated_flag(a)) is not None}
+
+
+def _negated_flag(arg: cst.Arg) -> str | None:
+    """`flag` for a `<mode arg>=not flag` argument, else None."""
+    value = arg.value
+    if arg.keyword is None or arg.keyword.value not in MODE_ARGS or not isinstance(value, cst.UnaryOperation):
+        return None
+    return value.expression.value if isinstance(value.operator, cst.Not) and isinstance(value.expression, cst.Name) else None
 
 
 def _is_number(node: cst.BaseExpression) -> bool:
@@ -865,7 +878,7 @@ def _haiku_module_name(constructor: cst.Call, api: str | None) -> str:
 def _assign_line(attribute: str, value: cst.BaseExpression, like: cst.BaseStatement | None = None) -> cst.SimpleStatementLine:
     """`self.attribute = value`, keeping the comments above `like` when it replaces a statement."""
     line = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(attr("self", attribute))], value)])
-    return line.with_changes(leading_lines=like.leading_lines) if like is not None else line
+    return line.with_changes(leading_lines=analysis.leading_lines(like)) if like is not None else line
 
 
 def _names_in(values: dict[str, cst.BaseExpression]) -> set[str]:
@@ -920,12 +933,7 @@ class _StripModeArgs(cst.CSTTransformer):
         args = [
             a
             for a in updated.args
-            if not (
-                a.keyword is not None
-                and a.keyword.value in MODE_ARGS
-                and m.matches(a.value, m.UnaryOperation(m.Not(), m.Name()))
-                and a.value.expression.value in self.flags  # type: ignore[attr-defined]
-            )
+            if _negated_flag(a) not in self.flags
         ]
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
@@ -946,7 +954,7 @@ class NnxConverter(NnxTransforms):
         converted = NNX_FILE_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
 
-    def construct_of(self, call: cst.Call):
+    def construct_of(self, call: cst.Call) -> Construct | None:
         """The table entry a layer call converts through: its own, or its parent's for a subclass that
         keeps Haiku's constructor (`class Readout(hk.Linear)`)."""
         subclass = self.layer_subclasses.get(call.func.value) if isinstance(call.func, cst.Name) else None
@@ -960,6 +968,10 @@ class NnxConverter(NnxTransforms):
         if isinstance(call.func, cst.Name) and call.func.value in self.classes:
             return analysis.name_by_keyword(call, analysis.find_method(self.classes[call.func.value], "__init__"))
         return call
+
+    def class_info(self, call: cst.Call) -> ClassInfo | None:
+        """What callers need to know of the class of this file `call` builds, once it is converted."""
+        return self.class_infos.get(call.func.value) if isinstance(call.func, cst.Name) else None
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
@@ -1002,7 +1014,9 @@ class NnxConverter(NnxTransforms):
         visit_children = super().visit_FunctionDef(node) is not False
         return visit_children and not (self._depth == 1 and node.name.value in self.forwards)
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+    def leave_FunctionDef(
+        self, original: cst.FunctionDef, updated: cst.FunctionDef
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         self._depth -= 1
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
@@ -1018,6 +1032,18 @@ class NnxConverter(NnxTransforms):
         converted = converted.with_changes(leading_lines=original.leading_lines)
         model = self.decorated_model(original) if decorated else None
         return cst.FlattenSentinel([converted, model]) if model is not None else converted
+
+
+def _visited(node: NodeT, transformer: cst.CSTTransformer) -> NodeT:
+    """`node` through `transformer`, which removes nothing here and replaces an expression by an
+    expression, a statement by a statement."""
+    return cast(NodeT, node.visit(transformer))
+
+
+def _init_layer_line(layer: _InitLayer, to_params: _SelfFieldsToParams) -> cst.SimpleStatementLine:
+    """`self.<attribute> = <NNX constructor>` in place of the Haiku `__init__` line that built the layer."""
+    assert layer.resolved is not None  # `run` resolves every layer before writing `__init__`
+    return _assign_line(layer.attribute, _visited(layer.resolved, to_params), layer.statement)
 
 
 def _self_assigned(classdef: cst.ClassDef) -> set[str]:
