@@ -99,6 +99,13 @@ def test_spliced_conversion_equals_whole_file_conversion(target: str) -> None:
     assert any(note.line > 30 for note in notes)  # positions below the hidden statements were moved back
 
 
+def test_non_ascii_names_link_statements() -> None:
+    source = "import haiku as hk\n\nα = hk.Linear(3)\n\n\ndef apply_α(x):\n    return α(x)\n\n\ndef unrelated():\n    return 1\n"
+    spliced = splice.hide(source, frozenset())
+    assert spliced is not None
+    assert "def apply_α(x):" in spliced.source and "def unrelated" not in spliced.source
+
+
 @pytest.mark.parametrize("newline", ["\r\n", "\r"])
 def test_other_line_ends(newline: str) -> None:
     source = MIXED.replace("\n", newline)

@@ -8,10 +8,12 @@ module the rules see has the same statements, functions and classes in the same 
 text is put back, unchanged, in the output.
 
 A statement is shown to the rules when it may matter to them: imports, a leading docstring, compound
-statements other than `def`/`class`, and, to a fixpoint, every statement that mentions a name bound
-by a Haiku import (or a word rules match without one, `apply`, `init`), a name a shown statement binds,
-or that binds a name a shown statement reads. "Mentions" is any identifier-shaped word of its text,
-strings and comments included: a false match only shows a statement that could have been hidden.
+statements other than `def`/`class`, a block followed by an indented comment (LibCST may count it
+in), and, to a fixpoint, every statement that mentions a name bound by a Haiku import (or a word rules
+match without one, `apply`, `init`) or by a shown statement, and every simple statement that binds a
+name a shown statement reads (`HIDDEN = 32` for `hk.Linear(HIDDEN)`). "Mentions" is any identifier of
+its text, strings and comments included: a false match only shows a statement that could be hidden.
+When a stand-in does not come back where it was, the whole file is converted instead (`rewrite`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from .notes import Note
 from .pipeline import HAIKU
 
-WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+WORD = re.compile(r"[^\W\d]\w*")  # an identifier, `α` included
 LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # a line with its end, as CPython counts lines
 STAND_IN = "_haiku2flax_hidden_"
 # Words rules match without a Haiku name: `model.apply(params, ...)` of a transform passed in, a
