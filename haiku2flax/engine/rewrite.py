@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from . import positions
+from . import positions, splice
 from .context import Context, linen_namespace
 from .imports import fix_imports, used_names
 from .leftovers import mark_leftovers
@@ -35,16 +35,43 @@ def _converter(target: str) -> Callable[[Context, cst.Module], Rewriter]:
 def rewrite(
     source: str, target: str, tables: Tables | None, select: frozenset[str] | None, ignore: frozenset[str]
 ) -> Conversion:
-    """`convert_source` for a file that mentions Haiku."""
+    """`convert_source` for a file that mentions Haiku.
+
+    The rules see the file with the statements they cannot touch hidden (`splice`), unless the result
+    cannot be put back together; then, or when nothing is hidden, they see the whole file.
+    """
+    tables = tables or load_tables()
+    spliced = splice.hide(source, tables.house_apis)
+    converted = None
+    if spliced is not None:
+        try:
+            reduced = _convert(spliced.source, target, tables, select, ignore)
+        except ConversionError:  # positioned in the reduced text: the whole file says where
+            reduced = None
+        if reduced is not None:
+            code, input_notes, output_notes = reduced
+            restored = spliced.restore(code, output_notes)
+            if restored is not None:
+                converted = (restored[0], spliced.input_notes(input_notes), restored[1])
+    if converted is None:
+        converted = _convert(source, target, tables, select, ignore)
+    code, input_notes, output_notes = converted
+    notes = input_notes + output_notes
+    return Conversion(source, code, sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column)))
+
+
+def _convert(
+    source: str, target: str, tables: Tables, select: frozenset[str] | None, ignore: frozenset[str]
+) -> tuple[str, list[Note], list[Note]]:
+    """The converted code, the notes positioned in `source` and those positioned in the code."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         message = re.sub(r"^.*?error at \d+:\d+: ", "", error.message.splitlines()[0])
         raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
-    tables = tables or load_tables()
     names = ImportedNames.from_module(module, tables.house_apis)
     if names.is_empty:  # nothing of Haiku is left, but what an earlier run left to do still is
-        return Conversion(source, source, earlier_todos(source, []))
+        return source, [], []
     ctx = Context(
         target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module
     )
@@ -64,9 +91,7 @@ def rewrite(
         for statement, todos in leftovers
         for rule, reason in todos
     ]
-    notes = ctx.notes.resolve(module) + leftover_notes
-    notes = sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column))
-    return Conversion(source, code, notes)
+    return code, ctx.notes.resolve(module), leftover_notes
 
 
 def _with_definitions(module: cst.Module, definitions: dict[str, cst.ClassDef]) -> cst.Module:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import typing
 from collections.abc import Callable, Iterator
 
 import libcst as cst
@@ -26,6 +27,7 @@ TRIVIA = frozenset(
 )
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_CONTENT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
@@ -41,6 +43,36 @@ def _fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
     order = tuple(dict.fromkeys(c for c in code.co_consts if isinstance(c, str) and c in names))
     _FIELDS[kind] = order
     return order
+
+
+def _content_fields(kind: type) -> tuple[str, ...]:
+    """`_fields(kind)` less those whose declared type holds only whitespace, comments or punctuation
+    (`lpar`, `comma`, `whitespace_after_func`): most of a node's fields, read for nothing otherwise."""
+    fields = _fields(kind)
+    try:
+        hints = typing.get_type_hints(kind)
+    except Exception:  # an annotation that does not resolve: keep every field
+        hints = {}
+    content = tuple(name for name in fields if name not in hints or not all(map(_holds_only_trivia, _leaf_types(hints[name]))))
+    _CONTENT_FIELDS[kind] = content
+    return content
+
+
+def _leaf_types(annotation: object) -> list[object]:
+    """`Sequence[Union[Comma, MaybeSentinel]]` -> [Comma, MaybeSentinel]."""
+    if typing.get_origin(annotation) is None:
+        return [annotation]
+    return [leaf for argument in typing.get_args(annotation) for leaf in _leaf_types(argument)]
+
+
+def _holds_only_trivia(annotation: object) -> bool:
+    """A field of this type never holds a node that is walked: it is trivia, a base of trivia only,
+    or not a node (`str`, `None`, `MaybeSentinel`)."""
+    if not isinstance(annotation, type):
+        return False
+    if not issubclass(annotation, cst.CSTNode):
+        return annotation in (str, type(None), cst.MaybeSentinel)
+    return annotation in TRIVIA or bool(annotation.__subclasses__()) and all(map(_holds_only_trivia, annotation.__subclasses__()))
 
 
 def _is_walked(kind: type, trivia: bool) -> bool:
@@ -101,7 +133,10 @@ class Walker:
 
     def _walk_children(self, node: cst.CSTNode) -> None:
         walked = self._walked
-        for name in _FIELDS.get(type(node)) or _fields(type(node)):
+        names = _FIELDS.get(type(node)) if self._trivia else _CONTENT_FIELDS.get(type(node))
+        if names is None:
+            names = _fields(type(node)) if self._trivia else _content_fields(type(node))
+        for name in names:
             value = getattr(node, name)
             kind = type(value)
             if kind is tuple or kind is list:
@@ -130,7 +165,8 @@ def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         node = stack.pop()
         yield node
         below = []
-        for name in _FIELDS.get(type(node)) or _fields(type(node)):
+        names = _CONTENT_FIELDS.get(type(node))
+        for name in _content_fields(type(node)) if names is None else names:
             value = getattr(node, name)
             for item in value if type(value) is tuple or type(value) is list else (value,):
                 walk = walked.get(type(item))
