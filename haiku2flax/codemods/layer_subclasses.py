@@ -139,7 +139,11 @@ def without_name(call: cst.Call) -> cst.Call:
 def flax_attributes(subclass: LayerSubclass, target: str, body: cst.IndentedBlock | cst.BaseSuite) -> cst.BaseSuite:
     """The class body with `self.<Haiku argument>` read under its Flax name (`self.output_size` -> `self.features`)."""
     renames = {haiku: flax for haiku, flax in subclass.construct.targets[target].args.items() if flax and flax != haiku}
-    return body.visit(_RenameSelfAttributes(renames)) if renames else body  # type: ignore[return-value]
+    if not renames:
+        return body
+    renamed = body.visit(_RenameSelfAttributes(renames))
+    assert isinstance(renamed, cst.BaseSuite)  # attributes renamed inside; the suite itself stays
+    return renamed
 
 
 class _RenameSelfAttributes(cst.CSTTransformer):
@@ -156,8 +160,9 @@ def linen_class(subclass: LayerSubclass, ctx: Context) -> cst.ClassDef:
     """`class NearZeroLinear(nn.Dense)` with the fixed arguments as field defaults, `__init__` gone."""
     api = subclass.construct.targets["linen"]
     fields = [
-        cst.SimpleStatementLine([cst.AnnAssign(cst.Name(a.keyword.value), cst.Annotation(cst.Name("Any")), a.value)])  # type: ignore[union-attr]
+        cst.SimpleStatementLine([cst.AnnAssign(cst.Name(a.keyword.value), cst.Annotation(cst.Name("Any")), a.value)])
         for a in fixed_arguments(subclass, "linen", ctx)
+        if a.keyword is not None
     ]
     if fields:
         ctx.needed_imports.add(("typing", "Any", None))

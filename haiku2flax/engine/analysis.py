@@ -114,7 +114,7 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
     star_kwargs = function.params.star_kwarg
     if isinstance(star_kwargs, cst.Param):
         by_name[star_kwargs.name.value] = star_kwargs
-    super_init = None
+    super_init: cst.Call | None = None
     copies: dict[int, str] = {}  # `self.a = a` while the local `a` still holds the argument
     stored: set[str] = set()  # attributes other statements store
     rebound: set[str] = set()  # arguments whose local an earlier statement rebinds: no longer the raw value
@@ -126,7 +126,7 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
             docstring = statement
             continue
         if is_super_init(statement):
-            super_init = statement.body[0].value  # type: ignore[attr-defined]  # checked: `super().__init__(...)`
+            super_init = cst.ensure_type(cst.ensure_type(cst.ensure_type(statement, cst.SimpleStatementLine).body[0], cst.Expr).value, cst.Call)
             continue
         statements.append(statement)
         assign = simple_assign(statement)
