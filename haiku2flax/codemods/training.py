@@ -53,6 +53,7 @@ from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
 from .annotations import model_annotation
+from .transforms import TRANSFORMS
 
 RULE_TRAINING = register(
     "HK007", "training-step", Status.PARTIAL, "jax.grad/jax.jit training steps over params -> nnx.grad/nnx.jit over the model", __name__
@@ -152,6 +153,8 @@ class NnxTraining(Rewriter):
     """A mixin of `NnxConverter`: training steps take the model where Haiku took its params."""
 
     def init_training(self, module: cst.Module) -> None:
+        transforms = self.ctx.fact(TRANSFORMS)
+        self.transforms, self.train_state_model = transforms.transforms, transforms.train_state_model
         train_state = self.train_state_model.name if self.train_state_model is not None else None  # type: ignore[attr-defined]
         stateful = {name for name, t in self.transforms.items() if t.with_state}  # type: ignore[attr-defined]
         flow = _ParamsFlow(set(self.transforms), stateful, train_state)  # type: ignore[attr-defined]

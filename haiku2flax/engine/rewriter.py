@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import libcst as cst
 
@@ -11,6 +11,7 @@ from .context import Context, add_todo_lines
 from .walk import TRIVIA
 
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+Built = TypeVar("Built")
 
 
 Hook = Callable[..., Any] | None
@@ -72,6 +73,18 @@ class Rewriter(cst.CSTTransformer):
     def insert_before_statement(self, line: cst.SimpleStatementLine) -> None:
         if self._inserted:
             self._inserted[-1].append(line)
+
+    def todos_apart(self, build: Callable[[], Built | None]) -> tuple[Built | None, list[tuple[str, str]]]:
+        """`build()` and the TODOs it raised, for the caller to put above what it built; when it built
+        nothing (None) they stay above the current statement."""
+        self._statement_todos.append([])
+        try:
+            built = build()
+        finally:
+            todos = self._statement_todos.pop()
+        if built is None and self._statement_todos:
+            self._statement_todos[-1].extend(todos)
+        return built, todos
 
     # -- dispatch and statement tracking ------------------------------------------------------------
     def _hooks_for(self, kind: type) -> tuple[Hook, Hook, bool, bool, bool]:

@@ -34,7 +34,7 @@ from ..codemods.lifted import LinenLifted
 from ..codemods.parameters import LinenParameters
 from ..codemods.recurrent import LinenRecurrent, RecurrentFile
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import LinenTransforms
+from ..codemods.transforms import TRANSFORMS, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, without_args
@@ -67,14 +67,14 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenTransforms, LinenParameters):
+class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFile, LinenParameters):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.init_transforms(module)
+        self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
         self._loop_depth = 0  # loops around the statement being visited: a layer built there is built per iteration
@@ -202,7 +202,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
         forward also leaves its model, bound to its name, where it was."""
         decorated = self.forwards[original.name.value].decorated
         if analysis.forward_module(original) is not None:
-            return self.decorated_model(original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
+            return linen_decorated_model(self, original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
         self.ctx.need_target_import()
         compact = updated.decorators[: len(updated.decorators) - len(original.decorators)] if decorated else updated.decorators
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
@@ -213,7 +213,7 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,
         )
-        return cst.FlattenSentinel([classdef, self.decorated_model(original)]) if decorated else classdef
+        return cst.FlattenSentinel([classdef, linen_decorated_model(self, original)]) if decorated else classdef
 
     # -- calls ------------------------------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> bool | None:
@@ -250,6 +250,11 @@ class LinenConverter(LinenLifted, LinenControlFlow, LinenRecurrent, RecurrentFil
             self._called_inline.add(id(node.func))
         self._calls.append(node)
         super().visit_Call(node)
+
+    def convert_copy(self, node: cst.Call) -> cst.BaseExpression:
+        converted = node.deep_clone().visit(self)  # a clone: the original is marked as called inline
+        assert isinstance(converted, cst.BaseExpression)
+        return converted
 
     def called_at_once(self, call: cst.Call) -> bool:
         return id(call) in self._called_inline

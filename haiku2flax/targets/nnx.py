@@ -50,7 +50,7 @@ from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, FamilyState, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.training import NnxTraining
-from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
+from ..codemods.transforms import RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -866,14 +866,14 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass, NnxTransforms):
+class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, NnxTraining, NnxStateClass):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
-        self.init_transforms(module)
+        self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
         self.init_training(module)
         self.class_infos: dict[str, ClassInfo] = {}
         self._depth = 0
@@ -915,13 +915,13 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         module = analysis.forward_module(original)
         if module is not None and isinstance(module.func, cst.Name) and module.func.value in self.classes:
             if decorated:  # its model stands where it was, or it stays under a TODO
-                return self.decorated_model(original, original.leading_lines) or updated
+                return nnx_decorated_model(self, original, original.leading_lines) or updated
             return cst.RemovalSentinel.REMOVE  # the transform builds that module directly
         classdef = _forward_as_class(original.with_changes(decorators=[]) if decorated else original, self.ctx.ns)
         converted, info = _ClassConversion(self, classdef).run()
         self.class_infos[classdef.name.value] = info
         converted = converted.with_changes(leading_lines=original.leading_lines)
-        model = self.decorated_model(original) if decorated else None
+        model = nnx_decorated_model(self, original) if decorated else None
         return cst.FlattenSentinel([converted, model]) if model is not None else converted
 
 
