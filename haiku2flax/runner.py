@@ -10,6 +10,7 @@ what it finished), and only if it is still what was read. Reports and the summar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -36,6 +37,7 @@ from .files import (
     write_atomic,
     write_mirrored,
 )
+from .engine.tree import EMPTY_VIEW, FileView, TreeIndex, index_tree
 from .notebooks import NotebookDocument
 
 STDIN = "-"
@@ -50,6 +52,7 @@ class Settings:
     select: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
     keep_haiku_modules: bool = False
+    tree: TreeIndex = TreeIndex()  # the files being migrated, indexed once (see `engine.tree`)
 
 
 @dataclass
@@ -81,7 +84,7 @@ def _os_error(action: str, error: OSError) -> FileError:
     return FileError(f"{action}: {error.strerror or error}")
 
 
-def convert_text(text: str, settings: Settings) -> Conversion:
+def convert_text(text: str, settings: Settings, tree: FileView = EMPTY_VIEW) -> Conversion:
     """The engine on one document's text; a module that cannot be converted stays in Haiku when asked."""
     options = {"tables": settings.tables, "select": settings.select, "ignore": settings.ignore}
     try:
@@ -89,7 +92,7 @@ def convert_text(text: str, settings: Settings) -> Conversion:
             from .codemods.keep_haiku import convert_keeping_haiku
 
             return convert_keeping_haiku(text, settings.target, **options)
-        return convert_source(text, settings.target, **options)
+        return convert_source(text, settings.target, tree=tree, **options)
     except ConversionError as error:
         raise FileError(error.message, error.line, error.column) from None
     except Exception as error:  # a rule bug must cost its file, not the whole run
@@ -102,11 +105,11 @@ def convert_text(text: str, settings: Settings) -> Conversion:
 FORMATS: dict[str, Callable[[bytes], Document]] = {".py": PythonDocument.load, ".ipynb": NotebookDocument.load}
 
 
-def convert_bytes(path: str, data: bytes, settings: Settings) -> FileResult:
+def convert_bytes(path: str, data: bytes, settings: Settings, tree: FileView = EMPTY_VIEW) -> FileResult:
     load = FORMATS.get(PurePath(path).suffix, PythonDocument.load)
     try:
         document = load(data)
-        conversion = convert_text(document.text, settings)
+        conversion = convert_text(document.text, settings, tree)
         code = document.adjust(conversion.code) if conversion.changed else document.text
         converted = document.render(code)
     except FileError as error:
@@ -121,7 +124,7 @@ def convert_file(path: Path, settings: Settings) -> FileResult:
         data, snapshot = read_file(path)
     except OSError as error:
         return FileResult(shown, b"", b"", error=_os_error("cannot read", error))
-    result = convert_bytes(shown, data, settings)
+    result = convert_bytes(shown, data, settings, settings.tree.view(path))
     result.snapshot = snapshot
     return result
 
@@ -242,6 +245,7 @@ def migrate_paths(
     reviewed (answers read from stdin) once all are converted, and only then written.
     """
     found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
+    settings = dataclasses.replace(settings, tree=index_tree(found.sources))
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
     stdout = sys.stdout.buffer  # taken before a progress bar redirects sys.stdout
     results = []

@@ -43,6 +43,7 @@ from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, code, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
+from ..engine.tree import TreeTransform
 from ..engine.registry import Status, register
 from ..engine.walk import Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod, NnxFile
@@ -65,6 +66,8 @@ Room = TypeVar("Room", bound=FileRoom)
 AFTER_CLASS = (cst.EmptyLine(indent=False),) * 2  # the blank lines above a statement that follows a class
 STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of that state
+RNGS = "rngs"
+FACTORY_SAMPLE = "sample"  # the factory's parameter: an input like the one `init` would see
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class FileTransforms:
     apply_aliases: dict[str, tuple[Transformed, str]]  # `encode, decode = model.apply`: name -> (model, method)
     alias_statements: set[int]
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
+    imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -131,6 +135,9 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
     }
     transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
+    forwards = {t.function: t for t in transforms.values()}
+    imported = {name: made for name, made in ctx.tree.imported.items() if name not in transforms}
+    transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
     hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
     module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
@@ -168,13 +175,31 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         unconverted_decorations.update(decorations.reasons)
     state_variable: cst.BaseExpression = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(ctx.ns, STATE_VARIABLE)
     return FileTransforms(
-        transforms, unconverted_decorations, {t.function: t for t in transforms.values()},
+        transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model,
+        apply_aliases, alias_statements, train_state_model, imported,
     )
 
 
 TRANSFORMS = FileFact(_read_transforms)
+
+
+def _imported_transforms(module: cst.Module, imported: dict[str, TreeTransform]) -> dict[str, Transformed]:
+    """The transforms a module-level `from model import net` binds, read as if the file had made them."""
+    found = {}
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if not isinstance(small, cst.ImportFrom) or isinstance(small.names, cst.ImportStar):
+                continue
+            for alias in small.names:
+                name = alias.evaluated_alias or alias.evaluated_name
+                made = imported.get(name)
+                if made is not None:
+                    origin = f"<{made.module}.{made.name}>"
+                    found[name] = Transformed(name, origin, made.with_state, made.apply_rng, statement, made.multi)
+    return found
 
 
 def _applied_model(node: cst.BaseExpression) -> str | None:
@@ -259,7 +284,6 @@ def _apply_aliases(room: FileRoom, original: cst.SimpleStatementLine, updated: c
 
 for _nodes in (LINEN_NODES, NNX_FILE_NODES):
     _nodes.on_leave(cst.FunctionDef, rule=RULE_TRANSFORM)(_unconverted_decoration)
-NNX_FILE_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_TRANSFORM)(_apply_aliases)
 
 
 class _StatefulLayers(Walker):
@@ -456,14 +480,16 @@ def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | No
     inner = forward_module(room.ctx, transformed)
     if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in room.classes:
         return inner, room.class_infos.get(inner.func.value)
-    if transformed.lambda_forward is not None:  # a lambda building a module of another file
-        return inner, None
+    if transformed.lambda_forward is not None or transformed.name in room.ctx.fact(TRANSFORMS).imported:
+        return inner, None  # a module of another file
     name = analysis.camel_case(transformed.function)
     return cst.Call(cst.Name(name)), room.class_infos.get(name)
 
 
-def nnx_model(room: NnxFile, transformed: Transformed, node: cst.CSTNode) -> cst.Call | None:
-    """The eager NNX model standing for `transformed` (reported on `node`); None, with a TODO, when there is none."""
+def nnx_model(room: NnxFile, transformed: Transformed, node: cst.CSTNode, sample: cst.Name | None = None) -> cst.Call | None:
+    """The eager NNX model standing for `transformed` (reported on `node`); None, with a TODO, when there is none.
+
+    With `sample`, the model of a factory: sized from that input, seeded from the `rngs` it is given."""
     ctor, info = _model_class(room, transformed)
     if ctor is None or info is None:
         forward = transformed.function if transformed.lambda_forward is None else _lambda_code(transformed.lambda_forward)
@@ -472,14 +498,45 @@ def nnx_model(room: NnxFile, transformed: Transformed, node: cst.CSTNode) -> cst
     name = transformed.name
     args: list[cst.Arg] = []
     if info.needs_din:
-        args.append(cst.Arg(_example_input_size(room, name, node)))
+        size = _last_axis(sample) if sample is not None else _example_input_size(room, name, node)
+        args.append(cst.Arg(size))
     args.extend(unknown_size_args(info, room, node))
     # NNX modules take no `name=`: Haiku's only named the root of the parameter tree
     args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args if not m.matches(a, m.Arg(keyword=m.Name("name"))))
     if info.needs_rngs:
-        args.append(keyword_arg("rngs", cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(_seed(room, name, node))])))
+        rngs = cst.Name(RNGS) if sample is not None else cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(_seed(room, name, node))])
+        args.append(keyword_arg(RNGS, rngs))
     room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
     return cst.Call(ctor.func, args)
+
+
+def _last_axis(value: cst.BaseExpression) -> cst.BaseExpression:
+    return cst.parse_expression(f"{code(value)}.shape[-1]")
+
+
+def _built_by_callers(ctx: Context, transformed: Transformed) -> bool:
+    """Nothing in the transform's own file initialises or applies it: its callers build the model (from a factory)."""
+    name = transformed.name
+    return not transformed.decorated and not ctx.mentions(f"{name}.init", f"{name}.apply")
+
+
+def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
+    """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
+    model from the input of `init`, which is in a caller (another file, or none yet)."""
+    sample = cst.Name(FACTORY_SAMPLE)
+    model = nnx_model(room, transformed, statement, sample)
+    if model is None:
+        return None
+    factory = factory_name(transformed.name)
+    doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{transformed.name}.init`."""'
+    body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), cst.SimpleStatementLine([cst.Return(model)])]
+    params = cst.Parameters([cst.Param(sample)], kwonly_params=[cst.Param(cst.Name(RNGS), cst.Annotation(attr(room.ctx.ns, "Rngs")))])
+    room.converted(statement, RULE_TRANSFORM, f"{transformed.name} is built by its callers: {factory}(sample, rngs=...)")
+    return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=statement.leading_lines or AFTER_CLASS)
+
+
+def factory_name(name: str) -> str:
+    return f"make_{name}"
 
 
 def nnx_decorated_model(room: NnxFile, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine | None:
@@ -490,10 +547,43 @@ def nnx_decorated_model(room: NnxFile, function: cst.FunctionDef, leading_lines:
 @NNX_FILE_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
 def _nnx_transformed(room: NnxFile, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
     transformed = transformed_assignment(room.ctx, original)
-    if transformed is None:
-        return None
+    if transformed is None or _built_by_callers(room.ctx, transformed):
+        return None  # (a factory replaces the whole statement: `_nnx_statement`)
     model = nnx_model(room, transformed, original)
     return updated if model is None else updated.with_changes(value=model)
+
+
+@NNX_FILE_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_TRANSFORM)
+def _nnx_statement(
+    room: NnxFile, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+) -> cst.RemovalSentinel | cst.FunctionDef | None:
+    """Apply aliases go; a transform its callers build becomes its factory."""
+    removed = _apply_aliases(room, original, updated)
+    if removed is not None or len(original.body) != 1 or not isinstance(original.body[0], cst.Assign | cst.AnnAssign):
+        return removed
+    transformed = transformed_assignment(room.ctx, original.body[0])
+    if transformed is None or not _built_by_callers(room.ctx, transformed):
+        return None
+    return _factory(room, transformed, original)
+
+
+@NNX_FILE_NODES.on_leave(cst.ImportFrom, rule=RULE_TRANSFORM)
+def _import_factories(room: NnxFile, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom | None:
+    """`from model import net` -> `from model import make_net`, where this file builds the model."""
+    imported = room.ctx.fact(TRANSFORMS).imported
+    if not imported or isinstance(updated.names, cst.ImportStar):
+        return None
+    names = []
+    for alias in updated.names:
+        made = imported.get(alias.evaluated_alias or alias.evaluated_name)
+        if made is None or made.used_in_file:
+            names.append(alias)
+        elif (alias.evaluated_alias or alias.evaluated_name) not in room.ctx.fact(INIT_CALLS):
+            room.todo(original, RULE_TRANSFORM, f"`{made.name}` is a factory now: build the model here with `{factory_name(made.name)}(sample, rngs=nnx.Rngs(0))`")
+            names.append(alias)
+        else:
+            names.append(alias.with_changes(name=cst.Name(factory_name(made.name)), asname=None))
+    return updated.with_changes(names=names)
 
 
 def _read_init_calls(module: cst.Module, ctx: Context) -> dict[str, cst.Call]:
@@ -548,9 +638,16 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     original, updated = site.original, site.updated
     model = call.model
     ns = room.ctx.ns
+    room.ctx.need_target_import()  # (a file that only uses a model of another file has no class that adds it)
     state_variable = room.ctx.fact(TRANSFORMS).state_variable
     with_state = call.transformed.with_state
     if call.method == "init":
+        made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
+        if made is not None and not made.used_in_file:
+            built = _built_here(room, call, factory_name(made.name))
+            if built is None:
+                return updated
+            room.insert_before_statement(built)
         filters = [cst.Arg(attr(ns, "Param"))]
         if with_state:
             filters.append(cst.Arg(state_variable))
@@ -579,6 +676,20 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
         return forward
     state = cst.Call(attr(ns, "state"), [cst.Arg(model), cst.Arg(state_variable)])
     return cst.Tuple([cst.Element(forward), cst.Element(state)])
+
+
+def _built_here(room: NnxFile, call: TransformCall, factory: str) -> cst.SimpleStatementLine | None:
+    """`net = make_net(batch, rngs=nnx.Rngs(key))` for `net.init(key, batch)`: the model is built where
+    Haiku initialised it, from the same input (None, with a TODO, when the call does not show them)."""
+    positional = [a.value for a in call.node.args if a.keyword is None and not a.star]
+    if len(positional) < 2:
+        room.todo(call.node, RULE_TRANSFORM, f"build the model here with `{factory}(sample, rngs=nnx.Rngs(key))` from the input `init` would see")
+        return None
+    key, sample = positional[:2]
+    rngs = keyword_arg(RNGS, cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(key)]))
+    build = cst.Call(cst.Name(factory), [cst.Arg(sample), rngs])
+    room.converted(call.node, RULE_TRANSFORM, f"the model is built here, from the input of init: {factory}(...)")
+    return cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(call.transformed.name))], build)])
 
 
 def _set_mode(room: FileRoom, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:

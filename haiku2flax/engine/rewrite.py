@@ -17,6 +17,7 @@ from .notes import Note, Outcome, earlier_todos
 from .pipeline import Conversion, ConversionError
 from .rewriter import Rewriter
 from .tables import Tables, load_tables
+from .tree import FileView
 
 
 def _converter(target: str) -> Callable[[Context, cst.Module], Rewriter]:
@@ -33,7 +34,7 @@ def _converter(target: str) -> Callable[[Context, cst.Module], Rewriter]:
 
 
 def rewrite(
-    source: str, target: str, tables: Tables | None, select: frozenset[str] | None, ignore: frozenset[str]
+    source: str, target: str, tables: Tables | None, select: frozenset[str] | None, ignore: frozenset[str], tree: FileView
 ) -> Conversion:
     """`convert_source` for a file that mentions Haiku."""
     try:
@@ -43,10 +44,11 @@ def rewrite(
         raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
     tables = tables or load_tables()
     names = ImportedNames.from_module(module, tables.house_apis)
-    if names.is_empty:  # nothing of Haiku is left, but what an earlier run left to do still is
+    if names.is_empty and not tree.imported:  # nothing of Haiku is left, but what an earlier run left to do still is
         return Conversion(source, source, earlier_todos(source, []))
     ctx = Context(
-        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module
+        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module,
+        tree=tree,
     )
     converter = _converter(target)(ctx, module)
     rewritten = module.visit(converter)

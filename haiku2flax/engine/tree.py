@@ -1,0 +1,168 @@
+"""The tree being migrated, indexed before any file is rewritten: what a file needs to know of the others.
+
+Haiku sizes a model from the input of `init`, wherever that call is; libraries transform the model in
+one file (`net = hk.transform(forward)`) and initialise it in another (`from model import net` …
+`params = net.init(rng, batch)`). Each file is still rewritten alone (in worker processes with `-j`),
+so the runner indexes the tree once, in the parent, and hands each file the part it needs
+(`FileView`): the transforms it imports from other files of the tree. A file that never imports
+Haiku but uses such a transform is migrated too.
+
+The index reads the files with `ast` (a fraction of a LibCST parse) and only the files that can hold
+what it looks for: those that say `haiku`, then those that name a transform found there.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRANSFORM_APIS = {"transform": (False, False), "transform_with_state": (True, False), "multi_transform": (False, True)}
+MODEL_METHODS = ("init", "apply")
+
+
+@dataclass(frozen=True)
+class TreeTransform:
+    """A module-level `name = hk.transform(f)` of one file of the tree."""
+
+    name: str
+    module: str  # the dotted name its file is imported by
+    with_state: bool
+    apply_rng: bool
+    multi: bool
+    used_in_file: bool  # its own file calls `name.init` / `name.apply`: the model is built there (else NNX: `make_<name>`)
+
+
+@dataclass(frozen=True)
+class FileView:
+    """What one file gets of the index: the transforms of other files it imports, by local name."""
+
+    imported: Mapping[str, TreeTransform] = field(default_factory=dict)
+
+
+EMPTY_VIEW = FileView()
+
+
+@dataclass(frozen=True)
+class TreeIndex:
+    """Each file's view, by its absolute path (picklable: workers get it as is)."""
+
+    views: Mapping[str, FileView] = field(default_factory=dict)
+
+    def view(self, path: Path) -> FileView:
+        return self.views.get(os.path.abspath(path), EMPTY_VIEW)
+
+
+def index_tree(paths: Collection[Path]) -> TreeIndex:
+    """The transforms each Python file of `paths` imports from another file of `paths`."""
+    texts = {path: text for path in paths if path.suffix == ".py" and (text := _read(path)) is not None}
+    if len(texts) < 2:
+        return TreeIndex()
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in texts])
+    while os.path.exists(os.path.join(root, "__init__.py")) and os.path.dirname(root) != root:
+        root = os.path.dirname(root)  # from above the package: `pkg.model` is a name the files may use
+    by_module: dict[str, dict[str, TreeTransform]] = {}
+    for path, text in texts.items():
+        if "haiku" not in text:
+            continue
+        tree = _parse(text)
+        transforms = _transforms(tree, _module_name(path, root)) if tree is not None else {}
+        for name in _importable_names(path, root):
+            by_module.setdefault(name, {}).update(transforms)
+    if not any(by_module.values()):
+        return TreeIndex()
+    names = {name for transforms in by_module.values() for name in transforms}
+    views: dict[str, FileView] = {}
+    for path, text in texts.items():
+        if "import" not in text or not any(name in text for name in names):
+            continue
+        tree = _parse(text)
+        imported = _imported_transforms(tree, by_module, _module_name(path, root)) if tree is not None else {}
+        if imported:
+            views[os.path.abspath(path)] = FileView(imported)
+    return TreeIndex(views)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # the file's own conversion reports it
+
+
+def _parse(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None  # the file's own conversion reports it
+
+
+def _module_name(path: Path, root: str) -> str:
+    relative = os.path.relpath(os.path.abspath(path), root)
+    return relative[: -len(".py")].replace(os.sep, ".").removesuffix(".__init__")
+
+
+def _importable_names(path: Path, root: str) -> list[str]:
+    """`pkg.model` and `model` for `pkg/model.py`: how a file of the tree may import it."""
+    parts = _module_name(path, root).split(".")
+    return [".".join(parts[i:]) for i in range(len(parts))]
+
+
+def _haiku_aliases(tree: ast.Module) -> set[str]:
+    """Local names bound to the `haiku` module (`import haiku as hk`)."""
+    return {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names if alias.name == "haiku"}
+
+
+def _haiku_api(node: ast.expr, aliases: set[str]) -> str | None:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+        return node.attr
+    return None
+
+
+def _read_transform(value: ast.expr, aliases: set[str]) -> tuple[bool, bool, bool] | None:
+    """(with_state, apply takes an rng, multi) of `hk.transform(f)`, under an optional `hk.without_apply_rng`."""
+    apply_rng = True
+    if isinstance(value, ast.Call) and _haiku_api(value.func, aliases) == "without_apply_rng" and len(value.args) == 1:
+        apply_rng, value = False, value.args[0]
+    if not isinstance(value, ast.Call) or len(value.args) != 1:
+        return None
+    kind = TRANSFORM_APIS.get(_haiku_api(value.func, aliases) or "")
+    return None if kind is None else (kind[0], apply_rng, kind[1])
+
+
+def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
+    aliases = _haiku_aliases(tree)
+    used = {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in MODEL_METHODS
+    }
+    found = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
+            read = _read_transform(statement.value, aliases)
+            name = statement.targets[0].id
+            if read is not None:
+                found[name] = TreeTransform(name, module, *read, used_in_file=name in used)
+    return found
+
+
+def _imported_transforms(tree: ast.Module, by_module: Mapping[str, Mapping[str, TreeTransform]], module: str) -> dict[str, TreeTransform]:
+    """`from model import net [as n]` (also relative) -> {local name: the transform}."""
+    imported = {}
+    package = module.split(".")[:-1]
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = node.module or ""
+        if node.level:
+            base = package[: len(package) - node.level + 1] if node.level <= len(package) + 1 else []
+            source = ".".join([*base, *([source] if source else [])])
+        transforms = by_module.get(source, {})
+        for alias in node.names:
+            transform = transforms.get(alias.name)
+            if transform is not None and transform.module != module:
+                imported[alias.asname or alias.name] = transform
+    return imported

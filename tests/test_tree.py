@@ -1,0 +1,143 @@
+"""Whole-tree migration: a model transformed in one file and initialised in another is migrated as one
+program, with `-j`, and the converted training script runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from haiku2flax.engine import convert_source
+from haiku2flax.engine.tree import index_tree
+
+MODEL = '''\
+"""Modules and the transformed model; nothing here calls `init`."""
+
+import haiku as hk
+import jax
+
+
+class Block(hk.Module):
+    def __init__(self, hidden, name=None):
+        super().__init__(name=name)
+        self.hidden = hidden
+
+    def __call__(self, x):
+        return jax.nn.relu(hk.Linear(self.hidden)(x))
+
+
+class Net(hk.Module):
+    def __call__(self, x):
+        x = Block(32, name="hidden")(x)
+        return hk.Linear(1)(x)
+
+
+def forward(x):
+    return Net()(x)
+
+
+net = hk.without_apply_rng(hk.transform(forward))
+'''
+
+TRAIN = '''\
+"""Training: no Haiku here, only the model of model.py."""
+
+import jax
+import jax.numpy as jnp
+
+from model import net
+
+
+def loss_fn(params, x, y):
+    pred = net.apply(params, x)
+    return jnp.mean((pred - y) ** 2)
+
+
+@jax.jit
+def train_step(params, x, y):
+    grads = jax.grad(loss_fn)(params, x, y)
+    params = jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)
+    return params
+
+
+x = jnp.ones((8, 12))
+y = jnp.zeros((8, 1))
+params = net.init(jax.random.PRNGKey(0), x)
+before = float(loss_fn(params, x, y))
+params = train_step(params, x, y)
+after = float(loss_fn(params, x, y))
+assert after < before, (before, after)
+print("one step", before, after)
+'''
+
+UNRELATED = '''\
+"""No Haiku and nothing of the model: left alone."""
+
+import json
+
+net = json.loads("{}")
+'''
+
+
+def _tree(folder: Path) -> Path:
+    folder.mkdir()
+    for name, text in {"model.py": MODEL, "train.py": TRAIN, "unrelated.py": UNRELATED}.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _migrate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from haiku2flax.cli import main; main()", "migrate", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("target", ["nnx", "linen"])
+def test_a_model_and_its_training_script_migrate_together_and_the_script_trains(tmp_path, target):
+    _tree(tmp_path / "project")
+    out = tmp_path / "out"
+    migrated = _migrate(tmp_path, "--to", target, "-j", "2", "--out-dir", "out", "project")
+    assert migrated.returncode == 0, migrated.stderr
+    converted = out / "project"
+    train = (converted / "train.py").read_text()
+    assert "import haiku" not in train and "..." not in train
+    assert (converted / "unrelated.py").read_text() == UNRELATED
+    if target == "nnx":
+        assert "net = make_net(x, rngs=nnx.Rngs(jax.random.PRNGKey(0)))" in train
+        assert "from model import make_net" in train
+        assert "def make_net(sample, *, rngs: nnx.Rngs):" in (converted / "model.py").read_text()
+    else:
+        assert "net.init(jax.random.PRNGKey(0), x)['params']" in train
+    run = subprocess.run([sys.executable, "train.py"], cwd=converted, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("one step")
+
+
+def test_without_the_tree_a_script_that_never_imports_haiku_is_left_alone():
+    assert convert_source(TRAIN, "nnx").code == TRAIN
+
+
+def test_the_index_follows_aliases_and_relative_imports_within_the_tree(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text(MODEL)
+    (package / "train.py").write_text("from .model import net as model\n")
+    (package / "evaluate.py").write_text("from pkg.model import net\nfrom other import net as elsewhere\n")
+    index = index_tree(sorted(package.iterdir()))
+    relative = index.view(package / "train.py").imported
+    assert list(relative) == ["model"] and relative["model"].name == "net" and not relative["model"].apply_rng
+    assert list(index.view(package / "evaluate.py").imported) == ["net"]
+    assert not index.view(package / "model.py").imported
+
+
+def test_a_transform_applied_in_its_own_file_is_built_there(tmp_path):
+    """Only a transform its file never initialises nor applies becomes a factory (NNX)."""
+    applied = MODEL + "\n\ndef predict(params, x):\n    return net.apply(params, x)\n"
+    code = convert_source(applied, "nnx").code
+    assert "def make_net" not in code and "net = Net(" in code
+    factory = convert_source(MODEL, "nnx").code
+    assert "def make_net(sample, *, rngs: nnx.Rngs):" in factory and "return Net(sample.shape[-1], rngs=rngs)" in factory
+    assert "..." not in textwrap.dedent(factory)
