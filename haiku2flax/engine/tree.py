@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\b", re.MULTILINE)
 TRANSFORM_APIS = {"transform": (False, False), "transform_with_state": (True, False), "multi_transform": (False, True)}
 MODEL_METHODS = ("init", "apply")
 
@@ -57,28 +59,30 @@ class TreeIndex:
 
 def index_tree(paths: Collection[Path]) -> TreeIndex:
     """The transforms each Python file of `paths` imports from another file of `paths`."""
-    texts = {path: text for path in paths if path.suffix == ".py" and (text := _read(path)) is not None}
-    if len(texts) < 2:
+    python = [path for path in paths if path.suffix == ".py"]
+    if len(python) < 2:
         return TreeIndex()
-    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in texts])
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in python])
     while os.path.exists(os.path.join(root, "__init__.py")) and os.path.dirname(root) != root:
         root = os.path.dirname(root)  # from above the package: `pkg.model` is a name the files may use
     by_module: dict[str, dict[str, TreeTransform]] = {}
-    for path, text in texts.items():
-        if "haiku" not in text:
+    imports: dict[Path, list[str]] = {}  # what each file imports from (`from X import`), to parse only those that matter
+    for path in python:
+        text = _read(path)
+        if text is None:
             continue
-        tree = _parse(text)
+        imports[path] = FROM_IMPORT.findall(text)
+        tree = _parse(text) if "haiku" in text and "transform" in text else None
         transforms = _transforms(tree, _module_name(path, root)) if tree is not None else {}
-        for name in _importable_names(path, root):
+        for name in _importable_names(path, root) if transforms else ():
             by_module.setdefault(name, {}).update(transforms)
-    if not any(by_module.values()):
+    if not by_module:
         return TreeIndex()
-    names = {name for transforms in by_module.values() for name in transforms}
     views: dict[str, FileView] = {}
-    for path, text in texts.items():
-        if "import" not in text or not any(name in text for name in names):
+    for path, sources in imports.items():
+        if not any(source in by_module or source.startswith(".") for source in sources):
             continue
-        tree = _parse(text)
+        tree = _parse(_read(path) or "")
         imported = _imported_transforms(tree, by_module, _module_name(path, root)) if tree is not None else {}
         if imported:
             views[os.path.abspath(path)] = FileView(imported)
@@ -111,8 +115,8 @@ def _importable_names(path: Path, root: str) -> list[str]:
 
 
 def _haiku_aliases(tree: ast.Module) -> set[str]:
-    """Local names bound to the `haiku` module (`import haiku as hk`)."""
-    return {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names if alias.name == "haiku"}
+    """Local names a module-level import binds to the `haiku` module (`import haiku as hk`)."""
+    return {alias.asname or alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names if alias.name == "haiku"}
 
 
 def _haiku_api(node: ast.expr, aliases: set[str]) -> str | None:
@@ -134,19 +138,20 @@ def _read_transform(value: ast.expr, aliases: set[str]) -> tuple[bool, bool, boo
 
 def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
     aliases = _haiku_aliases(tree)
+    read = {
+        statement.targets[0].id: made
+        for statement in tree.body
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)
+        and (made := _read_transform(statement.value, aliases)) is not None
+    }
+    if not read:
+        return {}
     used = {
         node.value.id
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in MODEL_METHODS
     }
-    found = {}
-    for statement in tree.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
-            read = _read_transform(statement.value, aliases)
-            name = statement.targets[0].id
-            if read is not None:
-                found[name] = TreeTransform(name, module, *read, used_in_file=name in used)
-    return found
+    return {name: TreeTransform(name, module, *made, used_in_file=name in used) for name, made in read.items()}
 
 
 def _imported_transforms(tree: ast.Module, by_module: Mapping[str, Mapping[str, TreeTransform]], module: str) -> dict[str, TreeTransform]:
