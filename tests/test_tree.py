@@ -141,3 +141,40 @@ def test_a_transform_applied_in_its_own_file_is_built_there(tmp_path):
     factory = convert_source(MODEL, "nnx").code
     assert "def make_net(sample, *, rngs: nnx.Rngs):" in factory and "return Net(sample.shape[-1], rngs=rngs)" in factory
     assert "..." not in textwrap.dedent(factory)
+
+
+SAME_FILE = '''\
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+
+class Net(hk.Module):
+    def __call__(self, x):
+        return hk.Linear(3)(jax.nn.relu(hk.Linear(16)(x)))
+
+
+def forward(x):
+    return Net()(x)
+
+
+net = hk.without_apply_rng(hk.transform(forward))
+
+
+def main(batch):
+    params = net.init(jax.random.PRNGKey(0), batch)
+    return net.apply(params, batch)
+
+
+out = main(jnp.ones((2, 12)))
+'''
+
+
+def test_init_in_another_function_on_a_runtime_input_builds_the_model_there():
+    """NNX: the input's size shows only when `main` runs, so `main` builds the model from it."""
+    code = convert_source(SAME_FILE, "nnx").code
+    assert "..." not in code and "TODO" not in code
+    assert "    net = make_net(batch, rngs=nnx.Rngs(jax.random.PRNGKey(0)))\n    params = nnx.state(net, nnx.Param)\n" in code
+    namespace: dict[str, object] = {}
+    exec(compile(code, "converted.py", "exec"), namespace)
+    assert namespace["out"].shape == (2, 3)  # type: ignore[attr-defined]

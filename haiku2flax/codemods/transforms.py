@@ -13,7 +13,11 @@ What it converts:
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
   passes `mutable=['batch_stats']` and reads the updates back.
 - NNX: the model is built eagerly where the transform was, `Model(din, ..., rngs=nnx.Rngs(seed))`,
-  with the input size and seed read from `f.init(key, sample_x)` where they are literal;
+  with the input size and seed read from `f.init(key, sample_x)` where they are literal. Where the
+  size shows only at run time (`f.init(key, batch)` in a function), or `init` is in another file of
+  the tree or nowhere, the transform becomes a factory, `def make_f(sample, *, rngs)`, and the code
+  holding `init` builds the model there: `f = make_f(batch, rngs=nnx.Rngs(key))` (a file importing
+  `f` imports `make_f`);
   `f.init(...)` -> `nnx.state(model, nnx.Param[, nnx.BatchStat])`; `f.apply(params, rng, x,
   training=True)` -> `model.train()` then `model(x)` (a mode flag the model no longer takes becomes
   `model.train()` / `model.eval()`).
@@ -514,15 +518,29 @@ def _last_axis(value: cst.BaseExpression) -> cst.BaseExpression:
     return cst.parse_expression(f"{code(value)}.shape[-1]")
 
 
-def _built_by_callers(ctx: Context, transformed: Transformed) -> bool:
-    """Nothing in the transform's own file initialises or applies it: its callers build the model (from a factory)."""
+def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
+    """The model is built where `init` is called, by a factory: nothing in the transform's own file
+    initialises or applies it, or the file initialises it on an input whose size shows only at run time."""
     name = transformed.name
-    return not transformed.decorated and not ctx.mentions(f"{name}.init", f"{name}.apply")
+    if transformed.decorated or transformed.name in room.ctx.fact(TRANSFORMS).imported:
+        return False
+    if not room.ctx.mentions(f"{name}.init", f"{name}.apply"):
+        return True
+    init = room.ctx.fact(INIT_CALLS).get(name)
+    info = _model_class(room, transformed)[1]
+    inputs = _init_inputs(init) if init is not None else None
+    return inputs is not None and info is not None and info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
+
+
+def _init_inputs(call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """(key, first input) of `net.init(key, x, ...)`, when they are passed by position."""
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    return (positional[0], positional[1]) if len(positional) >= 2 else None
 
 
 def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
-    model from the input of `init`, which is in a caller (another file, or none yet)."""
+    model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
     sample = cst.Name(FACTORY_SAMPLE)
     model = nnx_model(room, transformed, statement, sample)
     if model is None:
@@ -547,7 +565,7 @@ def nnx_decorated_model(room: NnxFile, function: cst.FunctionDef, leading_lines:
 @NNX_FILE_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
 def _nnx_transformed(room: NnxFile, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
     transformed = transformed_assignment(room.ctx, original)
-    if transformed is None or _built_by_callers(room.ctx, transformed):
+    if transformed is None or _built_by_callers(room, transformed):
         return None  # (a factory replaces the whole statement: `_nnx_statement`)
     model = nnx_model(room, transformed, original)
     return updated if model is None else updated.with_changes(value=model)
@@ -562,7 +580,7 @@ def _nnx_statement(
     if removed is not None or len(original.body) != 1 or not isinstance(original.body[0], cst.Assign | cst.AnnAssign):
         return removed
     transformed = transformed_assignment(room.ctx, original.body[0])
-    if transformed is None or not _built_by_callers(room.ctx, transformed):
+    if transformed is None or not _built_by_callers(room, transformed):
         return None
     return _factory(room, transformed, original)
 
@@ -643,8 +661,11 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     with_state = call.transformed.with_state
     if call.method == "init":
         made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
-        if made is not None and not made.used_in_file:
-            built = _built_here(room, call, factory_name(made.name))
+        factory = factory_name(made.name) if made is not None and not made.used_in_file else None
+        if made is None and _built_by_callers(room, call.transformed):
+            factory = factory_name(call.transformed.name)
+        if factory is not None:
+            built = _built_here(room, call, factory)
             if built is None:
                 return updated
             room.insert_before_statement(built)
@@ -681,11 +702,11 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
 def _built_here(room: NnxFile, call: TransformCall, factory: str) -> cst.SimpleStatementLine | None:
     """`net = make_net(batch, rngs=nnx.Rngs(key))` for `net.init(key, batch)`: the model is built where
     Haiku initialised it, from the same input (None, with a TODO, when the call does not show them)."""
-    positional = [a.value for a in call.node.args if a.keyword is None and not a.star]
-    if len(positional) < 2:
+    inputs = _init_inputs(call.node)
+    if inputs is None:
         room.todo(call.node, RULE_TRANSFORM, f"build the model here with `{factory}(sample, rngs=nnx.Rngs(key))` from the input `init` would see")
         return None
-    key, sample = positional[:2]
+    key, sample = inputs
     rngs = keyword_arg(RNGS, cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(key)]))
     build = cst.Call(cst.Name(factory), [cst.Arg(sample), rngs])
     room.converted(call.node, RULE_TRANSFORM, f"the model is built here, from the input of init: {factory}(...)")
