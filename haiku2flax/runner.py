@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import click
 
@@ -53,6 +53,7 @@ class Settings:
     ignore: frozenset[str] = frozenset()
     keep_haiku_modules: bool = False
     tree: TreeIndex = TreeIndex()  # the files being migrated, indexed once (see `engine.tree`)
+    view: FileView = EMPTY_VIEW  # the part of `tree` the file being converted needs
 
 
 @dataclass
@@ -65,6 +66,7 @@ class FileResult:
     document: Document | None = None  # None when the file could not be read or decoded
     code: str = ""  # the document's text as converted (what `--interactive` reviews)
     snapshot: Snapshot | None = None  # the file as read: it is replaced only if it still is
+    classes: dict[str, Any] = field(default_factory=dict)  # what other files of the tree need of its module classes
 
     @property
     def changed(self) -> bool:
@@ -84,7 +86,7 @@ def _os_error(action: str, error: OSError) -> FileError:
     return FileError(f"{action}: {error.strerror or error}")
 
 
-def convert_text(text: str, settings: Settings, tree: FileView = EMPTY_VIEW) -> Conversion:
+def convert_text(text: str, settings: Settings) -> Conversion:
     """The engine on one document's text; a module that cannot be converted stays in Haiku when asked."""
     options = {"tables": settings.tables, "select": settings.select, "ignore": settings.ignore}
     try:
@@ -92,7 +94,7 @@ def convert_text(text: str, settings: Settings, tree: FileView = EMPTY_VIEW) -> 
             from .codemods.keep_haiku import convert_keeping_haiku
 
             return convert_keeping_haiku(text, settings.target, **options)
-        return convert_source(text, settings.target, tree=tree, **options)
+        return convert_source(text, settings.target, tree=settings.view, **options)
     except ConversionError as error:
         raise FileError(error.message, error.line, error.column) from None
     except Exception as error:  # a rule bug must cost its file, not the whole run
@@ -105,17 +107,17 @@ def convert_text(text: str, settings: Settings, tree: FileView = EMPTY_VIEW) -> 
 FORMATS: dict[str, Callable[[bytes], Document]] = {".py": PythonDocument.load, ".ipynb": NotebookDocument.load}
 
 
-def convert_bytes(path: str, data: bytes, settings: Settings, tree: FileView = EMPTY_VIEW) -> FileResult:
+def convert_bytes(path: str, data: bytes, settings: Settings) -> FileResult:
     load = FORMATS.get(PurePath(path).suffix, PythonDocument.load)
     try:
         document = load(data)
-        conversion = convert_text(document.text, settings, tree)
+        conversion = convert_text(document.text, settings)
         code = document.adjust(conversion.code) if conversion.changed else document.text
         converted = document.render(code)
     except FileError as error:
         return FileResult(path, data, data, error=error)
     notes = sorted([*conversion.notes, *document.problems(code)], key=lambda note: (note.line, note.column))
-    return FileResult(path, data, converted, notes, document=document, code=code)
+    return FileResult(path, data, converted, notes, document=document, code=code, classes=conversion.classes)
 
 
 def convert_file(path: Path, settings: Settings) -> FileResult:
@@ -124,7 +126,7 @@ def convert_file(path: Path, settings: Settings) -> FileResult:
         data, snapshot = read_file(path)
     except OSError as error:
         return FileResult(shown, b"", b"", error=_os_error("cannot read", error))
-    result = convert_bytes(shown, data, settings, settings.tree.view(path))
+    result = convert_bytes(shown, data, dataclasses.replace(settings, view=settings.tree.view(path)))
     result.snapshot = snapshot
     return result
 
@@ -137,17 +139,38 @@ def _ignore_interrupts() -> None:
 @contextlib.contextmanager
 def converted_in_order(paths: list[Path], settings: Settings, jobs: int) -> Iterator[Iterator[FileResult]]:
     """Results in the order of `paths`, each as soon as it and those before it are done; in `jobs`
-    worker processes when there are several files. Leaving early (Ctrl-C) terminates the workers at once."""
-    convert = functools.partial(convert_file, settings=settings)
+    worker processes when there are several files. Leaving early (Ctrl-C) terminates the workers at once.
+
+    Files whose module classes other files of the tree use are converted first: what their conversion
+    says of the classes (NNX constructor signatures) goes to the files that use them."""
     if jobs <= 1 or len(paths) <= 1:
-        yield map(convert, paths)
+        yield _in_order(paths, settings, map)
         return
     import multiprocessing
 
     workers = min(jobs, len(paths))
     # the workers start here, before a progress bar starts its thread
     with multiprocessing.Pool(workers, initializer=_ignore_interrupts) as pool:  # exiting terminates them
-        yield pool.imap(convert, paths, chunksize=max(1, min(8, len(paths) // (workers * 4))))
+        chunks = max(1, min(8, len(paths) // (workers * 4)))
+        yield _in_order(paths, settings, lambda convert, files: pool.imap(convert, files, chunksize=chunks))
+
+
+def _in_order(
+    paths: list[Path], settings: Settings, run: Callable[[Callable[[Path], FileResult], list[Path]], Iterator[FileResult]]
+) -> Iterator[FileResult]:
+    """`run(convert, files)` over the providers of module classes first, then over the other files with
+    what the providers said; the results in the order of `paths`."""
+    providers = settings.tree.providers
+    first = [path for path in paths if os.path.abspath(path) in providers]
+    if not first:
+        yield from run(functools.partial(convert_file, settings=settings), paths)
+        return
+    done = {os.path.abspath(path): result for path, result in zip(first, run(functools.partial(convert_file, settings=settings), first))}
+    said = {providers[path]: result.classes for path, result in done.items()}
+    informed = dataclasses.replace(settings, tree=settings.tree.with_classes(said))
+    rest = iter(run(functools.partial(convert_file, settings=informed), [path for path in paths if os.path.abspath(path) not in done]))
+    for path in paths:
+        yield done.get(os.path.abspath(path)) or next(rest)
 
 
 @contextlib.contextmanager

@@ -1,11 +1,10 @@
-"""Whole-tree migration: a model transformed in one file and initialised in another is migrated as one
-program, with `-j`, and the converted training script runs."""
+"""Whole-tree migration: modules of one file, a model transformed in another and initialised in a third
+are migrated as one program, with `-j`, and the converted training script runs."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ import pytest
 from haiku2flax.engine import convert_source
 from haiku2flax.engine.tree import index_tree
 
-MODEL = '''\
-"""Modules and the transformed model; nothing here calls `init`."""
+LAYERS = '''\
+"""A library of Haiku modules."""
 
 import haiku as hk
 import jax
@@ -27,6 +26,14 @@ class Block(hk.Module):
 
     def __call__(self, x):
         return jax.nn.relu(hk.Linear(self.hidden)(x))
+'''
+
+MODEL = '''\
+"""The model, from modules of the library; nothing here calls `init`."""
+
+import haiku as hk
+
+from layers import Block
 
 
 class Net(hk.Module):
@@ -84,7 +91,7 @@ net = json.loads("{}")
 
 def _tree(folder: Path) -> Path:
     folder.mkdir()
-    for name, text in {"model.py": MODEL, "train.py": TRAIN, "unrelated.py": UNRELATED}.items():
+    for name, text in {"layers.py": LAYERS, "model.py": MODEL, "train.py": TRAIN, "unrelated.py": UNRELATED}.items():
         (folder / name).write_text(text)
     return folder
 
@@ -95,7 +102,7 @@ def _migrate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("target", ["nnx", "linen"])
-def test_a_model_and_its_training_script_migrate_together_and_the_script_trains(tmp_path, target):
+def test_a_library_a_model_and_a_training_script_migrate_together_and_the_script_trains(tmp_path, target):
     _tree(tmp_path / "project")
     out = tmp_path / "out"
     migrated = _migrate(tmp_path, "--to", target, "-j", "2", "--out-dir", "out", "project")
@@ -107,7 +114,9 @@ def test_a_model_and_its_training_script_migrate_together_and_the_script_trains(
     if target == "nnx":
         assert "net = make_net(x, rngs=nnx.Rngs(jax.random.PRNGKey(0)))" in train
         assert "from model import make_net" in train
-        assert "def make_net(sample, *, rngs: nnx.Rngs):" in (converted / "model.py").read_text()
+        model = (converted / "model.py").read_text()
+        assert "def make_net(sample, *, rngs: nnx.Rngs):" in model
+        assert "self.hidden = Block(din, 32, rngs=rngs)" in model and "nnx.Linear(32, 1, rngs=rngs)" in model  # sizes from layers.py
     else:
         assert "net.init(jax.random.PRNGKey(0), x)['params']" in train
     run = subprocess.run([sys.executable, "train.py"], cwd=converted, capture_output=True, text=True, timeout=300)
@@ -131,16 +140,6 @@ def test_the_index_follows_aliases_and_relative_imports_within_the_tree(tmp_path
     assert list(relative) == ["model"] and relative["model"].name == "net" and not relative["model"].apply_rng
     assert list(index.view(package / "evaluate.py").imported) == ["net"]
     assert not index.view(package / "model.py").imported
-
-
-def test_a_transform_applied_in_its_own_file_is_built_there(tmp_path):
-    """Only a transform its file never initialises nor applies becomes a factory (NNX)."""
-    applied = MODEL + "\n\ndef predict(params, x):\n    return net.apply(params, x)\n"
-    code = convert_source(applied, "nnx").code
-    assert "def make_net" not in code and "net = Net(" in code
-    factory = convert_source(MODEL, "nnx").code
-    assert "def make_net(sample, *, rngs: nnx.Rngs):" in factory and "return Net(sample.shape[-1], rngs=rngs)" in factory
-    assert "..." not in textwrap.dedent(factory)
 
 
 SAME_FILE = '''\
@@ -178,3 +177,14 @@ def test_init_in_another_function_on_a_runtime_input_builds_the_model_there():
     namespace: dict[str, object] = {}
     exec(compile(code, "converted.py", "exec"), namespace)
     assert namespace["out"].shape == (2, 3)  # type: ignore[attr-defined]
+
+
+def test_a_transform_applied_in_its_own_file_is_built_there(tmp_path):
+    """Only a transform its file never initialises nor applies becomes a factory (NNX)."""
+    library = SAME_FILE.split("\n\ndef main")[0] + "\n"
+    applied = library + "\n\ndef predict(params, x):\n    return net.apply(params, x)\n"
+    code = convert_source(applied, "nnx").code
+    assert "def make_net" not in code and "net = Net(" in code
+    factory = convert_source(library, "nnx").code
+    assert "def make_net(sample, *, rngs: nnx.Rngs):" in factory and "return Net(sample.shape[-1], rngs=rngs)" in factory
+    assert "..." not in factory

@@ -482,7 +482,7 @@ def _linen_statement(
 def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | None, ClassInfo | None]:
     """The constructor call a transform's model is built with, and what the file converted of its class."""
     inner = forward_module(room.ctx, transformed)
-    if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in room.classes:
+    if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in room.class_infos:
         return inner, room.class_infos.get(inner.func.value)
     if transformed.lambda_forward is not None or transformed.name in room.ctx.fact(TRANSFORMS).imported:
         return inner, None  # a module of another file

@@ -77,6 +77,7 @@ class Context:
     module: cst.Module = field(default_factory=lambda: cst.Module([]))  # the file as parsed, for `fact`
     _facts: dict[FileFact[Any], Any] = field(default_factory=dict)
     tree: FileView = EMPTY_VIEW  # what the file imports from other files of the tree being migrated
+    module_classes: dict[str, Any] = field(default_factory=dict)  # NNX: what other files need of the classes converted here
 
     def fact(self, fact: FileFact[FactT]) -> FactT:
         """`fact` about this file, worked out on first use."""

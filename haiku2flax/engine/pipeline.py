@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .notes import Note
 from .tables import Tables
@@ -41,6 +41,7 @@ class Conversion:
     source: str
     code: str
     notes: list[Note] = field(default_factory=list)
+    classes: dict[str, Any] = field(default_factory=dict)  # NNX: what callers need of each module class (`ClassInfo`)
 
     @property
     def changed(self) -> bool:

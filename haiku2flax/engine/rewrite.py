@@ -68,7 +68,7 @@ def rewrite(
     ]
     notes = ctx.notes.resolve(module) + leftover_notes
     notes = sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column))
-    return Conversion(source, code, notes)
+    return Conversion(source, code, notes, ctx.module_classes)
 
 
 def _check_parses(code: str) -> None:

@@ -17,7 +17,8 @@ import ast
 import os
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\b", re.MULTILINE)
@@ -39,9 +40,13 @@ class TreeTransform:
 
 @dataclass(frozen=True)
 class FileView:
-    """What one file gets of the index: the transforms of other files it imports, by local name."""
+    """What one file gets of the index: the transforms and module classes of other files it imports, by
+    local name; a class with what its converted file says of it (NNX: `targets.nnx.ClassInfo`), once
+    that file is converted."""
 
     imported: Mapping[str, TreeTransform] = field(default_factory=dict)
+    class_imports: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # local name -> (module, class)
+    classes: Mapping[str, Any] = field(default_factory=dict)  # local name -> what the conversion of its file said
 
 
 EMPTY_VIEW = FileView()
@@ -49,12 +54,24 @@ EMPTY_VIEW = FileView()
 
 @dataclass(frozen=True)
 class TreeIndex:
-    """Each file's view, by its absolute path (picklable: workers get it as is)."""
+    """Each file's view, by its absolute path (picklable: workers get it as is), and the files whose module
+    classes other files use (`providers`, converted first, by `module` name: what they say goes to their users)."""
 
     views: Mapping[str, FileView] = field(default_factory=dict)
+    providers: Mapping[str, str] = field(default_factory=dict)  # absolute path -> module name
 
     def view(self, path: Path) -> FileView:
         return self.views.get(os.path.abspath(path), EMPTY_VIEW)
+
+    def with_classes(self, converted: Mapping[str, Mapping[str, Any]]) -> TreeIndex:
+        """The index once the providers are converted: `converted` is module -> class name -> what it says."""
+        views = {
+            path: replace(view, classes={
+                local: converted[module][name] for local, (module, name) in view.class_imports.items() if name in converted.get(module, {})
+            })
+            for path, view in self.views.items()
+        }
+        return TreeIndex(views, self.providers)
 
 
 def index_tree(paths: Collection[Path]) -> TreeIndex:
@@ -66,27 +83,42 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
     while os.path.exists(os.path.join(root, "__init__.py")) and os.path.dirname(root) != root:
         root = os.path.dirname(root)  # from above the package: `pkg.model` is a name the files may use
     by_module: dict[str, dict[str, TreeTransform]] = {}
+    classes: dict[str, tuple[str, set[str]]] = {}  # importable module name -> (its module name, its Haiku module classes)
+    paths_of: dict[str, Path] = {}  # module name -> its file
     imports: dict[Path, list[str]] = {}  # what each file imports from (`from X import`), to parse only those that matter
     for path in python:
         text = _read(path)
         if text is None:
             continue
         imports[path] = FROM_IMPORT.findall(text)
-        tree = _parse(text) if "haiku" in text and "transform" in text else None
-        transforms = _transforms(tree, _module_name(path, root)) if tree is not None else {}
-        for name in _importable_names(path, root) if transforms else ():
-            by_module.setdefault(name, {}).update(transforms)
-    if not by_module:
+        tree = _parse(text) if "haiku" in text else None
+        module = _module_name(path, root)
+        transforms = _transforms(tree, module) if tree is not None and "transform" in text else {}
+        modules = _module_classes(tree) if tree is not None else set()
+        paths_of[module] = path
+        for name in _importable_names(path, root):
+            if transforms:
+                by_module.setdefault(name, {}).update(transforms)
+            if modules:
+                classes[name] = (module, modules)
+    if not by_module and not classes:
         return TreeIndex()
     views: dict[str, FileView] = {}
+    providers: dict[str, str] = {}
     for path, sources in imports.items():
-        if not any(source in by_module or source.startswith(".") for source in sources):
+        if not any(source in by_module or source in classes or source.startswith(".") for source in sources):
             continue
         tree = _parse(_read(path) or "")
-        imported = _imported_transforms(tree, by_module, _module_name(path, root)) if tree is not None else {}
-        if imported:
-            views[os.path.abspath(path)] = FileView(imported)
-    return TreeIndex(views)
+        if tree is None:
+            continue
+        module = _module_name(path, root)
+        imported = _imported_transforms(tree, by_module, module)
+        class_imports = _imported_classes(tree, classes, module)
+        for source_module, _ in class_imports.values():
+            providers[os.path.abspath(paths_of[source_module])] = source_module
+        if imported or class_imports:
+            views[os.path.abspath(path)] = FileView(imported, class_imports)
+    return TreeIndex(views, providers)
 
 
 def _read(path: Path) -> str | None:
@@ -154,17 +186,49 @@ def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
     return {name: TreeTransform(name, module, *made, used_in_file=name in used) for name, made in read.items()}
 
 
+def _module_classes(tree: ast.Module) -> set[str]:
+    """Module-level classes deriving from `hk.Module` (directly, or through another one of the file)."""
+    aliases = _haiku_aliases(tree)
+    found: set[str] = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.ClassDef) and any(
+            _haiku_api(base, aliases) == "Module" or (isinstance(base, ast.Name) and base.id in found) for base in statement.bases
+        ):
+            found.add(statement.name)
+    return found
+
+
+def _imported_classes(tree: ast.Module, classes: Mapping[str, tuple[str, set[str]]], module: str) -> dict[str, tuple[str, str]]:
+    """`from layers import Block [as B]` -> {local name: (module, class)} for module classes of other files."""
+    found = {}
+    for node, source in _from_imports(tree, module):
+        defined = classes.get(source)
+        if defined is None or defined[0] == module:
+            continue
+        for alias in node.names:
+            if alias.name in defined[1]:
+                found[alias.asname or alias.name] = (defined[0], alias.name)
+    return found
+
+
+def _from_imports(tree: ast.Module, module: str) -> list[tuple[ast.ImportFrom, str]]:
+    """Every `from X import ...` of the file, with X resolved against the file's package when relative."""
+    package = module.split(".")[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:
+                base = package[: len(package) - node.level + 1] if node.level <= len(package) + 1 else []
+                source = ".".join([*base, *([source] if source else [])])
+            found.append((node, source))
+    return found
+
+
 def _imported_transforms(tree: ast.Module, by_module: Mapping[str, Mapping[str, TreeTransform]], module: str) -> dict[str, TreeTransform]:
     """`from model import net [as n]` (also relative) -> {local name: the transform}."""
     imported = {}
-    package = module.split(".")[:-1]
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom):
-            continue
-        source = node.module or ""
-        if node.level:
-            base = package[: len(package) - node.level + 1] if node.level <= len(package) + 1 else []
-            source = ".".join([*base, *([source] if source else [])])
+    for node, source in _from_imports(tree, module):
         transforms = by_module.get(source, {})
         for alias in node.names:
             transform = transforms.get(alias.name)

@@ -875,7 +875,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
         self.init_training(module)
-        self.class_infos: dict[str, ClassInfo] = {}
+        self.class_infos: dict[str, ClassInfo] = dict(ctx.tree.classes)  # module classes of other files of the tree, then this file's
         self._depth = 0
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -887,8 +887,8 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         return self.ctx.tables.get(api) if api is not None else None
 
     def is_module_constructor(self, call: cst.Call) -> bool:
-        """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
-        local = isinstance(call.func, cst.Name) and call.func.value in self.classes
+        """A table layer, an MLP or Sequential, or a Haiku module class of this file or of another file of the tree."""
+        local = isinstance(call.func, cst.Name) and (call.func.value in self.classes or call.func.value in self.ctx.tree.classes)
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
@@ -899,7 +899,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
         if original.name.value not in self.classes:
             return updated
         converted, info = _ClassConversion(self, original).run()
-        self.class_infos[original.name.value] = info
+        self.class_infos[original.name.value] = self.ctx.module_classes[original.name.value] = info
         return without_transparent(self, converted)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -919,7 +919,7 @@ class NnxConverter(LiftedSitesReader, ControlFlowSitesReader, RecurrentFile, Nnx
             return cst.RemovalSentinel.REMOVE  # the transform builds that module directly
         classdef = _forward_as_class(original.with_changes(decorators=[]) if decorated else original, self.ctx.ns)
         converted, info = _ClassConversion(self, classdef).run()
-        self.class_infos[classdef.name.value] = info
+        self.class_infos[classdef.name.value] = self.ctx.module_classes[classdef.name.value] = info
         converted = converted.with_changes(leading_lines=original.leading_lines)
         model = nnx_decorated_model(self, original) if decorated else None
         return cst.FlattenSentinel([converted, model]) if model is not None else converted
