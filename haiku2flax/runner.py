@@ -128,6 +128,8 @@ def convert_file(path: Path, settings: Settings) -> FileResult:
         return FileResult(shown, b"", b"", error=_os_error("cannot read", error))
     result = convert_bytes(shown, data, dataclasses.replace(settings, view=settings.tree.view(path)))
     result.snapshot = snapshot
+    if os.path.abspath(path) not in settings.tree.providers:
+        result.classes = {}  # nobody reads them: not worth sending back from a worker
     return result
 
 

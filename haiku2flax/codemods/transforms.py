@@ -542,12 +542,13 @@ def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleState
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
     model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
     sample = cst.Name(FACTORY_SAMPLE)
-    model = nnx_model(room, transformed, statement, sample)
+    model, todos = room.todos_apart(lambda: nnx_model(room, transformed, statement, sample))
     if model is None:
         return None
     factory = factory_name(transformed.name)
     doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{transformed.name}.init`."""'
-    body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), cst.SimpleStatementLine([cst.Return(model)])]
+    built = add_todo_lines(cst.SimpleStatementLine([cst.Return(model)]), todos)  # above the `...` they are about
+    body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), built]
     params = cst.Parameters([cst.Param(sample)], kwonly_params=[cst.Param(cst.Name(RNGS), cst.Annotation(attr(room.ctx.ns, "Rngs")))])
     room.converted(statement, RULE_TRANSFORM, f"{transformed.name} is built by its callers: {factory}(sample, rngs=...)")
     return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=statement.leading_lines or AFTER_CLASS)
