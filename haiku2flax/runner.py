@@ -160,19 +160,27 @@ def converted_in_order(paths: list[Path], settings: Settings, jobs: int) -> Iter
 def _in_order(
     paths: list[Path], settings: Settings, run: Callable[[Callable[[Path], FileResult], list[Path]], Iterator[FileResult]]
 ) -> Iterator[FileResult]:
-    """`run(convert, files)` over the providers of module classes first, then over the other files with
-    what the providers said; the results in the order of `paths`."""
-    providers = settings.tree.providers
-    first = [path for path in paths if os.path.abspath(path) in providers]
-    if not first:
+    """`run(convert, files)` in waves: a file once the files whose classes or models it uses are converted,
+    with what they said of them (in one wave, as converted, when the tree has no such files); the results
+    in the order of `paths`."""
+    tree = settings.tree
+    if not tree.providers:
         yield from run(functools.partial(convert_file, settings=settings), paths)
         return
-    done = {os.path.abspath(path): result for path, result in zip(first, run(functools.partial(convert_file, settings=settings), first))}
-    said = {providers[path]: result.classes for path, result in done.items()}
-    informed = dataclasses.replace(settings, tree=settings.tree.with_classes(said))
-    rest = iter(run(functools.partial(convert_file, settings=informed), [path for path in paths if os.path.abspath(path) not in done]))
+    done: dict[str, FileResult] = {}
+    said: dict[str, dict[str, Any]] = {}
+    remaining = list(paths)
+    while remaining:
+        pending = {tree.providers[key] for path in remaining if (key := os.path.abspath(path)) in tree.providers}
+        ready = [path for path in remaining if not tree.needs(path) & pending] or remaining  # (a cycle: the rest at once)
+        informed = dataclasses.replace(settings, tree=tree.with_classes(said))
+        for path, result in zip(ready, run(functools.partial(convert_file, settings=informed), ready)):
+            done[os.path.abspath(path)] = result
+            if os.path.abspath(path) in tree.providers:
+                said[tree.providers[os.path.abspath(path)]] = result.classes
+        remaining = [path for path in remaining if os.path.abspath(path) not in done]
     for path in paths:
-        yield done.get(os.path.abspath(path)) or next(rest)
+        yield done[os.path.abspath(path)]
 
 
 @contextlib.contextmanager

@@ -484,8 +484,10 @@ def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | No
     inner = forward_module(room.ctx, transformed)
     if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in room.class_infos:
         return inner, room.class_infos.get(inner.func.value)
-    if transformed.lambda_forward is not None or transformed.name in room.ctx.fact(TRANSFORMS).imported:
-        return inner, None  # a module of another file
+    if transformed.name in room.ctx.fact(TRANSFORMS).imported:  # its model is a class of another file of the tree
+        return None, room.ctx.tree.models.get(transformed.name)
+    if transformed.lambda_forward is not None:  # a lambda building a module of another file
+        return inner, None
     name = analysis.camel_case(transformed.function)
     return cst.Call(cst.Name(name)), room.class_infos.get(name)
 

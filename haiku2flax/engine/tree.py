@@ -36,6 +36,7 @@ class TreeTransform:
     apply_rng: bool
     multi: bool
     used_in_file: bool  # its own file calls `name.init` / `name.apply`: the model is built there (else NNX: `make_<name>`)
+    model_class: str | None  # the class its model is once converted: the module its forward builds, or the forward as a class
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class FileView:
     imported: Mapping[str, TreeTransform] = field(default_factory=dict)
     class_imports: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # local name -> (module, class)
     classes: Mapping[str, Any] = field(default_factory=dict)  # local name -> what the conversion of its file said
+    models: Mapping[str, Any] = field(default_factory=dict)  # imported transform -> what was said of its model's class
 
 
 EMPTY_VIEW = FileView()
@@ -60,15 +62,25 @@ class TreeIndex:
     views: Mapping[str, FileView] = field(default_factory=dict)
     providers: Mapping[str, str] = field(default_factory=dict)  # absolute path -> module name
 
+    def needs(self, path: Path) -> set[str]:
+        """The modules whose conversion `path`'s own needs first."""
+        view = self.view(path)
+        return {module for module, _ in view.class_imports.values()} | {made.module for made in view.imported.values()}
+
     def view(self, path: Path) -> FileView:
         return self.views.get(os.path.abspath(path), EMPTY_VIEW)
 
     def with_classes(self, converted: Mapping[str, Mapping[str, Any]]) -> TreeIndex:
         """The index once the providers are converted: `converted` is module -> class name -> what it says."""
+        def said(module: str, name: str | None) -> Any:
+            return converted.get(module, {}).get(name or "")
+
         views = {
-            path: replace(view, classes={
-                local: converted[module][name] for local, (module, name) in view.class_imports.items() if name in converted.get(module, {})
-            })
+            path: replace(
+                view,
+                classes={local: said(*made) for local, made in view.class_imports.items() if said(*made) is not None},
+                models={local: said(made.module, made.model_class) for local, made in view.imported.items() if said(made.module, made.model_class) is not None},
+            )
             for path, view in self.views.items()
         }
         return TreeIndex(views, self.providers)
@@ -114,7 +126,7 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
         module = _module_name(path, root)
         imported = _imported_transforms(tree, by_module, module)
         class_imports = _imported_classes(tree, classes, module)
-        for source_module, _ in class_imports.values():
+        for source_module in [module for module, _ in class_imports.values()] + [made.module for made in imported.values()]:
             providers[os.path.abspath(paths_of[source_module])] = source_module
         if imported or class_imports:
             views[os.path.abspath(path)] = FileView(imported, class_imports)
@@ -157,15 +169,15 @@ def _haiku_api(node: ast.expr, aliases: set[str]) -> str | None:
     return None
 
 
-def _read_transform(value: ast.expr, aliases: set[str]) -> tuple[bool, bool, bool] | None:
-    """(with_state, apply takes an rng, multi) of `hk.transform(f)`, under an optional `hk.without_apply_rng`."""
+def _read_transform(value: ast.expr, aliases: set[str]) -> tuple[bool, bool, bool, ast.expr] | None:
+    """(with_state, apply takes an rng, multi, the forward) of `hk.transform(f)`, under an optional `hk.without_apply_rng`."""
     apply_rng = True
     if isinstance(value, ast.Call) and _haiku_api(value.func, aliases) == "without_apply_rng" and len(value.args) == 1:
         apply_rng, value = False, value.args[0]
     if not isinstance(value, ast.Call) or len(value.args) != 1:
         return None
     kind = TRANSFORM_APIS.get(_haiku_api(value.func, aliases) or "")
-    return None if kind is None else (kind[0], apply_rng, kind[1])
+    return None if kind is None else (kind[0], apply_rng, kind[1], value.args[0])
 
 
 def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
@@ -183,7 +195,30 @@ def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in MODEL_METHODS
     }
-    return {name: TreeTransform(name, module, *made, used_in_file=name in used) for name, made in read.items()}
+    functions = {statement.name: statement for statement in tree.body if isinstance(statement, ast.FunctionDef)}
+    return {
+        name: TreeTransform(name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions))
+        for name, made in read.items()
+    }
+
+
+def _model_class(forward: ast.expr, functions: Mapping[str, ast.FunctionDef]) -> str | None:
+    """`Model` for a forward that only builds and calls `Model(...)`, else the forward's name in CamelCase
+    (the class its conversion makes of it); None for a forward of another file."""
+    if isinstance(forward, ast.Lambda):
+        return _built_module(forward.body)
+    if not isinstance(forward, ast.Name) or forward.id not in functions:
+        return None
+    body = [s for s in functions[forward.id].body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    built = _built_module(body[0].value) if len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None else None
+    return built or "".join(part[:1].upper() + part[1:] for part in forward.id.split("_"))
+
+
+def _built_module(value: ast.expr) -> str | None:
+    """`Model` for `Model(...)(...)`."""
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Call) and isinstance(value.func.func, ast.Name):
+        return value.func.func.id
+    return None
 
 
 def _module_classes(tree: ast.Module) -> set[str]:
