@@ -10,6 +10,7 @@ what it finished), and only if it is still what was read. Reports and the summar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import click
 
@@ -36,6 +37,7 @@ from .files import (
     write_atomic,
     write_mirrored,
 )
+from .engine.tree import EMPTY_VIEW, FileView, TreeIndex, index_tree
 from .notebooks import NotebookDocument
 
 STDIN = "-"
@@ -50,6 +52,8 @@ class Settings:
     select: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
     keep_haiku_modules: bool = False
+    tree: TreeIndex = TreeIndex()  # the files being migrated, indexed once (see `engine.tree`)
+    view: FileView = EMPTY_VIEW  # the part of `tree` the file being converted needs
 
 
 @dataclass
@@ -62,6 +66,7 @@ class FileResult:
     document: Document | None = None  # None when the file could not be read or decoded
     code: str = ""  # the document's text as converted (what `--interactive` reviews)
     snapshot: Snapshot | None = None  # the file as read: it is replaced only if it still is
+    classes: dict[str, Any] = field(default_factory=dict)  # what other files of the tree need of its module classes
 
     @property
     def changed(self) -> bool:
@@ -89,7 +94,7 @@ def convert_text(text: str, settings: Settings) -> Conversion:
             from .codemods.keep_haiku import convert_keeping_haiku
 
             return convert_keeping_haiku(text, settings.target, **options)
-        return convert_source(text, settings.target, **options)
+        return convert_source(text, settings.target, tree=settings.view, **options)
     except ConversionError as error:
         raise FileError(error.message, error.line, error.column) from None
     except Exception as error:  # a rule bug must cost its file, not the whole run
@@ -112,7 +117,7 @@ def convert_bytes(path: str, data: bytes, settings: Settings) -> FileResult:
     except FileError as error:
         return FileResult(path, data, data, error=error)
     notes = sorted([*conversion.notes, *document.problems(code)], key=lambda note: (note.line, note.column))
-    return FileResult(path, data, converted, notes, document=document, code=code)
+    return FileResult(path, data, converted, notes, document=document, code=code, classes=conversion.classes)
 
 
 def convert_file(path: Path, settings: Settings) -> FileResult:
@@ -121,8 +126,10 @@ def convert_file(path: Path, settings: Settings) -> FileResult:
         data, snapshot = read_file(path)
     except OSError as error:
         return FileResult(shown, b"", b"", error=_os_error("cannot read", error))
-    result = convert_bytes(shown, data, settings)
+    result = convert_bytes(shown, data, dataclasses.replace(settings, view=settings.tree.view(path)))
     result.snapshot = snapshot
+    if os.path.abspath(path) not in settings.tree.providers:
+        result.classes = {}  # nobody reads them: not worth sending back from a worker
     return result
 
 
@@ -134,17 +141,46 @@ def _ignore_interrupts() -> None:
 @contextlib.contextmanager
 def converted_in_order(paths: list[Path], settings: Settings, jobs: int) -> Iterator[Iterator[FileResult]]:
     """Results in the order of `paths`, each as soon as it and those before it are done; in `jobs`
-    worker processes when there are several files. Leaving early (Ctrl-C) terminates the workers at once."""
-    convert = functools.partial(convert_file, settings=settings)
+    worker processes when there are several files. Leaving early (Ctrl-C) terminates the workers at once.
+
+    Files whose module classes other files of the tree use are converted first: what their conversion
+    says of the classes (NNX constructor signatures) goes to the files that use them."""
     if jobs <= 1 or len(paths) <= 1:
-        yield map(convert, paths)
+        yield _in_order(paths, settings, map)
         return
     import multiprocessing
 
     workers = min(jobs, len(paths))
     # the workers start here, before a progress bar starts its thread
     with multiprocessing.Pool(workers, initializer=_ignore_interrupts) as pool:  # exiting terminates them
-        yield pool.imap(convert, paths, chunksize=max(1, min(8, len(paths) // (workers * 4))))
+        chunks = max(1, min(8, len(paths) // (workers * 4)))
+        yield _in_order(paths, settings, lambda convert, files: pool.imap(convert, files, chunksize=chunks))
+
+
+def _in_order(
+    paths: list[Path], settings: Settings, run: Callable[[Callable[[Path], FileResult], list[Path]], Iterator[FileResult]]
+) -> Iterator[FileResult]:
+    """`run(convert, files)` in waves: a file once the files whose classes or models it uses are converted,
+    with what they said of them (in one wave, as converted, when the tree has no such files); the results
+    in the order of `paths`."""
+    tree = settings.tree
+    if not tree.providers:
+        yield from run(functools.partial(convert_file, settings=settings), paths)
+        return
+    done: dict[str, FileResult] = {}
+    said: dict[str, dict[str, Any]] = {}
+    remaining = list(paths)
+    while remaining:
+        pending = {tree.providers[key] for path in remaining if (key := os.path.abspath(path)) in tree.providers}
+        ready = [path for path in remaining if not tree.needs(path) & pending] or remaining  # (a cycle: the rest at once)
+        informed = dataclasses.replace(settings, tree=tree.with_classes(said))
+        for path, result in zip(ready, run(functools.partial(convert_file, settings=informed), ready)):
+            done[os.path.abspath(path)] = result
+            if os.path.abspath(path) in tree.providers:
+                said[tree.providers[os.path.abspath(path)]] = result.classes
+        remaining = [path for path in remaining if os.path.abspath(path) not in done]
+    for path in paths:
+        yield done[os.path.abspath(path)]
 
 
 @contextlib.contextmanager
@@ -242,6 +278,7 @@ def migrate_paths(
     reviewed (answers read from stdin) once all are converted, and only then written.
     """
     found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
+    settings = dataclasses.replace(settings, tree=index_tree(found.sources))
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
     stdout = sys.stdout.buffer  # taken before a progress bar redirects sys.stdout
     results = []

@@ -321,7 +321,8 @@ def test_verify_says_first_that_the_rewrite_left_todos(work: Path):
     path = work / "model.py"
     path.write_text(
         "import haiku as hk\n\n\nclass Model(hk.Module):\n  def __call__(self, x):\n    return hk.Linear(10)(x)\n\n\n"
-        "def forward(x):\n  return Model()(x)\n\n\nmodel = hk.transform(forward)\n"
+        "def forward(x):\n  return Model()(x)\n\n\nmodel = hk.transform(forward)\n\n\n"
+        "def predict(params, x):  # applied here, initialised nowhere: no input shows the size\n  return model.apply(params, None, x)\n"
     )
     result = verify(path, "--to", "nnx", "--entry", "model", "--input", "f32[2,3]")
     assert result.exit_code == 2

@@ -174,3 +174,26 @@ def test_the_room_a_target_hands_to_rules_has_every_member_its_protocol_declares
     assert probed, "the probe rule did not run"
     assert _declared(NnxMethod) >= {"size_of", "hoist", "function", "ctx", "todo"}  # the reading itself works
     assert missing == []
+
+
+def test_object_rules_see_only_calls_their_key_names_and_no_haiku_api():
+    table: CallRules = CallRules("test")
+    seen: list[str] = []
+
+    def made_by_transform(ctx, call):
+        return "transform.init" if isinstance(call.func, cst.Attribute) and call.func.attr.value == "init" else None
+
+    @table.on_object(made_by_transform, rule="HK004")
+    def init(room, call: CallSite):
+        seen.append(call.api)
+        return cst.Name("state")
+
+    room, module = _room("import haiku as hk\nnet.init(k, x)\nhk.init(k)\nnet.apply(p, x)\n")
+    on_net, on_haiku, apply = (statement.body[0].value for statement in module.body[1:])
+    converted = table.dispatch(room, on_net, on_net)
+    assert isinstance(converted, cst.Name) and seen == ["transform.init"]
+    assert table.dispatch(room, on_haiku, on_haiku) is None  # a Haiku API: keyed by API, not by object
+    assert table.dispatch(room, apply, apply) is None and seen == ["transform.init"]
+    off, module = _room("net.init(k, x)\n", select=frozenset({"HK2"}))
+    call = module.body[0].body[0].value
+    assert table.dispatch(off, call, call) is None and seen == ["transform.init"]

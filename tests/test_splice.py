@@ -14,6 +14,7 @@ from haiku2flax.engine import convert_source, splice
 from haiku2flax.engine.notes import earlier_todos
 from haiku2flax.engine.rewrite import _convert
 from haiku2flax.engine.tables import load_tables
+from haiku2flax.engine.tree import EMPTY_VIEW
 
 # Haiku classes, transforms and a training step among helpers, a data class, a `main` and comments.
 MIXED = '''\
@@ -75,7 +76,8 @@ def main():
 
 def _whole_file(source: str, target: str) -> tuple[str, list]:
     """The conversion with every statement shown to the rules."""
-    code, input_notes, output_notes = _convert(source, target, load_tables(), None, frozenset())
+    converted = _convert(source, target, load_tables(), None, frozenset(), EMPTY_VIEW)
+    code, input_notes, output_notes = converted.code, converted.input_notes, converted.output_notes
     notes = input_notes + output_notes
     return code, sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column))
 

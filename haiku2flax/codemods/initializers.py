@@ -123,7 +123,6 @@ def initializer_bindings(module: cst.Module, names: ImportedNames, tables: Table
     }
 
 
-@NNX_FILE_CALLS.on("initializers.*", rule=RULE_INITIALIZER_BINDING)
 @on_call("initializers.*", rule=RULE_INITIALIZER_BINDING)
 def convert_binding(room: FileRoom, call: CallSite) -> cst.BaseExpression | None:
     """The bound `hk.initializers.*` call becomes the Flax initializer (the reads are passed on by
@@ -138,6 +137,9 @@ def convert_binding(room: FileRoom, call: CallSite) -> cst.BaseExpression | None
         return call.updated
     room.converted(call.original, RULE_INITIALIZER_BINDING, "an initializer bound to a name -> the Flax initializer")
     return converted
+
+
+NNX_FILE_CALLS.on("initializers.*", rule=RULE_INITIALIZER_BINDING)(convert_binding)  # not a decorator: `_BindingRule` calls the function on a plain file room
 
 
 class _BindingRule(Rewriter):

@@ -11,6 +11,8 @@ not subclass a target: it registers plain functions, and the target calls them w
   call's API once, looks its rules up in the table and calls them in registration order; the first
   that returns an expression has converted the call, `None` hands it on. A rule whose id `--select`
   / `--ignore` turns off is not called.
+- Calls on an object the file made with Haiku (`net.init(...)` of `net = hk.transform(f)`) are keyed
+  by what a `key(ctx, call)` function the family registers names them: `NNX_FILE_CALLS.on_object(key, rule=...)`.
 - `on_leave` / `on_visit` rules are keyed by node type, for constructs that are not a call
   (`NNX_NODES.on_leave(cst.With, rule=RULE_NAME_SCOPE)`): `(room, original, updated) -> node | None`
   on leave, `(room, node) -> None` on visit (`False`: the node's children are not visited); they run
@@ -54,6 +56,8 @@ The rooms, from the widest to the narrowest:
   `add_to_init`), the flags that may become train/eval mode (`mode_flags`), static shapes, layers
   called at once.
   A family that follows the method as it goes keeps its state in `room.family(ItsState)`.
+- `NnxFile`: the NNX converter outside the methods of Haiku classes (transforms, training code): the
+  file's Haiku classes and what callers need to know of those converted so far (`class_infos`).
 - `NnxClass`: the class being converted, for what its methods share (constructor arguments, `rngs`,
   building a layer, the layer lists of `__init__`).
 """
@@ -68,10 +72,12 @@ import libcst as cst
 
 if TYPE_CHECKING:
     from ..engine.context import Context
+    from ..targets.nnx import ClassInfo
     from .conditional_layers import Guard
     from .layer_lists import LayerList
 
 FamilyState = TypeVar("FamilyState")
+Built = TypeVar("Built")
 
 # An array's shape where literals fix it: None when even the rank is unknown; a None dimension has an unknown size.
 Shape = tuple[int | None, ...] | None
@@ -92,6 +98,13 @@ class FileRoom(Protocol):
 
     def family(self, kind: type[FamilyState]) -> FamilyState:
         """A rule family's own state for this pass (the file's; one method's in `NnxMethod`), made by `kind()` on first use."""
+
+    def insert_before_statement(self, line: cst.SimpleStatementLine) -> None:
+        """Put `line` before the innermost simple statement being converted."""
+
+    def todos_apart(self, build: Callable[[], Built | None]) -> tuple[Built | None, list[tuple[str, str]]]:
+        """`build()` and the TODOs it raised, for the caller to put above what it built; when it built
+        nothing (None) they stay above the current statement."""
 
 
 class MethodRoom(FileRoom, Protocol):
@@ -119,6 +132,21 @@ class LinenMethod(MethodRoom, Protocol):
 
     def mark_builds_layer(self) -> None:
         """A layer is built inline here: the enclosing method needs `@nn.compact`."""
+
+    def convert_copy(self, node: cst.Call) -> cst.BaseExpression:
+        """A copy of `node` (code from elsewhere in the file) converted by this pass."""
+
+
+class NnxFile(FileRoom, Protocol):
+    """The NNX converter outside the methods of Haiku classes (transforms, training code)."""
+
+    @property
+    def classes(self) -> dict[str, cst.ClassDef]:
+        """The file's Haiku module classes, by name."""
+
+    @property
+    def class_infos(self) -> dict[str, ClassInfo]:
+        """What callers need to know of the classes converted so far (constructor signature, removed flags)."""
 
 
 class NnxMethod(MethodRoom, Protocol):
@@ -290,10 +318,16 @@ class CallSite:
 
     original: cst.Call
     updated: cst.Call
-    api: str  # the Haiku API path of the function (`dropout`, `nets.MLP`), or of the constructor called at once
+    api: str  # the Haiku API path of the function (`dropout`, `nets.MLP`), of the constructor called at once, or an object key
 
 
 RoomT = TypeVar("RoomT", bound=FileRoom, contravariant=True)
+
+
+class ObjectKey(Protocol):
+    """What a call on an object the file made with Haiku is (`transform.init`), or None for other calls."""
+
+    def __call__(self, ctx: Context, call: cst.Call, /) -> str | None: ...
 
 
 class CallRule(Protocol[RoomT]):
@@ -307,6 +341,7 @@ class CallRules(Generic[RoomT]):
     target: str
     by_api: dict[str, list[tuple[str, CallRule[RoomT]]]] = field(default_factory=dict)
     by_constructor: dict[str, list[tuple[str, CallRule[RoomT]]]] = field(default_factory=dict)
+    by_object: list[tuple[ObjectKey, str, CallRule[RoomT]]] = field(default_factory=list)
 
     def on(self, *apis: str, rule: str, constructor: bool = False) -> Callable[[CallRule[RoomT]], CallRule[RoomT]]:
         """Register a function as the rule `rule` for calls of `apis` (with `constructor`: for layers of
@@ -316,6 +351,17 @@ class CallRules(Generic[RoomT]):
         def register(function: CallRule[RoomT]) -> CallRule[RoomT]:
             for api in apis:
                 table.setdefault(api, []).append((rule, function))
+            return function
+
+        return register
+
+    def on_object(self, key: ObjectKey, *, rule: str) -> Callable[[CallRule[RoomT]], CallRule[RoomT]]:
+        """Register a function as the rule `rule` for calls on an object the file made with Haiku, which
+        `key(ctx, call)` names (`transform.init` for `net.init(...)` of `net = hk.transform(f)`); tried
+        for calls whose function is no Haiku API."""
+
+        def register(function: CallRule[RoomT]) -> CallRule[RoomT]:
+            self.by_object.append((key, rule, function))
             return function
 
         return register
@@ -331,9 +377,18 @@ class CallRules(Generic[RoomT]):
                     return result
         api = names.haiku_api(original.func)
         if api is None:
-            return None
+            return self._on_object(room, original, updated) if self.by_object else None
         rules = self.by_api.get(api) or self.by_api.get(f"{api.rpartition('.')[0]}.*")
         return self._first(rules, room, CallSite(original, updated, api)) if rules else None
+
+    def _on_object(self, room: RoomT, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        for key, rule, function in self.by_object:
+            made = key(room.ctx, original)
+            if made is not None and room.ctx.enabled(rule):
+                result = function(room, CallSite(original, updated, made))
+                if result is not None:
+                    return result
+        return None
 
     @staticmethod
     def _first(rules: list[tuple[str, CallRule[RoomT]]], room: RoomT, call: CallSite) -> cst.BaseExpression | None:
@@ -348,7 +403,7 @@ class CallRules(Generic[RoomT]):
 
 LINEN_CALLS: CallRules[LinenMethod] = CallRules("linen")
 NNX_CALLS: CallRules[NnxMethod] = CallRules("nnx")
-NNX_FILE_CALLS: CallRules[FileRoom] = CallRules("nnx")  # NNX outside the methods of Haiku classes
+NNX_FILE_CALLS: CallRules[NnxFile] = CallRules("nnx")  # NNX outside the methods of Haiku classes
 
 
 SharedCallRule = TypeVar("SharedCallRule", bound=CallRule[MethodRoom])
@@ -450,7 +505,7 @@ def _leaving(rules: list[tuple[str, LeaveRule[Any]]], own: Hook, afterwards: lis
 
 LINEN_NODES: NodeRules[LinenMethod] = NodeRules("linen")
 NNX_NODES: NodeRules[NnxMethod] = NodeRules("nnx")
-NNX_FILE_NODES: NodeRules[FileRoom] = NodeRules("nnx")
+NNX_FILE_NODES: NodeRules[NnxFile] = NodeRules("nnx")
 
 
 def on_leave(kind: type[cst.CSTNode], *, rule: str) -> Callable[[SharedLeaveRule], SharedLeaveRule]:

@@ -563,12 +563,14 @@ def _core_classes(module: cst.Module, ctx: Context) -> set[int]:
 CORE_CLASSES = FileFact(_core_classes)
 
 
-@LINEN_NODES.on_visit(cst.ClassDef, rule=RULE_CORE_CLASS)
-@NNX_FILE_NODES.on_visit(cst.ClassDef, rule=RULE_CORE_CLASS)
 def flag_core_class(room: FileRoom, node: cst.ClassDef) -> None:
     """A user `hk.RNNCore` subclass: a TODO saying how a Flax cell differs."""
     if id(node) in room.ctx.fact(CORE_CLASSES):
         room.todo(node, RULE_CORE_CLASS, CORE_CLASS_REASON.format(ns=room.ctx.ns, carry_args=CARRY_ARGS[room.ctx.target]))
+
+
+LINEN_NODES.on_visit(cst.ClassDef, rule=RULE_CORE_CLASS)(flag_core_class)
+NNX_FILE_NODES.on_visit(cst.ClassDef, rule=RULE_CORE_CLASS)(flag_core_class)
 
 
 # -- Linen: the core stays a local (`core = nn.LSTMCell(H)`); unrolls become `nn.RNN(core, ...)(xs)` --------

@@ -13,7 +13,11 @@ What it converts:
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
   passes `mutable=['batch_stats']` and reads the updates back.
 - NNX: the model is built eagerly where the transform was, `Model(din, ..., rngs=nnx.Rngs(seed))`,
-  with the input size and seed read from `f.init(key, sample_x)` where they are literal;
+  with the input size and seed read from `f.init(key, sample_x)` where they are literal. Where the
+  size shows only at run time (`f.init(key, batch)` in a function), or `init` is in another file of
+  the tree or nowhere, the transform becomes a factory, `def make_f(sample, *, rngs)`, and the code
+  holding `init` builds the model there: `f = make_f(batch, rngs=nnx.Rngs(key))` (a file importing
+  `f` imports `make_f`);
   `f.init(...)` -> `nnx.state(model, nnx.Param[, nnx.BatchStat])`; `f.apply(params, rng, x,
   training=True)` -> `model.train()` then `model(x)` (a mode flag the model no longer takes becomes
   `model.train()` / `model.eval()`).
@@ -31,9 +35,9 @@ Example (NNX)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import libcst as cst
 
@@ -42,13 +46,16 @@ from ..engine import matchers as m
 from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, code, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, add_todo_lines, attr
-from ..engine.names import dotted_name
+from ..engine.names import ImportedNames, dotted_name
+from ..engine.tree import TreeTransform
 from ..engine.registry import Status, register
-from ..engine.rewriter import Rewriter
 from ..engine.walk import Walker
-from .interfaces import FileRoom
+from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod, NnxFile
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
+
+if TYPE_CHECKING:
+    from ..targets.nnx import ClassInfo
 
 TRANSFORM_APIS = ("transform", "transform_with_state", "without_apply_rng", "multi_transform", "multi_transform_with_state")
 RULE_TRANSFORM = register(
@@ -58,10 +65,13 @@ RULE_TRANSFORM = register(
 RULE_INPUT_SIZE = register("HK006", "input-size", Status.PARTIAL, "NNX input sizes: inferred by dataflow, else a constructor argument with a TODO", __name__)
 
 AnyAssign = TypeVar("AnyAssign", cst.Assign, cst.AnnAssign)  # `f = hk.transform(...)` or `f: T = hk.transform(...)`
+Room = TypeVar("Room", bound=FileRoom)
 
 AFTER_CLASS = (cst.EmptyLine(indent=False),) * 2  # the blank lines above a statement that follows a class
 STATE_COLLECTION = "batch_stats"  # where Linen keeps what Haiku's transform_with_state calls state
 STATE_VARIABLE = "BatchStat"  # the NNX variable type of that state
+RNGS = "rngs"
+FACTORY_SAMPLE = "sample"  # the factory's parameter: an input like the one `init` would see
 
 
 @dataclass(frozen=True)
@@ -111,11 +121,12 @@ class FileTransforms:
     forwards: dict[str, Transformed]  # forward function name -> its transform
     state_collection: str  # where transform_with_state's state lives in Linen
     state_variable: cst.BaseExpression  # and its variable type in NNX
-    module_functions: dict[str, cst.FunctionDef | cst.Lambda]  # module-level functions (and lambda forwards)
+    module_functions: dict[str, cst.FunctionDef]  # module-level functions (and lambda forwards, as functions)
     multi: dict[str, analysis.MultiForward]  # multi_transform name -> its forward's methods
     apply_aliases: dict[str, tuple[Transformed, str]]  # `encode, decode = model.apply`: name -> (model, method)
     alias_statements: set[int]
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
+    imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -128,9 +139,12 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
     }
     transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
+    forwards = {t.function: t for t in transforms.values()}
+    imported = {name: made for name, made in ctx.tree.imported.items() if name not in transforms}
+    transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
     hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
-    module_functions: dict[str, cst.FunctionDef | cst.Lambda] = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
     module_functions.update({t.function: t.lambda_forward for t in transforms.values() if t.lambda_forward is not None})
     multi = {
         t.name: read
@@ -143,15 +157,16 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     alias_statements: set[int] = set()
     for statement in module.body:
         assign = analysis.simple_assign(statement)
-        if assign is None or not m.matches(assign[1], m.Attribute(value=m.Name(), attr=m.Name("apply"))):
+        model = _applied_model(assign[1]) if assign is not None else None
+        if assign is None or model is None or model not in multi:
             continue
-        forward = multi.get(assign[1].value.value)  # type: ignore[attr-defined]
-        targets = assign[0].elements if isinstance(assign[0], cst.Tuple | cst.List) else ()
-        if forward is None or len(targets) != len(forward.apply_methods) or not all(isinstance(e.value, cst.Name) for e in targets):
+        forward = multi[model]
+        targets = [e.value for e in assign[0].elements] if isinstance(assign[0], cst.Tuple | cst.List) else []
+        names = [t.value for t in targets if isinstance(t, cst.Name)]
+        if len(names) != len(targets) or len(names) != len(forward.apply_methods):
             continue
-        transformed = transforms[assign[1].value.value]  # type: ignore[attr-defined]
-        for element, method in zip(targets, forward.apply_methods, strict=True):
-            apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
+        for name, method in zip(names, forward.apply_methods, strict=True):
+            apply_aliases[name] = (transforms[model], method)
         alias_statements.add(id(statement))
     finder = _TrainStateFinder(set(transforms))
     if transforms and ctx.mentions("apply_fn"):
@@ -164,104 +179,121 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         unconverted_decorations.update(decorations.reasons)
     state_variable: cst.BaseExpression = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(ctx.ns, STATE_VARIABLE)
     return FileTransforms(
-        transforms, unconverted_decorations, {t.function: t for t in transforms.values()},
+        transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model,
+        apply_aliases, alias_statements, train_state_model, imported,
     )
 
 
 TRANSFORMS = FileFact(_read_transforms)
 
 
-class _Transforms(Rewriter):
-    """What both targets read: the file's transforms (`TRANSFORMS`), kept on the converter."""
+def _imported_transforms(module: cst.Module, imported: dict[str, TreeTransform]) -> dict[str, Transformed]:
+    """The transforms a module-level `from model import net` binds, read as if the file had made them."""
+    found = {}
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if not isinstance(small, cst.ImportFrom) or isinstance(small.names, cst.ImportStar):
+                continue
+            for alias in small.names:
+                name = alias.evaluated_alias or alias.evaluated_name
+                made = imported.get(name)
+                if made is not None:
+                    origin = f"<{made.module}.{made.name}>"
+                    found[name] = Transformed(name, origin, made.with_state, made.apply_rng, statement, made.multi)
+    return found
 
-    def init_transforms(self, module: cst.Module) -> None:
-        read = self.ctx.fact(TRANSFORMS)
-        self.transforms = read.transforms
-        self.unconverted_decorations = read.unconverted_decorations
-        self.forwards = read.forwards
-        self.state_collection = read.state_collection
-        self.state_variable = read.state_variable
-        self.module_functions = read.module_functions
-        self.multi = read.multi
-        self.apply_aliases = read.apply_aliases
-        self._alias_statements = read.alias_statements
-        self.train_state_model = read.train_state_model
 
-    def transform_call(self, call: cst.Call) -> TransformCall | None:
-        """`f.init(...)`, `f.apply(...)`, a multi_transform apply alias `encode(...)`, or `state.apply_fn(...)`."""
-        if isinstance(call.func, cst.Name) and call.func.value in self.apply_aliases:
-            transformed, method = self.apply_aliases[call.func.value]
-            return TransformCall(call, transformed, "apply", method)
-        if self.train_state_model is not None and m.matches(call.func, m.Attribute(attr=m.Name("apply_fn"))):
-            return TransformCall(call, self.train_state_model, "apply", through_train_state=True)
-        if not m.matches(call.func, m.Attribute(value=m.Name(), attr=m.Name("init") | m.Name("apply"))):
-            return None
-        transformed = self.transforms.get(call.func.value.value)  # type: ignore[attr-defined]
-        if transformed is None or (transformed.multi and call.func.attr.value == "apply"):  # type: ignore[attr-defined]
-            return None
-        multi = self.multi.get(transformed.name)
-        module_method = multi.init_method if multi is not None else "__call__"
-        return TransformCall(call, transformed, call.func.attr.value, module_method)  # type: ignore[attr-defined]
+def _applied_model(node: cst.BaseExpression) -> str | None:
+    """`f` for `f.apply`."""
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.attr.value == "apply":
+        return node.value.value
+    return None
 
-    def transformed_assignment(self, original: cst.Assign | cst.AnnAssign) -> Transformed | None:
-        """The transform a module-level `f = hk.transform(...)` (or `f: hk.Transformed = ...`) statement defines."""
-        targets = [t.target for t in original.targets] if isinstance(original, cst.Assign) else [original.target]
-        if len(targets) != 1 or not isinstance(targets[0], cst.Name) or original.value is None:
-            return None
-        transformed = self.transforms.get(targets[0].value)
-        if transformed is None or analysis.read_transform(original.value, self.ctx.names) is None:
-            return None
-        return transformed
 
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        return self.convert_transformed(original, updated) or super().leave_Assign(original, updated)
+def transform_call(ctx: Context, call: cst.Call) -> TransformCall | None:
+    """`f.init(...)`, `f.apply(...)`, a multi_transform apply alias `encode(...)`, or `state.apply_fn(...)`."""
+    read = ctx.fact(TRANSFORMS)
+    func = call.func
+    if isinstance(func, cst.Name) and func.value in read.apply_aliases:
+        transformed, method = read.apply_aliases[func.value]
+        return TransformCall(call, transformed, "apply", method)
+    if not isinstance(func, cst.Attribute):
+        return None
+    if read.train_state_model is not None and func.attr.value == "apply_fn":
+        return TransformCall(call, read.train_state_model, "apply", through_train_state=True)
+    if not isinstance(func.value, cst.Name) or func.attr.value not in ("init", "apply"):
+        return None
+    made = read.transforms.get(func.value.value)
+    if made is None or (made.multi and func.attr.value == "apply"):
+        return None
+    multi = read.multi.get(made.name)
+    return TransformCall(call, made, func.attr.value, multi.init_method if multi is not None else "__call__")
 
-    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
-        return self.convert_transformed(original, updated) or super().leave_AnnAssign(original, updated)
 
-    def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
-        """The target's model in place of `f = hk.transform(...)`; None for other assignments."""
-        raise NotImplementedError
+def _transform_method(ctx: Context, call: cst.Call) -> str | None:
+    """`transform.init` / `transform.apply` for a call on a transformed object of the file (the call rules' key)."""
+    found = transform_call(ctx, call)
+    return f"transform.{found.method}" if found is not None else None
 
-    def forward_module(self, transformed: Transformed) -> cst.Call | None:
-        forward = self.module_functions.get(transformed.function)
-        return analysis.forward_module(forward) if forward is not None else None
 
-    def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression | None:
-        """The target's model standing for `transformed` (reported on `node`); None, with a TODO, when there is none."""
-        raise NotImplementedError
+def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -> Transformed | None:
+    """The transform a module-level `f = hk.transform(...)` (or `f: hk.Transformed = ...`) statement defines."""
+    targets = [t.target for t in original.targets] if isinstance(original, cst.Assign) else [original.target]
+    if len(targets) != 1 or not isinstance(targets[0], cst.Name) or original.value is None:
+        return None
+    transformed = ctx.fact(TRANSFORMS).transforms.get(targets[0].value)
+    if transformed is None or analysis.read_transform(original.value, ctx.names) is None:
+        return None
+    return transformed
 
-    def decorated_model(self, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine | None:
-        """`log_prob = LogProb()`: the model bound to the name of a `@hk.transform`-decorated function, with
-        the TODOs its construction raises above it (not above the class the function becomes)."""
-        self._statement_todos.append([])
-        model = self.transformed_model(self.forwards[function.name.value], function)
-        todos = self._statement_todos.pop()
-        if model is None:
-            self._statement_todos[-1].extend(todos)  # the function stays, under its TODOs
-            return None
-        line = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(function.name)], model)], leading_lines=leading_lines)
-        return add_todo_lines(line, todos)  # type: ignore[return-value]
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
-        reason = self.unconverted_decorations.get(id(original))
-        if reason is not None:
-            self.todo(original, RULE_TRANSFORM, reason)
-        return super().leave_FunctionDef(original, updated)
+def forward_module(ctx: Context, transformed: Transformed) -> cst.Call | None:
+    """The module a forward only builds and calls with its own arguments, if it does only that."""
+    forward = ctx.fact(TRANSFORMS).module_functions.get(transformed.function)
+    return analysis.forward_module(forward) if forward is not None else None
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        if id(original) in self._alias_statements:
-            self.converted(original, RULE_TRANSFORM, "multi_transform apply functions become model methods")
-            return cst.RemovalSentinel.REMOVE
-        return super().leave_SimpleStatementLine(original, updated)
+
+def _decorated_model(
+    room: Room,
+    function: cst.FunctionDef,
+    build: Callable[[Room, Transformed, cst.CSTNode], cst.BaseExpression | None],
+    leading_lines: Sequence[cst.EmptyLine],
+) -> cst.SimpleStatementLine | None:
+    """`log_prob = LogProb()`: the model bound to the name of a `@hk.transform`-decorated function, with
+    the TODOs its construction raises above it (not above the class the function becomes)."""
+    transformed = room.ctx.fact(TRANSFORMS).forwards[function.name.value]
+    model, todos = room.todos_apart(lambda: build(room, transformed, function))
+    if model is None:
+        return None  # the function stays, under its TODOs
+    line = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(function.name)], model)], leading_lines=leading_lines)
+    return add_todo_lines(line, todos)
+
+
+def _unconverted_decoration(room: FileRoom, original: cst.FunctionDef, updated: cst.FunctionDef) -> None:
+    reason = room.ctx.fact(TRANSFORMS).unconverted_decorations.get(id(original))
+    if reason is not None:
+        room.todo(original, RULE_TRANSFORM, reason)
+
+
+def _apply_aliases(room: FileRoom, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.RemovalSentinel | None:
+    """`encode, decode = model.apply` goes: the functions are methods of the model now."""
+    if id(original) not in room.ctx.fact(TRANSFORMS).alias_statements:
+        return None
+    room.converted(original, RULE_TRANSFORM, "multi_transform apply functions become model methods")
+    return cst.RemovalSentinel.REMOVE
+
+
+for _nodes in (LINEN_NODES, NNX_FILE_NODES):
+    _nodes.on_leave(cst.FunctionDef, rule=RULE_TRANSFORM)(_unconverted_decoration)
 
 
 class _StatefulLayers(Walker):
     """Whether a file builds a table layer that keeps state (BatchNorm)."""
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.found = False
 
@@ -282,7 +314,7 @@ def _class_defined_below(function: cst.FunctionDef, module: cst.Module) -> str |
 class _UnconvertedDecorations(Walker):
     """Functions decorated with transforms that `analysis.module_transforms` does not read, with the reason."""
 
-    def __init__(self, names, module: cst.Module, known: set[int]) -> None:
+    def __init__(self, names: ImportedNames, module: cst.Module, known: set[int]) -> None:
         self.names = names
         self.module_level = {id(s) for s in module.body}
         self.known = known  # read as transforms, or given their reason already
@@ -309,241 +341,394 @@ class _TrainStateFinder(Walker):
         self.models: set[str] = set()
 
     def visit_Arg(self, node: cst.Arg) -> None:
-        if (
-            m.matches(node, m.Arg(keyword=m.Name("apply_fn"), value=m.Attribute(value=m.Name(), attr=m.Name("apply"))))
-            and node.value.value.value in self.transforms  # type: ignore[attr-defined]
-        ):
-            self.models.add(node.value.value.value)  # type: ignore[attr-defined]
+        model = _applied_model(node.value) if node.keyword is not None and node.keyword.value == "apply_fn" else None
+        if model is not None and model in self.transforms:
+            self.models.add(model)
 
 
-class LinenTransforms(_Transforms):
-    """Linen: the transformed function becomes a module; init/apply speak in variables dicts."""
+# -- Linen: the transformed function becomes a module; init/apply speak in variables dicts ---------
+def linen_model(room: LinenMethod, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression:
+    """The Linen module standing for `transformed` (reported on `node`)."""
+    inner = forward_module(room.ctx, transformed)
+    model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(analysis.camel_case(transformed.function)))
+    room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
+    return model
 
-    def init_transforms(self, module: cst.Module) -> None:
-        super().init_transforms(module)
-        self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
-        self._module = module
-        self._shows_state: bool | None = None  # read by the first with_state init/apply that needs it
 
-    def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
-        transformed = self.transformed_assignment(original)
-        if transformed is None:
-            return None
-        return updated.with_changes(value=self.transformed_model(transformed, original))
+def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine:
+    line = _decorated_model(room, function, linen_model, leading_lines)
+    assert line is not None  # a Linen model is always built
+    return line
 
-    def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression:
-        inner = self.forward_module(transformed)
-        model: cst.BaseExpression
-        if inner is not None:
-            model = inner.deep_clone().visit(self)  # type: ignore[assignment]  # (a clone: the original is marked as called inline)
-        else:
-            model = cst.Call(func=cst.Name(analysis.camel_case(transformed.function)))
-        self.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
-        return model
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        call = self.transform_call(original)
-        if call is None:
-            return super().leave_Call(original, updated)
-        return self._transform_call(call, updated)
+@LINEN_NODES.on_leave(cst.Assign, rule=RULE_TRANSFORM)
+@LINEN_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
+def _linen_transformed(room: LinenMethod, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
+    transformed = transformed_assignment(room.ctx, original)
+    return None if transformed is None else updated.with_changes(value=linen_model(room, transformed, original))
 
-    def _transform_call(self, call: TransformCall, updated: cst.Call) -> cst.BaseExpression:
-        if call.transformed.with_state and id(call.node) not in self._state_statements:
-            self.todo(call.node, RULE_TRANSFORM, "use the result as `out, state = ...`, or pass `mutable=['batch_stats']` by hand")
-            return updated
-        if call.method == "init":
-            if call.transformed.with_state:
-                return updated  # the statement is rewritten whole, in leave_SimpleStatementLine
-            self.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
-            return _subscript(updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call))), "params")
-        try:
-            apply = call.split_apply(updated)
-        except Unconvertible as reason:
-            self.todo(call.node, RULE_TRANSFORM, str(reason))
-            return updated
-        elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
-        if apply.state is not None:
-            elements.append(cst.DictElement(cst.SimpleString(f"'{self.state_collection}'"), apply.state))
-        appended = []
-        if apply.rng is not None:
-            appended.append(keyword_arg("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
-        if apply.state is not None:
-            appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{self.state_collection}'"))])))
-        appended.extend(_method_arg(call))
-        self.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
-        func = attr(call.transformed.name, "apply") if call.module_method != "__call__" else updated.func
-        return updated.with_changes(func=func, args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
 
-    def _state_of(self, variables: cst.Name) -> cst.BaseExpression:
-        """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
-        (Linen then has no such collection, where Haiku's state is an empty dict)."""
-        if self._shows_state is None:
-            stateful = _StatefulLayers(self.ctx)
-            stateful.walk(self._module)
-            self._shows_state = stateful.found or self.state_collection != STATE_COLLECTION
-        if self._shows_state:
-            return _subscript(variables, self.state_collection)
-        key = cst.Arg(cst.SimpleString(f"'{self.state_collection}'"))
-        return cst.Call(cst.Attribute(variables, cst.Name("get")), [key, cst.Arg(cst.Dict([]))])
+@LINEN_CALLS.on_object(_transform_method, rule=RULE_TRANSFORM)
+def _linen_transform_call(room: LinenMethod, site: CallSite) -> cst.BaseExpression | None:
+    call = transform_call(room.ctx, site.original)
+    if call is None:
+        return None
+    updated = site.updated
+    read = room.ctx.fact(TRANSFORMS)
+    if call.transformed.with_state and id(call.node) not in room.ctx.fact(STATE_PAIRS):
+        room.todo(call.node, RULE_TRANSFORM, "use the result as `out, state = ...`, or pass `mutable=['batch_stats']` by hand")
+        return updated
+    if call.method == "init":
+        if call.transformed.with_state:
+            return updated  # the statement is rewritten whole, in _linen_state_pair
+        room.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
+        return _subscript(updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call))), "params")
+    try:
+        apply = call.split_apply(updated)
+    except Unconvertible as reason:
+        room.todo(call.node, RULE_TRANSFORM, str(reason))
+        return updated
+    elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
+    if apply.state is not None:
+        elements.append(cst.DictElement(cst.SimpleString(f"'{read.state_collection}'"), apply.state))
+    appended = []
+    if apply.rng is not None:
+        appended.append(keyword_arg("rngs", cst.Dict([cst.DictElement(cst.SimpleString("'dropout'"), apply.rng)])))
+    if apply.state is not None:
+        appended.append(keyword_arg("mutable", cst.List([cst.Element(cst.SimpleString(f"'{read.state_collection}'"))])))
+    appended.extend(_method_arg(call))
+    room.converted(call.node, RULE_TRANSFORM, "apply takes a variables dict" + (" and rngs=" if apply.rng is not None else ""))
+    func = attr(call.transformed.name, "apply") if call.module_method != "__call__" else updated.func
+    return updated.with_changes(func=func, args=respell_args(updated, apply.leading_count, [cst.Dict(elements)], appended))
 
-    # -- transform_with_state: `params, state = f.init(...)`, `out, state = f.apply(...)` ----------
+
+def _read_state_pairs(module: cst.Module, ctx: Context) -> set[int]:
+    """The transform_with_state `init`/`apply` calls a statement unpacks: `params, state = f.init(...)`."""
+    if not any(t.with_state for t in ctx.fact(TRANSFORMS).transforms.values()):
+        return set()
+    pairs = _StatePairs(ctx)
+    pairs.walk(module)
+    return pairs.calls
+
+
+class _StatePairs(Walker):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.calls: set[int] = set()
+
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         pair = _pair_assignment(node)
-        if pair is not None and (call := self.transform_call(pair[2])) and call.transformed.with_state:
-            self._state_statements.add(id(pair[2]))
-        super().visit_SimpleStatementLine(node)
-
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        pair = _pair_assignment(original)
-        if pair is None or id(pair[2]) not in self._state_statements:
-            return super().leave_SimpleStatementLine(original, updated)
-        first, second, call = pair
-        new_value = updated.body[0].value  # type: ignore[attr-defined]
-        if call.func.attr.value == "init":  # type: ignore[attr-defined]
-            # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
-            holder, outputs = "variables", _bare_tuple(
-                _subscript(cst.Name("variables"), "params"), self._state_of(cst.Name("variables"))
-            )
-            targets = _bare_tuple(first, second)
-            head = cst.Assign([cst.AssignTarget(cst.Name(holder))], new_value)
-            self.converted(call, RULE_TRANSFORM, f"init returns variables: params and {self.state_collection}")
-        else:
-            # out, updates = f.apply(..., mutable=['batch_stats']); state = updates['batch_stats']
-            if not isinstance(new_value, cst.Call) or new_value is call:
-                return updated
-            holder = "updates"
-            head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name(holder)))], new_value)
-            targets, outputs = second, self._state_of(cst.Name(holder))
-        tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
-        return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
+        if pair is not None and (call := transform_call(self.ctx, pair[2])) is not None and call.transformed.with_state:
+            self.calls.add(id(pair[2]))
 
 
-class NnxTransforms(_Transforms):
-    """NNX: the model is built eagerly; init reads its state; apply calls it, with train/eval modes."""
+def _read_shows_state(module: cst.Module, ctx: Context) -> bool:
+    """Whether Linen has the state collection: a table layer keeps state (BatchNorm), or the file's own state does."""
+    stateful = _StatefulLayers(ctx)
+    stateful.walk(module)
+    return stateful.found or ctx.fact(TRANSFORMS).state_collection != STATE_COLLECTION
 
-    def init_transforms(self, module: cst.Module) -> None:
-        super().init_transforms(module)
-        self.forward_info: dict[str, tuple[cst.Call, object]] = {}  # transformed name -> (ctor, ClassInfo)
-        self.module = module
-        self._init_calls: dict[str, cst.Call | None] = {}  # transformed name -> its first `init` call
 
-    def convert_transformed(self, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
-        transformed = self.transformed_assignment(original)
-        if transformed is None:
+STATE_PAIRS = FileFact(_read_state_pairs)
+SHOWS_STATE = FileFact(_read_shows_state)
+
+
+def _state_of(ctx: Context, variables: cst.Name) -> cst.BaseExpression:
+    """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
+    (Linen then has no such collection, where Haiku's state is an empty dict)."""
+    collection = ctx.fact(TRANSFORMS).state_collection
+    if ctx.fact(SHOWS_STATE):
+        return _subscript(variables, collection)
+    key = cst.Arg(cst.SimpleString(f"'{collection}'"))
+    return cst.Call(cst.Attribute(variables, cst.Name("get")), [key, cst.Arg(cst.Dict([]))])
+
+
+@LINEN_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_TRANSFORM)
+def _linen_statement(
+    room: LinenMethod, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+) -> cst.RemovalSentinel | cst.FlattenSentinel[cst.SimpleStatementLine] | None:
+    """Apply aliases go; transform_with_state's `params, state = f.init(...)` and `out, state = f.apply(...)`
+    unpack Linen's variables."""
+    removed = _apply_aliases(room, original, updated)
+    if removed is not None:
+        return removed
+    pair = _pair_assignment(original)
+    if pair is None or id(pair[2]) not in room.ctx.fact(STATE_PAIRS):
+        return None
+    first, second, call = pair
+    assign = updated.body[0]
+    if not isinstance(assign, cst.Assign):
+        return None
+    new_value = assign.value
+    collection = room.ctx.fact(TRANSFORMS).state_collection
+    head: cst.Assign
+    if call.func.attr.value == "init" if isinstance(call.func, cst.Attribute) else False:
+        # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
+        outputs: cst.BaseExpression = _bare_tuple(_subscript(cst.Name("variables"), "params"), _state_of(room.ctx, cst.Name("variables")))
+        targets: cst.BaseAssignTargetExpression = _bare_tuple(first, second)
+        head = cst.Assign([cst.AssignTarget(cst.Name("variables"))], new_value)
+        room.converted(call, RULE_TRANSFORM, f"init returns variables: params and {collection}")
+    else:
+        # out, updates = f.apply(..., mutable=['batch_stats']); state = updates['batch_stats']
+        if not isinstance(new_value, cst.Call) or new_value is call:
             return None
-        model = self.transformed_model(transformed, original)
-        return updated if model is None else updated.with_changes(value=model)
+        head = cst.Assign([cst.AssignTarget(_bare_tuple(first, cst.Name("updates")))], new_value)
+        targets, outputs = second, _state_of(room.ctx, cst.Name("updates"))
+    tail = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(targets)], outputs)])
+    return cst.FlattenSentinel([updated.with_changes(body=[head]), tail])
 
-    def transformed_model(self, transformed: Transformed, node: cst.CSTNode) -> cst.Call | None:
-        name = transformed.name
-        inner = self.forward_module(transformed)
+
+# -- NNX: the model is built eagerly; init reads its state; apply calls it, with train/eval modes ----
+def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | None, ClassInfo | None]:
+    """The constructor call a transform's model is built with, and what the file converted of its class."""
+    inner = forward_module(room.ctx, transformed)
+    if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in room.class_infos:
+        classdef = room.classes.get(inner.func.value)
+        init = analysis.find_method(classdef, "__init__") if classdef is not None else None
+        return analysis.name_by_keyword(inner, init), room.class_infos.get(inner.func.value)
+    if transformed.name in room.ctx.fact(TRANSFORMS).imported:  # its model is a class of another file of the tree
+        return None, room.ctx.tree.models.get(transformed.name)
+    if transformed.lambda_forward is not None:  # a lambda building a module of another file
+        return inner, None
+    name = analysis.camel_case(transformed.function)
+    return cst.Call(cst.Name(name)), room.class_infos.get(name)
+
+
+def nnx_model(room: NnxFile, transformed: Transformed, node: cst.CSTNode, sample: cst.Name | None = None) -> cst.Call | None:
+    """The eager NNX model standing for `transformed` (reported on `node`); None, with a TODO, when there is none.
+
+    With `sample`, the model of a factory: sized from that input, seeded from the `rngs` it is given."""
+    ctor, info = _model_class(room, transformed)
+    if ctor is None or info is None:
         forward = transformed.function if transformed.lambda_forward is None else _lambda_code(transformed.lambda_forward)
-        if inner is not None and isinstance(inner.func, cst.Name) and inner.func.value in self.classes:  # type: ignore[attr-defined]
-            ctor, info = self.name_by_keyword(inner), self.class_infos.get(inner.func.value)  # type: ignore[attr-defined]
-        elif transformed.lambda_forward is not None:  # a lambda building a module of another file
-            ctor, info = inner, None
+        room.todo(node, RULE_TRANSFORM, f"`{forward}` builds no module this file converts; construct the NNX model by hand")
+        return None
+    name = transformed.name
+    args: list[cst.Arg] = []
+    if info.needs_din:
+        size = _last_axis(sample) if sample is not None else _example_input_size(room, name, node)
+        args.append(cst.Arg(size))
+    args.extend(unknown_size_args(info, room, node))
+    # NNX modules take no `name=`: Haiku's only named the root of the parameter tree
+    args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args if not m.matches(a, m.Arg(keyword=m.Name("name"))))
+    if info.needs_rngs:
+        rngs = cst.Name(RNGS) if sample is not None else cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(_seed(room, name, node))])
+        args.append(keyword_arg(RNGS, rngs))
+    room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
+    return cst.Call(ctor.func, args)
+
+
+def _last_axis(value: cst.BaseExpression) -> cst.BaseExpression:
+    return cst.parse_expression(f"{code(value)}.shape[-1]")
+
+
+def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
+    """The model is built where `init` is called, by a factory: nothing in the transform's own file
+    initialises or applies it, or the file initialises it on an input whose size shows only at run time."""
+    name = transformed.name
+    if transformed.decorated or transformed.name in room.ctx.fact(TRANSFORMS).imported:
+        return False
+    if not room.ctx.mentions(f"{name}.init", f"{name}.apply"):
+        return True
+    init = room.ctx.fact(INIT_CALLS).get(name)
+    info = _model_class(room, transformed)[1]
+    inputs = _init_inputs(init) if init is not None else None
+    return inputs is not None and info is not None and info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
+
+
+def _init_inputs(call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """(key, first input) of `net.init(key, x, ...)`, when they are passed by position."""
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    return (positional[0], positional[1]) if len(positional) >= 2 else None
+
+
+def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
+    """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
+    model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
+    sample = cst.Name(FACTORY_SAMPLE)
+    model, todos = room.todos_apart(lambda: nnx_model(room, transformed, statement, sample))
+    if model is None:
+        return None
+    factory = factory_name(transformed.name)
+    doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{transformed.name}.init`."""'
+    built = add_todo_lines(cst.SimpleStatementLine([cst.Return(model)]), todos)  # above the `...` they are about
+    body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), built]
+    params = cst.Parameters([cst.Param(sample)], kwonly_params=[cst.Param(cst.Name(RNGS), cst.Annotation(attr(room.ctx.ns, "Rngs")))])
+    room.converted(statement, RULE_TRANSFORM, f"{transformed.name} is built by its callers: {factory}(sample, rngs=...)")
+    return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=statement.leading_lines or AFTER_CLASS)
+
+
+def factory_name(name: str) -> str:
+    return f"make_{name}"
+
+
+def nnx_decorated_model(room: NnxFile, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine | None:
+    return _decorated_model(room, function, nnx_model, leading_lines)
+
+
+@NNX_FILE_NODES.on_leave(cst.Assign, rule=RULE_TRANSFORM)
+@NNX_FILE_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
+def _nnx_transformed(room: NnxFile, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
+    transformed = transformed_assignment(room.ctx, original)
+    if transformed is None or _built_by_callers(room, transformed):
+        return None  # (a factory replaces the whole statement: `_nnx_statement`)
+    model = nnx_model(room, transformed, original)
+    return updated if model is None else updated.with_changes(value=model)
+
+
+@NNX_FILE_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_TRANSFORM)
+def _nnx_statement(
+    room: NnxFile, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+) -> cst.RemovalSentinel | cst.FunctionDef | None:
+    """Apply aliases go; a transform its callers build becomes its factory."""
+    removed = _apply_aliases(room, original, updated)
+    if removed is not None or len(original.body) != 1 or not isinstance(original.body[0], cst.Assign | cst.AnnAssign):
+        return removed
+    transformed = transformed_assignment(room.ctx, original.body[0])
+    if transformed is None or not _built_by_callers(room, transformed):
+        return None
+    return _factory(room, transformed, original)
+
+
+@NNX_FILE_NODES.on_leave(cst.ImportFrom, rule=RULE_TRANSFORM)
+def _import_factories(room: NnxFile, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom | None:
+    """`from model import net` -> `from model import make_net`, where this file builds the model."""
+    imported = room.ctx.fact(TRANSFORMS).imported
+    if not imported or isinstance(updated.names, cst.ImportStar):
+        return None
+    names = []
+    for alias in updated.names:
+        made = imported.get(alias.evaluated_alias or alias.evaluated_name)
+        if made is None or made.used_in_file:
+            names.append(alias)
+        elif (alias.evaluated_alias or alias.evaluated_name) not in room.ctx.fact(INIT_CALLS):
+            room.todo(original, RULE_TRANSFORM, f"`{made.name}` is a factory now: build the model here with `{factory_name(made.name)}(sample, rngs=nnx.Rngs(0))`")
+            names.append(alias)
         else:
-            ctor = cst.Call(cst.Name(analysis.camel_case(transformed.function)))
-            info = self.class_infos.get(analysis.camel_case(transformed.function))
-        self.forward_info[name] = (ctor, info)  # type: ignore[assignment]
-        if info is None:
-            self.todo(node, RULE_TRANSFORM, f"`{forward}` builds no module this file converts; construct the NNX model by hand")
-            return None
-        args: list[cst.Arg] = []
-        if info.needs_din:
-            args.append(cst.Arg(self._example_input_size(name, node)))
-        args.extend(unknown_size_args(info, self, node))
-        # NNX modules take no `name=`: Haiku's only named the root of the parameter tree
-        args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args if not m.matches(a, m.Arg(keyword=m.Name("name"))))
-        if info.needs_rngs:
-            args.append(keyword_arg("rngs", cst.Call(attr(self.ctx.ns, "Rngs"), [cst.Arg(self._seed(name, node))])))
-        self.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> eager NNX model")
-        return cst.Call(ctor.func, args)
-
-    def _init_call(self, name: str) -> cst.Call | None:
-        if name not in self._init_calls:
-            finder = _InitCallFinder(name)
-            if self.ctx.mentions(f"{name}.init"):
-                finder.walk(self.module)
-            self._init_calls[name] = finder.found
-        return self._init_calls[name]
-
-    def _example_input_size(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
-        call = self._init_call(name)
-        rng_leading = 1
-        sample = call.args[rng_leading].value if call is not None and len(call.args) > rng_leading else None
-        size = _literal_last_dim(sample, self.module) if sample is not None else None
-        if size is None:
-            self.todo(node, RULE_INPUT_SIZE, "pass the model's input feature size (the last dimension of its input) in place of `...`")
-            return cst.Ellipsis()
-        return size
-
-    def _seed(self, name: str, node: cst.CSTNode) -> cst.BaseExpression:
-        call = self._init_call(name)
-        key = call.args[0].value if call is not None and call.args else None
-        if isinstance(key, cst.Call) and (dotted_name(key.func) or "").rsplit(".", 1)[-1] in ("key", "PRNGKey") and key.args:
-            seed = key.args[0].value
-            if isinstance(seed, cst.Integer):
-                return seed
-        self.warn(node, RULE_TRANSFORM, "initialisation seed not found: nnx.Rngs(0) used (Haiku and Flax inits never agree bitwise anyway)")
-        return cst.Integer("0")
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        call = self.transform_call(original)
-        if call is None:
-            return super().leave_Call(original, updated)
-        model = call.model
-        with_state = call.transformed.with_state
-        if call.method == "init":
-            filters = [cst.Arg(attr(self.ctx.ns, "Param"))]
-            if with_state:
-                filters.append(cst.Arg(self.state_variable))
-            self.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; nnx.state reads its variables")
-            return cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), *filters])
-        try:
-            apply = call.split_apply(updated)
-        except Unconvertible as reason:
-            self.todo(original, RULE_TRANSFORM, str(reason))
-            return updated
-        info = self.forward_info.get(call.transformed.name, (None, None))[1]
-        removed = info.removed_call_params if info is not None else {}
-        for arg in apply.rest:
-            if arg.keyword is not None and arg.keyword.value in removed:
-                self._set_mode(model, arg.value)
-        positional = [a for a in apply.rest if a.keyword is None]
-        for index in removed.values():
-            if index < len(positional):
-                self._set_mode(model, positional[index].value)
-        if apply.rng is not None:
-            self.warn(original, RULE_RNG, "the apply rng is dropped: NNX layers draw from the model's nnx.Rngs")
-        self.converted(original, RULE_TRANSFORM, "apply -> calling the NNX model")
-        method = model if call.module_method == "__call__" else cst.Attribute(model, cst.Name(call.module_method))
-        forward = updated.with_changes(func=method, args=_kept_args(apply.rest, drop_removed_args(apply.rest, removed)))
-        if not with_state:
-            return forward
-        state = cst.Call(attr(self.ctx.ns, "state"), [cst.Arg(model), cst.Arg(self.state_variable)])
-        return cst.Tuple([cst.Element(forward), cst.Element(state)])
-
-    def _set_mode(self, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:
-        train = cst.Call(cst.Attribute(model, cst.Name("train")))
-        evaluate = cst.Call(cst.Attribute(model, cst.Name("eval")))
-        if m.matches(flag, m.Name("True")):
-            expression: cst.BaseExpression = train
-        elif m.matches(flag, m.Name("False")):
-            expression = evaluate
-        else:
-            expression = cst.IfExp(test=flag, body=train, orelse=evaluate)
-        self.insert_before_statement(cst.SimpleStatementLine([cst.Expr(expression)]))
+            names.append(alias.with_changes(name=cst.Name(factory_name(made.name)), asname=None))
+    return updated.with_changes(names=names)
 
 
-class _InitCallFinder(Walker):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.found: cst.Call | None = None
+def _read_init_calls(module: cst.Module, ctx: Context) -> dict[str, cst.Call]:
+    """Each transformed object's first `init` call in the file."""
+    finder = _InitCalls(set(ctx.fact(TRANSFORMS).transforms))
+    if ctx.mentions(".init"):
+        finder.walk(module)
+    return finder.found
+
+
+class _InitCalls(Walker):
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.found: dict[str, cst.Call] = {}
 
     def visit_Call(self, node: cst.Call) -> None:
-        if self.found is None and m.matches(node.func, m.Attribute(value=m.Name(self.name), attr=m.Name("init"))):
-            self.found = node
+        func = node.func
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value == "init" and func.value.value in self.names:
+            self.found.setdefault(func.value.value, node)
+
+
+INIT_CALLS = FileFact(_read_init_calls)
+
+
+def _example_input_size(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
+    call = room.ctx.fact(INIT_CALLS).get(name)
+    rng_leading = 1
+    sample = call.args[rng_leading].value if call is not None and len(call.args) > rng_leading else None
+    size = _literal_last_dim(sample, room.ctx.module) if sample is not None else None
+    if size is None:
+        room.todo(node, RULE_INPUT_SIZE, "pass the model's input feature size (the last dimension of its input) in place of `...`")
+        return cst.Ellipsis()
+    return size
+
+
+def _seed(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
+    call = room.ctx.fact(INIT_CALLS).get(name)
+    key = call.args[0].value if call is not None and call.args else None
+    if isinstance(key, cst.Call) and (dotted_name(key.func) or "").rsplit(".", 1)[-1] in ("key", "PRNGKey") and key.args:
+        seed = key.args[0].value
+        if isinstance(seed, cst.Integer):
+            return seed
+    room.warn(node, RULE_TRANSFORM, "initialisation seed not found: nnx.Rngs(0) used (Haiku and Flax inits never agree bitwise anyway)")
+    return cst.Integer("0")
+
+
+@NNX_FILE_CALLS.on_object(_transform_method, rule=RULE_TRANSFORM)
+def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | None:
+    call = transform_call(room.ctx, site.original)
+    if call is None:
+        return None
+    original, updated = site.original, site.updated
+    model = call.model
+    ns = room.ctx.ns
+    room.ctx.need_target_import()  # (a file that only uses a model of another file has no class that adds it)
+    state_variable = room.ctx.fact(TRANSFORMS).state_variable
+    with_state = call.transformed.with_state
+    if call.method == "init":
+        made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
+        factory = factory_name(made.name) if made is not None and not made.used_in_file else None
+        if made is None and _built_by_callers(room, call.transformed):
+            factory = factory_name(call.transformed.name)
+        if factory is not None:
+            built = _built_here(room, call, factory)
+            if built is None:
+                return updated
+            room.insert_before_statement(built)
+        filters = [cst.Arg(attr(ns, "Param"))]
+        if with_state:
+            filters.append(cst.Arg(state_variable))
+        room.converted(original, RULE_TRANSFORM, "init: the NNX model is built eagerly; nnx.state reads its variables")
+        return cst.Call(attr(ns, "state"), [cst.Arg(model), *filters])
+    try:
+        apply = call.split_apply(updated)
+    except Unconvertible as reason:
+        room.todo(original, RULE_TRANSFORM, str(reason))
+        return updated
+    info = _model_class(room, call.transformed)[1]
+    removed = info.removed_call_params if info is not None else {}
+    for arg in apply.rest:
+        if arg.keyword is not None and arg.keyword.value in removed:
+            _set_mode(room, model, arg.value)
+    positional = [a for a in apply.rest if a.keyword is None]
+    for index in removed.values():
+        if index < len(positional):
+            _set_mode(room, model, positional[index].value)
+    if apply.rng is not None:
+        room.warn(original, RULE_RNG, "the apply rng is dropped: NNX layers draw from the model's nnx.Rngs")
+    room.converted(original, RULE_TRANSFORM, "apply -> calling the NNX model")
+    method = model if call.module_method == "__call__" else cst.Attribute(model, cst.Name(call.module_method))
+    forward = updated.with_changes(func=method, args=_kept_args(apply.rest, drop_removed_args(apply.rest, removed)))
+    if not with_state:
+        return forward
+    state = cst.Call(attr(ns, "state"), [cst.Arg(model), cst.Arg(state_variable)])
+    return cst.Tuple([cst.Element(forward), cst.Element(state)])
+
+
+def _built_here(room: NnxFile, call: TransformCall, factory: str) -> cst.SimpleStatementLine | None:
+    """`net = make_net(batch, rngs=nnx.Rngs(key))` for `net.init(key, batch)`: the model is built where
+    Haiku initialised it, from the same input (None, with a TODO, when the call does not show them)."""
+    inputs = _init_inputs(call.node)
+    if inputs is None:
+        room.todo(call.node, RULE_TRANSFORM, f"build the model here with `{factory}(sample, rngs=nnx.Rngs(key))` from the input `init` would see")
+        return None
+    key, sample = inputs
+    rngs = keyword_arg(RNGS, cst.Call(attr(room.ctx.ns, "Rngs"), [cst.Arg(key)]))
+    build = cst.Call(cst.Name(factory), [cst.Arg(sample), rngs])
+    room.converted(call.node, RULE_TRANSFORM, f"the model is built here, from the input of init: {factory}(...)")
+    return cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(call.transformed.name))], build)])
+
+
+def _set_mode(room: FileRoom, model: cst.BaseExpression, flag: cst.BaseExpression) -> None:
+    """`model.train()` / `model.eval()` before the statement, for the mode flag the model no longer takes."""
+    train = cst.Call(cst.Attribute(model, cst.Name("train")))
+    evaluate = cst.Call(cst.Attribute(model, cst.Name("eval")))
+    if m.matches(flag, m.Name("True")):
+        expression: cst.BaseExpression = train
+    elif m.matches(flag, m.Name("False")):
+        expression = evaluate
+    else:
+        expression = cst.IfExp(test=flag, body=train, orelse=evaluate)
+    room.insert_before_statement(cst.SimpleStatementLine([cst.Expr(expression)]))
 
 
 def _literal_last_dim(sample: cst.BaseExpression, module: cst.Module) -> cst.BaseExpression | None:
@@ -574,7 +759,7 @@ def _bare_tuple(*values: cst.BaseExpression) -> cst.Tuple:
     return cst.Tuple([cst.Element(v) for v in values], lpar=[], rpar=[])
 
 
-def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.Call] | None:
+def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseAssignTargetExpression, cst.BaseAssignTargetExpression, cst.Call] | None:
     """(a, b, call) for a statement `a, b = call(...)`."""
     if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
         return None
@@ -584,9 +769,12 @@ def _pair_assignment(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpres
     target = assign.targets[0].target
     if not isinstance(target, cst.Tuple | cst.List) or len(target.elements) != 2:
         return None
+    first, second = (e.value for e in target.elements)
     if any(isinstance(e, cst.StarredElement) for e in target.elements):
         return None
-    return target.elements[0].value, target.elements[1].value, assign.value
+    if not isinstance(first, cst.BaseAssignTargetExpression) or not isinstance(second, cst.BaseAssignTargetExpression):
+        return None
+    return first, second, assign.value
 
 
 def _method_arg(call: TransformCall) -> list[cst.Arg]:
@@ -596,11 +784,8 @@ def _method_arg(call: TransformCall) -> list[cst.Arg]:
     return [keyword_arg("method", cst.SimpleString(f"'{call.module_method}'"))]
 
 
-def unknown_size_args(info, report: FileRoom, node: cst.CSTNode) -> list[cst.Arg]:
-    """`...` placeholders, each with a TODO, for the input sizes an NNX constructor could not infer.
-
-    `info` is the constructed class's `ClassInfo` (haiku2flax.targets.nnx).
-    """
+def unknown_size_args(info: ClassInfo, report: FileRoom, node: cst.CSTNode) -> list[cst.Arg]:
+    """`...` placeholders, each with a TODO, for the input sizes an NNX constructor could not infer."""
     for name in info.unknown_sizes:
         report.todo(node, RULE_INPUT_SIZE, f"pass `{name}` in place of `...`: an input feature size that could not be inferred")
     return [cst.Arg(cst.Ellipsis()) for _ in info.unknown_sizes]
@@ -638,4 +823,5 @@ def _lambda_code(function: cst.FunctionDef) -> str:
     """The lambda a lambda forward (`def <lambda>(x): return Model()(x)`) was written as."""
     statement = function.body.body[0]
     assert isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Return)
-    return f"lambda {code(function.params)}: {code(statement.body[0].value)}"  # type: ignore[arg-type]
+    assert statement.body[0].value is not None
+    return f"lambda {code(function.params)}: {code(statement.body[0].value)}"

@@ -11,6 +11,7 @@ import libcst as cst
 from .names import ImportedNames, dotted_name
 from .notes import TODO_PREFIX, Notes, todo_comment
 from .tables import Tables
+from .tree import EMPTY_VIEW, FileView
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 FactT = TypeVar("FactT")
@@ -77,6 +78,8 @@ class Context:
     _mentioned: dict[str, bool] = field(default_factory=dict)  # each word searched once per file, not per method
     module: cst.Module = field(default_factory=lambda: cst.Module([]))  # the file as parsed, for `fact`
     _facts: dict[FileFact[Any], Any] = field(default_factory=dict)
+    tree: FileView = EMPTY_VIEW  # what the file imports from other files of the tree being migrated
+    module_classes: dict[str, Any] = field(default_factory=dict)  # NNX: what other files need of the classes converted here
 
     def fact(self, fact: FileFact[FactT]) -> FactT:
         """`fact` about this file, worked out on first use."""

@@ -11,10 +11,11 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .notes import Note
 from .tables import Tables
+from .tree import EMPTY_VIEW, FileView
 
 TARGETS = ("linen", "nnx")
 HAIKU = "haiku"
@@ -40,6 +41,7 @@ class Conversion:
     source: str
     code: str
     notes: list[Note] = field(default_factory=list)
+    classes: dict[str, Any] = field(default_factory=dict)  # NNX: what callers need of each module class (`ClassInfo`)
 
     @property
     def changed(self) -> bool:
@@ -67,18 +69,20 @@ def convert_source(
     tables: Tables | None = None,
     select: frozenset[str] | None = None,
     ignore: frozenset[str] = frozenset(),
+    tree: FileView = EMPTY_VIEW,
 ) -> Conversion:
-    """Convert one file's text. Raises ConversionError for input that does not parse."""
+    """Convert one file's text (`tree`: what it imports from other files of the tree being migrated).
+    Raises ConversionError for input that does not parse."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
-    if not mentions_haiku(source, tables):
+    if not mentions_haiku(source, tables) and not tree.imported:
         return Conversion(source, source)
     from .rewrite import rewrite
 
     try:
-        return rewrite(source, target, tables, select, ignore)
+        return rewrite(source, target, tables, select, ignore, tree)
     except RecursionError:  # the rewrite is pure: run it again with a deeper stack
-        return with_deep_stack(lambda: rewrite(source, target, tables, select, ignore))
+        return with_deep_stack(lambda: rewrite(source, target, tables, select, ignore, tree))
 
 
 def with_deep_stack(function: Callable[[], T]) -> T:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import libcst as cst
 
@@ -17,6 +19,7 @@ from .notes import Note, Outcome, earlier_todos
 from .pipeline import Conversion, ConversionError
 from .rewriter import Rewriter
 from .tables import Tables, load_tables
+from .tree import FileView
 
 
 def _converter(target: str) -> Callable[[Context, cst.Module], Rewriter]:
@@ -33,36 +36,45 @@ def _converter(target: str) -> Callable[[Context, cst.Module], Rewriter]:
 
 
 def rewrite(
-    source: str, target: str, tables: Tables | None, select: frozenset[str] | None, ignore: frozenset[str]
+    source: str, target: str, tables: Tables | None, select: frozenset[str] | None, ignore: frozenset[str], tree: FileView
 ) -> Conversion:
     """`convert_source` for a file that mentions Haiku.
 
     The rules see the file with the statements they cannot touch hidden (`splice`), unless the result
-    cannot be put back together; then, or when nothing is hidden, they see the whole file.
+    cannot be put back together; then, or when nothing is hidden, they see the whole file. A file that
+    uses models or classes of other files of the tree is always seen whole: what it imports from them
+    is not a Haiku name the splice could follow.
     """
     tables = tables or load_tables()
-    spliced = splice.hide(source, tables.house_apis)
+    spliced = splice.hide(source, tables.house_apis) if not (tree.imported or tree.class_imports) else None
     converted = None
     if spliced is not None:
         try:
-            reduced = _convert(spliced.source, target, tables, select, ignore)
+            reduced = _convert(spliced.source, target, tables, select, ignore, tree)
         except ConversionError:  # positioned in the reduced text: the whole file says where
             reduced = None
         if reduced is not None:
-            code, input_notes, output_notes = reduced
-            restored = spliced.restore(code, output_notes)
+            restored = spliced.restore(reduced.code, reduced.output_notes)
             if restored is not None:
-                converted = (restored[0], spliced.input_notes(input_notes), restored[1])
+                converted = _Converted(restored[0], spliced.input_notes(reduced.input_notes), restored[1], reduced.module_classes)
     if converted is None:
-        converted = _convert(source, target, tables, select, ignore)
-    code, input_notes, output_notes = converted
-    notes = input_notes + output_notes
-    return Conversion(source, code, sorted(notes + earlier_todos(code, notes), key=lambda n: (n.line, n.column)))
+        converted = _convert(source, target, tables, select, ignore, tree)
+    notes = converted.input_notes + converted.output_notes
+    notes = sorted(notes + earlier_todos(converted.code, notes), key=lambda n: (n.line, n.column))
+    return Conversion(source, converted.code, notes, converted.module_classes)
+
+
+@dataclass
+class _Converted:
+    code: str
+    input_notes: list[Note]  # positioned in the source
+    output_notes: list[Note]  # positioned in the code
+    module_classes: dict[str, Any] = field(default_factory=dict)
 
 
 def _convert(
-    source: str, target: str, tables: Tables, select: frozenset[str] | None, ignore: frozenset[str]
-) -> tuple[str, list[Note], list[Note]]:
+    source: str, target: str, tables: Tables, select: frozenset[str] | None, ignore: frozenset[str], tree: FileView
+) -> _Converted:
     """The converted code, the notes positioned in `source` and those positioned in the code."""
     try:
         module = cst.parse_module(source)
@@ -70,10 +82,11 @@ def _convert(
         message = re.sub(r"^.*?error at \d+:\d+: ", "", error.message.splitlines()[0])
         raise ConversionError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
     names = ImportedNames.from_module(module, tables.house_apis)
-    if names.is_empty:  # nothing of Haiku is left, but what an earlier run left to do still is
-        return source, [], []
+    if names.is_empty and not tree.imported:  # nothing of Haiku is left, but what an earlier run left to do still is
+        return _Converted(source, [], [])
     ctx = Context(
-        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module
+        target=target, tables=tables, names=names, selected=select, ignored=ignore, linen_ns=linen_namespace(module), source=source, module=module,
+        tree=tree,
     )
     converter = _converter(target)(ctx, module)
     rewritten = _with_definitions(module.visit(converter), ctx.needed_definitions)
@@ -91,7 +104,7 @@ def _convert(
         for statement, todos in leftovers
         for rule, reason in todos
     ]
-    return code, ctx.notes.resolve(module), leftover_notes
+    return _Converted(code, ctx.notes.resolve(module), leftover_notes, ctx.module_classes)
 
 
 def _with_definitions(module: cst.Module, definitions: dict[str, cst.ClassDef]) -> cst.Module:

@@ -11,6 +11,7 @@ from .context import Context, add_todo_lines
 from .walk import TRIVIA
 
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+Built = TypeVar("Built")
 
 
 Hook = Callable[..., Any] | None
@@ -91,6 +92,18 @@ class Rewriter(cst.CSTTransformer):
         """What a leave hook returns to drop `statement`; its blank lines go to the next statement of its block."""
         self._removed_lines = [line for line in statement.leading_lines if line.comment is None]
         return cst.RemovalSentinel.REMOVE
+
+    def todos_apart(self, build: Callable[[], Built | None]) -> tuple[Built | None, list[tuple[str, str]]]:
+        """`build()` and the TODOs it raised, for the caller to put above what it built; when it built
+        nothing (None) they stay above the current statement."""
+        self._statement_todos.append([])
+        try:
+            built = build()
+        finally:
+            todos = self._statement_todos.pop()
+        if built is None and self._statement_todos:
+            self._statement_todos[-1].extend(todos)
+        return built, todos
 
     # -- dispatch and statement tracking ------------------------------------------------------------
     def _hooks_for(self, kind: type) -> tuple[Hook, Hook, bool, bool, bool]:

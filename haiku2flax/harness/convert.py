@@ -131,8 +131,8 @@ def convert_params(
     loaded_params = _flat_keys(params) if isinstance(params, Mapping) else read_tree(params)  # first: a bad file fails fast
     loaded_state = {} if state is None else _flat_keys(state) if isinstance(state, Mapping) else read_tree(state)
     haiku = haiku_entry(imported(source, path, "haiku"), entry)
-    flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target), target)
     example = make_inputs([parse_input_spec(s) for s in inputs])
+    flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target, example[0] if example else None), target)
     rng = jax.random.key(0)
 
     model = init_and_trace(haiku, rng, example, args, tables, target, abstract=True)

@@ -205,8 +205,8 @@ class _Verification:
         self.todos = [] if conversion is None else [note for note in conversion.notes if note.outcome is Outcome.TODO]
         converted = flax_source if conversion is None else conversion.code
         haiku = haiku_entry(imported(source, path, "haiku"), entry)
-        self.flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target), target)
         inputs = self.inputs(self.input_specs)
+        self.flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target, inputs[0] if inputs else None), target)
 
         # Haiku's BatchNorm cannot initialise in eval mode: both sides initialise with the training arguments
         model = init_and_trace(haiku, jax.random.key(self.seed), inputs, self.call_args, self.tables, target)

@@ -178,20 +178,26 @@ def _names_bound_to_transforms_of(haiku_source: str, function_name: str) -> list
     return names
 
 
-def find_flax_model(flax_module: types.ModuleType, haiku_source: str, entry: str, target: str):
+def find_flax_model(flax_module: types.ModuleType, haiku_source: str, entry: str, target: str, sample=None):
     """The converted model that stands for the Haiku entry `entry` in the rewritten file.
 
     The engine's conventions, tried in order (extend here when they grow):
     1. the rewrite binds the model to the same module-level name as the Haiku transformed object
        (`model = hk.transform(forward)` -> `model = Model(256, 10)` / `Model(784, …, rngs=nnx.Rngs(0))`);
     2. `entry` is a function: the names the Haiku file binds to a transform of it, as in 1;
-    3. a class CamelCase(entry) (`forward` -> `Forward`), built without arguments (NNX: `rngs=` only).
+    3. NNX, a transform its file never initialises: its factory `make_<name>(sample, *, rngs)`, called
+       on `sample` (the first input `verify` runs) with `rngs=nnx.Rngs(0)`;
+    4. a class CamelCase(entry) (`forward` -> `Forward`), built without arguments (NNX: `rngs=` only).
     Linen gives an unbound `nn.Module` instance, NNX a live `nnx.Module` instance.
     """
     model_type = nn.Module if target == "linen" else nnx.Module
-    for name in [entry, *_names_bound_to_transforms_of(haiku_source, entry)]:
+    names = [entry, *_names_bound_to_transforms_of(haiku_source, entry)]
+    for name in names:
         if isinstance(getattr(flax_module, name, None), model_type):
             return getattr(flax_module, name)
+    factory = next((getattr(flax_module, f"make_{name}") for name in names if callable(getattr(flax_module, f"make_{name}", None))), None)
+    if target == "nnx" and factory is not None and sample is not None:
+        return factory(sample, rngs=nnx.Rngs(0))
     cls = getattr(flax_module, camel_case(entry), None)
     if isinstance(cls, type) and issubclass(cls, model_type):
         return cls() if target == "linen" else cls(rngs=nnx.Rngs(0))

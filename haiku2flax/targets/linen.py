@@ -33,12 +33,13 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import LinenTransforms
+from ..codemods.transforms import TRANSFORMS, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
+from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
 from . import RULE_LAYER, RULE_MODULE
 
@@ -66,7 +67,7 @@ class _BuiltAtCall:
     built: cst.Call | None = None  # its constructor as the other rules left it
 
 
-class LinenConverter(LinenTransforms):
+class LinenConverter(Rewriter):
     node_rules = LINEN_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
@@ -74,7 +75,7 @@ class LinenConverter(LinenTransforms):
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else ({}, {})
-        self.init_transforms(module)
+        self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
         self._scopes: list[_Scope] = []  # the classes and functions being visited
         self._called_inline: set[int] = set()  # constructor calls that are called right away
         self._loop_depth = 0  # loops around the statement being visited: a layer built there is built per iteration
@@ -294,11 +295,7 @@ class LinenConverter(LinenTransforms):
         forward also leaves its model, bound to its name, where it was."""
         decorated = self.forwards[original.name.value].decorated
         if analysis.forward_module(original) is not None:
-            if not decorated:
-                return cst.RemovalSentinel.REMOVE
-            model = self.decorated_model(original, original.leading_lines)
-            assert model is not None  # Linen's `transformed_model` always gives one
-            return model
+            return linen_decorated_model(self, original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
         self.ctx.need_target_import()
         compact = updated.decorators[: len(updated.decorators) - len(original.decorators)] if decorated else updated.decorators
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
@@ -309,11 +306,7 @@ class LinenConverter(LinenTransforms):
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,
         )
-        if not decorated:
-            return classdef
-        model = self.decorated_model(original)
-        assert model is not None  # (as above)
-        return cst.FlattenSentinel([classdef, model])
+        return cst.FlattenSentinel([classdef, linen_decorated_model(self, original)]) if decorated else classdef
 
     # -- calls ------------------------------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> bool | None:
@@ -350,6 +343,11 @@ class LinenConverter(LinenTransforms):
             self._called_inline.add(id(node.func))
         self._calls.append(node)
         super().visit_Call(node)
+
+    def convert_copy(self, node: cst.Call) -> cst.BaseExpression:
+        converted = node.deep_clone().visit(self)  # a clone: the original is marked as called inline
+        assert isinstance(converted, cst.BaseExpression)
+        return converted
 
     def called_at_once(self, call: cst.Call) -> bool:
         return id(call) in self._called_inline

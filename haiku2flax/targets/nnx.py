@@ -46,7 +46,7 @@ from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.transforms import RULE_INPUT_SIZE, NnxTransforms, drop_removed_args, unknown_size_args
+from ..codemods.transforms import RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -938,7 +938,7 @@ class _StripModeArgs(cst.CSTTransformer):
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
 
-class NnxConverter(NnxTransforms):
+class NnxConverter(Rewriter):
     node_rules = NNX_FILE_NODES
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
@@ -946,8 +946,8 @@ class NnxConverter(NnxTransforms):
         ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else ({}, {})
-        self.init_transforms(module)
-        self.class_infos: dict[str, ClassInfo] = {}
+        self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
+        self.class_infos: dict[str, ClassInfo] = dict(ctx.tree.classes)  # module classes of other files of the tree, then this file's
         self._depth = 0
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -974,8 +974,10 @@ class NnxConverter(NnxTransforms):
         return self.class_infos.get(call.func.value) if isinstance(call.func, cst.Name) else None
 
     def is_module_constructor(self, call: cst.Call) -> bool:
-        """A table layer, an MLP or Sequential, or a Haiku module class of this file."""
-        local = isinstance(call.func, cst.Name) and (call.func.value in self.classes or call.func.value in self.layer_subclasses)
+        """A table layer, an MLP or Sequential, or a Haiku module class of this file or of another file of the tree."""
+        local = isinstance(call.func, cst.Name) and (
+            call.func.value in self.classes or call.func.value in self.layer_subclasses or call.func.value in self.ctx.tree.classes
+        )
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
     # -- module-level structure ---------------------------------------------------------------------
@@ -989,7 +991,7 @@ class NnxConverter(NnxTransforms):
         if original.name.value not in self.classes:
             return updated
         converted, info = _ClassConversion(self, original).run()
-        self.class_infos[original.name.value] = info
+        self.class_infos[original.name.value] = self.ctx.module_classes[original.name.value] = info
         return without_transparent(self, converted)
 
     def _layer_subclass(self, subclass: LayerSubclass) -> cst.ClassDef:
@@ -1024,13 +1026,13 @@ class NnxConverter(NnxTransforms):
         module = analysis.forward_module(original)
         if module is not None and isinstance(module.func, cst.Name) and module.func.value in self.classes:
             if decorated:  # its model stands where it was, or it stays under a TODO
-                return self.decorated_model(original, original.leading_lines) or updated
+                return nnx_decorated_model(self, original, original.leading_lines) or updated
             return cst.RemovalSentinel.REMOVE  # the transform builds that module directly
         classdef = _forward_as_class(original.with_changes(decorators=[]) if decorated else original, self.ctx.ns)
         converted, info = _ClassConversion(self, classdef).run()
-        self.class_infos[classdef.name.value] = info
+        self.class_infos[classdef.name.value] = self.ctx.module_classes[classdef.name.value] = info
         converted = converted.with_changes(leading_lines=original.leading_lines)
-        model = self.decorated_model(original) if decorated else None
+        model = nnx_decorated_model(self, original) if decorated else None
         return cst.FlattenSentinel([converted, model]) if model is not None else converted
 
 
