@@ -276,3 +276,53 @@ def test_partial_of_an_initializer_class_stays_a_todo(target: str):
     code = _convert(source, target)
     assert "TODO(haiku2flax:HK000): `hk.initializers.VarianceScaling`" in code
     assert "TODO(haiku2flax:HK002): `hk.Linear` w_init: `scaled(0.5)`" in code
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_initializers_the_files_callers_pass_convert_at_the_call(target: str):
+    source = """\
+    import haiku as hk
+
+
+    class Encoder(hk.Module):
+      def __init__(self, width, w_init=None, name=None):
+        super().__init__(name=name)
+        self.width = width
+        self.w_init = w_init or hk.initializers.TruncatedNormal(stddev=0.1)
+
+      def __call__(self, x):
+        return hk.Linear(self.width, w_init=self.w_init)(x)
+
+
+    def forward(x):
+      x = Encoder(4, w_init=hk.initializers.RandomNormal(0.3))(x)
+      return Encoder(4, hk.initializers.Constant(0.5))(x)
+    """
+    code = _convert(source, target)
+    ns = "nn" if target == "linen" else "nnx"
+    assert f"w_init={ns}.initializers.normal(0.3)" in code
+    assert f"4, {ns}.initializers.constant(0.5)" in code
+    assert code.count("is now a Flax initializer") == 1  # at the default, not at the calls that pass one
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_caller_passing_something_else_keeps_the_haiku_default(target: str):
+    source = """\
+    import haiku as hk
+
+
+    class Encoder(hk.Module):
+      def __init__(self, width, w_init=None, name=None):
+        super().__init__(name=name)
+        self.w_init = w_init or hk.initializers.TruncatedNormal(stddev=0.1)
+
+      def __call__(self, x):
+        return hk.Linear(4, w_init=self.w_init)(x)
+
+
+    def forward(x):
+      return Encoder(4, w_init=lambda shape, dtype: hk.initializers.Constant(0.5)(shape, dtype))(x)
+    """
+    code = _convert(source, target)
+    assert "w_init or hk.initializers.TruncatedNormal(stddev=0.1)" in code
+    assert "TODO(haiku2flax:HK002)" in code

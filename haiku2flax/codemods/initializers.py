@@ -75,6 +75,10 @@ def _is_none(value: cst.BaseExpression) -> bool:
     return isinstance(value, cst.Name) and value.value == "None"
 
 
+def _parameters(function: cst.FunctionDef) -> list[str]:
+    return [param.name.value for param in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params)]
+
+
 def _read_key(value: cst.BaseExpression) -> str | None:
     """The name a value reads: `init`, `self.init`, or the function `make_init` of `make_init(...)`."""
     key = initializer_key(value)
@@ -93,6 +97,29 @@ class _Values(Walker):
         self.allowed_reads: dict[str, list[str | None]] = {}  # read key -> per allowed read, the key it flows to (None: a layer)
         self.functions: list[str | None] = []  # enclosing functions: the name of a top-level one, else None
         self.depth = 0  # classes and functions around the node
+        self.signatures: dict[str, list[str]] = {}  # top-level function or class -> the parameters its callers fill
+        self.passed: set[int] = set()  # ids of the values the file's own callers pass to those parameters
+
+    def visit_Module(self, node: cst.Module) -> None:
+        for statement in node.body:
+            if isinstance(statement, cst.FunctionDef):
+                self.signatures[statement.name.value] = _parameters(statement)
+            elif isinstance(statement, cst.ClassDef):
+                for member in statement.body.body:
+                    if isinstance(member, cst.FunctionDef) and member.name.value == "__init__":
+                        self.signatures[statement.name.value] = _parameters(member)[1:]  # not `self`
+
+    def _bind_arguments(self, call: cst.Call) -> None:
+        """`Encoder(16, w_init=...)`: the value the caller passes is bound to the parameter."""
+        parameters = self.signatures.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if parameters is None or any(arg.star for arg in call.args):
+            return
+        for position, arg in enumerate(call.args):
+            parameter = arg.keyword.value if arg.keyword is not None else parameters[position] if position < len(parameters) else None
+            if parameter in parameters and parameter is not None:
+                self.bound.setdefault(parameter, []).append(arg.value)
+                self._allow(arg.value, parameter)
+                self.passed.update(id(operand) for operand in _operands(arg.value))
 
     def _allow(self, value: cst.BaseExpression, flows_to: str | None) -> None:
         for operand in _operands(value):
@@ -113,9 +140,9 @@ class _Values(Walker):
         self.reads[name] -= 1  # its name is walked as a read
         if self.depth == 1:
             self.bound.setdefault(f"{name}()", [])
-        for param in (*node.params.posonly_params, *node.params.params, *node.params.kwonly_params):
-            self.bound.setdefault(param.name.value, []).append(CALLER)
-            self.reads[param.name.value] -= 1
+        for parameter in _parameters(node):
+            self.bound.setdefault(parameter, []).append(CALLER)
+            self.reads[parameter] -= 1
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.functions.pop()
@@ -167,6 +194,7 @@ class _Values(Walker):
     def visit_Call(self, node: cst.Call) -> None:
         for arg in self._initializer_args(node):
             self._allow(arg.value, None)
+        self._bind_arguments(node)
 
     def _initializer_args(self, call: cst.Call) -> list[cst.Arg]:
         api = self.names.haiku_api(call.func)
@@ -239,7 +267,13 @@ def _initializer_values(module: cst.Module, names: ImportedNames, tables: Tables
     for key in keys:
         resolve(key, frozenset())
     sources = {key: tuple(sorted(calls[key], key=id)) for key in keys if calls[key]}
-    defaults = {id(call): parameter for key in sources for parameter in sorted(callers[key]) for call in calls[key]}
+    defaults = {
+        id(call): parameter
+        for key in sources
+        for parameter in sorted(callers[key])
+        for call in calls[key]
+        if id(call) not in found.passed  # what the file's own callers pass is converted there
+    }
     return InitializerValues(sources, defaults)
 
 
