@@ -12,6 +12,21 @@ from haiku2flax.engine import convert_source
 TARGETS = ("linen", "nnx")
 
 
+ENCODER = """\
+    import haiku as hk
+
+
+    class Encoder(hk.Module):
+      def __init__(self, width, w_init=None, name=None):
+        super().__init__(name=name)
+        self.width = width
+        self.w_init = w_init or hk.initializers.TruncatedNormal(stddev=0.1)
+
+      def __call__(self, x):
+        return hk.Linear(self.width, w_init=self.w_init)(x)
+"""
+
+
 def _convert(source: str, target: str) -> str:
     return convert_source(textwrap.dedent(source), target).code
 
@@ -123,18 +138,7 @@ def test_array_constructor_as_initializer(target: str):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_attribute_defaulted_with_or_converts_and_asks_callers_for_flax(target: str):
-    source = """\
-    import haiku as hk
-
-
-    class Net(hk.Module):
-      def __init__(self, w_init=None, name=None):
-        super().__init__(name=name)
-        self.w_init = w_init or hk.initializers.TruncatedNormal(stddev=0.1)
-
-      def __call__(self, x):
-        return hk.Linear(4, w_init=self.w_init)(x)
-    """
+    source = ENCODER
     code = _convert(source, target)
     ns = "nn" if target == "linen" else "nnx"
     assert f"w_init or {ns}.initializers.truncated_normal(0.1)" in code
@@ -280,18 +284,7 @@ def test_partial_of_an_initializer_class_stays_a_todo(target: str):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_initializers_the_files_callers_pass_convert_at_the_call(target: str):
-    source = """\
-    import haiku as hk
-
-
-    class Encoder(hk.Module):
-      def __init__(self, width, w_init=None, name=None):
-        super().__init__(name=name)
-        self.width = width
-        self.w_init = w_init or hk.initializers.TruncatedNormal(stddev=0.1)
-
-      def __call__(self, x):
-        return hk.Linear(self.width, w_init=self.w_init)(x)
+    source = ENCODER + """\
 
 
     def forward(x):
@@ -307,17 +300,7 @@ def test_initializers_the_files_callers_pass_convert_at_the_call(target: str):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_caller_passing_something_else_keeps_the_haiku_default(target: str):
-    source = """\
-    import haiku as hk
-
-
-    class Encoder(hk.Module):
-      def __init__(self, width, w_init=None, name=None):
-        super().__init__(name=name)
-        self.w_init = w_init or hk.initializers.TruncatedNormal(stddev=0.1)
-
-      def __call__(self, x):
-        return hk.Linear(4, w_init=self.w_init)(x)
+    source = ENCODER + """\
 
 
     def forward(x):

@@ -10,7 +10,8 @@ The layers take the name as it is. An initializer that reads fans (VarianceScali
 still goes only where its table allows it (not to a 1-D parameter: jax reads no fans there).
 
 Where the value may come from a caller (a constructor's `w_init=None`), the default converts and a TODO
-says that callers now pass a Flax initializer: one from another file cannot be seen. A parameter passed
+says that callers now pass a Flax initializer: one from another file cannot be seen; what the file's own
+callers pass (`Encoder(16, w_init=hk.initializers.RandomNormal(0.3))`) converts at the call. A parameter passed
 on with no default, a name also bound to something else, a value called Haiku-style (`init(shape,
 dtype)`) and `functools.partial(hk.initializers.X, ...)` keep the Haiku code and the layer's TODO.
 
