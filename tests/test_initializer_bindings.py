@@ -309,3 +309,23 @@ def test_caller_passing_something_else_keeps_the_haiku_default(target: str):
     code = _convert(source, target)
     assert "w_init or hk.initializers.TruncatedNormal(stddev=0.1)" in code
     assert "TODO(haiku2flax:HK002)" in code
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_parameter_of_the_same_name_elsewhere_does_not_make_a_bare_one_known(target: str):
+    """`Head` passes its own `w_init` on as it came: `Encoder`'s default says nothing about it. (Names are
+    pooled over the file, so `Encoder` keeps its Haiku default too, with its TODO: never a silent guess.)"""
+    source = ENCODER + """\
+
+
+    class Head(hk.Module):
+      def __init__(self, w_init, name=None):
+        super().__init__(name=name)
+        self.linear = hk.Linear(2, w_init=w_init)
+
+      def __call__(self, x):
+        return self.linear(x)
+    """
+    code = _convert(source, target)
+    assert "hk.Linear(2, w_init=" in code
+    assert "TODO(haiku2flax:HK002): `hk.Linear` w_init:" in code

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeGuard, TypeVar, cast
 
 import libcst as cst
@@ -100,6 +101,13 @@ class _Values(Walker):
         self.depth = 0  # classes and functions around the node
         self.signatures: dict[str, list[str]] = {}  # top-level function or class -> the parameters its callers fill
         self.passed: set[int] = set()  # ids of the values the file's own callers pass to those parameters
+        # Scopes (0: the module, else the id of the function holding a name, or the class holding `self.x`)
+        # where a key is bound, where a binding holds an `hk.initializers` call itself, and where layers read it.
+        self.scopes: list[tuple[int, int]] = [(0, 0)]  # (function scope, class scope) around the node
+        self.bound_in: set[tuple[str, int]] = set()
+        self.written_in: set[tuple[str, int]] = set()
+        self.copied_in: dict[tuple[str, int], set[tuple[str, int]]] = {}  # (key, scope) <- the (key, scope)s it is bound to
+        self.layer_reads: set[tuple[str, int]] = set()
 
     def visit_Module(self, node: cst.Module) -> None:
         for statement in node.body:
@@ -118,7 +126,7 @@ class _Values(Walker):
         for position, arg in enumerate(call.args):
             parameter = arg.keyword.value if arg.keyword is not None else parameters[position] if position < len(parameters) else None
             if parameter in parameters and parameter is not None:
-                self.bound.setdefault(parameter, []).append(arg.value)
+                self.bound.setdefault(parameter, []).append(arg.value)  # passed from the caller's scope
                 self._allow(arg.value, parameter)
                 self.passed.update(id(operand) for operand in _operands(arg.value))
 
@@ -127,12 +135,45 @@ class _Values(Walker):
             key = _read_key(operand)
             if key is not None:
                 self.allowed_reads.setdefault(key, []).append(flows_to)
+                if flows_to is None and not isinstance(operand, cst.Call):
+                    self.layer_reads.add((key, self._scope(key)))
+
+    def _scope(self, key: str) -> int:
+        function, cls = self.scopes[-1]
+        return cls if key.startswith("self.") else function
+
+    def _bind(self, key: str, value: cst.BaseExpression | str) -> None:
+        self.bound.setdefault(key, []).append(value)
+        self.bound_in.add((key, self._scope(key)))
+        for operand in _operands(value) if not isinstance(value, str) else ():
+            if self.is_initializer_call(operand):
+                self.written_in.add((key, self._scope(key)))
+            elif (inner := initializer_key(operand)) is not None and not inner.endswith("()"):
+                self.copied_in.setdefault((key, self._scope(key)), set()).add((inner, self._scope(inner)))
+
+    @cached_property
+    def written(self) -> set[tuple[str, int]]:
+        """(key, scope)s given an `hk.initializers` call there, directly or through keys bound to one."""
+        written = set(self.written_in)
+        while grown := {bound for bound, copied in self.copied_in.items() if bound not in written and copied & written}:
+            written |= grown
+        return written
+
+    def reads_a_value_written_in_its_scope(self, key: str) -> bool:
+        """Each layer reads the key where it is given an `hk.initializers` call (or, not bound there, at module
+        level): a parameter of one function, passed on as it came, is not converted because a parameter of
+        the same name elsewhere has a default."""
+        written = self.written
+        return all((key, scope) in written or ((key, scope) not in self.bound_in and (key, 0) in written)
+                   for read, scope in self.layer_reads if read == key)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.depth += 1
+        self.scopes.append((self.scopes[-1][0], id(node)))
 
     def leave_ClassDef(self, node: cst.ClassDef) -> None:
         self.depth -= 1
+        self.scopes.pop()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         name = node.name.value
@@ -141,13 +182,15 @@ class _Values(Walker):
         self.reads[name] -= 1  # its name is walked as a read
         if self.depth == 1:
             self.bound.setdefault(f"{name}()", [])
+        self.scopes.append((id(node), self.scopes[-1][1]))
         for parameter in _parameters(node):
-            self.bound.setdefault(parameter, []).append(CALLER)
+            self._bind(parameter, CALLER)
             self.reads[parameter] -= 1
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.functions.pop()
         self.depth -= 1
+        self.scopes.pop()
 
     def visit_Return(self, node: cst.Return) -> None:
         function = self.functions[-1] if self.functions else None
@@ -160,14 +203,14 @@ class _Values(Walker):
         for target in node.targets:
             key = initializer_key(target.target)
             if key is not None and not key.endswith("()"):
-                self.bound.setdefault(key, []).append(node.value)
+                self._bind(key, node.value)
                 self.reads[key] -= 1  # the target itself is walked as a read below
                 self._allow(node.value, key)
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
         key = initializer_key(node.target)
         if key is not None:
-            self.bound.setdefault(key, []).append(AUGMENTED)
+            self._bind(key, AUGMENTED)
 
     def visit_Comparison(self, node: cst.Comparison) -> None:
         """`w_init is None`: a test of the value, not a use."""
@@ -237,7 +280,8 @@ def _initializer_values(module: cst.Module, names: ImportedNames, tables: Tables
             return False
         read = _read_key(cst.parse_expression(key))
         allowed = found.allowed_reads.get(read or "", [])
-        return found.reads[read or ""] == len(allowed) and all(to is None or to in keys for to in allowed)
+        flows = found.reads[read or ""] == len(allowed) and all(to is None or to in keys for to in allowed)
+        return flows and (key.endswith("()") or found.reads_a_value_written_in_its_scope(key))
 
     keys = set(found.bound)
     while True:  # the largest set of keys that hold only initializers, given each other
