@@ -41,7 +41,7 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import ARRAY_CONSTRUCTORS, ARRAY_MODULES, BoundCall, Unconvertible, convert_initializer
+from ..engine.calls import ARRAY_CONSTRUCTORS, ARRAY_MODULES, BoundCall, Unconvertible, convert_initializer, initializer_key
 from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
@@ -114,7 +114,7 @@ def read_initializer(init: cst.BaseExpression, shape: cst.BaseExpression | None,
     The parameter keeps Haiku's shape and layout, so its fans are Haiku's; but jax reads no fans from a
     1-D shape (Haiku takes fan = shape[0]), and a rank that is not written out may be 1.
     """
-    bound = (dotted_name(init) or "") in ctx.initializer_bindings  # converted where it is bound (HK202)
+    bound = (initializer_key(init) or "") in ctx.initializer_bindings  # converted where it is bound (HK202)
     if bound or ctx.names.haiku_api(init.func if isinstance(init, cst.Call) else init) is not None:
         rank = len(shape.elements) if isinstance(shape, cst.List | cst.Tuple) else 0
         return Initializer(flax=convert_initializer(init, ctx, ctx.ns, elementwise=rank < 2))

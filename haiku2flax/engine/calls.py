@@ -251,24 +251,40 @@ def convert_initializer(value: cst.BaseExpression, ctx: Context, ns: str, *, ele
     module, _, function = (dotted_name(value) or "").rpartition(".")
     if module in ARRAY_MODULES and function in ARRAY_CONSTRUCTORS:  # `w_init=jnp.zeros`: called as `(shape, dtype)`
         return attr(ns, f"initializers.{function}")
-    bound = ctx.initializer_bindings.get(dotted_name(value) or "")  # a name the binding rule converts (HK202)
-    call = bound if bound is not None else value
-    api = ctx.names.haiku_api(call.func) if isinstance(call, cst.Call) else None
-    entry = ctx.tables.initializers.get(api) if api is not None else None
-    if entry is None:
+    bound = ctx.initializer_bindings.get(initializer_key(value) or "")  # a value the binding rule converts (HK202)
+    calls = bound if bound is not None else (value,)
+    entries = [_initializer_entry(call, ctx) for call in calls]
+    if None in entries or not entries:
         raise Unconvertible(
             f"`{code(value)}` is not an `hk.initializers` call the tables know; Flax initializers take "
             "`(key, shape, dtype)`: write one (e.g. from `jax.nn.initializers`) by hand"
         )
-    if elementwise and entry.layout_based:
+    if elementwise and any(entry.layout_based for entry in entries if entry is not None):
         raise Unconvertible(
             f"`{code(value)}` reads the parameter's fans, which jax cannot read the same way here (a 1-D "
             "parameter, or a kernel Flax lays out differently): write the initializer by hand"
         )
     if bound is not None:
         return value
-    assert isinstance(call, cst.Call)  # the tables know it: `value` is the `hk.initializers` call itself
-    return convert_construct_call(call, entry, ctx.target, ns, ctx=ctx)
+    entry = entries[0]
+    assert isinstance(value, cst.Call) and entry is not None  # the tables know it: `value` is the `hk.initializers` call itself
+    return convert_construct_call(value, entry, ctx.target, ns, ctx=ctx)
+
+
+def initializer_key(value: cst.BaseExpression) -> str | None:
+    """How the binding rule (HK202) names a value: `init`, `self.init`, or `make_init()` for any call of a
+    function `make_init` (what it returns does not depend on its arguments' kind)."""
+    if isinstance(value, cst.Call):
+        return f"{value.func.value}()" if isinstance(value.func, cst.Name) else None
+    name = dotted_name(value)
+    if name is None or name.count(".") > 1 or ("." in name and not name.startswith("self.")):
+        return None
+    return name
+
+
+def _initializer_entry(value: cst.BaseExpression, ctx: Context) -> Construct | None:
+    api = ctx.names.haiku_api(value.func) if isinstance(value, cst.Call) else None
+    return ctx.tables.initializers.get(api) if api is not None else None
 
 
 def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpression:

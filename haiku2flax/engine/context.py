@@ -72,8 +72,8 @@ class Context:
     selected: frozenset[str] | None = None  # rule ids to run (None: all)
     ignored: frozenset[str] = frozenset()
     linen_ns: str = LINEN_NS  # `linen` where the file already binds `nn` to something else (`from jax import nn`)
-    # `init` / `self.init` -> the `hk.initializers.*` call bound to it, read only as initializers (HK202)
-    initializer_bindings: dict[str, cst.Call] = field(default_factory=dict)
+    # `init` / `self.init` / `make_init()` -> the `hk.initializers.*` calls it may hold, read only as initializers (HK202)
+    initializer_bindings: dict[str, tuple[cst.Call, ...]] = field(default_factory=dict)
     source: str = ""  # the file's text, for `mentions`
     _mentioned: dict[str, bool] = field(default_factory=dict)  # each word searched once per file, not per method
     module: cst.Module = field(default_factory=lambda: cst.Module([]))  # the file as parsed, for `fact`

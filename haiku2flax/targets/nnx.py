@@ -750,7 +750,7 @@ class NnxMethodRewriter(Rewriter):
         if built is None:
             return None
         new, output = built
-        self.add_to_init(attribute, new, constructor, guard=guard)
+        self.add_to_init(attribute, convert_bindings(new, self.ctx), constructor, guard=guard)
         result = updated.with_changes(func=attr("self", attribute), args=_clean_commas(call_args))
         return self.set_size(result, output)
 
