@@ -1,8 +1,8 @@
 """Rule families that need code, one module per family of Haiku constructs.
 
 A family registers functions for the Haiku APIs (or node types) it handles, and each receives a typed
-room saying what it may read and change: see `interfaces.py`, the module to read first. Families not
-moved to rooms yet are mixins of the target classes (listed in CONTRIBUTING.md).
+room saying what it may read and change: see `interfaces.py`, the module to read first. No family
+subclasses a target.
 """
 
 import importlib
