@@ -106,14 +106,14 @@ class FileTransforms:
     """The transforms of a file, their forwards, and multi_transform aliases: what both targets read."""
 
     transforms: dict[str, Transformed]  # transformed object name -> how it was made
-    unconverted_decorations: dict[int, str]  # decorated forwards left as they are (statement id -> why)
+    unconverted_decorations: dict[cst.CSTNode, str]  # decorated forwards left as they are (statement -> why)
     forwards: dict[str, Transformed]  # forward function name -> its transform
     state_collection: str  # where transform_with_state's state lives in Linen
     state_variable: cst.BaseExpression  # and its variable type in NNX
     module_functions: dict[str, cst.FunctionDef | cst.Lambda]  # module-level functions (and lambda forwards)
     multi: dict[str, analysis.MultiForward]  # multi_transform name -> its forward's methods
     apply_aliases: dict[str, tuple[Transformed, str]]  # `encode, decode = model.apply`: name -> (model, method)
-    alias_statements: set[int]
+    alias_statements: set[cst.CSTNode]
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
 
 
@@ -122,11 +122,11 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen")
     # the model of a decorated forward is built where the function was: the classes it uses must exist by then
     unconverted_decorations = {
-        id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
+        t.statement: f"its model would be built here, before `{late}` is defined: move this function below that class"
         for t in transforms.values()
         if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
     }
-    transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
+    transforms = {name: t for name, t in transforms.items() if t.statement not in unconverted_decorations}
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
     hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
     module_functions: dict[str, cst.FunctionDef | cst.Lambda] = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
@@ -139,7 +139,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     }
     # `encode, decode = model.apply` (multi_transform): each name calls one method of the model
     apply_aliases: dict[str, tuple[Transformed, str]] = {}
-    alias_statements: set[int] = set()
+    alias_statements: set[cst.CSTNode] = set()
     for statement in module.body:
         assign = analysis.simple_assign(statement)
         if assign is None or not m.matches(assign[1], m.Attribute(value=m.Name(), attr=m.Name("apply"))):
@@ -151,14 +151,14 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         transformed = transforms[assign[1].value.value]  # type: ignore[attr-defined]
         for element, method in zip(targets, forward.apply_methods, strict=True):
             apply_aliases[element.value.value] = (transformed, method)  # type: ignore[attr-defined]
-        alias_statements.add(id(statement))
+        alias_statements.add(statement)
     finder = _TrainStateFinder(set(transforms))
     if transforms and ctx.mentions("apply_fn"):
         finder.walk(module)
     # the transformed model whose `apply` a TrainState carries, when there is exactly one
     train_state_model = transforms[finder.models.pop()] if len(finder.models) == 1 else None
     if ctx.mentions("@") and ctx.mentions("transform", "without_apply_rng"):  # a transform as a decorator
-        decorations = _UnconvertedDecorations(ctx.names, module, {*unconverted_decorations, *(id(t.statement) for t in transforms.values())})
+        decorations = _UnconvertedDecorations(ctx.names, module, {*unconverted_decorations, *(t.statement for t in transforms.values())})
         decorations.walk(module)
         unconverted_decorations.update(decorations.reasons)
     state_variable: cst.BaseExpression = cst.Name(NNX_STATE_CLASS) if hand_made_state else attr(ctx.ns, STATE_VARIABLE)
@@ -245,13 +245,13 @@ class _Transforms(Rewriter):
         return add_todo_lines(line, todos)  # type: ignore[return-value]
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
-        reason = self.unconverted_decorations.get(id(original))
+        reason = self.unconverted_decorations.get(original)
         if reason is not None:
             self.todo(original, RULE_TRANSFORM, reason)
         return super().leave_FunctionDef(original, updated)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        if id(original) in self._alias_statements:
+        if original in self._alias_statements:
             self.converted(original, RULE_TRANSFORM, "multi_transform apply functions become model methods")
             return cst.RemovalSentinel.REMOVE
         return super().leave_SimpleStatementLine(original, updated)
@@ -281,23 +281,23 @@ def _class_defined_below(function: cst.FunctionDef, module: cst.Module) -> str |
 class _UnconvertedDecorations(Walker):
     """Functions decorated with transforms that `analysis.module_transforms` does not read, with the reason."""
 
-    def __init__(self, names, module: cst.Module, known: set[int]) -> None:
+    def __init__(self, names, module: cst.Module, known: set[cst.CSTNode]) -> None:
         self.names = names
-        self.module_level = {id(s) for s in module.body}
+        self.module_level = {s for s in module.body}
         self.known = known  # read as transforms, or given their reason already
-        self.reasons: dict[int, str] = {}
+        self.reasons: dict[cst.CSTNode, str] = {}
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         apis = [self.names.haiku_api(d.decorator) for d in node.decorators]
-        if id(node) in self.known or not set(apis) & set(TRANSFORM_APIS):
+        if node in self.known or not set(apis) & set(TRANSFORM_APIS):
             return
-        if id(node) not in self.module_level:
+        if node not in self.module_level:
             reason = "only a module-level transformed function becomes a Flax module: move this one to module level, or write it as a module class (what it closes over as fields)"
         elif "without_apply_rng" in apis and apis.index("without_apply_rng") > min(i for i, a in enumerate(apis) if a in TRANSFORM_APIS):
             reason = "`@hk.without_apply_rng` takes the transformed object (Haiku raises here): put it above `@hk.transform`"
         else:
             reason = "only `@hk.transform` / `@hk.transform_with_state`, under an optional `@hk.without_apply_rng`, convert: rewrite the other decorators by hand"
-        self.reasons[id(node)] = reason
+        self.reasons[node] = reason
 
 
 class _TrainStateFinder(Walker):
@@ -320,7 +320,7 @@ class LinenTransforms(_Transforms):
 
     def init_transforms(self, module: cst.Module) -> None:
         super().init_transforms(module)
-        self._state_statements: set[int] = set()  # with_state init/apply calls rewritten as statements
+        self._state_statements: set[cst.CSTNode] = set()  # with_state init/apply calls rewritten as statements
         self._module = module
         self._shows_state: bool | None = None  # read by the first with_state init/apply that needs it
 
@@ -347,7 +347,7 @@ class LinenTransforms(_Transforms):
         return self._transform_call(call, updated)
 
     def _transform_call(self, call: TransformCall, updated: cst.Call) -> cst.BaseExpression:
-        if call.transformed.with_state and id(call.node) not in self._state_statements:
+        if call.transformed.with_state and call.node not in self._state_statements:
             self.todo(call.node, RULE_TRANSFORM, "use the result as `out, state = ...`, or pass `mutable=['batch_stats']` by hand")
             return updated
         if call.method == "init":
@@ -389,12 +389,12 @@ class LinenTransforms(_Transforms):
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         pair = _pair_assignment(node)
         if pair is not None and (call := self.transform_call(pair[2])) and call.transformed.with_state:
-            self._state_statements.add(id(pair[2]))
+            self._state_statements.add(pair[2])
         super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         pair = _pair_assignment(original)
-        if pair is None or id(pair[2]) not in self._state_statements:
+        if pair is None or pair[2] not in self._state_statements:
             return super().leave_SimpleStatementLine(original, updated)
         first, second, call = pair
         new_value = updated.body[0].value  # type: ignore[attr-defined]
