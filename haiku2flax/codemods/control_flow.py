@@ -286,7 +286,7 @@ class ControlFlowSites:
     lax: dict[cst.CSTNode, str | None] = field(default_factory=dict)  # hk.cond/... calls -> None (convert) or the problem
     lifted: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by the called transform
     lifted_functions: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by the function converted with it
-    lifted_params: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by id of that function's parameters
+    lifted_params: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by that function's parameters
     elsewhere: dict[cst.CSTNode, str] = field(default_factory=dict)  # other references to hk.remat/vmap -> the reason
     running_init: dict[cst.CSTNode, bool] = field(default_factory=dict)  # hk.running_init() calls -> `self` is in reach
     guards: dict[cst.CSTNode, InitGuard] = field(default_factory=dict)  # by the `if`

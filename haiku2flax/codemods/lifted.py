@@ -202,7 +202,7 @@ class LiftedSites:
                     if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators):
                         found._add_stack(reader.stack(nested, top_level, code))
                 unused = [a for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)]
-                found.unused_stacks |= {a for a in unused}
+                found.unused_stacks |= set(unused)
                 known = {a.value for a in unused} | {d.decorator for f, _ in code.defs for d in f.decorators}
                 found.other_stacks |= {c for c, _ in code.calls if _is_layer_stack(c, ctx) and c not in known}
         for site in found.scans.values():
@@ -274,7 +274,7 @@ class _Reader:
         site.local, site.assignment, site.constructor = name, assignment, constructor
         site.uses = [a for a in code.attributes if m.matches(a.value, m.Name(name)) and a.attr.value != "__call__"]
         accounted = {assignment.targets[0].target, cell, *(a.value for a in site.uses)}
-        if {n for n in code.names.get(name, [])} != accounted:
+        if set(code.names.get(name, [])) != accounted:
             site.problem = (
                 f"`{name}` is used other than by scanning it once and calling its other methods; "
                 "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
@@ -340,7 +340,7 @@ class _Reader:
         name = stack.function.name.value
         calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
         expected = len(stack.function.params.params) if stack.per_layer_inputs else 1
-        if {n for n in code.names.get(name, [])} != {c.func for c in calls}:
+        if set(code.names.get(name, [])) != {c.func for c in calls}:
             return f"`{name}` is used other than by calling it at the top level of the method; call it there, or convert by hand"
         if any(len(c.args) != expected or any(a.keyword is not None or a.star for a in c.args) for c in calls):
             return f"`{name}` must be called with {expected} positional argument(s)"

@@ -199,9 +199,9 @@ def _read_training(module: cst.Module, ctx: Context) -> TrainingFlow:
             params_variables[assign[0].value] = model
     return TrainingFlow(
         models, train_state, params_of, state_of, train_state_of,
-        {name: params_of[i] for name, i in by_name.items() if i in params_of},
-        {name: state_of[i] for name, i in by_name.items() if i in state_of},
-        {name: train_state_of[i] for name, i in by_name.items() if i in train_state_of},
+        {name: params_of[f] for name, f in by_name.items() if f in params_of},
+        {name: state_of[f] for name, f in by_name.items() if f in state_of},
+        {name: train_state_of[f] for name, f in by_name.items() if f in train_state_of},
         params_variables,
         any(
             _initialised_params(assign[1], params_variables, models) is not None

@@ -283,7 +283,7 @@ class _UnconvertedDecorations(Walker):
 
     def __init__(self, names, module: cst.Module, known: set[cst.CSTNode]) -> None:
         self.names = names
-        self.module_level = {s for s in module.body}
+        self.module_level = set(module.body)
         self.known = known  # read as transforms, or given their reason already
         self.reasons: dict[cst.CSTNode, str] = {}
 
