@@ -50,7 +50,7 @@ RULE_CONDITIONAL_LAYER = register(
 class Branch:
     """One arm of an `if`: its test taken (the body) or not (the `else`); `key` tells `if`s apart."""
 
-    key: int
+    key: cst.If
     taken: bool
     test: cst.BaseExpression = field(compare=False)
 
@@ -70,7 +70,7 @@ def _branches(block: cst.BaseSuite, guard: Guard, is_conditional: Callable[[cst.
         node = statement
         outer = guard
         while isinstance(node, cst.If) and is_conditional(node.test):
-            taken, skipped = Branch(id(node), True, node.test), Branch(id(node), False, node.test)
+            taken, skipped = Branch(node, True, node.test), Branch(node, False, node.test)
             yield node.body, (*outer, taken)
             yield from _branches(node.body, (*outer, taken), is_conditional)
             outer = (*outer, skipped)
@@ -169,7 +169,7 @@ Sizes = dict[str, cst.BaseExpression | None]  # variable -> its feature size
 @dataclass
 class _IfSizes:
     before: Sizes
-    blocks: set[int]  # the `if`'s own branch blocks (an `elif` is an `if` of its own)
+    blocks: set[cst.BaseSuite]  # the `if`'s own branch blocks (an `elif` is an `if` of its own)
     after: list[Sizes] = field(default_factory=list)  # the sizes at the end of each branch that flows on
 
 
@@ -186,7 +186,7 @@ class ConditionalBranches:
         self.room = room
         self.sizes = sizes
         self.layer_guard: Guard = ()
-        self._guards: dict[int, Guard] = {}  # branch block -> its guard
+        self._guards: dict[cst.CSTNode, Guard] = {}  # branch block -> its guard
         self._outer_guards: list[Guard] = []
         self._ifs: list[_IfSizes] = []
         self._branch_returns: list[cst.BaseExpression | None] = []
@@ -197,7 +197,7 @@ class ConditionalBranches:
         block, so their layers are hoisted (under their guard)."""
         blocks = list(guarded_blocks(body, self.is_constructor_condition))
         for block, guard in blocks[1:]:
-            self._guards[id(block)] = guard
+            self._guards[block] = guard
             self.room.inline_block(block)
         return blocks
 
@@ -220,12 +220,12 @@ class ConditionalBranches:
 
     # -- branches: the guard of what is built there, and the sizes each leaves ---------------------
     def visit_if(self, node: cst.If) -> None:
-        if id(node) not in self.room.ctx.fact(CONTROL_FLOW).guards:  # `hk.running_init()` keeps one branch
-            blocks = {id(node.body)} | ({id(node.orelse.body)} if isinstance(node.orelse, cst.Else) else set())
+        if node not in self.room.ctx.fact(CONTROL_FLOW).guards:  # `hk.running_init()` keeps one branch
+            blocks = {node.body} | ({node.orelse.body} if isinstance(node.orelse, cst.Else) else set())
             self._ifs.append(_IfSizes(dict(self.sizes), blocks))
 
     def leave_if(self, original: cst.If) -> None:
-        if id(original) not in self.room.ctx.fact(CONTROL_FLOW).guards:
+        if original not in self.room.ctx.fact(CONTROL_FLOW).guards:
             frame = self._ifs.pop()
             if original.orelse is None:  # the test failing keeps the sizes
                 frame.after.append(frame.before)
@@ -243,15 +243,15 @@ class ConditionalBranches:
                 self.sizes[name] = values[0]
 
     def enter_block(self, node: cst.BaseSuite) -> None:
-        guard = self._guards.get(id(node))
+        guard = self._guards.get(node)
         if guard is not None:
             self._outer_guards.append(self.layer_guard)
             self.layer_guard = guard
 
     def leave_block(self, original: cst.BaseSuite) -> None:
-        if id(original) in self._guards:
+        if original in self._guards:
             self.layer_guard = self._outer_guards.pop()
-        if self._ifs and id(original) in self._ifs[-1].blocks:
+        if self._ifs and original in self._ifs[-1].blocks:
             frame = self._ifs[-1]
             if not _ends_flow(original):
                 frame.after.append(dict(self.sizes))

@@ -212,14 +212,14 @@ class _UseReader(Walker):
         self.uses = uses
         self.seen = seen
         self.params = params  # the function's own parameters: calling one calls something unseen
-        self._constructors: set[int] = set()
+        self._constructors: set[cst.CSTNode] = set()
 
     def visit_Call(self, node: cst.Call) -> None:
         analyzer, uses = self.analyzer, self.uses
-        if id(node) in self._constructors:
+        if node in self._constructors:
             return
         if isinstance(node.func, cst.Call) and analyzer.is_module_constructor(node.func):
-            self._constructors.add(id(node.func))
+            self._constructors.add(node.func)
             uses.builds.append(dotted_name(node.func.func) or "a module")
             return
         api = analyzer.ctx.names.haiku_api(node.func)
@@ -281,16 +281,16 @@ class InitGuard:
 
 @dataclass
 class ControlFlowSites:
-    """The file's control flow and lifted transforms, found before the rewrite, by the ids of their nodes."""
+    """The file's control flow and lifted transforms, found before the rewrite, by their nodes."""
 
-    lax: dict[int, str | None] = field(default_factory=dict)  # hk.cond/... calls -> None (convert) or the problem
-    lifted: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of the called transform
-    lifted_functions: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of the function converted with it
-    lifted_params: dict[int, LiftedFunction] = field(default_factory=dict)  # by id of that function's parameters
-    elsewhere: dict[int, str] = field(default_factory=dict)  # other references to hk.remat/vmap -> the reason
-    running_init: dict[int, bool] = field(default_factory=dict)  # hk.running_init() calls -> `self` is in reach
-    guards: dict[int, InitGuard] = field(default_factory=dict)  # by id of the `if`
-    guard_tests: set[int] = field(default_factory=set)  # the `hk.running_init()` calls those `if`s test
+    lax: dict[cst.CSTNode, str | None] = field(default_factory=dict)  # hk.cond/... calls -> None (convert) or the problem
+    lifted: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by the called transform
+    lifted_functions: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by the function converted with it
+    lifted_params: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by that function's parameters
+    elsewhere: dict[cst.CSTNode, str] = field(default_factory=dict)  # other references to hk.remat/vmap -> the reason
+    running_init: dict[cst.CSTNode, bool] = field(default_factory=dict)  # hk.running_init() calls -> `self` is in reach
+    guards: dict[cst.CSTNode, InitGuard] = field(default_factory=dict)  # by the `if`
+    guard_tests: set[cst.CSTNode] = field(default_factory=set)  # the `hk.running_init()` calls those `if`s test
 
     @classmethod
     def read(cls, module: cst.Module, ctx: Context, classes: dict[str, cst.ClassDef], forwards: set[str]) -> ControlFlowSites:
@@ -309,20 +309,20 @@ class ControlFlowSites:
                 if api in LAX:
                     found._add_lax(call, api, analyzer, scope)
                 elif api == "running_init":
-                    found.running_init[id(call)] = id(function) in with_self
+                    found.running_init[call] = function in with_self
                 elif isinstance(call.func, cst.Call) and (lifted := ctx.names.haiku_api(call.func.func)) in LIFTED:
                     site = _read_lifted(call, call.func, lifted, analyzer, scope, code, function, top)
-                    site.problem = site.problem or (None if id(function) in with_self or site.function is None else NO_SELF)
-                    found.lifted[id(call)] = site
+                    site.problem = site.problem or (None if function in with_self or site.function is None else NO_SELF)
+                    found.lifted[call] = site
                     if site.problem is None and site.function is not None:
-                        found.lifted_functions[id(site.function)] = site
-                        found.lifted_params[id(site.function.params)] = site
+                        found.lifted_functions[site.function] = site
+                        found.lifted_params[site.function.params] = site
             found._read_guards(function.body, analyzer, scope, ctx)
-        converted = {id(site.transform.func) for site in found.lifted.values()}
+        converted = {site.transform.func for site in found.lifted.values()}
         for node in _references(module):
             api = ctx.names.haiku_api(node)
-            if api in LIFTED and id(node) not in converted:
-                found.elsewhere[id(node)] = LIFTED_ELSEWHERE.format(api=api)
+            if api in LIFTED and node not in converted:
+                found.elsewhere[node] = LIFTED_ELSEWHERE.format(api=api)
         return found
 
     def _add_lax(self, call: cst.Call, api: str, analyzer: _Analyzer, scope: _Scope) -> None:
@@ -330,10 +330,10 @@ class ControlFlowSites:
         for position, keyword in LAX[api].functions:
             value = _argument(call, position, keyword)
             if value is None:
-                self.lax[id(call)] = f"`hk.{api}` is called without its functions spelled out; convert it by hand"
+                self.lax[call] = f"`hk.{api}` is called without its functions spelled out; convert it by hand"
                 return
             if api == "switch" and not isinstance(value, cst.List | cst.Tuple):
-                self.lax[id(call)] = "`hk.switch` branches are not a list written in the call; convert it by hand"
+                self.lax[call] = "`hk.switch` branches are not a list written in the call; convert it by hand"
                 return
             functions.extend(e.value for e in value.elements) if isinstance(value, cst.List | cst.Tuple) else functions.append(value)
         uses = FunctionUses()
@@ -342,7 +342,7 @@ class ControlFlowSites:
             uses.builds += found.builds
             uses.others += found.others
         what = "the branches" if api in ("cond", "switch") else "the loop functions"
-        self.lax[id(call)] = None if uses.pure else BRANCHES_USE_MODULES.format(what=what, uses=uses.describe(), api=api)
+        self.lax[call] = None if uses.pure else BRANCHES_USE_MODULES.format(what=what, uses=uses.describe(), api=api)
 
     def _read_guards(self, body: cst.BaseSuite, analyzer: _Analyzer, scope: _Scope, ctx: Context) -> None:
         for statement in getattr(body, "body", ()):
@@ -359,8 +359,8 @@ class ControlFlowSites:
                 kept = kept.body
             uses = analyzer.block(init_only, scope) if init_only is not None else FunctionUses()
             problem = None if uses.pure else NNX_INIT_ONLY_MODULES.format(uses=uses.describe())
-            self.guard_tests.add(id(test))
-            self.guards[id(statement)] = InitGuard(kept if isinstance(kept, cst.IndentedBlock) else None, problem)
+            self.guard_tests.add(test)
+            self.guards[statement] = InitGuard(kept if isinstance(kept, cst.IndentedBlock) else None, problem)
 
 
 def _read_lifted(
@@ -456,12 +456,12 @@ def _references(module: cst.Module) -> list[cst.BaseExpression]:
     return walker.found
 
 
-def _functions_with_self(module: cst.Module, classes: dict[str, cst.ClassDef], forwards: set[str]) -> set[int]:
-    """Ids of the functions where the converted code has a `self`: methods of Haiku classes (and functions
+def _functions_with_self(module: cst.Module, classes: dict[str, cst.ClassDef], forwards: set[str]) -> set[cst.CSTNode]:
+    """The functions where the converted code has a `self`: methods of Haiku classes (and functions
     nested in them) and transformed forwards, which become modules."""
     roots: list[cst.CSTNode] = [s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value in forwards]
     roots += list(classes.values())
-    return {id(f) for root in roots for f in all_functions(root)}
+    return {f for root in roots for f in all_functions(root)}
 
 
 def _read_control_flow(module: cst.Module, ctx: Context) -> ControlFlowSites:
@@ -477,9 +477,9 @@ CONTROL_FLOW = FileFact(_read_control_flow)  # the file's control flow, read bef
 def _convert_lax(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
     """`hk.cond(p, f, g, x)` over module-free functions -> `jax.lax.cond(p, f, g, x)`; else a TODO."""
     sites = room.ctx.fact(CONTROL_FLOW)
-    if id(call.original) not in sites.lax:
+    if call.original not in sites.lax:
         return None
-    problem, rule = sites.lax[id(call.original)], LAX[call.api].rule
+    problem, rule = sites.lax[call.original], LAX[call.api].rule
     if problem is not None:
         room.todo(call.original, rule, problem)
         return call.updated
@@ -495,7 +495,7 @@ for _api, _lax in LAX.items():
 def _shared_lifted(room: MethodRoom, call: CallSite) -> cst.BaseExpression | LiftedFunction | None:
     """`hk.remat(f)(x)` / `hk.vmap(f)(x)`: a TODO, or `jax.checkpoint` / `jax.vmap` over a module-free
     function; the site itself where `f` builds layers (each target converts it its way)."""
-    site = room.ctx.fact(CONTROL_FLOW).lifted.get(id(call.original))
+    site = room.ctx.fact(CONTROL_FLOW).lifted.get(call.original)
     if site is None:
         return None
     if site.problem is not None:
@@ -522,7 +522,7 @@ def _transform_args(site: LiftedFunction, updated: cst.Call, extra: tuple[cst.Ar
 
 def lifted_elsewhere(room: MethodRoom, original: cst.Name | cst.Attribute, updated: cst.Name | cst.Attribute, *, rule: str) -> None:
     """Another reference to `hk.remat` / `hk.vmap` (a decorator, a stored wrapper): a TODO."""
-    reason = room.ctx.fact(CONTROL_FLOW).elsewhere.get(id(original))
+    reason = room.ctx.fact(CONTROL_FLOW).elsewhere.get(original)
     if reason is not None and LIFTED[room.ctx.names.haiku_api(original) or ""][0] == rule:
         room.todo(original, rule, reason)
 
@@ -531,7 +531,7 @@ def lifted_elsewhere(room: MethodRoom, original: cst.Name | cst.Attribute, updat
 @LINEN_CALLS.on("running_init", rule=RULE_RUNNING_INIT)
 def linen_running_init(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
     """`hk.running_init()` -> `self.is_initializing()` where the converted code has a `self`."""
-    has_self = room.ctx.fact(CONTROL_FLOW).running_init.get(id(call.original))
+    has_self = room.ctx.fact(CONTROL_FLOW).running_init.get(call.original)
     if has_self is None:
         return None
     if not has_self:
@@ -561,7 +561,7 @@ def linen_lifted(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None
 
 def module_param(room: LinenMethod, original: cst.Parameters, updated: cst.Parameters, *, rule: str) -> cst.Parameters | None:
     """The lifted function takes the module first, as Linen passes it."""
-    site = room.ctx.fact(CONTROL_FLOW).lifted_params.get(id(original))
+    site = room.ctx.fact(CONTROL_FLOW).lifted_params.get(original)
     if site is None or site.rule != rule or site.function is None:
         return None
     name = MODULE_PARAM if MODULE_PARAM not in _names(site.function) else "module"
@@ -600,7 +600,7 @@ def nnx_lifted(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
 
 
 def _lifted_function(room: NnxMethod, node: cst.CSTNode, rule: str) -> LiftedFunction | None:
-    site = room.ctx.fact(CONTROL_FLOW).lifted_functions.get(id(node))
+    site = room.ctx.fact(CONTROL_FLOW).lifted_functions.get(node)
     return site if site is not None and site.rule == rule else None
 
 
@@ -645,9 +645,9 @@ for _api, (_rule, *_options) in LIFTED.items():  # each registered per rule, so 
 def nnx_running_init(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
     """`hk.running_init()` is converted with the `if` it tests; anywhere else, a TODO."""
     sites = room.ctx.fact(CONTROL_FLOW)
-    if id(call.original) not in sites.running_init:
+    if call.original not in sites.running_init:
         return None
-    if id(call.original) not in sites.guard_tests:
+    if call.original not in sites.guard_tests:
         room.todo(call.original, RULE_RUNNING_INIT, NNX_RUNNING_INIT)
     return call.updated
 
@@ -655,7 +655,7 @@ def nnx_running_init(room: NnxMethod, call: CallSite) -> cst.BaseExpression | No
 @NNX_NODES.on_visit(cst.If, rule=RULE_RUNNING_INIT)
 def enter_init_guard(room: NnxMethod, node: cst.If) -> None:
     """The kept branch of `if hk.running_init()` is part of the method's own block: its layers are the method's."""
-    guard = room.ctx.fact(CONTROL_FLOW).guards.get(id(node))
+    guard = room.ctx.fact(CONTROL_FLOW).guards.get(node)
     if guard is not None and guard.problem is None and guard.kept_block is not None:
         room.inline_block(guard.kept_block)
 
@@ -666,7 +666,7 @@ def keep_apply_branch(
 ) -> cst.If | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel | None:
     """`if hk.running_init(): A else: B` -> `B` (the method's own hook has nothing to do for such an `if`:
     the conditional branches leave it alone)."""
-    guard = room.ctx.fact(CONTROL_FLOW).guards.get(id(original))
+    guard = room.ctx.fact(CONTROL_FLOW).guards.get(original)
     if guard is None:
         return None
     if guard.problem is not None:

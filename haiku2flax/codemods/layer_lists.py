@@ -62,7 +62,7 @@ class LayerList:
     comprehension: cst.ListComp | None = None
     loop: cst.For | None = None  # the loop appending to a local list
     append: cst.SimpleStatementLine | None = None  # the `<local>.append(...)` statement in that loop
-    replacements: dict[int, list[cst.BaseStatement]] | None = None  # original statement id -> NNX statements
+    replacements: dict[cst.BaseStatement, list[cst.BaseStatement]] | None = None  # original statement -> NNX statements
     output_size: cst.BaseExpression | None = None  # after applying the whole list, chained
 
 
@@ -195,7 +195,7 @@ def resolve_layer_list(
     conversion.converter.converted(layers.statement, RULE_LAYER_LIST, f"self.{layers.attribute} -> {ns}.List")
     if not repeated:
         elements = [cst.Element(new) for new, _ in built]
-        layers.replacements = {id(layers.statement): [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(cst.List(elements))])))]}
+        layers.replacements = {layers.statement: [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(cst.List(elements))])))]}
         layers.output_size = sizes[-1] if flow == CHAINED and not isinstance(sizes[-1], cst.Ellipsis) else None
         _add_todos(layers, todos)
         return
@@ -206,13 +206,13 @@ def resolve_layer_list(
         for_in = layers.comprehension.for_in
         if not chain:
             listed = layers.comprehension.with_changes(elt=new)
-            layers.replacements = {id(layers.statement): [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(listed)])))]}
+            layers.replacements = {layers.statement: [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(listed)])))]}
             _add_todos(layers, todos)
             return
         append_line = _line(cst.Expr(cst.Call(cst.Attribute(target, cst.Name("append")), [cst.Arg(new)])))
         loop = cst.For(for_in.target, for_in.iter, cst.IndentedBlock([append_line, *carried]))
         empty = _line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [])))
-        layers.replacements = {id(layers.statement): [empty, *start, loop]}
+        layers.replacements = {layers.statement: [empty, *start, loop]}
         _add_todos(layers, todos)
         return
     appending_loop, append = layers.loop, layers.append
@@ -227,7 +227,7 @@ def resolve_layer_list(
     stored = _line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(local)])), layers.statement)
     first_line = [s.with_changes(leading_lines=appending_loop.leading_lines) for s in start]
     new_loop = appending_loop.with_changes(body=appending_loop.body.with_changes(body=body), leading_lines=[] if start else appending_loop.leading_lines)
-    layers.replacements = {id(appending_loop): [*first_line, new_loop], id(layers.statement): [stored]}
+    layers.replacements = {appending_loop: [*first_line, new_loop], layers.statement: [stored]}
     _add_todos(layers, todos)
 
 

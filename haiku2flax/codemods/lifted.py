@@ -173,17 +173,17 @@ class LayerStack:
 
 @dataclass
 class LiftedSites:
-    """Every lifted transform of a file, found before the rewrite, by the ids of the nodes involved."""
+    """Every lifted transform of a file, found before the rewrite, by the nodes involved."""
 
-    scans: dict[int, ScanSite] = field(default_factory=dict)  # the hk.scan calls
-    cell_constructors: dict[int, ScanSite] = field(default_factory=dict)  # cell constructor calls
-    cell_assignments: dict[int, ScanSite] = field(default_factory=dict)  # `cell = Cell(...)`
-    cell_uses: dict[int, ScanSite] = field(default_factory=dict)  # `cell.method`
+    scans: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # the hk.scan calls
+    cell_constructors: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # cell constructor calls
+    cell_assignments: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `cell = Cell(...)`
+    cell_uses: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `cell.method`
     cells: dict[str, CellSizes] = field(default_factory=dict)  # by class name
-    stacks: dict[int, LayerStack] = field(default_factory=dict)  # the decorated functions
-    stack_calls: dict[int, LayerStack] = field(default_factory=dict)
-    unused_stacks: set[int] = field(default_factory=set)  # `stack = hk.layer_stack(n)` never applied
-    other_stacks: set[int] = field(default_factory=set)  # any other `hk.layer_stack(...)` call: a TODO
+    stacks: dict[cst.CSTNode, LayerStack] = field(default_factory=dict)  # the decorated functions
+    stack_calls: dict[cst.CSTNode, LayerStack] = field(default_factory=dict)
+    unused_stacks: set[cst.CSTNode] = field(default_factory=set)  # `stack = hk.layer_stack(n)` never applied
+    other_stacks: set[cst.CSTNode] = field(default_factory=set)  # any other `hk.layer_stack(...)` call: a TODO
 
     @classmethod
     def read(cls, module: cst.Module, ctx: Context, classes: dict[str, cst.ClassDef]) -> LiftedSites:
@@ -202,27 +202,28 @@ class LiftedSites:
                     if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators):
                         found._add_stack(reader.stack(nested, top_level, code))
                 unused = [a for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)]
-                found.unused_stacks |= {id(a) for a in unused}
-                known = {id(a.value) for a in unused} | {id(d.decorator) for f, _ in code.defs for d in f.decorators}
-                found.other_stacks |= {id(c) for c, _ in code.calls if _is_layer_stack(c, ctx) and id(c) not in known}
+                found.unused_stacks |= set(unused)
+                known = {a.value for a in unused} | {d.decorator for f, _ in code.defs for d in f.decorators}
+                found.other_stacks |= {c for c, _ in code.calls if _is_layer_stack(c, ctx) and c not in known}
         for site in found.scans.values():
             if site.problem is None:
                 found.cells[site.cell_class] = _cell_sizes(classes[site.cell_class])
         return found
 
     def _add_scan(self, site: ScanSite) -> None:
-        self.scans[id(site.call)] = site
+        self.scans[site.call] = site
         if site.problem is not None:
             return
-        self.cell_constructors[id(site.constructor)] = site
+        if site.constructor is not None:
+            self.cell_constructors[site.constructor] = site
         if site.assignment is not None:
-            self.cell_assignments[id(site.assignment)] = site
-        self.cell_uses.update({id(use): site for use in site.uses})
+            self.cell_assignments[site.assignment] = site
+        self.cell_uses.update({use: site for use in site.uses})
 
     def _add_stack(self, stack: LayerStack) -> None:
-        self.stacks[id(stack.function)] = stack
+        self.stacks[stack.function] = stack
         if stack.problem is None:
-            self.stack_calls.update({id(call): stack for call in stack.calls})
+            self.stack_calls.update({call: stack for call in stack.calls})
 
 
 class _Reader:
@@ -272,8 +273,8 @@ class _Reader:
         assignment = assignments[0][0]
         site.local, site.assignment, site.constructor = name, assignment, constructor
         site.uses = [a for a in code.attributes if m.matches(a.value, m.Name(name)) and a.attr.value != "__call__"]
-        accounted = {id(assignment.targets[0].target), id(cell), *(id(a.value) for a in site.uses)}
-        if {id(n) for n in code.names.get(name, [])} != accounted:
+        accounted = {assignment.targets[0].target, cell, *(a.value for a in site.uses)}
+        if set(code.names.get(name, [])) != accounted:
             site.problem = (
                 f"`{name}` is used other than by scanning it once and calling its other methods; "
                 "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
@@ -339,7 +340,7 @@ class _Reader:
         name = stack.function.name.value
         calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
         expected = len(stack.function.params.params) if stack.per_layer_inputs else 1
-        if {id(n) for n in code.names.get(name, [])} != {id(c.func) for c in calls}:
+        if set(code.names.get(name, [])) != {c.func for c in calls}:
             return f"`{name}` is used other than by calling it at the top level of the method; call it there, or convert by hand"
         if any(len(c.args) != expected or any(a.keyword is not None or a.star for a in c.args) for c in calls):
             return f"`{name}` must be called with {expected} positional argument(s)"
@@ -583,7 +584,7 @@ LIFTED_SITES = FileFact(_read_lifted)  # the file's scans and layer stacks, read
 # -- what both targets share: stacked functions are converted whole, statements made unnecessary go ------
 def _stack_to_convert(room: MethodRoom, function: cst.FunctionDef) -> LayerStack | None:
     """The layer stack `function` is, to convert whole (None where it is not one, or stays with a TODO)."""
-    stack = room.ctx.fact(LIFTED_SITES).stacks.get(id(function))
+    stack = room.ctx.fact(LIFTED_SITES).stacks.get(function)
     if stack is not None and stack.problem is not None:
         room.todo(function, RULE_LAYER_STACK, stack.problem)
         return None
@@ -592,7 +593,7 @@ def _stack_to_convert(room: MethodRoom, function: cst.FunctionDef) -> LayerStack
 
 def skip_stacked_function(room: MethodRoom, node: cst.FunctionDef) -> bool | None:
     """A stacked function is converted whole when it is left: nothing in it is converted on the way."""
-    stack = room.ctx.fact(LIFTED_SITES).stacks.get(id(node))
+    stack = room.ctx.fact(LIFTED_SITES).stacks.get(node)
     return False if stack is not None and stack.problem is None else None
 
 
@@ -614,7 +615,7 @@ def _stacked_function(
 
 def drop_unused_stack(room: MethodRoom, original: cst.SimpleStatementLine, result: LeaveResult) -> cst.RemovalSentinel | None:
     """`stack = hk.layer_stack(n)` never applied to a function builds nothing: it goes."""
-    if len(original.body) != 1 or id(original.body[0]) not in room.ctx.fact(LIFTED_SITES).unused_stacks:
+    if len(original.body) != 1 or original.body[0] not in room.ctx.fact(LIFTED_SITES).unused_stacks:
         return None
     room.converted(original, RULE_LAYER_STACK, "an hk.layer_stack never applied to a function builds nothing: dropped")
     return room.remove_statement(original)
@@ -623,7 +624,7 @@ def drop_unused_stack(room: MethodRoom, original: cst.SimpleStatementLine, resul
 @on_call(*LAYER_STACK_APIS, rule=RULE_LAYER_STACK)
 def layer_stack_elsewhere(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
     """`hk.layer_stack(n)` other than as the decorator of a function of the method: a TODO."""
-    if id(call.original) not in room.ctx.fact(LIFTED_SITES).other_stacks:
+    if call.original not in room.ctx.fact(LIFTED_SITES).other_stacks:
         return None
     room.todo(call.original, RULE_LAYER_STACK, LAYER_STACK_ELSEWHERE)
     return call.updated
@@ -638,7 +639,7 @@ for _nodes in (LINEN_NODES, NNX_NODES):
 @LINEN_NODES.on_leave(cst.Call, rule=RULE_SCAN, after=True)
 def linen_scanned_cell(room: LinenMethod, original: cst.Call, result: LeaveResult) -> cst.Call | None:
     """`Cell(h)` -> `nn.scan(Cell, variable_broadcast='params', split_rngs={'params': False})(h)`."""
-    site = room.ctx.fact(LIFTED_SITES).cell_constructors.get(id(original))
+    site = room.ctx.fact(LIFTED_SITES).cell_constructors.get(original)
     if site is None or not isinstance(result, cst.Call):
         return None
     room.ctx.need_target_import()
@@ -658,7 +659,7 @@ def linen_scanned_cell(room: LinenMethod, original: cst.Call, result: LeaveResul
 @LINEN_CALLS.on("scan", rule=RULE_SCAN)
 def linen_scan(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
     """`hk.scan(cell, carry, xs)` -> `cell(carry, xs)`: the cell is the `nn.scan`-lifted module."""
-    site = room.ctx.fact(LIFTED_SITES).scans.get(id(call.original))
+    site = room.ctx.fact(LIFTED_SITES).scans.get(call.original)
     if site is None:
         return None
     if site.problem is not None:
@@ -697,7 +698,7 @@ def linen_stacked_function(room: LinenMethod, original: cst.FunctionDef, result:
 @LINEN_NODES.on_leave(cst.Call, rule=RULE_LAYER_STACK, after=True)
 def linen_stack_call(room: LinenMethod, original: cst.Call, result: LeaveResult) -> cst.BaseExpression | None:
     """`stack_block(x)` -> `stack_block(Block(f), x)[0]`: the layer is built here, scanned in the function."""
-    stack = room.ctx.fact(LIFTED_SITES).stack_calls.get(id(original))
+    stack = room.ctx.fact(LIFTED_SITES).stack_calls.get(original)
     if stack is None or not isinstance(result, cst.Call):
         return None
     room.ctx.need_target_import()
@@ -743,7 +744,7 @@ for _suite in (cst.IndentedBlock, cst.SimpleStatementSuite):
 @NNX_NODES.on_leave(cst.Call, rule=RULE_SCAN, after=True)
 def nnx_name_cell(room: NnxMethod, original: cst.Call, result: LeaveResult) -> None:
     """`cell = Cell(h)` will be `self.cell`, built in `__init__` once the scan tells its input size."""
-    site = room.ctx.fact(LIFTED_SITES).cell_constructors.get(id(original))
+    site = room.ctx.fact(LIFTED_SITES).cell_constructors.get(original)
     if site is None or site.local is None:
         return
     cells = room.family(_Cells).attributes
@@ -754,7 +755,7 @@ def nnx_name_cell(room: NnxMethod, original: cst.Call, result: LeaveResult) -> N
 @NNX_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_SCAN, after=True)
 def nnx_drop_cell_line(room: NnxMethod, original: cst.SimpleStatementLine, result: LeaveResult) -> cst.RemovalSentinel | None:
     """`cell = Cell(h)` goes: the cell is built in `__init__` now."""
-    site = room.ctx.fact(LIFTED_SITES).cell_assignments.get(id(original.body[0])) if len(original.body) == 1 else None
+    site = room.ctx.fact(LIFTED_SITES).cell_assignments.get(original.body[0]) if len(original.body) == 1 else None
     attribute = room.family(_Cells).attributes.get(id(site)) if site is not None else None
     if site is None or attribute is None:
         return None
@@ -765,7 +766,7 @@ def nnx_drop_cell_line(room: NnxMethod, original: cst.SimpleStatementLine, resul
 @NNX_NODES.on_leave(cst.Attribute, rule=RULE_SCAN)
 def nnx_cell_use(room: NnxMethod, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute | None:
     """`cell.initial_state` -> `self.cell.initial_state`."""
-    site = room.ctx.fact(LIFTED_SITES).cell_uses.get(id(original))
+    site = room.ctx.fact(LIFTED_SITES).cell_uses.get(original)
     attribute = room.family(_Cells).attributes.get(id(site)) if site is not None else None
     return updated.with_changes(value=attr("self", attribute)) if attribute is not None else None
 
@@ -773,7 +774,7 @@ def nnx_cell_use(room: NnxMethod, original: cst.Attribute, updated: cst.Attribut
 @NNX_CALLS.on("scan", rule=RULE_SCAN)
 def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
     """`hk.scan(cell, carry, xs)` -> `nnx.scan(lambda carry, cell, x: cell(carry, x), ...)(carry, self.cell, xs)`."""
-    site = room.ctx.fact(LIFTED_SITES).scans.get(id(call.original))
+    site = room.ctx.fact(LIFTED_SITES).scans.get(call.original)
     if site is None:
         return None
     updated = call.updated
@@ -838,7 +839,7 @@ def nnx_stacked_function(room: NnxMethod, original: cst.FunctionDef, result: Lea
 @NNX_NODES.on_leave(cst.Call, rule=RULE_LAYER_STACK, after=True)
 def nnx_stack_call(room: NnxMethod, original: cst.Call, result: LeaveResult) -> cst.BaseExpression | None:
     """`stack_block(x)` -> `stack_block(self.stack_block, x)`; `__init__` builds the stack with `nnx.vmap`."""
-    stack = room.ctx.fact(LIFTED_SITES).stack_calls.get(id(original))
+    stack = room.ctx.fact(LIFTED_SITES).stack_calls.get(original)
     if stack is None or not isinstance(result, cst.Call):
         return None
     constructor, layers = stack.constructor, stack.layers

@@ -100,7 +100,7 @@ class _MethodLoops:
     """The `for` loops around the statement being converted, innermost last, and the calls their layers own."""
 
     loops: list[_Loop] = field(default_factory=list)
-    calls: dict[int, tuple[str, _LoopLayer]] = field(default_factory=dict)  # original call -> ("constructor" | "call", layer)
+    calls: dict[cst.CSTNode, tuple[str, _LoopLayer]] = field(default_factory=dict)  # original call -> ("constructor" | "call", layer)
 
 
 # -- reading a loop -------------------------------------------------------------------------------------
@@ -134,8 +134,8 @@ def _layers_built_in(room: NnxMethod, node: cst.For, state: _MethodLoops) -> lis
         if stored is not None:
             name, constructor, calls = stored
             layer = _LoopLayer(constructor, name, True, _argument_refusal(room, constructor, targets) or skipped)
-            state.calls[id(constructor)] = ("constructor", layer)
-            state.calls.update({id(call): ("call", layer) for call in calls})
+            state.calls[constructor] = ("constructor", layer)
+            state.calls.update({call: ("call", layer) for call in calls})
             layers.append(layer)
             continue
         for call in _built_and_called(statement, is_layer):
@@ -144,8 +144,8 @@ def _layers_built_in(room: NnxMethod, node: cst.For, state: _MethodLoops) -> lis
             element = _free(base, taken)
             taken.add(element)
             layer = _LoopLayer(call.func, element, False, _argument_refusal(room, call.func, targets) or skipped)
-            state.calls[id(call.func)] = ("constructor", layer)
-            state.calls[id(call)] = ("call", layer)
+            state.calls[call.func] = ("constructor", layer)
+            state.calls[call] = ("call", layer)
             layers.append(layer)
     return layers
 
@@ -226,7 +226,7 @@ def _start_chains(room: NnxMethod, loop: _Loop) -> None:
 def loop_layer_call(room: NnxMethod, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
     """A loop layer's constructor stays (its statement goes once the list is built), its application calls
     one layer of the list (`block(x)`); None for other calls."""
-    entry = room.family(_MethodLoops).calls.get(id(original))
+    entry = room.family(_MethodLoops).calls.get(original)
     if entry is None:
         return None
     kind, layer = entry

@@ -212,9 +212,9 @@ class _LinenPlan:
     `self.get_variable`; a write to state that `hk.get_state` creates is skipped during init.
     """
 
-    in_module: set[int] = field(default_factory=set)
-    repeated: set[int] = field(default_factory=set)
-    skipped_in_init: set[int] = field(default_factory=set)
+    in_module: set[cst.CSTNode] = field(default_factory=set)
+    repeated: set[cst.CSTNode] = field(default_factory=set)
+    skipped_in_init: set[cst.CSTNode] = field(default_factory=set)
 
 
 def _plan_linen(module: cst.Module, ctx: Context) -> _LinenPlan:
@@ -233,12 +233,12 @@ def _plan_linen(module: cst.Module, ctx: Context) -> _LinenPlan:
         for function in functions:
             seen = set()
             for api, name, node in variable_calls(function, ctx.names):
-                plan.in_module.add(id(node))
+                plan.in_module.add(node)
                 if api == SET_STATE:
                     if name in created_state:
-                        plan.skipped_in_init.add(id(node))
+                        plan.skipped_in_init.add(node)
                 elif (api, name) in seen:
-                    plan.repeated.add(id(node))
+                    plan.repeated.add(node)
                 elif api == GET_STATE and name is not None and VariableCall.read(node, api).creates:
                     created_state.add(name)
                 seen.add((api, name))
@@ -252,8 +252,8 @@ LINEN_PLAN = FileFact(_plan_linen)
 class _InitGuards:
     """Linen: the converted writes whose statement gets the init guard, and the guards made (by id)."""
 
-    writes: set[int] = field(default_factory=set)
-    guards: set[int] = field(default_factory=set)
+    writes: set[cst.CSTNode] = field(default_factory=set)
+    guards: set[cst.CSTNode] = field(default_factory=set)
 
 
 @LINEN_CALLS.on(GET_PARAMETER, rule=RULE_PARAMETER)
@@ -261,17 +261,17 @@ class _InitGuards:
 def linen_variable(room: LinenMethod, call: CallSite) -> cst.BaseExpression:
     original, rule = call.original, rule_for(call.api)
     plan = room.ctx.fact(LINEN_PLAN)
-    if id(original) not in plan.in_module:
+    if original not in plan.in_module:
         room.todo(original, rule, f"`hk.{call.api}` outside a module: move it into the module that owns the variable")
         return call.updated
     try:
-        new, flax_api = _linen_call(room, original, call.updated, call.api, id(original) in plan.repeated)
+        new, flax_api = _linen_call(room, original, call.updated, call.api, original in plan.repeated)
     except Unconvertible as reason:
         room.todo(original, rule, str(reason))
         return call.updated
     room.ctx.need_target_import()
-    if id(original) in plan.skipped_in_init:
-        room.family(_InitGuards).writes.add(id(original))
+    if original in plan.skipped_in_init:
+        room.family(_InitGuards).writes.add(original)
     room.converted(original, rule, f"hk.{call.api} -> self.{flax_api}")
     return new
 
@@ -315,7 +315,7 @@ def guard_init_write(room: LinenMethod, original: cst.SimpleStatementLine, resul
     guards = room.family(_InitGuards)
     if not guards.writes:
         return None
-    guarded = any(isinstance(small, cst.Expr) and id(small.value) in guards.writes for small in original.body)
+    guarded = any(isinstance(small, cst.Expr) and small.value in guards.writes for small in original.body)
     if not guarded or not isinstance(result, cst.SimpleStatementLine):
         return None
     if len(original.body) != 1:
@@ -325,7 +325,7 @@ def guard_init_write(room: LinenMethod, original: cst.SimpleStatementLine, resul
     why = cst.TrailingWhitespace(cst.SimpleWhitespace("  "), cst.Comment("# as in Haiku, init keeps the initial state"))
     body = cst.IndentedBlock([result.with_changes(leading_lines=[])], header=why)
     new = cst.If(guard, body, leading_lines=result.leading_lines)
-    guards.guards.add(id(new))
+    guards.guards.add(new)
     return new
 
 
@@ -339,12 +339,12 @@ def merge_init_guards(room: LinenMethod, original: cst.IndentedBlock, result: ob
     for statement in result.body:
         previous = body[-1] if body else None
         if (
-            isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock) and id(statement) in guards
-            and isinstance(previous, cst.If) and isinstance(previous.body, cst.IndentedBlock) and id(previous) in guards
+            isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock) and statement in guards
+            and isinstance(previous, cst.If) and isinstance(previous.body, cst.IndentedBlock) and previous in guards
             and not statement.leading_lines
         ):
             merged = previous.with_changes(body=previous.body.with_changes(body=[*previous.body.body, *statement.body.body]))
-            guards.add(id(merged))
+            guards.add(merged)
             body[-1] = merged
         else:
             body.append(statement)
@@ -356,13 +356,13 @@ def merge_init_guards(room: LinenMethod, original: cst.IndentedBlock, result: ob
 class _StatementWrites:
     """The `hk.set_state(...)` calls of a method that are whole statements (by id)."""
 
-    calls: set[int] = field(default_factory=set)
+    calls: set[cst.CSTNode] = field(default_factory=set)
 
 
 @NNX_NODES.on_visit(cst.Expr, rule=RULE_STATE)
 def find_statement_write(room: NnxMethod, node: cst.Expr) -> None:
     if isinstance(node.value, cst.Call) and room.ctx.names.haiku_api(node.value.func) == SET_STATE:
-        room.family(_StatementWrites).calls.add(id(node.value))
+        room.family(_StatementWrites).calls.add(node.value)
 
 
 @NNX_CALLS.on(GET_PARAMETER, rule=RULE_PARAMETER)
@@ -370,7 +370,7 @@ def find_statement_write(room: NnxMethod, node: cst.Expr) -> None:
 def nnx_variable(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
     original = call.original
     if call.api == SET_STATE:
-        if id(original) not in room.family(_StatementWrites).calls:
+        if original not in room.family(_StatementWrites).calls:
             room.todo(original, RULE_STATE, "`hk.set_state` inside an expression: write `self.<name>[...] = value` as a statement")
         return call.updated  # a statement: rewritten by `nnx_write`
     try:
@@ -444,7 +444,7 @@ def _variable_attribute(room: NnxMethod, call: VariableCall) -> str | None:
 @NNX_NODES.on_leave(cst.Expr, rule=RULE_STATE)
 def nnx_write(room: NnxMethod, original: cst.Expr, updated: cst.Expr) -> cst.Assign | None:
     """`hk.set_state(name, value)` -> `self.<name>[...] = value`."""
-    if id(original.value) not in room.family(_StatementWrites).calls or not isinstance(updated.value, cst.Call):
+    if original.value not in room.family(_StatementWrites).calls or not isinstance(updated.value, cst.Call):
         return None
     try:
         call = VariableCall.read(updated.value, SET_STATE)
@@ -503,12 +503,12 @@ class _InitParameters:
     """The parameters the class's `__init__` makes (attributes), read once per method; assignment targets seen."""
 
     attributes: set[str] | None = None
-    targets: set[int] = field(default_factory=set)
+    targets: set[cst.CSTNode] = field(default_factory=set)
 
 
 @NNX_NODES.on_visit(cst.AssignTarget, rule=RULE_PARAMETER)
 def note_assigned(room: NnxMethod, node: cst.AssignTarget) -> None:
-    room.family(_InitParameters).targets.add(id(node.target))
+    room.family(_InitParameters).targets.add(node.target)
 
 
 @NNX_NODES.on_leave(cst.Attribute, rule=RULE_PARAMETER, after=True)
@@ -527,7 +527,7 @@ def read_init_parameter(room: NnxMethod, original: cst.Attribute, result: object
                 continue
             if found is not None:
                 made.attributes.add(found[1].name)
-    if attribute not in made.attributes or id(original) in made.targets:
+    if attribute not in made.attributes or original in made.targets:
         return None
     return cst.Subscript(result, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
 

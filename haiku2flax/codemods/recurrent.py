@@ -179,10 +179,10 @@ class MethodCores:
     """What one method does with recurrent cores: the rewriters look nodes up here by id."""
 
     cores: dict[str, Core] = field(default_factory=dict)
-    by_node: dict[int, Core] = field(default_factory=dict)  # constructors, unroll/step assignments, initial states
-    dropped: dict[int, Core] = field(default_factory=dict)  # statements that only built a core's zero initial state
+    by_node: dict[cst.CSTNode, Core] = field(default_factory=dict)  # constructors, unroll/step assignments, initial states
+    dropped: dict[cst.CSTNode, Core] = field(default_factory=dict)  # statements that only built a core's zero initial state
     lstm_states: set[str] = field(default_factory=set)  # names holding an LSTM state: `.hidden` / `.cell` read there
-    problems: dict[int, str] = field(default_factory=dict)  # unrolls of cores the rule cannot see -> why
+    problems: dict[cst.CSTNode, str] = field(default_factory=dict)  # unrolls of cores the rule cannot see -> why
 
 
 def _pair_target(assign: cst.Assign) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
@@ -199,11 +199,11 @@ def _is_discarded(target: cst.BaseExpression, uses: dict[str, int]) -> bool:
 def _name_uses(body: cst.CSTNode) -> dict[str, int]:
     """How often each name occurs in `body` (attribute names after a dot are not names)."""
     nodes = list(descendants(body))
-    attributes = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute)}
-    keywords = {id(n.keyword) for n in nodes if isinstance(n, cst.Arg) and n.keyword is not None}
+    attributes = {n.attr for n in nodes if isinstance(n, cst.Attribute)}
+    keywords = {n.keyword for n in nodes if isinstance(n, cst.Arg) and n.keyword is not None}
     uses: dict[str, int] = {}
     for node in nodes:
-        if isinstance(node, cst.Name) and id(node) not in attributes and id(node) not in keywords:
+        if isinstance(node, cst.Name) and node not in attributes and node not in keywords:
             uses[node.value] = uses.get(node.value, 0) + 1
     return uses
 
@@ -227,19 +227,19 @@ def read_method(body: cst.BaseSuite, names: ImportedNames, tables: Tables) -> Me
         if api is not None and api in (*CELLS, "DeepRNN"):
             core = found.cores[assign[0].value] = Core(assign[0].value, api, assign[1])
             core.problem = _constructor_problem(core, names, tables)
-            found.by_node[id(assign[1])] = core
+            found.by_node[assign[1]] = core
         elif (state_of := _initial_state_of(assign[1], found.cores)) is not None:
             zero_states[assign[0].value] = (state_of, statement, assign[1])
     uses = _name_uses(body)
     seen: dict[str, int] = {name: 1 for name in found.cores}  # the assignment itself
-    zero_calls = {id(call) for _, _, call in zero_states.values()}
+    zero_calls = {call for _, _, call in zero_states.values()}
     for node in descendants(body):
         if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
             _read_use(node, found, names, uses, zero_states, seen)
-        elif isinstance(node, cst.Call) and id(node) not in found.by_node and id(node) not in zero_calls:
+        elif isinstance(node, cst.Call) and node not in found.by_node and node not in zero_calls:
             _count_initial_state(node, found, seen)
     for _, statement, call in zero_states.values():
-        if id(statement) not in found.dropped:
+        if statement not in found.dropped:
             _count_initial_state(call, found, seen)
     for core in found.cores.values():
         if core.problem is None and seen.get(core.name, 0) != uses.get(core.name, 0):
@@ -256,7 +256,7 @@ def _count_initial_state(call: cst.Call, found: MethodCores, seen: dict[str, int
     core = _initial_state_of(call, found.cores)
     if core is not None:
         seen[core.name] += 1
-        found.by_node[id(call)] = core
+        found.by_node[call] = core
         core.initial_states.append(call)
 
 
@@ -298,18 +298,18 @@ def _read_use(
         try:
             args = BoundCall.bind(call, UNROLL_ARGS[api], f"hk.{api}").args
         except Unconvertible as reason:
-            found.problems[id(call)] = str(reason)
+            found.problems[call] = str(reason)
             return
         core_arg = args.get("core")
         core = found.cores.get(core_arg.value) if isinstance(core_arg, cst.Name) else None
         if core is None:
-            found.problems[id(call)] = (
+            found.problems[call] = (
                 f"`hk.{api}` unrolls a core this rule cannot see (not an hk.LSTM / GRU / VanillaRNN / DeepRNN built "
                 "in this method): make the core a Flax cell and unroll it with `nn.RNN(cell, time_major=True, return_carry=True)`"
             )
             return
         seen[core.name] += 1
-        found.by_node[id(assign)] = core
+        found.by_node[assign] = core
         if pair is None:
             core.problem = f"unpack `hk.{api}`'s result as `outputs, state = ...`: Flax returns `(carry, outputs)`"
             return
@@ -335,16 +335,17 @@ def _read_use(
         if zero is not None:  # Haiku's zero state: Flax's default carry
             seen[core.name] += 1
             if zero_statement is None:
-                found.by_node[id(initial)] = core
+                if initial is not None:
+                    found.by_node[initial] = core
             else:
-                found.dropped[id(zero_statement)] = core
+                found.dropped[zero_statement] = core
             initial = None
         time_major = args.get("time_major", cst.Name("True"))
         core.unroll = Unroll(args["input_sequence"], pair[0], state, initial, None if literal(time_major) is False else time_major, args.get("unroll"))
     elif isinstance(call.func, cst.Name) and call.func.value in found.cores:
         core = found.cores[call.func.value]
         seen[core.name] += 1
-        found.by_node[id(assign)] = core
+        found.by_node[assign] = core
         positional = [a for a in call.args if a.keyword is None and not a.star]
         if pair is None or len(positional) != 2 or len(call.args) != 2:
             core.problem = f"call `{core.name}(inputs, state)` as `output, state = ...`: a Flax cell returns `(carry, output)`"
@@ -362,7 +363,7 @@ def _read_lstm_states(statements: Sequence[cst.BaseStatement], found: MethodCore
             continue
         target, value = node.targets[0].target, node.value
         pair = _pair_target(node)
-        core = found.by_node.get(id(node))
+        core = found.by_node.get(node)
         if core is not None and core.name in lstm_cores and pair is not None and isinstance(pair[1], cst.Name):
             found.lstm_states.add(pair[1].value)
         elif isinstance(target, cst.Name) and isinstance(value, cst.Call):
@@ -425,14 +426,14 @@ class FileCores:
     names: ImportedNames
     tables: Tables
     reads: bool  # the rule is on and the file mentions a core: otherwise no function has any
-    by_body: dict[int, MethodCores] = field(default_factory=dict)
+    by_body: dict[cst.CSTNode, MethodCores] = field(default_factory=dict)
 
     def of(self, function: cst.FunctionDef | None) -> MethodCores | None:
         if not self.reads or function is None or not isinstance(function.body, cst.IndentedBlock):
             return None
-        cores = self.by_body.get(id(function.body))
+        cores = self.by_body.get(function.body)
         if cores is None:
-            cores = self.by_body[id(function.body)] = read_method(function.body, self.names, self.tables)
+            cores = self.by_body[function.body] = read_method(function.body, self.names, self.tables)
         return cores
 
 
@@ -449,14 +450,14 @@ def _cores(room: MethodRoom) -> MethodCores | None:
 def _core_of(room: MethodRoom, node: cst.CSTNode) -> Core | None:
     """The core a constructor, unroll or step assignment, or initial state belongs to, if the rule converts it."""
     cores = _cores(room)
-    core = cores.by_node.get(id(node)) if cores is not None else None
+    core = cores.by_node.get(node) if cores is not None else None
     return core if core is not None and core.problem is None else None
 
 
 def _is_dropped(room: MethodRoom, statement: cst.CSTNode) -> bool:
     """A statement that only built a zero initial state, which Flax's unroll makes itself."""
     cores = _cores(room)
-    core = cores.dropped.get(id(statement)) if cores is not None else None
+    core = cores.dropped.get(statement) if cores is not None else None
     return core is not None and core.problem is None
 
 
@@ -483,8 +484,8 @@ def _flag_core_problems(room: MethodRoom, original: cst.Assign) -> None:
     cores = _cores(room)
     if cores is None:
         return
-    reason = cores.problems.get(id(original.value))
-    core = cores.by_node.get(id(original.value)) or cores.by_node.get(id(original))
+    reason = cores.problems.get(original.value)
+    core = cores.by_node.get(original.value) or cores.by_node.get(original)
     if reason is None and core is not None and core.problem is not None:
         reason = core.problem
     if reason is not None:
@@ -549,12 +550,12 @@ def lstm_state_field(room: MethodRoom, original: cst.Attribute, updated: cst.Att
 
 
 # -- the file: user cores ------------------------------------------------------------------------------------
-def _core_classes(module: cst.Module, ctx: Context) -> set[int]:
+def _core_classes(module: cst.Module, ctx: Context) -> set[cst.CSTNode]:
     """The top-level classes subclassing `hk.RNNCore`."""
     if not ctx.mentions("RNNCore"):
         return set()
     return {
-        id(s)
+        s
         for s in module.body
         if isinstance(s, cst.ClassDef) and any(ctx.names.haiku_api(b.value) == "RNNCore" for b in s.bases)
     }
@@ -565,7 +566,7 @@ CORE_CLASSES = FileFact(_core_classes)
 
 def flag_core_class(room: FileRoom, node: cst.ClassDef) -> None:
     """A user `hk.RNNCore` subclass: a TODO saying how a Flax cell differs."""
-    if id(node) in room.ctx.fact(CORE_CLASSES):
+    if node in room.ctx.fact(CORE_CLASSES):
         room.todo(node, RULE_CORE_CLASS, CORE_CLASS_REASON.format(ns=room.ctx.ns, carry_args=CARRY_ARGS[room.ctx.target]))
 
 

@@ -95,8 +95,8 @@ class _Uses(Walker):
         self.sequences: dict[str, _Sequence] = {}
         self.rebound: set[str] = set()
         self.scopes: list[cst.CSTNode | None] = [None]
-        self.skip: set[int] = set()  # Name nodes that are not references (attributes, keywords, the assignment)
-        self.draw_names: dict[int, str] = {}  # id of the Name inside a draw -> the sequence
+        self.skip: set[cst.CSTNode] = set()  # Name nodes that are not references (attributes, keywords, the assignment)
+        self.draw_names: dict[cst.CSTNode, str] = {}  # the Name inside a draw -> the sequence
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.scopes.append(node)
@@ -112,14 +112,14 @@ class _Uses(Walker):
                 self.rebound.add(name)
             else:
                 self.sequences[name] = _Sequence(name, self.scopes[-1], value.args[0].value)
-            self.skip.add(id(node.targets[0].target))
+            self.skip.add(node.targets[0].target)
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.skip.add(id(node.attr))
+        self.skip.add(node.attr)
 
     def visit_Arg(self, node: cst.Arg) -> None:
         if node.keyword is not None:
-            self.skip.add(id(node.keyword))
+            self.skip.add(node.keyword)
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         for small in node.body:
@@ -134,7 +134,7 @@ class _Uses(Walker):
 
     def visit_Name(self, node: cst.Name) -> None:
         sequence = self.sequences.get(node.value)
-        if sequence is not None and id(node) not in self.skip:
+        if sequence is not None and node not in self.skip:
             sequence.uses += 1
 
 

@@ -93,7 +93,7 @@ class _ParamsFlow(Walker):
         self.stateful = stateful  # those made by transform_with_state
         self.train_state_model = train_state_model  # the model whose `apply` a TrainState carries
         self.functions: dict[str, cst.FunctionDef] = {}
-        self.roles: dict[str, dict[int, Carrier]] = {"params": {}, "state": {}, "train_state": {}}
+        self.roles: dict[str, dict[cst.CSTNode, Carrier]] = {"params": {}, "state": {}, "train_state": {}}
         self._stack: list[cst.FunctionDef] = []
         self._changed = True
 
@@ -113,8 +113,8 @@ class _ParamsFlow(Walker):
             name = argument.value if isinstance(argument, cst.Name) else None
             if role == "params" and name is None:  # `state.params` of a train state parameter
                 name, role = _train_state_params(argument), "train_state"
-            if name is not None and name in params and id(function) not in self.roles[role]:
-                self.roles[role][id(function)] = (name, params.index(name), model)
+            if name is not None and name in params and function not in self.roles[role]:
+                self.roles[role][function] = (name, params.index(name), model)
                 self._changed = True
 
     def _arguments(self, call: cst.Call) -> list[tuple[cst.BaseExpression, str, str]]:
@@ -136,8 +136,8 @@ class _ParamsFlow(Walker):
         positional = [a for a in call.args if a.keyword is None]
         found = []
         for role, functions in self.roles.items():
-            if id(target) in functions:
-                _, position, carried = functions[id(target)]
+            if target in functions:
+                _, position, carried = functions[target]
                 if position < len(positional):
                     found.append((positional[position].value, carried, role))
         return found
@@ -171,9 +171,9 @@ class TrainingFlow:
 
     models: set[str]  # the transformed objects
     train_state_model: str | None  # the model whose `apply` a TrainState carries
-    params_of: dict[int, Carrier]
-    state_of: dict[int, Carrier]
-    train_state_of: dict[int, Carrier]
+    params_of: dict[cst.CSTNode, Carrier]
+    state_of: dict[cst.CSTNode, Carrier]
+    train_state_of: dict[cst.CSTNode, Carrier]
     params_functions: dict[str, Carrier]  # callers' arguments: params become the model,
     state_functions: dict[str, Carrier]  # state goes,
     train_state_functions: dict[str, Carrier]  # a train state gets the model before it
@@ -188,7 +188,7 @@ def _read_training(module: cst.Module, ctx: Context) -> TrainingFlow:
     flow = _ParamsFlow(models, {name for name, t in transforms.transforms.items() if t.with_state}, train_state)
     if flow.models or train_state is not None:  # else no call carries params into `apply`
         flow.run(module)
-    by_name = {f.name.value: id(f) for f in flow.functions.values()}
+    by_name = {f.name.value: f for f in flow.functions.values()}
     params_of, state_of, train_state_of = flow.roles["params"], flow.roles["state"], flow.roles["train_state"]
     # module-level `params = model.init(...)`: optimizer states initialised from them become nnx.Optimizers
     params_variables = {}
@@ -199,9 +199,9 @@ def _read_training(module: cst.Module, ctx: Context) -> TrainingFlow:
             params_variables[assign[0].value] = model
     return TrainingFlow(
         models, train_state, params_of, state_of, train_state_of,
-        {name: params_of[i] for name, i in by_name.items() if i in params_of},
-        {name: state_of[i] for name, i in by_name.items() if i in state_of},
-        {name: train_state_of[i] for name, i in by_name.items() if i in train_state_of},
+        {name: params_of[f] for name, f in by_name.items() if f in params_of},
+        {name: state_of[f] for name, f in by_name.items() if f in state_of},
+        {name: train_state_of[f] for name, f in by_name.items() if f in train_state_of},
         params_variables,
         any(
             _initialised_params(assign[1], params_variables, models) is not None
@@ -220,7 +220,7 @@ class _Functions:
 
     renames: list[_Rename | None] = field(default_factory=list)
     train_states: list[Carrier | None] = field(default_factory=list)
-    kept_names: set[int] = field(default_factory=set)  # Name nodes that are not the params variable
+    kept_names: set[cst.CSTNode] = field(default_factory=set)  # Name nodes that are not the params variable
 
     def rename(self) -> _Rename | None:
         rename = self.renames[-1] if self.renames else None
@@ -233,9 +233,9 @@ class _Functions:
 @NNX_FILE_NODES.on_visit(cst.FunctionDef, rule=RULE_TRAINING)
 def enter_function(room: FileRoom, node: cst.FunctionDef) -> None:
     flow, functions = room.ctx.fact(TRAINING), room.family(_Functions)
-    found = flow.params_of.get(id(node))
+    found = flow.params_of.get(node)
     functions.renames.append(_Rename(found[0], found[2]) if found else None)
-    functions.train_states.append(flow.train_state_of.get(id(node)))
+    functions.train_states.append(flow.train_state_of.get(node))
 
 
 @NNX_FILE_NODES.on_leave(cst.FunctionDef, rule=RULE_TRAINING, after=True)
@@ -243,7 +243,7 @@ def take_model(room: FileRoom, original: cst.FunctionDef, result: object) -> cst
     """The step's signature: the model for its params, beside its train state, without its state; `@nnx.jit`."""
     functions = room.family(_Functions)
     rename, train_state = functions.renames.pop(), functions.train_states.pop()
-    state = room.ctx.fact(TRAINING).state_of.get(id(original))
+    state = room.ctx.fact(TRAINING).state_of.get(original)
     if (rename is None and train_state is None and state is None) or not isinstance(result, cst.FunctionDef):
         return None
     ns = room.ctx.ns
@@ -269,13 +269,13 @@ def take_model(room: FileRoom, original: cst.FunctionDef, result: object) -> cst
 
 @NNX_FILE_NODES.on_visit(cst.Attribute, rule=RULE_TRAINING)
 def keep_attribute_name(room: FileRoom, node: cst.Attribute) -> None:
-    room.family(_Functions).kept_names.add(id(node.attr))  # `state.params` is no variable
+    room.family(_Functions).kept_names.add(node.attr)  # `state.params` is no variable
 
 
 @NNX_FILE_NODES.on_visit(cst.Arg, rule=RULE_TRAINING)
 def keep_keyword(room: FileRoom, node: cst.Arg) -> None:
     if node.keyword is not None:
-        room.family(_Functions).kept_names.add(id(node.keyword))
+        room.family(_Functions).kept_names.add(node.keyword)
 
 
 @NNX_FILE_NODES.on_leave(cst.Name, rule=RULE_TRAINING)
@@ -283,7 +283,7 @@ def rename_params(room: FileRoom, original: cst.Name, updated: cst.Name) -> cst.
     """The params variable of a step -> the model."""
     functions = room.family(_Functions)
     rename = functions.rename()
-    if rename is not None and original.value == rename.params and id(original) not in functions.kept_names:
+    if rename is not None and original.value == rename.params and original not in functions.kept_names:
         return updated.with_changes(value=rename.model)
     return None
 
@@ -294,7 +294,7 @@ def keep_updated_params(room: FileRoom, node: cst.SimpleStatementLine) -> None:
     rename = functions.rename()
     update = _param_update(node, rename.params) if rename is not None else None
     if update is not None:
-        functions.kept_names.add(id(update[0]))  # the updated params keep their name: they are a State now
+        functions.kept_names.add(update[0])  # the updated params keep their name: they are a State now
 
 
 @NNX_FILE_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_TRAINING)

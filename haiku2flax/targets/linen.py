@@ -77,9 +77,9 @@ class LinenConverter(Rewriter):
         self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
         self._scopes: list[_Scope] = []  # the classes and functions being visited
-        self._called_inline: set[int] = set()  # constructor calls that are called right away
+        self._called_inline: set[cst.Call] = set()  # constructor calls that are called right away
         self._loop_depth = 0  # loops around the statement being visited: a layer built there is built per iteration
-        self._built_at_call: dict[int, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
+        self._built_at_call: dict[cst.CSTNode, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(ctx)
         self._renames: dict[str, dict[str, str]] = {}  # Haiku class -> its attributes renamed in Linen (`codemods.fields`)
@@ -110,7 +110,7 @@ class LinenConverter(Rewriter):
             return  # the TODO stays
         layer = _BuiltAtCall(construct, found)
         for node in (found.statement, found.constructor, found.call):
-            self._built_at_call[id(node)] = layer
+            self._built_at_call[node] = layer
 
     def _converts(self, constructor: cst.Call, construct: Construct, inputs: tuple[cst.BaseExpression, ...] = ()) -> bool:
         try:
@@ -340,7 +340,7 @@ class LinenConverter(Rewriter):
 
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Call):
-            self._called_inline.add(id(node.func))
+            self._called_inline.add(node.func)
         self._calls.append(node)
         super().visit_Call(node)
 
@@ -350,7 +350,7 @@ class LinenConverter(Rewriter):
         return converted
 
     def called_at_once(self, call: cst.Call) -> bool:
-        return id(call) in self._called_inline
+        return call in self._called_inline
 
     def enclosing_call(self) -> cst.Call | None:
         return self._calls[-1] if self._calls else None
@@ -367,18 +367,18 @@ class LinenConverter(Rewriter):
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         result = super().leave_SimpleStatementLine(original, updated)
         self.shapes.track(original)
-        return cst.RemovalSentinel.REMOVE if id(original) in self._built_at_call else result  # built at its call
+        return cst.RemovalSentinel.REMOVE if original in self._built_at_call else result  # built at its call
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
         first = updated.body[0] if updated.body else None
-        if id(original.body[0]) in self._built_at_call and first is not None and not any(line.comment for line in analysis.leading_lines(first)):
+        if original.body[0] in self._built_at_call and first is not None and not any(line.comment for line in analysis.leading_lines(first)):
             updated = updated.with_changes(body=[first.with_changes(leading_lines=[]), *updated.body[1:]])  # no blank line on top
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         while self._calls.pop() is not original:  # a call a node rule replaced was not popped
             pass
-        at_call = self._built_at_call.get(id(original))
+        at_call = self._built_at_call.get(original)
         if at_call is not None:
             if original is at_call.found.constructor:
                 at_call.built = updated
@@ -391,7 +391,7 @@ class LinenConverter(Rewriter):
             except Unconvertible as reason:
                 self.todo(original, RULE_LAYER, str(reason))
                 return updated
-        if isinstance(original.func, cst.Call) and id(original.func) in self._called_inline:
+        if isinstance(original.func, cst.Call) and original.func in self._called_inline:
             api = self.ctx.names.haiku_api(original.func.func)
             construct = self.ctx.tables.get(api) if api is not None else None
             if construct is not None and construct.haiku_call_args:
@@ -399,7 +399,7 @@ class LinenConverter(Rewriter):
         api = self.ctx.names.haiku_api(original.func)
         construct = self.ctx.tables.get(api) if api is not None else None
         if construct is not None:
-            if id(original) in self._called_inline and construct.haiku_call_args:
+            if original in self._called_inline and construct.haiku_call_args:
                 return updated  # converted with its call, in one piece
             return self._layer(original, updated, construct)
         subclass = self.layer_subclasses.get(original.func.value) if isinstance(original.func, cst.Name) else None

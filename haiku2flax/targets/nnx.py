@@ -237,8 +237,8 @@ class _ClassConversion:
             [(h.guard, _visited(line, to_params)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
             lambda test: _visited(test, to_params),
         )
-        init_layer_lines = {id(layer.statement): layer for layer in self.init_layers.values()}
-        init_parameters = {id(s): line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
+        init_layer_lines = {layer.statement: layer for layer in self.init_layers.values()}
+        init_parameters = {s: line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
         parent = self._parent_init()
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
@@ -248,12 +248,12 @@ class _ClassConversion:
                 line
                 for s in self.init.other_statements
                 for line in (
-                    [_init_layer_line(init_layer_lines[id(s)], to_params)]
-                    if id(s) in init_layer_lines
-                    else [_visited(new, to_params) for new in list_lines[id(s)]]
-                    if id(s) in list_lines
-                    else [_visited(init_parameters[id(s)], to_params)]
-                    if id(s) in init_parameters
+                    [_init_layer_line(init_layer_lines[s], to_params)]
+                    if s in init_layer_lines
+                    else [_visited(new, to_params) for new in list_lines[s]]
+                    if s in list_lines
+                    else [_visited(init_parameters[s], to_params)]
+                    if s in init_parameters
                     else [convert_bindings(s, self.ctx)]
                 )
             ],
@@ -457,7 +457,7 @@ class NnxMethodRewriter(Rewriter):
         super().__init__(conversion.ctx)
         self.state = conversion
         self.sizes: dict[str, cst.BaseExpression | None] = dict(arg_sizes)
-        self.node_sizes: dict[int, cst.BaseExpression | None] = {}
+        self.node_sizes: dict[cst.BaseExpression, cst.BaseExpression | None] = {}
         self.method_locals = {p.name.value for p in [*method.params.params, *method.params.kwonly_params]}
         self.method_locals |= _assigned_names(method)
         self.method = method
@@ -465,13 +465,13 @@ class NnxMethodRewriter(Rewriter):
         self.carried_sizes: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
-        self.inline_blocks: set[int] = set()  # blocks that run once, as part of the block around them (a name scope's)
+        self.inline_blocks: set[cst.BaseSuite] = set()  # blocks that run once, as part of the block around them (a name scope's)
         self._outer_sizes: list[tuple[dict[str, cst.BaseExpression | None], cst.BaseExpression | None]] = []  # around nested functions
         self.branches = ConditionalBranches(self, self.sizes)
         self.stored_layers = _stored_layers(method, self.branches.read(method.body), conversion.converter)
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
-        self._stored_lines: dict[int, str] = {}  # statement (as rewritten) -> the stored layer it builds
-        self._called_inline: set[int] = set()  # constructor calls called right away: `Block(...)(x)`
+        self._stored_lines: dict[cst.BaseStatement, str] = {}  # statement (as rewritten) -> the stored layer it builds
+        self._called_inline: set[cst.Call] = set()  # constructor calls called right away: `Block(...)(x)`
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
         self._sizes_after_statement: dict[str, cst.BaseExpression | None] = {}  # names the statement assigns
@@ -495,8 +495,8 @@ class NnxMethodRewriter(Rewriter):
 
     # -- size tracking ------------------------------------------------------------------------------
     def size_of(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
-        if id(node) in self.node_sizes:
-            return self.node_sizes[id(node)]
+        if node in self.node_sizes:
+            return self.node_sizes[node]
         if isinstance(node, cst.Name):
             return self.sizes.get(node.value)
         if isinstance(node, cst.BinaryOperation):  # `0.01 * x + 1.0`, `x + h` (sizes agree): the size stays
@@ -542,7 +542,7 @@ class NnxMethodRewriter(Rewriter):
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         stored = next((name for name, (_, line, _) in self.stored_layers.items() if line is original), None)
         if stored is not None:
-            self._stored_lines[id(updated)] = stored
+            self._stored_lines[updated] = stored
             return updated
         for small in updated.body:
             if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
@@ -559,7 +559,7 @@ class NnxMethodRewriter(Rewriter):
         return result
 
     def inline_block(self, block: cst.BaseSuite) -> None:
-        self.inline_blocks.add(id(block))
+        self.inline_blocks.add(block)
 
     def enter_function(self) -> None:
         self._outer_sizes.append((dict(self.sizes), self.output_size))
@@ -587,40 +587,40 @@ class NnxMethodRewriter(Rewriter):
         return super().leave_If(original, updated)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
-        self._block_depth += id(node) not in self.inline_blocks
+        self._block_depth += node not in self.inline_blocks
         self.branches.enter_block(node)
         super().visit_IndentedBlock(node)
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
-        self._block_depth -= id(original) not in self.inline_blocks
+        self._block_depth -= original not in self.inline_blocks
         self.branches.leave_block(original)
         if self._stored_lines:  # stored layers now built in `__init__`: drop their lines
             hoisted = {name for name, use in self._stored_uses.items() if use is not None}
-            body = [s for s in updated.body if self._stored_lines.get(id(s)) not in hoisted]
+            body = [s for s in updated.body if self._stored_lines.get(s) not in hoisted]
             if body and body[0] is not updated.body[0] and not any(line.comment for line in analysis.leading_lines(body[0])):
                 body[0] = body[0].with_changes(leading_lines=[])  # no blank line left at the top of the block
             updated = updated.with_changes(body=body or [cst.SimpleStatementLine([cst.Pass()])])
         return updated
 
     def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
-        self._block_depth += id(node) not in self.inline_blocks
+        self._block_depth += node not in self.inline_blocks
         self.branches.enter_block(node)
         super().visit_SimpleStatementSuite(node)
 
     def leave_SimpleStatementSuite(self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite) -> cst.BaseSuite:
-        self._block_depth -= id(original) not in self.inline_blocks
+        self._block_depth -= original not in self.inline_blocks
         self.branches.leave_block(original)
         return super().leave_SimpleStatementSuite(original, updated)
 
     # -- calls ----------------------------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
         if isinstance(node.func, cst.Call):
-            self._called_inline.add(id(node.func))
+            self._called_inline.add(node.func)
         self._calls.append(node)
         super().visit_Call(node)
 
     def called_at_once(self, call: cst.Call) -> bool:
-        return id(call) in self._called_inline
+        return call in self._called_inline
 
     def enclosing_call(self) -> cst.Call | None:
         return self._calls[-1] if self._calls else None
@@ -710,7 +710,7 @@ class NnxMethodRewriter(Rewriter):
             self._block_depth > 1
             and isinstance(call.func, cst.Name)
             and call.func.value in self.state.converter.classes
-            and id(call) not in self._called_inline
+            and call not in self._called_inline
         )
 
     def _call_stored(self, name: str, updated: cst.Call) -> cst.BaseExpression:
@@ -719,7 +719,7 @@ class NnxMethodRewriter(Rewriter):
         if name not in self._stored_uses:
             hoisted = self.hoist(constructor, updated, stored_as=name, guard=self.stored_layers[name][2])
             attribute = analysis.self_attribute(hoisted.func) if isinstance(hoisted, cst.Call) else None  # `self.<attribute>(...)`
-            self._stored_uses[name] = None if attribute is None else (attribute, self.node_sizes.get(id(hoisted)))
+            self._stored_uses[name] = None if attribute is None or hoisted is None else (attribute, self.node_sizes.get(hoisted))
             return updated if hoisted is None else hoisted
         use = self._stored_uses[name]
         call_args = self.state.call_args_for(constructor, list(updated.args), self, constructor) if use is not None else None
@@ -778,7 +778,7 @@ class NnxMethodRewriter(Rewriter):
 
     def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
         """Record the feature size of an expression this statement produced; returns the expression."""
-        self.node_sizes[id(node)] = size
+        self.node_sizes[node] = size
         return node
 
 
