@@ -155,6 +155,16 @@ class LeafPair:
         return leaf.key
 
 
+@dataclass(frozen=True)
+class MappedPair:
+    """A pair whose Haiku leaf converts into its Flax leaf: both leaves are there."""
+
+    haiku: LeafInfo
+    flax: LeafInfo
+    reshape: str | None
+    part: str | None
+
+
 @dataclass
 class LeafMapping:
     target: str
@@ -166,8 +176,12 @@ class LeafMapping:
         return not self.problems and all(p.ok for p in self.pairs)
 
     @property
-    def mapped(self) -> list[LeafPair]:
-        return [p for p in self.pairs if p.status == MAPPED]
+    def mapped(self) -> list[MappedPair]:
+        return [
+            MappedPair(p.haiku, p.flax, p.reshape, p.part)
+            for p in self.pairs
+            if p.status == MAPPED and p.haiku is not None and p.flax is not None  # MAPPED: always both
+        ]
 
 
 def _abstract_parts(
@@ -253,7 +267,6 @@ def convert_leaves(mapping: LeafMapping, haiku_values: Mapping[str, Array]) -> d
     """Haiku values by Haiku key -> Flax values by Flax key, renamed and converted by the tables."""
     out: dict[str, Array] = {}
     for pair in mapping.mapped:
-        assert pair.haiku is not None and pair.flax is not None, "a mapped pair has both leaves"
         if pair.haiku.key in haiku_values:
             value = converted(haiku_values[pair.haiku.key], pair.reshape, mapping.target, pair.flax.shape)[pair.part]
             out[pair.flax.key] = out[pair.flax.key] + value if pair.reshape in SUMMED and pair.flax.key in out else value
