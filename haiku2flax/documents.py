@@ -31,7 +31,10 @@ class Location:
 
 
 class Document(Protocol):
-    text: str  # the Python code the engine converts
+    @property
+    def text(self) -> str:
+        """The Python code the engine converts."""
+        ...
 
     def adjust(self, code: str) -> str:
         """Fix up converted code for this format (e.g. keep a new import in the cell that needs it)."""

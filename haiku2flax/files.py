@@ -55,8 +55,9 @@ class FileError(Exception):
 
 def _position(before: str | bytes) -> tuple[int, int]:
     """1-based (line, column) of the character that follows `before`."""
-    newline = b"\n" if isinstance(before, bytes) else "\n"
-    return before.count(newline) + 1, len(before) - before.rfind(newline)  # type: ignore[arg-type]
+    if isinstance(before, bytes):  # latin-1 maps each byte to one character, so counts stay in bytes
+        before = before.decode("latin-1")
+    return before.count("\n") + 1, len(before) - before.rfind("\n")
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def _walk_directory(
             yield path
 
 
-def _is_file(entry: os.DirEntry) -> bool:
+def _is_file(entry: os.DirEntry[str]) -> bool:
     """Whether a directory entry is a file to read; a symlink that loops or cannot be followed counts as
     one, so that reading it reports the problem in its place and the walk goes on."""
     try:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 import click
 
@@ -86,9 +86,17 @@ def _os_error(action: str, error: OSError) -> FileError:
     return FileError(f"{action}: {error.strerror or error}")
 
 
+class _RuleChoice(TypedDict):
+    """The keyword arguments both engines take to choose their rules."""
+
+    tables: Tables | None
+    select: frozenset[str] | None
+    ignore: frozenset[str]
+
+
 def convert_text(text: str, settings: Settings) -> Conversion:
     """The engine on one document's text; a module that cannot be converted stays in Haiku when asked."""
-    options = {"tables": settings.tables, "select": settings.select, "ignore": settings.ignore}
+    options: _RuleChoice = {"tables": settings.tables, "select": settings.select, "ignore": settings.ignore}
     try:
         if settings.keep_haiku_modules:
             from .codemods.keep_haiku import convert_keeping_haiku

@@ -7,6 +7,7 @@ line imports `harness.commands` without paying for jax until a command runs.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 _EXPORTS = {
     "verify": "equivalence",
@@ -22,7 +23,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(name)

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from ..engine.tables import Tables
 
 TARGET = click.Choice(["linen", "nnx"])
 # The distributions of the `verify` extra in pyproject.toml (a test keeps the two lists equal).
 VERIFY_EXTRA = ("jax", "flax", "dm-haiku", "optax", "orbax-checkpoint")
 INSTALL_VERIFY = "pip install 'haiku2flax[verify]'"
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def missing_verify_packages() -> list[str]:
@@ -79,7 +85,7 @@ def _method_inputs(ctx: click.Context, param: click.Parameter, values: tuple[str
     return found
 
 
-def _tables(rules: tuple[Path, ...]):
+def _tables(rules: tuple[Path, ...]) -> Tables:
     from ..engine.tables import TableError, load_tables
 
     try:
@@ -88,7 +94,7 @@ def _tables(rules: tuple[Path, ...]):
         raise click.ClickException(str(error)) from None
 
 
-def _common(fn):
+def _common(fn: Command) -> Command:
     """The options verify and convert-params share: what to convert, and how to build the model."""
     for option in reversed(
         [

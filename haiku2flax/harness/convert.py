@@ -15,6 +15,7 @@ import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,8 @@ from .flax_side import flax_model
 from .haiku_side import init_and_trace
 from .inputs import make_inputs, parse_input_spec
 from .loading import find_flax_model, haiku_entry, imported
-from .matching import HAIKU_ONLY_STATE, convert_leaves, flax_table_types, group_leaves, match_records
+from .conversions import Array
+from .matching import HAIKU_ONLY_STATE, LeafInfo, convert_leaves, flax_table_types, group_leaves, match_records
 
 
 class ConversionRefused(ValueError):
@@ -46,9 +48,9 @@ class WrittenCheckpoint:
     dropped: list[str]  # Haiku-only state with no Flax counterpart (BatchNorm's EMA `hidden`, `counter`)
 
 
-def _flat_keys(tree: Mapping, prefix: str = "") -> dict[str, object]:
+def _flat_keys(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Array]:
     """Nested dicts of arrays -> {"a/b/leaf": array}; Haiku's `{module_name: {leaf: array}}` included."""
-    flat = {}
+    flat: dict[str, Array] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -58,7 +60,7 @@ def _flat_keys(tree: Mapping, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def read_tree(path: str | Path) -> dict[str, object]:
+def read_tree(path: str | Path) -> dict[str, Array]:
     """A Haiku tree from .pkl/.pickle (nested dicts), .npz (`module/path//name` or `module/path/name` keys,
     as AlphaFold ships its weights) or .msgpack (flax.serialization) -> {"module/path/name": array}."""
     path = Path(path)
@@ -79,7 +81,7 @@ def read_tree(path: str | Path) -> dict[str, object]:
     return {key: jnp.asarray(value) for key, value in flat.items()}
 
 
-def _haiku_tree(tree: object, path: Path) -> Mapping:
+def _haiku_tree(tree: object, path: Path) -> Mapping[str, Any]:
     """`tree` if it is shaped like Haiku's params or state: a dict of dicts, `{module: {name: array}}`."""
     expected = "expected a Haiku tree, a dict of dicts ({module: {name: array}})"
     if not isinstance(tree, Mapping):
@@ -90,7 +92,7 @@ def _haiku_tree(tree: object, path: Path) -> Mapping:
     return tree
 
 
-def _check_against_model(loaded: Mapping[str, object], expected: Mapping, what: str) -> list[str]:
+def _check_against_model(loaded: Mapping[str, Array], expected: Mapping[str, LeafInfo], what: str) -> list[str]:
     """Every leaf the model creates is in the file with its shape and dtype, and nothing else is."""
     problems = [f"missing {what} leaf {key} {expected[key].shape}" for key in expected if key not in loaded]
     problems += [f"unexpected {what} leaf {key} {tuple(loaded[key].shape)}" for key in loaded if key not in expected]
@@ -108,11 +110,11 @@ def convert_params(
     path: str | Path,
     target: str,
     entry: str,
-    params: str | Path | Mapping,
+    params: str | Path | Mapping[str, Any],
     inputs: Sequence[str],
     out: str | Path,
     *,
-    state: str | Path | Mapping | None = None,
+    state: str | Path | Mapping[str, Any] | None = None,
     args: Mapping[str, object] | None = None,
     flax_source: str | None = None,
     tables: Tables | None = None,
@@ -144,7 +146,7 @@ def convert_params(
         model.records, group_leaves(flax.leaves, flax_calls, flax_table_types(tables, target)), tables, target
     )
     problems += mapping.problems
-    problems += [f"{(p.haiku or p.flax).key}: {p.status}" for p in mapping.pairs if not p.ok]
+    problems += [f"{p.key}: {p.status}" for p in mapping.pairs if not p.ok]
     if problems:
         raise ConversionRefused(f"{len(problems)} problem(s); nothing written", problems)
 
@@ -153,5 +155,5 @@ def convert_params(
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory, flax.checkpoint_tree(values))
     checkpointer.wait_until_finished()
-    dropped = [p.haiku.key for p in mapping.pairs if p.status == HAIKU_ONLY_STATE]
+    dropped = [p.key for p in mapping.pairs if p.status == HAIKU_ONLY_STATE]
     return WrittenCheckpoint(directory, len(values), dropped)

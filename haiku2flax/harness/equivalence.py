@@ -12,20 +12,23 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from ..engine import Note, Outcome, convert_source
 from ..engine.tables import Tables, load_tables
+from .conversions import Array
 from .flax_side import flax_model
 from .haiku_side import apply as haiku_apply
 from .haiku_side import init_and_trace, method_name, settled
 from .inputs import make_inputs, parse_input_spec
 from .loading import HaikuApply, HaikuEntry, describe_failure, find_flax_model, haiku_entry, imported, loaded_frames
 from .matching import MAPPED, convert_leaves, flax_table_types, group_leaves, match_records
-from .randomness import pinned_bernoulli
+from .randomness import Draw, pinned_bernoulli
 from .tolerances import EXACT, Tolerance, tolerance_for
 
 PERTURBATION = 0.1  # relative size of the noise added to Haiku's initial weights (see `_perturbed`)
@@ -72,7 +75,7 @@ class VerifyResult:
     def exit_code(self) -> int:
         return {"equivalent": 0, "not equivalent": 1, "could not run": 2}[self.verdict]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: NaN and infinite differences become strings, as JSON has no such numbers."""
         data = asdict(self)
         data["verdict"] = self.verdict
@@ -83,7 +86,7 @@ class VerifyResult:
         return data
 
 
-def _compare(haiku, flax, tolerance: Tolerance) -> tuple[float, float, bool]:
+def _compare(haiku: Array, flax: Array, tolerance: Tolerance) -> tuple[float, float, bool]:
     """(max abs diff, max diff relative to |haiku|, within tolerance); NaNs must sit in the same places."""
     expected = np.asarray(haiku, dtype=np.float64)
     actual = np.asarray(flax, dtype=np.float64)
@@ -96,7 +99,7 @@ def _compare(haiku, flax, tolerance: Tolerance) -> tuple[float, float, bool]:
     return float(np.max(diff)), float(np.max(relative)), ok
 
 
-def _perturbed(values: Mapping[str, object], seed: int, multiplicative: bool) -> dict[str, object]:
+def _perturbed(values: Mapping[str, Array], seed: int, multiplicative: bool) -> dict[str, Array]:
     """Noise on every float leaf, so that zero biases, unit scales and empty statistics hide nothing.
 
     Parameters get additive noise, PERTURBATION times their own spread (absolute for constant leaves
@@ -104,7 +107,7 @@ def _perturbed(values: Mapping[str, object], seed: int, multiplicative: bool) ->
     is scaled by 1 ± PERTURBATION and shifted up by up to PERTURBATION: variances stay positive, and
     statistics that start at zero become non-zero. Drawn with numpy: nothing to compile per shape.
     """
-    out = {}
+    out: dict[str, Array] = {}
     for index, (key, value) in enumerate(sorted(values.items())):
         if not jnp.issubdtype(value.dtype, jnp.floating):
             out[key] = value
@@ -120,7 +123,7 @@ def _perturbed(values: Mapping[str, object], seed: int, multiplicative: bool) ->
     return out
 
 
-def _loss(outputs, weights: list) -> object:
+def _loss(outputs: Any, weights: list[Array]) -> Array:
     """sum over float output leaves of mean(w * out**2): every output element gets its own gradient."""
     return sum(
         jnp.mean(w * jnp.square(leaf.astype(jnp.float32)))
@@ -136,19 +139,19 @@ class _ApplyCheck:
     apply: HaikuApply
     method: str  # the Flax method: "__call__" unless a multi_transform names another
     label: str
-    inputs: list
+    inputs: list[Array]
 
 
 @dataclass(frozen=True)
 class _Calls:
     """One call on each side from the same weights, with dropout pinned (see `randomness`)."""
 
-    haiku_out: object
-    haiku_state: dict
-    haiku_draws: list
-    flax_out: object
-    flax_values: dict
-    flax_draws: list
+    haiku_out: Any
+    haiku_state: dict[str, Array]
+    haiku_draws: list[Draw]
+    flax_out: Any
+    flax_values: dict[str, Array]
+    flax_draws: list[Draw]
 
 
 @dataclass
@@ -167,7 +170,7 @@ class _Verification:
     atol: float | None
     seed: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.platform = jax.default_backend()
         self.rng = jax.random.key(self.seed + 1)
         self.todos: list[Note] = []  # what the in-memory rewrite left undone: the likely cause when it fails
@@ -177,17 +180,17 @@ class _Verification:
         """The arguments of the training-mode call: state check, SGD steps, and Haiku's init."""
         return self.args if self.train_args is None else self.train_args
 
-    def inputs(self, specs: Sequence[str]) -> list:
+    def inputs(self, specs: Sequence[str]) -> list[Array]:
         return make_inputs([parse_input_spec(s) for s in specs], self.seed)
 
-    def tolerance(self, dtype) -> Tolerance:
+    def tolerance(self, dtype: DTypeLike) -> Tolerance:
         """The table's tolerance for `dtype` on this platform, with the caller's overrides (floats only)."""
         found = tolerance_for(dtype, self.platform)
         if found == EXACT:
             return found
         return Tolerance(found.rtol if self.rtol is None else self.rtol, found.atol if self.atol is None else self.atol)
 
-    def row(self, section: str, haiku_label: str, flax_label: str, haiku_value, flax_value) -> None:
+    def row(self, section: str, haiku_label: str, flax_label: str, haiku_value: Array, flax_value: Array) -> None:
         shape = tuple(np.shape(haiku_value))
         if shape != tuple(np.shape(flax_value)):
             status, max_abs, max_rel, ok = f"shape {shape} != Flax {np.shape(flax_value)}", None, None, False
@@ -232,6 +235,7 @@ class _Verification:
         """One row per leaf pair: which Haiku leaf becomes which Flax leaf, or why it does not."""
         for pair in self.mapping.pairs:
             leaf = pair.flax or pair.haiku
+            assert leaf is not None, "a pair holds at least one leaf"
             status = "ok" if pair.status == MAPPED else pair.status
             self.result.rows.append(
                 Row(
@@ -244,10 +248,10 @@ class _Verification:
                 )
             )
             if not pair.ok:
-                self.result.problems.append(f"mapping: {(pair.haiku or pair.flax).key}: {pair.status}")
+                self.result.problems.append(f"mapping: {pair.key}: {pair.status}")
         self.result.problems.extend(f"structure: {p}" for p in self.mapping.problems)
 
-    def apply_checks(self, haiku: HaikuEntry, inputs: list) -> list[_ApplyCheck]:
+    def apply_checks(self, haiku: HaikuEntry, inputs: list[Array]) -> list[_ApplyCheck]:
         if not haiku.is_multi:
             return [_ApplyCheck(haiku.applies[0], "__call__", "output", inputs)]
         names = [method_name(a, self.params, self.state, self.rng) for a in haiku.applies]
@@ -268,7 +272,7 @@ class _Verification:
             flax_out, flax_values = self.flax.apply(self.values, check.method, check.inputs, args, self.rng)
         return _Calls(haiku_out, haiku_state, haiku_draws, flax_out, flax_values, flax_draws)
 
-    def check_draws(self, label: str, haiku_draws: list, flax_draws: list) -> None:
+    def check_draws(self, label: str, haiku_draws: list[Draw], flax_draws: list[Draw]) -> None:
         """Dropout is compared through its draws: the same kinds (shape, probability) on both sides.
 
         Kinds, not counts: a framework may trace a scanned body more than once. A lost or extra dropout
@@ -350,14 +354,14 @@ class _Verification:
                 [jnp.asarray(rng.uniform(0.5, 1.5, leaf.shape), jnp.float32) for leaf in jax.tree.leaves(shapes)]
             )
 
-        def haiku_loss(params, state):
+        def haiku_loss(params: Mapping[str, Array], state: Mapping[str, Array]) -> tuple[Array, Mapping[str, Array]]:
             total = 0.0
             for check, w in zip(checks, weights):
                 out, state = haiku_apply(check.apply, params, state, self.rng, check.inputs, args)
                 total += _loss(out, w)
             return total, state
 
-        def flax_loss(params, rest):
+        def flax_loss(params: Mapping[str, Array], rest: Mapping[str, Array]) -> tuple[Array, Mapping[str, Array]]:
             total = 0.0
             for check, w in zip(checks, weights):
                 out, values = flax.apply({**params, **rest}, check.method, check.inputs, args, self.rng)

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -18,14 +19,21 @@ from flax import nnx
 from flax.core import meta
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from .conversions import Array
 from .loading import EntryError
 from .matching import LeafInfo, ModuleCall, leaf_infos
 
 LINEN_SKIPPED_COLLECTIONS = ("intermediates",)  # sown values, not weights
 
 
-def _string_key(path: tuple) -> str:
+def _string_key(path: tuple[Any, ...]) -> str:
     return "/".join(str(p) for p in path)
+
+
+def _nested(paths: Mapping[str, tuple[Any, ...]], values: Mapping[str, Array]) -> dict[str, Any]:
+    """Flat values -> the nested tree a checkpoint holds, by each key's path."""
+    tree: dict[str, Any] = unflatten_dict({paths[key]: value for key, value in values.items()})
+    return tree
 
 
 class LinenModel:
@@ -33,16 +41,18 @@ class LinenModel:
 
     target = "linen"
 
-    def __init__(self, module):
+    def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.leaves: dict[str, LeafInfo] = {}
-        self._paths: dict[str, tuple] = {}  # flat key -> (collection, *path)
+        self._paths: dict[str, tuple[Any, ...]] = {}  # flat key -> (collection, *path)
 
-    def trace(self, rng, inputs: list, kwargs: Mapping) -> dict[tuple, ModuleCall]:
+    def trace(
+        self, rng: jax.Array, inputs: list[Array], kwargs: Mapping[str, Any]
+    ) -> dict[tuple[Any, ...], ModuleCall]:
         """`init` abstractly under `nn.intercept_methods`; fills `self.leaves`."""
-        calls: dict[tuple, ModuleCall] = {}
+        calls: dict[tuple[Any, ...], ModuleCall] = {}
 
-        def record(next_fn, args, kw, context):
+        def record(next_fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any], context: Any) -> Any:
             if context.method_name != "setup" and context.module.scope is not None:
                 calls.setdefault(tuple(context.module.scope.path), ModuleCall(type(context.module), (len(calls),)))
             return next_fn(*args, **kw)
@@ -62,10 +72,12 @@ class LinenModel:
         )
         return calls
 
-    def checkpoint_tree(self, values: Mapping[str, object]) -> dict:
-        return unflatten_dict({self._paths[key]: value for key, value in values.items()})
+    def checkpoint_tree(self, values: Mapping[str, Array]) -> dict[str, Any]:
+        return _nested(self._paths, values)
 
-    def apply(self, values: Mapping[str, object], method: str, inputs: list, kwargs: Mapping, rng):
+    def apply(
+        self, values: Mapping[str, Array], method: str, inputs: list[Array], kwargs: Mapping[str, Any], rng: jax.Array
+    ) -> tuple[Any, dict[str, Array]]:
         """-> (outputs, values with the mutable collections' updates)."""
         if method != "__call__" and not callable(getattr(type(self.module), method, None)):
             raise EntryError(f"the Linen model has no method {method!r}")
@@ -88,7 +100,7 @@ NNX_LEAF_FILTER = nnx.All(nnx.Variable, nnx.Not(nnx.Any(nnx.RngState, nnx.Interm
 
 
 @contextlib.contextmanager
-def _recording_nnx_calls(model, calls: dict[int, int]) -> Iterator[None]:
+def _recording_nnx_calls(model: nnx.Module, calls: dict[int, int]) -> Iterator[None]:
     """Wrap `__call__` and the public methods of every module class in the graph, for the duration."""
     classes = {type(node) for _, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
     originals = [
@@ -98,9 +110,9 @@ def _recording_nnx_calls(model, calls: dict[int, int]) -> Iterator[None]:
         if inspect.isfunction(fn) and (name == "__call__" or not name.startswith("_"))
     ]
 
-    def recording(fn: Callable) -> Callable:
+    def recording(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)  # keeps the signature, which mode flags are read from
-        def method(self, *args, **kwargs):
+        def method(self: nnx.Module, *args: Any, **kwargs: Any) -> Any:
             calls.setdefault(id(self), len(calls))
             return fn(self, *args, **kwargs)
 
@@ -120,8 +132,9 @@ class NNXModel:
 
     target = "nnx"
 
-    def __init__(self, model):
-        self.graphdef, self._template, self._rest = nnx.split(nnx.clone(model), NNX_LEAF_FILTER, ...)
+    def __init__(self, model: nnx.Module) -> None:
+        self.graphdef, self._template, *rest = nnx.split(nnx.clone(model), NNX_LEAF_FILTER, ...)
+        self._rest = rest[0]  # what the `...` filter takes: RNG streams, intermediates, constants
         flat = flatten_dict(nnx.to_pure_dict(self._template))
         param_paths = set(flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
         self._paths = {_string_key(path): path for path in flat}
@@ -130,16 +143,18 @@ class NNXModel:
             self.initial_values, lambda key: self._paths[key], lambda key: self._paths[key] in param_paths
         )
 
-    def checkpoint_tree(self, values: Mapping[str, object]) -> dict:
-        return unflatten_dict({self._paths[key]: value for key, value in values.items()})
+    def checkpoint_tree(self, values: Mapping[str, Array]) -> dict[str, Any]:
+        return _nested(self._paths, values)
 
-    def _merged(self, values: Mapping[str, object]):
+    def _merged(self, values: Mapping[str, Array]) -> nnx.Module:
         """A fresh module holding `values`; fresh Variables too, so it can be used inside a jax trace."""
         state = jax.tree.map(lambda x: x, self._template)
         nnx.replace_by_pure_dict(state, self.checkpoint_tree(values))
         return nnx.merge(self.graphdef, state, jax.tree.map(lambda x: x, self._rest))
 
-    def _bound_method(self, model, method: str, kwargs: Mapping) -> tuple[Callable, dict]:
+    def _bound_method(
+        self, model: nnx.Module, method: str, kwargs: Mapping[str, Any]
+    ) -> tuple[Callable[..., Any], dict[str, object]]:
         """The method to call and its keyword arguments, with mode flags applied as train()/eval().
 
         NNX moves flags such as `training`/`is_training` out of the call into the module's mode: a
@@ -159,7 +174,9 @@ class NNXModel:
             model.train() if next(iter(modes.values())) else model.eval()
         return fn, {key: value for key, value in kwargs.items() if key in parameters}
 
-    def trace(self, rng, inputs: list, kwargs: Mapping) -> dict[tuple, ModuleCall]:
+    def trace(
+        self, rng: jax.Array, inputs: list[Array], kwargs: Mapping[str, Any]
+    ) -> dict[tuple[Any, ...], ModuleCall]:
         """One call on a copy of the model, recording the first call of each module.
 
         Modules inside NNX transforms (the cell of `nnx.RNN`, scanned layers) run as copies, so their
@@ -173,13 +190,15 @@ class NNXModel:
             fn, call_kwargs = self._bound_method(model, "__call__", kwargs)
             fn(*inputs, **call_kwargs)
         order = {path: (called[id(node)],) for path, node in graph if id(node) in called}
-        calls = {}
+        calls: dict[tuple[Any, ...], ModuleCall] = {}
         for index, (path, node) in enumerate(graph):
             ancestor = next((order[path[:d]] for d in range(len(path), -1, -1) if path[:d] in order), (len(graph),))
             calls[path] = ModuleCall(type(node), order.get(path, ancestor + (1, index)))
         return calls
 
-    def apply(self, values: Mapping[str, object], method: str, inputs: list, kwargs: Mapping, rng):
+    def apply(
+        self, values: Mapping[str, Array], method: str, inputs: list[Array], kwargs: Mapping[str, Any], rng: jax.Array
+    ) -> tuple[Any, dict[str, Array]]:
         """-> (outputs, values after the call: BatchNorm statistics and other state updated)."""
         del rng  # NNX modules carry their own RNG streams
         model = self._merged(values)
@@ -189,5 +208,5 @@ class NNXModel:
         return out, {_string_key(path): value for path, value in updated.items()}
 
 
-def flax_model(model, target: str) -> LinenModel | NNXModel:
+def flax_model(model: Any, target: str) -> LinenModel | NNXModel:
     return LinenModel(model) if target == "linen" else NNXModel(model)

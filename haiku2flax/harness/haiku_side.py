@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import haiku as hk
 import jax
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 from haiku._src.lift import LiftingModule  # private, but Haiku's API is frozen: lifted names need it
 
 from ..engine.tables import Tables
+from .conversions import Array
 from .loading import HaikuApply, HaikuEntry
 from .matching import LeafInfo, ModuleCall, ModuleRecord, group_leaves, haiku_table_types, leaf_infos
 
@@ -19,13 +21,13 @@ TOP_LEVEL = ("~",)  # where Haiku puts hk.get_parameter called outside any modul
 SETTLED_COUNTER = 2**30  # decay**counter underflows to 0 for any decay < 1 - 2e-8: debiasing is over
 
 
-def flatten(tree: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
+def flatten(tree: Mapping[str, Mapping[str, Array]]) -> dict[str, Array]:
     """Haiku's `{module_name: {leaf: array}}` -> `{"module_name/leaf": array}`."""
     return {f"{module}/{name}": value for module, leaves in tree.items() for name, value in leaves.items()}
 
 
-def unflatten(flat: Mapping[str, object]) -> dict[str, dict[str, object]]:
-    tree: dict[str, dict[str, object]] = {}
+def unflatten(flat: Mapping[str, Array]) -> dict[str, dict[str, Array]]:
+    tree: dict[str, dict[str, Array]] = {}
     for key, value in flat.items():
         module, name = key.rsplit("/", 1)
         tree.setdefault(module, {})[name] = value
@@ -40,15 +42,22 @@ def _leaf_path(key: str) -> tuple[str, ...]:
 class HaikuModel:
     """The initialised Haiku model: flat params and state, and their owners in first-call order."""
 
-    params: dict[str, object]
-    state: dict[str, object]
+    params: dict[str, Array]
+    state: dict[str, Array]
     leaves: dict[str, LeafInfo]
     records: list[ModuleRecord]
     moving_averages: list[str]  # module names of the hk.ExponentialMovingAverage instances
 
 
 def init_and_trace(
-    entry: HaikuEntry, rng, inputs: list, kwargs: Mapping, tables: Tables, target: str, *, abstract: bool = False
+    entry: HaikuEntry,
+    rng: jax.Array,
+    inputs: list[Array],
+    kwargs: Mapping[str, object],
+    tables: Tables,
+    target: str,
+    *,
+    abstract: bool = False,
 ) -> HaikuModel:
     """`entry.init` under `hk.intercept_methods`, recording each module's class and first call.
 
@@ -56,10 +65,10 @@ def init_and_trace(
     `entry.init` may be an already-transformed object; method interception works from outside, and
     leaf names carry the module path.
     """
-    calls: dict[tuple, ModuleCall] = {TOP_LEVEL: ModuleCall(None, (-1,))}
+    calls: dict[tuple[Any, ...], ModuleCall] = {TOP_LEVEL: ModuleCall(None, (-1,))}
     lifted_prefixes: list[str] = []  # modules inside hk.lift / layer_stack are named relative to the lift
 
-    def record(next_fn, args, kw, context):
+    def record(next_fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any], context: Any) -> Any:
         if context.method_name == "__init__":  # module_name does not exist before __init__ ran
             return next_fn(*args, **kw)
         name = "/".join([*lifted_prefixes[-1:], context.module.module_name])
@@ -85,7 +94,7 @@ def init_and_trace(
     return HaikuModel(flat_params, flat_state, leaves, records, moving_averages)
 
 
-def settled(state: Mapping[str, object], moving_averages: list[str]) -> dict[str, object]:
+def settled(state: Mapping[str, Array], moving_averages: list[str]) -> dict[str, Array]:
     """`state` as after long training: every moving average's zero-debiasing has worn off.
 
     Haiku's `hk.ExponentialMovingAverage` (BatchNorm's statistics) keeps `hidden` and divides it by
@@ -102,7 +111,14 @@ def settled(state: Mapping[str, object], moving_averages: list[str]) -> dict[str
     return out
 
 
-def apply(haiku_apply: HaikuApply, params: Mapping, state: Mapping, rng, inputs: list, kwargs: Mapping):
+def apply(
+    haiku_apply: HaikuApply,
+    params: Mapping[str, Array],
+    state: Mapping[str, Array],
+    rng: jax.Array,
+    inputs: list[Array],
+    kwargs: Mapping[str, object],
+) -> tuple[Any, dict[str, Array]]:
     """One apply on flat trees -> (outputs, new flat state)."""
     out, new_state = haiku_apply.fn(unflatten(params), unflatten(state), rng, *inputs, **kwargs)
     return out, flatten(new_state)
@@ -112,7 +128,9 @@ class _FirstMethod(Exception):
     """Raised by the probe in `method_name` as soon as it knows the answer, before anything runs."""
 
 
-def method_name(haiku_apply: HaikuApply, params: Mapping, state: Mapping, rng) -> str:
+def method_name(
+    haiku_apply: HaikuApply, params: Mapping[str, Array], state: Mapping[str, Array], rng: jax.Array
+) -> str:
     """The method a multi_transform apply function runs (`module.encode` -> "encode").
 
     Found by calling it and stopping at its first module method call, so no inputs are needed. A
@@ -120,7 +138,7 @@ def method_name(haiku_apply: HaikuApply, params: Mapping, state: Mapping, rng) -
     no method of that name, which the caller reports.
     """
 
-    def stop_at_first(next_fn, args, kw, context):
+    def stop_at_first(next_fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any], context: Any) -> Any:
         if context.method_name == "__init__":
             return next_fn(*args, **kw)
         module = context.module.module_name

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 DTYPES = {
     "f16": "float16",
@@ -78,7 +79,7 @@ def parse_arg(text: str) -> tuple[str, object]:
     return key, raw
 
 
-def make_inputs(specs: list[InputSpec], seed: int = 0) -> list:
+def make_inputs(specs: list[InputSpec], seed: int = 0) -> list[Any]:
     """Random arrays for `specs`, the same for a given seed; never all zeros, so nothing hides behind 0.
 
     Drawn with numpy, not jax.random: no XLA program to compile for each new shape.
@@ -86,14 +87,16 @@ def make_inputs(specs: list[InputSpec], seed: int = 0) -> list:
     import jax.numpy as jnp
     import numpy as np
 
-    arrays = []
+    arrays: list[Any] = []  # jax arrays
     for index, spec in enumerate(specs):
         rng = np.random.default_rng([seed, index])
         dtype = jnp.dtype(spec.dtype)
+        array: np.ndarray[Any, Any]
+        nonzero: float
         if spec.dtype == "bool":
             array, nonzero = rng.random(spec.shape) < 0.5, True
         elif jnp.issubdtype(dtype, jnp.integer):
-            low, high = (spec.low, spec.high) if spec.low is not None else DEFAULT_INT_RANGE
+            low, high = DEFAULT_INT_RANGE if spec.low is None or spec.high is None else (spec.low, spec.high)
             array, nonzero = rng.integers(low, high, spec.shape), high - 1 or low
         else:
             array, nonzero = rng.standard_normal(spec.shape), 1

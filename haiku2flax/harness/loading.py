@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import flax.linen as nn
 import haiku as hk
@@ -79,13 +80,14 @@ def loaded_frames(error: BaseException) -> list[tuple[str, int]]:
     """
     frames: list[tuple[str, int]] = []
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        for frame, line in traceback.walk_tb(error.__traceback__):
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        for frame, line in traceback.walk_tb(cause.__traceback__):
             match = _LOADED_NAME.match(frame.f_globals.get("__name__", ""))
             if match and (match["role"], line) not in frames:
                 frames.append((match["role"], line))
-        error = error.__cause__ or error.__context__
+        cause = cause.__cause__ or cause.__context__
     return frames
 
 
@@ -104,7 +106,7 @@ class HaikuApply:
     """One pure apply function, normalised to `apply(params, state, rng, *args, **kwargs) -> (out, state)`."""
 
     index: int
-    fn: Callable
+    fn: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -112,20 +114,20 @@ class HaikuEntry:
     """A Haiku model normalised to `init(rng, *a, **k) -> (params, state)` and its apply functions."""
 
     name: str
-    init: Callable
+    init: Callable[..., Any]
     applies: tuple[HaikuApply, ...]
     is_multi: bool
 
 
-def _takes_rng(apply_fn: Callable) -> bool:
+def _takes_rng(apply_fn: Callable[..., Any]) -> bool:
     """`hk.without_apply_rng` drops the `rng` parameter from the apply signature."""
     return "rng" in inspect.signature(apply_fn).parameters
 
 
-def _uniform_apply(fn: Callable, with_state: bool) -> Callable:
+def _uniform_apply(fn: Callable[..., Any], with_state: bool) -> Callable[..., Any]:
     takes_rng = _takes_rng(fn)
 
-    def apply(params, state, rng, *args, **kwargs):
+    def apply(params: Any, state: Any, rng: Any, *args: Any, **kwargs: Any) -> Any:
         lead = (params, state) if with_state else (params,)
         out = fn(*lead, *((rng,) if takes_rng else ()), *args, **kwargs)
         return out if with_state else (out, state)
@@ -149,7 +151,7 @@ def haiku_entry(module: types.ModuleType, name: str) -> HaikuEntry:
             "hk.transform / transform_with_state / without_apply_rng / multi_transform object"
         )
 
-    def init(rng, *args, **kwargs):
+    def init(rng: Any, *args: Any, **kwargs: Any) -> Any:
         out = obj.init(rng, *args, **kwargs)
         return out if with_state else (out, {})
 
@@ -166,19 +168,20 @@ def _names_bound_to_transforms_of(haiku_source: str, function_name: str) -> list
     """Module-level `X = hk.transform(function_name)` (or any call wrapping it): the names X."""
     names = []
     for node in ast.parse(haiku_source).body:
-        is_simple_assignment = (
-            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-        )
         if (
-            is_simple_assignment
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(bound := node.targets[0], ast.Name)
             and isinstance(node.value, ast.Call)
             and any(isinstance(n, ast.Name) and n.id == function_name for n in ast.walk(node.value))
         ):
-            names.append(node.targets[0].id)
+            names.append(bound.id)
     return names
 
 
-def find_flax_model(flax_module: types.ModuleType, haiku_source: str, entry: str, target: str, sample=None):
+def find_flax_model(
+    flax_module: types.ModuleType, haiku_source: str, entry: str, target: str, sample: Any = None
+) -> Any:
     """The converted model that stands for the Haiku entry `entry` in the rewritten file.
 
     The engine's conventions, tried in order (extend here when they grow):
@@ -190,7 +193,7 @@ def find_flax_model(flax_module: types.ModuleType, haiku_source: str, entry: str
     4. a class CamelCase(entry) (`forward` -> `Forward`), built without arguments (NNX: `rngs=` only).
     Linen gives an unbound `nn.Module` instance, NNX a live `nnx.Module` instance.
     """
-    model_type = nn.Module if target == "linen" else nnx.Module
+    model_type: type[Any] = nn.Module if target == "linen" else nnx.Module  # user classes: any constructor
     names = [entry, *_names_bound_to_transforms_of(haiku_source, entry)]
     for name in names:
         if isinstance(getattr(flax_module, name, None), model_type):

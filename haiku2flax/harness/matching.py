@@ -15,6 +15,7 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import flax.linen as nn
 import haiku as hk
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..engine.tables import HAIKU_MODULE, Construct, Tables
-from .conversions import SUMMED, converted
+from .conversions import SUMMED, Array, converted
 
 HAIKU_ONLY_STATE = "Haiku-only state"  # e.g. BatchNorm's EMA `counter` and `hidden`: no Flax counterpart
 MAPPED = "mapped"
@@ -34,7 +35,7 @@ class LeafInfo:
     """One array of a model: `key` in its own flat tree, `path` = module path + leaf name."""
 
     key: str
-    path: tuple
+    path: tuple[Any, ...]
     shape: tuple[int, ...]
     dtype: str
     is_param: bool
@@ -43,16 +44,16 @@ class LeafInfo:
 @dataclass(frozen=True)
 class ModuleCall:
     type: type | None
-    order: tuple  # sorts like first-call order: (index,), or (ancestor's index, 1, i) for a module never called
+    order: tuple[int, ...]  # sorts like first-call order: (index,), or (ancestor's index, 1, i) for a module never called
 
 
 @dataclass
 class ModuleRecord:
     """The leaves one module owns; `table_key` is the construct (Haiku) or Flax API, None for user code."""
 
-    path: tuple
+    path: tuple[Any, ...]
     table_key: str | None
-    order: tuple
+    order: tuple[int, ...]
     leaves: dict[str, LeafInfo] = field(default_factory=dict)  # relative path -> leaf
 
     @property
@@ -101,10 +102,10 @@ def flax_table_types(tables: Tables, target: str) -> dict[type, str]:
 
 
 def group_leaves(
-    leaves: Mapping[str, LeafInfo], calls: Mapping[tuple, ModuleCall], table_types: Mapping[type, str]
+    leaves: Mapping[str, LeafInfo], calls: Mapping[tuple[Any, ...], ModuleCall], table_types: Mapping[type, str]
 ) -> list[ModuleRecord]:
     """Give each leaf its owner module and list the owners in first-call order (see module docstring)."""
-    records: dict[tuple, ModuleRecord] = {}
+    records: dict[tuple[Any, ...], ModuleRecord] = {}
     unseen = (len(calls),)  # owners never called (leaves made in a constructor) come after the called ones
     for leaf in leaves.values():
         module_path = leaf.path[:-1]
@@ -146,6 +147,23 @@ class LeafPair:
     def ok(self) -> bool:
         return self.status in (MAPPED, HAIKU_ONLY_STATE)
 
+    @property
+    def key(self) -> str:
+        """The Haiku leaf's key, or the Flax leaf's for a leaf only Flax has."""
+        leaf = self.haiku or self.flax
+        assert leaf is not None, "a pair holds at least one leaf"
+        return leaf.key
+
+
+@dataclass(frozen=True)
+class MappedPair:
+    """A pair whose Haiku leaf converts into its Flax leaf: both leaves are there."""
+
+    haiku: LeafInfo
+    flax: LeafInfo
+    reshape: str | None
+    part: str | None
+
 
 @dataclass
 class LeafMapping:
@@ -158,15 +176,23 @@ class LeafMapping:
         return not self.problems and all(p.ok for p in self.pairs)
 
     @property
-    def mapped(self) -> list[LeafPair]:
-        return [p for p in self.pairs if p.status == MAPPED]
+    def mapped(self) -> list[MappedPair]:
+        return [
+            MappedPair(p.haiku, p.flax, p.reshape, p.part)
+            for p in self.pairs
+            if p.status == MAPPED and p.haiku is not None and p.flax is not None  # MAPPED: always both
+        ]
 
 
-def _abstract_parts(leaf: LeafInfo, reshape: str | None, target: str, flax_shape: tuple | None) -> dict[str | None, object]:
-    return jax.eval_shape(lambda x: converted(x, reshape, target, flax_shape), jax.ShapeDtypeStruct(leaf.shape, leaf.dtype))
+def _abstract_parts(
+    leaf: LeafInfo, reshape: str | None, target: str, flax_shape: tuple[int, ...] | None
+) -> dict[str | None, Array]:
+    abstract = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+    parts: dict[str | None, Array] = jax.eval_shape(lambda x: converted(x, reshape, target, flax_shape), abstract)
+    return parts
 
 
-def _pair(haiku: LeafInfo, flax: LeafInfo, reshape: str | None, part: str | None, abstract) -> LeafPair:
+def _pair(haiku: LeafInfo, flax: LeafInfo, reshape: str | None, part: str | None, abstract: Array) -> LeafPair:
     shape, dtype = tuple(abstract.shape), jnp.dtype(abstract.dtype).name
     if haiku.is_param != flax.is_param:
         kinds = ("parameter", "state")
@@ -237,9 +263,9 @@ def match_records(haiku: list[ModuleRecord], flax: list[ModuleRecord], tables: T
     return LeafMapping(target, pairs, problems)
 
 
-def convert_leaves(mapping: LeafMapping, haiku_values: Mapping[str, object]) -> dict[str, object]:
+def convert_leaves(mapping: LeafMapping, haiku_values: Mapping[str, Array]) -> dict[str, Array]:
     """Haiku values by Haiku key -> Flax values by Flax key, renamed and converted by the tables."""
-    out = {}
+    out: dict[str, Array] = {}
     for pair in mapping.mapped:
         if pair.haiku.key in haiku_values:
             value = converted(haiku_values[pair.haiku.key], pair.reshape, mapping.target, pair.flax.shape)[pair.part]
@@ -247,7 +273,9 @@ def convert_leaves(mapping: LeafMapping, haiku_values: Mapping[str, object]) -> 
     return out
 
 
-def leaf_infos(flat: Mapping[str, object], path_of: Callable[[str], tuple], is_param: Callable[[str], bool]):
+def leaf_infos(
+    flat: Mapping[str, Array], path_of: Callable[[str], tuple[Any, ...]], is_param: Callable[[str], bool]
+) -> dict[str, LeafInfo]:
     """LeafInfo for each array of a flat tree (real or abstract)."""
     return {
         key: LeafInfo(key, path_of(key), tuple(value.shape), jnp.dtype(value.dtype).name, is_param(key))

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -74,9 +75,9 @@ class FixtureCase:
 
 
 def report_text(result: VerifyResult) -> str:
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    render(result, console)
-    return console.file.getvalue()
+    buffer = io.StringIO()
+    render(result, Console(file=buffer, width=200, color_system=None))
+    return buffer.getvalue()
 
 
 def assert_equivalent(
@@ -85,7 +86,7 @@ def assert_equivalent(
     entry: str,
     inputs: Sequence[str],
     args: Mapping[str, object] | None = None,
-    **options,
+    **options: Any,
 ) -> VerifyResult:
     """`verify(...)` that fails the test with the full report unless the verdict is "equivalent"."""
     result = verify(path, target, entry, inputs, args, **options)

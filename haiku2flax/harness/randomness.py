@@ -14,36 +14,39 @@ Pinning replaces `jax.random.bernoulli` process-wide for the block: not for conc
 from __future__ import annotations
 
 import contextlib
+import unittest.mock
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 
+Draw = tuple[tuple[int, ...] | None, float | str]  # a Bernoulli draw's (shape, probability)
+
 
 @contextlib.contextmanager
-def pinned_bernoulli(seed: int) -> Iterator[list[tuple]]:
+def pinned_bernoulli(seed: int) -> Iterator[list[Draw]]:
     """Within the block, `jax.random.bernoulli` draws with a key made from `seed`, shape and probability.
 
     Yields the list of draws, (shape, probability), in the order they were traced.
     """
     original = jax.random.bernoulli
 
-    def pinned(key, p=0.5, shape=None, *args, **kwargs):
+    def pinned(
+        key: jax.Array, p: Any = 0.5, shape: Sequence[int] | None = None, *args: Any, **kwargs: Any
+    ) -> jax.Array:
         del key
         draw = (None if shape is None else tuple(shape), _concrete(p))
         draws.append(draw)
         key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(repr(draw).encode()))
         return original(key, p, shape, *args, **kwargs)
 
-    draws: list[tuple] = []
-    jax.random.bernoulli = pinned
-    try:
+    draws: list[Draw] = []
+    with unittest.mock.patch.object(jax.random, "bernoulli", pinned):
         yield draws
-    finally:
-        jax.random.bernoulli = original
 
 
-def _concrete(value) -> float | str:
+def _concrete(value: Any) -> float | str:
     """A draw's probability for the record: the number, or "traced" when it is only known at run time."""
     try:
         return round(float(value), 6)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
 }
 
 
-def tolerance_for(dtype: object, platform: str) -> Tolerance:
+def tolerance_for(dtype: DTypeLike, platform: str) -> Tolerance:
     """The tolerance for comparing arrays of `dtype` computed on `platform` ("cpu", "gpu", "tpu")."""
     if not jnp.issubdtype(dtype, jnp.inexact):
         return EXACT
