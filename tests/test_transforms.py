@@ -218,3 +218,37 @@ def test_left_as_todo(body: str, reason: str, target: str):
     assert reason in lines[todo]
     assert lines[todo + 1].strip().startswith("@")
     assert "def encode(x):" in out and "encode = " not in out
+
+
+LOADED = """
+import pickle
+
+def forward(x):
+    return hk.Linear(3)(x)
+
+net = hk.without_apply_rng(hk.transform(forward))
+
+def predict(path, x):
+    with open(path, "rb") as f:
+        params = pickle.load(f)
+    return net.apply(params, x)
+
+def train(x, lr):
+    params = net.init(jax.random.PRNGKey(0), x)
+    grads = jax.grad(lambda p: net.apply(p, x).sum())(params)
+    params = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
+    return net.apply(params, x)
+"""
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_apply_on_loaded_parameters_keeps_them_under_a_todo(target: str):
+    """`params = pickle.load(f)` then `net.apply(params, x)`: converting the call to the model's own
+    (fresh) weights would be silently wrong; the call stays, with a TODO saying how to load them."""
+    conversion = convert_source(HEADER + textwrap.dedent(LOADED), target)
+    lines = conversion.code.splitlines()
+    loaded = lines.index("    return net.apply(params, x)")
+    assert "TODO(haiku2flax:HK004)" in lines[loaded - 1] and "convert-params" in lines[loaded - 1]
+    todos = [n for n in conversion.notes if n.rule == "HK004" and "not parameters `init` made here" in n.message]
+    assert len(todos) == 1  # parameters init made here, and their updates, are the model's own
+    assert "net.apply(params, x)" not in "\n".join(lines[loaded + 1 :])

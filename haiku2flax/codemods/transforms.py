@@ -49,7 +49,7 @@ from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.tree import TreeTransform
 from ..engine.registry import Status, register
-from ..engine.walk import Walker
+from ..engine.walk import Walker, descendants
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod, NnxFile
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
@@ -388,6 +388,8 @@ def _linen_transform_call(room: LinenMethod, site: CallSite) -> cst.BaseExpressi
     except Unconvertible as reason:
         room.todo(call.node, RULE_TRANSFORM, str(reason))
         return updated
+    if _foreign_params(room, call, call.transformed.name):
+        return updated
     elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
     if apply.state is not None:
         elements.append(cst.DictElement(cst.SimpleString(f"'{read.state_collection}'"), apply.state))
@@ -631,6 +633,93 @@ class _InitCalls(Walker):
 INIT_CALLS = FileFact(_read_init_calls)
 
 
+
+def _read_foreign_params(module: cst.Module, ctx: Context) -> frozenset[cst.Call]:
+    """The `apply` calls whose parameters `init` did not make here: the variable, as its innermost scope
+    binds it, holds a value such as `pickle.load(f)`, a checkpoint restore or a helper's result. Those
+    calls must keep their weights, not the model's fresh ones. A value counts as the file's own when it
+    holds a transform's `init` call, or reads the variable itself or a variable `init` bound there
+    (`params = optax.apply_updates(params, updates)`)."""
+    transforms = set(ctx.fact(TRANSFORMS).transforms)
+    if not transforms or not ctx.mentions(".apply"):
+        return frozenset()
+    scopes = _Scopes(transforms)
+    scopes.walk(module)
+    foreign: set[cst.Call] = set()
+    for call, name, chain in scopes.applies:
+        values = next((scope[name] for scope in reversed(chain) if name in scope), [])
+        made = {bound for scope in chain for bound, held in scope.items() if any(_inits(v, transforms) for v in held)}
+        if any(not _inits(v, transforms) and not (analysis.Names.of(v).used & (made | {name})) for v in values):
+            foreign.add(call)
+    return frozenset(foreign)
+
+
+def _inits(value: cst.BaseExpression, transforms: set[str]) -> bool:
+    return any(
+        isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "init"
+        and isinstance(node.func.value, cst.Name) and node.func.value.value in transforms
+        for node in descendants(value)
+    )
+
+
+class _Scopes(Walker):
+    """Each function's (and the module's) assigned values by variable, and the `apply` calls on a
+    variable with the scopes they see (tuple targets get the whole value)."""
+
+    def __init__(self, transforms: set[str]) -> None:
+        self.transforms = transforms
+        self.chain: list[dict[str, list[cst.BaseExpression]]] = [{}]
+        self.applies: list[tuple[cst.Call, str, list[dict[str, list[cst.BaseExpression]]]]] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.chain = [*self.chain, {}]
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.chain = self.chain[:-1]
+
+    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        if isinstance(target, cst.Name):
+            self.chain[-1].setdefault(target.value, []).append(value)
+        elif isinstance(target, cst.Tuple | cst.List):
+            for element in target.elements:
+                self._bind(element.value, value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind(target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind(node.target, node.value)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if (
+            isinstance(func, cst.Attribute) and func.attr.value == "apply" and isinstance(func.value, cst.Name)
+            and func.value.value in self.transforms and node.args and isinstance(node.args[0].value, cst.Name)
+        ):
+            self.applies.append((node, node.args[0].value.value, self.chain))
+
+
+FOREIGN_PARAMS = FileFact(_read_foreign_params)
+
+
+def _foreign_params(room: FileRoom, call: TransformCall, model: str) -> bool:
+    """`apply` on parameters loaded or passed in: a TODO, and the call stays (never fresh weights silently)."""
+    if call.node not in room.ctx.fact(FOREIGN_PARAMS):
+        return False
+    params = code(call.node.args[0].value)
+    room.todo(call.node, RULE_TRANSFORM, FOREIGN_PARAMS_REASON[room.ctx.target].format(params=params, model=model))
+    return True
+
+
+FOREIGN_PARAMS_REASON = {
+    "linen": "`{params}` are not parameters `init` made here (loaded, restored or passed in): they are Haiku's tree; "
+    "convert them with `haiku2flax convert-params` and pass `{{'params': converted}}`",
+    "nnx": "`{params}` are not parameters `init` made here (loaded, restored or passed in): convert them with "
+    "`haiku2flax convert-params` and load them with `nnx.update({model}, converted)`, then call `{model}(...)`",
+}
+
 def _example_input_size(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
     call = room.ctx.fact(INIT_CALLS).get(name)
     rng_leading = 1
@@ -683,6 +772,8 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
         apply = call.split_apply(updated)
     except Unconvertible as reason:
         room.todo(original, RULE_TRANSFORM, str(reason))
+        return updated
+    if _foreign_params(room, call, call.transformed.name):
         return updated
     info = _model_class(room, call.transformed)[1]
     removed = info.removed_call_params if info is not None else {}
