@@ -64,7 +64,7 @@ def plan_setup(init: analysis.HaikuInit, inherited: dict[str, str], taken: set[s
     used = taken | params | set(inherited.values())
     for attribute in sorted(set().union(*(analysis.Bindings.of(s).attributes for s in init.statements))):
         if attribute not in renames and (attribute in MODULE_API | params and attribute not in init.fields):
-            renames[attribute] = _free_name(f"_{attribute}", used)
+            renames[attribute] = analysis.free_name(f"_{attribute}", used)
             used.add(renames[attribute])
     statements = [s for s in init.statements if not any(s is copy for copy in init.field_statements)]
     return SetupPlan(statements, renames)
@@ -76,7 +76,7 @@ def setup_body(statements: list[cst.BaseStatement], params: Iterable[str], renam
     fields = set(params)
     result: list[cst.BaseStatement] = []
     for statement in statements:
-        statement = rename_attributes(statement, renames)
+        statement = analysis.rename_self_attributes(statement, renames)
         rebound = analysis.Bindings.of(statement).names & fields
         reads: dict[str, cst.BaseExpression] = {p: _field(p) for p in fields}
         value = _own_value(statement, rebound)
@@ -105,7 +105,7 @@ def built_in_place(statements: list[cst.BaseStatement]) -> list[cst.BaseStatemen
     if not grown:
         return statements
     used = set().union(*(analysis.Names.of(s).used for s in statements))
-    locals_ = {attribute: _free_name(attribute.lstrip("_") or attribute, used) for attribute in grown}
+    locals_ = {attribute: analysis.free_name(attribute.lstrip("_") or attribute, used) for attribute in grown}
     built = [cast(cst.BaseStatement, s.visit(_AttributesToLocals(locals_))) for s in statements]
     return [*built, *(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(_field(a))], cst.Name(locals_[a]))]) for a in grown)]
 
@@ -133,11 +133,6 @@ def clashing_fields(init: analysis.HaikuInit, namespace: str) -> dict[str, str]:
     }
 
 
-def rename_attributes(node: cst.CSTNodeT, renames: dict[str, str]) -> cst.CSTNodeT:
-    """`node` with each `self.<old>` spelled `self.<new>`."""
-    return cast(cst.CSTNodeT, node.visit(_RenameAttributes(renames))) if renames else node  # an attribute stays an attribute
-
-
 def _own_value(statement: cst.BaseStatement, rebound: set[str]) -> cst.BaseExpression | None:
     """The value of `p = value` when that is all the statement binds and the value binds nothing."""
     assign = analysis.simple_assign(statement)
@@ -148,24 +143,6 @@ def _own_value(statement: cst.BaseStatement, rebound: set[str]) -> cst.BaseExpre
 
 def _field(name: str) -> cst.Attribute:
     return cst.Attribute(cst.Name("self"), cst.Name(name))
-
-
-def _free_name(base: str, used: set[str]) -> str:
-    candidate, index = base, 0
-    while candidate in used:
-        index += 1
-        candidate = f"{base}_{index}"
-    return candidate
-
-
-class _RenameAttributes(cst.CSTTransformer):
-    def __init__(self, renames: dict[str, str]) -> None:
-        super().__init__()
-        self.renames = renames
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
-        name = analysis.self_attribute(original)
-        return updated.with_changes(attr=cst.Name(self.renames[name])) if name in self.renames else updated
 
 
 def is_haiku_name_field(statement: cst.CSTNode) -> bool:

@@ -139,21 +139,7 @@ def without_name(call: cst.Call) -> cst.Call:
 def flax_attributes(subclass: LayerSubclass, target: str, body: cst.IndentedBlock | cst.BaseSuite) -> cst.BaseSuite:
     """The class body with `self.<Haiku argument>` read under its Flax name (`self.output_size` -> `self.features`)."""
     renames = {haiku: flax for haiku, flax in subclass.construct.targets[target].args.items() if flax and flax != haiku}
-    if not renames:
-        return body
-    renamed = body.visit(_RenameSelfAttributes(renames))
-    assert isinstance(renamed, cst.BaseSuite)  # attributes renamed inside; the suite itself stays
-    return renamed
-
-
-class _RenameSelfAttributes(cst.CSTTransformer):
-    def __init__(self, renames: dict[str, str]) -> None:
-        super().__init__()
-        self.renames = renames
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
-        name = analysis.self_attribute(original)
-        return updated.with_changes(attr=cst.Name(self.renames[name])) if name in self.renames else updated
+    return analysis.rename_self_attributes(body, renames)
 
 
 def linen_class(subclass: LayerSubclass, ctx: Context) -> cst.ClassDef:

@@ -141,7 +141,7 @@ def _layers_built_in(room: NnxMethod, node: cst.For, state: _MethodLoops) -> lis
         for call in _built_and_called(statement, is_layer):
             assert isinstance(call.func, cst.Call)  # `_built_and_called` finds `Layer(...)(x)`
             base = analysis.explicit_name(call.func) or _module_name(call.func, room.ctx.names.haiku_api(call.func.func))
-            element = _free(base, taken)
+            element = analysis.free_name(base, taken)
             taken.add(element)
             layer = _LoopLayer(call.func, element, False, _argument_refusal(room, call.func, targets) or skipped)
             state.calls[call.func] = ("constructor", layer)
@@ -212,7 +212,7 @@ def _start_chains(room: NnxMethod, loop: _Loop) -> None:
     taken = analysis.Names.of(conversion.init_def).used if conversion.init_def is not None else set()
     taken |= conversion.init_locals | analysis.Names.of(loop_node).used
     for variable in carried:
-        name = _free(IN_FEATURES, taken)
+        name = analysis.free_name(IN_FEATURES, taken)
         taken.add(name)
         loop.chains[variable] = _Chain(name, room.variable_size(variable))
         room.set_variable_size(variable, cst.Name(name))
@@ -516,14 +516,6 @@ def _module_name(constructor: cst.Call, api: str | None) -> str:
 
 def _plural(name: str) -> str:
     return name + ("es" if name.endswith(("s", "x", "sh", "ch")) else "s")
-
-
-def _free(base: str, taken: set[str]) -> str:
-    candidate, index = base, 0
-    while candidate in taken:
-        index += 1
-        candidate = f"{base}_{index}"
-    return candidate
 
 
 def _listed(names: list[str]) -> str:

@@ -61,6 +61,30 @@ def self_attribute(node: cst.BaseExpression) -> str | None:
     return None
 
 
+def rename_self_attributes(node: cst.CSTNodeT, renames: dict[str, str]) -> cst.CSTNodeT:
+    """`node` with each `self.<old>` spelled `self.<new>`."""
+    return cast(cst.CSTNodeT, node.visit(_RenameSelfAttributes(renames))) if renames else node  # an attribute stays an attribute
+
+
+class _RenameSelfAttributes(cst.CSTTransformer):
+    def __init__(self, renames: dict[str, str]) -> None:
+        super().__init__()
+        self.renames = renames
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        name = self_attribute(original)
+        return updated.with_changes(attr=cst.Name(self.renames[name])) if name in self.renames else updated
+
+
+def free_name(base: str, taken: set[str]) -> str:
+    """`base`, or else the first of `base_1`, `base_2`, ... not in `taken` (Haiku's own numbering)."""
+    candidate, index = base, 0
+    while candidate in taken:
+        index += 1
+        candidate = f"{base}_{index}"
+    return candidate
+
+
 def simple_assign(statement: cst.BaseStatement) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """(target, value) of a one-target assignment statement."""
     if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:

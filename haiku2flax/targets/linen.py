@@ -182,7 +182,7 @@ class LinenConverter(Rewriter):
         field_names = [p.name.value for p in init.params] + ([init.star_kwargs.name.value] if init.star_kwargs else [])
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
         methods = [
-            fields.rename_attributes(s, plan.renames)
+            analysis.rename_self_attributes(s, plan.renames)
             for s in updated.body.body
             if s is not init_def and not any(s is d for d in class_doc) and not fields.is_haiku_name_field(s)
         ]
