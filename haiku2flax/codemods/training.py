@@ -46,14 +46,14 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import keyword_arg
+from ..engine.calls import code, keyword_arg
 from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.walk import Walker
 from .annotations import model_annotation
-from .interfaces import NNX_FILE_NODES, FileRoom
-from .transforms import TRANSFORMS
+from .interfaces import NNX_FILE_NODES, FileRoom, NnxFile
+from .transforms import LOADED_WEIGHTS, TRANSFORMS, load_weights, passes_loaded
 
 RULE_TRAINING = register(
     "HK007", "training-step", Status.PARTIAL, "jax.grad/jax.jit training steps over params -> nnx.grad/nnx.jit over the model", __name__
@@ -389,7 +389,7 @@ def _creates_train_state(call: cst.Call, train_state_model: str | None) -> bool:
 
 
 @NNX_FILE_NODES.on_leave(cst.Call, rule=RULE_TRAINING)
-def step_call(room: FileRoom, original: cst.Call, updated: cst.Call) -> cst.Call | None:
+def step_call(room: NnxFile, original: cst.Call, updated: cst.Call) -> cst.Call | None:
     """Optimizers and train states become `nnx.Optimizer`s; `jax.grad` in a step `nnx.grad`; callers pass the model."""
     flow, ns = room.ctx.fact(TRAINING), room.ctx.ns
     params = _initialised_params(original, flow.params_variables, flow.models)
@@ -410,6 +410,8 @@ def step_call(room: FileRoom, original: cst.Call, updated: cst.Call) -> cst.Call
         call = call.with_changes(args=args)  # jax.grad(loss_fn)(state.params) -> (model)
     grads_of = isinstance(original.func, cst.Call) and _grad_name(original.func.func) and original.func.args
     callee = original.func.args[0].value if isinstance(original.func, cst.Call) and grads_of else original.func
+    if isinstance(original.func, cst.Name) and original.func.value in flow.params_functions and not _loads_passed_weights(room, original):
+        return None  # (a TODO says how to load them)
     if isinstance(callee, cst.Name) and callee.value in flow.state_functions:
         position = flow.state_functions[callee.value][1]
         positional = [i for i, a in enumerate(call.args) if a.keyword is None]
@@ -438,6 +440,21 @@ def step_call(room: FileRoom, original: cst.Call, updated: cst.Call) -> cst.Call
             room.converted(original, RULE_TRAINING, f"{original.func.value} is passed the model")
             call = call.with_changes(args=args)
     return call if call is not updated else None
+
+
+def _loads_passed_weights(room: NnxFile, call: cst.Call) -> bool:
+    """A call passing loaded params to a function that now takes the model: they are loaded into the
+    model before it (`nnx.update`); False, with a TODO, where they cannot be."""
+    if call in room.ctx.fact(LOADED_WEIGHTS):
+        return load_weights(room, call)
+    assert isinstance(call.func, cst.Name)
+    _, position, model = room.ctx.fact(TRAINING).params_functions[call.func.value]
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    if position < len(positional) and passes_loaded(room.ctx, call, positional[position]):
+        room.todo(call, RULE_TRAINING, f"`{code(positional[position])}` are loaded, not made by `init`, and reach the model through "
+                  f"another function: load them with `nnx.update({model}, {code(positional[position])})` and pass `{model}`")
+        return False
+    return True
 
 
 @dataclass

@@ -388,8 +388,6 @@ def _linen_transform_call(room: LinenMethod, site: CallSite) -> cst.BaseExpressi
     except Unconvertible as reason:
         room.todo(call.node, RULE_TRANSFORM, str(reason))
         return updated
-    if _foreign_params(room, call, call.transformed.name):
-        return updated
     elements = [cst.DictElement(cst.SimpleString("'params'"), apply.params)]
     if apply.state is not None:
         elements.append(cst.DictElement(cst.SimpleString(f"'{read.state_collection}'"), apply.state))
@@ -526,13 +524,16 @@ def _last_axis(value: cst.BaseExpression) -> cst.BaseExpression:
 
 def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
     """The model is built where `init` is called, by a factory: nothing in the transform's own file
-    initialises or applies it, or the file initialises it on an input whose size shows only at run time."""
+    initialises or applies it, the file initialises it on an input whose size shows only at run time, or
+    it only applies it to loaded weights."""
     name = transformed.name
     if transformed.decorated or transformed.name in room.ctx.fact(TRANSFORMS).imported:
         return False
     if not room.ctx.mentions(f"{name}.init", f"{name}.apply"):
         return True
     init = room.ctx.fact(INIT_CALLS).get(name)
+    if init is None and name in _loaded_models(room.ctx):  # built where the weights are loaded
+        return True
     info = _model_class(room, transformed)[1]
     inputs = _init_inputs(init) if init is not None else None
     return inputs is not None and info is not None and info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
@@ -603,7 +604,7 @@ def _import_factories(room: NnxFile, original: cst.ImportFrom, updated: cst.Impo
         made = imported.get(alias.evaluated_alias or alias.evaluated_name)
         if made is None or made.used_in_file:
             names.append(alias)
-        elif (alias.evaluated_alias or alias.evaluated_name) not in room.ctx.fact(INIT_CALLS):
+        elif (name := alias.evaluated_alias or alias.evaluated_name) not in room.ctx.fact(INIT_CALLS) and name not in _loaded_models(room.ctx):
             room.todo(original, RULE_TRANSFORM, f"`{made.name}` is a factory now: build the model here with `{factory_name(made.name)}(sample, rngs=nnx.Rngs(0))`")
             names.append(alias)
         else:
@@ -634,24 +635,32 @@ INIT_CALLS = FileFact(_read_init_calls)
 
 
 
-def _read_foreign_params(module: cst.Module, ctx: Context) -> frozenset[cst.Call]:
-    """The `apply` calls whose parameters `init` did not make here: the variable, as its innermost scope
-    binds it, holds a value such as `pickle.load(f)`, a checkpoint restore or a helper's result. Those
-    calls must keep their weights, not the model's fresh ones. A value counts as the file's own when it
-    holds a transform's `init` call, or reads the variable itself or a variable `init` bound there
-    (`params = optax.apply_updates(params, updates)`)."""
-    transforms = set(ctx.fact(TRANSFORMS).transforms)
+def _read_foreign_params(module: cst.Module, ctx: Context) -> dict[cst.Call, frozenset[str]]:
+    """For an `apply` call, and a call of a function of the file, the variables it passes (by position)
+    that hold parameters `init` did not make here: the variable, as its innermost scope binds it, holds
+    a value such as `pickle.load(f)`, a checkpoint restore or a helper's result. Those calls must keep
+    their weights, not the model's fresh ones. A value counts as the file's own when it holds a
+    transform's `init` call, or reads the variable itself or a variable `init` bound there
+    (`params = optax.apply_updates(params, updates)`); a function's own parameters are its callers'."""
+    read = ctx.fact(TRANSFORMS)
+    transforms = set(read.transforms)
     if not transforms or not ctx.mentions(".apply"):
-        return frozenset()
-    scopes = _Scopes(transforms)
+        return {}
+    scopes = _Scopes(transforms, set(read.module_functions))
     scopes.walk(module)
-    foreign: set[cst.Call] = set()
-    for call, name, chain in scopes.applies:
-        values = next((scope[name] for scope in reversed(chain) if name in scope), [])
+    foreign: dict[cst.Call, frozenset[str]] = {}
+    for call, names, chain in scopes.calls:
         made = {bound for scope in chain for bound, held in scope.items() if any(_inits(v, transforms) for v in held)}
-        if any(not _inits(v, transforms) and not (analysis.Names.of(v).used & (made | {name})) for v in values):
-            foreign.add(call)
-    return frozenset(foreign)
+        loaded = frozenset(
+            name for name in names
+            if any(
+                not _inits(v, transforms) and not (analysis.Names.of(v).used & (made | {name}))
+                for v in next((scope[name] for scope in reversed(chain) if name in scope), [])
+            )
+        )
+        if loaded:
+            foreign[call] = loaded
+    return foreign
 
 
 def _inits(value: cst.BaseExpression, transforms: set[str]) -> bool:
@@ -663,13 +672,15 @@ def _inits(value: cst.BaseExpression, transforms: set[str]) -> bool:
 
 
 class _Scopes(Walker):
-    """Each function's (and the module's) assigned values by variable, and the `apply` calls on a
-    variable with the scopes they see (tuple targets get the whole value)."""
+    """Each function's (and the module's) assigned values by variable, and the calls that may pass
+    parameters (`apply` on a variable, a call of one of the file's functions) with the variables they
+    pass and the scopes they see (tuple targets get the whole value)."""
 
-    def __init__(self, transforms: set[str]) -> None:
+    def __init__(self, transforms: set[str], functions: set[str]) -> None:
         self.transforms = transforms
+        self.functions = functions
         self.chain: list[dict[str, list[cst.BaseExpression]]] = [{}]
-        self.applies: list[tuple[cst.Call, str, list[dict[str, list[cst.BaseExpression]]]]] = []
+        self.calls: list[tuple[cst.Call, list[str], list[dict[str, list[cst.BaseExpression]]]]] = []
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.chain = [*self.chain, {}]
@@ -694,31 +705,132 @@ class _Scopes(Walker):
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
-        if (
+        applies = (
             isinstance(func, cst.Attribute) and func.attr.value == "apply" and isinstance(func.value, cst.Name)
-            and func.value.value in self.transforms and node.args and isinstance(node.args[0].value, cst.Name)
-        ):
-            self.applies.append((node, node.args[0].value.value, self.chain))
+            and func.value.value in self.transforms
+        )
+        passed = [a.value.value for a in node.args if a.keyword is None and not a.star and isinstance(a.value, cst.Name)]
+        if passed and (applies or (isinstance(func, cst.Name) and func.value in self.functions)):
+            self.calls.append((node, passed, self.chain))
 
 
 FOREIGN_PARAMS = FileFact(_read_foreign_params)
 
 
-def _foreign_params(room: FileRoom, call: TransformCall, model: str) -> bool:
-    """`apply` on parameters loaded or passed in: a TODO, and the call stays (never fresh weights silently)."""
-    if call.node not in room.ctx.fact(FOREIGN_PARAMS):
-        return False
-    params = code(call.node.args[0].value)
-    room.todo(call.node, RULE_TRANSFORM, FOREIGN_PARAMS_REASON[room.ctx.target].format(params=params, model=model))
+def passes_loaded(ctx: Context, call: cst.Call, argument: cst.BaseExpression) -> bool:
+    """Whether `argument` of `call` is a variable holding parameters `init` did not make here."""
+    return isinstance(argument, cst.Name) and argument.value in ctx.fact(FOREIGN_PARAMS).get(call, frozenset())
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A call handing loaded parameters to a model: `net.apply(params, x)`, or `evaluate(params, x)` of a
+    file function that applies the model to its parameter."""
+
+    model: str
+    weights: list[cst.BaseExpression]  # the params (and state) passed
+    sample: cst.BaseExpression | None  # what the model's first input is, when the call shows it
+
+
+def _read_loaded_weights(module: cst.Module, ctx: Context) -> dict[cst.Call, LoadedWeights]:
+    """The calls that hand loaded parameters to a model (see `LoadedWeights`)."""
+    functions = ctx.fact(TRANSFORMS).module_functions
+    found: dict[cst.Call, LoadedWeights] = {}
+    for call in ctx.fact(FOREIGN_PARAMS):
+        function = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        applied = _applied_in(ctx, function) if function is not None else _applied(ctx, call)
+        if applied is None:
+            continue
+        model, apply = applied[0].transformed.name, applied[1]
+        # `evaluate(params, x)`: what the caller passes in place of each parameter of the function
+        arguments = dict(zip((p.name.value for p in function.params.params), _positional(call.args))) if function is not None else None
+        weights = [_passed(e, arguments) for e in (apply.params, apply.state) if e is not None]
+        inputs = _positional(apply.rest)
+        if weights[0] is not None and passes_loaded(ctx, call, weights[0]) and None not in weights:
+            found[call] = LoadedWeights(model, [w for w in weights if w is not None], _passed(inputs[0], arguments) if inputs else None)
+    return found
+
+
+def _passed(value: cst.BaseExpression, arguments: dict[str, cst.BaseExpression] | None) -> cst.BaseExpression | None:
+    """`value` as the call site shows it: itself in a direct `apply`, else the argument passed for that parameter."""
+    if arguments is None:
+        return value
+    return arguments.get(value.value) if isinstance(value, cst.Name) else None
+
+
+def _applied(ctx: Context, call: cst.Call) -> tuple[TransformCall, ApplyArgs] | None:
+    """`call` as an `apply` of a transform, with its arguments."""
+    found = transform_call(ctx, call)
+    if found is None or found.method != "apply":
+        return None
+    try:
+        return found, found.split_apply(call)
+    except Unconvertible:
+        return None
+
+
+def _applied_in(ctx: Context, function: cst.FunctionDef) -> tuple[TransformCall, ApplyArgs] | None:
+    """The first `apply` a function makes, with its arguments."""
+    calls = (_applied(ctx, node) for node in descendants(function.body) if isinstance(node, cst.Call))
+    return next((found for found in calls if found is not None), None)
+
+
+LOADED_WEIGHTS = FileFact(_read_loaded_weights)
+
+
+def _loaded_models(ctx: Context) -> set[str]:
+    """The transforms this file hands loaded weights to: it builds their models where it loads them."""
+    return {loaded.model for loaded in ctx.fact(LOADED_WEIGHTS).values()}
+
+
+def _positional(args: Sequence[cst.Arg]) -> list[cst.BaseExpression]:
+    return [a.value for a in args if a.keyword is None and not a.star]
+
+
+def _report_loaded(room: FileRoom, node: cst.CSTNode, weights: cst.BaseExpression, model: str) -> None:
+    """The one thing the code cannot do: the file it loads must hold the converted weights."""
+    room.warn(node, RULE_TRANSFORM, LOADED_WEIGHTS_NOTE[room.ctx.target].format(weights=code(weights), model=model))
+
+
+LOADED_WEIGHTS_NOTE = {
+    "linen": "`{weights}` are loaded, not made by `init`: convert the Haiku checkpoint they come from once with "
+    "`haiku2flax convert-params FILE --to linen --entry {model} --params PARAMS.pkl --input SPEC --out CONVERTED.pkl` "
+    "and load that file instead (it holds Linen's 'params' collection)",
+    "nnx": "`{weights}` are loaded, not made by `init`: convert the Haiku checkpoint they come from once with "
+    "`haiku2flax convert-params FILE --to nnx --entry {model} --params PARAMS.pkl --input SPEC --out CONVERTED.pkl` "
+    "and load that file instead (it holds the model's nnx.Param state as a pure dict, what `nnx.update` takes)",
+}
+
+
+@LINEN_NODES.on_leave(cst.Call, rule=RULE_TRANSFORM)
+def _linen_loaded_weights(room: LinenMethod, original: cst.Call, updated: cst.Call) -> None:
+    """Linen passes loaded weights on as they are (`{'params': params}`): the note says to convert the file."""
+    loaded = room.ctx.fact(LOADED_WEIGHTS).get(original)
+    if loaded is not None:
+        _report_loaded(room, original, loaded.weights[0], loaded.model)
+
+
+def load_weights(room: NnxFile, call: cst.Call) -> bool:
+    """`nnx.update(model, params[, state])` before a call that hands loaded weights to the model, so it
+    computes with them; where its callers build the model (a factory), built first from the input the
+    weights are applied to. False, with a TODO, when the call shows no such input."""
+    loaded = room.ctx.fact(LOADED_WEIGHTS)[call]
+    model, weights = loaded.model, loaded.weights
+    factory = _factory_of(room, room.ctx.fact(TRANSFORMS).transforms[model])
+    ns = room.ctx.ns
+    if factory is not None:
+        if loaded.sample is None:
+            room.todo(call, RULE_TRANSFORM, f"`{code(weights[0])}` are loaded, not made by `init`: build the model with "
+                      f"`{model} = {factory}(sample, rngs=nnx.Rngs(0))` and load them with `nnx.update({model}, {code(weights[0])})`")
+            return False
+        build = cst.Call(cst.Name(factory), [cst.Arg(loaded.sample), keyword_arg(RNGS, cst.Call(attr(ns, "Rngs"), [cst.Arg(cst.Integer("0"))]))])
+        room.insert_before_statement(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(model))], build)]))
+    update = cst.Call(attr(ns, "update"), [cst.Arg(cst.Name(model)), *(cst.Arg(w) for w in weights)])
+    room.insert_before_statement(cst.SimpleStatementLine([cst.Expr(update)]))
+    room.converted(call, RULE_TRANSFORM, "loaded weights: nnx.update(model, weights) before calling the model")
+    _report_loaded(room, call, weights[0], model)
     return True
 
-
-FOREIGN_PARAMS_REASON = {
-    "linen": "`{params}` are not parameters `init` made here (loaded, restored or passed in): they are Haiku's tree; "
-    "convert them with `haiku2flax convert-params` and pass `{{'params': converted}}`",
-    "nnx": "`{params}` are not parameters `init` made here (loaded, restored or passed in): convert them with "
-    "`haiku2flax convert-params` and load them with `nnx.update({model}, converted)`, then call `{model}(...)`",
-}
 
 def _example_input_size(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
     call = room.ctx.fact(INIT_CALLS).get(name)
@@ -754,10 +866,7 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     state_variable = room.ctx.fact(TRANSFORMS).state_variable
     with_state = call.transformed.with_state
     if call.method == "init":
-        made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
-        factory = factory_name(made.name) if made is not None and not made.used_in_file else None
-        if made is None and _built_by_callers(room, call.transformed):
-            factory = factory_name(call.transformed.name)
+        factory = _factory_of(room, call.transformed)
         if factory is not None:
             built = _built_here(room, call, factory)
             if built is None:
@@ -773,7 +882,7 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     except Unconvertible as reason:
         room.todo(original, RULE_TRANSFORM, str(reason))
         return updated
-    if _foreign_params(room, call, call.transformed.name):
+    if original in room.ctx.fact(LOADED_WEIGHTS) and not load_weights(room, original):
         return updated
     info = _model_class(room, call.transformed)[1]
     removed = info.removed_call_params if info is not None else {}
@@ -793,6 +902,14 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
         return forward
     state = cst.Call(attr(ns, "state"), [cst.Arg(model), cst.Arg(state_variable)])
     return cst.Tuple([cst.Element(forward), cst.Element(state)])
+
+
+def _factory_of(room: NnxFile, transformed: Transformed) -> str | None:
+    """`make_net` where the model of `net` is built by the code that initialises (or loads) it."""
+    made = room.ctx.fact(TRANSFORMS).imported.get(transformed.name)
+    if made is not None:
+        return factory_name(made.name) if not made.used_in_file else None
+    return factory_name(transformed.name) if _built_by_callers(room, transformed) else None
 
 
 def _built_here(room: NnxFile, call: TransformCall, factory: str) -> cst.SimpleStatementLine | None:

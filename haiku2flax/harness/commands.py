@@ -221,8 +221,15 @@ def verify_command(
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The Orbax checkpoint directory to write (must not exist).",
+    type=click.Path(path_type=Path),
+    help="The Orbax checkpoint directory to write (must not exist), or a new .pkl file: the converted params "
+    "for code that loads its own pickle (Linen's 'params' collection, or the NNX Param state as a pure dict).",
+)
+@click.option(
+    "--state-out",
+    "state_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --state and a .pkl --out: the new .pkl file for the converted state.",
 )
 def convert_params_command(
     file: Path,
@@ -234,8 +241,10 @@ def convert_params_command(
     params_path: Path,
     state_path: Path | None,
     out_dir: Path,
+    state_out: Path | None,
 ) -> None:
-    """Convert a trained Haiku params/state tree into the rewritten model's variables (Orbax checkpoint).
+    """Convert a trained Haiku params/state tree into the rewritten model's variables (Orbax checkpoint,
+    or pickles in place of the ones the user's code loads).
 
     Every leaf is renamed and reshaped by the rule tables; any missing, unexpected or mis-shaped leaf
     is listed and nothing is written. Exit status: 0 written, 1 refused, 2 could not run.
@@ -246,7 +255,8 @@ def convert_params_command(
     tables = _tables(rules)
     try:
         written = convert_params(
-            file, target, entry, params_path, list(inputs), out_dir, state=state_path, args=args, tables=tables
+            file, target, entry, params_path, list(inputs), out_dir,
+            state=state_path, state_out=state_out, args=args, tables=tables,
         )
     except ConversionRefused as refused:
         click.echo(f"refused: {refused}", err=True)
@@ -258,4 +268,4 @@ def convert_params_command(
         raise SystemExit(2) from None
     for key in written.dropped:
         click.echo(f"dropped {key}: Haiku-only state, no Flax counterpart")
-    click.echo(f"wrote {written.leaves} arrays to {written.directory}")
+    click.echo(f"wrote {written.leaves} arrays to {written.directory}" + (f" and {written.state_file}" if written.state_file else ""))
