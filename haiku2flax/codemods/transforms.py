@@ -21,6 +21,14 @@ What it converts:
   `f.init(...)` -> `nnx.state(model, nnx.Param[, nnx.BatchStat])`; `f.apply(params, rng, x,
   training=True)` -> `model.train()` then `model(x)` (a mode flag the model no longer takes becomes
   `model.train()` / `model.eval()`).
+- Weights `init` did not make (`params = pickle.load(f)`, a checkpoint restore, a helper's result)
+  stay the weights the converted code computes with: Linen passes them as its variables; NNX loads them
+  into the model first, `nnx.update(model, params[, state])`, building the model there from the input
+  they are applied to where its callers build it (`model = make_model(x, rngs=nnx.Rngs(0))`). The same
+  holds where they are passed to a function that applies them (`evaluate(params, x)`, NNX: the model is
+  passed). The report says to convert the checkpoint once, `haiku2flax convert-params ... --out
+  converted.pkl`, which writes them in the converted structure. Where no input shows to build the model
+  from, the call stays with a TODO.
 
 Why: Haiku's pure `init`/`apply` pair becomes Linen's variables dict and NNX's stateful object; the
 rng of `apply` becomes Linen's named `'dropout'` stream, and NNX's model-owned `nnx.Rngs`.
@@ -787,18 +795,20 @@ def _positional(args: Sequence[cst.Arg]) -> list[cst.BaseExpression]:
     return [a.value for a in args if a.keyword is None and not a.star]
 
 
-def _report_loaded(room: FileRoom, node: cst.CSTNode, weights: cst.BaseExpression, model: str) -> None:
-    """The one thing the code cannot do: the file it loads must hold the converted weights."""
-    room.warn(node, RULE_TRANSFORM, LOADED_WEIGHTS_NOTE[room.ctx.target].format(weights=code(weights), model=model))
+def _report_loaded(room: FileRoom, node: cst.CSTNode, loaded: LoadedWeights) -> None:
+    """The one thing the code cannot do: the files it loads must hold the converted weights."""
+    target = room.ctx.target
+    state = " --state STATE.pkl --state-out CONVERTED_STATE.pkl" if len(loaded.weights) > 1 else ""
+    room.warn(node, RULE_TRANSFORM, (
+        f"{' and '.join(f'`{code(w)}`' for w in loaded.weights)} are loaded, not made by `init`: convert the Haiku "
+        f"checkpoint once with `haiku2flax convert-params FILE --to {target} --entry {loaded.model} --input SPEC "
+        f"--params PARAMS.pkl{state} --out CONVERTED.pkl` and load the converted file in its place ({CONVERTED_HOLDS[target]})"
+    ))
 
 
-LOADED_WEIGHTS_NOTE = {
-    "linen": "`{weights}` are loaded, not made by `init`: convert the Haiku checkpoint they come from once with "
-    "`haiku2flax convert-params FILE --to linen --entry {model} --params PARAMS.pkl --input SPEC --out CONVERTED.pkl` "
-    "and load that file instead (it holds Linen's 'params' collection)",
-    "nnx": "`{weights}` are loaded, not made by `init`: convert the Haiku checkpoint they come from once with "
-    "`haiku2flax convert-params FILE --to nnx --entry {model} --params PARAMS.pkl --input SPEC --out CONVERTED.pkl` "
-    "and load that file instead (it holds the model's nnx.Param state as a pure dict, what `nnx.update` takes)",
+CONVERTED_HOLDS = {
+    "linen": "the 'params' collection the code passes as `{'params': ...}`, and the state's collection",
+    "nnx": "the model's nnx.Param state as a pure dict, and the rest of its state: what `nnx.update` takes",
 }
 
 
@@ -807,7 +817,7 @@ def _linen_loaded_weights(room: LinenMethod, original: cst.Call, updated: cst.Ca
     """Linen passes loaded weights on as they are (`{'params': params}`): the note says to convert the file."""
     loaded = room.ctx.fact(LOADED_WEIGHTS).get(original)
     if loaded is not None:
-        _report_loaded(room, original, loaded.weights[0], loaded.model)
+        _report_loaded(room, original, loaded)
 
 
 def load_weights(room: NnxFile, call: cst.Call) -> bool:
@@ -828,7 +838,7 @@ def load_weights(room: NnxFile, call: cst.Call) -> bool:
     update = cst.Call(attr(ns, "update"), [cst.Arg(cst.Name(model)), *(cst.Arg(w) for w in weights)])
     room.insert_before_statement(cst.SimpleStatementLine([cst.Expr(update)]))
     room.converted(call, RULE_TRANSFORM, "loaded weights: nnx.update(model, weights) before calling the model")
-    _report_loaded(room, call, weights[0], model)
+    _report_loaded(room, call, loaded)
     return True
 
 
