@@ -189,3 +189,29 @@ def test_a_transform_applied_in_its_own_file_is_built_there(tmp_path):
     factory = convert_source(library, "nnx").code
     assert "def make_net(sample, *, rngs: nnx.Rngs):" in factory and "return Net(sample.shape[-1], rngs=rngs)" in factory
     assert "..." not in factory
+
+
+SERVE = '''\
+import pickle
+
+from model import net
+
+
+def predict(path, x):
+    with open(path, "rb") as f:
+        params = pickle.load(f)
+    return net.apply(params, x)
+'''
+
+
+def test_a_script_applying_an_imported_model_to_loaded_weights_builds_it_there_and_loads_them(tmp_path):
+    """NNX: `serve.py` never initialises `net`; it builds the model from the input the loaded weights are
+    applied to, with the factory of the model's file, and loads them into it."""
+    project = _tree(tmp_path / "project")
+    (project / "serve.py").write_text(SERVE)
+    migrated = _migrate(tmp_path, "--to", "nnx", "--out-dir", "out", "project")
+    assert migrated.returncode == 0, migrated.stderr
+    serve = (tmp_path / "out" / "project" / "serve.py").read_text()
+    assert "from model import make_net" in serve and "TODO" not in serve
+    assert "    net = make_net(x, rngs=nnx.Rngs(0))\n    nnx.update(net, params)\n    return net(x)\n" in serve
+    assert "are loaded, not made by `init`" in migrated.stdout + migrated.stderr
