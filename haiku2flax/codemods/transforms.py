@@ -752,10 +752,11 @@ def _read_loaded_weights(module: cst.Module, ctx: Context) -> dict[cst.Call, Loa
         model, apply = applied[0].transformed.name, applied[1]
         # `evaluate(params, x)`: what the caller passes in place of each parameter of the function
         arguments = dict(zip((p.name.value for p in function.params.params), _positional(call.args))) if function is not None else None
-        weights = [_passed(e, arguments) for e in (apply.params, apply.state) if e is not None]
+        passed = [_passed(e, arguments) for e in (apply.params, apply.state) if e is not None]
+        weights = [w for w in passed if w is not None]
         inputs = _positional(apply.rest)
-        if weights[0] is not None and passes_loaded(ctx, call, weights[0]) and None not in weights:
-            found[call] = LoadedWeights(model, [w for w in weights if w is not None], _passed(inputs[0], arguments) if inputs else None)
+        if len(weights) == len(passed) and passes_loaded(ctx, call, weights[0]):
+            found[call] = LoadedWeights(model, weights, _passed(inputs[0], arguments) if inputs else None)
     return found
 
 
