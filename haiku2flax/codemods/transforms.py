@@ -538,10 +538,14 @@ def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
     return inputs is not None and info is not None and info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
 
 
-def _init_inputs(call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
-    """(key, first input) of `net.init(key, x, ...)`, when they are passed by position."""
+def _init_inputs(call: cst.Call, first_input: str | None = None) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """(key, first input) of `net.init(key, x, ...)`: by position, or by keyword (`rng=`, and `first_input`,
+    the forward's first parameter, when known)."""
     positional = [a.value for a in call.args if a.keyword is None and not a.star]
-    return (positional[0], positional[1]) if len(positional) >= 2 else None
+    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+    key = positional.pop(0) if positional else keywords.get("rng")
+    sample = positional[0] if positional else keywords.get(first_input or "")
+    return None if key is None or sample is None else (key, sample)
 
 
 def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
@@ -759,7 +763,7 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
         if made is None and _built_by_callers(room, call.transformed):
             factory = factory_name(call.transformed.name)
         if factory is not None:
-            built = _built_here(room, call, factory)
+            built = _built_here(room, call, factory, made.first_input if made is not None else None)
             if built is None:
                 return updated
             room.insert_before_statement(built)
@@ -795,10 +799,10 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     return cst.Tuple([cst.Element(forward), cst.Element(state)])
 
 
-def _built_here(room: NnxFile, call: TransformCall, factory: str) -> cst.SimpleStatementLine | None:
+def _built_here(room: NnxFile, call: TransformCall, factory: str, first_input: str | None) -> cst.SimpleStatementLine | None:
     """`net = make_net(batch, rngs=nnx.Rngs(key))` for `net.init(key, batch)`: the model is built where
     Haiku initialised it, from the same input (None, with a TODO, when the call does not show them)."""
-    inputs = _init_inputs(call.node)
+    inputs = _init_inputs(call.node, first_input)
     if inputs is None:
         room.todo(call.node, RULE_TRANSFORM, f"build the model here with `{factory}(sample, rngs=nnx.Rngs(key))` from the input `init` would see")
         return None

@@ -37,6 +37,7 @@ class TreeTransform:
     multi: bool
     used_in_file: bool  # its own file calls `name.init` / `name.apply`: the model is built there (else NNX: `make_<name>`)
     model_class: str | None  # the class its model is once converted: the module its forward builds, or the forward as a class
+    first_input: str | None = None  # the forward's first parameter: `init(key, x=batch)` passes the input by it
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,19 @@ def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
     }
     functions = {statement.name: statement for statement in tree.body if isinstance(statement, ast.FunctionDef)}
     return {
-        name: TreeTransform(name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions))
+        name: TreeTransform(
+            name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions),
+            first_input=_first_parameter(made[3], functions),
+        )
         for name, made in read.items()
     }
+
+
+def _first_parameter(forward: ast.expr, functions: Mapping[str, ast.FunctionDef]) -> str | None:
+    """`x` for a forward `def f(x, training)` or `lambda x: ...` of the file."""
+    arguments = forward.args if isinstance(forward, ast.Lambda) else functions[forward.id].args if isinstance(forward, ast.Name) and forward.id in functions else None
+    positional = [*arguments.posonlyargs, *arguments.args] if arguments is not None else []
+    return positional[0].arg if positional else None
 
 
 def _model_class(forward: ast.expr, functions: Mapping[str, ast.FunctionDef]) -> str | None:
