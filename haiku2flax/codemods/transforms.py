@@ -127,6 +127,7 @@ class FileTransforms:
     alias_statements: set[int]
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
     imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
+    state_module: str | None  # NNX: the file of the tree whose `State` variable type `state_variable` is, when another one
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -144,6 +145,9 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
     hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
+    # a model of another file keeps its state where that file's conversion puts it
+    state_module = next((made.module for made in imported.values() if made.with_state and ctx.provider(made.module).fact(TRANSFORMS).state_collection == LINEN_STATE_COLLECTION), None)
+    hand_made_state = hand_made_state or state_module is not None
     module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
     module_functions.update({t.function: t.lambda_forward for t in transforms.values() if t.lambda_forward is not None})
     multi = {
@@ -152,6 +156,10 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         if t.multi and t.function in module_functions
         and (read := analysis.multi_forward(module_functions[t.function])) is not None
     }
+    for local, made in imported.items():  # a multi_transform of another file: its methods are read there
+        provider = ctx.provider(made.module).fact(TRANSFORMS).multi if made.multi else {}
+        if made.name in provider:
+            multi[local] = provider[made.name]
     # `encode, decode = model.apply` (multi_transform): each name calls one method of the model
     apply_aliases: dict[str, tuple[Transformed, str]] = {}
     alias_statements: set[int] = set()
@@ -181,7 +189,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     return FileTransforms(
         transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model, imported,
+        apply_aliases, alias_statements, train_state_model, imported, state_module,
     )
 
 
@@ -757,6 +765,9 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     room.ctx.need_target_import()  # (a file that only uses a model of another file has no class that adds it)
     state_variable = room.ctx.fact(TRANSFORMS).state_variable
     with_state = call.transformed.with_state
+    state_module = room.ctx.fact(TRANSFORMS).state_module
+    if with_state and state_module is not None:
+        room.ctx.needed_imports.add((state_module, NNX_STATE_CLASS, None))
     if call.method == "init":
         made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
         factory = factory_name(made.name) if made is not None and not made.used_in_file else None
