@@ -606,13 +606,17 @@ def _nnx_statement(
 
 @NNX_FILE_NODES.on_leave(cst.ImportFrom, rule=RULE_TRANSFORM)
 def _import_factories(room: NnxFile, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom | None:
-    """`from model import net` -> `from model import make_net`, where this file builds the model."""
-    imported = room.ctx.fact(TRANSFORMS).imported
+    """`from model import net` -> `from model import make_net`, where this file builds the model (and
+    `State`, the variable type of its hand-made state)."""
+    read = room.ctx.fact(TRANSFORMS)
+    imported = read.imported
     if not imported or isinstance(updated.names, cst.ImportStar):
         return None
     names = []
     for alias in updated.names:
         made = imported.get(alias.evaluated_alias or alias.evaluated_name)
+        if made is not None and made.with_state and made.module == read.state_module:
+            names.append(cst.ImportAlias(cst.Name(NNX_STATE_CLASS)))
         if made is None or made.used_in_file:
             names.append(alias)
         elif (alias.evaluated_alias or alias.evaluated_name) not in room.ctx.fact(INIT_CALLS):
@@ -765,9 +769,6 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     room.ctx.need_target_import()  # (a file that only uses a model of another file has no class that adds it)
     state_variable = room.ctx.fact(TRANSFORMS).state_variable
     with_state = call.transformed.with_state
-    state_module = room.ctx.fact(TRANSFORMS).state_module
-    if with_state and state_module is not None:
-        room.ctx.needed_imports.add((state_module, NNX_STATE_CLASS, None))
     if call.method == "init":
         made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
         factory = factory_name(made.name) if made is not None and not made.used_in_file else None
