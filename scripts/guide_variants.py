@@ -32,9 +32,7 @@ def _transform_end(tree: ast.Module) -> int:
 
 
 def _used_names(text: str) -> set[str]:
-    return {node.id for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Name)} | {
-        node.value.id for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-    }
+    return {node.id for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Name)}
 
 
 def _bound(node: ast.Import | ast.ImportFrom) -> list[str]:
