@@ -146,7 +146,14 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
     hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
     # a model of another file keeps its state where that file's conversion puts it
-    state_module = next((made.module for made in imported.values() if made.with_state and ctx.provider(made.module).fact(TRANSFORMS).state_collection == LINEN_STATE_COLLECTION), None)
+    state_module = next(
+        (
+            made.module
+            for made in imported.values()
+            if made.with_state and ctx.provider(made.module).fact(TRANSFORMS).state_collection == LINEN_STATE_COLLECTION
+        ),
+        None,
+    )
     hand_made_state = hand_made_state or state_module is not None
     module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
     module_functions.update({t.function: t.lambda_forward for t in transforms.values() if t.lambda_forward is not None})
