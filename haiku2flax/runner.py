@@ -191,6 +191,12 @@ def _in_order(
         yield done[os.path.abspath(path)]
 
 
+def convert_tree(paths: list[Path], settings: Settings) -> list[FileResult]:
+    """The files of one tree converted in memory as `migrate` converts them (indexed together), in order."""
+    with converted_in_order(paths, dataclasses.replace(settings, tree=index_tree(paths)), jobs=1) as converted:
+        return list(converted)
+
+
 @contextlib.contextmanager
 def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
     if not enabled:

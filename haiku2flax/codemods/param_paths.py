@@ -153,7 +153,12 @@ def _read_roots(module: cst.Module, ctx: Context) -> _Roots:
         if call is not None and isinstance(call.func, cst.Name) and call.func.value in classes:
             root = analysis.explicit_name(call) or analysis.snake_case(call.func.value)
             roots[root] = (call.func.value, transformed.name)
-    return _Roots(_ModuleTree.read(ctx, classes), roots)
+    tree = _ModuleTree.read(ctx, classes)
+    for local, made in transforms.imported.items():  # a model of another file: its modules are that file's
+        provider = ctx.provider(made.module).fact(ROOTS)
+        roots.update({root: (class_name, local) for root, (class_name, model) in provider.roots.items() if model == made.name})
+        tree.children.update(provider.tree.children)
+    return _Roots(tree, roots)
 
 
 ROOTS = FileFact(_read_roots)

@@ -135,6 +135,7 @@ class FileTransforms:
     alias_statements: set[int]
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
     imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
+    state_module: str | None  # NNX: the file of the tree whose `State` variable type `state_variable` is, when another one
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -152,6 +153,16 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
     hand_made_state = ctx.mentions("get_state", "set_state") and uses_haiku_state(module, ctx.names)
+    # a model of another file keeps its state where that file's conversion puts it
+    state_module = next(
+        (
+            made.module
+            for made in imported.values()
+            if made.with_state and ctx.provider(made.module).fact(TRANSFORMS).state_collection == LINEN_STATE_COLLECTION
+        ),
+        None,
+    )
+    hand_made_state = hand_made_state or state_module is not None
     module_functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
     module_functions.update({t.function: t.lambda_forward for t in transforms.values() if t.lambda_forward is not None})
     multi = {
@@ -160,6 +171,10 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         if t.multi and t.function in module_functions
         and (read := analysis.multi_forward(module_functions[t.function])) is not None
     }
+    for local, made in imported.items():  # a multi_transform of another file: its methods are read there
+        provider = ctx.provider(made.module).fact(TRANSFORMS).multi if made.multi else {}
+        if made.name in provider:
+            multi[local] = provider[made.name]
     # `encode, decode = model.apply` (multi_transform): each name calls one method of the model
     apply_aliases: dict[str, tuple[Transformed, str]] = {}
     alias_statements: set[int] = set()
@@ -189,7 +204,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     return FileTransforms(
         transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model, imported,
+        apply_aliases, alias_statements, train_state_model, imported, state_module,
     )
 
 
@@ -547,10 +562,14 @@ def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
     return inputs is not None and info is not None and info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
 
 
-def _init_inputs(call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
-    """(key, first input) of `net.init(key, x, ...)`, when they are passed by position."""
+def _init_inputs(call: cst.Call, first_input: str | None = None) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """(key, first input) of `net.init(key, x, ...)`: by position, or by keyword (`rng=`, and `first_input`,
+    the forward's first parameter, when known)."""
     positional = [a.value for a in call.args if a.keyword is None and not a.star]
-    return (positional[0], positional[1]) if len(positional) >= 2 else None
+    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+    key = positional.pop(0) if positional else keywords.get("rng")
+    sample = positional[0] if positional else keywords.get(first_input or "")
+    return None if key is None or sample is None else (key, sample)
 
 
 def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
@@ -603,13 +622,17 @@ def _nnx_statement(
 
 @NNX_FILE_NODES.on_leave(cst.ImportFrom, rule=RULE_TRANSFORM)
 def _import_factories(room: NnxFile, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom | None:
-    """`from model import net` -> `from model import make_net`, where this file builds the model."""
-    imported = room.ctx.fact(TRANSFORMS).imported
+    """`from model import net` -> `from model import make_net`, where this file builds the model (and
+    `State`, the variable type of its hand-made state)."""
+    read = room.ctx.fact(TRANSFORMS)
+    imported = read.imported
     if not imported or isinstance(updated.names, cst.ImportStar):
         return None
     names = []
     for alias in updated.names:
         made = imported.get(alias.evaluated_alias or alias.evaluated_name)
+        if made is not None and made.with_state and made.module == read.state_module:
+            names.append(cst.ImportAlias(cst.Name(NNX_STATE_CLASS)))
         if made is None or made.used_in_file:
             names.append(alias)
         elif (name := alias.evaluated_alias or alias.evaluated_name) not in room.ctx.fact(INIT_CALLS) and name not in _loaded_models(room.ctx):
@@ -879,7 +902,8 @@ def _nnx_transform_call(room: NnxFile, site: CallSite) -> cst.BaseExpression | N
     if call.method == "init":
         factory = _factory_of(room, call.transformed)
         if factory is not None:
-            built = _built_here(room, call, factory)
+            made = room.ctx.fact(TRANSFORMS).imported.get(call.transformed.name)
+            built = _built_here(room, call, factory, made.first_input if made is not None else None)
             if built is None:
                 return updated
             room.insert_before_statement(built)
@@ -923,10 +947,10 @@ def _factory_of(room: NnxFile, transformed: Transformed) -> str | None:
     return factory_name(transformed.name) if _built_by_callers(room, transformed) else None
 
 
-def _built_here(room: NnxFile, call: TransformCall, factory: str) -> cst.SimpleStatementLine | None:
+def _built_here(room: NnxFile, call: TransformCall, factory: str, first_input: str | None) -> cst.SimpleStatementLine | None:
     """`net = make_net(batch, rngs=nnx.Rngs(key))` for `net.init(key, batch)`: the model is built where
     Haiku initialised it, from the same input (None, with a TODO, when the call does not show them)."""
-    inputs = _init_inputs(call.node)
+    inputs = _init_inputs(call.node, first_input)
     if inputs is None:
         room.todo(call.node, RULE_TRANSFORM, f"build the model here with `{factory}(sample, rngs=nnx.Rngs(key))` from the input `init` would see")
         return None

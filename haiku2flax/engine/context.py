@@ -80,6 +80,18 @@ class Context:
     _facts: dict[FileFact[Any], Any] = field(default_factory=dict)
     tree: FileView = EMPTY_VIEW  # what the file imports from other files of the tree being migrated
     module_classes: dict[str, Any] = field(default_factory=dict)  # NNX: what other files need of the classes converted here
+    _providers: dict[str, Context] = field(default_factory=dict)
+
+    def provider(self, module: str) -> Context:
+        """The context of the tree's file `module`, which this file imports a transform from: its facts (the
+        model's submodules, a multi_transform's methods) are what this file's uses of the model need."""
+        if module not in self._providers:
+            parsed = cst.parse_module(self.tree.sources[module])
+            self._providers[module] = Context(
+                target=self.target, tables=self.tables, names=ImportedNames.from_module(parsed, self.tables.house_apis),
+                linen_ns=linen_namespace(parsed), source=self.tree.sources[module], module=parsed,
+            )
+        return self._providers[module]
 
     def fact(self, fact: FileFact[FactT]) -> FactT:
         """`fact` about this file, worked out on first use."""

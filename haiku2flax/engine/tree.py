@@ -37,6 +37,7 @@ class TreeTransform:
     multi: bool
     used_in_file: bool  # its own file calls `name.init` / `name.apply`: the model is built there (else NNX: `make_<name>`)
     model_class: str | None  # the class its model is once converted: the module its forward builds, or the forward as a class
+    first_input: str | None = None  # the forward's first parameter: `init(key, x=batch)` passes the input by it
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class FileView:
     class_imports: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # local name -> (module, class)
     classes: Mapping[str, Any] = field(default_factory=dict)  # local name -> what the conversion of its file said
     models: Mapping[str, Any] = field(default_factory=dict)  # imported transform -> what was said of its model's class
+    sources: Mapping[str, str] = field(default_factory=dict)  # module -> text, of the files it imports transforms from
 
 
 EMPTY_VIEW = FileView()
@@ -97,6 +99,7 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
     by_module: dict[str, dict[str, TreeTransform]] = {}
     classes: dict[str, tuple[str, set[str]]] = {}  # importable module name -> (its module name, its Haiku module classes)
     paths_of: dict[str, Path] = {}  # module name -> its file
+    texts: dict[str, str] = {}  # module name -> its text, for the files that transform a model
     imports: dict[Path, list[str]] = {}  # what each file imports from (`from X import`), to parse only those that matter
     for path in python:
         text = _read(path)
@@ -108,6 +111,8 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
         transforms = _transforms(tree, module) if tree is not None and "transform" in text else {}
         modules = _module_classes(tree) if tree is not None else set()
         paths_of[module] = path
+        if transforms:
+            texts[module] = text
         for name in _importable_names(path, root):
             if transforms:
                 by_module.setdefault(name, {}).update(transforms)
@@ -129,7 +134,7 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
         for source_module in [module for module, _ in class_imports.values()] + [made.module for made in imported.values()]:
             providers[os.path.abspath(paths_of[source_module])] = source_module
         if imported or class_imports:
-            views[os.path.abspath(path)] = FileView(imported, class_imports)
+            views[os.path.abspath(path)] = FileView(imported, class_imports, sources={made.module: texts[made.module] for made in imported.values()})
     return TreeIndex(views, providers)
 
 
@@ -197,9 +202,33 @@ def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
     }
     functions = {statement.name: statement for statement in tree.body if isinstance(statement, ast.FunctionDef)}
     return {
-        name: TreeTransform(name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions))
+        name: TreeTransform(
+            name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions),
+            first_input=_first_parameter(made[3], functions),
+        )
         for name, made in read.items()
     }
+
+
+def _first_parameter(forward: ast.expr | None, functions: Mapping[str, ast.FunctionDef]) -> str | None:
+    """`x` for a forward `def f(x, training)` or `lambda x: ...` of the file, or for a multi_transform's
+    `def f(): ...; init = lambda x: module(x); return init, (...)`."""
+    if isinstance(forward, ast.Name) and forward.id in functions:
+        function = functions[forward.id]
+        positional = [*function.args.posonlyargs, *function.args.args]
+        if positional:
+            return positional[0].arg
+        forward = _multi_init(function)
+    positional = [*forward.args.posonlyargs, *forward.args.args] if isinstance(forward, ast.Lambda) else []
+    return positional[0].arg if positional else None
+
+
+def _multi_init(function: ast.FunctionDef) -> ast.expr | None:
+    """`lambda x: module(x)`, the init function a multi_transform's forward returns first."""
+    returned = [node.value for node in function.body if isinstance(node, ast.Return)]
+    init = returned[0].elts[0] if returned and isinstance(returned[0], ast.Tuple) and returned[0].elts else None
+    bound = {t.id: node.value for node in function.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    return bound.get(init.id) if isinstance(init, ast.Name) else init
 
 
 def _model_class(forward: ast.expr, functions: Mapping[str, ast.FunctionDef]) -> str | None:

@@ -8,6 +8,7 @@ same parameters, i.e. the gradients agree).
 
 from __future__ import annotations
 
+import tempfile
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ from jax.typing import DTypeLike
 
 from ..engine import Note, Outcome, convert_source
 from ..engine.tables import Tables, load_tables
+from ..engine.tree import EMPTY_VIEW, index_tree
+from ..runner import Settings, convert_tree
 from .conversions import Array
 from .flax_side import flax_model
 from .haiku_side import apply as haiku_apply
@@ -202,14 +205,16 @@ class _Verification:
         if not ok:
             self.result.problems.append(f"{section}: {haiku_label} -> {flax_label}: {status}")
 
-    def run(self, path: Path, target: str, entry: str, flax_source: str | None) -> None:
+    def run(self, path: Path, target: str, entry: str, flax_source: str | None, flax_path: Path, scratch: Path) -> None:
+        """`flax_source` loaded as `flax_path` (the rewrite of its folder beside it), or `path` converted."""
         source = path.read_text(encoding="utf-8")
-        conversion = None if flax_source is not None else convert_source(source, target, tables=self.tables)
-        self.todos = [] if conversion is None else [note for note in conversion.notes if note.outcome is Outcome.TODO]
-        converted = flax_source if conversion is None else conversion.code
+        if flax_source is None:
+            flax_source, flax_path, notes = self.converted(path, target, scratch)
+            self.todos = [note for note in notes if note.outcome is Outcome.TODO]
         haiku = haiku_entry(imported(source, path, "haiku"), entry)
         inputs = self.inputs(self.input_specs)
-        self.flax = flax_model(find_flax_model(imported(converted, path, target), source, entry, target, inputs[0] if inputs else None), target)
+        flax_module = imported(flax_source, flax_path, target)
+        self.flax = flax_model(find_flax_model(flax_module, source, entry, target, inputs[0] if inputs else None), target)
 
         # Haiku's BatchNorm cannot initialise in eval mode: both sides initialise with the training arguments
         model = init_and_trace(haiku, jax.random.key(self.seed), inputs, self.call_args, self.tables, target)
@@ -230,6 +235,20 @@ class _Verification:
         self.check_state(checks[0])
         if self.steps:
             self.check_steps(checks)
+
+    def converted(self, path: Path, target: str, scratch: Path) -> tuple[str, Path, list[Note]]:
+        """(the rewrite, the path to load it as, its notes): a file that uses models or module classes of
+        the other files of its folder is converted with them as one tree, written under `scratch`."""
+        siblings = sorted(path.parent.glob("*.py"))
+        if index_tree(siblings).view(path) == EMPTY_VIEW:
+            conversion = convert_source(path.read_text(encoding="utf-8"), target, tables=self.tables)
+            return conversion.code, path, conversion.notes
+        results = dict(zip(siblings, convert_tree(siblings, Settings(target, tables=self.tables))))
+        for sibling, result in results.items():
+            if result.error is not None:
+                raise ValueError(result.error.describe(result.path))
+            (scratch / sibling.name).write_bytes(result.converted)
+        return results[path].converted.decode("utf-8"), scratch / path.name, results[path].notes
 
     def mapping_rows(self) -> None:
         """One row per leaf pair: which Haiku leaf becomes which Flax leaf, or why it does not."""
@@ -416,6 +435,7 @@ def verify(
     rtol: float | None = None,
     atol: float | None = None,
     flax_source: str | None = None,
+    flax_path: str | Path | None = None,
     tables: Tables | None = None,
     seed: int = 0,
 ) -> VerifyResult:
@@ -424,7 +444,8 @@ def verify(
     `inputs` are specs such as "f32[2,784]"; `args` keyword arguments of every call (`training=False`);
     `train_args` those of the training-mode call (Haiku's init, the state check and the SGD steps;
     default: `args`); `method` picks one apply function of a multi_transform (default: each), and
-    `method_inputs` gives the input specs of methods that take other inputs than `inputs`.
+    `method_inputs` gives the input specs of methods that take other inputs than `inputs`. `flax_source`
+    is loaded as `flax_path` (default: `path`), so that it imports the rewritten files beside that path.
     """
     path = Path(path)
     result = VerifyResult(str(path), target, entry, devices=[str(d) for d in jax.devices()])
@@ -442,8 +463,8 @@ def verify(
         seed,
     )
     try:
-        with jax.default_matmul_precision("highest"):
-            verification.run(path, target, entry, flax_source)
+        with jax.default_matmul_precision("highest"), tempfile.TemporaryDirectory() as scratch:
+            verification.run(path, target, entry, flax_source, Path(flax_path or path), Path(scratch))
     except (Exception, SystemExit) as error:  # the user's code, either side: report it, never crash the caller
         result.error = describe_failure(error)
         if verification.todos:  # the cause to fix first, before the error it leads to

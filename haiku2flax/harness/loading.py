@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import os
 import re
 import sys
 import traceback
@@ -50,6 +51,7 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
     folder = str(path.resolve().parent)
     sys.path.append(folder)
     argv, sys.argv = sys.argv, [str(path)]  # a module-level argparse reads the file's own arguments, not ours
+    _forget_modules_of(folder)
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)
     except SystemExit as exit:  # `sys.exit()` at import: the file cannot be imported, whatever the code
@@ -58,7 +60,18 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
         sys.argv = argv
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
+        _forget_modules_of(folder)
     return module
+
+
+def _forget_modules_of(folder: str) -> None:
+    """Drop from `sys.modules` the files of `folder` a loaded file imported (`from model import net`): the
+    Haiku tree and its rewrite name their files alike, and each side must import its own."""
+    inside = folder + os.sep
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.abspath(file).startswith(inside) and not _LOADED_NAME.match(name):
+            del sys.modules[name]
 
 
 class UserCodeExit(RuntimeError):

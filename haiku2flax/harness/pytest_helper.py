@@ -11,6 +11,10 @@ A case directory holds `haiku.py`, the reviewed `linen.py` and `nnx.py`, and `ca
     method_inputs = { decode = ["f32[2,256]"] }  # optional: inputs of methods that take others
     rtol = 1e-4                          # optional: tolerance overrides
     atol = 1e-4
+    file = "train.py"                    # a tree fixture: the file holding the entry
+
+A tree fixture (`fixtures/trees/<case>/`) holds the Haiku tree in `haiku/`, its reviewed rewrites in
+`linen/` and `nnx/` (file for file), and `case.toml`; the entry is run from `file` of each folder.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class FixtureCase:
     method_inputs: dict[str, list[str]] = field(default_factory=dict)
     rtol: float | None = None
     atol: float | None = None
+    file: str = "haiku.py"
 
     @classmethod
     def load(cls, case_toml: Path) -> FixtureCase:
@@ -55,11 +60,14 @@ class FixtureCase:
         return f"{self.directory.parent.name}/{self.directory.name}"
 
     def verify(self, target: str, flax_source: str | None = None) -> VerifyResult:
-        """Verify against the reviewed `<target>.py` (or `flax_source`), which must exist."""
+        """Verify against the reviewed `<target>.py` (a tree: `<target>/<file>`; or `flax_source`), which must exist."""
+        haiku, flax_path = self.directory / self.file, self.directory / f"{target}.py"
+        if self.is_tree:
+            haiku, flax_path = self.directory / "haiku" / self.file, self.directory / target / self.file
         if flax_source is None:
-            flax_source = (self.directory / f"{target}.py").read_text(encoding="utf-8")
+            flax_source = flax_path.read_text(encoding="utf-8")
         return verify(
-            self.directory / "haiku.py",
+            haiku,
             target,
             self.entry,
             self.inputs,
@@ -71,7 +79,12 @@ class FixtureCase:
             rtol=self.rtol,
             atol=self.atol,
             flax_source=flax_source,
+            flax_path=flax_path,
         )
+
+    @property
+    def is_tree(self) -> bool:
+        return (self.directory / "haiku").is_dir()
 
 
 def report_text(result: VerifyResult) -> str:
