@@ -1,0 +1,172 @@
+"""NNX input sizes that dataflow cannot follow, probed at construction from the model's input shape.
+
+What it converts: a layer of `__call__` whose input size the symbolic sizes lose (after a flatten or
+reshape of convolution outputs, whose size depends on the spatial shape, or after computation they do
+not follow) is built in `__init__` after a shape probe of the statements before it, run on the layers
+already built: `nnx.eval_shape` on a zero input of the model's input shape, which the constructor
+then takes (`input_shape`, without the batch axis) in place of the input's last axis (`din`).
+
+Why: Haiku read those sizes off the input of `init`; a Flax expert who does not want to hard-code
+them lets JAX trace the layers before. `nnx.eval_shape` (not `jax.eval_shape`) takes the module as an
+argument, so layers that draw random numbers (dropout) or update state may be probed too, and nothing
+is computed or changed. Only statements at the top level of `__call__` that read nothing but its input
+and what they assign are probed; elsewhere the size stays a constructor argument with a TODO.
+
+Example::
+
+    x = hk.Conv2D(32, 3)(x)                 self.conv2_d = nnx.Conv(input_shape[-1], 32, (3, 3), rngs=rngs)
+    x = hk.Flatten()(x)
+    x = hk.Linear(10)(x)                    def linear_input(self, x):
+                                              x = self.conv2_d(x)
+                                              return x.reshape(x.shape[0], -1)
+
+                                            linear_in_features = nnx.eval_shape(linear_input, self, jnp.zeros((1, *input_shape))).shape[-1]
+                                            self.linear = nnx.Linear(linear_in_features, 10, rngs=rngs)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from ..engine import analysis
+from ..engine.context import attr
+from ..engine.walk import Walker
+from .interfaces import NNX_NODES, NnxMethod
+from .transforms import RULE_INPUT_SIZE
+
+INPUT_SHAPE = "input_shape"  # the constructor argument: the model's input shape without the batch axis
+
+
+@dataclass
+class _Prefix:
+    """The converted top-level statements of `__call__` so far; `broken` once one cannot be replayed."""
+
+    statements: list[cst.BaseStatement] = field(default_factory=list)
+    assigned: set[str] = field(default_factory=set)  # the variables they assign
+    entered: int = 0  # top-level statements visited: one more than those kept while in one, unless one was lost
+    current: cst.CSTNode | None = None  # the top-level statement being converted
+    broken: bool = False
+
+
+class _Unreplayable(Walker):
+    """Finds what a probe cannot run again: a return, a change of state (`self.count = ...`,
+    `x[0] = ...`), a layer built there or any Haiku call left as it was."""
+
+    def __init__(self, room: NnxMethod) -> None:
+        self.room = room
+        self.found = False
+        self.assigned: set[str] = set()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.found = True  # (its returns are its own, but replaying it is not worth the risk)
+
+    def visit_Return(self, node: cst.Return) -> None:
+        self.found = True
+
+    def visit_Raise(self, node: cst.Raise) -> None:
+        self.found = True
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._assigns(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._assigns(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._assigns(node.target)
+
+    def _assigns(self, target: cst.BaseExpression) -> None:
+        if isinstance(target, cst.Tuple):
+            for element in target.elements:
+                self._assigns(element.value)
+        elif isinstance(target, cst.Name):
+            self.assigned.add(target.value)
+        else:
+            self.found = True
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.found |= self.room.ctx.names.haiku_api(node.func) is not None or self.room.conversion.is_module_constructor(node)
+
+
+def _stores_layer(room: NnxMethod, statement: object) -> bool:
+    assign = analysis.simple_assign(statement) if isinstance(statement, cst.SimpleStatementLine) else None
+    return assign is not None and isinstance(assign[0], cst.Name) and isinstance(assign[1], cst.Call) and room.conversion.is_module_constructor(assign[1])
+
+
+def _top_level(room: NnxMethod, statement: cst.CSTNode) -> bool:
+    return any(statement is s for s in room.method.body.body)
+
+
+def _record(room: NnxMethod, updated: object) -> None:
+    """Keep a converted top-level statement of `__call__`: the layers after it may need it probed."""
+    prefix = room.family(_Prefix)
+    if prefix.broken:
+        return
+    if _stores_layer(room, updated):  # `bn = hk.BatchNorm(...)`: dropped, the layer is built in `__init__`
+        prefix.entered -= 1
+        return
+    check = _Unreplayable(room)
+    if isinstance(updated, cst.BaseStatement):
+        check.walk(updated)
+    if not isinstance(updated, cst.BaseStatement) or check.found:
+        prefix.broken = True
+        return
+    prefix.statements.append(updated.with_changes(leading_lines=[]))  # its comments (TODOs) stay in `__call__`
+    prefix.assigned |= check.assigned
+
+
+STATEMENTS = (cst.SimpleStatementLine, cst.If, cst.For, cst.While, cst.With, cst.Try, cst.TryStar, cst.Match, cst.FunctionDef, cst.ClassDef)
+
+
+def _count(room: NnxMethod, node: cst.CSTNode) -> None:
+    """A statement starts; one at the top level that leaves as several, or none, is not kept (see `_record`)."""
+    if _top_level(room, node):
+        prefix = room.family(_Prefix)
+        prefix.entered += 1
+        prefix.current = node
+
+
+def _keep(room: NnxMethod, original: cst.CSTNode, updated: cst.CSTNode) -> None:
+    if _top_level(room, original):  # a nested statement is kept with its block
+        _record(room, updated)
+
+
+for _statement in STATEMENTS:
+    NNX_NODES.on_visit(_statement, rule=RULE_INPUT_SIZE)(_count)
+    NNX_NODES.on_leave(_statement, rule=RULE_INPUT_SIZE, after=True)(_keep)
+
+
+def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression, node: cst.CSTNode) -> cst.Name | None:
+    """`<attribute>_in_features`, computed in `__init__` by a shape probe of the statements of `__call__`
+    before `value` (the layer's input) on the model's input shape; None where they cannot be replayed."""
+    prefix = room.family(_Prefix)
+    params = room.method.params.params
+    if room.method.name.value != "__call__" or len(params) < 2 or prefix.broken:
+        return None
+    if len(prefix.statements) != prefix.entered - 1 or not isinstance(prefix.current, cst.SimpleStatementLine):
+        return None  # a statement before was removed or split, or the layer is in a block: no straight line leads to it
+    data = params[1].name.value
+    statements = [room.without_mode_args(s) for s in prefix.statements]  # the probe runs in the mode NNX layers start in
+    body = [*statements, cst.SimpleStatementLine([cst.Return(value)])]
+    last = statements[-1].body if statements and isinstance(statements[-1], cst.SimpleStatementLine) else ()
+    if len(last) == 1 and isinstance(last[0], cst.Assign) and len(last[0].targets) == 1 and last[0].targets[0].target.deep_equals(value):
+        body[-2:] = [cst.SimpleStatementLine([cst.Return(last[0].value)])]  # `x = f(x); return x` -> `return f(x)`
+    if analysis.Names.of(cst.IndentedBlock(body)).used & room.method_locals - prefix.assigned - {"self", data}:
+        return None  # another argument of `__call__`, or a layer stored in a variable and left as it was
+    function = f"{attribute}_input"
+    size = cst.Name(f"{attribute}_in_features")
+    probe = cst.FunctionDef(
+        cst.Name(function), cst.Parameters([cst.Param(cst.Name("self")), cst.Param(cst.Name(data))]), cst.IndentedBlock(body),
+        leading_lines=[cst.EmptyLine(indent=False)],
+    )
+    room.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
+    sample = cst.parse_expression(f"jnp.zeros((1, *{INPUT_SHAPE}))")
+    shape = cst.Call(attr(room.ctx.ns, "eval_shape"), [cst.Arg(cst.Name(function)), cst.Arg(cst.Name("self")), cst.Arg(sample)])
+    features = cst.Subscript(cst.Attribute(shape, cst.Name("shape")), [cst.SubscriptElement(cst.Index(cst.parse_expression("-1")))])
+    measured = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(size)], features)], leading_lines=[cst.EmptyLine(indent=False)])
+    room.add_to_init(function, features, node, lines=[probe, measured])
+    room.conversion.init_locals |= {function, size.value}
+    room.converted(node, RULE_INPUT_SIZE, f"input size of `{attribute}` probed at construction from `{INPUT_SHAPE}`")
+    return size
