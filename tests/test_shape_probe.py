@@ -121,3 +121,10 @@ def test_a_probed_submodule_asks_its_parent_for_the_input_shape() -> None:
         """)
     assert "self.trunk = Trunk(..., rngs=rngs)" in code
     assert "# TODO(haiku2flax:HK006): pass the input shape of `trunk` (without the batch axis) in place of `...`" in code
+
+
+def test_ignoring_the_probe_rule_keeps_the_todo() -> None:
+    source = HEADER + "class Net(hk.Module):\n  def __call__(self, x):\n" + textwrap.indent(FLATTEN, "    ")
+    code = convert_source(source, "nnx", ignore=frozenset({"HK610"})).code
+    assert "eval_shape" not in code
+    assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code

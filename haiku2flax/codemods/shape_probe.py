@@ -10,7 +10,8 @@ Why: Haiku read those sizes off the input of `init`; a Flax expert who does not 
 them lets JAX trace the layers before. `nnx.eval_shape` (not `jax.eval_shape`) takes the module as an
 argument, so layers that draw random numbers (dropout) or update state may be probed too, and nothing
 is computed or changed. Only statements at the top level of `__call__` that read nothing but its input
-and what they assign are probed; elsewhere the size stays a constructor argument with a TODO.
+and what they assign are probed; elsewhere the size stays a constructor argument with a TODO (HK006).
+`--ignore HK610` keeps those TODOs everywhere.
 
 Example::
 
@@ -34,8 +35,11 @@ from ..engine import analysis
 from ..engine.context import attr
 from ..engine.walk import Walker
 from .interfaces import NNX_NODES, NnxMethod
-from .transforms import RULE_INPUT_SIZE
+from ..engine.registry import Status, register
 
+RULE_SHAPE_PROBE = register(
+    "HK610", "shape-probe", Status.CONVERTED, "NNX input sizes dataflow loses: probed at construction from the input shape", __name__
+)
 INPUT_SHAPE = "input_shape"  # the constructor argument: the model's input shape without the batch axis
 
 
@@ -134,8 +138,8 @@ def _keep(room: NnxMethod, original: cst.CSTNode, updated: cst.CSTNode) -> None:
 
 
 for _statement in STATEMENTS:
-    NNX_NODES.on_visit(_statement, rule=RULE_INPUT_SIZE)(_count)
-    NNX_NODES.on_leave(_statement, rule=RULE_INPUT_SIZE, after=True)(_keep)
+    NNX_NODES.on_visit(_statement, rule=RULE_SHAPE_PROBE)(_count)
+    NNX_NODES.on_leave(_statement, rule=RULE_SHAPE_PROBE, after=True)(_keep)
 
 
 def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression, node: cst.CSTNode) -> cst.Name | None:
@@ -143,7 +147,7 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
     before `value` (the layer's input) on the model's input shape; None where they cannot be replayed."""
     prefix = room.family(_Prefix)
     params = room.method.params.params
-    if room.method.name.value != "__call__" or len(params) < 2 or prefix.broken:
+    if not room.ctx.enabled(RULE_SHAPE_PROBE) or room.method.name.value != "__call__" or len(params) < 2 or prefix.broken:
         return None
     if len(prefix.statements) != prefix.entered - 1 or not isinstance(prefix.current, cst.SimpleStatementLine):
         return None  # a statement before was removed or split, or the layer is in a block: no straight line leads to it
@@ -168,5 +172,5 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
     measured = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(size)], features)], leading_lines=[cst.EmptyLine(indent=False)])
     room.add_to_init(function, features, node, lines=[probe, measured])
     room.conversion.init_locals |= {function, size.value}
-    room.converted(node, RULE_INPUT_SIZE, f"input size of `{attribute}` probed at construction from `{INPUT_SHAPE}`")
+    room.converted(node, RULE_SHAPE_PROBE, f"input size of `{attribute}` probed at construction from `{INPUT_SHAPE}`")
     return size
