@@ -128,3 +128,17 @@ def test_ignoring_the_probe_rule_keeps_the_todo() -> None:
     code = convert_source(source, "nnx", ignore=frozenset({"HK610"})).code
     assert "eval_shape" not in code
     assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code
+
+
+def test_a_class_with_its_own_input_shape_argument_keeps_the_todo() -> None:
+    source = HEADER + textwrap.dedent("""\
+        class Net(hk.Module):
+          def __init__(self, input_shape, name=None):
+            super().__init__(name=name)
+            self.input_shape = input_shape
+
+          def __call__(self, x):
+        """) + textwrap.indent(FLATTEN, "    ")
+    code = convert_source(source, "nnx").code
+    assert "eval_shape" not in code
+    assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code

@@ -149,6 +149,8 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
     params = room.method.params.params
     if not room.ctx.enabled(RULE_SHAPE_PROBE) or room.method.name.value != "__call__" or len(params) < 2 or prefix.broken:
         return None
+    if INPUT_SHAPE in room.conversion.locals_in_init:
+        return None  # the class has an argument of that name already
     if len(prefix.statements) != prefix.entered - 1 or not isinstance(prefix.current, cst.SimpleStatementLine):
         return None  # a statement before was removed or split, or the layer is in a block: no straight line leads to it
     data = params[1].name.value
