@@ -69,9 +69,6 @@ class _Unreplayable(Walker):
     def visit_Return(self, node: cst.Return) -> None:
         self.found = True
 
-    def visit_Raise(self, node: cst.Raise) -> None:
-        self.found = True
-
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
         self._assigns(node.target)
 
