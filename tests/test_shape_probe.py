@@ -142,3 +142,14 @@ def test_a_class_with_its_own_input_shape_argument_keeps_the_todo() -> None:
     code = convert_source(source, "nnx").code
     assert "eval_shape" not in code
     assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code
+
+
+def test_only_the_statements_the_input_depends_on_are_replayed() -> None:
+    code = net("""\
+        h = hk.Conv2D(4, kernel_shape=3)(x)
+        side = jnp.mean(x) * scale
+        h = hk.Flatten()(h)
+        return hk.Linear(2)(h) + side
+        """)
+    assert "    def linear_input(self, x):\n      h = self.conv2_d(x)\n      return h.reshape(h.shape[0], -1)\n" in code
+    assert "TODO" not in code

@@ -43,12 +43,21 @@ RULE_SHAPE_PROBE = register(
 INPUT_SHAPE = "input_shape"  # the constructor argument: the model's input shape without the batch axis
 
 
+@dataclass(frozen=True)
+class _Step:
+    """A converted top-level statement of `__call__`, and the variables it assigns and reads."""
+
+    statement: cst.BaseStatement
+    assigned: frozenset[str]
+    reads: frozenset[str]
+    always: bool  # a simple statement: it runs, and its assignments replace what came before
+
+
 @dataclass
 class _Prefix:
     """The converted top-level statements of `__call__` so far; `broken` once one cannot be replayed."""
 
-    statements: list[cst.BaseStatement] = field(default_factory=list)
-    assigned: set[str] = field(default_factory=set)  # the variables they assign
+    steps: list[_Step] = field(default_factory=list)
     entered: int = 0  # top-level statements visited: one more than those kept while in one, unless one was lost
     current: cst.CSTNode | None = None  # the top-level statement being converted
     broken: bool = False
@@ -114,8 +123,29 @@ def _record(room: NnxMethod, updated: object) -> None:
     if not isinstance(updated, cst.BaseStatement) or check.found:
         prefix.broken = True
         return
-    prefix.statements.append(updated.with_changes(leading_lines=[]))  # its comments (TODOs) stay in `__call__`
-    prefix.assigned |= check.assigned
+    always = isinstance(updated, cst.SimpleStatementLine)
+    reads = set().union(*(_reads(small) for small in updated.body)) if isinstance(updated, cst.SimpleStatementLine) else analysis.Names.of(updated).used
+    statement = updated.with_changes(leading_lines=[])  # its comments (TODOs) stay in `__call__`
+    prefix.steps.append(_Step(statement, frozenset(check.assigned), frozenset(reads), always))
+
+
+def _reads(small: cst.BaseSmallStatement) -> set[str]:
+    """The variables a simple statement reads: for an assignment, those of its value (and of an augmented target)."""
+    if isinstance(small, cst.Assign | cst.AnnAssign) and small.value is not None:
+        return analysis.Names.of(small.value).used
+    return analysis.Names.of(small).used
+
+
+def _slice(steps: list[_Step], value: cst.BaseExpression) -> list[_Step]:
+    """The steps `value` depends on, in order: walking back, a step is kept when it assigns a variable
+    still needed, and then what it reads is needed (a step that may not run leaves the old value needed too)."""
+    needed = analysis.Names.of(value).used
+    kept = []
+    for step in reversed(steps):
+        if step.assigned & needed:
+            kept.append(step)
+            needed = (needed - step.assigned if step.always else needed) | step.reads
+    return kept[::-1]
 
 
 STATEMENTS = (cst.SimpleStatementLine, cst.If, cst.For, cst.While, cst.With, cst.Try, cst.TryStar, cst.Match, cst.FunctionDef, cst.ClassDef)
@@ -148,15 +178,17 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
         return None
     if INPUT_SHAPE in room.conversion.locals_in_init:
         return None  # the class has an argument of that name already
-    if len(prefix.statements) != prefix.entered - 1 or not isinstance(prefix.current, cst.SimpleStatementLine):
+    if len(prefix.steps) != prefix.entered - 1 or not isinstance(prefix.current, cst.SimpleStatementLine):
         return None  # a statement before was removed or split, or the layer is in a block: no straight line leads to it
     data = params[1].name.value
-    statements = [room.without_mode_args(s) for s in prefix.statements]  # the probe runs in the mode NNX layers start in
+    steps = _slice(prefix.steps, value)
+    statements = [room.without_mode_args(step.statement) for step in steps]  # the probe runs in the mode NNX layers start in
     body = [*statements, cst.SimpleStatementLine([cst.Return(value)])]
     last = statements[-1].body if statements and isinstance(statements[-1], cst.SimpleStatementLine) else ()
     if len(last) == 1 and isinstance(last[0], cst.Assign) and len(last[0].targets) == 1 and last[0].targets[0].target.deep_equals(value):
         body[-2:] = [cst.SimpleStatementLine([cst.Return(last[0].value)])]  # `x = f(x); return x` -> `return f(x)`
-    if analysis.Names.of(cst.IndentedBlock(body)).used & room.method_locals - prefix.assigned - {"self", data}:
+    assigned = set().union(*(step.assigned for step in steps))
+    if analysis.Names.of(cst.IndentedBlock(body)).used & room.method_locals - assigned - {"self", data}:
         return None  # another argument of `__call__`, or a layer stored in a variable and left as it was
     function = f"{attribute}_input"
     size = cst.Name(f"{attribute}_in_features")
