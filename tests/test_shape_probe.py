@@ -108,16 +108,50 @@ def test_state_changed_before_the_layer_is_not_replayed() -> None:
     assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code
 
 
-def test_a_probed_submodule_asks_its_parent_for_the_input_shape() -> None:
+def test_a_submodule_that_probes_gets_its_input_shape_from_its_parent() -> None:
     code = nnx("""\
         class Trunk(hk.Module):
           def __call__(self, x):
-            return hk.Linear(2)(hk.Flatten()(hk.Conv2D(4, kernel_shape=3)(x)))
+            x = hk.Conv2D(4, kernel_shape=3, stride=2)(x)
+            x = hk.Flatten()(x)
+            return hk.Linear(2)(x)
+
+
+        class Head(hk.Module):
+          def __call__(self, x):
+            return Trunk()(x) + Trunk()(x[:, ::2] / 255.0)
+
+
+        def forward(x):
+          return Head()(x)
+
+
+        model = hk.transform(forward)
+        params = model.init(jax.random.key(0), jnp.ones((2, 12, 12, 3)))
+        """)
+    assert "self.trunk = Trunk(input_shape, rngs=rngs)" in code  # called on the model's own input
+    assert "trunk_1_input_shape = nnx.eval_shape(trunk_1_input, self, jnp.zeros((1, *input_shape))).shape[1:]" in code
+    assert "self.trunk_1 = Trunk(trunk_1_input_shape, rngs=rngs)" in code
+    assert "TODO" not in code
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "head.py", "exec"), namespace)  # the converted program, run as a script
+    model = namespace["model"]
+    assert model.trunk.linear.kernel[...].shape == (6 * 6 * 4, 2)
+    assert model.trunk_1.linear.kernel[...].shape == (3 * 6 * 4, 2)
+
+
+def test_a_submodule_that_probes_called_where_nothing_leads_to_its_input_keeps_the_todo() -> None:
+    code = nnx("""\
+        class Trunk(hk.Module):
+          def __call__(self, x):
+            x = hk.Conv2D(4, kernel_shape=3)(x)
+            x = hk.Flatten()(x)
+            return hk.Linear(2)(x)
 
 
         class Head(hk.Module):
           def __call__(self, x, y):
-            return Trunk()(x) + y
+            return Trunk()(y)
         """)
     assert "self.trunk = Trunk(..., rngs=rngs)" in code
     assert "# TODO(haiku2flax:HK006): pass the input shape of `trunk` (without the batch axis) in place of `...`" in code

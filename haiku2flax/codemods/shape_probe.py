@@ -169,9 +169,13 @@ for _statement in STATEMENTS:
     NNX_NODES.on_leave(_statement, rule=RULE_SHAPE_PROBE, after=True)(_keep)
 
 
-def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression, node: cst.CSTNode) -> cst.Name | None:
+def probed_input_size(
+    room: NnxMethod, attribute: str, value: cst.BaseExpression, node: cst.CSTNode, whole_shape: bool = False
+) -> cst.Name | None:
     """`<attribute>_in_features`, computed in `__init__` by a shape probe of the statements of `__call__`
-    before `value` (the layer's input) on the model's input shape; None where they cannot be replayed."""
+    before `value` (the layer's input) on the model's input shape; None where they cannot be replayed.
+    With `whole_shape`: `<attribute>_input_shape`, the shape without the batch axis (for a submodule that
+    probes its own sizes), or the model's `input_shape` itself where `value` is the input."""
     prefix = room.family(_Prefix)
     params = room.method.params.params
     if not room.ctx.enabled(RULE_SHAPE_PROBE) or room.method.name.value != "__call__" or len(params) < 2 or prefix.broken:
@@ -182,6 +186,8 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
         return None  # a statement before was removed or split, or the layer is in a block: no straight line leads to it
     data = params[1].name.value
     steps = _slice(prefix.steps, value)
+    if whole_shape and not steps and value.deep_equals(cst.Name(data)):
+        return cst.Name(INPUT_SHAPE)
     statements = [room.without_mode_args(step.statement) for step in steps]  # the probe runs in the mode NNX layers start in
     body = [*statements, cst.SimpleStatementLine([cst.Return(value)])]
     last = statements[-1].body if statements and isinstance(statements[-1], cst.SimpleStatementLine) else ()
@@ -191,7 +197,7 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
     if analysis.Names.of(cst.IndentedBlock(body)).used & room.method_locals - assigned - {"self", data}:
         return None  # another argument of `__call__`, or a layer stored in a variable and left as it was
     function = f"{attribute}_input"
-    size = cst.Name(f"{attribute}_in_features")
+    size = cst.Name(f"{attribute}_input_shape" if whole_shape else f"{attribute}_in_features")
     probe = cst.FunctionDef(
         cst.Name(function), cst.Parameters([cst.Param(cst.Name("self")), cst.Param(cst.Name(data))]), cst.IndentedBlock(body),
         leading_lines=[cst.EmptyLine(indent=False)],
@@ -199,9 +205,10 @@ def probed_input_size(room: NnxMethod, attribute: str, value: cst.BaseExpression
     room.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
     sample = cst.parse_expression(f"jnp.zeros((1, *{INPUT_SHAPE}))")
     shape = cst.Call(attr(room.ctx.ns, "eval_shape"), [cst.Arg(cst.Name(function)), cst.Arg(cst.Name("self")), cst.Arg(sample)])
-    features = cst.Subscript(cst.Attribute(shape, cst.Name("shape")), [cst.SubscriptElement(cst.Index(cst.parse_expression("-1")))])
+    axes = cst.Slice(cst.Integer("1"), None) if whole_shape else cst.Index(cst.parse_expression("-1"))
+    features = cst.Subscript(cst.Attribute(shape, cst.Name("shape")), [cst.SubscriptElement(axes)])
     measured = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(size)], features)], leading_lines=[cst.EmptyLine(indent=False)])
     room.add_to_init(function, features, node, lines=[probe, measured])
     room.conversion.init_locals |= {function, size.value}
-    room.converted(node, RULE_SHAPE_PROBE, f"input size of `{attribute}` probed at construction from `{INPUT_SHAPE}`")
+    room.converted(node, RULE_SHAPE_PROBE, f"input {'shape' if whole_shape else 'size'} of `{attribute}` probed at construction from `{INPUT_SHAPE}`")
     return size

@@ -368,6 +368,15 @@ class _ClassConversion:
             self.needs_din = True
         return size
 
+    def _input_shape(self, attribute: str, rewriter: NnxMethod | None, node: cst.CSTNode, value: cst.BaseExpression | None) -> cst.BaseExpression:
+        """The input shape a submodule that probes its sizes takes: probed from this class's own, else `...` with a TODO."""
+        shape = probed_input_size(rewriter, attribute, value, node, whole_shape=True) if rewriter is not None and value is not None else None
+        if shape is None:
+            (rewriter or self.converter).todo(node, RULE_INPUT_SIZE, f"pass the input shape of `{attribute}` (without the batch axis) in place of `...`")
+            return cst.Ellipsis()
+        self.needs_input_shape = True
+        return shape
+
     def call_args_for(
         self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethod, node: cst.CSTNode
     ) -> list[cst.Arg] | None:
@@ -438,8 +447,7 @@ class _ClassConversion:
             args.append(cst.Arg(din))
             values[INPUT_SIZE] = din
         if info.needs_input_shape:
-            report.todo(node, RULE_INPUT_SIZE, f"pass the input shape of `{attribute}` (without the batch axis) in place of `...`")
-            args.append(cst.Arg(cst.Ellipsis()))
+            args.append(cst.Arg(self._input_shape(attribute, rewriter, node, value)))
         args.extend(unknown_size_args(info, report, node))
         args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
         if info.needs_rngs:
