@@ -35,9 +35,9 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine.context import attr
+from ..engine.registry import Status, register
 from ..engine.walk import Walker
 from .interfaces import NNX_NODES, NnxMethod
-from ..engine.registry import Status, register
 
 RULE_SHAPE_PROBE = register(
     "HK610", "shape-probe", Status.CONVERTED, "NNX input sizes dataflow loses: probed at construction from the input shape", __name__
@@ -66,8 +66,8 @@ class _Prefix:
 
 
 class _Unreplayable(Walker):
-    """Finds what a probe cannot run again: a return, a change of state (`self.count = ...`,
-    `x[0] = ...`), a layer built there or any Haiku call left as it was."""
+    """Finds what a probe cannot run again (a return, a change of state such as `self.count = ...` or
+    `x[0] = ...`, a layer built there, any Haiku call left as it was), and the variables assigned."""
 
     def __init__(self, room: NnxMethod) -> None:
         self.room = room
@@ -75,7 +75,7 @@ class _Unreplayable(Walker):
         self.assigned: set[str] = set()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.found = True  # (its returns are its own, but replaying it is not worth the risk)
+        self.found = True  # a function defined in `__call__` is not replayed
 
     def visit_Return(self, node: cst.Return) -> None:
         self.found = True
