@@ -187,3 +187,25 @@ def test_only_the_statements_the_input_depends_on_are_replayed() -> None:
         """)
     assert "    def linear_input(self, x):\n      h = self.conv2_d(x)\n      return h.reshape(h.shape[0], -1)\n" in code
     assert "TODO" not in code
+
+
+def test_a_probe_through_an_embedding_runs_on_integer_indices() -> None:
+    code = nnx("""\
+        class LM(hk.Module):
+          def __call__(self, tokens):
+            h = hk.Embed(100, 16)(tokens)
+            h = h.reshape(h.shape[0], -1)
+            return hk.Linear(100)(h)
+
+
+        def forward(tokens):
+          return LM()(tokens)
+
+
+        model = hk.transform(forward)
+        params = model.init(jax.random.key(0), jnp.zeros((2, 8), jnp.int32))
+        """)
+    assert "nnx.eval_shape(linear_input, self, jnp.zeros((1, *input_shape), jnp.int32))" in code
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "lm.py", "exec"), namespace)  # the converted program, run as a script
+    assert namespace["model"].linear.kernel[...].shape == (8 * 16, 100)

@@ -3,8 +3,9 @@
 What it converts: a layer of `__call__` whose input size the symbolic sizes lose (after a flatten or
 reshape of convolution outputs, whose size depends on the spatial shape, or after computation they do
 not follow) is built in `__init__` after a shape probe of the statements before it, run on the layers
-already built: `nnx.eval_shape` on a zero input of the model's input shape, which the constructor
-then takes (`input_shape`, without the batch axis) in place of the input's last axis (`din`).
+already built: `nnx.eval_shape` on a zero input of the model's input shape (integers where the code
+looks the input up in an `hk.Embed`), which the constructor then takes (`input_shape`, without the
+batch axis) in place of the input's last axis (`din`).
 
 Why: Haiku read those sizes off the input of `init`; a Flax expert who does not want to hard-code
 them lets JAX trace the layers before. `nnx.eval_shape` (not `jax.eval_shape`) takes the module as an
@@ -35,6 +36,7 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine.context import attr
+from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.walk import Walker
 from .interfaces import NNX_NODES, NnxMethod
@@ -100,6 +102,29 @@ class _Unreplayable(Walker):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.found |= self.room.ctx.names.haiku_api(node.func) is not None or self.room.conversion.is_module_constructor(node)
+
+
+class _SelfCalls(Walker):
+    """The attributes called as `self.<attribute>(...)`."""
+
+    def __init__(self) -> None:
+        self.attributes: set[str] = set()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        attribute = analysis.self_attribute(node.func)
+        if attribute is not None:
+            self.attributes.add(attribute)
+
+
+def _applies_an_embedding(room: NnxMethod, body: list[cst.BaseStatement]) -> bool:
+    """The replayed code looks something up in an `hk.Embed`: the input `init` saw held integer indices."""
+    embeddings = {a for a, source in room.conversion.built_in_init() if isinstance(source, cst.Call) and room.ctx.names.haiku_api(source.func) == "Embed"}
+    embeddings |= {
+        a for a, layer in room.conversion.init_layers.items() if isinstance(layer.resolved, cst.Call) and (dotted_name(layer.resolved.func) or "").endswith(".Embed")
+    }
+    calls = _SelfCalls()
+    calls.walk(cst.IndentedBlock(body))
+    return bool(calls.attributes & embeddings)
 
 
 def _stores_layer(room: NnxMethod, statement: object) -> bool:
@@ -205,7 +230,8 @@ def probed_input_size(
         leading_lines=[cst.EmptyLine(indent=False)],
     )
     room.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
-    sample = cst.parse_expression(f"jnp.zeros((1, *{INPUT_SHAPE}))")
+    dtype = ", jnp.int32" if _applies_an_embedding(room, body) else ""
+    sample = cst.parse_expression(f"jnp.zeros((1, *{INPUT_SHAPE}){dtype})")
     shape = cst.Call(attr(room.ctx.ns, "eval_shape"), [cst.Arg(cst.Name(function)), cst.Arg(cst.Name("self")), cst.Arg(sample)])
     axes = cst.Slice(cst.Integer("1"), None) if whole_shape else cst.Index(cst.parse_expression("-1"))
     features = cst.Subscript(cst.Attribute(shape, cst.Name("shape")), [cst.SubscriptElement(axes)])
