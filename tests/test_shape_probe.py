@@ -209,3 +209,13 @@ def test_a_probe_through_an_embedding_runs_on_integer_indices() -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "lm.py", "exec"), namespace)  # the converted program, run as a script
     assert namespace["model"].linear.kernel[...].shape == (8 * 16, 100)
+
+
+def test_an_input_read_as_a_structure_is_not_probed() -> None:
+    code = net("""\
+        x = hk.Conv2D(4, kernel_shape=3)(x.image)
+        x = hk.Flatten()(x)
+        return hk.Linear(2)(x)
+        """)
+    assert "eval_shape" not in code
+    assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code

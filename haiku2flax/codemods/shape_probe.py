@@ -45,6 +45,11 @@ RULE_SHAPE_PROBE = register(
     "HK610", "shape-probe", Status.CONVERTED, "NNX input sizes dataflow loses: probed at construction from the input shape", __name__
 )
 INPUT_SHAPE = "input_shape"  # the constructor argument: the model's input shape without the batch axis
+# What code reads of an array; reading anything else of the input (`observation.colors`) says it is no array.
+ARRAY_ATTRIBUTES = {
+    "shape", "dtype", "ndim", "size", "T", "at", "reshape", "astype", "transpose", "swapaxes", "squeeze", "flatten",
+    "ravel", "sum", "mean", "std", "var", "max", "min", "prod", "argmax", "argmin", "cumsum", "clip", "round", "take",
+}
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,21 @@ class _Unreplayable(Walker):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.found |= self.room.ctx.names.haiku_api(node.func) is not None or self.room.conversion.is_module_constructor(node)
+
+
+class _StructuredUse(Walker):
+    """Whether a variable is read as something else than an array: a field (`x.colors`) or a key (`x["image"]`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.found = False
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.found |= isinstance(node.value, cst.Name) and node.value.value == self.name and node.attr.value not in ARRAY_ATTRIBUTES
+
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        keys = [e.slice.value for e in node.slice if isinstance(e.slice, cst.Index)]
+        self.found |= isinstance(node.value, cst.Name) and node.value.value == self.name and any(isinstance(k, cst.SimpleString) for k in keys)
 
 
 class _SelfCalls(Walker):
@@ -220,6 +240,10 @@ def probed_input_size(
     last = statements[-1].body if statements and isinstance(statements[-1], cst.SimpleStatementLine) else ()
     if len(last) == 1 and isinstance(last[0], cst.Assign) and len(last[0].targets) == 1 and last[0].targets[0].target.deep_equals(value):
         body[-2:] = [cst.SimpleStatementLine([cst.Return(last[0].value)])]  # `x = f(x); return x` -> `return f(x)`
+    structured = _StructuredUse(data)
+    structured.walk(cst.IndentedBlock(body))
+    if structured.found:
+        return None  # the input is a structure: no zero array stands for it
     assigned = set().union(*(step.assigned for step in steps))
     if analysis.Names.of(cst.IndentedBlock(body)).used & room.method_locals - assigned - {"self", data}:
         return None  # another argument of `__call__`, or a layer stored in a variable and left as it was
