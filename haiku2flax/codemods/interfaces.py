@@ -189,6 +189,9 @@ class NnxMethod(MethodRoom, Protocol):
     def set_size(self, node: cst.BaseExpression, size: cst.BaseExpression | None) -> cst.BaseExpression:
         """Record the feature size of an expression this rule produced; returns the expression."""
 
+    def without_mode_args(self, statement: cst.BaseStatement) -> cst.BaseStatement:
+        """`statement` (converted) without the `deterministic=not flag` arguments of `mode_flags`."""
+
     def inline_block(self, block: cst.BaseSuite) -> None:
         """`block` runs once, as part of the block around it (a name scope's): layers built there move to `__init__`."""
 

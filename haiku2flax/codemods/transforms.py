@@ -528,9 +528,8 @@ def nnx_model(room: NnxFile, transformed: Transformed, node: cst.CSTNode, sample
         return None
     name = transformed.name
     args: list[cst.Arg] = []
-    if info.needs_din:
-        size = _last_axis(sample) if sample is not None else _example_input_size(room, name, node)
-        args.append(cst.Arg(size))
+    if info.needs_din or info.needs_input_shape:
+        args.append(cst.Arg(_model_input(room, info, name, node, sample)))
     args.extend(unknown_size_args(info, room, node))
     # NNX modules take no `name=`: Haiku's only named the root of the parameter tree
     args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor.args if not m.matches(a, m.Arg(keyword=m.Name("name"))))
@@ -541,8 +540,20 @@ def nnx_model(room: NnxFile, transformed: Transformed, node: cst.CSTNode, sample
     return cst.Call(ctor.func, args)
 
 
-def _last_axis(value: cst.BaseExpression) -> cst.BaseExpression:
-    return cst.parse_expression(f"{code(value)}.shape[-1]")
+def _model_input(room: NnxFile, info: ClassInfo, name: str, node: cst.CSTNode, sample: cst.Name | None) -> cst.BaseExpression:
+    """What the constructor takes of the model's input: its last axis (`din`), or its shape without the
+    batch axis where sizes are probed; read off `sample`, else off the literal input of `init`, else `...`."""
+    if sample is not None:
+        return cst.parse_expression(f"{code(sample)}.shape[1:]" if info.needs_input_shape else f"{code(sample)}.shape[-1]")
+    call = room.ctx.fact(INIT_CALLS).get(name)
+    example = call.args[1].value if call is not None and len(call.args) > 1 else None
+    read = _literal_input_shape if info.needs_input_shape else _literal_last_dim
+    known = read(example, room.ctx.module) if example is not None else None
+    if known is None:
+        what = "input shape (without the batch axis)" if info.needs_input_shape else "input feature size (the last dimension of its input)"
+        room.todo(node, RULE_INPUT_SIZE, f"pass the model's {what} in place of `...`")
+        return cst.Ellipsis()
+    return known
 
 
 def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
@@ -559,7 +570,11 @@ def _built_by_callers(room: NnxFile, transformed: Transformed) -> bool:
         return True
     info = _model_class(room, transformed)[1]
     inputs = _init_inputs(init) if init is not None else None
-    return inputs is not None and info is not None and info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
+    if inputs is None or info is None:
+        return False
+    if info.needs_input_shape:
+        return _literal_input_shape(inputs[1], room.ctx.module) is None
+    return info.needs_din and _literal_last_dim(inputs[1], room.ctx.module) is None
 
 
 def _init_inputs(call: cst.Call, first_input: str | None = None) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
@@ -866,16 +881,6 @@ def load_weights(room: NnxFile, call: cst.Call) -> bool:
     return True
 
 
-def _example_input_size(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
-    call = room.ctx.fact(INIT_CALLS).get(name)
-    rng_leading = 1
-    sample = call.args[rng_leading].value if call is not None and len(call.args) > rng_leading else None
-    size = _literal_last_dim(sample, room.ctx.module) if sample is not None else None
-    if size is None:
-        room.todo(node, RULE_INPUT_SIZE, "pass the model's input feature size (the last dimension of its input) in place of `...`")
-        return cst.Ellipsis()
-    return size
-
 
 def _seed(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
     call = room.ctx.fact(INIT_CALLS).get(name)
@@ -976,6 +981,22 @@ def _set_mode(room: FileRoom, model: cst.BaseExpression, flag: cst.BaseExpressio
 
 def _literal_last_dim(sample: cst.BaseExpression, module: cst.Module) -> cst.BaseExpression | None:
     """784 for `jnp.ones((1, 784))`, directly or through a module-level `sample_x = ...`."""
+    shape = _literal_shape(sample, module)
+    last = shape[-1] if shape else None
+    return last if isinstance(last, cst.Integer) else None
+
+
+def _literal_input_shape(sample: cst.BaseExpression, module: cst.Module) -> cst.BaseExpression | None:
+    """`(28, 28, 1)` for `jnp.ones((1, 28, 28, 1))`: the literal shape without the batch axis."""
+    shape = _literal_shape(sample, module)
+    if not shape or not all(isinstance(n, cst.Integer) for n in shape):
+        return None
+    return cst.Tuple([cst.Element(n) for n in shape[1:]])
+
+
+def _literal_shape(sample: cst.BaseExpression, module: cst.Module) -> list[cst.BaseExpression] | None:
+    """The dimensions of an array built from a literal shape (`jnp.ones((1, 784))`), directly or through a
+    module-level `sample_x = ...`."""
     if isinstance(sample, cst.Name):
         name = sample.value
         for statement in module.body:
@@ -990,8 +1011,7 @@ def _literal_last_dim(sample: cst.BaseExpression, module: cst.Module) -> cst.Bas
         shape = sample.args[1].value
     if func not in ("ones", "zeros", "empty", "full", "normal", "uniform") or not isinstance(shape, cst.Tuple | cst.List):
         return None
-    last = shape.elements[-1].value if shape.elements else None
-    return last if isinstance(last, cst.Integer) else None
+    return [e.value for e in shape.elements]
 
 
 def _subscript(value: cst.BaseExpression, key: str) -> cst.Subscript:

@@ -45,6 +45,7 @@ from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
+from ..codemods.shape_probe import INPUT_SHAPE, probed_input_size
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.transforms import RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
@@ -88,6 +89,7 @@ class ClassInfo:
     output_size: cst.BaseExpression | None  # in terms of ctor_params names
     defaults: dict[str, cst.BaseExpression]  # constructor parameters' default values
     unknown_sizes: list[str]  # constructor parameters for input sizes nobody could infer (after `din`)
+    needs_input_shape: bool = False  # takes the input's shape (`input_shape`) where others take `din`: sizes were probed
 
 
 class _SelfFieldsToParams(cst.CSTTransformer):
@@ -147,6 +149,7 @@ class _ClassConversion:
         self.used_attributes: set[str] = set(self.init.fields) | _self_assigned(classdef)
         self.counts: dict[str, int] = {}
         self.needs_din = False
+        self.needs_input_shape = False
         self.needs_rngs = False
         self.extra_params: list[str] = []
         self.methods = {
@@ -259,6 +262,8 @@ class _ClassConversion:
             ],
             *hoisted_lines,
         ]
+        if self.needs_input_shape:  # the probes take the whole shape: `din` is its last axis
+            init_body = [analysis.substitute(s, {INPUT_SIZE: cst.parse_expression(f"{INPUT_SHAPE}[-1]")}) for s in init_body]
         new_init, ctor_params = self._constructor(init_body)
         if new_init is not None:
             new_init = add_todo_lines(new_init, self.init_todos)
@@ -283,7 +288,8 @@ class _ClassConversion:
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
         defaults = {p.name.value: p.default for p in self.init.params if p.default is not None}
         info = ClassInfo(
-            ctor_params, self.needs_din, self.needs_rngs, removed, output, defaults, list(self.extra_params)
+            ctor_params, self.needs_din and not self.needs_input_shape, self.needs_rngs, removed, output, defaults, list(self.extra_params),
+            self.needs_input_shape,
         )
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
 
@@ -306,7 +312,9 @@ class _ClassConversion:
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
         new_params = [cst.Param(_name("self"))]
-        added = ([INPUT_SIZE] if self.needs_din else []) + self.extra_params
+        if self.needs_input_shape:
+            new_params.append(cst.Param(_name(INPUT_SHAPE), cst.Annotation(cst.parse_expression("tuple[int, ...]"))))
+        added = ([INPUT_SIZE] if self.needs_din and not self.needs_input_shape else []) + self.extra_params
         new_params.extend(cst.Param(_name(name), cst.Annotation(_name("int"))) for name in added)
         signature = convert_types(self.init_def.params, self.ctx) if self.init_def else cst.Parameters()
         original = [p for p in signature.params[1:] if p.name.value != "name"]
@@ -314,7 +322,7 @@ class _ClassConversion:
         kwonly = [p for p in signature.kwonly_params if p.name.value != "name"]
         if self.needs_rngs:
             kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
-        ctor_params = added + [p.name.value for p in original]
+        ctor_params = [INPUT_SHAPE] * self.needs_input_shape + added + [p.name.value for p in original]
         star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) else None
         if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.IndentedBlock(body=init_body)).used:
             star_kwarg = None  # only passed to `super().__init__` for `name`
@@ -338,9 +346,14 @@ class _ClassConversion:
         layer.resolved, layer.output_size = built if built is not None else (layer.constructor, None)
 
     def input_size(
-        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethod | None, node: cst.CSTNode
+        self, attribute: str, size: cst.BaseExpression | None, rewriter: NnxMethod | None, node: cst.CSTNode,
+        value: cst.BaseExpression | None = None,
     ) -> cst.BaseExpression:
-        """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
+        """`size`; when it is unknown, a shape probe of the input `value` at construction, else a new
+        constructor argument with a TODO saying what to pass."""
+        if size is None and rewriter is not None and value is not None and attribute not in self.init_layers:
+            size = probed_input_size(rewriter, attribute, value, node)
+            self.needs_input_shape |= size is not None
         if size is None:
             name = f"{attribute}_in_features"
             self.extra_params.append(name)
@@ -354,6 +367,15 @@ class _ClassConversion:
         if INPUT_SIZE in analysis.Names.of(size).used:  # `din`, or a sum such as `hidden_size + din`
             self.needs_din = True
         return size
+
+    def _input_shape(self, attribute: str, rewriter: NnxMethod | None, node: cst.CSTNode, value: cst.BaseExpression | None) -> cst.BaseExpression:
+        """The input shape a submodule that probes its sizes takes: probed from this class's own, else `...` with a TODO."""
+        shape = probed_input_size(rewriter, attribute, value, node, whole_shape=True) if rewriter is not None and value is not None else None
+        if shape is None:
+            (rewriter or self.converter).todo(node, RULE_INPUT_SIZE, f"pass the input shape of `{attribute}` (without the batch axis) in place of `...`")
+            return cst.Ellipsis()
+        self.needs_input_shape = True
+        return shape
 
     def call_args_for(
         self, constructor: cst.Call, call_args: list[cst.Arg], rewriter: NnxMethod, node: cst.CSTNode
@@ -385,6 +407,7 @@ class _ClassConversion:
         """(NNX constructor, output size) for a Haiku module constructor called on `call_args` (or on an
         input of size `known_size`)."""
         size = known_size
+        value = call_args[0].value if call_args and call_args[0].keyword is None else None
         constructor = self.converter.name_by_keyword(constructor)
         if size is None and rewriter is not None and call_args and call_args[0].keyword is None:
             size = rewriter.size_of(call_args[0].value)
@@ -407,7 +430,7 @@ class _ClassConversion:
                 return None
             if isinstance(constructor.func, cst.Name) and constructor.func.value in self.converter.layer_subclasses:  # keeps its name
                 new = new.with_changes(func=constructor.func)
-            inputs = tuple(self.input_size(attribute, size, rewriter, node) for _ in api.inputs[:1])
+            inputs = tuple(self.input_size(attribute, size, rewriter, node, value) for _ in api.inputs[:1])
             self.needs_rngs = True  # every table layer takes rngs
             self.ctx.need_target_import()
             report.converted(constructor, RULE_LAYER, f"{construct.display} -> nnx.{api.api} (built in __init__)")
@@ -420,9 +443,11 @@ class _ClassConversion:
         values: dict[str, cst.BaseExpression] = {}
         args: list[cst.Arg] = []
         if info.needs_din:
-            din = self.input_size(attribute, size, rewriter, node)
+            din = self.input_size(attribute, size, rewriter, node, value)
             args.append(cst.Arg(din))
             values[INPUT_SIZE] = din
+        if info.needs_input_shape:
+            args.append(cst.Arg(self._input_shape(attribute, rewriter, node, value)))
         args.extend(unknown_size_args(info, report, node))
         args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
         if info.needs_rngs:
@@ -700,8 +725,8 @@ class NnxMethodRewriter(Rewriter):
 
     def input_size(self, attribute: str, inputs: list[cst.Arg], node: cst.CSTNode) -> cst.BaseExpression:
         """The input feature size of `attribute` called on `inputs`, or a new constructor argument + TODO."""
-        size = self.size_of(inputs[0].value) if inputs and inputs[0].keyword is None else None
-        return self.state.input_size(attribute, size, self, node)
+        value = inputs[0].value if inputs and inputs[0].keyword is None else None
+        return self.state.input_size(attribute, self.size_of(value) if value is not None else None, self, node, value)
 
     def _builds_class_elsewhere(self, call: cst.Call) -> bool:
         """A module class of this file built in a loop or condition and not called there and then
@@ -780,6 +805,9 @@ class NnxMethodRewriter(Rewriter):
         """Record the feature size of an expression this statement produced; returns the expression."""
         self.node_sizes[node] = size
         return node
+
+    def without_mode_args(self, statement: cst.BaseStatement) -> cst.BaseStatement:
+        return _visited(statement, _StripModeArgs(self.mode_flags))
 
 
 MODE_ARGS = ("deterministic", "use_running_average")  # what `model.train()` / `model.eval()` set
