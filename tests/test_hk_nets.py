@@ -138,7 +138,7 @@ BLOCKED = {
             ("HK000", "`hk.Linear` is used in a way its rule cannot convert"),
             ("HK002", "`hk.Linear` w_init: `w_init` is not an `hk.initializers` call the tables know"),
             ("HK000", "`hk.PRNGSequence` is used in a way HK020 (prng-sequence) cannot convert here"),
-            ("HK002", "hk.dropout is built inside a loop or condition"),
+            ("HK002", "its arguments use dropout_rate, which `__init__` does not have"),  # a call argument as the rate
         },
     ),
     ("MobileNetV1", "nnx"): Blocked(

@@ -172,7 +172,7 @@ def resolve_layer_list(
     else:
         sizes = [conversion.input_size(layers.attribute, first, rewriter, node)]
     repeated = layers.comprehension is not None or layers.loop is not None
-    chain = _free_name(conversion.init_def, IN_FEATURES) if flow == CHAINED and repeated else None
+    chain = _free_name(conversion.init_def, IN_FEATURES, conversion.init_locals) if flow == CHAINED and repeated else None
     built = []
     for index, constructor in enumerate(layers.constructors):
         size = sizes[index] if flow is None else (cst.Name(chain) if chain else sizes[-1])
@@ -200,6 +200,9 @@ def resolve_layer_list(
         _add_todos(layers, todos)
         return
     new, output = built[0]
+    if chain:
+        layers.output_size = cst.Name(chain) if output is not None and _read_after(conversion, layers) else None
+        conversion.init_locals.add(chain)
     carried = [_line(cst.Assign([cst.AssignTarget(cst.Name(chain))], output if output is not None else cst.Ellipsis()))] if chain else []
     start = [_line(cst.Assign([cst.AssignTarget(cst.Name(chain))], sizes[0]))] if chain else []
     if layers.comprehension is not None:
@@ -245,8 +248,23 @@ def _line(small: cst.BaseSmallStatement, like: cst.BaseStatement | None = None) 
     return line
 
 
-def _free_name(init: cst.FunctionDef | None, name: str) -> str:
-    used = analysis.Names.of(init).used if init is not None else set()
+def _read_after(conversion: NnxClass, layers: LayerList) -> bool:
+    """May what `__init__` builds from here on read the list's output size in its carried variable? Not
+    when a layer or list written before the list's statements still waits for its input size: a size
+    resolved now would be read there, before the variable is set."""
+    init = conversion.init_def
+    statements = list(getattr(init.body, "body", ())) if init is not None else []
+    first = layers.loop or layers.statement
+    if first not in statements:
+        return False
+    waiting = [layer.statement for layer in conversion.init_layers.values() if layer.resolved is None]
+    waiting += [other.loop or other.statement for other in conversion.layer_lists.values() if other.replacements is None and other is not layers]
+    return all(statement not in statements[: statements.index(first)] for statement in waiting)
+
+
+def _free_name(init: cst.FunctionDef | None, name: str, taken: set[str]) -> str:
+    """`name`, or with `_` appended, unused in `__init__` and not `taken` by another of its carried sizes."""
+    used = (analysis.Names.of(init).used if init is not None else set()) | taken
     while name in used:
         name += "_"
     return name
