@@ -504,6 +504,9 @@ class NnxMethodRewriter(Rewriter):
             if len(sizes) == 1 or (len(sizes) == 2 and sizes[0] is not None and sizes[1] is not None and code(sizes[0]) == code(sizes[1])):
                 return sizes[0]
             return self._carried_size(sizes) if len(sizes) == 2 else None
+        if isinstance(node, cst.IfExp):  # `dropout(x) if training else x`: the size both arms agree on
+            body, orelse = self.size_of(node.body), self.size_of(node.orelse)
+            return body if body is not None and orelse is not None and code(body) == code(orelse) else None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
