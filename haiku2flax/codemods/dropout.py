@@ -5,7 +5,8 @@ deterministic=...)(x)`; NNX `self.dropout = nnx.Dropout(rate, rngs=rngs)` built 
 `self.dropout(x)`. An explicit key (not `hk.next_rng_key()`) is passed to the call (`rng=` / `rngs=`).
 Under an `if` (on a call argument too: `if training:`) or in a loop of the method, NNX builds the layer
 in `__init__` all the same and calls it where Haiku did: `nnx.Dropout` has no parameters, so building
-it when Haiku would not have changes no structure, and each call draws a fresh key as Haiku's did.
+it when Haiku would not have changes no structure, and each call draws a fresh key as Haiku's did. In a
+`def` nested in the method (a body handed to `hk.scan`, say) it keeps a TODO.
 
 Why: `R if training else 0` is Haiku's idiom for "drop only in training"; it reads as rate `R` with
 `deterministic=not training`, which NNX then expresses as the module's train/eval mode. The drop
@@ -112,7 +113,7 @@ def nnx_dropout(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
         return call.updated
     original = call.original
     if original in room.family(_InNestedFunctions).of(room.function):
-        room.in_nested_block(original, "hk.dropout")  # a function traced apart (a scan body): its TODO
+        room.in_nested_block(original, "hk.dropout")  # maybe traced apart (a scan body): its TODO
         return call.updated
     if not room.can_hoist([dropout.rate], original):
         return call.updated
@@ -134,7 +135,7 @@ def nnx_dropout(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
 
 
 class _InNestedFunctions(Walker):
-    """The calls of a method that sit in a function nested in it (a `def` or `lambda`), found once per method."""
+    """The calls of a method that sit in a `def` nested in it (a body for `hk.scan`, say), found once per method."""
 
     def __init__(self) -> None:
         self.calls: set[cst.Call] | None = None
@@ -150,12 +151,6 @@ class _InNestedFunctions(Walker):
         self._depth += 1
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._depth -= 1
-
-    def visit_Lambda(self, node: cst.Lambda) -> None:
-        self._depth += 1
-
-    def leave_Lambda(self, node: cst.Lambda) -> None:
         self._depth -= 1
 
     def visit_Call(self, node: cst.Call) -> None:

@@ -28,7 +28,7 @@ lists built any other way, are left to the generic TODO.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -38,7 +38,7 @@ from ..engine.calls import code
 from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.walk import Walker
+from ..engine.walk import Walker, descendants
 from .interfaces import NNX_NODES, NnxClass, NnxMethod
 from .transforms import RULE_INPUT_SIZE
 
@@ -286,8 +286,7 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
         if not isinstance(statement, cst.SimpleStatementLine):
             if calls or _count_name(statement, element):
                 return None, None
-            for name in _assigned(statement):
-                states[name] = None
+            _assign_states(statement, states, element, elementwise)
             continue
         for call in calls:
             if carried is not None or not call.args or call.args[0].keyword is not None:
@@ -296,12 +295,7 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
             if not (isinstance(state, tuple) and state[0] == ENTRY):
                 return None, None
             carried = state[1]
-        for small in statement.body:
-            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
-                states[small.targets[0].target.value] = _state(small.value, states, element, elementwise)
-            elif isinstance(small, cst.Assign | cst.AugAssign | cst.AnnAssign):
-                for name in _assigned(small):
-                    states[name] = None
+        _assign_states(statement, states, element, elementwise)
     if carried is None:
         return None, None
     end = states.get(carried, (ENTRY, carried))
@@ -309,6 +303,46 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
 
 
 State = tuple[str, str] | str | None  # (ENTRY, name), ELEMENT, or None: not known
+EXITS = (cst.Return, cst.Raise, cst.Break, cst.Continue)
+
+
+def _assign_states(statement: cst.BaseStatement, states: dict[str, State], element: str, elementwise: set[str]) -> None:
+    """What the variables a statement assigns are after it. An `if` keeps a variable's state where its
+    branches agree (`if training: x = hk.dropout(k, r, x)` keeps `x`); other compound statements, and an
+    `if` that leaves the iteration early, make what they assign unknown."""
+    if isinstance(statement, cst.If) and not any(isinstance(n, EXITS) for n in descendants(statement)):
+        branches = [_states_after(_statements(statement.body), states, element, elementwise)]
+        orelse = statement.orelse
+        branches.append(
+            _states_after(_statements(orelse.body), states, element, elementwise) if isinstance(orelse, cst.Else)
+            else _states_after([orelse], states, element, elementwise) if orelse is not None
+            else dict(states)
+        )
+        for name in set().union(*branches):
+            values = [branch.get(name, (ENTRY, name)) for branch in branches]
+            states[name] = values[0] if all(v == values[0] for v in values) else None
+    elif isinstance(statement, cst.SimpleStatementLine):
+        for small in statement.body:
+            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+                states[small.targets[0].target.value] = _state(small.value, states, element, elementwise)
+            elif isinstance(small, cst.Assign | cst.AugAssign | cst.AnnAssign):
+                for name in _assigned(small):
+                    states[name] = None
+    else:
+        for name in _assigned(statement):
+            states[name] = None
+
+
+def _statements(block: cst.BaseSuite) -> Sequence[cst.BaseStatement]:
+    """A block's statements; a one-line suite's (`if t: x = f(x)`) as one line."""
+    return block.body if isinstance(block, cst.IndentedBlock) else [cst.SimpleStatementLine(block.body)] if isinstance(block, cst.SimpleStatementSuite) else []
+
+
+def _states_after(statements: Sequence[cst.BaseStatement], states: dict[str, State], element: str, elementwise: set[str]) -> dict[str, State]:
+    after = dict(states)
+    for statement in statements:
+        _assign_states(statement, after, element, elementwise)
+    return after
 
 
 def _state(node: cst.BaseExpression, states: dict[str, State], element: str, elementwise: set[str]) -> State:
@@ -322,6 +356,8 @@ def _state(node: cst.BaseExpression, states: dict[str, State], element: str, ele
         name = (dotted_name(node.func) or "").rsplit(".", 1)[-1]
         if name in elementwise and node.args and node.args[0].keyword is None:
             return _state(node.args[0].value, states, element, elementwise)
+        if name == "dropout" and len(node.args) >= 3 and node.args[2].keyword is None:  # `hk.dropout(rng, rate, x)`
+            return _state(node.args[2].value, states, element, elementwise)
         return None
     if isinstance(node, cst.BinaryOperation):
         sides = [_state(s, states, element, elementwise) for s in (node.left, node.right) if not isinstance(s, cst.Integer | cst.Float)]

@@ -65,7 +65,7 @@ INPUT_SIZE = "din"
 ELEMENTWISE = {
     "relu", "gelu", "silu", "swish", "sigmoid", "tanh", "elu", "selu", "celu", "softplus", "leaky_relu",
     "log_sigmoid", "softmax", "log_softmax", "exp", "log", "abs", "square", "sqrt", "normalize", "standardize",
-    "hard_tanh", "relu6", "glu", "mish", "sin", "cos",
+    "hard_tanh", "relu6", "mish", "sin", "cos",
 }
 
 
