@@ -384,3 +384,31 @@ def test_a_one_line_if_in_a_list_loop_keeps_the_chain() -> None:
         init="self.layers = [hk.Linear(n) for n in sizes]\nself.head = hk.Linear(3)",
     )
     assert "self.head = nnx.Linear(in_features, 3, rngs=rngs)" in init_of(code)
+
+
+def test_a_layer_init_builds_under_an_if_is_built_under_it_with_the_size_its_first_call_sees() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        if self.use_bn:
+          x = self.out(x)
+        return x
+        """,
+        init="self.use_bn = use_bn\nself.layers = [hk.Linear(n) for n in sizes]\nif use_bn:\n  self.out = hk.Linear(5)\nelse:\n  self.out = None",
+    )
+    init = init_of(code)
+    assert "    if use_bn:\n      self.out = nnx.Linear(in_features, 5, rngs=rngs)\n    else:\n      self.out = None\n" in init
+    assert "TODO" not in code and "hk." not in code
+
+
+def test_a_list_size_is_not_read_by_a_layer_built_under_an_if_before_it() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        return self.out(x)
+        """,
+        init="if use_bn:\n  self.out = hk.Linear(5)\nself.layers = [hk.Linear(n) for n in sizes]",
+    )
+    assert "self.out = nnx.Linear(out_in_features, 5, rngs=rngs)" in init_of(code)

@@ -259,7 +259,8 @@ def _read_after(conversion: NnxClass, layers: LayerList) -> bool:
         return False
     waiting = [layer.statement for layer in conversion.init_layers.values() if layer.resolved is None]
     waiting += [other.loop or other.statement for other in conversion.layer_lists.values() if other.replacements is None and other is not layers]
-    return all(statement not in statements[: statements.index(first)] for statement in waiting)
+    before = {node for statement in statements[: statements.index(first)] for node in descendants(statement)}  # under an `if` too
+    return not before.intersection(waiting)
 
 
 def _free_name(init: cst.FunctionDef | None, name: str, taken: set[str]) -> str:
