@@ -6,8 +6,9 @@ or by appending in a loop to a local list stored afterwards (`self.layers = tupl
 `hk.nets.MLP`) -> `nnx.List` (NNX 0.12 refuses a plain list of modules as an attribute). NNX needs each
 layer's input size, read from the loop that applies them, `for layer in self.layers:` (also through
 `enumerate(...)` or `zip(...)`):
-- chained, `x = layer(x)` (element-wise functions between the calls are fine): the first layer takes the
-  size of `x` before the loop, each next one the output size of the one before;
+- chained, `x = layer(x)` (element-wise functions and dropout between the calls are fine, under an `if`
+  too when its branches agree): the first layer takes the size of `x` before the loop, each next one the
+  output size of the one before, and what `__init__` builds after the list reads the last one's;
 - side by side, `outs.append(head(x))` with `x` unchanged: every layer takes the size of `x`.
 Comprehensions that chain become a loop carrying the input size::
 
