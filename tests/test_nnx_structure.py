@@ -412,3 +412,31 @@ def test_a_list_size_is_not_read_by_a_layer_built_under_an_if_before_it() -> Non
         init="if use_bn:\n  self.out = hk.Linear(5)\nself.layers = [hk.Linear(n) for n in sizes]",
     )
     assert "self.out = nnx.Linear(out_in_features, 5, rngs=rngs)" in init_of(code)
+
+
+def test_an_enumerate_index_that_only_named_the_haiku_modules_leaves_the_init_loop() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        for layer in self.heads:
+          x = layer(x) + x
+        return x
+        """,
+        init='self.layers = [hk.Linear(n, name=f"l{i}") for i, n in enumerate(sizes)]\n'
+        'self.heads = [hk.Linear(n, name=f"h{i}") for i, n in enumerate(sizes)]',
+    )
+    init = init_of(code)
+    assert "    for n in sizes:\n      self.layers.append(nnx.Linear(in_features, n, rngs=rngs))\n" in init
+    assert "for n in sizes])" in init and "enumerate" not in init
+
+
+def test_a_method_loop_of_blocks_drops_the_index_that_only_named_them() -> None:
+    code = nnx("""\
+        for i, n in enumerate(self.sizes):
+          x = hk.Linear(n, name=f"layer_{i}")(x)
+        return hk.Linear(2)(x)
+        """, init="self.sizes = sizes")
+    init = init_of(code)
+    assert "    for n in sizes:\n      self.linears.append(nnx.Linear(in_features, n, rngs=rngs))\n      in_features = n\n" in init
+    assert "self.linear = nnx.Linear(in_features, 2, rngs=rngs)" in init

@@ -209,12 +209,14 @@ def resolve_layer_list(
     if layers.comprehension is not None:
         for_in = layers.comprehension.for_in
         if not chain:
-            listed = layers.comprehension.with_changes(elt=new)
+            element, iterable = without_unused_index(for_in.target, for_in.iter, new)
+            listed = layers.comprehension.with_changes(elt=new, for_in=for_in.with_changes(target=element, iter=iterable))
             layers.replacements = {layers.statement: [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(listed)])))]}
             _add_todos(layers, todos)
             return
         append_line = _line(cst.Expr(cst.Call(cst.Attribute(target, cst.Name("append")), [cst.Arg(new)])))
-        loop = cst.For(for_in.target, for_in.iter, cst.IndentedBlock([append_line, *carried]))
+        block = cst.IndentedBlock([append_line, *carried])
+        loop = cst.For(*without_unused_index(for_in.target, for_in.iter, block), block)
         empty = _line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [])))
         layers.replacements = {layers.statement: [empty, *start, loop]}
         _add_todos(layers, todos)
@@ -233,6 +235,23 @@ def resolve_layer_list(
     new_loop = appending_loop.with_changes(body=appending_loop.body.with_changes(body=body), leading_lines=[] if start else appending_loop.leading_lines)
     layers.replacements = {appending_loop: [*first_line, new_loop], layers.statement: [stored]}
     _add_todos(layers, todos)
+
+
+def without_unused_index(
+    target: cst.BaseAssignTargetExpression, iterable: cst.BaseExpression, body: cst.CSTNode
+) -> tuple[cst.BaseAssignTargetExpression, cst.BaseExpression]:
+    """`for w in widths` for `for i, w in enumerate(widths)` whose `i` only named the Haiku modules
+    (`name=f"block_{i}"`, dropped in NNX): the loop `__init__` runs, as it would be written by hand."""
+    if not (
+        isinstance(iterable, cst.Call) and dotted_name(iterable.func) == "enumerate" and len(iterable.args) == 1
+        and iterable.args[0].keyword is None and isinstance(target, cst.Tuple) and len(target.elements) == 2
+        and isinstance(target.elements[0].value, cst.Name) and isinstance(target.elements[1].value, cst.Name)
+    ):
+        return target, iterable
+    index, element = target.elements[0].value, target.elements[1].value
+    if index.value in analysis.Names.of(body).used:
+        return target, iterable
+    return element, iterable.args[0].value
 
 
 def _add_todos(layers: LayerList, todos: list[tuple[str, str]]) -> None:
