@@ -440,3 +440,9 @@ def test_a_method_loop_of_blocks_drops_the_index_that_only_named_them() -> None:
     init = init_of(code)
     assert "    for n in sizes:\n      self.linears.append(nnx.Linear(in_features, n, rngs=rngs))\n      in_features = n\n" in init
     assert "self.linear = nnx.Linear(in_features, 2, rngs=rngs)" in init
+
+
+def test_an_attribute_init_builds_in_both_branches_is_left_to_its_todo() -> None:
+    code = nnx("return self.out(x)\n", init="if use_bn:\n  self.out = hk.Linear(5)\nelse:\n  self.out = hk.Linear(3)")
+    assert "self.out = hk.Linear(5)" in code and "self.out = hk.Linear(3)" in code
+    assert code.count("TODO(haiku2flax:HK000)") == 2

@@ -160,15 +160,17 @@ class _ClassConversion:
         self.init_locals: set[str] = set()  # variables the hoisted statements assign in `__init__`
 
     def _read_init_layers(self) -> dict[str, _InitLayer]:
-        layers = {}
+        layers: dict[str, _InitLayer] = {}
+        twice: set[str] = set()  # built in both branches of an `if`: which one a call uses depends on the run
         for statement in _under_ifs(self.init.other_statements):
             assign = analysis.simple_assign(statement)
             if assign is None or not isinstance(assign[1], cst.Call):
                 continue
             attribute = analysis.self_attribute(assign[0])
             if attribute is not None and self.converter.is_module_constructor(assign[1]):
+                twice.update({attribute} & layers.keys())
                 layers[attribute] = _InitLayer(attribute, assign[1], statement)
-        return layers
+        return {attribute: layer for attribute, layer in layers.items() if attribute not in twice}  # one layer per attribute
 
     def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
         return [(hoisted.attribute, hoisted.source) for hoisted in self.hoisted]
