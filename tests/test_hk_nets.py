@@ -167,6 +167,10 @@ BLOCKED = {
             ("HK000", "`hk.Linear` is used in a way its rule cannot convert"),
             ("HK002", "`hk.Conv2D` is called with `**` arguments"),
             ("HK002", "`hk.Linear` is called with `**` arguments"),
+            # layers `__init__` builds under an `if` convert (the shortcut conv), or say at their call why not
+            ("HK002", "`hk.BatchNorm` is called with `**` arguments"),
+            ("HK002", "calling `hk.BatchNorm` with `test_local_stats`"),
+            ("HK006", "the input feature size of `proj_conv` could not be inferred"),  # it reads a BatchNorm left as it was
         },
     ),
     ("VectorQuantizer", "linen"): Blocked("hk.nets/vqvae.py", ("VectorQuantizer",), {NO_VARIANCE_SCALING}),
