@@ -289,3 +289,161 @@ def test_a_reduction_over_axes_that_keep_the_last_keeps_the_feature_size() -> No
         return hk.Linear(2)(hk.Flatten()(x))
         """)
     assert "self.linear = nnx.Linear(3, 2, rngs=rngs)" in known_rank
+
+
+# -- parameter-free layers under a condition on a call argument, and sizes they keep ------------
+def test_dropout_under_a_call_argument_is_built_in_init_and_called_under_the_same_if() -> None:
+    code = nnx("""\
+        x = hk.Linear(8)(x)
+        if is_training:
+          x = hk.dropout(hk.next_rng_key(), 0.2, x)
+        return hk.Linear(2)(x)
+        """)
+    init = init_of(code)
+    assert "    self.dropout = nnx.Dropout(0.2, rngs=rngs)\n" in init  # not under any `if`
+    assert "    if is_training:\n      x = self.dropout(x)\n" in code
+    assert "nnx.Linear(8, 2, rngs=rngs)" in init  # the size survives the branch
+    assert "TODO" not in code and "hk." not in code
+
+
+def test_dropout_in_a_conditional_expression_keeps_the_size() -> None:
+    code = nnx("""\
+        x = hk.Linear(8)(x)
+        x = hk.dropout(hk.next_rng_key(), 0.5, x) if is_training else x
+        return hk.Linear(2)(x)
+        """)
+    assert "x = self.dropout(x) if is_training else x" in code
+    assert "nnx.Linear(8, 2, rngs=rngs)" in init_of(code)
+
+
+def test_dropout_in_a_nested_function_keeps_its_todo() -> None:
+    code = nnx("""\
+        def f(v):
+          return hk.dropout(hk.next_rng_key(), 0.5, v)
+        return f(x)
+        """)
+    assert "TODO(haiku2flax:HK002): hk.dropout is built inside a loop or condition" in code
+    assert "nnx.Dropout" not in code
+
+
+def test_a_chained_list_hands_its_output_size_to_the_layers_after_it() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+          if is_training:
+            x = hk.dropout(hk.next_rng_key(), 0.1, x)
+        return self.head(x)
+        """,
+        init="self.layers = [hk.Linear(n) for n in sizes]\nself.head = hk.Linear(3)",
+    )
+    init = init_of(code)
+    assert "self.layers.append(nnx.Linear(in_features, n, rngs=rngs))" in init
+    assert "self.head = nnx.Linear(in_features, 3, rngs=rngs)" in init
+    assert "..." not in code and "TODO" not in code
+
+
+def test_a_list_output_size_is_not_read_before_its_variable_is_set() -> None:
+    # `self.head` is built before the list in `__init__`: it cannot read the list's `in_features`
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        return self.head(x)
+        """,
+        init="self.head = hk.Linear(3)\nself.layers = [hk.Linear(n) for n in sizes]",
+    )
+    init = init_of(code)
+    assert "self.head = nnx.Linear(head_in_features, 3, rngs=rngs)" in init
+    assert "TODO(haiku2flax:HK006): pass `head_in_features`" in code
+
+
+def test_two_chained_lists_carry_their_sizes_in_variables_of_their_own() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        for layer in self.more:
+          x = layer(x)
+        return x
+        """,
+        init="self.layers = [hk.Linear(n) for n in sizes]\nself.more = [hk.Linear(n) for n in sizes]",
+    )
+    init = init_of(code)
+    assert "in_features = din\n" in init and "in_features_ = in_features\n" in init
+
+
+def test_a_one_line_if_in_a_list_loop_keeps_the_chain() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+          if is_training: x = hk.dropout(hk.next_rng_key(), 0.1, x)
+          else: x = jax.nn.relu(x)
+        return self.head(x)
+        """,
+        init="self.layers = [hk.Linear(n) for n in sizes]\nself.head = hk.Linear(3)",
+    )
+    assert "self.head = nnx.Linear(in_features, 3, rngs=rngs)" in init_of(code)
+
+
+def test_a_layer_init_builds_under_an_if_is_built_under_it_with_the_size_its_first_call_sees() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        if self.use_bn:
+          x = self.out(x)
+        return x
+        """,
+        init="self.use_bn = use_bn\nself.layers = [hk.Linear(n) for n in sizes]\nif use_bn:\n  self.out = hk.Linear(5)\nelse:\n  self.out = None",
+    )
+    init = init_of(code)
+    assert "    if use_bn:\n      self.out = nnx.Linear(in_features, 5, rngs=rngs)\n    else:\n      self.out = None\n" in init
+    assert "TODO" not in code and "hk." not in code
+
+
+def test_a_list_size_is_not_read_by_a_layer_built_under_an_if_before_it() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        return self.out(x)
+        """,
+        init="if use_bn:\n  self.out = hk.Linear(5)\nself.layers = [hk.Linear(n) for n in sizes]",
+    )
+    assert "self.out = nnx.Linear(out_in_features, 5, rngs=rngs)" in init_of(code)
+
+
+def test_an_enumerate_index_that_only_named_the_haiku_modules_leaves_the_init_loop() -> None:
+    code = nnx(
+        """\
+        for layer in self.layers:
+          x = layer(x)
+        for layer in self.heads:
+          x = layer(x) + x
+        return x
+        """,
+        init='self.layers = [hk.Linear(n, name=f"l{i}") for i, n in enumerate(sizes)]\n'
+        'self.heads = [hk.Linear(n, name=f"h{i}") for i, n in enumerate(sizes)]',
+    )
+    init = init_of(code)
+    assert "    for n in sizes:\n      self.layers.append(nnx.Linear(in_features, n, rngs=rngs))\n" in init
+    assert "for n in sizes])" in init and "enumerate" not in init
+
+
+def test_a_method_loop_of_blocks_drops_the_index_that_only_named_them() -> None:
+    code = nnx("""\
+        for i, n in enumerate(self.sizes):
+          x = hk.Linear(n, name=f"layer_{i}")(x)
+        return hk.Linear(2)(x)
+        """, init="self.sizes = sizes")
+    init = init_of(code)
+    assert "    for n in sizes:\n      self.linears.append(nnx.Linear(in_features, n, rngs=rngs))\n      in_features = n\n" in init
+    assert "self.linear = nnx.Linear(in_features, 2, rngs=rngs)" in init
+
+
+def test_an_attribute_init_builds_in_both_branches_is_left_to_its_todo() -> None:
+    code = nnx("return self.out(x)\n", init="if use_bn:\n  self.out = hk.Linear(5)\nelse:\n  self.out = hk.Linear(3)")
+    assert "self.out = hk.Linear(5)" in code and "self.out = hk.Linear(3)" in code
+    assert code.count("TODO(haiku2flax:HK000)") == 2

@@ -12,7 +12,8 @@ The layer is built in `__init__` under the same condition and called under the o
                                                     if self.use_bn:
                                                       out = self.bn(out)
 
-Both inline layers (`hk.LayerNorm(...)(x)`) and layers stored in a local inside the branch convert.
+Both inline layers (`hk.LayerNorm(...)(x)`) and layers stored in a local inside the branch convert; a
+layer the Haiku `__init__` builds under an `if` stays under it there, sized at its first call.
 Feature sizes survive any `if`: after it, a variable keeps the size its branches agree on (`out =
 bn(out)` keeps `out`'s size, so the next layer still gets its input size); where they differ, the size
 is unknown and the next layer's input size becomes a constructor argument with a TODO. A branch that

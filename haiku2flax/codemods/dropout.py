@@ -3,6 +3,10 @@
 What it converts: `hk.dropout(hk.next_rng_key(), rate, x)` -> Linen `nn.Dropout(rate,
 deterministic=...)(x)`; NNX `self.dropout = nnx.Dropout(rate, rngs=rngs)` built in `__init__` and
 `self.dropout(x)`. An explicit key (not `hk.next_rng_key()`) is passed to the call (`rng=` / `rngs=`).
+Under an `if` (on a call argument too: `if training:`) or in a loop of the method, NNX builds the layer
+in `__init__` all the same and calls it where Haiku did: `nnx.Dropout` has no parameters, so building
+it when Haiku would not have changes no structure, and each call draws a fresh key as Haiku's did. In a
+`def` nested in the method (a body handed to `hk.scan`, say) it keeps a TODO.
 
 Why: `R if training else 0` is Haiku's idiom for "drop only in training"; it reads as rate `R` with
 `deterministic=not training`, which NNX then expresses as the module's train/eval mode. The drop
@@ -25,6 +29,7 @@ from ..engine.calls import BoundCall, Unconvertible, keyword_arg
 from ..engine.context import attr
 from ..engine.names import ImportedNames
 from ..engine.registry import Status, register
+from ..engine.walk import Walker
 from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, FileRoom, LinenMethod, NnxMethod
 
 RULE_DROPOUT = register("HK003", "dropout", Status.CONVERTED, "hk.dropout -> nn.Dropout / nnx.Dropout", __name__, apis=("dropout",))
@@ -107,7 +112,10 @@ def nnx_dropout(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
     if dropout is None:
         return call.updated
     original = call.original
-    if room.in_nested_block(original, "hk.dropout") or not room.can_hoist([dropout.rate], original):
+    if original in room.family(_InNestedFunctions).of(room.function):
+        room.in_nested_block(original, "hk.dropout")  # maybe traced apart (a scan body): its TODO
+        return call.updated
+    if not room.can_hoist([dropout.rate], original):
         return call.updated
     attribute = room.new_attribute("dropout")
     layer_args = [cst.Arg(dropout.rate)]
@@ -124,3 +132,28 @@ def nnx_dropout(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
         call_args.append(keyword_arg("rngs", dropout.explicit_rng))
     room.converted(original, RULE_DROPOUT, f"hk.dropout -> nnx.Dropout ({attribute})")
     return room.set_size(cst.Call(attr("self", attribute), call_args), room.size_of(dropout.x))
+
+
+class _InNestedFunctions(Walker):
+    """The calls of a method that sit in a `def` nested in it (a body for `hk.scan`, say), found once per method."""
+
+    def __init__(self) -> None:
+        self.calls: set[cst.Call] | None = None
+        self._depth = 0
+
+    def of(self, method: cst.FunctionDef) -> set[cst.Call]:
+        if self.calls is None:
+            self.calls = set()
+            self.walk(method.body)
+        return self.calls
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._depth += 1
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._depth -= 1
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self._depth:
+            assert self.calls is not None  # set by `of` before walking
+            self.calls.add(node)

@@ -312,6 +312,7 @@ class InitBuilt(Protocol):
 class InitLayer(Protocol):
     """A layer the Haiku `__init__` builds: NNX needs its input size, known at its first use."""
 
+    statement: cst.BaseStatement  # the `__init__` statement building it
     resolved: cst.BaseExpression | None  # its NNX constructor, once that use is converted
 
 

@@ -6,8 +6,9 @@ or by appending in a loop to a local list stored afterwards (`self.layers = tupl
 `hk.nets.MLP`) -> `nnx.List` (NNX 0.12 refuses a plain list of modules as an attribute). NNX needs each
 layer's input size, read from the loop that applies them, `for layer in self.layers:` (also through
 `enumerate(...)` or `zip(...)`):
-- chained, `x = layer(x)` (element-wise functions between the calls are fine): the first layer takes the
-  size of `x` before the loop, each next one the output size of the one before;
+- chained, `x = layer(x)` (element-wise functions and dropout between the calls are fine, under an `if`
+  too when its branches agree): the first layer takes the size of `x` before the loop, each next one the
+  output size of the one before, and what `__init__` builds after the list reads the last one's;
 - side by side, `outs.append(head(x))` with `x` unchanged: every layer takes the size of `x`.
 Comprehensions that chain become a loop carrying the input size::
 
@@ -28,7 +29,7 @@ lists built any other way, are left to the generic TODO.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -38,7 +39,7 @@ from ..engine.calls import code
 from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.walk import Walker
+from ..engine.walk import Walker, descendants
 from .interfaces import NNX_NODES, NnxClass, NnxMethod
 from .transforms import RULE_INPUT_SIZE
 
@@ -172,7 +173,7 @@ def resolve_layer_list(
     else:
         sizes = [conversion.input_size(layers.attribute, first, rewriter, node)]
     repeated = layers.comprehension is not None or layers.loop is not None
-    chain = _free_name(conversion.init_def, IN_FEATURES) if flow == CHAINED and repeated else None
+    chain = _free_name(conversion.init_def, IN_FEATURES, conversion.init_locals) if flow == CHAINED and repeated else None
     built = []
     for index, constructor in enumerate(layers.constructors):
         size = sizes[index] if flow is None else (cst.Name(chain) if chain else sizes[-1])
@@ -200,17 +201,22 @@ def resolve_layer_list(
         _add_todos(layers, todos)
         return
     new, output = built[0]
+    if chain:
+        layers.output_size = cst.Name(chain) if output is not None and _read_after(conversion, layers) else None
+        conversion.init_locals.add(chain)
     carried = [_line(cst.Assign([cst.AssignTarget(cst.Name(chain))], output if output is not None else cst.Ellipsis()))] if chain else []
     start = [_line(cst.Assign([cst.AssignTarget(cst.Name(chain))], sizes[0]))] if chain else []
     if layers.comprehension is not None:
         for_in = layers.comprehension.for_in
         if not chain:
-            listed = layers.comprehension.with_changes(elt=new)
+            element, iterable = without_unused_index(for_in.target, for_in.iter, new)
+            listed = layers.comprehension.with_changes(elt=new, for_in=for_in.with_changes(target=element, iter=iterable))
             layers.replacements = {layers.statement: [_line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [cst.Arg(listed)])))]}
             _add_todos(layers, todos)
             return
         append_line = _line(cst.Expr(cst.Call(cst.Attribute(target, cst.Name("append")), [cst.Arg(new)])))
-        loop = cst.For(for_in.target, for_in.iter, cst.IndentedBlock([append_line, *carried]))
+        block = cst.IndentedBlock([append_line, *carried])
+        loop = cst.For(*without_unused_index(for_in.target, for_in.iter, block), block)
         empty = _line(cst.Assign([cst.AssignTarget(target)], cst.Call(nnx_list, [])))
         layers.replacements = {layers.statement: [empty, *start, loop]}
         _add_todos(layers, todos)
@@ -231,6 +237,23 @@ def resolve_layer_list(
     _add_todos(layers, todos)
 
 
+def without_unused_index(
+    target: cst.BaseAssignTargetExpression, iterable: cst.BaseExpression, body: cst.CSTNode
+) -> tuple[cst.BaseAssignTargetExpression, cst.BaseExpression]:
+    """`for w in widths` for `for i, w in enumerate(widths)` whose `i` only named the Haiku modules
+    (`name=f"block_{i}"`, dropped in NNX): the loop `__init__` runs, as it would be written by hand."""
+    if not (
+        isinstance(iterable, cst.Call) and dotted_name(iterable.func) == "enumerate" and len(iterable.args) == 1
+        and iterable.args[0].keyword is None and isinstance(target, cst.Tuple) and len(target.elements) == 2
+        and isinstance(target.elements[0].value, cst.Name) and isinstance(target.elements[1].value, cst.Name)
+    ):
+        return target, iterable
+    index, element = target.elements[0].value, target.elements[1].value
+    if index.value in analysis.Names.of(body).used:
+        return target, iterable
+    return element, iterable.args[0].value
+
+
 def _add_todos(layers: LayerList, todos: list[tuple[str, str]]) -> None:
     """The TODOs above the first NNX statement of the list."""
     if todos and layers.replacements:
@@ -245,8 +268,24 @@ def _line(small: cst.BaseSmallStatement, like: cst.BaseStatement | None = None) 
     return line
 
 
-def _free_name(init: cst.FunctionDef | None, name: str) -> str:
-    used = analysis.Names.of(init).used if init is not None else set()
+def _read_after(conversion: NnxClass, layers: LayerList) -> bool:
+    """May what `__init__` builds from here on read the list's output size in its carried variable? Not
+    when a layer or list written before the list's statements still waits for its input size: a size
+    resolved now would be read there, before the variable is set."""
+    init = conversion.init_def
+    statements = list(getattr(init.body, "body", ())) if init is not None else []
+    first = layers.loop or layers.statement
+    if first not in statements:
+        return False
+    waiting = [layer.statement for layer in conversion.init_layers.values() if layer.resolved is None]
+    waiting += [other.loop or other.statement for other in conversion.layer_lists.values() if other.replacements is None and other is not layers]
+    before = {node for statement in statements[: statements.index(first)] for node in descendants(statement)}  # under an `if` too
+    return not before.intersection(waiting)
+
+
+def _free_name(init: cst.FunctionDef | None, name: str, taken: set[str]) -> str:
+    """`name`, or with `_` appended, unused in `__init__` and not `taken` by another of its carried sizes."""
+    used = (analysis.Names.of(init).used if init is not None else set()) | taken
     while name in used:
         name += "_"
     return name
@@ -268,8 +307,7 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
         if not isinstance(statement, cst.SimpleStatementLine):
             if calls or _count_name(statement, element):
                 return None, None
-            for name in _assigned(statement):
-                states[name] = None
+            _assign_states(statement, states, element, elementwise)
             continue
         for call in calls:
             if carried is not None or not call.args or call.args[0].keyword is not None:
@@ -278,12 +316,7 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
             if not (isinstance(state, tuple) and state[0] == ENTRY):
                 return None, None
             carried = state[1]
-        for small in statement.body:
-            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
-                states[small.targets[0].target.value] = _state(small.value, states, element, elementwise)
-            elif isinstance(small, cst.Assign | cst.AugAssign | cst.AnnAssign):
-                for name in _assigned(small):
-                    states[name] = None
+        _assign_states(statement, states, element, elementwise)
     if carried is None:
         return None, None
     end = states.get(carried, (ENTRY, carried))
@@ -291,6 +324,46 @@ def loop_flow(body: cst.BaseSuite, element: str, elementwise: set[str]) -> tuple
 
 
 State = tuple[str, str] | str | None  # (ENTRY, name), ELEMENT, or None: not known
+EXITS = (cst.Return, cst.Raise, cst.Break, cst.Continue)
+
+
+def _assign_states(statement: cst.BaseStatement, states: dict[str, State], element: str, elementwise: set[str]) -> None:
+    """What the variables a statement assigns are after it. An `if` keeps a variable's state where its
+    branches agree (`if training: x = hk.dropout(k, r, x)` keeps `x`); other compound statements, and an
+    `if` that leaves the iteration early, make what they assign unknown."""
+    if isinstance(statement, cst.If) and not any(isinstance(n, EXITS) for n in descendants(statement)):
+        branches = [_states_after(_statements(statement.body), states, element, elementwise)]
+        orelse = statement.orelse
+        branches.append(
+            _states_after(_statements(orelse.body), states, element, elementwise) if isinstance(orelse, cst.Else)
+            else _states_after([orelse], states, element, elementwise) if orelse is not None
+            else dict(states)
+        )
+        for name in set().union(*branches):
+            values = [branch.get(name, (ENTRY, name)) for branch in branches]
+            states[name] = values[0] if all(v == values[0] for v in values) else None
+    elif isinstance(statement, cst.SimpleStatementLine):
+        for small in statement.body:
+            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+                states[small.targets[0].target.value] = _state(small.value, states, element, elementwise)
+            elif isinstance(small, cst.Assign | cst.AugAssign | cst.AnnAssign):
+                for name in _assigned(small):
+                    states[name] = None
+    else:
+        for name in _assigned(statement):
+            states[name] = None
+
+
+def _statements(block: cst.BaseSuite) -> Sequence[cst.BaseStatement]:
+    """A block's statements; a one-line suite's (`if t: x = f(x)`) as one line."""
+    return block.body if isinstance(block, cst.IndentedBlock) else [cst.SimpleStatementLine(block.body)] if isinstance(block, cst.SimpleStatementSuite) else []
+
+
+def _states_after(statements: Sequence[cst.BaseStatement], states: dict[str, State], element: str, elementwise: set[str]) -> dict[str, State]:
+    after = dict(states)
+    for statement in statements:
+        _assign_states(statement, after, element, elementwise)
+    return after
 
 
 def _state(node: cst.BaseExpression, states: dict[str, State], element: str, elementwise: set[str]) -> State:
@@ -304,6 +377,8 @@ def _state(node: cst.BaseExpression, states: dict[str, State], element: str, ele
         name = (dotted_name(node.func) or "").rsplit(".", 1)[-1]
         if name in elementwise and node.args and node.args[0].keyword is None:
             return _state(node.args[0].value, states, element, elementwise)
+        if name == "dropout" and len(node.args) >= 3 and node.args[2].keyword is None:  # `hk.dropout(rng, rate, x)`
+            return _state(node.args[2].value, states, element, elementwise)
         return None
     if isinstance(node, cst.BinaryOperation):
         sides = [_state(s, states, element, elementwise) for s in (node.left, node.right) if not isinstance(s, cst.Integer | cst.Float)]

@@ -48,7 +48,7 @@ from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.walk import Walker
 from .interfaces import NNX_NODES, InitLayer, NnxMethod
-from .layer_lists import IN_FEATURES, IsLayer, _assigned, _calls_of, _count_name
+from .layer_lists import IN_FEATURES, IsLayer, _assigned, _calls_of, _count_name, without_unused_index
 from .transforms import RULE_INPUT_SIZE
 
 RULE_LOOP_LAYERS = register(
@@ -329,15 +329,16 @@ def _build_in_init(room: NnxMethod, loop: _Loop, built: list[tuple[_LoopLayer, _
     ns, node = room.ctx.ns, loop.node
     if not ends:
         lines: list[cst.BaseStatement] = [
-            _assign(attr("self", b.attribute), cst.Call(attr(ns, "List"), [cst.Arg(cst.ListComp(b.constructor, cst.CompFor(node.target, node.iter)))]))
+            _assign(attr("self", b.attribute), cst.Call(attr(ns, "List"), [cst.Arg(cst.ListComp(b.constructor, cst.CompFor(*without_unused_index(node.target, node.iter, b.constructor))))]))
             for _, b in built
         ]
     else:
         appends = [_line(cst.Expr(cst.Call(cst.Attribute(attr("self", b.attribute), cst.Name("append")), [cst.Arg(b.constructor)]))) for _, b in built]
+        body = cst.IndentedBlock([*appends, *(_assign(cst.Name(n), e if e is not None else cst.Ellipsis()) for n, e in ends.items())])
         lines = [
             *(_assign(attr("self", b.attribute), cst.Call(attr(ns, "List"), [])) for _, b in built),
             *(_assign(cst.Name(chain.name), chain.before if chain.before is not None else cst.Ellipsis()) for chain in loop.chains.values()),
-            cst.For(node.target, node.iter, cst.IndentedBlock([*appends, *(_assign(cst.Name(n), e if e is not None else cst.Ellipsis()) for n, e in ends.items())])),
+            cst.For(*without_unused_index(node.target, node.iter, body), body),
         ]
         unknown = [name for name, end in ends.items() if end is None]
         if unknown:

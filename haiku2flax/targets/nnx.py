@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -66,7 +67,7 @@ INPUT_SIZE = "din"
 ELEMENTWISE = {
     "relu", "gelu", "silu", "swish", "sigmoid", "tanh", "elu", "selu", "celu", "softplus", "leaky_relu",
     "log_sigmoid", "softmax", "log_softmax", "exp", "log", "abs", "square", "sqrt", "normalize", "standardize",
-    "hard_tanh", "relu6", "glu", "mish", "sin", "cos",
+    "hard_tanh", "relu6", "mish", "sin", "cos",
 }
 
 
@@ -162,15 +163,17 @@ class _ClassConversion:
         self.init_locals: set[str] = set()  # variables the hoisted statements assign in `__init__`
 
     def _read_init_layers(self) -> dict[str, _InitLayer]:
-        layers = {}
-        for statement in self.init.other_statements:
+        layers: dict[str, _InitLayer] = {}
+        twice: set[str] = set()  # built in both branches of an `if`: which one a call uses depends on the run
+        for statement in _under_ifs(self.init.other_statements):
             assign = analysis.simple_assign(statement)
             if assign is None or not isinstance(assign[1], cst.Call):
                 continue
             attribute = analysis.self_attribute(assign[0])
             if attribute is not None and self.converter.is_module_constructor(assign[1]):
+                twice.update({attribute} & layers.keys())
                 layers[attribute] = _InitLayer(attribute, assign[1], statement)
-        return layers
+        return {attribute: layer for attribute, layer in layers.items() if attribute not in twice}  # one layer per attribute
 
     def built_in_init(self) -> list[tuple[str, cst.CSTNode]]:
         return [(hoisted.attribute, hoisted.source) for hoisted in self.hoisted]
@@ -253,6 +256,8 @@ class _ClassConversion:
                 for line in (
                     [_init_layer_line(init_layer_lines[s], to_params)]
                     if s in init_layer_lines
+                    else [convert_bindings(_visited(s, _InitLayerLines(init_layer_lines, to_params)), self.ctx)]
+                    if isinstance(s, cst.If) and any(line in init_layer_lines for line in _under_ifs([s]))
                     else [_visited(new, to_params) for new in list_lines[s]]
                     if s in list_lines
                     else [_visited(init_parameters[s], to_params)]
@@ -529,6 +534,9 @@ class NnxMethodRewriter(Rewriter):
             if len(sizes) == 1 or (len(sizes) == 2 and sizes[0] is not None and sizes[1] is not None and code(sizes[0]) == code(sizes[1])):
                 return sizes[0]
             return self._carried_size(sizes) if len(sizes) == 2 else None
+        if isinstance(node, cst.IfExp):  # `dropout(x) if training else x`: the size both arms agree on
+            body, orelse = self.size_of(node.body), self.size_of(node.orelse)
+            return body if body is not None and orelse is not None and code(body) == code(orelse) else None
         if isinstance(node, cst.Call) and len(node.args) >= 1:
             func = dotted_name(node.func) or ""
             last = func.rsplit(".", 1)[-1]
@@ -1068,6 +1076,33 @@ def _visited(node: NodeT, transformer: cst.CSTTransformer) -> NodeT:
     """`node` through `transformer`, which removes nothing here and replaces an expression by an
     expression, a statement by a statement."""
     return cast(NodeT, node.visit(transformer))
+
+
+def _under_ifs(statements: Sequence[cst.BaseStatement]) -> Iterator[cst.BaseStatement]:
+    """`statements` and, for an `if` among them, those of its branches (what `__init__` builds under a
+    condition on its arguments is built in NNX under the same `if`)."""
+    for statement in statements:
+        yield statement
+        node: cst.BaseStatement | cst.Else | None = statement
+        while isinstance(node, cst.If | cst.Else):
+            if isinstance(node.body, cst.IndentedBlock):
+                yield from _under_ifs(node.body.body)
+            node = node.orelse if isinstance(node, cst.If) else None
+
+
+class _InitLayerLines(cst.CSTTransformer):
+    """An `if` of `__init__` with the Haiku layers its branches build replaced by their NNX lines."""
+
+    def __init__(self, lines: dict[cst.BaseStatement, _InitLayer], to_params: _SelfFieldsToParams) -> None:
+        super().__init__()
+        self.lines = lines
+        self.to_params = to_params
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        return _init_layer_line(self.lines[original], self.to_params) if original in self.lines else updated
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
+        return updated.with_changes(test=_visited(updated.test, self.to_params))
 
 
 def _init_layer_line(layer: _InitLayer, to_params: _SelfFieldsToParams) -> cst.SimpleStatementLine:
