@@ -881,7 +881,6 @@ def load_weights(room: NnxFile, call: cst.Call) -> bool:
     return True
 
 
-
 def _seed(room: NnxFile, name: str, node: cst.CSTNode) -> cst.BaseExpression:
     call = room.ctx.fact(INIT_CALLS).get(name)
     key = call.args[0].value if call is not None and call.args else None
