@@ -45,7 +45,7 @@ def _fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
     return order
 
 
-def _content_fields(kind: type) -> tuple[str, ...]:
+def content_fields(kind: type) -> tuple[str, ...]:
     """`_fields(kind)` less those whose declared type holds only whitespace, comments or punctuation
     (`lpar`, `comma`, `whitespace_after_func`): most of a node's fields, read for nothing otherwise."""
     fields = _fields(kind)
@@ -135,7 +135,7 @@ class Walker:
         walked = self._walked
         names = _FIELDS.get(type(node)) if self._trivia else _CONTENT_FIELDS.get(type(node))
         if names is None:
-            names = _fields(type(node)) if self._trivia else _content_fields(type(node))
+            names = _fields(type(node)) if self._trivia else content_fields(type(node))
         for name in names:
             value = getattr(node, name)
             kind = type(value)
@@ -166,7 +166,7 @@ def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         yield node
         below = []
         names = _CONTENT_FIELDS.get(type(node))
-        for name in _content_fields(type(node)) if names is None else names:
+        for name in content_fields(type(node)) if names is None else names:
             value = getattr(node, name)
             for item in value if type(value) is tuple or type(value) is list else (value,):
                 walk = walked.get(type(item))
