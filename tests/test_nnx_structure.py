@@ -292,13 +292,10 @@ def test_a_reduction_over_axes_that_keep_the_last_keeps_the_feature_size() -> No
 
 # -- constructor fields read by the layers built in `__init__` --------------------------------------
 def test_a_field_read_deep_inside_a_layer_argument_becomes_the_parameter() -> None:
-    code = nnx(
-        """\
-        y = hk.Linear(max([self.width * 2, 1]))(x)
+    code = nnx("""\
+        y = hk.Linear(max([self.use_bn * 2, 1]))(x)
         return hk.Linear(2)(jax.nn.relu(y))
-        """,
-        init="self.width = use_bn",
-    )
+        """)
     init = init_of(code)
     assert "nnx.Linear(din, max([use_bn * 2, 1]), rngs=rngs)" in init
-    assert "self.width" not in code
+    assert "self.use_bn" not in code

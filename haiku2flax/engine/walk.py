@@ -26,6 +26,10 @@ TRIVIA = frozenset(
     }
 )
 
+# LibCST gives its node classes slots by making each again: the class made first stays among its base's
+# subclasses (`BaseParenthesizableWhitespace.__subclasses__()`), under the same name.
+_TRIVIA_NAMES = frozenset((kind.__module__, kind.__qualname__) for kind in TRIVIA)
+
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _CONTENT_FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -72,7 +76,8 @@ def _holds_only_trivia(annotation: object) -> bool:
         return False
     if not issubclass(annotation, cst.CSTNode):
         return annotation in (str, type(None), cst.MaybeSentinel)
-    return annotation in TRIVIA or bool(annotation.__subclasses__()) and all(map(_holds_only_trivia, annotation.__subclasses__()))
+    trivia = annotation in TRIVIA or (annotation.__module__, annotation.__qualname__) in _TRIVIA_NAMES
+    return trivia or bool(annotation.__subclasses__()) and all(map(_holds_only_trivia, annotation.__subclasses__()))
 
 
 def _is_walked(kind: type, trivia: bool) -> bool:
