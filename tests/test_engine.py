@@ -393,3 +393,31 @@ def test_nnx_optimizer_update_without_a_converted_optimizer_gets_a_todo():
     code = _convert(source, "nnx")
     assert "the optimizer state does not come from a module-level `optimizer.init(params)`" in code
     assert "opt_state.update(" not in code
+
+
+def test_rewriter_hooks_run_on_the_leaves_it_does_not_copy():
+    """A `Name` or `Integer` holds only punctuation: its hooks run, and unless a hook replaces it the
+    node comes out as it went in (LibCST would copy it and its parentheses)."""
+    import libcst as cst
+
+    from haiku2flax.engine.context import Context
+    from haiku2flax.engine.names import ImportedNames
+    from haiku2flax.engine.rewriter import Rewriter
+    from haiku2flax.engine.tables import load_tables
+
+    class Renamer(Rewriter):
+        integers: list[str] = []
+
+        def visit_Integer(self, node: cst.Integer) -> None:
+            self.integers.append(node.value)
+
+        def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+            return updated.with_changes(value="b") if original.value == "a" else updated
+
+    module = cst.parse_module("x = f((a), 1, [(2)])\n")
+    renamer = Renamer(Context(target="nnx", tables=load_tables(), names=ImportedNames.from_module(module)))
+    converted = module.visit(renamer)
+    assert converted.code == "x = f((b), 1, [(2)])\n"
+    assert renamer.integers == ["1", "2"]
+    call = converted.body[0].body[0].value
+    assert call.func is module.body[0].body[0].value.func  # `f`: not rebuilt

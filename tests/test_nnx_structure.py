@@ -447,3 +447,14 @@ def test_an_attribute_init_builds_in_both_branches_is_left_to_its_todo() -> None
     code = nnx("return self.out(x)\n", init="if use_bn:\n  self.out = hk.Linear(5)\nelse:\n  self.out = hk.Linear(3)")
     assert "self.out = hk.Linear(5)" in code and "self.out = hk.Linear(3)" in code
     assert code.count("TODO(haiku2flax:HK000)") == 2
+
+
+# -- constructor fields read by the layers built in `__init__` --------------------------------------
+def test_a_field_read_deep_inside_a_layer_argument_becomes_the_parameter() -> None:
+    code = nnx("""\
+        y = hk.Linear(max([self.use_bn * 2, 1]))(x)
+        return hk.Linear(2)(jax.nn.relu(y))
+        """)
+    init = init_of(code)
+    assert "nnx.Linear(din, max([use_bn * 2, 1]), rngs=rngs)" in init
+    assert "self.use_bn" not in code

@@ -58,6 +58,8 @@ def generate(module: cst.Module, nodes: Collection[cst.CSTNode]) -> tuple[str, d
 
     A node that is not in the module has no entry.
     """
+    if not nodes:  # plain code generation: no recording on every node
+        return module.code, {}
     wanted = {id(n) for n in nodes}
     state = _RecordingState(default_indent=module.default_indent, default_newline=module.default_newline, wanted=set(wanted))
     module._codegen(state)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 import libcst as cst
 
 from .context import Context, add_todo_lines
-from .walk import TRIVIA
+from .walk import TRIVIA, content_fields
 
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 Built = TypeVar("Built")
@@ -43,7 +43,8 @@ class Rewriter(cst.CSTTransformer):
     by those registered to run after it);
     per-field hooks (`visit_<Node>_<field>`) are not called.
     Whitespace, comments and punctuation (most of a tree's nodes) are not walked into, and come out
-    as they were, unless the class has a hook for one of them.
+    as they were, unless the class has a hook for one of them; nor are the nodes that hold nothing else
+    (`Name`, `Integer`, `Pass`): their hooks run, and LibCST does not rebuild them.
     """
 
     _hooks: dict[type, tuple[Hook, Hook, bool, bool, bool]] = {}
@@ -111,7 +112,7 @@ class Rewriter(cst.CSTTransformer):
         hooks = self._hooks.get(kind)
         if hooks is None:
             cls = type(self)
-            descend = cls._walks_trivia or kind not in TRIVIA
+            descend = cls._walks_trivia or (kind not in TRIVIA and bool(content_fields(kind)))
             statement, simple_line = issubclass(kind, STATEMENTS), kind is cst.SimpleStatementLine
             visit, leave = _hook(cls, "visit", kind), _hook(cls, "leave", kind)
             if cls.node_rules is not None:
@@ -127,7 +128,7 @@ class Rewriter(cst.CSTTransformer):
                 self._receivers[id(node)], self._blank_lines = self._blank_lines, []
         if simple_line:
             self._inserted.append([])
-        return descend and (visit is None or visit(self, node) is not False)
+        return (visit is None or visit(self, node) is not False) and descend
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         pass

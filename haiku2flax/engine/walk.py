@@ -26,6 +26,10 @@ TRIVIA = frozenset(
     }
 )
 
+# LibCST gives its node classes slots by making each again: the class made first stays among its base's
+# subclasses (`BaseParenthesizableWhitespace.__subclasses__()`), under the same name.
+_TRIVIA_NAMES = frozenset((kind.__module__, kind.__qualname__) for kind in TRIVIA)
+
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _CONTENT_FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -45,7 +49,7 @@ def _fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
     return order
 
 
-def _content_fields(kind: type) -> tuple[str, ...]:
+def content_fields(kind: type) -> tuple[str, ...]:
     """`_fields(kind)` less those whose declared type holds only whitespace, comments or punctuation
     (`lpar`, `comma`, `whitespace_after_func`): most of a node's fields, read for nothing otherwise."""
     fields = _fields(kind)
@@ -72,7 +76,8 @@ def _holds_only_trivia(annotation: object) -> bool:
         return False
     if not issubclass(annotation, cst.CSTNode):
         return annotation in (str, type(None), cst.MaybeSentinel)
-    return annotation in TRIVIA or bool(annotation.__subclasses__()) and all(map(_holds_only_trivia, annotation.__subclasses__()))
+    trivia = annotation in TRIVIA or (annotation.__module__, annotation.__qualname__) in _TRIVIA_NAMES
+    return trivia or bool(annotation.__subclasses__()) and all(map(_holds_only_trivia, annotation.__subclasses__()))
 
 
 def _is_walked(kind: type, trivia: bool) -> bool:
@@ -135,7 +140,7 @@ class Walker:
         walked = self._walked
         names = _FIELDS.get(type(node)) if self._trivia else _CONTENT_FIELDS.get(type(node))
         if names is None:
-            names = _fields(type(node)) if self._trivia else _content_fields(type(node))
+            names = _fields(type(node)) if self._trivia else content_fields(type(node))
         for name in names:
             value = getattr(node, name)
             kind = type(value)
@@ -166,7 +171,7 @@ def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         yield node
         below = []
         names = _CONTENT_FIELDS.get(type(node))
-        for name in _content_fields(type(node)) if names is None else names:
+        for name in content_fields(type(node)) if names is None else names:
             value = getattr(node, name)
             for item in value if type(value) is tuple or type(value) is list else (value,):
                 walk = walked.get(type(item))

@@ -56,7 +56,7 @@ from ..engine.context import Context, NodeT, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
-from ..engine.walk import Walker
+from ..engine.walk import Walker, descendants
 from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
@@ -103,6 +103,13 @@ class _SelfFieldsToParams(cst.CSTTransformer):
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         name = analysis.self_attribute(original)
         return _name(name) if name in self.fields else updated
+
+    def applied(self, node: NodeT) -> NodeT:
+        """`node` with the fields spelled as parameters; `node` itself when it reads none of them (a pass
+        of the transformer would copy each of its nodes for nothing)."""
+        if not any(analysis.self_attribute(n) in self.fields for n in descendants(node) if type(n) is cst.Attribute):
+            return node
+        return _visited(node, self)
 
 
 @dataclass
@@ -240,8 +247,8 @@ class _ClassConversion:
         ]
         still_read = {n for n in fields if any(_reads_self_attribute(s, n) for s in body)}
         hoisted_lines = guarded_lines(
-            [(h.guard, _visited(line, to_params)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
-            lambda test: _visited(test, to_params),
+            [(h.guard, to_params.applied(line)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
+            to_params.applied,
         )
         init_layer_lines = {layer.statement: layer for layer in self.init_layers.values()}
         init_parameters = {s: line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
@@ -258,9 +265,9 @@ class _ClassConversion:
                     if s in init_layer_lines
                     else [convert_bindings(_visited(s, _InitLayerLines(init_layer_lines, to_params)), self.ctx)]
                     if isinstance(s, cst.If) and any(line in init_layer_lines for line in _under_ifs([s]))
-                    else [_visited(new, to_params) for new in list_lines[s]]
+                    else [to_params.applied(new) for new in list_lines[s]]
                     if s in list_lines
-                    else [_visited(init_parameters[s], to_params)]
+                    else [to_params.applied(init_parameters[s])]
                     if s in init_parameters
                     else [convert_bindings(s, self.ctx)]
                 )
@@ -284,7 +291,7 @@ class _ClassConversion:
             for b in self.classdef.bases
         ]
         call = self.results.get("__call__")
-        output = _visited(call.output_size, to_params) if call is not None and call.output_size is not None else None
+        output = to_params.applied(call.output_size) if call is not None and call.output_size is not None else None
         removed = call.removed if call is not None else {}
         if call is None and parent is not None:  # the parent's `__call__`
             output, removed = parent[1], parent[2].removed_call_params
@@ -1108,7 +1115,7 @@ class _InitLayerLines(cst.CSTTransformer):
 def _init_layer_line(layer: _InitLayer, to_params: _SelfFieldsToParams) -> cst.SimpleStatementLine:
     """`self.<attribute> = <NNX constructor>` in place of the Haiku `__init__` line that built the layer."""
     assert layer.resolved is not None  # `run` resolves every layer before writing `__init__`
-    return _assign_line(layer.attribute, _visited(layer.resolved, to_params), layer.statement)
+    return _assign_line(layer.attribute, to_params.applied(layer.resolved), layer.statement)
 
 
 def _self_assigned(classdef: cst.ClassDef) -> set[str]:
