@@ -131,7 +131,7 @@ class FileTransforms:
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
-    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen")
+    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen", factories=ctx.target == "linen")
     # the model of a decorated forward is built where the function was: the classes it uses must exist by then
     unconverted_decorations = {
         id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
@@ -245,9 +245,11 @@ def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -
     if len(targets) != 1 or not isinstance(targets[0], cst.Name) or original.value is None:
         return None
     transformed = ctx.fact(TRANSFORMS).transforms.get(targets[0].value)
-    if transformed is None or analysis.read_transform(original.value, ctx.names) is None:
+    if transformed is None:
         return None
-    return transformed
+    if transformed.factory is not None:  # (the transform of a factory's forward is one statement of the file)
+        return transformed if isinstance(transformed.statement, cst.SimpleStatementLine) and any(small is original for small in transformed.statement.body) else None
+    return transformed if analysis.read_transform(original.value, ctx.names) is not None else None
 
 
 def forward_module(ctx: Context, transformed: Transformed) -> cst.Call | None:
@@ -349,10 +351,35 @@ class _TrainStateFinder(Walker):
 # -- Linen: the transformed function becomes a module; init/apply speak in variables dicts ---------
 def linen_model(room: LinenMethod, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression:
     """The Linen module standing for `transformed` (reported on `node`)."""
+    if transformed.factory is not None:  # the factory returns the module its forward became
+        room.converted(node, RULE_TRANSFORM, f"hk.transform({code(transformed.factory)}) -> the Linen module it returns")
+        return room.convert_copy(transformed.factory)
     inner = forward_module(room.ctx, transformed)
     model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(analysis.camel_case(transformed.function)))
     room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
     return model
+
+
+OUTER_SELF = "outer_self"  # the `self` of a factory, as its forward, now a module's method, reads it
+
+
+def factory_self_alias(forward: cst.FunctionDef) -> list[cst.SimpleStatementLine]:
+    """`outer_self = self` before the module class of a factory's forward that reads the factory's `self`."""
+    if not analysis.outer_self(forward):
+        return []
+    return [cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(OUTER_SELF))], cst.Name("self"))], leading_lines=forward.leading_lines)]
+
+
+@LINEN_NODES.on_leave(cst.Attribute, rule=RULE_TRANSFORM)
+def _read_outer_self(room: LinenMethod, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute | None:
+    """`self.env` in a factory's forward reads the factory's `self`: `outer_self.env` in the module's method."""
+    function = room.function
+    if function is None or analysis.self_attribute(original) is None:
+        return None
+    made = room.ctx.fact(TRANSFORMS).forwards.get(function.name.value)
+    if made is None or made.factory is None or not analysis.outer_self(function):
+        return None
+    return updated.with_changes(value=cst.Name(OUTER_SELF))
 
 
 def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine:
