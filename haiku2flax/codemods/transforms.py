@@ -131,7 +131,9 @@ class FileTransforms:
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
-    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen", factories=ctx.target == "linen")
+    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen", factories=True)
+    # a factory's `self` read in NNX's `__init__` and methods alike is not followed: those forwards keep their TODOs
+    transforms = {name: t for name, t in transforms.items() if not (t.outer_self and ctx.target == "nnx")}
     # the model of a decorated forward is built where the function was: the classes it uses must exist by then
     unconverted_decorations = {
         id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
@@ -377,9 +379,15 @@ def _read_outer_self(room: LinenMethod, original: cst.Attribute, updated: cst.At
     if function is None or analysis.self_attribute(original) is None:
         return None
     made = room.ctx.fact(TRANSFORMS).forwards.get(function.name.value)
-    if made is None or made.factory is None or not analysis.outer_self(function):
+    if made is None or not made.outer_self or not analysis.outer_self(function):
         return None
     return updated.with_changes(value=cst.Name(OUTER_SELF))
+
+
+def is_factory_forward(ctx: Context, function: cst.FunctionDef, outer: cst.FunctionDef | None) -> bool:
+    """`function`, defined in the module-level function `outer`, is the forward of `hk.transform(outer(...))`."""
+    made = ctx.fact(TRANSFORMS).forwards.get(function.name.value)
+    return made is not None and made.factory is not None and outer is not None and outer.name.value == code(made.factory.func)
 
 
 def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine:
@@ -520,6 +528,8 @@ def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | No
     if transformed.lambda_forward is not None:  # a lambda building a module of another file
         return inner, None
     name = analysis.camel_case(transformed.function)
+    if transformed.factory is not None:  # the factory returns the class: `make_forward(n)(din, rngs=...)`
+        return cst.Call(transformed.factory), room.class_infos.get(name)
     return cst.Call(cst.Name(name)), room.class_infos.get(name)
 
 

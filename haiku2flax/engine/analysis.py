@@ -314,6 +314,7 @@ class Transformed:
     multi: bool = False  # hk.multi_transform: `apply` is a tuple of functions
     lambda_forward: cst.FunctionDef | None = None  # `hk.transform(lambda x: Model()(x))`, as a function
     factory: cst.Call | None = None  # `hk.transform(make_forward(n))`: the call; `function` is nested in `make_forward`
+    outer_self: bool = False  # that nested forward reads the factory's `self` (`outer_self`)
 
     @property
     def decorated(self) -> bool:
@@ -427,10 +428,11 @@ def _factory_transform(
         return None
     assert factory is not None
     forward_def = _nested_function(factory, nested)
-    if outer_self(forward_def) and _SelfReads.of(forward_def.body).bare:
+    reads_self = outer_self(forward_def)
+    if reads_self and _SelfReads.of(forward_def.body).bare:
         return None  # the factory's `self` passed whole: it would be the module once the forward is a method
     assert isinstance(statement, cst.SimpleStatementLine)
-    return Transformed(target.value, nested, read[1], read[2], statement, factory=forward)
+    return Transformed(target.value, nested, read[1], read[2], statement, factory=forward, outer_self=reads_self)
 
 
 def factory_forward(factory: cst.FunctionDef) -> str | None:

@@ -33,7 +33,7 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import TRANSFORMS, factory_self_alias, linen_decorated_model
+from ..codemods.transforms import TRANSFORMS, factory_self_alias, is_factory_forward, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
@@ -136,9 +136,7 @@ class LinenConverter(Rewriter):
 
     def _factory_forward(self, node: cst.FunctionDef) -> bool:
         """`node` is the forward nested in a factory, `hk.transform(factory(...))` (`analysis.factory_forward`)."""
-        transformed = self.forwards.get(node.name.value)
-        outer = self._scopes[0].function if len(self._scopes) == 1 else None
-        return transformed is not None and transformed.factory is not None and outer is not None and outer.name.value == code(transformed.factory.func)
+        return len(self._scopes) == 1 and is_factory_forward(self.ctx, node, self._scopes[0].function)
 
     def mark_builds_layer(self) -> None:
         """A layer is built inline here: the enclosing method needs `@nn.compact`."""
