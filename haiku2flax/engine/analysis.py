@@ -515,6 +515,14 @@ class _AssignedNameCounts(Walker):
         self.counts[(dotted_name(bound) or "").split(".")[0]] += 1
 
 
+def bound_names(statement: cst.BaseStatement) -> list[str]:
+    """The names a statement defines as a function or by assignment (not classes, not imports)."""
+    if isinstance(statement, cst.FunctionDef):
+        return [statement.name.value]
+    assign = simple_assign(statement)
+    return _target_names(assign[0]) if assign is not None else []
+
+
 def _target_names(target: cst.BaseExpression) -> list[str]:
     if isinstance(target, cst.Name):
         return [target.value]

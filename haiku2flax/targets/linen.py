@@ -40,6 +40,7 @@ from ..engine.calls import Unconvertible, call_input_size, code, convert_constru
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
+from ..engine.walk import descendants
 from ..engine.tables import Construct
 from . import RULE_LAYER, RULE_MODULE
 
@@ -84,6 +85,7 @@ class LinenConverter(Rewriter):
         self._built_at_call: dict[cst.CSTNode, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(ctx)
+        self._file_names = {n for s in module.body for n in analysis.bound_names(s)}  # module-level functions and variables
         self._partial_layers: dict[cst.Call, Construct] = {}  # `partial(bn, ...)` rebinding the layer it binds arguments of
         self._renames: dict[str, dict[str, str]] = {}  # Haiku class -> its attributes renamed in Linen (`codemods.fields`)
 
@@ -96,7 +98,9 @@ class LinenConverter(Rewriter):
         # a method of a Haiku module, or a transformed forward (it becomes a module's __call__)
         method = bool(self._scopes) and self._scopes[-1].haiku_class
         forward = (not self._scopes and node.name.value in self.forwards) or self._factory_forward(node)
-        self._scopes.append(_Scope(compact_candidate=method or forward, function=node))
+        # a forward calling a function of the file may build its layers there: they need the compact scope
+        helpers = forward and any(isinstance(d, cst.Call) and code(d.func) in self._file_names for d in descendants(node.body))
+        self._scopes.append(_Scope(compact_candidate=method or forward, builds_layers=helpers, function=node))
         self.shapes.reset()
         return super().visit_FunctionDef(node)
 
