@@ -249,8 +249,9 @@ def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -
     transformed = ctx.fact(TRANSFORMS).transforms.get(targets[0].value)
     if transformed is None:
         return None
-    if transformed.factory is not None:  # (the transform of a factory's forward is one statement of the file)
-        return transformed if isinstance(transformed.statement, cst.SimpleStatementLine) and any(small is original for small in transformed.statement.body) else None
+    if transformed.factory is not None:  # the transform of a factory's forward is that one statement of the file
+        statement = transformed.statement
+        return transformed if isinstance(statement, cst.SimpleStatementLine) and any(s is original for s in statement.body) else None
     return transformed if analysis.read_transform(original.value, ctx.names) is not None else None
 
 

@@ -429,8 +429,8 @@ def _factory_transform(
     assert factory is not None
     forward_def = _nested_function(factory, nested)
     reads_self = outer_self(forward_def)
-    if reads_self and _SelfReads.of(forward_def.body).bare:
-        return None  # the factory's `self` passed whole: it would be the module once the forward is a method
+    if forward_def.decorators or (reads_self and _SelfReads.of(forward_def.body).bare):
+        return None  # (the factory's `self` passed whole would be the module once the forward is a method)
     assert isinstance(statement, cst.SimpleStatementLine)
     return Transformed(target.value, nested, read[1], read[2], statement, factory=forward, outer_self=reads_self)
 
@@ -439,7 +439,7 @@ def factory_forward(factory: cst.FunctionDef) -> str | None:
     """The one function defined at the top of `factory` that its return statements name (`return forward`,
     `return Agent(network=forward)`): what `hk.transform(factory(...))` transforms."""
     body = factory.body.body if isinstance(factory.body, cst.IndentedBlock) else ()
-    nested = Counter(s.name.value if not s.decorators else "@" for s in body if isinstance(s, cst.FunctionDef))
+    nested = Counter(s.name.value for s in body if isinstance(s, cst.FunctionDef))
     returned = set().union(*(Names.of(value).used for s in body if (value := returned_value(s)) is not None))
     named = [name for name in nested if name in returned]
     return named[0] if len(named) == 1 and nested[named[0]] == 1 else None

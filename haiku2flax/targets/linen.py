@@ -40,13 +40,14 @@ from ..engine.calls import Unconvertible, call_input_size, code, convert_constru
 from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
-from ..engine.walk import descendants
 from ..engine.tables import Construct
+from ..engine.walk import descendants
 from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
 
 PARTIAL = ("partial", "functools.partial")
+PROPERTIES = ("property", "cached_property", "functools.cached_property")
 
 
 @dataclass
@@ -130,7 +131,9 @@ class LinenConverter(Rewriter):
         self, original: cst.FunctionDef, updated: cst.FunctionDef
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         scope = self._scopes.pop()
-        if scope.compact_candidate and scope.builds_layers:
+        if scope.compact_candidate and scope.builds_layers and any(dotted_name(d.decorator) in PROPERTIES for d in original.decorators):
+            self.todo(original, RULE_MODULE, "a property cannot be `@nn.compact`: make it a method (and call it), or build what it builds in `setup`")
+        elif scope.compact_candidate and scope.builds_layers:
             updated = updated.with_changes(
                 decorators=[cst.Decorator(decorator=attr(self.ctx.ns, "compact")), *updated.decorators]
             )
@@ -191,6 +194,7 @@ class LinenConverter(Rewriter):
         if init.star_kwargs is not None:
             body.append(self._kwargs_field(init.star_kwargs.name.value))
         field_names = [p.name.value for p in init.params] + ([init.star_kwargs.name.value] if init.star_kwargs else [])
+        setup_reads = [*field_names, "name"] if init.has_name_param else field_names  # Haiku's `name` is the module's `self.name`
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
         methods = [
             analysis.rename_self_attributes(s, plan.renames)
@@ -202,7 +206,7 @@ class LinenConverter(Rewriter):
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [self._setup_statement(s) for s in fields.built_in_place(fields.setup_body(plan.statements, field_names, plan.renames))]
+                    [self._setup_statement(s) for s in fields.built_in_place(fields.setup_body(plan.statements, setup_reads, plan.renames))]
                 ),
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
@@ -307,9 +311,9 @@ class LinenConverter(Rewriter):
         transformed = self.forwards[original.name.value]
         decorated = transformed.decorated
         if transformed.factory is not None:  # nested in its factory: the model is bound to the function's name there
-            return cst.FlattenSentinel([*factory_self_alias(original), self._forward_class(original, updated, updated.decorators), cst.SimpleStatementLine(
-                [cst.Assign([cst.AssignTarget(original.name)], cst.Call(cst.Name(analysis.camel_case(original.name.value))))]
-            )])
+            classdef = self._forward_class(original, updated, updated.decorators)
+            model = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(original.name)], cst.Call(classdef.name))])
+            return cst.FlattenSentinel([*factory_self_alias(original), classdef, model])
         if analysis.forward_module(original) is not None:
             return linen_decorated_model(self, original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
         compact = updated.decorators[: len(updated.decorators) - len(original.decorators)] if decorated else updated.decorators
