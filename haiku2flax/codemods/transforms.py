@@ -8,6 +8,12 @@ What it converts:
   optional `@hk.without_apply_rng`) converts the same way: the function becomes the module class, and
   right after it `f = F()` (NNX: `f = F(din, rngs=nnx.Rngs(seed))`) binds the model to its old name.
   Other decorator stacks, and decorated functions that are not at module level, get a TODO.
+- `f = hk.transform(make_forward(...))`, `make_forward` a function of the file whose returns name one
+  function nested in it (`return forward`, `return Agent(network=forward)`): the forward becomes a
+  module class inside the factory, still reading the factory's arguments as closures, and is bound to
+  its name there: Linen `forward = Forward()` and `f = make_forward(...)`; NNX `forward = Forward`
+  and `f = make_forward(...)(din, rngs=nnx.Rngs(0))`. A Linen forward reading the factory's `self`
+  reads it as `outer_self` (`outer_self = self` above the class); NNX leaves such a forward's TODOs.
 - Linen: `f.init(rng, x)` returns variables, so the params are `f.init(rng, x)['params']`;
   `f.apply(params, rng, x)` -> `f.apply({'params': params}, x, rngs={'dropout': rng})`; with state,
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
