@@ -130,12 +130,13 @@ import haiku as hk
 
 
 class PeriodicConv(hk.Module):
-  def __init__(self, base_convolution, output_channels, name=None):
+  def __init__(self, base_convolution, output_channels, head=hk.Linear, name=None):
     super().__init__(name=name)
     self._conv = base_convolution(output_channels=output_channels, kernel_shape=3, padding='VALID')
+    self._head = head(output_size=2)
 
   def __call__(self, x):
-    return self._conv(x)
+    return self._head(self._conv(x))
 
 
 class PeriodicConv1D(PeriodicConv):
@@ -150,7 +151,9 @@ def forward(x):
 
 def test_linen_class_handed_a_haiku_layer_class_has_a_todo_where_it_calls_it():
     code = convert_source(LAYER_CLASS_VALUE, "linen").code
-    todo = "# TODO(haiku2flax:HK002): `base_convolution` is given `hk.Conv"
+    todo = "# TODO(haiku2flax:HK002): `base_convolution` may hold `hk.Conv"
     lines = code.splitlines()
     call = next(i for i, line in enumerate(lines) if "self.base_convolution(output_channels=" in line)
     assert lines[call - 1].strip().startswith(todo), code
+    head = next(i for i, line in enumerate(lines) if "self.head(output_size=2)" in line)
+    assert lines[head - 1].strip().startswith("# TODO(haiku2flax:HK002): `head` may hold `hk.Linear`"), code

@@ -1,4 +1,5 @@
-"""A table layer's class handed as a value to a module class of the file: `Conv(base_convolution=hk.Conv1D)`.
+"""A table layer's class handed as a value to a module class of the file: `Conv(base_convolution=hk.Conv1D)`,
+or the default of one of its constructor arguments (`input_net=hk.Linear`).
 
 What it does (Linen): the argument keeps the TODO the leftovers rule puts where it is passed, and the
 class that builds the layer from it gets one too, at that call (`base_convolution(output_channels=...,
@@ -26,7 +27,13 @@ def _read_layer_calls(module: cst.Module, ctx: Context) -> dict[cst.Call, str]:
     classes = analysis.haiku_module_classes(module, ctx.names)
     if not classes:
         return {}
-    given: dict[tuple[str, str], str] = {}  # (class, parameter) -> the Haiku layer a caller passed
+    given: dict[tuple[str, str], str] = {}  # (class, parameter) -> the Haiku layer it defaults to or a caller passed
+    for name, classdef in classes.items():
+        init = analysis.find_method(classdef, "__init__")
+        for param in init.params.params if init is not None else ():
+            api = ctx.names.haiku_api(param.default) if param.default is not None else None
+            if api is not None and ctx.tables.get(api) is not None:
+                given[(name, param.name.value)] = ctx.names.display(api)
     for built, call in _constructions(module, classes):
         init = analysis.find_method(classes[built], "__init__")
         positional = [p.name.value for p in init.params.params[1:]] if init is not None else []
@@ -42,7 +49,7 @@ def _read_layer_calls(module: cst.Module, ctx: Context) -> dict[cst.Call, str]:
                 (isinstance(node.func, cst.Name) and node.func.value == parameter) or analysis.self_attribute(node.func) == parameter
             ):
                 found[node] = (
-                    f"`{parameter}` is given `{layer}`, a Haiku layer class, and is called here with Haiku's arguments; "
+                    f"`{parameter}` may hold `{layer}`, a Haiku layer class, and is called here with Haiku's arguments; "
                     "pass the Flax layer and call it with its own arguments"
                 )
     return found
