@@ -106,6 +106,12 @@ def test_user_rnn_core_subclass_is_a_todo(target):
             "unrolls a core this rule cannot see",
             id="unseen-core",
         ),
+        pytest.param(
+            "for core in self.cores:\n  start = core.initial_state(2)\n  xs, _ = hk.dynamic_unroll(core, xs, start)\nreturn xs\n",
+            "start = ",
+            "`initial_state` of the core `hk.dynamic_unroll` unrolls below",
+            id="unseen-core-initial-state",
+        ),
     ],
 )
 def test_core_the_rule_cannot_follow_is_a_todo(target, body, statement, reason):

@@ -38,10 +38,10 @@ def _method(value: cst.BaseExpression, args: list[cst.BaseExpression]) -> cst.Ca
     return cst.Call(cst.Attribute(value, cst.Name("reshape")), [cst.Arg(a) for a in args])
 
 
-def _leading(value: cst.BaseExpression, preserve_dims: cst.BaseExpression) -> cst.Subscript:
-    """`x.shape[0]` for one preserved axis, else `x.shape[:p]`."""
+def _leading(value: cst.BaseExpression, preserve_dims: cst.BaseExpression, axes: bool = False) -> cst.Subscript:
+    """`x.shape[0]` for one preserved axis, else (or `axes`: a tuple to add one to) `x.shape[:p]`."""
     shape = cst.Attribute(value, cst.Name("shape"))
-    if literal(preserve_dims) == 1:
+    if literal(preserve_dims) == 1 and not axes:
         return cst.Subscript(shape, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
     return cst.Subscript(shape, [cst.SubscriptElement(cst.Slice(lower=None, upper=preserve_dims))])
 
@@ -61,7 +61,7 @@ def reshape_expression(constructor: cst.Call, value: cst.BaseExpression, api: st
     if literal(preserve_dims) == 1 and elements is not None:
         return _method(value, [_leading(value, preserve_dims), *(e.value for e in elements)])
     tail = as_tuple([e.value for e in elements]) if elements is not None else cst.Call(cst.Name("tuple"), [cst.Arg(shape_node)])
-    return _method(value, [cst.BinaryOperation(_leading(value, preserve_dims), cst.Add(), tail)])
+    return _method(value, [cst.BinaryOperation(_leading(value, preserve_dims, axes=True), cst.Add(), tail)])
 
 
 def output_feature_size(constructor: cst.Call, api: str) -> cst.BaseExpression | None:

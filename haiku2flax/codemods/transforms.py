@@ -8,6 +8,12 @@ What it converts:
   optional `@hk.without_apply_rng`) converts the same way: the function becomes the module class, and
   right after it `f = F()` (NNX: `f = F(din, rngs=nnx.Rngs(seed))`) binds the model to its old name.
   Other decorator stacks, and decorated functions that are not at module level, get a TODO.
+- `f = hk.transform(make_forward(...))`, `make_forward` a function of the file whose returns name one
+  function nested in it (`return forward`, `return Agent(network=forward)`): the forward becomes a
+  module class inside the factory, still reading the factory's arguments as closures, and is bound to
+  its name there: Linen `forward = Forward()` and `f = make_forward(...)`; NNX `forward = Forward`
+  and `f = make_forward(...)(din, rngs=nnx.Rngs(0))`. A Linen forward reading the factory's `self`
+  reads it as `outer_self` (`outer_self = self` above the class); NNX leaves such a forward's TODOs.
 - Linen: `f.init(rng, x)` returns variables, so the params are `f.init(rng, x)['params']`;
   `f.apply(params, rng, x)` -> `f.apply({'params': params}, x, rngs={'dropout': rng})`; with state,
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
@@ -140,7 +146,9 @@ class FileTransforms:
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
-    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen")
+    transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen", factories=True)
+    # a factory's `self` read in NNX's `__init__` and methods alike is not followed: those forwards keep their TODOs
+    transforms = {name: t for name, t in transforms.items() if not (t.outer_self and ctx.target == "nnx")}
     # the model of a decorated forward is built where the function was: the classes it uses must exist by then
     unconverted_decorations = {
         id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"
@@ -268,9 +276,12 @@ def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -
     if len(targets) != 1 or not isinstance(targets[0], cst.Name) or original.value is None:
         return None
     transformed = ctx.fact(TRANSFORMS).transforms.get(targets[0].value)
-    if transformed is None or analysis.read_transform(original.value, ctx.names) is None:
+    if transformed is None:
         return None
-    return transformed
+    if transformed.factory is not None:  # the transform of a factory's forward is that one statement of the file
+        statement = transformed.statement
+        return transformed if isinstance(statement, cst.SimpleStatementLine) and any(s is original for s in statement.body) else None
+    return transformed if analysis.read_transform(original.value, ctx.names) is not None else None
 
 
 def forward_module(ctx: Context, transformed: Transformed) -> cst.Call | None:
@@ -372,10 +383,41 @@ class _TrainStateFinder(Walker):
 # -- Linen: the transformed function becomes a module; init/apply speak in variables dicts ---------
 def linen_model(room: LinenMethod, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression:
     """The Linen module standing for `transformed` (reported on `node`)."""
+    if transformed.factory is not None:  # the factory returns the module its forward became
+        room.converted(node, RULE_TRANSFORM, f"hk.transform({code(transformed.factory)}) -> the Linen module it returns")
+        return room.convert_copy(transformed.factory)
     inner = forward_module(room.ctx, transformed)
     model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(analysis.camel_case(transformed.function)))
     room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
     return model
+
+
+OUTER_SELF = "outer_self"  # the `self` of a factory, as its forward, now a module's method, reads it
+
+
+def factory_self_alias(forward: cst.FunctionDef) -> list[cst.SimpleStatementLine]:
+    """`outer_self = self` before the module class of a factory's forward that reads the factory's `self`."""
+    if not analysis.outer_self(forward):
+        return []
+    return [cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(OUTER_SELF))], cst.Name("self"))], leading_lines=forward.leading_lines)]
+
+
+@LINEN_NODES.on_leave(cst.Attribute, rule=RULE_TRANSFORM)
+def _read_outer_self(room: LinenMethod, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute | None:
+    """`self.env` in a factory's forward reads the factory's `self`: `outer_self.env` in the module's method."""
+    function = room.function
+    if function is None or analysis.self_attribute(original) is None:
+        return None
+    made = room.ctx.fact(TRANSFORMS).forwards.get(function.name.value)
+    if made is None or not made.outer_self or not analysis.outer_self(function):
+        return None
+    return updated.with_changes(value=cst.Name(OUTER_SELF))
+
+
+def is_factory_forward(ctx: Context, function: cst.FunctionDef, outer: cst.FunctionDef | None) -> bool:
+    """`function`, defined in the module-level function `outer`, is the forward of `hk.transform(outer(...))`."""
+    made = ctx.fact(TRANSFORMS).forwards.get(function.name.value)
+    return made is not None and made.factory is not None and outer is not None and outer.name.value == code(made.factory.func)
 
 
 def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine:
@@ -514,6 +556,8 @@ def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | No
     if transformed.lambda_forward is not None:  # a lambda building a module of another file
         return inner, None
     name = analysis.camel_case(transformed.function)
+    if transformed.factory is not None:  # the factory returns the class: `make_forward(n)(din, rngs=...)`
+        return cst.Call(transformed.factory), room.class_infos.get(name)
     return cst.Call(cst.Name(name)), room.class_infos.get(name)
 
 

@@ -313,6 +313,8 @@ class Transformed:
     statement: cst.SimpleStatementLine | cst.FunctionDef
     multi: bool = False  # hk.multi_transform: `apply` is a tuple of functions
     lambda_forward: cst.FunctionDef | None = None  # `hk.transform(lambda x: Model()(x))`, as a function
+    factory: cst.Call | None = None  # `hk.transform(make_forward(n))`: the call; `function` is nested in `make_forward`
+    outer_self: bool = False  # that nested forward reads the factory's `self` (`outer_self`)
 
     @property
     def decorated(self) -> bool:
@@ -360,10 +362,13 @@ def decorated_transform(function: cst.FunctionDef, names: ImportedNames) -> tupl
     return read_transform(value, names)
 
 
-def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bool = False) -> dict[str, Transformed]:
+def module_transforms(
+    module: cst.Module, names: ImportedNames, in_functions: bool = False, factories: bool = False
+) -> dict[str, Transformed]:
     """`f = hk.transform(forward)` and `@hk.transform def f` at module level; with `in_functions`, also
     `f = hk.transform(forward)` at the top of a module-level function (`def main():`) when nothing else in
-    the file binds `f`, so `f.init` / `f.apply` mean this one."""
+    the file binds `f`, so `f.init` / `f.apply` mean this one; with `factories`, also module-level
+    `f = hk.transform(make_forward(...))` whose forward is a function nested in `make_forward` (`factory_forward`)."""
     found = {}
     for definition in module.body:
         if isinstance(definition, cst.FunctionDef) and (read := decorated_transform(definition, names)) is not None:
@@ -382,6 +387,11 @@ def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bo
         if assign is None or not isinstance(assign[0], cst.Name):
             continue
         read = read_transform(assign[1], names)
+        if read is None and factories and id(statement) in top_level:
+            made = _factory_transform(statement, assign, names, module_functions, module)
+            if made is not None:
+                found[made.name] = made
+            continue
         if read is not None and id(statement) not in top_level and read[0] not in {*module_functions, LAMBDA_FORWARD}:
             continue  # its forward is local to the function too: no module class can be made of it
         if read is not None and id(statement) not in top_level and bindings is None:
@@ -394,6 +404,79 @@ def module_transforms(module: cst.Module, names: ImportedNames, in_functions: bo
             function = f"{LAMBDA_FORWARD[:-1]} {name}>" if lambda_forward is not None else read[0]  # one per transform
             found[name] = Transformed(name, function, read[1], read[2], statement, read[3], lambda_forward)
     return found
+
+
+def _factory_transform(
+    statement: cst.BaseStatement,
+    assign: tuple[cst.BaseExpression, cst.BaseExpression],
+    names: ImportedNames,
+    module_functions: set[str],
+    module: cst.Module,
+) -> Transformed | None:
+    """`f = hk.transform(make_forward(...))` with `make_forward` a module-level function of the file
+    whose returns name one function nested in it: that function is the forward."""
+    target, value = assign
+    forward = value
+    while isinstance(forward, cst.Call) and len(forward.args) == 1 and names.haiku_api(forward.func) in (*TRANSFORMS, "without_apply_rng"):
+        forward = forward.args[0].value
+    if not (isinstance(target, cst.Name) and isinstance(forward, cst.Call) and isinstance(forward.func, cst.Name)):
+        return None
+    read = read_transform(value.deep_replace(forward, cst.Name("_")), names)  # (`deep_replace` keeps the node type)
+    factory = next((s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value == forward.func.value), None)
+    nested = factory_forward(factory) if factory is not None else None
+    if read is None or read[3] or nested is None or nested in module_functions:
+        return None
+    assert factory is not None
+    forward_def = _nested_function(factory, nested)
+    reads_self = outer_self(forward_def)
+    if forward_def.decorators or (reads_self and _SelfReads.of(forward_def.body).bare):
+        return None  # (the factory's `self` passed whole would be the module once the forward is a method)
+    assert isinstance(statement, cst.SimpleStatementLine)
+    return Transformed(target.value, nested, read[1], read[2], statement, factory=forward, outer_self=reads_self)
+
+
+def factory_forward(factory: cst.FunctionDef) -> str | None:
+    """The one function defined at the top of `factory` that its return statements name (`return forward`,
+    `return Agent(network=forward)`): what `hk.transform(factory(...))` transforms."""
+    body = factory.body.body if isinstance(factory.body, cst.IndentedBlock) else ()
+    nested = Counter(s.name.value for s in body if isinstance(s, cst.FunctionDef))
+    returned = set().union(*(Names.of(value).used for s in body if (value := returned_value(s)) is not None))
+    named = [name for name in nested if name in returned]
+    return named[0] if len(named) == 1 and nested[named[0]] == 1 else None
+
+
+def _nested_function(factory: cst.FunctionDef, name: str) -> cst.FunctionDef:
+    body = factory.body.body if isinstance(factory.body, cst.IndentedBlock) else ()
+    return next(s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name)
+
+
+def outer_self(function: cst.FunctionDef) -> bool:
+    """A nested function reads the `self` of the function around it (coax's `def q(self): def func(S): ... self.env`)."""
+    return all(p.name.value != "self" for p in function.params.params) and "self" in Names.of(function.body).used
+
+
+class _SelfReads(Walker):
+    """Whether a subtree reads `self` other than as `self.<attribute>`."""
+
+    def __init__(self) -> None:
+        self.bare = False
+
+    @classmethod
+    def of(cls, node: cst.CSTNode) -> _SelfReads:
+        reads = cls()
+        reads.walk(node)
+        return reads
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        if self_attribute(node) is None:
+            self.walk(node.value)
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.bare = self.bare or node.value == "self"
+
+    def visit_Param(self, node: cst.Param) -> bool:
+        return False
 
 
 def _transformed_function(value: cst.BaseExpression) -> cst.BaseExpression:
@@ -430,6 +513,14 @@ class _AssignedNameCounts(Walker):
     def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
         bound = node.asname.name if node.asname is not None else node.name
         self.counts[(dotted_name(bound) or "").split(".")[0]] += 1
+
+
+def bound_names(statement: cst.BaseStatement) -> list[str]:
+    """The names a statement defines as a function or by assignment (not classes, not imports)."""
+    if isinstance(statement, cst.FunctionDef):
+        return [statement.name.value]
+    assign = simple_assign(statement)
+    return _target_names(assign[0]) if assign is not None else []
 
 
 def _target_names(target: cst.BaseExpression) -> list[str]:

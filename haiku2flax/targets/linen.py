@@ -33,7 +33,7 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import TRANSFORMS, linen_decorated_model
+from ..codemods.transforms import TRANSFORMS, factory_self_alias, is_factory_forward, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
@@ -41,9 +41,13 @@ from ..engine.context import Context, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
+from ..engine.walk import descendants
 from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
+
+PARTIAL = ("partial", "functools.partial")
+PROPERTIES = ("property", "cached_property", "functools.cached_property")
 
 
 @dataclass
@@ -82,6 +86,8 @@ class LinenConverter(Rewriter):
         self._built_at_call: dict[cst.CSTNode, _BuiltAtCall] = {}  # its statement, constructor and call -> the layer
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(ctx)
+        self._file_names = {n for s in module.body for n in analysis.bound_names(s)}  # module-level functions and variables
+        self._partial_layers: dict[cst.Call, Construct] = {}  # `partial(bn, ...)` rebinding the layer it binds arguments of
         self._renames: dict[str, dict[str, str]] = {}  # Haiku class -> its attributes renamed in Linen (`codemods.fields`)
 
     # -- functions and classes ---------------------------------------------------------------------
@@ -92,8 +98,10 @@ class LinenConverter(Rewriter):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
         # a method of a Haiku module, or a transformed forward (it becomes a module's __call__)
         method = bool(self._scopes) and self._scopes[-1].haiku_class
-        forward = not self._scopes and node.name.value in self.forwards
-        self._scopes.append(_Scope(compact_candidate=method or forward, function=node))
+        forward = (not self._scopes and node.name.value in self.forwards) or self._factory_forward(node)
+        # a forward calling a function of the file may build its layers there: they need the compact scope
+        helpers = forward and any(isinstance(d, cst.Call) and code(d.func) in self._file_names for d in descendants(node.body))
+        self._scopes.append(_Scope(compact_candidate=method or forward, builds_layers=helpers, function=node))
         self.shapes.reset()
         return super().visit_FunctionDef(node)
 
@@ -123,13 +131,19 @@ class LinenConverter(Rewriter):
         self, original: cst.FunctionDef, updated: cst.FunctionDef
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         scope = self._scopes.pop()
-        if scope.compact_candidate and scope.builds_layers:
+        if scope.compact_candidate and scope.builds_layers and any(dotted_name(d.decorator) in PROPERTIES for d in original.decorators):
+            self.todo(original, RULE_MODULE, "a property cannot be `@nn.compact`: make it a method (and call it), or build what it builds in `setup`")
+        elif scope.compact_candidate and scope.builds_layers:
             updated = updated.with_changes(
                 decorators=[cst.Decorator(decorator=attr(self.ctx.ns, "compact")), *updated.decorators]
             )
-        if not self._scopes and original.name.value in self.forwards:
+        if (not self._scopes and original.name.value in self.forwards) or self._factory_forward(original):
             return self._forward_to_module(original, updated)
         return super().leave_FunctionDef(original, updated)
+
+    def _factory_forward(self, node: cst.FunctionDef) -> bool:
+        """`node` is the forward nested in a factory, `hk.transform(factory(...))` (`analysis.factory_forward`)."""
+        return len(self._scopes) == 1 and is_factory_forward(self.ctx, node, self._scopes[0].function)
 
     def mark_builds_layer(self) -> None:
         """A layer is built inline here: the enclosing method needs `@nn.compact`."""
@@ -180,6 +194,7 @@ class LinenConverter(Rewriter):
         if init.star_kwargs is not None:
             body.append(self._kwargs_field(init.star_kwargs.name.value))
         field_names = [p.name.value for p in init.params] + ([init.star_kwargs.name.value] if init.star_kwargs else [])
+        setup_reads = [*field_names, "name"] if init.has_name_param else field_names  # Haiku's `name` is the module's `self.name`
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]
         methods = [
             analysis.rename_self_attributes(s, plan.renames)
@@ -191,7 +206,7 @@ class LinenConverter(Rewriter):
                 name=cst.Name("setup"),
                 params=cst.Parameters([cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(
-                    [self._setup_statement(s) for s in fields.built_in_place(fields.setup_body(plan.statements, field_names, plan.renames))]
+                    [self._setup_statement(s) for s in fields.built_in_place(fields.setup_body(plan.statements, setup_reads, plan.renames))]
                 ),
                 leading_lines=[cst.EmptyLine(indent=False)] if body else [],
             )
@@ -293,20 +308,29 @@ class LinenConverter(Rewriter):
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         """The module class of a transformed forward (none when it only builds one module); a decorated
         forward also leaves its model, bound to its name, where it was."""
-        decorated = self.forwards[original.name.value].decorated
+        transformed = self.forwards[original.name.value]
+        decorated = transformed.decorated
+        if transformed.factory is not None:  # nested in its factory: the model is bound to the function's name there
+            classdef = self._forward_class(original, updated, updated.decorators)
+            model = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(original.name)], cst.Call(classdef.name))])
+            return cst.FlattenSentinel([*factory_self_alias(original), classdef, model])
         if analysis.forward_module(original) is not None:
             return linen_decorated_model(self, original, original.leading_lines) if decorated else cst.RemovalSentinel.REMOVE
-        self.ctx.need_target_import()
         compact = updated.decorators[: len(updated.decorators) - len(original.decorators)] if decorated else updated.decorators
+        classdef = self._forward_class(original, updated, compact)
+        return cst.FlattenSentinel([classdef, linen_decorated_model(self, original)]) if decorated else classdef
+
+    def _forward_class(self, original: cst.FunctionDef, updated: cst.FunctionDef, decorators: Sequence[cst.Decorator]) -> cst.ClassDef:
+        """`class Forward(nn.Module)` with the forward as its `__call__`."""
+        self.ctx.need_target_import()
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
-            params=[cst.Param(cst.Name("self")), *updated.params.params]), decorators=compact, leading_lines=[])
-        classdef = cst.ClassDef(
+            params=[cst.Param(cst.Name("self")), *updated.params.params]), decorators=decorators, leading_lines=[])
+        return cst.ClassDef(
             name=cst.Name(analysis.camel_case(original.name.value)),
             bases=[cst.Arg(attr(self.ctx.ns, "Module"))],
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,
         )
-        return cst.FlattenSentinel([classdef, linen_decorated_model(self, original)]) if decorated else classdef
 
     # -- calls ------------------------------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> bool | None:
@@ -315,6 +339,9 @@ class LinenConverter(Rewriter):
             target = node.targets[0].target
             key = dotted_name(target) if isinstance(target, cst.Name) or analysis.self_attribute(target) else None
             if key is not None:
+                partial_of = self._partial_layer(node.value)  # `bn = partial(bn, ...)`: read before `bn` is rebound
+                if partial_of is not None and isinstance(node.value, cst.Call):
+                    self._partial_layers[node.value] = partial_of
                 api = self.ctx.names.haiku_api(node.value.func) if isinstance(node.value, cst.Call) else None
                 construct = self.ctx.tables.get(api) if api is not None else None
                 scope = self._layer_scope(key)
@@ -391,6 +418,9 @@ class LinenConverter(Rewriter):
             except Unconvertible as reason:
                 self.todo(original, RULE_LAYER, str(reason))
                 return updated
+        partial_of = self._partial_layers.pop(original, None) or self._partial_layer(original)
+        if partial_of is not None:
+            return self._partial_of_layer(original, updated, partial_of)
         if isinstance(original.func, cst.Call) and original.func in self._called_inline:
             api = self.ctx.names.haiku_api(original.func.func)
             construct = self.ctx.tables.get(api) if api is not None else None
@@ -414,6 +444,25 @@ class LinenConverter(Rewriter):
                 self.todo(original, RULE_MODULE, todo)
         converted = LINEN_CALLS.dispatch(self, original, updated)
         return converted if converted is not None else super().leave_Call(original, updated)
+
+    def _partial_layer(self, node: cst.BaseExpression) -> Construct | None:
+        """The stored layer `partial(bn, ...)` binds call arguments of."""
+        if isinstance(node, cst.Call) and dotted_name(node.func) in PARTIAL and node.args:
+            return self._stored_layer(node.args[0].value)
+        return None
+
+    def _partial_of_layer(self, original: cst.Call, updated: cst.Call, stored: Construct) -> cst.BaseExpression:
+        """`partial(bn, is_training=t)` over a stored layer: the keywords are its call's, in Flax's words
+        (`partial(bn, use_running_average=not t)`)."""
+        layer, *keywords = updated.args
+        try:
+            if any(arg.keyword is None for arg in keywords):
+                raise Unconvertible(f"`{code(original)}` binds the call's arguments by position: bind them by keyword")
+            converted = convert_layer_call_args(cst.Call(cst.Name("_"), [cst.Arg(cst.Name("_")), *keywords]), stored, "linen")
+        except Unconvertible as reason:
+            self.todo(original, RULE_LAYER, str(reason))
+            return updated
+        return updated.with_changes(args=[layer, *converted[1:]])
 
     def _subclass_layer(self, original: cst.Call, updated: cst.Call, subclass: LayerSubclass) -> cst.BaseExpression:
         """`NearZeroLinear(16)`: the parent's call it stands for, converted, less the keywords the class fixes."""
