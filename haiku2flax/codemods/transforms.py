@@ -50,6 +50,7 @@ from ..engine.names import ImportedNames, dotted_name
 from ..engine.tree import TreeTransform
 from ..engine.registry import Status, register
 from ..engine.walk import Walker, descendants
+from .composites import composite_api
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod, NnxFile
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
@@ -140,6 +141,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     }
     transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
     forwards = {t.function: t for t in transforms.values()}
+    forwards.update(_transformed_by_callers(module, ctx, set(forwards)))
     imported = {name: made for name, made in ctx.tree.imported.items() if name not in transforms}
     transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
@@ -288,6 +290,56 @@ def _apply_aliases(room: FileRoom, original: cst.SimpleStatementLine, updated: c
 
 for _nodes in (LINEN_NODES, NNX_FILE_NODES):
     _nodes.on_leave(cst.FunctionDef, rule=RULE_TRANSFORM)(_unconverted_decoration)
+
+
+def _transformed_by_callers(module: cst.Module, ctx: Context, forwards: set[str]) -> dict[str, Transformed]:
+    """Module-level functions that build Haiku modules and that nothing else in the file names: code
+    elsewhere transforms them (Haiku runs modules only under a transform), so each becomes a model too."""
+    functions = [s for s in module.body if isinstance(s, cst.FunctionDef) and not s.decorators and s.name.value not in forwards]
+    if not functions:
+        return {}
+    named: set[str] = set()
+    for statement in module.body:
+        if not isinstance(statement, cst.FunctionDef) or statement not in functions:
+            named |= analysis.Names.of(statement).used
+    for function in functions:
+        named |= analysis.Names.of(function).used - {function.name.value}
+    classes = set(analysis.haiku_module_classes(module, ctx.names))
+    found = {}
+    for function in functions:
+        name = function.name.value
+        builds = _BuildsModules(ctx, classes)
+        builds.walk(function.body)
+        if name not in named and builds.found and not builds.transforms:
+            found[name] = Transformed(name, name, with_state=False, apply_rng=True, statement=function, by_callers=True)
+    return found
+
+
+class _BuildsModules(Walker):
+    """Whether a function's own body (not the functions it defines) builds a Haiku module, and whether it
+    makes a transform."""
+
+    def __init__(self, ctx: Context, classes: set[str]) -> None:
+        self.ctx = ctx
+        self.classes = classes
+        self.found = False
+        self.transforms = False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        api = self.ctx.names.haiku_api(node.func)
+        self.transforms |= api in TRANSFORM_APIS
+        local = isinstance(node.func, cst.Name) and node.func.value in self.classes
+        layer = api is not None and self.ctx.tables.get(api) is not None
+        self.found |= local or layer or composite_api(self.ctx, node) is not None
 
 
 class _StatefulLayers(Walker):
@@ -544,7 +596,9 @@ def _init_inputs(call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression
     return (positional[0], positional[1]) if len(positional) >= 2 else None
 
 
-def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
+def _factory(
+    room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine | cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine]
+) -> cst.FunctionDef | None:
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
     model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
     sample = cst.Name(FACTORY_SAMPLE)
@@ -552,19 +606,27 @@ def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleState
     if model is None:
         return None
     factory = factory_name(transformed.name)
-    doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{transformed.name}.init`."""'
+    init = f"hk.transform({transformed.name}).init" if transformed.by_callers else f"{transformed.name}.init"
+    doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{init}`."""'
     built = add_todo_lines(cst.SimpleStatementLine([cst.Return(model)]), todos)  # above the `...` they are about
     body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), built]
     params = cst.Parameters([cst.Param(sample)], kwonly_params=[cst.Param(cst.Name(RNGS), cst.Annotation(attr(room.ctx.ns, "Rngs")))])
     room.converted(statement, RULE_TRANSFORM, f"{transformed.name} is built by its callers: {factory}(sample, rngs=...)")
-    return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=statement.leading_lines or AFTER_CLASS)
+    return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=leading_lines)
 
 
 def factory_name(name: str) -> str:
     return f"make_{name}"
 
 
-def nnx_decorated_model(room: NnxFile, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine | None:
+def nnx_decorated_model(
+    room: NnxFile, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS
+) -> cst.SimpleStatementLine | cst.FunctionDef | None:
+    """What stands where a forward function was: its model bound to its name when it was decorated, the
+    model's factory when its callers transform it (they hold `init`, so the input size)."""
+    transformed = room.ctx.fact(TRANSFORMS).forwards[function.name.value]
+    if transformed.by_callers:
+        return _factory(room, transformed, function, leading_lines)
     return _decorated_model(room, function, nnx_model, leading_lines)
 
 
@@ -589,7 +651,7 @@ def _nnx_statement(
     transformed = transformed_assignment(room.ctx, original.body[0])
     if transformed is None or not _built_by_callers(room, transformed):
         return None
-    return _factory(room, transformed, original)
+    return _factory(room, transformed, original, original.leading_lines or AFTER_CLASS)
 
 
 @NNX_FILE_NODES.on_leave(cst.ImportFrom, rule=RULE_TRANSFORM)

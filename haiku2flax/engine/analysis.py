@@ -313,10 +313,12 @@ class Transformed:
     statement: cst.SimpleStatementLine | cst.FunctionDef
     multi: bool = False  # hk.multi_transform: `apply` is a tuple of functions
     lambda_forward: cst.FunctionDef | None = None  # `hk.transform(lambda x: Model()(x))`, as a function
+    by_callers: bool = False  # a module-level function no code of its file transforms: its callers do
 
     @property
     def decorated(self) -> bool:
-        """`@hk.transform def f(...)`: the function and the transformed object share one name."""
+        """`@hk.transform def f(...)` (or a function its callers transform): the function and the
+        transformed object share one name."""
         return isinstance(self.statement, cst.FunctionDef)
 
 
