@@ -252,3 +252,25 @@ def test_apply_on_loaded_parameters_keeps_them_under_a_todo(target: str):
     todos = [n for n in conversion.notes if n.rule == "HK004" and "not parameters `init` made here" in n.message]
     assert len(todos) == 1  # parameters init made here, and their updates, are the model's own
     assert "net.apply(params, x)" not in "\n".join(lines[loaded + 1 :])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_forward_transformed_in_a_factory_stays_haiku_with_its_transform(target: str):
+    """A transform inside a function stays Haiku under a TODO; so do the layers of the forward it is
+    passed to (Flax layers run by a Haiku transform fail at the first layer, far from that TODO)."""
+    out = _convert(
+        """
+        def make_model():
+            def forward(x):
+                return hk.Linear(4)(x)
+
+            return hk.transform(forward)
+
+
+        model = make_model()
+        """,
+        target,
+    )
+    assert "        return hk.Linear(4)(x)" in out
+    assert "Dense" not in out and "nnx.Linear" not in out
+    assert out.count("TODO(haiku2flax") == 2  # at the layer and at the transform

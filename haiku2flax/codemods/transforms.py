@@ -342,6 +342,35 @@ class _BuildsModules(Walker):
         self.found |= local or layer or composite_api(self.ctx, node) is not None
 
 
+def _read_local_forwards(module: cst.Module, ctx: Context) -> frozenset[int]:
+    """Functions defined in a function and transformed there (`def make_model(): def forward(x): ...;
+    return hk.transform(forward)`): such a transform stays Haiku under its TODO, so its forward stays
+    Haiku too (Flax layers inside a Haiku transform fail, far from that TODO)."""
+    if not ctx.mentions(*TRANSFORM_APIS):
+        return frozenset()
+    finder = _LocalForwards(ctx.names)
+    finder.walk(module)
+    return frozenset(finder.found)
+
+
+LOCAL_FORWARDS = FileFact(_read_local_forwards)
+
+
+class _LocalForwards(Walker):
+    def __init__(self, names: ImportedNames) -> None:
+        self.names = names
+        self.found: set[int] = set()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        nested = {s.name.value: s for s in node.body.body if isinstance(s, cst.FunctionDef)} if isinstance(node.body, cst.IndentedBlock) else {}
+        if not nested:
+            return
+        for call in descendants(node.body):
+            read = analysis.read_transform(call, self.names) if isinstance(call, cst.Call) else None
+            if read is not None and read[0] in nested:
+                self.found.add(id(nested[read[0]]))
+
+
 class _StatefulLayers(Walker):
     """Whether a file builds a table layer that keeps state (BatchNorm)."""
 

@@ -33,7 +33,7 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import TRANSFORMS, linen_decorated_model
+from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
@@ -95,6 +95,8 @@ class LinenConverter(Rewriter):
         forward = not self._scopes and node.name.value in self.forwards
         self._scopes.append(_Scope(compact_candidate=method or forward, function=node))
         self.shapes.reset()
+        if id(node) in self.ctx.fact(LOCAL_FORWARDS):
+            return False  # stays Haiku, like the transform it is passed to
         return super().visit_FunctionDef(node)
 
     def _build_at_call(self, constructor: cst.Call, construct: Construct) -> None:
