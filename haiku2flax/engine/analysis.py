@@ -522,7 +522,8 @@ def _method_of(expression: cst.BaseExpression, module: str, aliases: dict[str, c
 
 
 def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
-    """Read `module = M(...); init = lambda x: module(x); return init, (module.a, module.b)`."""
+    """Read `module = M(...); init = lambda x: module(x); return init, (module.a, module.b)` (or `init`
+    written as `def init(x): return module(x)`)."""
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
     statements = [s for s in body if not is_docstring(s)]
     if function.params.params or not statements:
@@ -533,6 +534,13 @@ def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
     module = first[0].value
     aliases: dict[str, cst.BaseExpression] = {}
     for statement in statements[1:-1]:
+        if isinstance(statement, cst.FunctionDef):  # `def init(x): return module(x)`, read as its lambda
+            only = [s for s in statement.body.body if not is_docstring(s)] if isinstance(statement.body, cst.IndentedBlock) else []
+            value = returned_value(only[0]) if len(only) == 1 and not statement.decorators else None
+            if value is None:
+                return None
+            aliases[statement.name.value] = cst.Lambda(statement.params, value)
+            continue
         assign = simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name):
             return None
