@@ -274,3 +274,24 @@ def test_a_forward_transformed_in_a_factory_stays_haiku_with_its_transform(targe
     assert "        return hk.Linear(4)(x)" in out
     assert "Dense" not in out and "nnx.Linear" not in out
     assert out.count("TODO(haiku2flax") == 2  # at the layer and at the transform
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_forward_kept_haiku_says_where_it_builds_a_class_now_flax(target: str):
+    source = """
+        class Block(hk.Module):
+            def __call__(self, x):
+                return hk.Linear(4)(x)
+
+
+        def make_model():
+            def forward(x):
+                h = jnp.tanh(x)
+                return Block(name="block")(h)
+
+            return hk.transform(forward)
+        """
+    out = _convert(source, target)
+    assert '        # TODO(haiku2flax:HK004): `Block` is a Flax module now' in out
+    assert '        return Block(name="block")(h)' in out  # as Haiku wrote it
+    assert convert_source(out, target).code == out  # a second run adds nothing

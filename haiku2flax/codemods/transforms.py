@@ -35,7 +35,7 @@ Example (NNX)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -354,6 +354,32 @@ def _read_local_forwards(module: cst.Module, ctx: Context) -> frozenset[int]:
 
 
 LOCAL_FORWARDS = FileFact(_read_local_forwards)
+
+
+def kept_local_forward(room: FileRoom, function: cst.FunctionDef, classes: Collection[str]) -> cst.FunctionDef:
+    """A forward that stays Haiku (`LOCAL_FORWARDS`), with a TODO at each statement building a module
+    class of the file: that class is a Flax module now, which the Haiku transform cannot run."""
+    kept = function.visit(_FlaxClassesUnderHaiku(room.ctx, set(classes)))
+    assert isinstance(kept, cst.FunctionDef)  # statements get comments, nothing else changes
+    return kept
+
+
+class _FlaxClassesUnderHaiku(cst.CSTTransformer):
+    def __init__(self, ctx: Context, classes: set[str]) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.classes = classes
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        built = [node.func.value for node in descendants(original) if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in self.classes]
+        if not built:
+            return updated
+        reason = (
+            f"`{built[0]}` is a Flax module now, but this function stays Haiku with the `hk.transform` it is passed to "
+            "(only a module-level transform converts): move that transform to module level, or build the model here by hand"
+        )
+        self.ctx.notes.todo(original, RULE_TRANSFORM, reason)
+        return add_todo_lines(updated, [(RULE_TRANSFORM, reason)])
 
 
 class _LocalForwards(Walker):

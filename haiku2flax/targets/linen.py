@@ -33,7 +33,7 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, linen_decorated_model
+from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, kept_local_forward, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
@@ -131,6 +131,8 @@ class LinenConverter(Rewriter):
             )
         if not self._scopes and original.name.value in self.forwards:
             return self._forward_to_module(original, updated)
+        if id(original) in self.ctx.fact(LOCAL_FORWARDS):
+            return kept_local_forward(self, updated, self.classes)
         return super().leave_FunctionDef(original, updated)
 
     def mark_builds_layer(self) -> None:

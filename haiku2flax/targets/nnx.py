@@ -46,7 +46,7 @@ from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.transforms import RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, nnx_decorated_model, unknown_size_args
+from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -1014,12 +1014,15 @@ class NnxConverter(Rewriter):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._depth += 1
         visit_children = super().visit_FunctionDef(node) is not False
-        return visit_children and not (self._depth == 1 and node.name.value in self.forwards)
+        kept = id(node) in self.ctx.fact(LOCAL_FORWARDS)  # stays Haiku, like the transform it is passed to
+        return visit_children and not kept and not (self._depth == 1 and node.name.value in self.forwards)
 
     def leave_FunctionDef(
         self, original: cst.FunctionDef, updated: cst.FunctionDef
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         self._depth -= 1
+        if id(original) in self.ctx.fact(LOCAL_FORWARDS):
+            return kept_local_forward(self, updated, self.classes)
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
         decorated = self.forwards[original.name.value].decorated
