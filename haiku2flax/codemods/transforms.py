@@ -128,6 +128,7 @@ class FileTransforms:
     alias_statements: set[int]
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
     imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
+    class_names: dict[str, str]  # forward function -> the module class it becomes (`analysis.forward_class_name`)
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -142,6 +143,8 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
     forwards = {t.function: t for t in transforms.values()}
     forwards.update(_transformed_by_callers(module, ctx, set(forwards)))
+    taken = analysis.module_level_names(module)
+    class_names = {function: analysis.forward_class_name(function, taken) for function in {*forwards, *(t.function for t in transforms.values())}}
     imported = {name: made for name, made in ctx.tree.imported.items() if name not in transforms}
     transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
@@ -183,7 +186,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     return FileTransforms(
         transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model, imported,
+        apply_aliases, alias_statements, train_state_model, imported, class_names,
     )
 
 
@@ -250,6 +253,11 @@ def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -
     if transformed is None or analysis.read_transform(original.value, ctx.names) is None:
         return None
     return transformed
+
+
+def forward_class(ctx: Context, function: str) -> str:
+    """The name of the module class the forward `function` becomes."""
+    return ctx.fact(TRANSFORMS).class_names[function]
 
 
 def forward_module(ctx: Context, transformed: Transformed) -> cst.Call | None:
@@ -457,7 +465,7 @@ class _TrainStateFinder(Walker):
 def linen_model(room: LinenMethod, transformed: Transformed, node: cst.CSTNode) -> cst.BaseExpression:
     """The Linen module standing for `transformed` (reported on `node`)."""
     inner = forward_module(room.ctx, transformed)
-    model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(analysis.camel_case(transformed.function)))
+    model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(forward_class(room.ctx, transformed.function)))
     room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
     return model
 
@@ -599,7 +607,7 @@ def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | No
         return None, room.ctx.tree.models.get(transformed.name)
     if transformed.lambda_forward is not None:  # a lambda building a module of another file
         return inner, None
-    name = analysis.camel_case(transformed.function)
+    name = forward_class(room.ctx, transformed.function)
     return cst.Call(cst.Name(name)), room.class_infos.get(name)
 
 

@@ -7,9 +7,10 @@ module-level names hold `hk.transform(...)` results (assigned, or a decorated fu
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -29,6 +30,25 @@ def snake_case(name: str) -> str:
 
 def camel_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def forward_class_name(function: str, taken: Collection[str]) -> str:
+    """The class a transformed forward becomes: its name in CamelCase, unless its file binds that name
+    already (`@hk.transform def net` beside `class Net`): then `NetModel` (`NetModel2`, ...)."""
+    name = camel_case(function)
+    candidates = itertools.chain([name], (f"{name}Model{index if index > 1 else ''}" for index in itertools.count(1)))
+    return next(candidate for candidate in candidates if candidate not in taken)
+
+
+def module_level_names(module: cst.Module) -> set[str]:
+    """The names a module's top-level classes, functions, assignments and imports bind."""
+    names = set()
+    for statement in module.body:
+        if isinstance(statement, cst.ClassDef | cst.FunctionDef):
+            names.add(statement.name.value)
+        elif isinstance(statement, cst.SimpleStatementLine):
+            names |= Bindings.of(statement).names
+    return names
 
 
 def explicit_name(call: cst.Call) -> str | None:

@@ -33,7 +33,7 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, kept_local_forward, linen_decorated_model
+from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, forward_class, kept_local_forward, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
@@ -305,7 +305,7 @@ class LinenConverter(Rewriter):
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
             params=[cst.Param(cst.Name("self")), *updated.params.params]), decorators=compact, leading_lines=[])
         classdef = cst.ClassDef(
-            name=cst.Name(analysis.camel_case(original.name.value)),
+            name=cst.Name(forward_class(self.ctx, original.name.value)),
             bases=[cst.Arg(attr(self.ctx.ns, "Module"))],
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,

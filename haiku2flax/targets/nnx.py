@@ -46,7 +46,7 @@ from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, kept_local_forward, nnx_decorated_model, unknown_size_args
+from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, forward_class, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -1031,7 +1031,8 @@ class NnxConverter(Rewriter):
             if decorated:  # its model stands where it was, or it stays under a TODO
                 return nnx_decorated_model(self, original, original.leading_lines) or updated
             return cst.RemovalSentinel.REMOVE  # the transform builds that module directly
-        classdef = _forward_as_class(original.with_changes(decorators=[]) if decorated else original, self.ctx.ns)
+        function = original.with_changes(decorators=[]) if decorated else original
+        classdef = _forward_as_class(function, forward_class(self.ctx, original.name.value), self.ctx.ns)
         converted, info = _ClassConversion(self, classdef).run()
         self.class_infos[classdef.name.value] = self.ctx.module_classes[classdef.name.value] = info
         converted = converted.with_changes(leading_lines=original.leading_lines)
@@ -1094,11 +1095,11 @@ def _clean_params(params: list[cst.Param]) -> list[cst.Param]:
     return [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
 
 
-def _forward_as_class(function: cst.FunctionDef, names: str) -> cst.ClassDef:
-    """A transformed forward function read as the `__call__` of a Haiku module with no config."""
+def _forward_as_class(function: cst.FunctionDef, name: str, names: str) -> cst.ClassDef:
+    """A transformed forward function read as the `__call__` of a Haiku module `name` with no config."""
     method = function.with_changes(
         name=_name("__call__"),
         params=function.params.with_changes(params=[cst.Param(_name("self")), *function.params.params]),
         leading_lines=[],
     )
-    return cst.ClassDef(name=_name(analysis.camel_case(function.name.value)), bases=[cst.Arg(attr(names, "Module"))], body=cst.IndentedBlock([method]))
+    return cst.ClassDef(name=_name(name), bases=[cst.Arg(attr(names, "Module"))], body=cst.IndentedBlock([method]))
