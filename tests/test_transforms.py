@@ -286,12 +286,13 @@ def test_a_forward_kept_haiku_says_where_it_builds_a_class_now_flax(target: str)
 
         def make_model():
             def forward(x):
-                h = jnp.tanh(x)
-                return Block(name="block")(h)
+                h = jnp.tanh(Block(name="block")(x))
+                block = Block()
+                return block(h)
 
             return hk.transform(forward)
         """
     out = _convert(source, target)
-    assert '        # TODO(haiku2flax:HK004): `Block` is a Flax module now' in out
-    assert '        return Block(name="block")(h)' in out  # as Haiku wrote it
+    assert out.count('        # TODO(haiku2flax:HK004): `Block` is a Flax module now') == 3  # where built, and called later
+    assert '        h = jnp.tanh(Block(name="block")(x))' in out  # as Haiku wrote it
     assert convert_source(out, target).code == out  # a second run adds nothing

@@ -377,11 +377,16 @@ class _FlaxClassesUnderHaiku(cst.CSTTransformer):
         super().__init__()
         self.ctx = ctx
         self.classes = classes
+        self.instances: dict[str, str] = {}  # `net = Net()`: a local holding a module of such a class -> the class
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         built = [node.func.value for node in descendants(original) if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in self.classes]
+        built += [self.instances[name] for name in sorted(analysis.Names.of(original).used & set(self.instances))]
         if not built:
             return updated
+        assign = analysis.simple_assign(original)
+        if assign is not None and isinstance(assign[0], cst.Name):
+            self.instances[assign[0].value] = built[0]
         reason = (
             f"`{built[0]}` is a Flax module now, but this function stays Haiku with the `hk.transform` it is passed to "
             "(only a module-level transform converts): move that transform to module level, or build the model here by hand"
