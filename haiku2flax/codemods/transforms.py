@@ -8,6 +8,12 @@ What it converts:
   optional `@hk.without_apply_rng`) converts the same way: the function becomes the module class, and
   right after it `f = F()` (NNX: `f = F(din, rngs=nnx.Rngs(seed))`) binds the model to its old name.
   Other decorator stacks, and decorated functions that are not at module level, get a TODO.
+- A module-level function that builds modules and that nothing in its file names is transformed by
+  its callers: it converts like a decorated one in Linen (`forward = Forward()`), and in NNX becomes
+  a class and its factory `make_forward(sample, *, rngs)`. The class takes the forward's name in
+  CamelCase, or `<Name>Model` where the file binds that name already.
+- A forward defined and transformed inside a function stays Haiku with its transform (TODO), with a
+  TODO where it uses a class of the file, which is a Flax module now.
 - Linen: `f.init(rng, x)` returns variables, so the params are `f.init(rng, x)['params']`;
   `f.apply(params, rng, x)` -> `f.apply({'params': params}, x, rngs={'dropout': rng})`; with state,
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
