@@ -296,3 +296,19 @@ def test_a_forward_kept_haiku_says_where_it_builds_a_class_now_flax(target: str)
     assert out.count('        # TODO(haiku2flax:HK004): `Block` is a Flax module now') == 3  # where built, and called later
     assert '        h = jnp.tanh(Block(name="block")(x))' in out  # as Haiku wrote it
     assert convert_source(out, target).code == out  # a second run adds nothing
+
+
+def test_a_forward_its_callers_transform_building_layers_in_a_nested_function_is_a_model():
+    """`hk.remat(block)` of a nested `block` that builds the layers: the function is a forward all the same
+    (left a function, the rewrite of its lifted call was not idempotent)."""
+    source = """
+        def forward(x):
+            def block(y):
+                return jnp.tanh(hk.Linear(4)(y))
+
+            return hk.remat(block)(x)
+        """
+    out = _convert(source, "linen")
+    assert "class Forward(nn.Module):" in out and "\nforward = Forward()\n" in out
+    assert "nn.remat(block)(self, x)" in out
+    assert convert_source(out, "linen").code == out

@@ -330,8 +330,8 @@ def _transformed_by_callers(module: cst.Module, ctx: Context, forwards: set[str]
 
 
 class _BuildsModules(Walker):
-    """Whether a function's own body (not the functions it defines) builds a Haiku module, and whether it
-    makes a transform."""
+    """Whether a function builds a Haiku module (in its body or in the functions it defines there, as
+    for `hk.remat(block)`), and whether it makes a transform."""
 
     def __init__(self, ctx: Context, classes: set[str]) -> None:
         self.ctx = ctx
@@ -339,14 +339,11 @@ class _BuildsModules(Walker):
         self.found = False
         self.transforms = False
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
-
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        self.transforms |= self.ctx.names.haiku_api(node.decorator) in TRANSFORM_APIS
 
     def visit_Call(self, node: cst.Call) -> None:
         api = self.ctx.names.haiku_api(node.func)
