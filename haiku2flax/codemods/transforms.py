@@ -330,14 +330,16 @@ def _transformed_by_callers(module: cst.Module, ctx: Context, forwards: set[str]
 
 
 class _BuildsModules(Walker):
-    """Whether a function builds a Haiku module (in its body or in the functions it defines there, as
-    for `hk.remat(block)`), and whether it makes a transform."""
+    """Whether a function builds and runs a Haiku module (in its body or in the functions it defines
+    there, as for `hk.remat(block)`), and whether it makes a transform. A function that only returns
+    modules it builds (`def make(): return hk.Linear(2)`) is a factory, not a forward."""
 
     def __init__(self, ctx: Context, classes: set[str]) -> None:
         self.ctx = ctx
         self.classes = classes
         self.found = False
         self.transforms = False
+        self.built: set[str] = set()  # locals bound to a module built here (`net = Net()`)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False
@@ -345,12 +347,20 @@ class _BuildsModules(Walker):
     def visit_Decorator(self, node: cst.Decorator) -> None:
         self.transforms |= self.ctx.names.haiku_api(node.decorator) in TRANSFORM_APIS
 
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Call) and self._builds(node.value):
+            self.built |= {t.target.value for t in node.targets if isinstance(t.target, cst.Name)}
+
     def visit_Call(self, node: cst.Call) -> None:
-        api = self.ctx.names.haiku_api(node.func)
-        self.transforms |= api in TRANSFORM_APIS
-        local = isinstance(node.func, cst.Name) and node.func.value in self.classes
+        self.transforms |= self.ctx.names.haiku_api(node.func) in TRANSFORM_APIS
+        called = isinstance(node.func, cst.Call) and self._builds(node.func)
+        self.found |= called or (isinstance(node.func, cst.Name) and node.func.value in self.built)
+
+    def _builds(self, call: cst.Call) -> bool:
+        api = self.ctx.names.haiku_api(call.func)
         layer = api is not None and self.ctx.tables.get(api) is not None
-        self.found |= local or layer or composite_api(self.ctx, node) is not None
+        local = isinstance(call.func, cst.Name) and call.func.value in self.classes
+        return local or layer or composite_api(self.ctx, call) is not None
 
 
 def _read_local_forwards(module: cst.Module, ctx: Context) -> frozenset[int]:
