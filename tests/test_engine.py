@@ -421,3 +421,40 @@ def test_rewriter_hooks_run_on_the_leaves_it_does_not_copy():
     assert renamer.integers == ["1", "2"]
     call = converted.body[0].body[0].value
     assert call.func is module.body[0].body[0].value.func  # `f`: not rebuilt
+
+
+def test_nnx_apply_updates_returned_from_a_step_reads_the_model():
+    """`return optax.apply_updates(params, updates), opt_state` after a converted `optimizer.update`: there
+    is no `updates` any more (the nnx.Optimizer wrote the model); the step returns the model's parameters."""
+    source = """\
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+
+    def forward(x):
+      return hk.Linear(2)(x)
+
+
+    model = hk.without_apply_rng(hk.transform(forward))
+    params = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    optimizer = optax.adam(1e-3)
+    opt_state = optimizer.init(params)
+
+
+    def loss(params, x):
+      return jnp.mean(model.apply(params, x) ** 2)
+
+
+    def update(params, opt_state, x):
+      grads = jax.grad(loss)(params, x)
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+
+    params, opt_state = update(params, opt_state, jnp.ones((1, 3)))
+    """
+    code = _convert(source, "nnx")
+    assert "  opt_state.update(model, grads)\n  return nnx.state(model, nnx.Param), opt_state\n" in code
+    assert "updates" not in code

@@ -180,3 +180,26 @@ def test_lstm_forget_bias_from_a_given_state_shows_in_one_step(target, monkeypat
     monkeypatch.setattr(conversions, "LSTM_FORGET_BIAS", 0.0)
     result = FixtureCase.load(RECURRENT / "lstm_step" / "case.toml").verify(target)
     assert not result.ok, report_text(result)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_initial_state_of_a_core_the_unroll_cannot_see_is_a_todo(target):
+    """A core built in `__init__` and unrolled in `__call__` keeps its unroll under a TODO; its
+    `initial_state` call, which fails first (Flax cells have none), gets one too."""
+    source = textwrap.dedent("""\
+        import haiku as hk
+
+
+        class Tower(hk.Module):
+          def __init__(self, name=None):
+            super().__init__(name=name)
+            self.core = hk.LSTM(4)
+
+          def __call__(self, xs):
+            state = self.core.initial_state(xs.shape[1])
+            outs, _ = hk.dynamic_unroll(self.core, xs, state)
+            return outs
+        """)
+    code = convert_source(source, target).code
+    assert "no `initial_state`" in todo_above(code, "HK401", "state = self.core.initial_state(xs.shape[1])")
+    assert "cannot see" in todo_above(code, "HK401", "outs, _ = hk.dynamic_unroll(")

@@ -184,6 +184,7 @@ class MethodCores:
     lstm_states: set[str] = field(default_factory=set)  # names holding an LSTM state: `.hidden` / `.cell` read there
     problems: dict[cst.CSTNode, str] = field(default_factory=dict)  # unrolls of cores the rule cannot see -> why
     asked_states: dict[str, cst.Call] = field(default_factory=dict)  # `state = <any core>.initial_state(B)`, by name
+    unseen: set[str] = field(default_factory=set)  # those cores, as written (`self.core`): their `initial_state` stays
 
 
 def _pair_target(assign: cst.Assign) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
@@ -308,6 +309,8 @@ def _read_use(
         core_arg = args.get("core")
         core = found.cores.get(core_arg.value) if isinstance(core_arg, cst.Name) else None
         if core is None:
+            if core_arg is not None:
+                found.unseen.add(code(core_arg))
             found.problems[call] = (
                 f"`hk.{api}` unrolls a core this rule cannot see (not an hk.LSTM / GRU / VanillaRNN / DeepRNN built "
                 "in this method): make the core a Flax cell and unroll it with `nn.RNN(cell, time_major=True, return_carry=True)`"
@@ -480,14 +483,29 @@ def _asks_initial_state(call: cst.Call) -> bool:
 def _initial_carry_shape(room: MethodRoom, call: cst.Call) -> tuple[Core, cst.BaseExpression] | None:
     """`core.initial_state(batch)`: the core and the input shape Flax's `initialize_carry` takes (else None;
     a TODO where the shape cannot be written)."""
-    core = _core_of(room, call) if _asks_initial_state(call) else None
-    if core is None or not any(call is c for c in core.initial_states):
+    if not _asks_initial_state(call):
+        return None
+    core = _core_of(room, call)
+    if core is None:
+        _flag_unseen_initial_state(room, call)
+        return None
+    if not any(call is c for c in core.initial_states):
         return None
     try:
         return core, _carry_shape(core, call)
     except Unconvertible as reason:
         room.todo(call, RULE_CORE_USE, str(reason))
         return None
+
+
+def _flag_unseen_initial_state(room: MethodRoom, call: cst.Call) -> None:
+    """A TODO on `self.core.initial_state(B)` of a core whose unroll the rule cannot see: Flax cells have
+    no `initial_state`, so it fails there, before the unroll that carries the TODO."""
+    cores = _cores(room)
+    assert isinstance(call.func, cst.Attribute)  # `_asks_initial_state` checked it
+    owner = code(call.func.value)
+    if cores is not None and owner in cores.unseen:
+        room.todo(call, RULE_CORE_USE, f"Flax cells have no `initial_state`: with the unroll of `{owner}`, build its carry by hand (`{owner}.initialize_carry`)")
 
 
 def _flag_core_problems(room: MethodRoom, original: cst.Assign) -> None:

@@ -374,6 +374,7 @@ def _optimizer_step(
     lines = [_call_line(cst.Attribute(opt_state, cst.Name("update")), cst.Name(rename.model), grads)]
     if not m.matches(new_name, m.Name(opt_state.value)):
         lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(new_name)], opt_state)]))
+    rename.stepped = True
     room.converted(original, RULE_TRAINING, "optimizer.update -> nnx.Optimizer.update(model, grads)")
     lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines)
     return cst.FlattenSentinel(lines)
@@ -403,6 +404,10 @@ def step_call(room: NnxFile, original: cst.Call, updated: cst.Call) -> cst.Call 
         room.converted(original, RULE_TRAINING, "TrainState -> nnx.Optimizer(model, tx, wrt=nnx.Param)")
         return cst.Call(attr(ns, "Optimizer"), optimizer)
     functions = room.family(_Functions)
+    rename = functions.rename()
+    if rename is not None and rename.stepped and _applies_updates(original, rename.params):  # `return optax.apply_updates(params, updates), ...`
+        room.converted(original, RULE_TRAINING, "optax.apply_updates: nnx.Optimizer.update wrote the model")
+        return cst.Call(attr(ns, "state"), [cst.Arg(cst.Name(rename.model)), cst.Arg(attr(ns, "Param"))])
     call = updated
     train_state = functions.train_state()
     if train_state is not None and isinstance(original.func, cst.Call) and _grad_name(original.func.func):
@@ -462,6 +467,7 @@ class _Rename:
     params: str  # the function's params variable
     model: str  # the model that replaces it
     updated: bool = False  # past the SGD update: the name now holds the new parameter State
+    stepped: bool = False  # past `optimizer.update(...)`, which became `opt_state.update(model, grads)`: no `updates` left
 
 
 def _param_update(statement: cst.SimpleStatementLine, params: str) -> tuple[cst.Name, str] | None:
@@ -477,9 +483,14 @@ def _param_update(statement: cst.SimpleStatementLine, params: str) -> tuple[cst.
     function = dotted_name(value.func)
     if function in TREE_MAPS and any(m.matches(a.value, m.Name(params)) for a in value.args[1:]):
         return target, "tree_map"
-    if function in ("optax.apply_updates", "apply_updates") and value.args and m.matches(value.args[0].value, m.Name(params)):
+    if _applies_updates(value, params):
         return target, "apply_updates"
     return None
+
+
+def _applies_updates(call: cst.Call, params: str) -> bool:
+    """`optax.apply_updates(params, updates)`."""
+    return dotted_name(call.func) in ("optax.apply_updates", "apply_updates") and bool(call.args) and m.matches(call.args[0].value, m.Name(params))
 
 
 def _optimizer_update(statement: cst.SimpleStatementLine) -> tuple[cst.BaseExpression, cst.Name, cst.BaseAssignTargetExpression] | None:

@@ -14,6 +14,12 @@ What it converts:
   its name there: Linen `forward = Forward()` and `f = make_forward(...)`; NNX `forward = Forward`
   and `f = make_forward(...)(din, rngs=nnx.Rngs(0))`. A Linen forward reading the factory's `self`
   reads it as `outer_self` (`outer_self = self` above the class); NNX leaves such a forward's TODOs.
+- A module-level function that builds modules and that nothing in its file names is transformed by
+  its callers: it converts like a decorated one in Linen (`forward = Forward()`), and in NNX becomes
+  a class and its factory `make_forward(sample, *, rngs)`. The class takes the forward's name in
+  CamelCase, or `<Name>Model` where the file binds that name already.
+- A forward defined and transformed inside a function stays Haiku with its transform (TODO), with a
+  TODO where it uses a class of the file, which is a Flax module now.
 - Linen: `f.init(rng, x)` returns variables, so the params are `f.init(rng, x)['params']`;
   `f.apply(params, rng, x)` -> `f.apply({'params': params}, x, rngs={'dropout': rng})`; with state,
   `params, state = f.init(...)` reads both collections and `out, state = f.apply(params, state, ...)`
@@ -49,7 +55,7 @@ Example (NNX)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -64,6 +70,7 @@ from ..engine.names import ImportedNames, dotted_name
 from ..engine.tree import TreeTransform
 from ..engine.registry import Status, register
 from ..engine.walk import Walker, descendants
+from .composites import composite_api
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod, NnxFile
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
 from .rng import RULE_RNG
@@ -142,6 +149,7 @@ class FileTransforms:
     train_state_model: Transformed | None  # the model whose `apply` a TrainState carries, when there is one
     imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
     state_module: str | None  # NNX: the file of the tree whose `State` variable type `state_variable` is, when another one
+    class_names: dict[str, str]  # forward function -> the module class it becomes (`analysis.forward_class_name`)
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -157,6 +165,9 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     }
     transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
     forwards = {t.function: t for t in transforms.values()}
+    forwards.update(_transformed_by_callers(module, ctx, set(forwards)))
+    taken = analysis.module_level_names(module)
+    class_names = {function: analysis.forward_class_name(function, taken) for function in {*forwards, *(t.function for t in transforms.values())}}
     imported = {name: made for name, made in ctx.tree.imported.items() if name not in transforms}
     transforms.update(_imported_transforms(module, imported))
     # hk.get_state / hk.set_state state lives in Linen's 'state' collection / the file's State variables
@@ -212,7 +223,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     return FileTransforms(
         transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model, imported, state_module,
+        apply_aliases, alias_statements, train_state_model, imported, state_module, class_names,
     )
 
 
@@ -284,6 +295,11 @@ def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -
     return transformed if analysis.read_transform(original.value, ctx.names) is not None else None
 
 
+def forward_class(ctx: Context, function: str) -> str:
+    """The name of the module class the forward `function` becomes."""
+    return ctx.fact(TRANSFORMS).class_names[function]
+
+
 def forward_module(ctx: Context, transformed: Transformed) -> cst.Call | None:
     """The module a forward only builds and calls with its own arguments, if it does only that."""
     forward = ctx.fact(TRANSFORMS).module_functions.get(transformed.function)
@@ -322,6 +338,123 @@ def _apply_aliases(room: FileRoom, original: cst.SimpleStatementLine, updated: c
 
 for _nodes in (LINEN_NODES, NNX_FILE_NODES):
     _nodes.on_leave(cst.FunctionDef, rule=RULE_TRANSFORM)(_unconverted_decoration)
+
+
+def _transformed_by_callers(module: cst.Module, ctx: Context, forwards: set[str]) -> dict[str, Transformed]:
+    """Module-level functions that build Haiku modules and that nothing else in the file names: code
+    elsewhere transforms them (Haiku runs modules only under a transform), so each becomes a model too."""
+    functions = [s for s in module.body if isinstance(s, cst.FunctionDef) and not s.decorators and s.name.value not in forwards]
+    if not functions:
+        return {}
+    named: set[str] = set()
+    for statement in module.body:
+        if not isinstance(statement, cst.FunctionDef) or statement not in functions:
+            named |= analysis.Names.of(statement).used
+    for function in functions:
+        named |= analysis.Names.of(function).used - {function.name.value}
+    classes = set(analysis.haiku_module_classes(module, ctx.names))
+    found = {}
+    for function in functions:
+        name = function.name.value
+        builds = _BuildsModules(ctx, classes)
+        builds.walk(function.body)
+        if name not in named and builds.found and not builds.transforms:
+            found[name] = Transformed(name, name, with_state=False, apply_rng=True, statement=function, by_callers=True)
+    return found
+
+
+class _BuildsModules(Walker):
+    """Whether a function builds and runs a Haiku module (in its body or in the functions it defines
+    there, as for `hk.remat(block)`), and whether it makes a transform. A function that only returns
+    modules it builds (`def make(): return hk.Linear(2)`) is a factory, not a forward."""
+
+    def __init__(self, ctx: Context, classes: set[str]) -> None:
+        self.ctx = ctx
+        self.classes = classes
+        self.found = False
+        self.transforms = False
+        self.built: set[str] = set()  # locals bound to a module built here (`net = Net()`)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        self.transforms |= self.ctx.names.haiku_api(node.decorator) in TRANSFORM_APIS
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Call) and self._builds(node.value):
+            self.built |= {t.target.value for t in node.targets if isinstance(t.target, cst.Name)}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.transforms |= self.ctx.names.haiku_api(node.func) in TRANSFORM_APIS
+        called = isinstance(node.func, cst.Call) and self._builds(node.func)
+        self.found |= called or (isinstance(node.func, cst.Name) and node.func.value in self.built)
+
+    def _builds(self, call: cst.Call) -> bool:
+        api = self.ctx.names.haiku_api(call.func)
+        layer = api is not None and self.ctx.tables.get(api) is not None
+        local = isinstance(call.func, cst.Name) and call.func.value in self.classes
+        return local or layer or composite_api(self.ctx, call) is not None
+
+
+def _read_local_forwards(module: cst.Module, ctx: Context) -> frozenset[int]:
+    """Functions defined in a function and transformed there (`def make_model(): def forward(x): ...;
+    return hk.transform(forward)`): such a transform stays Haiku under its TODO, so its forward stays
+    Haiku too (Flax layers inside a Haiku transform fail, far from that TODO)."""
+    if not ctx.mentions(*TRANSFORM_APIS):
+        return frozenset()
+    finder = _LocalForwards(ctx.names)
+    finder.walk(module)
+    return frozenset(finder.found)
+
+
+LOCAL_FORWARDS = FileFact(_read_local_forwards)
+
+
+def kept_local_forward(room: FileRoom, function: cst.FunctionDef, classes: Collection[str]) -> cst.FunctionDef:
+    """A forward that stays Haiku (`LOCAL_FORWARDS`), with a TODO at each statement building a module
+    class of the file: that class is a Flax module now, which the Haiku transform cannot run."""
+    kept = function.visit(_FlaxClassesUnderHaiku(room.ctx, set(classes)))
+    assert isinstance(kept, cst.FunctionDef)  # statements get comments, nothing else changes
+    return kept
+
+
+class _FlaxClassesUnderHaiku(cst.CSTTransformer):
+    def __init__(self, ctx: Context, classes: set[str]) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.classes = classes
+        self.instances: dict[str, str] = {}  # `net = Net()`: a local holding a module of such a class -> the class
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        built = [node.func.value for node in descendants(original) if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in self.classes]
+        built += [self.instances[name] for name in sorted(analysis.Names.of(original).used & set(self.instances))]
+        if not built:
+            return updated
+        assign = analysis.simple_assign(original)
+        if assign is not None and isinstance(assign[0], cst.Name):
+            self.instances[assign[0].value] = built[0]
+        reason = (
+            f"`{built[0]}` is a Flax module now, but this function stays Haiku with the `hk.transform` it is passed to "
+            "(only a module-level transform converts): move that transform to module level, or build the model here by hand"
+        )
+        self.ctx.notes.todo(original, RULE_TRANSFORM, reason)
+        return add_todo_lines(updated, [(RULE_TRANSFORM, reason)])
+
+
+class _LocalForwards(Walker):
+    def __init__(self, names: ImportedNames) -> None:
+        self.names = names
+        self.found: set[int] = set()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        nested = {s.name.value: s for s in node.body.body if isinstance(s, cst.FunctionDef)} if isinstance(node.body, cst.IndentedBlock) else {}
+        if not nested:
+            return
+        for call in descendants(node.body):
+            read = analysis.read_transform(call, self.names) if isinstance(call, cst.Call) else None
+            if read is not None and read[0] in nested:
+                self.found.add(id(nested[read[0]]))
 
 
 class _StatefulLayers(Walker):
@@ -387,7 +520,7 @@ def linen_model(room: LinenMethod, transformed: Transformed, node: cst.CSTNode) 
         room.converted(node, RULE_TRANSFORM, f"hk.transform({code(transformed.factory)}) -> the Linen module it returns")
         return room.convert_copy(transformed.factory)
     inner = forward_module(room.ctx, transformed)
-    model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(analysis.camel_case(transformed.function)))
+    model = room.convert_copy(inner) if inner is not None else cst.Call(cst.Name(forward_class(room.ctx, transformed.function)))
     room.converted(node, RULE_TRANSFORM, f"hk.transform({transformed.function}) -> Linen module")
     return model
 
@@ -555,9 +688,9 @@ def _model_class(room: NnxFile, transformed: Transformed) -> tuple[cst.Call | No
         return None, room.ctx.tree.models.get(transformed.name)
     if transformed.lambda_forward is not None:  # a lambda building a module of another file
         return inner, None
-    name = analysis.camel_case(transformed.function)
     if transformed.factory is not None:  # the factory returns the class: `make_forward(n)(din, rngs=...)`
-        return cst.Call(transformed.factory), room.class_infos.get(name)
+        return cst.Call(transformed.factory), room.class_infos.get(analysis.camel_case(transformed.function))
+    name = forward_class(room.ctx, transformed.function)
     return cst.Call(cst.Name(name)), room.class_infos.get(name)
 
 
@@ -631,7 +764,9 @@ def _init_inputs(call: cst.Call, first_input: str | None = None) -> tuple[cst.Ba
     return None if key is None or sample is None else (key, sample)
 
 
-def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine) -> cst.FunctionDef | None:
+def _factory(
+    room: NnxFile, transformed: Transformed, statement: cst.SimpleStatementLine | cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine]
+) -> cst.FunctionDef | None:
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
     model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
     sample = cst.Name(FACTORY_SAMPLE)
@@ -639,19 +774,27 @@ def _factory(room: NnxFile, transformed: Transformed, statement: cst.SimpleState
     if model is None:
         return None
     factory = factory_name(transformed.name)
-    doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{transformed.name}.init`."""'
+    init = f"hk.transform({transformed.name}).init" if transformed.by_callers else f"{transformed.name}.init"
+    doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{init}`."""'
     built = add_todo_lines(cst.SimpleStatementLine([cst.Return(model)]), todos)  # above the `...` they are about
     body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), built]
     params = cst.Parameters([cst.Param(sample)], kwonly_params=[cst.Param(cst.Name(RNGS), cst.Annotation(attr(room.ctx.ns, "Rngs")))])
     room.converted(statement, RULE_TRANSFORM, f"{transformed.name} is built by its callers: {factory}(sample, rngs=...)")
-    return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=statement.leading_lines or AFTER_CLASS)
+    return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=leading_lines)
 
 
 def factory_name(name: str) -> str:
     return f"make_{name}"
 
 
-def nnx_decorated_model(room: NnxFile, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS) -> cst.SimpleStatementLine | None:
+def nnx_decorated_model(
+    room: NnxFile, function: cst.FunctionDef, leading_lines: Sequence[cst.EmptyLine] = AFTER_CLASS
+) -> cst.SimpleStatementLine | cst.FunctionDef | None:
+    """What stands where a forward function was: its model bound to its name when it was decorated, the
+    model's factory when its callers transform it (they hold `init`, so the input size)."""
+    transformed = room.ctx.fact(TRANSFORMS).forwards[function.name.value]
+    if transformed.by_callers:
+        return _factory(room, transformed, function, leading_lines)
     return _decorated_model(room, function, nnx_model, leading_lines)
 
 
@@ -676,7 +819,7 @@ def _nnx_statement(
     transformed = transformed_assignment(room.ctx, original.body[0])
     if transformed is None or not _built_by_callers(room, transformed):
         return None
-    return _factory(room, transformed, original)
+    return _factory(room, transformed, original, original.leading_lines or AFTER_CLASS)
 
 
 @NNX_FILE_NODES.on_leave(cst.ImportFrom, rule=RULE_TRANSFORM)

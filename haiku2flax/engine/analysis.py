@@ -7,9 +7,10 @@ module-level names hold `hk.transform(...)` results (assigned, or a decorated fu
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -29,6 +30,25 @@ def snake_case(name: str) -> str:
 
 def camel_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def forward_class_name(function: str, taken: Collection[str]) -> str:
+    """The class a transformed forward becomes: its name in CamelCase, unless its file binds that name
+    already (`@hk.transform def net` beside `class Net`): then `NetModel` (`NetModel2`, ...)."""
+    name = camel_case(function)
+    candidates = itertools.chain([name], (f"{name}Model{index if index > 1 else ''}" for index in itertools.count(1)))
+    return next(candidate for candidate in candidates if candidate not in taken)
+
+
+def module_level_names(module: cst.Module) -> set[str]:
+    """The names a module's top-level classes, functions, assignments and imports bind."""
+    names = set()
+    for statement in module.body:
+        if isinstance(statement, cst.ClassDef | cst.FunctionDef):
+            names.add(statement.name.value)
+        elif isinstance(statement, cst.SimpleStatementLine):
+            names |= Bindings.of(statement).names
+    return names
 
 
 def explicit_name(call: cst.Call) -> str | None:
@@ -315,10 +335,12 @@ class Transformed:
     lambda_forward: cst.FunctionDef | None = None  # `hk.transform(lambda x: Model()(x))`, as a function
     factory: cst.Call | None = None  # `hk.transform(make_forward(n))`: the call; `function` is nested in `make_forward`
     outer_self: bool = False  # that nested forward reads the factory's `self` (`outer_self`)
+    by_callers: bool = False  # a module-level function no code of its file transforms: its callers do
 
     @property
     def decorated(self) -> bool:
-        """`@hk.transform def f(...)`: the function and the transformed object share one name."""
+        """`@hk.transform def f(...)` (or a function its callers transform): the function and the
+        transformed object share one name."""
         return isinstance(self.statement, cst.FunctionDef)
 
 
@@ -611,7 +633,8 @@ def _method_of(expression: cst.BaseExpression, module: str, aliases: dict[str, c
 
 
 def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
-    """Read `module = M(...); init = lambda x: module(x); return init, (module.a, module.b)`."""
+    """Read `module = M(...); init = lambda x: module(x); return init, (module.a, module.b)` (or `init`
+    written as `def init(x): return module(x)`)."""
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
     statements = [s for s in body if not is_docstring(s)]
     if function.params.params or not statements:
@@ -622,6 +645,13 @@ def multi_forward(function: cst.FunctionDef) -> MultiForward | None:
     module = first[0].value
     aliases: dict[str, cst.BaseExpression] = {}
     for statement in statements[1:-1]:
+        if isinstance(statement, cst.FunctionDef):  # `def init(x): return module(x)`, read as its lambda
+            only = [s for s in statement.body.body if not is_docstring(s)] if isinstance(statement.body, cst.IndentedBlock) else []
+            value = returned_value(only[0]) if len(only) == 1 and not statement.decorators else None
+            if value is None:
+                return None
+            aliases[statement.name.value] = cst.Lambda(statement.params, value)
+            continue
         assign = simple_assign(statement)
         if assign is None or not isinstance(assign[0], cst.Name):
             return None

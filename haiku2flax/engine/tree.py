@@ -201,9 +201,10 @@ def _transforms(tree: ast.Module, module: str) -> dict[str, TreeTransform]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in MODEL_METHODS
     }
     functions = {statement.name: statement for statement in tree.body if isinstance(statement, ast.FunctionDef)}
+    taken = _module_level_names(tree)
     return {
         name: TreeTransform(
-            name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions),
+            name, module, *made[:3], used_in_file=name in used, model_class=_model_class(made[3], functions, taken),
             first_input=_first_parameter(made[3], functions),
         )
         for name, made in read.items()
@@ -231,16 +232,32 @@ def _multi_init(function: ast.FunctionDef) -> ast.expr | None:
     return bound.get(init.id) if isinstance(init, ast.Name) else init
 
 
-def _model_class(forward: ast.expr, functions: Mapping[str, ast.FunctionDef]) -> str | None:
-    """`Model` for a forward that only builds and calls `Model(...)`, else the forward's name in CamelCase
-    (the class its conversion makes of it); None for a forward of another file."""
+def _module_level_names(tree: ast.Module) -> set[str]:
+    """What `analysis.module_level_names` reads, from the `ast` of a file."""
+    names = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(statement.name)
+        elif isinstance(statement, ast.Import | ast.ImportFrom):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in statement.names}
+        elif isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names |= {node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)}
+    return names
+
+
+def _model_class(forward: ast.expr, functions: Mapping[str, ast.FunctionDef], taken: Collection[str]) -> str | None:
+    """`Model` for a forward that only builds and calls `Model(...)`, else the class its conversion makes
+    of it (`analysis.forward_class_name`); None for a forward of another file."""
     if isinstance(forward, ast.Lambda):
         return _built_module(forward.body)
     if not isinstance(forward, ast.Name) or forward.id not in functions:
         return None
     body = [s for s in functions[forward.id].body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
     built = _built_module(body[0].value) if len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None else None
-    return built or "".join(part[:1].upper() + part[1:] for part in forward.id.split("_"))
+    from .analysis import forward_class_name  # here: analysis imports the pipeline, which imports this module
+
+    return built or forward_class_name(forward.id, taken)
 
 
 def _built_module(value: ast.expr) -> str | None:

@@ -33,7 +33,7 @@ from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_bindings
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
-from ..codemods.transforms import TRANSFORMS, factory_self_alias, is_factory_forward, linen_decorated_model
+from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, factory_self_alias, forward_class, is_factory_forward, kept_local_forward, linen_decorated_model
 from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
@@ -103,6 +103,8 @@ class LinenConverter(Rewriter):
         helpers = forward and any(isinstance(d, cst.Call) and code(d.func) in self._file_names for d in descendants(node.body))
         self._scopes.append(_Scope(compact_candidate=method or forward, builds_layers=helpers, function=node))
         self.shapes.reset()
+        if id(node) in self.ctx.fact(LOCAL_FORWARDS):
+            return False  # stays Haiku, like the transform it is passed to
         return super().visit_FunctionDef(node)
 
     def _build_at_call(self, constructor: cst.Call, construct: Construct) -> None:
@@ -139,6 +141,8 @@ class LinenConverter(Rewriter):
             )
         if (not self._scopes and original.name.value in self.forwards) or self._factory_forward(original):
             return self._forward_to_module(original, updated)
+        if id(original) in self.ctx.fact(LOCAL_FORWARDS):
+            return kept_local_forward(self, updated, self.classes)
         return super().leave_FunctionDef(original, updated)
 
     def _factory_forward(self, node: cst.FunctionDef) -> bool:
@@ -326,7 +330,7 @@ class LinenConverter(Rewriter):
         method = updated.with_changes(name=cst.Name("__call__"), params=updated.params.with_changes(
             params=[cst.Param(cst.Name("self")), *updated.params.params]), decorators=decorators, leading_lines=[])
         return cst.ClassDef(
-            name=cst.Name(analysis.camel_case(original.name.value)),
+            name=cst.Name(forward_class(self.ctx, original.name.value)),
             bases=[cst.Arg(attr(self.ctx.ns, "Module"))],
             body=cst.IndentedBlock([method]),
             leading_lines=updated.leading_lines,

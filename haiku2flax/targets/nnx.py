@@ -48,7 +48,7 @@ from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shape_probe import INPUT_SHAPE, probed_input_size
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.transforms import RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, is_factory_forward, nnx_decorated_model, unknown_size_args
+from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -1061,8 +1061,9 @@ class NnxConverter(Rewriter):
         self._depth += 1
         self._module_function = node if self._depth == 1 else self._module_function
         visit_children = super().visit_FunctionDef(node) is not False
+        kept = id(node) in self.ctx.fact(LOCAL_FORWARDS)  # stays Haiku, like the transform it is passed to
         forward = (self._depth == 1 and node.name.value in self.forwards) or self._factory_forward(node, self._depth - 1)
-        return visit_children and not forward
+        return visit_children and not kept and not forward
 
     def _factory_forward(self, node: cst.FunctionDef, depth: int) -> bool:
         """`node`, at `depth` 1, is the forward of a factory, `hk.transform(factory(...))` (`analysis.factory_forward`)."""
@@ -1076,6 +1077,8 @@ class NnxConverter(Rewriter):
             classdef, _ = self._forward_class(original)
             bind = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(original.name)], classdef.name)])
             return cst.FlattenSentinel([classdef.with_changes(leading_lines=original.leading_lines), bind])
+        if id(original) in self.ctx.fact(LOCAL_FORWARDS):
+            return kept_local_forward(self, updated, self.classes)
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
         decorated = self.forwards[original.name.value].decorated
@@ -1092,7 +1095,7 @@ class NnxConverter(Rewriter):
 
     def _forward_class(self, forward: cst.FunctionDef) -> tuple[cst.ClassDef, ClassInfo]:
         """The NNX class of a transformed forward, known to this file's callers."""
-        converted, info = _ClassConversion(self, _forward_as_class(forward, self.ctx.ns)).run()
+        converted, info = _ClassConversion(self, _forward_as_class(forward, forward_class(self.ctx, forward.name.value), self.ctx.ns)).run()
         self.class_infos[converted.name.value] = info
         return converted, info
 
@@ -1179,11 +1182,11 @@ def _clean_params(params: list[cst.Param]) -> list[cst.Param]:
     return [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in params]
 
 
-def _forward_as_class(function: cst.FunctionDef, names: str) -> cst.ClassDef:
-    """A transformed forward function read as the `__call__` of a Haiku module with no config."""
+def _forward_as_class(function: cst.FunctionDef, name: str, names: str) -> cst.ClassDef:
+    """A transformed forward function read as the `__call__` of a Haiku module `name` with no config."""
     method = function.with_changes(
         name=_name("__call__"),
         params=function.params.with_changes(params=[cst.Param(_name("self")), *function.params.params]),
         leading_lines=[],
     )
-    return cst.ClassDef(name=_name(analysis.camel_case(function.name.value)), bases=[cst.Arg(attr(names, "Module"))], body=cst.IndentedBlock([method]))
+    return cst.ClassDef(name=_name(name), bases=[cst.Arg(attr(names, "Module"))], body=cst.IndentedBlock([method]))
