@@ -109,7 +109,7 @@ def test_user_rnn_core_subclass_is_a_todo(target):
         pytest.param(
             "for core in self.cores:\n  start = core.initial_state(2)\n  xs, _ = hk.dynamic_unroll(core, xs, start)\nreturn xs\n",
             "start = ",
-            "`initial_state` of the core `hk.dynamic_unroll` unrolls below",
+            "Flax cells have no `initial_state`",
             id="unseen-core-initial-state",
         ),
     ],

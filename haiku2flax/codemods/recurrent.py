@@ -183,7 +183,6 @@ class MethodCores:
     dropped: dict[cst.CSTNode, Core] = field(default_factory=dict)  # statements that only built a core's zero initial state
     lstm_states: set[str] = field(default_factory=set)  # names holding an LSTM state: `.hidden` / `.cell` read there
     problems: dict[cst.CSTNode, str] = field(default_factory=dict)  # unrolls of cores the rule cannot see -> why
-    asked_states: dict[str, cst.Call] = field(default_factory=dict)  # `state = <any core>.initial_state(B)`, by name
     unseen: set[str] = field(default_factory=set)  # those cores, as written (`self.core`): their `initial_state` stays
 
 
@@ -232,10 +231,6 @@ def read_method(body: cst.BaseSuite, names: ImportedNames, tables: Tables) -> Me
             found.by_node[assign[1]] = core
         elif (state_of := _initial_state_of(assign[1], found.cores)) is not None:
             zero_states[assign[0].value] = (state_of, statement, assign[1])
-    for node in descendants(body):
-        if isinstance(node, cst.Assign) and len(node.targets) == 1 and isinstance(target := node.targets[0].target, cst.Name):
-            if isinstance(node.value, cst.Call) and m.matches(node.value.func, m.Attribute(attr=m.Name("initial_state"))):
-                found.asked_states[target.value] = node.value
     uses = _name_uses(body)
     seen: dict[str, int] = {name: 1 for name in found.cores}  # the assignment itself
     zero_calls = {call for _, _, call in zero_states.values()}
@@ -315,12 +310,6 @@ def _read_use(
                 f"`hk.{api}` unrolls a core this rule cannot see (not an hk.LSTM / GRU / VanillaRNN / DeepRNN built "
                 "in this method): make the core a Flax cell and unroll it with `nn.RNN(cell, time_major=True, return_carry=True)`"
             )
-            initial = args.get("initial_state")
-            if isinstance(initial, cst.Name) and initial.value in found.asked_states:  # it fails first, where it is asked
-                found.problems[found.asked_states[initial.value]] = (
-                    f"`initial_state` of the core `hk.{api}` unrolls below, which this rule cannot see: a Flax cell starts from "
-                    "`cell.initialize_carry(key, input_shape)`; convert it with that unroll"
-                )
             return
         seen[core.name] += 1
         found.by_node[assign] = core
