@@ -167,6 +167,7 @@ class _ClassConversion:
         self.init_layers = self._read_init_layers()
         self.layer_lists = read_layer_lists(self.init.other_statements, converter.is_module_constructor)
         self.init_todos: list[tuple[str, str]] = []  # TODOs for the `__init__` signature itself
+        self.construction_todos: dict[str, list[tuple[str, str]]] = {}  # by attribute: TODOs for the line building it
         self.init_locals: set[str] = set()  # variables the hoisted statements assign in `__init__`
 
     def _read_init_layers(self) -> dict[str, _InitLayer]:
@@ -276,6 +277,7 @@ class _ClassConversion:
         ]
         if self.needs_input_shape:  # the probes take the whole shape: `din` is its last axis
             init_body = [analysis.substitute(s, {INPUT_SIZE: cst.parse_expression(f"{INPUT_SHAPE}[-1]")}) for s in init_body]
+        init_body = self._with_construction_todos(init_body)
         new_init, ctor_params = self._constructor(init_body)
         if new_init is not None:
             new_init = add_todo_lines(new_init, self.init_todos)
@@ -320,6 +322,16 @@ class _ClassConversion:
         new, output = built
         assert isinstance(new, cst.Call)  # `build` rewrites the constructor call it is given
         return cst.SimpleStatementLine([cst.Expr(source.with_changes(args=new.args))]), output, info
+
+    def _with_construction_todos(self, init_body: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+        """`init_body` with each submodule's construction TODOs above the line building it, where it fails;
+        those of a line not found go on `__init__` itself."""
+        if not self.construction_todos:
+            return init_body
+        placer = _ConstructionTodos(self.construction_todos)
+        placed = [_visited(statement, placer) for statement in init_body]
+        self.init_todos.extend(todo for attribute, todos in self.construction_todos.items() if attribute not in placer.placed for todo in todos)
+        return placed
 
     def _constructor(self, init_body: list[cst.BaseStatement]) -> tuple[cst.FunctionDef | None, list[str]]:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
@@ -461,8 +473,10 @@ class _ClassConversion:
         if info.needs_input_shape:
             args.append(cst.Arg(self._input_shape(attribute, rewriter, node, value)))
         args.extend(unknown_size_args(info, report, node))
-        # the constructor runs in `__init__`, where the placeholders fail: its TODO says so there too
-        self.init_todos.extend((RULE_INPUT_SIZE, f"`{attribute}` is built with `...` for `{name}`: pass that input feature size") for name in info.unknown_sizes)
+        # the constructor runs in `__init__`, where the placeholders fail: its TODO says so on the line building it
+        self.construction_todos.setdefault(attribute, []).extend(
+            (RULE_INPUT_SIZE, f"`{attribute}` is built with `...` for `{name}`: pass that input feature size") for name in info.unknown_sizes
+        )
         args.extend(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in ctor_args)
         if info.needs_rngs:
             args.append(_rngs_arg())
@@ -1131,6 +1145,33 @@ class _InitLayerLines(cst.CSTTransformer):
 
     def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
         return updated.with_changes(test=_visited(updated.test, self.to_params))
+
+
+class _ConstructionTodos(cst.CSTTransformer):
+    """Puts TODOs above the lines of `__init__` building an attribute (`self.net = Net(...)`, or
+    `super().__init__(...)` for the parent's), recording which attributes it found."""
+
+    def __init__(self, todos: dict[str, list[tuple[str, str]]]) -> None:
+        super().__init__()
+        self.todos = todos
+        self.placed: set[str] = set()
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        built = _built_attribute(updated)
+        if built not in self.todos:
+            return updated
+        self.placed.add(built)
+        return add_todo_lines(updated, self.todos[built])
+
+
+def _built_attribute(line: cst.SimpleStatementLine) -> str | None:
+    """`net` for `self.net = ...`, `super().__init__` for that call, else None."""
+    statement = line.body[0] if len(line.body) == 1 else None
+    if isinstance(statement, cst.Assign) and len(statement.targets) == 1:
+        return analysis.self_attribute(statement.targets[0].target)
+    if isinstance(statement, cst.Expr) and isinstance(statement.value, cst.Call) and code(statement.value.func) == "super().__init__":
+        return "super().__init__"
+    return None
 
 
 def _init_layer_line(layer: _InitLayer, to_params: _SelfFieldsToParams) -> cst.SimpleStatementLine:
