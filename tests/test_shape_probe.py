@@ -153,8 +153,9 @@ def test_a_submodule_that_probes_called_where_nothing_leads_to_its_input_keeps_t
           def __call__(self, x, y):
             return Trunk()(y)
         """)
-    assert "self.trunk = Trunk(..., rngs=rngs)" in code
-    assert "# TODO(haiku2flax:HK006): pass the input shape of `trunk` (without the batch axis) in place of `...`" in code
+    todo = "# TODO(haiku2flax:HK006): pass the input shape of `trunk` (without the batch axis) in place of `...`"
+    assert f"    {todo}\n    self.trunk = Trunk(..., rngs=rngs)\n" in code  # where the `...` fails
+    assert f"    {todo}\n    return self.trunk(y)\n" in code  # and where the input comes from
 
 
 def test_ignoring_the_probe_rule_keeps_the_todo() -> None:

@@ -396,7 +396,9 @@ class _ClassConversion:
         """The input shape a submodule that probes its sizes takes: probed from this class's own, else `...` with a TODO."""
         shape = probed_input_size(rewriter, attribute, value, node, whole_shape=True) if rewriter is not None and value is not None else None
         if shape is None:
-            (rewriter or self.converter).todo(node, RULE_INPUT_SIZE, f"pass the input shape of `{attribute}` (without the batch axis) in place of `...`")
+            reason = f"pass the input shape of `{attribute}` (without the batch axis) in place of `...`"
+            (rewriter or self.converter).todo(node, RULE_INPUT_SIZE, reason)
+            self.construction_todos.setdefault(attribute, []).append((RULE_INPUT_SIZE, reason))  # where the `...` fails
             return cst.Ellipsis()
         self.needs_input_shape = True
         return shape
