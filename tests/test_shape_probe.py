@@ -220,3 +220,34 @@ def test_an_input_read_as_a_structure_is_not_probed() -> None:
         """)
     assert "eval_shape" not in code
     assert "# TODO(haiku2flax:HK006): pass `linear_in_features`" in code
+
+
+def test_a_submodule_that_probes_built_in_the_haiku_init_is_not_probed_before_its_probe_runs() -> None:
+    # the probes are hoisted to the end of `__init__`; the line building `self.trunk` keeps its place
+    code = nnx("""\
+        class Trunk(hk.Module):
+          def __call__(self, x):
+            x = hk.Conv2D(4, kernel_shape=3)(x)
+            x = hk.Flatten()(x)
+            return hk.Linear(2)(x)
+
+
+        class Head(hk.Module):
+          def __init__(self, name=None):
+            super().__init__(name=name)
+            self.trunk = Trunk()
+
+          def __call__(self, x):
+            return self.trunk(hk.Conv2D(3, kernel_shape=1)(x))
+
+
+        def forward(x):
+          return Head()(x)
+
+
+        model = hk.transform(forward)
+        params = model.init(jax.random.key(0), jnp.ones((2, 12, 12, 3)))
+        """)
+    assert "trunk_input_shape" not in code
+    todo = "# TODO(haiku2flax:HK006): pass the input shape of `trunk` (without the batch axis) in place of `...`"
+    assert f"    {todo}\n    self.trunk = Trunk(..., rngs=rngs)\n" in code
