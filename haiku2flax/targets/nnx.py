@@ -395,8 +395,11 @@ class _ClassConversion:
     def _input_shape(self, attribute: str, rewriter: NnxMethod | None, node: cst.CSTNode, value: cst.BaseExpression | None) -> cst.BaseExpression:
         """The input shape a submodule that probes its sizes takes: probed from this class's own, else `...` with a TODO."""
         # a layer the Haiku `__init__` builds stands before the probes (hoisted to the end): as in `input_size`, none for it
-        probed = rewriter is not None and value is not None and attribute not in self.init_layers
-        shape = probed_input_size(rewriter, attribute, value, node, whole_shape=True) if probed else None
+        shape = (
+            probed_input_size(rewriter, attribute, value, node, whole_shape=True)
+            if rewriter is not None and value is not None and attribute not in self.init_layers
+            else None
+        )
         if shape is None:
             reason = f"pass the input shape of `{attribute}` (without the batch axis) in place of `...`"
             (rewriter or self.converter).todo(node, RULE_INPUT_SIZE, reason)
