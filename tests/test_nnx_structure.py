@@ -2,6 +2,7 @@
 cases they leave to a TODO."""
 
 import textwrap
+from typing import Any
 
 import libcst as cst
 
@@ -465,18 +466,15 @@ _OPAQUE_STAGE = '''\
 import haiku as hk
 
 
-class Stage(hk.Module):
-    def __call__(self, x):
-        return x
-
-
 class Policy(hk.Module):
     def __init__(self, hidden, name=None):
         super().__init__(name=name)
         self.linear = hk.Linear(hidden)
 
     def __call__(self, x):
-        return self.linear(Stage()(x))
+        def block(y):
+            return self.linear(y)
+        return hk.remat(block)(x)
 '''
 
 
@@ -514,3 +512,35 @@ class Small(Policy):
 ''', "nnx").code
     assert "super().__init__(..., 8, rngs=rngs)" in code
     assert line_above(code, "super().__init__(...").startswith("# TODO(haiku2flax:HK006): `super().__init__` is built with `...`")
+
+
+def test_a_submodule_returning_its_input_passes_the_input_size_on() -> None:
+    code = convert_source('''\
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+
+class Stage(hk.Module):
+    def __call__(self, x):
+        return x
+
+
+class Policy(hk.Module):
+    def __call__(self, x):
+        return hk.Linear(8)(Stage()(x))
+
+
+def forward(x):
+    return Policy()(x)
+
+
+model = hk.transform(forward)
+params = model.init(jax.random.key(0), jnp.ones((2, 3)))
+''', "nnx").code
+    assert "self.linear = nnx.Linear(din, 8, rngs=rngs)" in code
+    assert "model = Policy(3, rngs=nnx.Rngs(0))" in code
+    assert "TODO" not in code
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "policy.py", "exec"), namespace)  # the converted program, run as a script
+    assert namespace["model"].linear.kernel[...].shape == (3, 8)

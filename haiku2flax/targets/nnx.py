@@ -297,7 +297,7 @@ class _ClassConversion:
         removed = call.removed if call is not None else {}
         if call is None and parent is not None:  # the parent's `__call__`
             output, removed = parent[1], parent[2].removed_call_params
-        if output is not None and not analysis.Names.of(output).used <= set(ctor_params):
+        if output is not None and not analysis.Names.of(output).used <= {*ctor_params, INPUT_SIZE}:  # `din`: the input's, as it passes through
             output = None
         self.converter.converted(self.classdef, RULE_MODULE, f"hk.Module subclass {self.classdef.name.value} -> nnx.Module")
         defaults = {p.name.value: p.default for p in self.init.params if p.default is not None}
@@ -488,6 +488,8 @@ class _ClassConversion:
         if info.needs_rngs:
             args.append(_rngs_arg())
             self.needs_rngs = True
+        if size is not None:  # an output size may be the input's when the class takes none (`return x`)
+            values.setdefault(INPUT_SIZE, size)
         values.update(info.defaults)
         positional = [a for a in ctor_args if a.keyword is None]
         for param, arg in zip([p for p in info.ctor_params if p != INPUT_SIZE], positional, strict=False):
