@@ -120,6 +120,7 @@ class Blocked:
 
 
 NO_VARIANCE_SCALING = ("HK000", "`hk.initializers.VarianceScaling`")  # bound to a variable, passed to `hk.get_parameter`
+PROPERTY_BUILDS = ("HK001", "a property cannot be `@nn.compact`")  # Linen: `embeddings` reads a parameter in a property
 NO_MOVING_AVERAGE = ("HK800", "`hk.ExponentialMovingAverage`: Flax has no moving-average module")
 BLOCKED = {
     ("MLP-class", "linen"): Blocked(
@@ -167,14 +168,16 @@ BLOCKED = {
             ("HK006", "the input feature size of `proj_conv` could not be inferred"),  # it reads a BatchNorm left as it was
         },
     ),
-    ("VectorQuantizer", "linen"): Blocked("hk.nets/vqvae.py", ("VectorQuantizer",), {NO_VARIANCE_SCALING}),
+    ("VectorQuantizer", "linen"): Blocked(
+        "hk.nets/vqvae.py", ("VectorQuantizer",), {NO_VARIANCE_SCALING, PROPERTY_BUILDS}
+    ),
     ("VectorQuantizer", "nnx"): Blocked(
         "hk.nets/vqvae.py",
         ("VectorQuantizer",),
         {NO_VARIANCE_SCALING, ("HK002", "its arguments use initializer, which `__init__` does not have")},
     ),
     ("VectorQuantizerEMA", "linen"): Blocked(
-        "hk.nets/vqvae.py", ("VectorQuantizerEMA",), {NO_MOVING_AVERAGE, NO_VARIANCE_SCALING}
+        "hk.nets/vqvae.py", ("VectorQuantizerEMA",), {NO_MOVING_AVERAGE, NO_VARIANCE_SCALING, PROPERTY_BUILDS}
     ),
     ("VectorQuantizerEMA", "nnx"): Blocked(
         "hk.nets/vqvae.py",

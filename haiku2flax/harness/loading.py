@@ -36,6 +36,9 @@ def _module_prefix(role: str) -> str:
 _LOADED_NAME = re.compile("^" + _module_prefix("(?P<role>[a-z]+)"))  # the modules `load_module` ran, by role
 
 
+_load_folders: set[str] = set()  # the folders `load_module` made importable, in this process
+
+
 def load_module(source: str, path: Path, role: str) -> types.ModuleType:
     """Execute `source` as a fresh module, as if it were `path` (its folder importable for siblings).
 
@@ -51,7 +54,7 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
     folder = str(path.resolve().parent)
     sys.path.append(folder)
     argv, sys.argv = sys.argv, [str(path)]  # a module-level argparse reads the file's own arguments, not ours
-    _forget_modules_of(folder)
+    _forget_shadowed_by(folder)
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)
     except SystemExit as exit:  # `sys.exit()` at import: the file cannot be imported, whatever the code
@@ -60,18 +63,24 @@ def load_module(source: str, path: Path, role: str) -> types.ModuleType:
         sys.argv = argv
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
-        _forget_modules_of(folder)
     return module
 
 
-def _forget_modules_of(folder: str) -> None:
-    """Drop from `sys.modules` the files of `folder` a loaded file imported (`from model import net`): the
-    Haiku tree and its rewrite name their files alike, and each side must import its own."""
-    inside = folder + os.sep
+def _forget_shadowed_by(folder: str) -> None:
+    """Drop from `sys.modules` what an earlier load imported from another folder under a name a file of
+    `folder` has (`from model import net`: the Haiku tree and its rewrite name their files alike, and each
+    side must import its own). What `folder` itself provided stays, so the classes the harness matches
+    (a house library's layers) keep their identity."""
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if isinstance(file, str) and os.path.abspath(file).startswith(inside) and not _LOADED_NAME.match(name):
+        if not isinstance(file, str) or _LOADED_NAME.match(name):
+            continue
+        source_folder = next((f for f in _load_folders if os.path.abspath(file).startswith(f + os.sep)), None)
+        top = name.split(".")[0]
+        shadowed = os.path.exists(os.path.join(folder, top + ".py")) or os.path.isdir(os.path.join(folder, top))
+        if source_folder is not None and source_folder != folder and shadowed:
             del sys.modules[name]
+    _load_folders.add(folder)
 
 
 class UserCodeExit(RuntimeError):
