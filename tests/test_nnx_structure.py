@@ -544,3 +544,49 @@ params = model.init(jax.random.key(0), jnp.ones((2, 3)))
     namespace: dict[str, Any] = {}
     exec(compile(code, "policy.py", "exec"), namespace)  # the converted program, run as a script
     assert namespace["model"].linear.kernel[...].shape == (3, 8)
+
+
+# -- Haiku dataclass modules ------------------------------------------------------------------------
+DATACLASS_MODULE = """\
+import dataclasses
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass
+class Net(hk.Module):
+  \"\"\"Configuration as dataclass fields, no `__init__`.\"\"\"
+
+  size: int
+  rate: float = 0.1
+  name: str | None = None
+
+  def __call__(self, x):
+    x = hk.Linear(self.size)(x)
+    return hk.dropout(hk.next_rng_key(), self.rate, x)
+
+
+def forward(x):
+  return Net(4, rate=0.2)(x)
+
+
+model = hk.transform(forward)
+params = model.init(jax.random.key(0), jnp.ones((2, 3)))
+"""
+
+
+def test_a_dataclass_module_takes_its_fields_as_init_arguments(tmp_path):
+    """NNX configuration is `__init__` arguments: the fields of a Haiku dataclass module become those the
+    dataclass would generate (its layers read them in `__init__`), and the model is equivalent."""
+    from haiku2flax.harness import verify
+
+    code = convert_source(DATACLASS_MODULE, "nnx").code
+    assert "@dataclasses.dataclass" not in code and "  size: int\n" not in code
+    assert "def __init__(self, din: int, size: int, rate: float = 0.1, *, rngs: nnx.Rngs):" in code
+    assert "nnx.Linear(din, size, rngs=rngs)" in code and "nnx.Dropout(rate, rngs=rngs)" in code
+    path = tmp_path / "model.py"
+    path.write_text(DATACLASS_MODULE)
+    result = verify(path, "nnx", "model", ["f32[2,3]"])
+    assert result.ok, result

@@ -698,3 +698,34 @@ class _Substitute(cst.CSTTransformer):
 def substitute(node: cst.CSTNodeT, mapping: dict[str, cst.BaseExpression]) -> cst.CSTNodeT:
     """`node` with the variables named in `mapping` replaced (attribute names and keywords are not variables)."""
     return cast(cst.CSTNodeT, node.visit(_Substitute(mapping))) if mapping else node  # names give way to expressions: same node type
+
+
+def with_dataclass_init(classdef: cst.ClassDef) -> cst.ClassDef:
+    """A Haiku dataclass module (`@dataclasses.dataclass`, annotated fields, no `__init__`) read as the class
+    with the `__init__` the dataclass generates: a target whose modules take their configuration as
+    `__init__` arguments (NNX) converts that. Any other class, or fields it cannot read as plain
+    arguments (`field(...)`, `ClassVar`), comes back as it is."""
+    names = {"dataclass", "dataclasses.dataclass"}
+    decorators = [d for d in classdef.decorators if dotted_name(d.decorator) not in names]
+    if len(decorators) == len(classdef.decorators) or find_method(classdef, "__init__") is not None:
+        return classdef
+    fields = [
+        s.body[0] for s in classdef.body.body
+        if isinstance(s, cst.SimpleStatementLine) and len(s.body) == 1 and isinstance(s.body[0], cst.AnnAssign)
+    ]
+    if any(
+        not isinstance(f.target, cst.Name) or isinstance(f.value, cst.Call) or "ClassVar" in cst.Module([]).code_for_node(f.annotation.annotation)
+        for f in fields
+    ):
+        return classdef
+    params = [cst.Param(cst.Name("self"))]
+    params += [cst.Param(cast(cst.Name, f.target), annotation=cst.Annotation(f.annotation.annotation), default=f.value) for f in fields]
+    given = [cast(cst.Name, f.target).value for f in fields]
+    body: list[cst.BaseStatement] = [
+        cst.parse_statement("super().__init__(name=name)" if "name" in given else "super().__init__()"),
+        *(cst.parse_statement(f"self.{name} = {name}") for name in given if name != "name"),
+    ]
+    init = cst.FunctionDef(cst.Name("__init__"), cst.Parameters(params), cst.IndentedBlock(body))
+    rest = [s for s in classdef.body.body if not (isinstance(s, cst.SimpleStatementLine) and s.body and s.body[0] in fields)]
+    docstring = rest[:1] if rest and classdef.get_docstring() is not None else []
+    return classdef.with_changes(decorators=decorators, body=classdef.body.with_changes(body=[*docstring, init, *rest[len(docstring):]]))

@@ -10,6 +10,8 @@ What it converts, and why:
   sizes, and a submodule's output size comes from its own class. What cannot be known becomes a
   constructor argument with a TODO saying what to pass: a number is never guessed.
 - `rngs: nnx.Rngs` is threaded through the constructors that need it.
+- A Haiku dataclass module (`@dataclasses.dataclass`, fields, no `__init__`) is read as the `__init__`
+  the dataclass generates: its fields become `__init__` arguments, which NNX layers read there.
 - `hk.dropout(hk.next_rng_key(), R if training else 0, x)` -> `self.dropout = nnx.Dropout(R, rngs=rngs)`
   and `self.dropout(x)`; a `training` flag that is then unused leaves the signature, and callers set
   the mode with `model.train()` / `model.eval()` (NNX layers start in training mode).
@@ -1059,7 +1061,7 @@ class NnxConverter(Rewriter):
             return self._layer_subclass(subclass)
         if original.name.value not in self.classes:
             return updated
-        converted, info = _ClassConversion(self, original).run()
+        converted, info = _ClassConversion(self, analysis.with_dataclass_init(original)).run()
         self.class_infos[original.name.value] = self.ctx.module_classes[original.name.value] = info
         return without_transparent(self, converted)
 
