@@ -17,7 +17,7 @@ from typing import cast
 import libcst as cst
 
 from . import matchers as m
-from .calls import keyword_arg
+from .calls import code, keyword_arg
 from .names import ImportedNames, dotted_name
 from .walk import Walker
 
@@ -714,7 +714,7 @@ def with_dataclass_init(classdef: cst.ClassDef) -> cst.ClassDef:
         if isinstance(s, cst.SimpleStatementLine) and len(s.body) == 1 and isinstance(s.body[0], cst.AnnAssign)
     ]
     if any(
-        not isinstance(f.target, cst.Name) or isinstance(f.value, cst.Call) or "ClassVar" in cst.Module([]).code_for_node(f.annotation.annotation)
+        not isinstance(f.target, cst.Name) or isinstance(f.value, cst.Call) or "ClassVar" in code(f.annotation.annotation)
         for f in fields
     ):
         return classdef

@@ -76,9 +76,10 @@ def _forget_shadowed_by(folder: str) -> None:
         if not isinstance(file, str) or _LOADED_NAME.match(name):
             continue
         source_folder = next((f for f in _load_folders if os.path.abspath(file).startswith(f + os.sep)), None)
+        if source_folder is None or source_folder == folder:
+            continue  # the common case (jax, flax, ...): no file system look-up
         top = name.split(".")[0]
-        shadowed = os.path.exists(os.path.join(folder, top + ".py")) or os.path.isdir(os.path.join(folder, top))
-        if source_folder is not None and source_folder != folder and shadowed:
+        if os.path.exists(os.path.join(folder, top + ".py")) or os.path.isdir(os.path.join(folder, top)):
             del sys.modules[name]
     _load_folders.add(folder)
 
