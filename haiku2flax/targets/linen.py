@@ -238,8 +238,9 @@ class LinenConverter(Rewriter):
                       "and Linen fields are declared, not passed: declare them in this class (or build the parent in a function) by hand")
             return updated
         super_call = analysis.read_init(analysis.find_method(original, "__init__")).super_init
-        assert super_call is not None
-        built, todo = self._local_module_call(cst.Call(parent, super_call.args), self.classes[parent.value])
+        converted_super = analysis.read_init(init_def).super_init  # its arguments as the rules converted them
+        assert super_call is not None and converted_super is not None
+        built, todo = self._local_module_call(cst.Call(parent, converted_super.args), self.classes[parent.value])
         returned = cst.SimpleStatementLine([cst.Return(built)])
         if todo is not None:
             self.ctx.notes.todo(super_call, RULE_MODULE, todo)
