@@ -11,9 +11,12 @@ still goes only where its table allows it (not to a 1-D parameter: jax reads no 
 
 Where the value may come from a caller (a constructor's `w_init=None`), the default converts and a TODO
 says that callers now pass a Flax initializer: one from another file cannot be seen; what the file's own
-callers pass (`Encoder(16, w_init=hk.initializers.RandomNormal(0.3))`) converts at the call. A parameter passed
-on with no default, a name also bound to something else, a value called Haiku-style (`init(shape,
-dtype)`) and `functools.partial(hk.initializers.X, ...)` keep the Haiku code and the layer's TODO.
+callers pass (`Encoder(16, w_init=hk.initializers.RandomNormal(0.3))`) converts at the call. A value that is
+only ever None or a caller's argument to a parameter defaulting to None (`hk.nets.MLP`'s `w_init=None`,
+passed to each `hk.Linear`) falls back, in Linen, to the Flax layer's own default where it is None, as
+Haiku's layer does (`kernel_init=self.w_init or nn.Dense.kernel_init`). A parameter passed on with no
+default, a name also bound to something else, a value called Haiku-style (`init(shape, dtype)`) and
+`functools.partial(hk.initializers.X, ...)` keep the Haiku code and the layer's TODO.
 
 Why: Haiku code often builds one initializer and hands it to several layers, keeps it on the module or
 defaults it in `__init__`; converting the value where it is written keeps that structure. A Haiku
@@ -29,7 +32,7 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TypeGuard, TypeVar, cast
@@ -108,6 +111,7 @@ class _Values(Walker):
         self.written_in: set[tuple[str, int]] = set()
         self.copied_in: dict[tuple[str, int], set[tuple[str, int]]] = {}  # (key, scope) <- the (key, scope)s it is bound to
         self.layer_reads: set[tuple[str, int]] = set()
+        self.none_defaults: dict[str, bool] = {}  # parameter -> every parameter of that name defaults to None
 
     def visit_Module(self, node: cst.Module) -> None:
         for statement in node.body:
@@ -186,6 +190,9 @@ class _Values(Walker):
         for parameter in _parameters(node):
             self._bind(parameter, CALLER)
             self.reads[parameter] -= 1
+        for param in (*node.params.posonly_params, *node.params.params, *node.params.kwonly_params):
+            defaults_none = param.default is not None and _is_none(param.default)
+            self.none_defaults[param.name.value] = self.none_defaults.get(param.name.value, True) and defaults_none
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.functions.pop()
@@ -265,6 +272,7 @@ class InitializerValues:
 
     sources: dict[str, tuple[cst.Call, ...]]  # key -> the calls it may hold
     defaults: dict[int, str]  # id of a call that stands in for a parameter the caller may pass -> that parameter
+    passed_on: frozenset[str]  # keys holding only None or what a caller passes to a parameter defaulting to None
 
 
 def _initializer_values(module: cst.Module, names: ImportedNames, tables: Tables) -> InitializerValues:
@@ -280,15 +288,20 @@ def _initializer_values(module: cst.Module, names: ImportedNames, tables: Tables
             return False
         read = _read_key(cst.parse_expression(key))
         allowed = found.allowed_reads.get(read or "", [])
-        flows = found.reads[read or ""] == len(allowed) and all(to is None or to in keys for to in allowed)
-        return flows and (key.endswith("()") or found.reads_a_value_written_in_its_scope(key))
+        return found.reads[read or ""] == len(allowed) and all(to is None or to in keys for to in allowed)
 
-    keys = set(found.bound)
-    while True:  # the largest set of keys that hold only initializers, given each other
-        kept = {key for key in keys if holds_initializers(key, keys)}
-        if kept == keys:
-            break
-        keys = kept
+    def holds_only_initializers(key: str, keys: set[str]) -> bool:
+        return holds_initializers(key, keys) and (key.endswith("()") or found.reads_a_value_written_in_its_scope(key))
+
+    def passed_on(key: str, keys: set[str]) -> bool:
+        """None, or what a caller passes where the parameter defaults to None: the layers' own default or the caller's."""
+        values = found.bound[key]
+        calls = [o for value in values if not isinstance(value, str) for o in _operands(value) if found.is_initializer_call(o)]
+        caller_ok = CALLER not in values or found.none_defaults.get(key, False)
+        return not key.endswith("()") and not calls and caller_ok and holds_initializers(key, keys)
+
+    keys = _largest(set(found.bound), holds_only_initializers)
+    passed = _largest(set(found.bound) - keys, passed_on)
 
     calls: dict[str, set[cst.Call]] = {}
     callers: dict[str, set[str]] = {}
@@ -319,13 +332,27 @@ def _initializer_values(module: cst.Module, names: ImportedNames, tables: Tables
         for call in calls[key]
         if id(call) not in found.passed  # what the file's own callers pass is converted there
     }
-    return InitializerValues(sources, defaults)
+    return InitializerValues(sources, defaults, frozenset(passed))
+
+
+def _largest(keys: set[str], holds: Callable[[str, set[str]], bool]) -> set[str]:
+    """The largest subset of `keys` whose every key `holds` given the others."""
+    while True:
+        kept = {key for key in keys if holds(key, keys)}
+        if kept == keys:
+            return keys
+        keys = kept
 
 
 def initializer_bindings(module: cst.Module, names: ImportedNames, tables: Tables) -> dict[str, tuple[cst.Call, ...]]:
     """Key (`init`, `self.init`, `make_init()`) -> the `hk.initializers.*` calls it may hold, for keys read
     only as initializers."""
     return _initializer_values(module, names, tables).sources
+
+
+def initializer_values(module: cst.Module, names: ImportedNames, tables: Tables) -> InitializerValues:
+    """The file's initializer bindings (`sources`) and the keys that pass a caller's initializer or None on (`passed_on`)."""
+    return _initializer_values(module, names, tables)
 
 
 CALLER_DEFAULTS = FileFact(lambda module, ctx: _initializer_values(module, ctx.names, ctx.tables).defaults)

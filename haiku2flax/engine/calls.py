@@ -290,6 +290,10 @@ def _initializer_entry(value: cst.BaseExpression, ctx: Context) -> Construct | N
 def _initializer(argument: _Argument, elementwise: bool = False) -> cst.BaseExpression:
     if argument.ctx is None:
         raise argument.cannot("initializers need the file's imports to convert")
+    if initializer_key(argument.value) in argument.ctx.passed_on_initializers:  # None: Haiku's default, the Flax layer's own
+        flax = argument.construct.targets[argument.ctx.target]
+        default = cst.Attribute(attr(argument.ns, flax.api), cst.Name(flax.args[argument.name]))
+        return cst.BooleanOperation(argument.value, cst.Or(), default)
     try:
         return convert_initializer(argument.value, argument.ctx, argument.ns, elementwise=elementwise)
     except Unconvertible as reason:

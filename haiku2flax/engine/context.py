@@ -74,6 +74,8 @@ class Context:
     linen_ns: str = LINEN_NS  # `linen` where the file already binds `nn` to something else (`from jax import nn`)
     # `init` / `self.init` / `make_init()` -> the `hk.initializers.*` calls it may hold, read only as initializers (HK202)
     initializer_bindings: dict[str, tuple[cst.Call, ...]] = field(default_factory=dict)
+    # keys holding only None or a caller's value for a parameter defaulting to None (Linen: the layer's default stands in for None)
+    passed_on_initializers: frozenset[str] = frozenset()
     source: str = ""  # the file's text, for `mentions`
     _mentioned: dict[str, bool] = field(default_factory=dict)  # each word searched once per file, not per method
     module: cst.Module = field(default_factory=lambda: cst.Module([]))  # the file as parsed, for `fact`

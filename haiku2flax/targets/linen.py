@@ -30,7 +30,7 @@ import libcst as cst
 
 from ..codemods import fields, load_all
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
-from ..codemods.initializers import initializer_bindings
+from ..codemods.initializers import initializer_values
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
 from ..codemods.shapes import ShapeTracker
 from ..codemods.transforms import LOCAL_FORWARDS, TRANSFORMS, factory_self_alias, forward_class, is_factory_forward, kept_local_forward, linen_decorated_model
@@ -76,7 +76,9 @@ class LinenConverter(Rewriter):
 
     def __init__(self, ctx: Context, module: cst.Module) -> None:
         super().__init__(ctx)
-        ctx.initializer_bindings = initializer_bindings(module, ctx.names, ctx.tables) if ctx.mentions("initializers") else {}
+        values = initializer_values(module, ctx.names, ctx.tables) if ctx.mentions("initializers", "_init=") else None
+        ctx.initializer_bindings = values.sources if values is not None else {}
+        ctx.passed_on_initializers = values.passed_on if values is not None else frozenset()
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
