@@ -18,8 +18,8 @@ Example::
     class Head(hk.Module):                                class Head(nn.Module):
       def __init__(self, n, net=hk.Linear, name=None):      n: Any
         super().__init__(name=name)                         net: Any = nn.Dense
-        self.net = net(n)                                   def setup(self):
-                                                                self.net = self.net(self.n)
+        self.project = net(n, with_bias=False)              def setup(self):
+                                                                self.project = self.net(self.n, use_bias=False)
 """
 
 from __future__ import annotations
