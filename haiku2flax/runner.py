@@ -39,6 +39,7 @@ from .files import (
 )
 from .engine.tree import EMPTY_VIEW, FileView, TreeIndex, index_tree
 from .notebooks import NotebookDocument
+from .signatures import OutsideCode, changed_classes, signature_note
 
 STDIN = "-"
 
@@ -293,6 +294,7 @@ def migrate_paths(
     """
     found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
     settings = dataclasses.replace(settings, tree=index_tree(found.sources))
+    outside = OutsideCode(found.sources, exclude=[output.out_dir] if output.out_dir else [])
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
     stdout = sys.stdout.buffer  # taken before a progress bar redirects sys.stdout
     results = []
@@ -301,6 +303,7 @@ def migrate_paths(
         _progress_bar(len(found.sources), show_progress) as advance,
     ):
         for result in converted:
+            _note_changed_signatures(result, outside, settings.target)
             if not output.interactive:
                 publish(result, output, stdout)
             results.append(result)
@@ -314,6 +317,18 @@ def migrate_paths(
     if output.out_dir is not None:
         results += copy_others(found.others, output)
     return results
+
+
+def _note_changed_signatures(result: FileResult, outside: OutsideCode, target: str) -> None:
+    """A note on each module class of a migrated file whose constructor changed, with its calls outside
+    the migrated files (`signatures`)."""
+    if not result.changed or result.document is None or not result.path.endswith(".py"):
+        return
+    original = result.document.text
+    changed = changed_classes(original, result.code, target, outside.modules(Path(result.path)))
+    notes = [signature_note(c, outside.call_sites(c)) for c in changed]
+    if notes:
+        result.notes = sorted([*result.notes, *notes], key=lambda note: (note.line, note.column))
 
 
 def migrate_stdin(settings: Settings, output: Output) -> list[FileResult]:
