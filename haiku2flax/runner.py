@@ -39,7 +39,7 @@ from .files import (
 )
 from .engine.tree import EMPTY_VIEW, FileView, TreeIndex, index_tree
 from .notebooks import NotebookDocument
-from .signatures import OutsideCode, changed_classes, signature_note
+from .signatures import OutsideCode, changed_classes, with_signature_notes
 
 STDIN = "-"
 
@@ -303,7 +303,7 @@ def migrate_paths(
         _progress_bar(len(found.sources), show_progress) as advance,
     ):
         for result in converted:
-            _note_changed_signatures(result, outside, settings.target)
+            note_changed_signatures(result, outside, settings.target)
             if not output.interactive:
                 publish(result, output, stdout)
             results.append(result)
@@ -319,16 +319,14 @@ def migrate_paths(
     return results
 
 
-def _note_changed_signatures(result: FileResult, outside: OutsideCode, target: str) -> None:
-    """A note on each module class of a migrated file whose constructor changed, with its calls outside
-    the migrated files (`signatures`)."""
+def note_changed_signatures(result: FileResult, outside: OutsideCode, target: str) -> None:
+    """Each module class of a migrated file whose constructor changed: before and after in its note, and
+    its calls outside the migrated files (`signatures`)."""
     if not result.changed or result.document is None or not result.path.endswith(".py"):
         return
     original = result.document.text
-    changed = changed_classes(original, result.code, target, outside.modules(Path(result.path)))
-    notes = [signature_note(c, outside.call_sites(c)) for c in changed]
-    if notes:
-        result.notes = sorted([*result.notes, *notes], key=lambda note: (note.line, note.column))
+    for changed in changed_classes(original, result.code, target, outside.modules(Path(result.path))):
+        result.notes = with_signature_notes(result.notes, changed, outside.call_sites(changed))
 
 
 def migrate_stdin(settings: Settings, output: Output) -> list[FileResult]:

@@ -2,8 +2,8 @@
 
 Every call site inside the migrated files follows the new signatures (`engine.tree`); code outside them
 cannot be rewritten, since the tool does not migrate it. Each class whose constructor changed (`name`
-dropped, `din` / `rngs` added) gets one note on its definition: old -> new signature, and the call
-sites that a cheap `ast` scan finds in the project's other Python files (the git work tree holding
+dropped, `din` / `rngs` added) has its conversion note say old -> new signature, and a warning lists the
+call sites that a cheap `ast` scan finds in the project's other Python files (the git work tree holding
 the migrated files, else their common folder), where the class is imported by name or reached through
 its module. Only files that mention the class are parsed.
 """
@@ -14,11 +14,11 @@ import ast
 import os
 import re
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .engine.notes import Note, Outcome
-from .engine.tree import importable_names, module_classes
+from .engine.tree import ast_dotted_name, importable_names, module_classes
 from .files import display_path, repository_root, walk
 from .targets import RULE_MODULE
 
@@ -134,21 +134,21 @@ def _calls_of(tree: ast.Module, changed: ChangedClass) -> Iterator[int]:
         elif isinstance(node, ast.Import):
             reached |= {f"{alias.asname or alias.name}.{changed.name}" for alias in node.names if alias.name in changed.modules}
     if reached:
-        yield from (node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and _dotted(node.func) in reached)
+        yield from (node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and ast_dotted_name(node.func) in reached)
 
 
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
-        return None if inner is None else f"{inner}.{node.attr}"
-    return None
-
-
-def signature_note(changed: ChangedClass, call_sites: list[str]) -> Note:
-    """The note on a changed class: its constructor before and after, and who outside calls it."""
+def with_signature_notes(notes: list[Note], changed: ChangedClass, call_sites: list[str]) -> list[Note]:
+    """`notes` with the class's own conversion note saying its constructor before and after, and a
+    warning listing its calls outside the migrated files when there are some."""
+    signature = f"`{changed.name}({changed.before})` is now `{changed.name}({changed.after})`"
+    converted = [n for n in notes if n.rule == RULE_MODULE and n.outcome == Outcome.CONVERTED and n.line == changed.line]
+    if converted:
+        notes = [replace(n, message=f"{n.message}; {signature}") if n is converted[0] else n for n in notes]
+    else:
+        notes = [*notes, Note(RULE_MODULE, Outcome.CONVERTED, signature, changed.line, 1)]
+    if not call_sites:
+        return notes
     more = len(call_sites) - LISTED_CALL_SITES
     listed = ", ".join(call_sites[:LISTED_CALL_SITES]) + (f" and {more} more" if more > 0 else "")
-    callers = f"update its calls outside the migrated files: {listed}" if call_sites else "no call outside the migrated files was found"
-    return Note(RULE_MODULE, Outcome.WARNING, f"`{changed.name}({changed.before})` is now `{changed.name}({changed.after})`: {callers}", changed.line, 1)
+    warning = Note(RULE_MODULE, Outcome.WARNING, f"{signature}: update its calls outside the migrated files: {listed}", changed.line, 1)
+    return sorted([*notes, warning], key=lambda note: (note.line, note.column))

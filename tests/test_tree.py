@@ -269,11 +269,16 @@ def test_changed_constructors_are_reported_once_with_their_calls_outside_the_mig
     if target == "linen":  # a Linen module still takes its arguments, and `name`
         assert notes == [] and " is now " not in migrated.stdout + migrated.stderr
         return
-    assert [note["message"] for note in notes] == [
-        "`Block(hidden, name=None)` is now `Block(din: int, hidden, *, rngs: nnx.Rngs)`: update its calls outside the migrated files: scripts/use.py:6",
-        "`Net(name=None)` is now `Net(din: int, *, rngs: nnx.Rngs)`: update its calls outside the migrated files: scripts/use.py:6",
+    block = "`Block(hidden, name=None)` is now `Block(din: int, hidden, *, rngs: nnx.Rngs)`"
+    net = "`Net(name=None)` is now `Net(din: int, *, rngs: nnx.Rngs)`"
+    outside = "update its calls outside the migrated files: scripts/use.py:6"
+    assert [(note["outcome"], note["message"]) for note in notes] == [
+        ("converted", f"hk.Module subclass Block -> nnx.Module; {block}"),
+        ("warning", f"{block}: {outside}"),
+        ("converted", f"hk.Module subclass Net -> nnx.Module; {net}"),
+        ("warning", f"{net}: {outside}"),
     ]
-    assert "project/layers.py:7:1: warning: `Block(hidden, name=None)` is now" in migrated.stdout + migrated.stderr
+    assert f"project/layers.py:7:1: warning: {block}: {outside} [HK001]" in migrated.stdout + migrated.stderr
 
 
 LOADED_WEIGHTS_MODEL = Path(__file__).resolve().parent.parent / "fixtures" / "transforms" / "loaded_weights" / "haiku.py"

@@ -361,26 +361,27 @@ def _qualified_uses(
     }
     found: dict[str, tuple[str, str, str]] = {}
     for node in ast.walk(tree):
-        reached = _dotted(node.value) if isinstance(node, ast.Attribute) else None
+        reached = ast_dotted_name(node.value) if isinstance(node, ast.Attribute) else None
         source = bound.get(reached or "")
         if source is None or reached is None or not isinstance(node, ast.Attribute):
             continue
         attribute = node.attr
         if attribute not in by_module.get(source, {}) and attribute not in classes.get(source, ("", set()))[1]:
             continue
-        if (source, reached, attribute) in found.values():
-            continue
+        if (source, reached, attribute) in found.values() or not isinstance(node.ctx, ast.Load):
+            continue  # (a file assigning `model.net` is left to read it through the module)
         local = next((name for name in (attribute, f"{reached.replace('.', '_')}_{attribute}") if name not in taken and name not in found), None)
         if local is not None:
             found[local] = (source, reached, attribute)
     return found
 
 
-def _dotted(node: ast.expr) -> str | None:
-    """`pkg.model` for that expression, None for anything but names and attributes."""
+def ast_dotted_name(node: ast.expr) -> str | None:
+    """`pkg.model` for that `ast` expression, None for anything but names and attributes (`names.dotted_name`
+    reads LibCST's)."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
+        inner = ast_dotted_name(node.value)
         return None if inner is None else f"{inner}.{node.attr}"
     return None
