@@ -48,7 +48,7 @@ def measure(top: Path, repeat: int, target: str) -> tuple[int, float, float, flo
         results[:] = [convert_file(path, settings) for path in paths]
 
     def signatures() -> None:
-        outside = OutsideCode(paths)
+        outside = OutsideCode([top, *paths])
         for result in results:
             note_changed_signatures(result, outside, target)
 

@@ -294,7 +294,7 @@ def migrate_paths(
     """
     found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
     settings = dataclasses.replace(settings, tree=index_tree(found.sources))
-    outside = OutsideCode(found.sources, exclude=[output.out_dir] if output.out_dir else [])
+    outside = OutsideCode([*paths, *found.sources], exclude=[output.out_dir] if output.out_dir else [])
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
     stdout = sys.stdout.buffer  # taken before a progress bar redirects sys.stdout
     results = []
@@ -322,10 +322,9 @@ def migrate_paths(
 def note_changed_signatures(result: FileResult, outside: OutsideCode, target: str) -> None:
     """Each module class of a migrated file whose constructor changed: before and after in its note, and
     its calls outside the migrated files (`signatures`)."""
-    if not result.changed or result.document is None or not result.path.endswith(".py"):
-        return
-    original = result.document.text
-    for changed in changed_classes(original, result.code, target, outside.modules(Path(result.path))):
+    if target == "linen" or not result.changed or result.document is None or not result.path.endswith(".py"):
+        return  # (a Linen module takes its `__init__`'s arguments as fields, in their order, and `name`)
+    for changed in changed_classes(result.document.text, result.code, result.notes, outside.modules(Path(result.path))):
         result.notes = with_signature_notes(result.notes, changed, outside.call_sites(changed))
 
 

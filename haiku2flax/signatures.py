@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .engine.notes import Note, Outcome
-from .engine.tree import ast_dotted_name, importable_names, module_classes
+from .engine.tree import ast_dotted_name, importable_names
 from .files import display_path, repository_root, walk
 from .targets import RULE_MODULE
 
+HAIKU_MODULE_CONSTRUCTOR = ("name=None", ("name",))  # what `hk.Module` subclasses without `__init__` take
+CLASS = re.compile(r"^class\s+(\w+)", re.MULTILINE)  # a module-level class statement
+MODULE_LEVEL = re.compile(r"^[^\s#]", re.MULTILINE)  # a line of the module's own body
 LISTED_CALL_SITES = 10  # per class; the note says how many more there are
-LINEN_MODULE_KEYWORDS = ("parent", "name")  # every Linen module takes them
 
 
 @dataclass(frozen=True)
@@ -37,61 +39,54 @@ class ChangedClass:
     after: str
 
 
-def changed_classes(original: str, converted: str, target: str, modules: tuple[str, ...]) -> list[ChangedClass]:
-    """The module classes of a file whose constructor parameters differ once converted (in Linen, where
-    every module takes `parent` and `name`, whatever else they differ by)."""
-    linen = target == "linen"
-    before, after = _constructors(original, linen=False, modules=True), _constructors(converted, linen=linen)
-
-    def compared(names: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(n for n in names if not (linen and n in LINEN_MODULE_KEYWORDS))
-
-    return [
-        ChangedClass(name, modules, line, old, after[name][1])
-        for name, (line, old, names) in before.items()
-        if name in after and compared(after[name][2]) != compared(names)
-    ]
-
-
-def _constructors(code: str, linen: bool, modules: bool = False) -> dict[str, tuple[int, str, tuple[str, ...]]]:
-    """Module-level class -> (line, its constructor's parameters as written, their names): `__init__`'s,
-    else a Linen dataclass's fields and the keywords every Linen module takes. `modules`: only the
-    Haiku module classes, which take `name=None` when they define no `__init__`."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return {}
-    haiku_modules = module_classes(tree) if modules else set()
-    found = {}
-    for statement in tree.body:
-        if not isinstance(statement, ast.ClassDef) or not statement.bases or (modules and statement.name not in haiku_modules):
+def changed_classes(original: str, converted: str, notes: Collection[Note], modules: tuple[str, ...]) -> list[ChangedClass]:
+    """The module classes of `original` (module level, as the notes of their conversion place them) whose
+    constructor parameters differ in `converted`. Only their `__init__` headers are parsed, not the files."""
+    starts = [0, *(m.end() for m in re.finditer("\n", original))]  # line -> offset
+    defined = {m[1]: m.start() for m in CLASS.finditer(converted)}
+    found = []
+    for line in (note.line for note in notes if note.rule == RULE_MODULE and note.outcome == Outcome.CONVERTED):
+        name = CLASS.match(original, starts[line - 1]) if 0 < line <= len(starts) else None
+        if name is None or name[1] not in defined:
             continue
-        init = next((s for s in statement.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None)
-        if init is not None:
-            arguments = init.args
-            names = [a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]][1:]
-            names += [f"*{a.arg}" for a in (arguments.vararg, arguments.kwarg) if a is not None]
-            written = re.sub(r"^self\b,?\s*", "", ast.unparse(arguments))
-        elif modules:
-            names, written = ["name"], "name=None"
-        elif linen:
-            fields = [s for s in statement.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
-            names = [s.target.id for s in fields if isinstance(s.target, ast.Name)] + list(LINEN_MODULE_KEYWORDS)
-            written = ", ".join(f"{ast.unparse(s.target)}={ast.unparse(s.value)}" if s.value else ast.unparse(s.target) for s in fields)
-            written += ", *, parent=None, name=None" if written else "*, parent=None, name=None"
-        else:
-            continue
-        found[statement.name] = (statement.lineno, written, tuple(names))
+        before = _constructor(original, name.start(), HAIKU_MODULE_CONSTRUCTOR)
+        after = _constructor(converted, defined[name[1]], ("", ()))
+        if before is not None and after is not None and before[1] != after[1]:
+            found.append(ChangedClass(name[1], modules, line, before[0], after[0]))
     return found
+
+
+def _constructor(code: str, start: int, inherited: tuple[str, tuple[str, ...]]) -> tuple[str, tuple[str, ...]] | None:
+    """(parameters as written, their names) of `__init__` in the class whose `class` statement is at
+    `start`; `inherited` when the class defines none. None where the code does not read."""
+    end = MODULE_LEVEL.search(code, start + 1)
+    block = code[start : end.start() if end is not None else len(code)]
+    body = re.search(r"\n([ \t]+)\S", block)
+    init = re.search(rf"^{body[1]}def\s+__init__\s*\(", block, re.MULTILINE) if body is not None else None
+    if init is None:
+        return inherited
+    for closing in re.finditer(r"\)", block[init.end() :]):  # the first `)` that closes a parameter list
+        try:
+            function = ast.parse(f"def f({block[init.end() : init.end() + closing.start()]}): pass").body[0]
+        except SyntaxError:
+            continue
+        assert isinstance(function, ast.FunctionDef)
+        args = function.args
+        names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]][1:]
+        names += [f"{stars}{a.arg}" for stars, a in (("*", args.vararg), ("**", args.kwarg)) if a is not None]
+        return re.sub(r"^self\b,?\s*", "", ast.unparse(args)), tuple(names)
+    return None
 
 
 class OutsideCode:
     """The project's Python files that are not migrated, read once, when a class first needs them."""
 
     def __init__(self, migrated: Collection[Path], exclude: Collection[Path] = ()) -> None:
+        """`migrated`: the files and folders given to migrate (their files are not read); `exclude`: folders
+        not to read either (`--out-dir`)."""
         absolute = {os.path.abspath(path) for path in migrated}
-        self.root = repository_root(Path(os.path.commonpath([os.path.dirname(path) for path in absolute]))) if absolute else None
-        self.migrated, self.exclude = absolute, exclude
+        self.root = repository_root(Path(os.path.commonpath([path if os.path.isdir(path) else os.path.dirname(path) for path in absolute]))) if absolute else None
+        self.migrated, self.exclude = absolute, [*exclude, *(Path(path) for path in absolute if os.path.isdir(path))]
         self._texts: list[tuple[Path, str]] | None = None
 
     def modules(self, path: Path) -> tuple[str, ...]:
@@ -100,10 +95,9 @@ class OutsideCode:
 
     def call_sites(self, changed: ChangedClass) -> list[str]:
         """`path:line` of each call of `changed` in these files."""
-        mention = re.compile(rf"\b{re.escape(changed.name)}\b")
         found = []
         for path, text in self._read():
-            if not mention.search(text):
+            if changed.name not in text:
                 continue
             try:
                 tree = ast.parse(text)
@@ -115,7 +109,9 @@ class OutsideCode:
     def _read(self) -> list[tuple[Path, str]]:
         if self._texts is None:
             self._texts = []
-            for path in walk(self.root, self.exclude) if self.root is not None else ():
+            if self.root is None or str(self.root) in self.migrated:
+                return self._texts  # the whole project is migrated
+            for path in walk(self.root, self.exclude):
                 if path.suffix != ".py" or os.path.abspath(path) in self.migrated:
                     continue
                 try:

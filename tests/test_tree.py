@@ -12,6 +12,7 @@ import pytest
 
 from haiku2flax.engine import convert_source
 from haiku2flax.engine.tree import index_tree
+from haiku2flax.signatures import changed_classes
 
 LAYERS = '''\
 """A library of Haiku modules."""
@@ -313,3 +314,33 @@ def test_a_model_its_file_builds_by_a_factory_is_built_with_it_by_the_files_impo
     run = subprocess.run([sys.executable, "evaluate.py"], cwd=converted, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout == "logits (4, 10)\n"
+
+
+CONSTRUCTORS = '''\
+import haiku as hk
+
+
+class Plain(hk.Module): pass
+
+
+class Sized(hk.Module):
+    """A docstring with a parenthesis ("""
+
+    def __init__(self, sizes=(1, 2), act=dict(a=")"),
+                 *args, name=None, **kwargs):
+        super().__init__(name=name)
+
+    def __call__(self, x):
+        def __init__(unrelated):
+            pass
+        return x
+'''
+
+
+def test_changed_constructors_are_read_from_the_class_headers_alone():
+    conversion = convert_source(CONSTRUCTORS, "nnx")
+    changed = {c.name: (c.line, c.before, c.after) for c in changed_classes(CONSTRUCTORS, conversion.code, conversion.notes, ("layers",))}
+    assert changed == {
+        "Plain": (4, "name=None", ""),  # an NNX module without layers takes nothing
+        "Sized": (7, "sizes=(1, 2), act=dict(a=')'), *args, name=None, **kwargs", "sizes=(1, 2), act=dict(a=')')"),
+    }
