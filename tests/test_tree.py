@@ -344,3 +344,20 @@ def test_changed_constructors_are_read_from_the_class_headers_alone():
         "Plain": (4, "name=None", ""),  # an NNX module without layers takes nothing
         "Sized": (7, "sizes=(1, 2), act=dict(a=')'), *args, name=None, **kwargs", "sizes=(1, 2), act=dict(a=')')"),
     }
+
+
+@pytest.mark.parametrize("target", ["nnx", "linen"])
+def test_an_object_reached_through_its_module_under_a_name_the_file_uses_keeps_that_name(tmp_path, target):
+    """`net` is a name of the file already: the conversion reads `model.net` under another name, which
+    the converted code never shows where it reaches the model through its module."""
+    project = _through_modules(tmp_path / "project")
+    train = project / "train.py"
+    train.write_text(train.read_text() + "net = 'a name of its own'\n")
+    view = index_tree(sorted(project.glob("*.py"))).view(train)
+    assert view.qualified == {"model_net": ("model", "model", "net")}
+    code = convert_source(train.read_text(), target, tree=view).code
+    assert "import model\n" in code and "from model import" not in code and "net = 'a name of its own'\n" in code
+    if target == "linen":
+        assert "model_net" not in code and "pred = model.net.apply({'params': params}, x)" in code
+    else:  # the model is a variable where it is built
+        assert "model_net = model.make_net(x, rngs=nnx.Rngs(jax.random.PRNGKey(0)))" in code

@@ -87,15 +87,23 @@ class _Unqualify(cst.CSTTransformer):
         local = self.locals.get((dotted_name(original.value) or "", original.attr.value))
         return cst.Name(local) if local is not None else updated
 
-    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
-        imports = [small for small in original.body if isinstance(small, cst.Import)]
-        reached = {alias.evaluated_alias or dotted_name(alias.name) or "": dotted_name(alias.name) or "" for small in imports for alias in small.names}
-        added: list[cst.BaseSmallStatement] = []
-        for local, (source, through, attribute) in self.qualified.items():
-            if reached.get(through) == source:
-                alias = cst.ImportAlias(cst.Name(attribute), asname=None if local == attribute else cst.AsName(cst.Name(local)))
-                added.append(cst.ImportFrom(module=_dotted(source), names=[alias]))
-        return updated.with_changes(body=[*updated.body, *added]) if added else updated
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        """Each binding import on the line of the module-level `import model` it reaches through."""
+        pending = dict(self.qualified)
+        body = []
+        for statement in updated.body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                imports = [small for small in statement.body if isinstance(small, cst.Import)]
+                reached = {alias.evaluated_alias or dotted_name(alias.name) or "": dotted_name(alias.name) or "" for small in imports for alias in small.names}
+                added: list[cst.BaseSmallStatement] = []
+                for local, (source, through, attribute) in list(pending.items()):
+                    if reached.get(through) == source:
+                        alias = cst.ImportAlias(cst.Name(attribute), asname=None if local == attribute else cst.AsName(cst.Name(local)))
+                        added.append(cst.ImportFrom(module=_dotted(source), names=[alias]))
+                        del pending[local]
+                statement = statement.with_changes(body=[*statement.body, *added]) if added else statement
+            body.append(statement)
+        return updated.with_changes(body=body)
 
 
 class _Requalify(cst.CSTTransformer):
@@ -115,5 +123,7 @@ class _Requalify(cst.CSTTransformer):
             elif id(small_original) in self.kept:
                 assert isinstance(small, cst.ImportFrom)
                 body.append(small.with_changes(names=self.kept[id(small_original)]))
+        if not body:  # (the conversion removed `import model` itself: the line stays as it is)
+            return updated
         last = body[-1].with_changes(semicolon=cst.MaybeSentinel.DEFAULT)
         return updated.with_changes(body=[*body[:-1], last])
