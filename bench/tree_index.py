@@ -6,8 +6,10 @@
 In one process, interleaved, CPU time of this process (immune to other processes' load), best of
 `--repeat` runs each:
 - index: `index_tree(files)`, what `migrate` does once in the parent before converting;
-- run: converting every file as `migrate --check -j 1` does (`runner.convert_file`), without the index.
-The ratio index / run is the index's share of a run (at most 10% is allowed).
+- run: converting every file as `migrate --check -j 1` does (`runner.convert_file`), without the index;
+- signatures: what `migrate` does after converting each file, in the parent: its module classes whose
+  constructor changed, and their calls in the project's files not migrated (`haiku2flax/signatures.py`).
+The ratios index / run and signatures / run are their shares of a run (the index: at most 10%).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from generate import generate  # noqa: E402
 from haiku2flax.engine.tables import load_tables  # noqa: E402
 from haiku2flax.engine.tree import index_tree  # noqa: E402
 from haiku2flax.files import discover  # noqa: E402
-from haiku2flax.runner import FORMATS, Settings, convert_file  # noqa: E402
+from haiku2flax.runner import FORMATS, Settings, convert_file, note_changed_signatures  # noqa: E402
+from haiku2flax.signatures import OutsideCode  # noqa: E402
 
 
 def _cpu_seconds(function: Callable[[], object]) -> float:
@@ -34,21 +37,28 @@ def _cpu_seconds(function: Callable[[], object]) -> float:
     return time.process_time() - start
 
 
-def measure(top: Path, repeat: int, target: str) -> tuple[int, float, float]:
-    """(files, best index seconds, best run seconds)."""
+def measure(top: Path, repeat: int, target: str) -> tuple[int, float, float, float]:
+    """(files, best index seconds, best run seconds, best signatures seconds)."""
     paths = discover([top], FORMATS.keys()).sources
     settings = Settings(target, load_tables())
 
+    results = []
+
     def run() -> None:
-        for path in paths:
-            convert_file(path, settings)
+        results[:] = [convert_file(path, settings) for path in paths]
+
+    def signatures() -> None:
+        outside = OutsideCode([top, *paths])
+        for result in results:
+            note_changed_signatures(result, outside, target)
 
     run()  # warm: imports, tables, caches
-    index_times, run_times = [], []
+    index_times, run_times, signature_times = [], [], []
     for _ in range(repeat):
         index_times.append(_cpu_seconds(lambda: index_tree(paths)))
         run_times.append(_cpu_seconds(run))
-    return len(paths), min(index_times), min(run_times)
+        signature_times.append(_cpu_seconds(signatures))
+    return len(paths), min(index_times), min(run_times), min(signature_times)
 
 
 def main() -> None:
@@ -63,8 +73,11 @@ def main() -> None:
         if top is None:
             top = Path(workdir) / "tree"
             generate(top, args.files)
-        files, index, run = measure(top, args.repeat, args.to)
-    print(f"{files} files, --to {args.to}: index {index * 1000:.0f} ms, run {run:.2f} s, index / run = {index / run:.1%}")
+        files, index, run, signatures = measure(top, args.repeat, args.to)
+    print(
+        f"{files} files, --to {args.to}: index {index * 1000:.0f} ms, run {run:.2f} s, index / run = {index / run:.1%}; "
+        f"signatures {signatures * 1000:.0f} ms, signatures / run = {signatures / run:.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ def _is_ignored(parts: tuple[str, ...], is_dir: bool, rules: list[IgnoreRule]) -
     return ignored
 
 
-def _repository_root(directory: Path) -> Path:
+def repository_root(directory: Path) -> Path:
     """The enclosing git work tree (so its top-level .gitignore applies), else `directory` itself."""
     for candidate in (directory, *directory.parents):
         if (candidate / ".git").exists():
@@ -290,7 +290,7 @@ def walk(top: Path, exclude: Collection[Path] = (), patterns: Exclusions | None 
     """Files under `top`, skipping `patterns` (by default SKIP_DIRS), virtualenvs, `exclude` and what
     .gitignore files exclude."""
     absolute = Path(os.path.abspath(top))
-    root = _repository_root(absolute)
+    root = repository_root(absolute)
     parts = absolute.relative_to(root).parts
     rules = [rule for depth in range(len(parts)) for rule in _read_gitignore(root.joinpath(*parts[:depth]), parts[:depth])]
     excluded = {Path(os.path.abspath(path)) for path in exclude}

@@ -39,6 +39,7 @@ from .files import (
 )
 from .engine.tree import EMPTY_VIEW, FileView, TreeIndex, index_tree
 from .notebooks import NotebookDocument
+from .signatures import OutsideCode, changed_classes, with_signature_notes
 
 STDIN = "-"
 
@@ -293,6 +294,7 @@ def migrate_paths(
     """
     found = discover(paths, FORMATS.keys(), exclude=[output.out_dir] if output.out_dir else [], patterns=exclude)
     settings = dataclasses.replace(settings, tree=index_tree(found.sources))
+    outside = OutsideCode([*paths, *found.sources], exclude=[output.out_dir] if output.out_dir else [])
     show_progress = not output.quiet and len(found.sources) > 1 and sys.stderr.isatty()
     stdout = sys.stdout.buffer  # taken before a progress bar redirects sys.stdout
     results = []
@@ -301,6 +303,7 @@ def migrate_paths(
         _progress_bar(len(found.sources), show_progress) as advance,
     ):
         for result in converted:
+            note_changed_signatures(result, outside, settings.target)
             if not output.interactive:
                 publish(result, output, stdout)
             results.append(result)
@@ -314,6 +317,15 @@ def migrate_paths(
     if output.out_dir is not None:
         results += copy_others(found.others, output)
     return results
+
+
+def note_changed_signatures(result: FileResult, outside: OutsideCode, target: str) -> None:
+    """Each module class of a migrated file whose constructor changed: before and after in its note, and
+    its calls outside the migrated files (`signatures`)."""
+    if target == "linen" or not result.changed or result.document is None or not result.path.endswith(".py"):
+        return  # (a Linen module takes its `__init__`'s arguments as fields, in their order, and `name`)
+    for changed in changed_classes(result.document.text, result.code, result.notes, outside.modules(Path(result.path))):
+        result.notes = with_signature_notes(result.notes, changed, outside.call_sites(changed))
 
 
 def migrate_stdin(settings: Settings, output: Output) -> list[FileResult]:

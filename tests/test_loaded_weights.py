@@ -45,6 +45,8 @@ class Program:
 PROGRAMS = [
     Program("loaded_weights", "classifier", "predict", reads_folder=False),
     Program("loaded_weights_variant", "regressor", "main", reads_folder=True, spec="f32[5,6]", args={"is_training": False}),
+    # parameters from `init` (constant initialisers: the same in every framework), state loaded over init's
+    Program("loaded_state", "normaliser", "main", reads_folder=True, spec="f32[5,6]", args={"is_training": False}),
 ]
 
 

@@ -67,7 +67,7 @@ from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, code, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
-from ..engine.tree import TreeTransform
+from ..engine.tree import TreeTransform, factory_name
 from ..engine.registry import Status, register
 from ..engine.walk import Walker, descendants
 from .composites import composite_api
@@ -780,11 +780,8 @@ def _factory(
     body = [cst.SimpleStatementLine([cst.Expr(cst.SimpleString(doc))]), built]
     params = cst.Parameters([cst.Param(sample)], kwonly_params=[cst.Param(cst.Name(RNGS), cst.Annotation(attr(room.ctx.ns, "Rngs")))])
     room.converted(statement, RULE_TRANSFORM, f"{transformed.name} is built by its callers: {factory}(sample, rngs=...)")
+    room.ctx.module_classes[factory] = transformed.name  # what the files importing the transform build its model with
     return cst.FunctionDef(cst.Name(factory), params, cst.IndentedBlock(body), leading_lines=leading_lines)
-
-
-def factory_name(name: str) -> str:
-    return f"make_{name}"
 
 
 def nnx_decorated_model(
@@ -868,7 +865,15 @@ INIT_CALLS = FileFact(_read_init_calls)
 
 
 
-def _read_foreign_params(module: cst.Module, ctx: Context) -> dict[cst.Call, frozenset[str]]:
+@dataclass(frozen=True)
+class Foreign:
+    """What a call passes that `init` did not make, and the transforms `init` was called for where it is."""
+
+    loaded: frozenset[str]  # the variables it passes holding such parameters
+    initialised: frozenset[str]  # the transforms whose `init` its scopes call: NNX built their models there
+
+
+def _read_foreign_params(module: cst.Module, ctx: Context) -> dict[cst.Call, Foreign]:
     """For an `apply` call, and a call of a function of the file, the variables it passes (by position)
     that hold parameters `init` did not make here: the variable, as its innermost scope binds it, holds
     a value such as `pickle.load(f)`, a checkpoint restore or a helper's result. Those calls must keep
@@ -881,7 +886,7 @@ def _read_foreign_params(module: cst.Module, ctx: Context) -> dict[cst.Call, fro
         return {}
     scopes = _Scopes(transforms, set(read.module_functions))
     scopes.walk(module)
-    foreign: dict[cst.Call, frozenset[str]] = {}
+    foreign: dict[cst.Call, Foreign] = {}
     for call, names, chain in scopes.calls:
         made = {bound for scope in chain for bound, held in scope.items() if any(_inits(v, transforms) for v in held)}
         loaded = frozenset(
@@ -892,7 +897,8 @@ def _read_foreign_params(module: cst.Module, ctx: Context) -> dict[cst.Call, fro
             )
         )
         if loaded:
-            foreign[call] = loaded
+            initialised = frozenset(t for scope in chain for held in scope.values() for v in held for t in transforms if _inits(v, {t}))
+            foreign[call] = Foreign(loaded, initialised)
     return foreign
 
 
@@ -952,7 +958,8 @@ FOREIGN_PARAMS = FileFact(_read_foreign_params)
 
 def passes_loaded(ctx: Context, call: cst.Call, argument: cst.BaseExpression) -> bool:
     """Whether `argument` of `call` is a variable holding parameters `init` did not make here."""
-    return isinstance(argument, cst.Name) and argument.value in ctx.fact(FOREIGN_PARAMS).get(call, frozenset())
+    foreign = ctx.fact(FOREIGN_PARAMS).get(call)
+    return isinstance(argument, cst.Name) and foreign is not None and argument.value in foreign.loaded
 
 
 @dataclass(frozen=True)
@@ -963,6 +970,7 @@ class LoadedWeights:
     model: str
     weights: list[cst.BaseExpression]  # the params (and state) passed
     sample: cst.BaseExpression | None  # what the model's first input is, when the call shows it
+    loaded: list[cst.BaseExpression]  # those of `weights` that `init` did not make
 
 
 def _read_loaded_weights(module: cst.Module, ctx: Context) -> dict[cst.Call, LoadedWeights]:
@@ -980,8 +988,9 @@ def _read_loaded_weights(module: cst.Module, ctx: Context) -> dict[cst.Call, Loa
         passed = [_passed(e, arguments) for e in (apply.params, apply.state) if e is not None]
         weights = [w for w in passed if w is not None]
         inputs = _positional(apply.rest)
-        if len(weights) == len(passed) and passes_loaded(ctx, call, weights[0]):
-            found[call] = LoadedWeights(model, weights, _passed(inputs[0], arguments) if inputs else None)
+        loaded = [w for w in weights if passes_loaded(ctx, call, w)]  # params, state, or both (the rest made by `init`)
+        if len(weights) == len(passed) and loaded:
+            found[call] = LoadedWeights(model, weights, _passed(inputs[0], arguments) if inputs else None, loaded)
     return found
 
 
@@ -1026,7 +1035,7 @@ def _report_loaded(room: FileRoom, node: cst.CSTNode, loaded: LoadedWeights) -> 
     target = room.ctx.target
     state = " --state STATE.pkl --state-out CONVERTED_STATE.pkl" if len(loaded.weights) > 1 else ""
     room.warn(node, RULE_TRANSFORM, (
-        f"{' and '.join(f'`{code(w)}`' for w in loaded.weights)} are loaded, not made by `init`: convert the Haiku "
+        f"{' and '.join(f'`{code(w)}`' for w in loaded.loaded)} are loaded, not made by `init`: convert the Haiku "
         f"checkpoint once with `haiku2flax convert-params FILE --to {target} --entry {loaded.model} --input SPEC "
         f"--params PARAMS.pkl{state} --out CONVERTED.pkl` and load the converted file in its place ({CONVERTED_HOLDS[target]})"
     ))
@@ -1048,13 +1057,13 @@ def _linen_loaded_weights(room: LinenMethod, original: cst.Call, updated: cst.Ca
 
 def load_weights(room: NnxFile, call: cst.Call) -> bool:
     """`nnx.update(model, params[, state])` before a call that hands loaded weights to the model, so it
-    computes with them; where its callers build the model (a factory), built first from the input the
-    weights are applied to. False, with a TODO, when the call shows no such input."""
+    computes with them; where its callers build the model (a factory) and no `init` of this scope built
+    it, built first from the input the weights are applied to. False, with a TODO, when the call shows no such input."""
     loaded = room.ctx.fact(LOADED_WEIGHTS)[call]
     model, weights = loaded.model, loaded.weights
     factory = _factory_of(room, room.ctx.fact(TRANSFORMS).transforms[model])
     ns = room.ctx.ns
-    if factory is not None:
+    if factory is not None and model not in room.ctx.fact(FOREIGN_PARAMS)[call].initialised:  # (else `init` built it here)
         if loaded.sample is None:
             room.todo(call, RULE_TRANSFORM, f"`{code(weights[0])}` are loaded, not made by `init`: build the model with "
                       f"`{model} = {factory}(sample, rngs=nnx.Rngs(0))` and load them with `nnx.update({model}, {code(weights[0])})`")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from .notes import Note
@@ -77,6 +77,11 @@ def convert_source(
         raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
     if not mentions_haiku(source, tables) and not tree.imported:
         return Conversion(source, source)
+    if tree.qualified:
+        from .qualified import requalify, unqualify
+
+        reached = convert_source(unqualify(source, tree.qualified), target, tables=tables, select=select, ignore=ignore, tree=replace(tree, qualified={}))
+        return replace(reached, source=source, code=requalify(reached.code, tree.qualified))
     from .rewrite import rewrite
 
     try:

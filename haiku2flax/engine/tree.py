@@ -22,6 +22,7 @@ from typing import Any
 from pathlib import Path
 
 FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\b", re.MULTILINE)
+PLAIN_IMPORT = re.compile(r"^\s*import\s+([\w.]+)", re.MULTILINE)
 TRANSFORM_APIS = {"transform": (False, False), "transform_with_state": (True, False), "multi_transform": (False, True)}
 MODEL_METHODS = ("init", "apply")
 
@@ -35,7 +36,9 @@ class TreeTransform:
     with_state: bool
     apply_rng: bool
     multi: bool
-    used_in_file: bool  # its own file calls `name.init` / `name.apply`: the model is built there (else NNX: `make_<name>`)
+    # its own file calls `name.init` / `name.apply`: the model is built there (else NNX: `make_<name>`); once
+    # that file is converted, whether its conversion made the factory (`TreeIndex.with_classes`)
+    used_in_file: bool
     model_class: str | None  # the class its model is once converted: the module its forward builds, or the forward as a class
     first_input: str | None = None  # the forward's first parameter: `init(key, x=batch)` passes the input by it
 
@@ -51,6 +54,8 @@ class FileView:
     classes: Mapping[str, Any] = field(default_factory=dict)  # local name -> what the conversion of its file said
     models: Mapping[str, Any] = field(default_factory=dict)  # imported transform -> what was said of its model's class
     sources: Mapping[str, str] = field(default_factory=dict)  # module -> text, of the files it imports transforms from
+    # `import model` … `model.net`: local name the conversion reads `model.net` as -> (module as imported, `model`, `net`)
+    qualified: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 EMPTY_VIEW = FileView()
@@ -77,15 +82,27 @@ class TreeIndex:
         def said(module: str, name: str | None) -> Any:
             return converted.get(module, {}).get(name or "")
 
+        def built(made: TreeTransform) -> TreeTransform:
+            """`made` as its file's conversion built it: where the model is (a factory, or in the file)."""
+            if made.module not in converted:
+                return made
+            return replace(made, used_in_file=factory_name(made.name) not in converted[made.module])
+
         views = {
             path: replace(
                 view,
+                imported={local: built(made) for local, made in view.imported.items()},
                 classes={local: said(*made) for local, made in view.class_imports.items() if said(*made) is not None},
                 models={local: said(made.module, made.model_class) for local, made in view.imported.items() if said(made.module, made.model_class) is not None},
             )
             for path, view in self.views.items()
         }
         return TreeIndex(views, self.providers)
+
+
+def factory_name(transform: str) -> str:
+    """NNX: the function a transform becomes when the code holding its `init` builds the model."""
+    return f"make_{transform}"
 
 
 def index_tree(paths: Collection[Path]) -> TreeIndex:
@@ -105,15 +122,15 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
         text = _read(path)
         if text is None:
             continue
-        imports[path] = FROM_IMPORT.findall(text)
+        imports[path] = FROM_IMPORT.findall(text) + PLAIN_IMPORT.findall(text)
         tree = _parse(text) if "haiku" in text else None
         module = _module_name(path, root)
         transforms = _transforms(tree, module) if tree is not None and "transform" in text else {}
-        modules = _module_classes(tree) if tree is not None else set()
+        modules = module_classes(tree) if tree is not None else set()
         paths_of[module] = path
         if transforms:
             texts[module] = text
-        for name in _importable_names(path, root):
+        for name in importable_names(path, root):
             if transforms:
                 by_module.setdefault(name, {}).update(transforms)
             if modules:
@@ -131,10 +148,17 @@ def index_tree(paths: Collection[Path]) -> TreeIndex:
         module = _module_name(path, root)
         imported = _imported_transforms(tree, by_module, module)
         class_imports = _imported_classes(tree, classes, module)
+        qualified = _qualified_uses(tree, by_module, classes, module)
+        for local, (source, _, attribute) in qualified.items():
+            if attribute in by_module.get(source, {}):
+                imported[local] = by_module[source][attribute]
+            else:
+                class_imports[local] = (classes[source][0], attribute)
         for source_module in [module for module, _ in class_imports.values()] + [made.module for made in imported.values()]:
             providers[os.path.abspath(paths_of[source_module])] = source_module
         if imported or class_imports:
-            views[os.path.abspath(path)] = FileView(imported, class_imports, sources={made.module: texts[made.module] for made in imported.values()})
+            texts_of = {made.module: texts[made.module] for made in imported.values()}
+            views[os.path.abspath(path)] = FileView(imported, class_imports, sources=texts_of, qualified=qualified)
     return TreeIndex(views, providers)
 
 
@@ -157,7 +181,7 @@ def _module_name(path: Path, root: str) -> str:
     return relative[: -len(".py")].replace(os.sep, ".").removesuffix(".__init__")
 
 
-def _importable_names(path: Path, root: str) -> list[str]:
+def importable_names(path: Path, root: str) -> list[str]:
     """`pkg.model` and `model` for `pkg/model.py`: how a file of the tree may import it."""
     parts = _module_name(path, root).split(".")
     return [".".join(parts[i:]) for i in range(len(parts))]
@@ -267,7 +291,7 @@ def _built_module(value: ast.expr) -> str | None:
     return None
 
 
-def _module_classes(tree: ast.Module) -> set[str]:
+def module_classes(tree: ast.Module) -> set[str]:
     """Module-level classes deriving from `hk.Module` (directly, or through another one of the file)."""
     aliases = _haiku_aliases(tree)
     found: set[str] = set()
@@ -316,3 +340,48 @@ def _imported_transforms(tree: ast.Module, by_module: Mapping[str, Mapping[str, 
             if transform is not None and transform.module != module:
                 imported[alias.asname or alias.name] = transform
     return imported
+
+
+def _qualified_uses(
+    tree: ast.Module, by_module: Mapping[str, Mapping[str, TreeTransform]], classes: Mapping[str, tuple[str, set[str]]], module: str
+) -> dict[str, tuple[str, str, str]]:
+    """`import model [as m]` … `model.net` / `model.Block`: a local name for each transform or module class of
+    another file of the tree the file reaches through its module (see `FileView.qualified`): the attribute's
+    own name where the file does not use it, else `<module>_<name>`; none where both are taken."""
+    bound = {}  # the expression the file reaches the module by (`pkg.model`, or its `as` name) -> the module's name
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            for alias in statement.names:
+                if alias.name != module and (alias.name in by_module or alias.name in classes):
+                    bound[alias.asname or alias.name] = alias.name
+    if not bound:
+        return {}
+    taken = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} | {
+        node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    }
+    found: dict[str, tuple[str, str, str]] = {}
+    for node in ast.walk(tree):
+        reached = ast_dotted_name(node.value) if isinstance(node, ast.Attribute) else None
+        source = bound.get(reached or "")
+        if source is None or reached is None or not isinstance(node, ast.Attribute):
+            continue
+        attribute = node.attr
+        if attribute not in by_module.get(source, {}) and attribute not in classes.get(source, ("", set()))[1]:
+            continue
+        if (source, reached, attribute) in found.values() or not isinstance(node.ctx, ast.Load):
+            continue  # (a file assigning `model.net` is left to read it through the module)
+        local = next((name for name in (attribute, f"{reached.replace('.', '_')}_{attribute}") if name not in taken and name not in found), None)
+        if local is not None:
+            found[local] = (source, reached, attribute)
+    return found
+
+
+def ast_dotted_name(node: ast.expr) -> str | None:
+    """`pkg.model` for that `ast` expression, None for anything but names and attributes (`names.dotted_name`
+    reads LibCST's)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = ast_dotted_name(node.value)
+        return None if inner is None else f"{inner}.{node.attr}"
+    return None
