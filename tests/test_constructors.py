@@ -52,6 +52,35 @@ def test_nnx_keeps_read_kwargs_and_drops_a_positional_name():
     assert "self.block = Block(din, 8, dropout=0.5, eps=1e-3, rngs=rngs)" in code  # named after the positional name
 
 
+STAR_ARGS = """
+    class Block(hk.Module):
+        def __init__(self, hidden, *extras, name=None):
+            super().__init__(name=name)
+            self.hidden = hidden
+            self.scale = 1.0 + len(extras)
+
+        def __call__(self, x):
+            return hk.Linear(self.hidden)(x) * self.scale
+
+    def forward(x):
+        return Block(8, 3, 4)(x)
+
+    model = hk.transform(forward)
+"""
+
+
+def test_nnx_keeps_read_star_args_before_rngs():
+    code = _convert(STAR_ARGS, "nnx")
+    assert "def __init__(self, din: int, hidden, *extras, rngs: nnx.Rngs):" in code
+    assert "Block(sample.shape[-1], 8, 3, 4, rngs=rngs)" in code
+    assert TODO_PREFIX not in code
+
+
+def test_linen_says_star_args_have_no_field():
+    code = _convert(STAR_ARGS, "linen")
+    assert "`*extras` has no field" in code
+
+
 @pytest.mark.parametrize("target", ["linen", "nnx"])
 def test_kwargs_only_passed_to_super_for_the_name_are_dropped(target: str):
     code = _convert("""

@@ -145,6 +145,7 @@ class HaikuInit:
     has_name_param: bool
     docstring: cst.BaseStatement | None = None
     star_kwargs: cst.Param | None = None  # `**kwargs` read by the body (not only passed on to `super().__init__`)
+    star_args: cst.Param | None = None  # `*args` read by the body
     super_init: cst.Call | None = None  # the `super().__init__(...)` call
     statements: list[cst.BaseStatement] = field(default_factory=list)  # all but the docstring and `super().__init__`, in order
 
@@ -188,8 +189,10 @@ def read_init(function: cst.FunctionDef | None) -> HaikuInit:
     other = [s for s in statements if copies.get(id(s)) not in fields]
     read = Names.of(cst.IndentedBlock(body=statements)).used
     kept_kwargs = star_kwargs if isinstance(star_kwargs, cst.Param) and star_kwargs.name.value in read else None
+    star_args = function.params.star_arg
+    read_args = star_args if isinstance(star_args, cst.Param) and star_args.name.value in read else None
     return HaikuInit(
-        params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring, kept_kwargs, super_init, statements
+        params, fields, field_statements, other, len(params) != len(all_params) - 1, docstring, kept_kwargs, read_args, super_init, statements
     )
 
 

@@ -199,6 +199,9 @@ class LinenConverter(Rewriter):
             )
         if init.star_kwargs is not None:
             body.append(self._kwargs_field(init.star_kwargs.name.value))
+        if init.star_args is not None:
+            self.todo(original, RULE_MODULE, f"Linen fields are named one by one and `*{init.star_args.name.value}` has no field: "
+                      f"declare the extra positional arguments as fields, and pass them by keyword where `{original.name.value}` is built")
         field_names = [p.name.value for p in init.params] + ([init.star_kwargs.name.value] if init.star_kwargs else [])
         setup_reads = [*field_names, "name"] if init.has_name_param else field_names  # Haiku's `name` is the module's `self.name`
         class_doc = [s for s in updated.body.body[:1] if analysis.is_docstring(s)]

@@ -352,12 +352,13 @@ class _ClassConversion:
         star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) else None
         if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.IndentedBlock(body=init_body)).used:
             star_kwarg = None  # only passed to `super().__init__` for `name`
-        if not (init_body or len(new_params) > 1 or kwonly or star_kwarg):
+        star_arg = signature.star_arg  # `*args`: extra positional arguments, still passed after the named ones
+        if not (init_body or len(new_params) > 1 or kwonly or star_kwarg or isinstance(star_arg, cst.Param)):
             return None, ctor_params
         params = cst.Parameters(
             params=new_params,
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
-            star_arg=cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
+            star_arg=star_arg if isinstance(star_arg, cst.Param) else cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
             star_kwarg=star_kwarg,
         )
         template = self.init_def or cst.FunctionDef(_name("__init__"), cst.Parameters(), cst.IndentedBlock([]))
