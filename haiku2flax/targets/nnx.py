@@ -43,6 +43,7 @@ from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.initializers import convert_bindings, initializer_bindings
+from ..codemods.helper_layers import HELPERS, RULE_HELPER_LAYERS, helper_as_class
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
@@ -1017,6 +1018,9 @@ class NnxConverter(Rewriter):
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
+        self.helpers = ctx.fact(HELPERS) if ctx.enabled(RULE_HELPER_LAYERS) else {}  # functions building layers: they become modules too
+        self.helper_classes = {helper.class_name: name for name, helper in self.helpers.items()}
+        self._converted_helpers: dict[str, cst.ClassDef] = {}
         self.class_infos: dict[str, ClassInfo] = dict(ctx.tree.classes)  # module classes of other files of the tree, then this file's
         self._depth = 0
         self._module_function: cst.FunctionDef | None = None  # the module-level function being visited
@@ -1041,13 +1045,28 @@ class NnxConverter(Rewriter):
         return call
 
     def class_info(self, call: cst.Call) -> ClassInfo | None:
-        """What callers need to know of the class of this file `call` builds, once it is converted."""
-        return self.class_infos.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        """What callers need to know of the class of this file `call` builds, once it is converted (a
+        function that becomes a class is converted at its first use)."""
+        if not isinstance(call.func, cst.Name):
+            return None
+        if call.func.value in self.helper_classes:
+            self._helper_class(self.helper_classes[call.func.value])
+        return self.class_infos.get(call.func.value)
+
+    def _helper_class(self, name: str) -> cst.ClassDef:
+        """The NNX class the function `name` becomes (`helper_layers`), converted once."""
+        if name not in self._converted_helpers:
+            helper = self.helpers[name]
+            converted, info = _ClassConversion(self, helper_as_class(helper, self.ctx.ns)).run()
+            self.class_infos[helper.class_name] = self.ctx.module_classes[helper.class_name] = info
+            self._converted_helpers[name] = converted.with_changes(leading_lines=helper.function.leading_lines)
+        return self._converted_helpers[name]
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file or of another file of the tree."""
         local = isinstance(call.func, cst.Name) and (
             call.func.value in self.classes or call.func.value in self.layer_subclasses or call.func.value in self.ctx.tree.classes
+            or call.func.value in self.helper_classes
         )
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
@@ -1087,7 +1106,7 @@ class NnxConverter(Rewriter):
         self._module_function = node if self._depth == 1 else self._module_function
         visit_children = super().visit_FunctionDef(node) is not False
         kept = id(node) in self.ctx.fact(LOCAL_FORWARDS)  # stays Haiku, like the transform it is passed to
-        forward = (self._depth == 1 and node.name.value in self.forwards) or self._factory_forward(node, self._depth - 1)
+        forward = (self._depth == 1 and node.name.value in {*self.forwards, *self.helpers}) or self._factory_forward(node, self._depth - 1)
         return visit_children and not kept and not forward
 
     def _factory_forward(self, node: cst.FunctionDef, depth: int) -> bool:
@@ -1104,6 +1123,8 @@ class NnxConverter(Rewriter):
             return cst.FlattenSentinel([classdef.with_changes(leading_lines=original.leading_lines), bind])
         if id(original) in self.ctx.fact(LOCAL_FORWARDS):
             return kept_local_forward(self, updated, self.classes)
+        if self._depth == 0 and original.name.value in self.helpers:
+            return self._helper_class(original.name.value)
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
         decorated = self.forwards[original.name.value].decorated
