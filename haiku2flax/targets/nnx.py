@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import libcst as cst
 
@@ -505,6 +505,9 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
+_Comprehension = TypeVar("_Comprehension", bound=cst.BaseComp)
+
+
 class NnxMethodRewriter(Rewriter):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
@@ -530,6 +533,7 @@ class NnxMethodRewriter(Rewriter):
         self.carried_sizes: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
+        self._comprehensions = 0  # comprehensions around the node being visited: they run their element once per item
         self.inline_blocks: set[cst.BaseSuite] = set()  # blocks that run once, as part of the block around them (a name scope's)
         self._outer_sizes: list[tuple[dict[str, cst.BaseExpression | None], cst.BaseExpression | None]] = []  # around nested functions
         self.branches = ConditionalBranches(self, self.sizes)
@@ -750,8 +754,18 @@ class NnxMethodRewriter(Rewriter):
     def reads_constructor_state(self, expression: cst.BaseExpression) -> bool:
         return self.branches.is_constructor_condition(expression)
 
+    def visit_comprehension(self, node: cst.BaseComp) -> None:
+        self._comprehensions += 1
+
+    def leave_comprehension(self, original_node: _Comprehension, updated_node: _Comprehension) -> _Comprehension:
+        self._comprehensions -= 1
+        return updated_node
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_comprehension
+    leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = leave_comprehension
+
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
-        if self._block_depth > 1:
+        if self._block_depth > 1 or self._comprehensions:
             self.todo(node, RULE_LAYER, f"{what} is built inside a loop or condition; build it in `__init__` by hand (use `nnx.List` for lists of layers)")
             return True
         return False
