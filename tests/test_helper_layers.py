@@ -85,3 +85,11 @@ def test_nnx_function_calling_another_such_function_is_left_alone():
     helpers = GATED + "\n\ndef twice(z, size):\n  return messages(messages(z, size), size)\n"
     code = convert_source(_source(helpers, call="twice(x, 4)"), "nnx").code
     assert "def messages(" in code and "# TODO(haiku2flax:HK000)" in code
+
+
+def test_nnx_private_function_defined_after_its_caller_becomes_a_private_class():
+    source = HEADER + MODULE.format(call="_messages(x, 4)") + "\n\n" + GATED.replace("def messages", "def _messages")
+    code = convert_source(source, "nnx").code
+    assert "    self._messages = _Messages(din, 4, rngs=rngs)" in code
+    assert "\nclass _Messages(nnx.Module):\n" in code and "def _messages" not in code
+    assert "TODO" not in code

@@ -190,7 +190,8 @@ def _read_helpers(module: cst.Module, ctx: Context) -> dict[str, Helper]:
     helpers: dict[str, Helper] = {}
     for statement in module.body:
         if isinstance(statement, cst.FunctionDef) and statement.name.value not in transforms.forwards:
-            class_name = analysis.forward_class_name(statement.name.value, taken)
+            private = "_" if statement.name.value.startswith("_") else ""  # `_layer_norm` -> `_LayerNorm`: private stays private
+            class_name = private + analysis.forward_class_name(statement.name.value, {n.removeprefix(private) for n in taken})
             helper = _read_helper(ctx, statement, classes, class_name)
             if helper is not None:
                 helpers[statement.name.value] = helper
@@ -215,6 +216,8 @@ def nnx_helper_call(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
     """`messages(x, self.n)` -> `self.messages(x)`, with `self.messages = Messages(din, self.n, rngs=rngs)` in `__init__`."""
     helper = room.ctx.fact(HELPERS)[call.api]
     config, inputs = helper.split(list(call.updated.args))
+    if room.in_nested_block(call.original, f"`{call.api}(...)`") or not room.can_hoist([a.value for a in config], call.original):
+        return call.updated  # its layers would be built once for several calls, or from what `__init__` does not have
     constructor = cst.Call(cst.Name(helper.class_name), config)
     built = room.hoist(constructor, call.updated.with_changes(func=constructor, args=inputs))
     if built is None:  # `hoist` said why
