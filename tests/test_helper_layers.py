@@ -93,3 +93,12 @@ def test_nnx_private_function_defined_after_its_caller_becomes_a_private_class()
     assert "    self._messages = _Messages(din, 4, rngs=rngs)" in code
     assert "\nclass _Messages(nnx.Module):\n" in code and "def _messages" not in code
     assert "TODO" not in code
+
+
+@pytest.mark.parametrize(("calls", "kept"), [("messages(x, 4) + messages(x, 4)", False), ("messages(x, 4)", True)])
+def test_linen_drops_a_literal_name_in_a_function_called_more_than_once(calls: str, kept: bool):
+    """Haiku numbers the second `fc` (`fc_1`); Linen refuses a name twice in one module."""
+    helper = 'def messages(z, size):\n  return hk.Linear(size, name="fc")(z)\n'
+    result = convert_source(_source(helper, call=calls), "linen")
+    assert ('nn.Dense(size, name="fc")(z)' in result.code) is kept
+    assert any("`name=` dropped in `messages`" in note.message for note in result.notes) is not kept

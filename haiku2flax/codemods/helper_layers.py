@@ -10,7 +10,8 @@ Why: Haiku builds the function's layers anew at each call, in the scope of the m
 each call site has its own weights. NNX builds layers once, in `__init__`, from their input sizes: the
 function becomes a module its caller builds (an instance per call site, as Haiku had a set of weights
 per call site). Linen needs no change: layers built while a compact method runs belong to that module,
-so the function stays as it is. A function whose parameters are read both by its layers' constructors
+so the function stays as it is, but for a literal `name=` in a function the file calls at more than one
+place, which Linen would see twice in a module (Haiku numbers it, `fc_1`): it is dropped. A function whose parameters are read both by its layers' constructors
 and by its computation, or that is used otherwise than called by modules (passed as a value, called
 from plain code), keeps the generic TODO at its layers.
 
@@ -224,3 +225,28 @@ def nnx_helper_call(room: NnxMethod, call: CallSite) -> cst.BaseExpression:
         return call.updated
     room.converted(call.original, RULE_HELPER_LAYERS, f"{call.api}(...) -> {helper.class_name} built in __init__")
     return built
+
+
+class _CallCounts(Walker):
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.counts: dict[str, int] = dict.fromkeys(names, 0)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Name) and node.func.value in self.names:
+            self.counts[node.func.value] += 1
+
+
+def _read_repeated_functions(module: cst.Module, ctx: Context) -> set[int]:
+    """Ids of the module-level functions the file calls at more than one place (forwards aside): a layer
+    with a literal `name=` there is built twice in the calling module, which Linen refuses (Haiku numbers it)."""
+    if not ctx.mentions("name="):
+        return set()
+    forwards = ctx.fact(TRANSFORMS).forwards
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value not in forwards}
+    counts = _CallCounts(set(functions))
+    counts.walk(module)
+    return {id(functions[name]) for name, count in counts.counts.items() if count > 1}
+
+
+REPEATED_FUNCTIONS = FileFact(_read_repeated_functions)
