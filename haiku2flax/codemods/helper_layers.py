@@ -84,7 +84,7 @@ def helper_as_class(helper: Helper, namespace: str) -> cst.ClassDef:
     return cst.ClassDef(cst.Name(helper.class_name), cst.IndentedBlock([init, call]), bases=[cst.Arg(attr(namespace, "Module"))])
 
 
-class _ParamReads(Walker):
+class _ParamReads(analysis.VariableWalker):
     """Which parameters a function reads in its layers' constructor arguments, and which elsewhere."""
 
     def __init__(self, params: set[str], constructor_args: set[int]) -> None:
@@ -99,10 +99,6 @@ class _ParamReads(Walker):
         self.depth += inside
         self.walk(node.value)
         self.depth -= inside
-        return False
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        self.walk(node.value)  # the attribute name itself is not a variable
         return False
 
     def visit_Name(self, node: cst.Name) -> None:
@@ -135,7 +131,7 @@ def _read_helper(ctx: Context, function: cst.FunctionDef, classes: dict[str, cst
     return Helper(function, class_name, tuple(n for n in order if n in config), inputs) if inputs else None
 
 
-class _Uses(Walker):
+class _Uses(analysis.VariableWalker):
     """Which of the functions `params` names are read otherwise than called, with arguments that fit,
     from inside a module of the file (a method of a Haiku class, a transformed forward)."""
 
@@ -168,14 +164,6 @@ class _Uses(Walker):
         keywords = [a.keyword.value for a in node.args if a.keyword is not None]
         if len(positional) <= len(params) and set(keywords) <= set(params[len(positional) :]):
             self.fitting.add(id(node.func))
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        self.walk(node.value)  # the attribute name itself is not a variable
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        self.walk(node.value)  # nor is a keyword
-        return False
 
     def visit_Name(self, node: cst.Name) -> None:
         if node.value in self.params and id(node) not in self.fitting:

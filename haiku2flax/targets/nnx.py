@@ -48,6 +48,7 @@ from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
+from ..codemods.sequential_elements import inline_sequential_elements
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shape_probe import INPUT_SHAPE, probed_input_size
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
@@ -213,10 +214,10 @@ class _ClassConversion:
         function = self.methods.get(name)
         if function is None:
             return None
-        rewriter = NnxMethodRewriter(self, function, arg_sizes)
+        rewriter = NnxMethodRewriter(self, inline_sequential_elements(function, self.ctx, _negated_flag), arg_sizes)
         self.results[name] = _MethodResult(function, {}, None)  # guards recursion
-        new_body = _visited(function.body, rewriter)
-        before = analysis.Names.of(function.body).used
+        new_body = _visited(rewriter.method.body, rewriter)
+        before = analysis.Names.of(function.body).used  # the original's: a flag only a layer's dropped `partial` bound leaves
         stripped = _visited(new_body, _StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
         after = analysis.Names.of(stripped).used
         positional = [p.name.value for p in function.params.params]
