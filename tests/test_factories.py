@@ -1,10 +1,11 @@
 """Forwards built by factories of the file, and the Linen idioms RL code writes inside them.
 
 `hk.transform(make_forward(...))` transforms a function nested in `make_forward` that closes over its
-arguments: it becomes a module class inside the factory (coax, bsuite). In Linen the forward may read
-the factory's own `self` (`outer_self`), bind a stored BatchNorm's call keywords with `partial`, and
-reshape to a computed shape; a forward that calls a helper of the file building layers gets the
-compact scope; a module class handed a Haiku layer class carries a TODO where it calls it.
+arguments: it becomes a module class inside the factory (coax, bsuite). The forward may read the
+factory's own `self` (`outer_self`, in both targets), bind a stored BatchNorm's call keywords with
+`partial`, and reshape to a computed shape; a Linen forward that calls a helper of the file building
+layers gets the compact scope; a module class handed a Haiku layer class carries a TODO where it
+calls it.
 """
 
 from __future__ import annotations
@@ -62,11 +63,19 @@ def test_linen_factory_reading_its_self_verifies(tmp_path: Path):
     assert result.ok, report_text(result)
 
 
-def test_nnx_leaves_a_factory_reading_its_self_under_todos():
-    """NNX would read `self` in `__init__` and methods alike: not followed, the layers keep their TODOs."""
-    code = convert_source(COAX_STYLE, "nnx").code
-    assert "outer_self" not in code
-    assert "# TODO(haiku2flax:HK000): `hk.transform_with_state`" in code
+def test_nnx_factory_reading_its_self_reads_it_in_init_and_verifies(tmp_path: Path):
+    """The stored BatchNorm, bound to the mode with `partial`, is built in the Sequential; `outer_self` is a
+    closure of `__init__` as of `__call__` (the input here is not flattened: NNX cannot size a flatten yet)."""
+    source = COAX_STYLE.replace("mu(hk.Flatten()(S))", "mu(S)")
+    code = convert_source(source, "nnx").code
+    assert "TODO" not in code
+    assert "    outer_self = self\n    class Func(nnx.Module):\n        def __init__(self, din: int, *, rngs: nnx.Rngs):" in code
+    assert "nnx.Linear(7, onp.prod(outer_self.action_space.shape), rngs=rngs)" in code
+    assert "def __call__(self, S):\n            return {'mu': self.mu(S)}" in code
+    path = tmp_path / "model.py"
+    path.write_text(source, encoding="utf-8")
+    result = verify(path, "nnx", "model", ["f32[2,4]"], {"is_training": True}, steps=1)
+    assert result.ok, report_text(result)
 
 
 @pytest.mark.parametrize("target", ["linen", "nnx"])

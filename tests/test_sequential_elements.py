@@ -63,3 +63,12 @@ def test_linen_keeps_the_stored_layer_and_its_partial():
     code = convert_source(SOURCE.format(body=TWO_NORMS), "linen").code
     assert "bn_a = partial(bn_a, use_running_average=not is_training)" in code
     assert "a = nn.Sequential([nn.Dense(4), bn_a])" in code
+
+
+def test_a_sequential_init_cannot_build_keeps_its_layers_and_partials_as_they_were():
+    """`__init__` has no `width`: `b` stays under its TODO with `bn_b` and its `partial`; `bn_a`'s partial
+    binds the flag `bn_b`'s still reads, so it stays too (the flag cannot become the mode)."""
+    code = _nnx("  width = x.shape[-1]\n" + TWO_NORMS.replace("hk.Linear(4), bn_b", "hk.Linear(width), bn_b"))
+    assert "    bn_a = partial(bn_a, is_training=is_training)\n    bn_b = partial(bn_b, is_training=is_training)\n" in code
+    assert "    b = hk.Sequential([hk.Linear(width), bn_b])\n" in code
+    assert "  def __call__(self, x, is_training):" in code

@@ -32,6 +32,7 @@ import libcst as cst
 from ..engine import analysis
 from ..engine.calls import Unconvertible, code, convert_layer_call_args
 from ..engine.context import Context
+from ..engine.walk import descendants
 from .composites import composite_api
 
 PARTIALS = ("partial", "functools.partial")
@@ -82,8 +83,12 @@ def _partial_flags(
     return {f for f in flags if f is not None} if None not in flags else None
 
 
-def inline_sequential_elements(function: cst.FunctionDef, ctx: Context, mode_flag: Callable[[cst.Arg], str | None]) -> cst.FunctionDef:
-    """`function` with each layer it stores only for a Sequential literal built in that literal (see the module)."""
+def inline_sequential_elements(
+    function: cst.FunctionDef, ctx: Context, mode_flag: Callable[[cst.Arg], str | None], method_locals: set[str]
+) -> cst.FunctionDef:
+    """`function` with each layer it stores only for a Sequential literal built in that literal (see the
+    module); only where `__init__` can build that Sequential (`method_locals`: the names the method binds),
+    so that a Sequential left as it was keeps its layers as they were."""
     if not isinstance(function.body, cst.IndentedBlock) or not ctx.mentions("Sequential"):
         return function
     stored: dict[str, _Stored] = {}
@@ -102,7 +107,16 @@ def inline_sequential_elements(function: cst.FunctionDef, ctx: Context, mode_fla
     reads = _Reads(ctx)
     reads.walk(function.body)
     written_and_read = {name: 1 + 2 * (len(layer.statements) - 1) + 1 for name, layer in stored.items()}  # built, bound, in the literal
-    kept = {n: layer for n, layer in stored.items() if len(reads.elements.get(n, [])) == 1 and reads.counts.get(n) == written_and_read[n]}
+    top_level = {id(n) for s in function.body.body if isinstance(s, cst.SimpleStatementLine) for n in descendants(s)}
+
+    def buildable(call: cst.Call) -> bool:  # at the top level, reading nothing of the method's but its stored layers
+        return id(call) in top_level and not (analysis.Names.of(call).used - stored.keys()) & method_locals
+
+    kept = {
+        n: layer
+        for n, layer in stored.items()
+        if len(reads.elements.get(n, [])) == 1 and reads.counts.get(n) == written_and_read[n] and buildable(reads.elements[n][0][0])
+    }
     bound = Counter(flag for layer in kept.values() for flag in layer.flags)
     moved: dict[tuple[cst.Call, int], cst.Call] = {}
     dropped: set[cst.BaseStatement] = set()

@@ -52,7 +52,7 @@ from ..codemods.sequential_elements import inline_sequential_elements
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shape_probe import INPUT_SHAPE, probed_input_size
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
+from ..codemods.transforms import LOCAL_FORWARDS, OUTER_SELF, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, factory_self_alias, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -214,7 +214,8 @@ class _ClassConversion:
         function = self.methods.get(name)
         if function is None:
             return None
-        rewriter = NnxMethodRewriter(self, inline_sequential_elements(function, self.ctx, _negated_flag), arg_sizes)
+        method_locals = {p.name.value for p in [*function.params.params, *function.params.kwonly_params]} | _assigned_names(function)
+        rewriter = NnxMethodRewriter(self, inline_sequential_elements(function, self.ctx, _negated_flag, method_locals), arg_sizes)
         self.results[name] = _MethodResult(function, {}, None)  # guards recursion
         new_body = _visited(rewriter.method.body, rewriter)
         before = analysis.Names.of(function.body).used  # the original's: a flag only a layer's dropped `partial` bound leaves
@@ -1135,7 +1136,8 @@ class NnxConverter(Rewriter):
         if self._factory_forward(original, self._depth):  # its class, bound to its name: callers build it
             classdef, _ = self._forward_class(original)
             bind = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(original.name)], classdef.name)])
-            return cst.FlattenSentinel([classdef.with_changes(leading_lines=original.leading_lines), bind])
+            alias = factory_self_alias(original)  # takes the function's leading lines
+            return cst.FlattenSentinel([*alias, classdef.with_changes(leading_lines=[] if alias else original.leading_lines), bind])
         if id(original) in self.ctx.fact(LOCAL_FORWARDS):
             return kept_local_forward(self, updated, self.classes)
         if self._depth == 0 and original.name.value in self.helpers:
@@ -1155,7 +1157,10 @@ class NnxConverter(Rewriter):
         return cst.FlattenSentinel([converted, model]) if model is not None else converted
 
     def _forward_class(self, forward: cst.FunctionDef) -> tuple[cst.ClassDef, ClassInfo]:
-        """The NNX class of a transformed forward, known to this file's callers."""
+        """The NNX class of a transformed forward, known to this file's callers (a factory's forward reads
+        the factory's `self` as `outer_self`, in `__init__` and `__call__` alike)."""
+        if analysis.outer_self(forward):
+            forward = forward.with_changes(body=analysis.substitute(forward.body, {"self": cst.Name(OUTER_SELF)}))
         converted, info = _ClassConversion(self, _forward_as_class(forward, forward_class(self.ctx, forward.name.value), self.ctx.ns)).run()
         self.class_infos[converted.name.value] = info
         return converted, info
