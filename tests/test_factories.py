@@ -57,10 +57,7 @@ def test_linen_factory_reading_its_self_verifies(tmp_path: Path):
     assert "partial(batch_norm, use_running_average=not is_training)" in code
     assert "x.reshape(x.shape[:1] + tuple(outer_self.action_space.shape))" in code
     assert "\nmodel = func_pi(case)\n" in code
-    path = tmp_path / "model.py"
-    path.write_text(COAX_STYLE, encoding="utf-8")
-    result = verify(path, "linen", "model", ["f32[2,4]"], {"is_training": True}, steps=1)
-    assert result.ok, report_text(result)
+    _assert_verifies(tmp_path, COAX_STYLE, "linen")
 
 
 def test_nnx_factory_reading_its_self_reads_it_in_init_and_verifies(tmp_path: Path):
@@ -72,9 +69,14 @@ def test_nnx_factory_reading_its_self_reads_it_in_init_and_verifies(tmp_path: Pa
     assert "    outer_self = self\n    class Func(nnx.Module):\n        def __init__(self, din: int, *, rngs: nnx.Rngs):" in code
     assert "nnx.Linear(7, onp.prod(outer_self.action_space.shape), rngs=rngs)" in code
     assert "def __call__(self, S):\n            return {'mu': self.mu(S)}" in code
+    _assert_verifies(tmp_path, source, "nnx")
+
+
+def _assert_verifies(tmp_path: Path, source: str, target: str) -> None:
+    """The coax-style `source` verifies in `target` (training mode, one step)."""
     path = tmp_path / "model.py"
     path.write_text(source, encoding="utf-8")
-    result = verify(path, "nnx", "model", ["f32[2,4]"], {"is_training": True}, steps=1)
+    result = verify(path, target, "model", ["f32[2,4]"], {"is_training": True}, steps=1)
     assert result.ok, report_text(result)
 
 
