@@ -12,8 +12,8 @@ What it converts:
   function nested in it (`return forward`, `return Agent(network=forward)`): the forward becomes a
   module class inside the factory, still reading the factory's arguments as closures, and is bound to
   its name there: Linen `forward = Forward()` and `f = make_forward(...)`; NNX `forward = Forward`
-  and `f = make_forward(...)(din, rngs=nnx.Rngs(0))`. A Linen forward reading the factory's `self`
-  reads it as `outer_self` (`outer_self = self` above the class); NNX leaves such a forward's TODOs.
+  and `f = make_forward(...)(din, rngs=nnx.Rngs(0))`. A forward reading the factory's `self` reads it
+  as `outer_self` (`outer_self = self` above the class), in Linen's method and NNX's `__init__` alike.
 - A module-level function that builds modules and that nothing in its file names is transformed by
   its callers: it converts like a decorated one in Linen (`forward = Forward()`), and in NNX becomes
   a class and its factory `make_forward(sample, *, rngs)`. The class takes the forward's name in
@@ -155,8 +155,6 @@ class FileTransforms:
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     # Linen rewrites init/apply call by call; NNX's training rule follows params by dataflow at module level only
     transforms = analysis.module_transforms(module, ctx.names, in_functions=ctx.target == "linen", factories=True)
-    # a factory's `self` read in NNX's `__init__` and methods alike is not followed: those forwards keep their TODOs
-    transforms = {name: t for name, t in transforms.items() if not (t.outer_self and ctx.target == "nnx")}
     # the model of a decorated forward is built where the function was: the classes it uses must exist by then
     unconverted_decorations = {
         id(t.statement): f"its model would be built here, before `{late}` is defined: move this function below that class"

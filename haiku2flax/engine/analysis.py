@@ -569,12 +569,8 @@ class Names:
         return cls(collector.names)
 
 
-class _NameCollector(Walker):
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.add(node.value)
+class VariableWalker(Walker):
+    """A walk whose `visit_Name` sees variables only: not attribute names (`x.shape`) nor keywords."""
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         self.walk(node.value)  # the attribute name itself is not a variable
@@ -583,6 +579,14 @@ class _NameCollector(Walker):
     def visit_Arg(self, node: cst.Arg) -> bool:
         self.walk(node.value)  # nor is a keyword
         return False
+
+
+class _NameCollector(VariableWalker):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
 
 
 def trivial_forward(function: cst.FunctionDef) -> cst.Call | None:

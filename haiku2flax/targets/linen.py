@@ -29,6 +29,7 @@ from typing import cast
 import libcst as cst
 
 from ..codemods import fields, load_all
+from ..codemods.helper_layers import REPEATED_FUNCTIONS
 from ..codemods.interfaces import LINEN_CALLS, LINEN_NODES, Shape
 from ..codemods.initializers import initializer_values
 from ..codemods.layer_subclasses import LayerSubclass, converted_call, fixed_arguments, keyword_defaults, layer_subclasses
@@ -513,10 +514,15 @@ class LinenConverter(Rewriter):
         self.ctx.need_target_import()
         self.mark_builds_layer()
         self.converted(original, RULE_LAYER, f"{construct.display} -> nn.{construct.targets['linen'].api}")
-        if self._loop_depth and isinstance(layer, cst.Call) and any(_is_literal_name(a) for a in layer.args):
+        if isinstance(layer, cst.Call) and any(_is_literal_name(a) for a in layer.args) and (self._loop_depth or self._in_repeated_function()):
             layer = without_args(layer, [a for a in layer.args if _is_literal_name(a)])
-            self.warn(original, RULE_LAYER, "a literal `name=` dropped in a loop: Haiku numbers repeated names (`x_1`), Linen refuses them")
+            where = "in a loop" if self._loop_depth else f"in `{self.function.name.value if self.function else ''}`, which is called more than once"
+            self.warn(original, RULE_LAYER, f"a literal `name=` dropped {where}: Haiku numbers repeated names (`x_1`), Linen refuses them")
         return updated.with_changes(func=layer, args=args) if called else layer
+
+    def _in_repeated_function(self) -> bool:
+        """The layer is built in a module-level function the file calls at more than one place."""
+        return any(id(scope.function) in self.ctx.fact(REPEATED_FUNCTIONS) for scope in self._scopes if scope.function is not None)
 
     def visit_For(self, node: cst.For) -> bool | None:
         self._loop_depth += 1

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import libcst as cst
 
@@ -43,14 +43,16 @@ from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.initializers import convert_bindings, initializer_bindings
+from ..codemods.helper_layers import HELPERS, RULE_HELPER_LAYERS, helper_as_class
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
 from ..codemods.scopes import without_transparent
+from ..codemods.sequential_elements import inline_sequential_elements
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shape_probe import INPUT_SHAPE, probed_input_size
 from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
-from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
+from ..codemods.transforms import LOCAL_FORWARDS, OUTER_SELF, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, factory_self_alias, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
@@ -212,10 +214,11 @@ class _ClassConversion:
         function = self.methods.get(name)
         if function is None:
             return None
-        rewriter = NnxMethodRewriter(self, function, arg_sizes)
+        method_locals = {p.name.value for p in [*function.params.params, *function.params.kwonly_params]} | _assigned_names(function)
+        rewriter = NnxMethodRewriter(self, inline_sequential_elements(function, self.ctx, _negated_flag, method_locals), arg_sizes)
         self.results[name] = _MethodResult(function, {}, None)  # guards recursion
-        new_body = _visited(function.body, rewriter)
-        before = analysis.Names.of(function.body).used
+        new_body = _visited(rewriter.method.body, rewriter)
+        before = analysis.Names.of(function.body).used  # the original's: a flag only a layer's dropped `partial` bound leaves
         stripped = _visited(new_body, _StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
         after = analysis.Names.of(stripped).used
         positional = [p.name.value for p in function.params.params]
@@ -505,6 +508,9 @@ class _ClassConversion:
         return cst.Call(func=constructor.func, args=args), output
 
 
+_Comprehension = TypeVar("_Comprehension", bound=cst.BaseComp)
+
+
 class NnxMethodRewriter(Rewriter):
     """Hoists the layers one method builds inline, tracking feature sizes statement by statement.
 
@@ -530,6 +536,7 @@ class NnxMethodRewriter(Rewriter):
         self.carried_sizes: set[str] = set()
         self.output_size: cst.BaseExpression | None = None
         self._block_depth = 0
+        self._comprehensions = 0  # comprehensions around the node being visited: they run their element once per item
         self.inline_blocks: set[cst.BaseSuite] = set()  # blocks that run once, as part of the block around them (a name scope's)
         self._outer_sizes: list[tuple[dict[str, cst.BaseExpression | None], cst.BaseExpression | None]] = []  # around nested functions
         self.branches = ConditionalBranches(self, self.sizes)
@@ -750,8 +757,18 @@ class NnxMethodRewriter(Rewriter):
     def reads_constructor_state(self, expression: cst.BaseExpression) -> bool:
         return self.branches.is_constructor_condition(expression)
 
+    def visit_comprehension(self, node: cst.BaseComp) -> None:
+        self._comprehensions += 1
+
+    def leave_comprehension(self, original_node: _Comprehension, updated_node: _Comprehension) -> _Comprehension:
+        self._comprehensions -= 1
+        return updated_node
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_comprehension
+    leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = leave_comprehension
+
     def in_nested_block(self, node: cst.CSTNode, what: str) -> bool:
-        if self._block_depth > 1:
+        if self._block_depth > 1 or self._comprehensions:
             self.todo(node, RULE_LAYER, f"{what} is built inside a loop or condition; build it in `__init__` by hand (use `nnx.List` for lists of layers)")
             return True
         return False
@@ -1018,6 +1035,9 @@ class NnxConverter(Rewriter):
         self.classes = analysis.haiku_module_classes(module, ctx.names)
         self.layer_subclasses, self.haiku_subclasses = layer_subclasses(module, ctx, INPUT_SIZE) if ctx.enabled(RULE_LAYER) else ({}, {})
         self.forwards = ctx.fact(TRANSFORMS).forwards  # transformed forward functions: they become modules
+        self.helpers = ctx.fact(HELPERS) if ctx.enabled(RULE_HELPER_LAYERS) else {}  # functions building layers: they become modules too
+        self.helper_classes = {helper.class_name: name for name, helper in self.helpers.items()}
+        self._converted_helpers: dict[str, cst.ClassDef] = {}
         self.class_infos: dict[str, ClassInfo] = dict(ctx.tree.classes)  # module classes of other files of the tree, then this file's
         self._depth = 0
         self._module_function: cst.FunctionDef | None = None  # the module-level function being visited
@@ -1042,13 +1062,28 @@ class NnxConverter(Rewriter):
         return call
 
     def class_info(self, call: cst.Call) -> ClassInfo | None:
-        """What callers need to know of the class of this file `call` builds, once it is converted."""
-        return self.class_infos.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        """What callers need to know of the class of this file `call` builds, once it is converted (a
+        function that becomes a class is converted at its first use)."""
+        if not isinstance(call.func, cst.Name):
+            return None
+        if call.func.value in self.helper_classes:
+            self._helper_class(self.helper_classes[call.func.value])
+        return self.class_infos.get(call.func.value)
+
+    def _helper_class(self, name: str) -> cst.ClassDef:
+        """The NNX class the function `name` becomes (`helper_layers`), converted once."""
+        if name not in self._converted_helpers:
+            helper = self.helpers[name]
+            converted, info = _ClassConversion(self, helper_as_class(helper, self.ctx.ns)).run()
+            self.class_infos[helper.class_name] = self.ctx.module_classes[helper.class_name] = info
+            self._converted_helpers[name] = converted.with_changes(leading_lines=helper.function.leading_lines)
+        return self._converted_helpers[name]
 
     def is_module_constructor(self, call: cst.Call) -> bool:
         """A table layer, an MLP or Sequential, or a Haiku module class of this file or of another file of the tree."""
         local = isinstance(call.func, cst.Name) and (
             call.func.value in self.classes or call.func.value in self.layer_subclasses or call.func.value in self.ctx.tree.classes
+            or call.func.value in self.helper_classes
         )
         return self.construct_of(call) is not None or composite_api(self.ctx, call) is not None or local
 
@@ -1088,7 +1123,7 @@ class NnxConverter(Rewriter):
         self._module_function = node if self._depth == 1 else self._module_function
         visit_children = super().visit_FunctionDef(node) is not False
         kept = id(node) in self.ctx.fact(LOCAL_FORWARDS)  # stays Haiku, like the transform it is passed to
-        forward = (self._depth == 1 and node.name.value in self.forwards) or self._factory_forward(node, self._depth - 1)
+        forward = (self._depth == 1 and node.name.value in {*self.forwards, *self.helpers}) or self._factory_forward(node, self._depth - 1)
         return visit_children and not kept and not forward
 
     def _factory_forward(self, node: cst.FunctionDef, depth: int) -> bool:
@@ -1102,9 +1137,12 @@ class NnxConverter(Rewriter):
         if self._factory_forward(original, self._depth):  # its class, bound to its name: callers build it
             classdef, _ = self._forward_class(original)
             bind = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(original.name)], classdef.name)])
-            return cst.FlattenSentinel([classdef.with_changes(leading_lines=original.leading_lines), bind])
+            alias = factory_self_alias(original)  # takes the function's leading lines
+            return cst.FlattenSentinel([*alias, classdef.with_changes(leading_lines=[] if alias else original.leading_lines), bind])
         if id(original) in self.ctx.fact(LOCAL_FORWARDS):
             return kept_local_forward(self, updated, self.classes)
+        if self._depth == 0 and original.name.value in self.helpers:
+            return self._helper_class(original.name.value)
         if self._depth != 0 or original.name.value not in self.forwards:
             return super().leave_FunctionDef(original, updated)
         decorated = self.forwards[original.name.value].decorated
@@ -1120,7 +1158,10 @@ class NnxConverter(Rewriter):
         return cst.FlattenSentinel([converted, model]) if model is not None else converted
 
     def _forward_class(self, forward: cst.FunctionDef) -> tuple[cst.ClassDef, ClassInfo]:
-        """The NNX class of a transformed forward, known to this file's callers."""
+        """The NNX class of a transformed forward, known to this file's callers (a factory's forward reads
+        the factory's `self` as `outer_self`, in `__init__` and `__call__` alike)."""
+        if analysis.outer_self(forward):
+            forward = forward.with_changes(body=analysis.substitute(forward.body, {"self": cst.Name(OUTER_SELF)}))
         converted, info = _ClassConversion(self, _forward_as_class(forward, forward_class(self.ctx, forward.name.value), self.ctx.ns)).run()
         self.class_infos[converted.name.value] = info
         return converted, info
