@@ -352,16 +352,16 @@ class _ClassConversion:
         if self.needs_rngs:
             kwonly.append(cst.Param(_name("rngs"), cst.Annotation(attr(self.ctx.ns, "Rngs"))))
         ctor_params = [INPUT_SHAPE] * self.needs_input_shape + added + [p.name.value for p in original]
-        star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) else None
-        if star_kwarg is not None and star_kwarg.name.value not in analysis.Names.of(cst.IndentedBlock(body=init_body)).used:
-            star_kwarg = None  # only passed to `super().__init__` for `name`
-        star_arg = signature.star_arg  # `*args`: extra positional arguments, still passed after the named ones
-        if not (init_body or len(new_params) > 1 or kwonly or star_kwarg or isinstance(star_arg, cst.Param)):
+        read = analysis.Names.of(cst.IndentedBlock(body=init_body)).used
+        star_kwarg = signature.star_kwarg if isinstance(signature.star_kwarg, cst.Param) and signature.star_kwarg.name.value in read else None
+        # `*args` the body reads: extra positional arguments, still passed after the named ones
+        star_arg = signature.star_arg if isinstance(signature.star_arg, cst.Param) and signature.star_arg.name.value in read else None
+        if not (init_body or len(new_params) > 1 or kwonly or star_kwarg or star_arg):
             return None, ctor_params
         params = cst.Parameters(
             params=new_params,
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
-            star_arg=star_arg if isinstance(star_arg, cst.Param) else cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT,
+            star_arg=star_arg or (cst.ParamStar() if kwonly else cst.MaybeSentinel.DEFAULT),
             star_kwarg=star_kwarg,
         )
         template = self.init_def or cst.FunctionDef(_name("__init__"), cst.Parameters(), cst.IndentedBlock([]))
