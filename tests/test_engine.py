@@ -97,6 +97,29 @@ def test_unknown_haiku_api_gets_a_todo_and_keeps_its_import():
     assert code.count(TODO_PREFIX) == 1
 
 
+def test_imports_the_conversion_left_unused_go_and_the_users_own_stay():
+    code = _convert(
+        """\
+        import os  # imported for its side effects, never read
+        import jax.numpy as jnp
+        from jax import random
+        from typing import Any
+        import haiku as hk
+
+        def forward(x):
+          return hk.Linear(4)(x)
+
+        net = hk.transform(forward)
+        params = net.init(random.PRNGKey(0), jnp.ones((2, 3)))
+        """,
+        "nnx",
+    )
+    assert "net = Forward(3, rngs=nnx.Rngs(0))" in code
+    assert "jnp" not in code and "random" not in code  # their every use was converted away
+    assert "import os  # imported for its side effects" in code  # never read: the user's, kept
+    assert "from typing import Any" in code
+
+
 def test_second_run_adds_no_todo():
     once = _convert("import haiku as hk\ny = hk.SomethingNew(3)\nz = hk.next_rng_key()\n", "linen")
     assert convert_source(once, "linen").code == once

@@ -6,6 +6,7 @@ never edits imports and an import is never added twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import libcst as cst
@@ -87,14 +88,26 @@ def _import_line(module: str, name: str | None, alias: str | None) -> cst.Simple
     return line
 
 
+def _read_in(source: str, small: cst.Import | cst.ImportFrom, name: str) -> bool:
+    """Whether `source` reads the `name` that `small` binds: beyond the import, as a whole word (`from m
+    import name`), or through an attribute (`import m` ... `m.f`: a plain `import m` the code never reads
+    may be there for its side effects)."""
+    if isinstance(small, cst.Import):
+        return re.search(rf"(?<![\w.]){re.escape(name)}\s*\.", source) is not None
+    return len(re.findall(rf"(?<![\w.]){re.escape(name)}\b", source)) > 1
+
+
 def _kept_imports(
-    smalls: Sequence[cst.BaseSmallStatement], used: set[str], imported: ImportedNames
+    smalls: Sequence[cst.BaseSmallStatement], used: set[str], imported: ImportedNames, source: str
 ) -> list[cst.BaseSmallStatement]:
-    """`smalls` without the names of Haiku imports that `used` lacks (an import left with none is dropped)."""
+    """`smalls` without the names that `used` lacks of Haiku imports, and of other imports whose every use
+    the conversion removed (`partial` once the `partial(hk.BatchNorm, ...)` it bound is gone); an import
+    left with none is dropped. An import the source never read is the user's and stays."""
     kept: list[cst.BaseSmallStatement] = []
     for small in smalls:
-        if _is_haiku_import(small, imported) and isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-            names = [a for a in small.names if _bound_name(a) in used]
+        if isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+            haiku = _is_haiku_import(small, imported)
+            names = [a for a in small.names if _bound_name(a) in used or not (haiku or _read_in(source, small, _bound_name(a)))]
             if not names:
                 continue
             if len(names) != len(small.names):
@@ -123,7 +136,7 @@ class _NestedImports(cst.CSTTransformer):
     ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
         if not any(isinstance(small, cst.Import | cst.ImportFrom) for small in updated.body):
             return updated
-        kept = _kept_imports(updated.body, self.used, self.imported)
+        kept = _kept_imports(updated.body, self.used, self.imported, source="")  # Haiku's names only
         if not kept:  # LibCST writes `pass` for a block left empty
             return cst.RemovalSentinel.REMOVE
         return updated.with_changes(body=kept) if len(kept) != len(updated.body) else updated
@@ -132,7 +145,7 @@ class _NestedImports(cst.CSTTransformer):
         self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite
     ) -> cst.SimpleStatementSuite:
         """`def main(): import haiku as hk; ...` on one line."""
-        kept = _kept_imports(updated.body, self.used, self.imported) or [cst.Pass()]
+        kept = _kept_imports(updated.body, self.used, self.imported, source="") or [cst.Pass()]
         return updated.with_changes(body=kept) if len(kept) != len(updated.body) else updated
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -140,15 +153,16 @@ class _NestedImports(cst.CSTTransformer):
 
 
 def fix_imports(
-    module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str], imported: ImportedNames
+    module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str], imported: ImportedNames, source: str
 ) -> cst.Module:
-    """Add the `needed` imports; drop the names of Haiku imports that `used` (the module's `used_names`) lacks."""
+    """Add the `needed` imports; drop the names of Haiku imports that `used` (the module's `used_names`)
+    lacks, and of other imports that `source` read and `used` no longer does."""
     body: list[cst.BaseStatement] = []
     insert_at: int | None = None
     last_import: int | None = None
     for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine) and any(isinstance(s, cst.Import | cst.ImportFrom) for s in statement.body):
-            kept_smalls = _kept_imports(statement.body, used, imported)
+            kept_smalls = _kept_imports(statement.body, used, imported, source)
             if not kept_smalls:
                 if insert_at is None:
                     insert_at = len(body)
