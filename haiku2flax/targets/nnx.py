@@ -248,7 +248,6 @@ class _ClassConversion:
             for s in self.classdef.body.body
             if s is not self.init_def
         ]
-        still_read = {n for n in fields if any(_reads_self_attribute(s, n) for s in body)}
         hoisted_lines = guarded_lines(
             [(h.guard, to_params.applied(line)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
             to_params.applied,
@@ -256,25 +255,28 @@ class _ClassConversion:
         init_layer_lines = {layer.statement: layer for layer in self.init_layers.values()}
         init_parameters = {s: line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
         parent = self._parent_init()
+        other_lines = [
+            line
+            for s in self.init.other_statements
+            for line in (
+                [_init_layer_line(init_layer_lines[s], to_params)]
+                if s in init_layer_lines
+                else [convert_bindings(_visited(s, _InitLayerLines(init_layer_lines, to_params)), self.ctx)]
+                if isinstance(s, cst.If) and any(line in init_layer_lines for line in _under_ifs([s]))
+                else [to_params.applied(new) for new in list_lines[s]]
+                if s in list_lines
+                else [to_params.applied(init_parameters[s])]
+                if s in init_parameters
+                else [convert_bindings(s, self.ctx)]
+            )
+        ]
+        # a field stays an attribute where the methods or the rest of `__init__` still read it as one
+        still_read = {n for n in fields if any(_reads_self_attribute(s, n) for s in [*body, *other_lines, *hoisted_lines])}
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
             *([parent[0]] if parent else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
-            *[
-                line
-                for s in self.init.other_statements
-                for line in (
-                    [_init_layer_line(init_layer_lines[s], to_params)]
-                    if s in init_layer_lines
-                    else [convert_bindings(_visited(s, _InitLayerLines(init_layer_lines, to_params)), self.ctx)]
-                    if isinstance(s, cst.If) and any(line in init_layer_lines for line in _under_ifs([s]))
-                    else [to_params.applied(new) for new in list_lines[s]]
-                    if s in list_lines
-                    else [to_params.applied(init_parameters[s])]
-                    if s in init_parameters
-                    else [convert_bindings(s, self.ctx)]
-                )
-            ],
+            *other_lines,
             *hoisted_lines,
         ]
         if self.needs_input_shape:  # the probes take the whole shape: `din` is its last axis
