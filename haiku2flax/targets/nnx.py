@@ -46,6 +46,7 @@ from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
+from ..codemods.recurrent import CELLS
 from ..codemods.scopes import without_transparent
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
 from ..codemods.shape_probe import INPUT_SHAPE, probed_input_size
@@ -904,6 +905,9 @@ class _NameUses(Walker):
             self.calls[node.func.value] += 1
 
 
+RECURRENT_CORES = frozenset({*CELLS, "DeepRNN"})
+
+
 def _stored_layers(
     method: cst.FunctionDef, blocks: list[tuple[cst.BaseSuite, Guard]], converter: NnxConverter
 ) -> dict[str, tuple[cst.Call, cst.BaseStatement, Guard]]:
@@ -922,6 +926,7 @@ def _stored_layers(
                 and isinstance(assign[1], cst.Call)
                 and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
                 and converter.is_module_constructor(assign[1])
+                and converter.ctx.names.haiku_api(assign[1].func) not in RECURRENT_CORES  # the recurrent rule builds those
             ):
                 candidates[assign[0].value] = (assign[1], statement, guard, block)
     if not candidates:
