@@ -32,7 +32,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import libcst as cst
@@ -310,7 +310,15 @@ class _ClassConversion:
             ctor_params, self.needs_din and not self.needs_input_shape, self.needs_rngs, removed, output, defaults, list(self.extra_params),
             self.needs_input_shape,
         )
+        inherited = self._parent_info() if new_init is None and self.init_def is None else None
+        if inherited is not None:  # no `__init__` of its own: callers pass what the parent's takes (sizes, rngs)
+            info = replace(inherited, removed_call_params=removed, output_size=output)
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
+
+    def _parent_info(self) -> ClassInfo | None:
+        """What callers know of the converted class of this file this one subclasses, if it does."""
+        parent = self.classdef.bases[0].value if len(self.classdef.bases) == 1 else None
+        return self.converter.class_infos.get(parent.value) if isinstance(parent, cst.Name) else None
 
     def _parent_init(self) -> tuple[cst.SimpleStatementLine, cst.BaseExpression | None, ClassInfo] | None:
         """`super().__init__(...)` passing a parent class of this file its constructor arguments, as NNX
