@@ -547,6 +547,7 @@ class NnxMethodRewriter(Rewriter):
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
         self._stored_lines: dict[cst.BaseStatement, str] = {}  # statement (as rewritten) -> the stored layer it builds
         self._called_inline: set[cst.Call] = set()  # constructor calls called right away: `Block(...)(x)`
+        self._statement: cst.SimpleStatementLine | None = None  # the innermost statement line visited
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
         self._sizes_after_statement: dict[str, cst.BaseExpression | None] = {}  # names the statement assigns
@@ -613,6 +614,7 @@ class NnxMethodRewriter(Rewriter):
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.node_sizes.clear()
+        self._statement = node
         super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(
@@ -716,6 +718,10 @@ class NnxMethodRewriter(Rewriter):
             self.todo(original, RULE_MODULE, f"`{dotted_name(original.func)}` is built in a loop or condition; "
                       "build it in `__init__` by hand (an `nnx.List` for one per iteration)")
             return updated
+        if self._passes_class_on(original):
+            self.todo(original, RULE_MODULE, f"`{dotted_name(original.func)}` is built here and passed on, not called: build it "
+                      "in `__init__` by hand (with its input size and `rngs`) and pass it there")
+            return updated
         if isinstance(original.func, cst.Call):  # `Ctor(...)(inputs)`: a layer built inline
             hoisted = self.hoist(original.func, updated)
             if hoisted is not None:
@@ -789,6 +795,21 @@ class NnxMethodRewriter(Rewriter):
             and isinstance(call.func, cst.Name)
             and call.func.value in self.state.converter.classes
             and call not in self._called_inline
+        )
+
+    def _passes_class_on(self, call: cst.Call) -> bool:
+        """`transformer = Transformer(...)`, a module class of this file bound to a local that the method
+        passes to the constructor of another (`LanguageModel(transformer=transformer)`): nothing builds it
+        in `__init__`."""
+        assign = analysis.simple_assign(self._statement) if self._statement is not None else None
+        classes = self.state.converter.classes
+        if assign is None or assign[1] is not call or not isinstance(assign[0], cst.Name) or not (isinstance(call.func, cst.Name) and call.func.value in classes):
+            return False
+        local = assign[0].value
+        return any(
+            isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in classes
+            and any(m.matches(arg.value, m.Name(local)) for arg in node.args)
+            for node in descendants(self.function.body)
         )
 
     def _call_stored(self, name: str, updated: cst.Call) -> cst.BaseExpression:
