@@ -669,11 +669,11 @@ class _ParameterUses(Walker):
 
 
 def _read_shows_params(module: cst.Module, ctx: Context) -> bool:
-    """Whether Linen's `init` may return a 'params' collection: the file, or a class it imports from
-    another file of the tree, may make parameters."""
+    """Whether Linen's `init` may return a 'params' collection: the file, or a class or transform it
+    imports from another file of the tree, may make parameters."""
     uses = _ParameterUses(ctx)
     uses.walk(module)
-    return uses.found or bool(ctx.tree.class_imports)
+    return uses.found or bool(ctx.tree.class_imports) or bool(ctx.tree.imported)
 
 
 def _read_shows_state(module: cst.Module, ctx: Context) -> bool:
