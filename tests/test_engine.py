@@ -120,6 +120,55 @@ def test_imports_the_conversion_left_unused_go_and_the_users_own_stay():
     assert "from typing import Any" in code
 
 
+KEPT_HAIKU_CLASSES = """\
+import functools
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+
+class Counter(hk.RNNCore):  # a user core: it stays Haiku, with its TODO
+  def __call__(self, x, state):
+    return x + state, state + 1
+
+  def initial_state(self, batch_size):
+    return jnp.zeros([batch_size])
+
+
+class Tower(hk.Module):
+  def __init__(self, core_factory, name=None):
+    super().__init__(name=name)
+    self.core_factory = core_factory
+
+  def __call__(self, x):
+    out, _ = Counter()(x, 0.0)
+    core = self.core_factory(1)
+    return hk.Linear(3)(out), core
+
+
+def forward(x):
+  return Tower(core_factory=functools.partial(Counter))(x)
+
+
+model = hk.transform(forward)
+params = model.init(jax.random.key(0), jnp.ones((2, 5)))
+"""
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+def test_a_flax_module_building_a_class_still_haiku_gets_a_todo_there(target: str):
+    """A class the rewrite leaves Haiku (with its TODO) cannot be built by a Flax module: the statements
+    building it, or calling the argument it was passed as, and the call passing it say so."""
+    lines = _convert(KEPT_HAIKU_CLASSES, target).splitlines()
+    reason = f"{TODO_PREFIX}:HK000): `Counter` is still a Haiku module (its class says why), which a Flax module cannot build"
+    marked = [lines[i + 1].strip() for i, line in enumerate(lines) if reason in line]
+    assert "out, _ = Counter()(x, 0.0)" in marked, marked  # (NNX: also where the input-size probe replays it)
+    assert any("core_factory(1)" in line for line in marked), marked
+    assert any("functools.partial(Counter)" in line for line in marked), marked
+    assert len(set(marked)) == 3
+
+
 def test_second_run_adds_no_todo():
     once = _convert("import haiku as hk\ny = hk.SomethingNew(3)\nz = hk.next_rng_key()\n", "linen")
     assert convert_source(once, "linen").code == once

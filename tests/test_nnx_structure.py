@@ -590,3 +590,37 @@ def test_a_dataclass_module_takes_its_fields_as_init_arguments(tmp_path):
     path.write_text(DATACLASS_MODULE)
     result = verify(path, "nnx", "model", ["f32[2,3]"])
     assert result.ok, result
+
+
+def test_a_module_built_and_passed_to_another_constructor_is_a_todo_where_it_is_built() -> None:
+    """`encoder = Encoder(4)` handed to `Model(encoder=encoder)`: nothing builds it in `__init__` with its
+    input size and `rngs`, so its line says so (it failed there, with no TODO)."""
+    source = textwrap.dedent('''\
+        import haiku as hk
+
+
+        class Encoder(hk.Module):
+          def __init__(self, size, name=None):
+            super().__init__(name=name)
+            self.size = size
+
+          def __call__(self, x):
+            return hk.Linear(self.size)(x)
+
+
+        class Model(hk.Module):
+          def __init__(self, encoder, name=None):
+            super().__init__(name=name)
+            self.encoder = encoder
+
+          def __call__(self, x):
+            return hk.Linear(2)(self.encoder(x))
+
+
+        def forward(x):
+          encoder = Encoder(4)
+          return Model(encoder=encoder)(x)
+        ''')
+    lines = convert_source(source, "nnx").code.splitlines()
+    at = next(i for i, line in enumerate(lines) if "encoder = Encoder(4)" in line)
+    assert "TODO(haiku2flax:HK001): `Encoder` is built here and passed on, not called" in lines[at - 1]

@@ -112,6 +112,12 @@ def test_user_rnn_core_subclass_is_a_todo(target):
             "Flax cells have no `initial_state`",
             id="unseen-core-initial-state",
         ),
+        pytest.param(
+            "out, state = hk.LSTM(4)(xs[0], hk.LSTMState(hidden=xs[1], cell=xs[2]))\nreturn out, state\n",
+            "out, state = ",
+            "a core stepped where it is built",
+            id="stepped-where-built",
+        ),
     ],
 )
 def test_core_the_rule_cannot_follow_is_a_todo(target, body, statement, reason):
@@ -154,6 +160,10 @@ PLANTED = {
     "outputs-state-order": (
         "gru",
         {"linen": ("return outputs, state", "return state, outputs"), "nnx": ("return outputs, state", "return state, outputs")},
+    ),
+    "returned-carry-order": (
+        "lstm_state_returned_variant",
+        {t: ('"states": [first, second]', '"states": [first[::-1], second]') for t in TARGETS},
     ),
     "carry-order": ("static_unroll", {"linen": ("initial_carry=(cell, hidden)", "initial_carry=(hidden, cell)"),
                                       "nnx": ("initial_carry=(cell, hidden)", "initial_carry=(hidden, cell)")}),

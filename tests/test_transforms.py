@@ -383,3 +383,41 @@ def test_a_forward_its_callers_transform_building_layers_in_a_nested_function_is
     assert "class Forward(nn.Module):" in out and "\nforward = Forward()\n" in out
     assert "nn.remat(block)(self, x)" in out
     assert convert_source(out, "linen").code == out
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_multi_transform_whose_functions_are_not_module_methods_stays_haiku_with_its_todo(target: str):
+    """An apply function doing more than call one method (`state = ...; return net(x, state)[0]`) is no
+    method of the module: the factory stays as it was (not a module class returning closures), with the
+    reason at the multi_transform."""
+    out = _convert(
+        """
+        class Net(hk.Module):
+          def __call__(self, x, state):
+            return hk.Linear(3)(x), state
+
+          def initial_state(self, batch):
+            return jnp.zeros([batch])
+
+
+        def networks():
+          net = Net()
+
+          def step(x):
+            state = net.initial_state(x.shape[0])
+            return net(x, state)[0]
+
+          return step, (step, net.initial_state)
+
+
+        model = hk.multi_transform(networks)
+        params = model.init(jax.random.key(0), jnp.ones((2, 5)))
+        """,
+        target,
+    )
+    lines = out.splitlines()
+    todo = next(i for i, line in enumerate(lines) if "TODO(haiku2flax:HK004)" in line)
+    assert "a multi_transform converts where its forward builds one module" in lines[todo]
+    assert lines[todo + 1] == "model = hk.multi_transform(networks)"
+    assert "def networks():" in out and "class Networks" not in out
+    assert "TODO(haiku2flax:HK000)" not in out

@@ -150,6 +150,7 @@ class FileTransforms:
     imported: dict[str, TreeTransform]  # transforms of other files of the tree, by the name this file imports them as
     state_module: str | None  # NNX: the file of the tree whose `State` variable type `state_variable` is, when another one
     class_names: dict[str, str]  # forward function -> the module class it becomes (`analysis.forward_class_name`)
+    unread_multi: set[str]  # multi_transforms left as they are: their forward is not one module and its methods
 
 
 def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
@@ -162,6 +163,14 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
         if isinstance(t.statement, cst.FunctionDef) and (late := _class_defined_below(t.statement, module)) is not None
     }
     transforms = {name: t for name, t in transforms.items() if id(t.statement) not in unconverted_decorations}
+    # a multi_transform whose forward is not one module with its init and apply methods stays Haiku (TODO):
+    # its functions are not a module's methods
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    unread_multi = {
+        name for name, t in transforms.items()
+        if t.multi and (t.function not in functions or analysis.multi_forward(functions[t.function]) is None)
+    }
+    transforms = {name: t for name, t in transforms.items() if name not in unread_multi}
     forwards = {t.function: t for t in transforms.values()}
     forwards.update(_transformed_by_callers(module, ctx, set(forwards)))
     taken = analysis.module_level_names(module)
@@ -221,7 +230,7 @@ def _read_transforms(module: cst.Module, ctx: Context) -> FileTransforms:
     return FileTransforms(
         transforms, unconverted_decorations, forwards,
         LINEN_STATE_COLLECTION if hand_made_state else STATE_COLLECTION, state_variable, module_functions, multi,
-        apply_aliases, alias_statements, train_state_model, imported, state_module, class_names,
+        apply_aliases, alias_statements, train_state_model, imported, state_module, class_names, unread_multi,
     )
 
 
@@ -291,6 +300,18 @@ def transformed_assignment(ctx: Context, original: cst.Assign | cst.AnnAssign) -
         statement = transformed.statement
         return transformed if isinstance(statement, cst.SimpleStatementLine) and any(s is original for s in statement.body) else None
     return transformed if analysis.read_transform(original.value, ctx.names) is not None else None
+
+
+def _unread_multi_transform(room: FileRoom, original: cst.Assign | cst.AnnAssign) -> None:
+    """A TODO at `f = hk.multi_transform(forward)` whose forward the model's methods cannot be read from."""
+    targets = [t.target for t in original.targets] if isinstance(original, cst.Assign) else [original.target]
+    if len(targets) == 1 and isinstance(targets[0], cst.Name) and targets[0].value in room.ctx.fact(TRANSFORMS).unread_multi:
+        room.todo(
+            original, RULE_TRANSFORM,
+            "a multi_transform converts where its forward builds one module and returns an init function and a "
+            "tuple of that module's methods (`return init, (module.encode, module.decode)`); make the other "
+            "functions methods of the module, or convert this by hand",
+        )
 
 
 def forward_class(ctx: Context, function: str) -> str:
@@ -561,6 +582,8 @@ def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_
 @LINEN_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
 def _linen_transformed(room: LinenMethod, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
     transformed = transformed_assignment(room.ctx, original)
+    if transformed is None:
+        _unread_multi_transform(room, original)
     return None if transformed is None else updated.with_changes(value=linen_model(room, transformed, original))
 
 
@@ -578,7 +601,7 @@ def _linen_transform_call(room: LinenMethod, site: CallSite) -> cst.BaseExpressi
         if call.transformed.with_state:
             return updated  # the statement is rewritten whole, in _linen_state_pair
         room.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
-        return _subscript(updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call))), "params")
+        return _params_of(room.ctx, updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call))))
     try:
         apply = call.split_apply(updated)
     except Unconvertible as reason:
@@ -618,6 +641,39 @@ class _StatePairs(Walker):
             self.calls.add(id(pair[2]))
 
 
+# Haiku APIs that make no parameter: a file using none but these has a model Linen's `init` gives no
+# 'params' collection (a positional encoding computed in `__init__`)
+_PARAMETERLESS_APIS = frozenset(
+    {"Module", "transform", "transform_with_state", "without_apply_rng", "get_state", "set_state", "next_rng_key", "maybe_next_rng_key"}
+)
+
+
+class _ParameterUses(Walker):
+    """Whether a file uses a Haiku API that may make parameters (a layer, `get_parameter`, a house API)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.found = False
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self._read(node)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self._read(node)
+
+    def _read(self, node: cst.BaseExpression) -> None:
+        api = self.ctx.names.haiku_api(node)
+        self.found |= api is not None and api not in _PARAMETERLESS_APIS
+
+
+def _read_shows_params(module: cst.Module, ctx: Context) -> bool:
+    """Whether Linen's `init` may return a 'params' collection: the file, or a class or transform it
+    imports from another file of the tree, may make parameters."""
+    uses = _ParameterUses(ctx)
+    uses.walk(module)
+    return uses.found or bool(ctx.tree.class_imports) or bool(ctx.tree.imported)
+
+
 def _read_shows_state(module: cst.Module, ctx: Context) -> bool:
     """Whether Linen has the state collection: a table layer keeps state (BatchNorm), or the file's own state does."""
     stateful = _StatefulLayers(ctx)
@@ -627,13 +683,23 @@ def _read_shows_state(module: cst.Module, ctx: Context) -> bool:
 
 STATE_PAIRS = FileFact(_read_state_pairs)
 SHOWS_STATE = FileFact(_read_shows_state)
+SHOWS_PARAMS = FileFact(_read_shows_params)
 
 
-def _state_of(ctx: Context, variables: cst.Name) -> cst.BaseExpression:
+def _state_of(ctx: Context, variables: cst.BaseExpression) -> cst.BaseExpression:
     """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
     (Linen then has no such collection, where Haiku's state is an empty dict)."""
-    collection = ctx.fact(TRANSFORMS).state_collection
-    if ctx.fact(SHOWS_STATE):
+    return _collection(variables, ctx.fact(TRANSFORMS).state_collection, ctx.fact(SHOWS_STATE))
+
+
+def _params_of(ctx: Context, variables: cst.BaseExpression) -> cst.BaseExpression:
+    """`variables['params']`; `variables.get('params', {})` when nothing in the file makes parameters
+    (Linen then has no such collection, where Haiku's params are an empty dict)."""
+    return _collection(variables, "params", ctx.fact(SHOWS_PARAMS))
+
+
+def _collection(variables: cst.BaseExpression, collection: str, shown: bool) -> cst.BaseExpression:
+    if shown:
         return _subscript(variables, collection)
     key = cst.Arg(cst.SimpleString(f"'{collection}'"))
     return cst.Call(cst.Attribute(variables, cst.Name("get")), [key, cst.Arg(cst.Dict([]))])
@@ -660,7 +726,7 @@ def _linen_statement(
     head: cst.Assign
     if call.func.attr.value == "init" if isinstance(call.func, cst.Attribute) else False:
         # variables = f.init(...); params, state = variables['params'], variables['batch_stats']
-        outputs: cst.BaseExpression = _bare_tuple(_subscript(cst.Name("variables"), "params"), _state_of(room.ctx, cst.Name("variables")))
+        outputs: cst.BaseExpression = _bare_tuple(_params_of(room.ctx, cst.Name("variables")), _state_of(room.ctx, cst.Name("variables")))
         targets: cst.BaseAssignTargetExpression = _bare_tuple(first, second)
         head = cst.Assign([cst.AssignTarget(cst.Name("variables"))], new_value)
         room.converted(call, RULE_TRANSFORM, f"init returns variables: params and {collection}")
@@ -797,6 +863,8 @@ def nnx_decorated_model(
 @NNX_FILE_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
 def _nnx_transformed(room: NnxFile, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
     transformed = transformed_assignment(room.ctx, original)
+    if transformed is None:
+        _unread_multi_transform(room, original)
     if transformed is None or _built_by_callers(room, transformed):
         return None  # (a factory replaces the whole statement: `_nnx_statement`)
     model = nnx_model(room, transformed, original)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import haiku as hk
 import jax
@@ -111,6 +111,21 @@ def settled(state: Mapping[str, Array], moving_averages: list[str]) -> dict[str,
     return out
 
 
+class FlaxCarry(NamedTuple):
+    """An `hk.LSTMState(hidden, cell)` in Haiku's outputs, in the order of the Flax LSTM carry `(c, h)`
+    the rewrite returns in its place (HK402): compared leaf by leaf, and labelled with Haiku's names."""
+
+    cell: Any
+    hidden: Any
+
+
+def _as_flax_carries(out: Any) -> Any:
+    def is_state(node: Any) -> bool:
+        return isinstance(node, hk.LSTMState)
+
+    return jax.tree.map(lambda node: FlaxCarry(node.cell, node.hidden) if is_state(node) else node, out, is_leaf=is_state)
+
+
 def apply(
     haiku_apply: HaikuApply,
     params: Mapping[str, Array],
@@ -119,9 +134,9 @@ def apply(
     inputs: list[Array],
     kwargs: Mapping[str, object],
 ) -> tuple[Any, dict[str, Array]]:
-    """One apply on flat trees -> (outputs, new flat state)."""
+    """One apply on flat trees -> (outputs, new flat state); LSTM states in the outputs as `FlaxCarry`."""
     out, new_state = haiku_apply.fn(unflatten(params), unflatten(state), rng, *inputs, **kwargs)
-    return out, flatten(new_state)
+    return _as_flax_carries(out), flatten(new_state)
 
 
 class _FirstMethod(Exception):

@@ -32,7 +32,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
 import libcst as cst
@@ -47,6 +47,7 @@ from ..codemods.helper_layers import HELPERS, RULE_HELPER_LAYERS, helper_as_clas
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
+from ..codemods.recurrent import CELLS
 from ..codemods.scopes import without_transparent
 from ..codemods.sequential_elements import inline_sequential_elements
 from ..codemods.interfaces import NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, NnxMethod, Shape
@@ -251,7 +252,6 @@ class _ClassConversion:
             for s in self.classdef.body.body
             if s is not self.init_def
         ]
-        still_read = {n for n in fields if any(_reads_self_attribute(s, n) for s in body)}
         hoisted_lines = guarded_lines(
             [(h.guard, to_params.applied(line)) for h in self.hoisted for line in (h.lines if h.lines is not None else [_assign_line(h.attribute, h.constructor)])],
             to_params.applied,
@@ -259,25 +259,28 @@ class _ClassConversion:
         init_layer_lines = {layer.statement: layer for layer in self.init_layers.values()}
         init_parameters = {s: line for s in self.init.other_statements if (line := nnx_init_parameter(s, self)) is not None}
         parent = self._parent_init()
+        other_lines = [
+            line
+            for s in self.init.other_statements
+            for line in (
+                [_init_layer_line(init_layer_lines[s], to_params)]
+                if s in init_layer_lines
+                else [convert_bindings(_visited(s, _InitLayerLines(init_layer_lines, to_params)), self.ctx)]
+                if isinstance(s, cst.If) and any(line in init_layer_lines for line in _under_ifs([s]))
+                else [to_params.applied(new) for new in list_lines[s]]
+                if s in list_lines
+                else [to_params.applied(init_parameters[s])]
+                if s in init_parameters
+                else [convert_bindings(s, self.ctx)]
+            )
+        ]
+        # a field stays an attribute where the methods or the rest of `__init__` still read it as one
+        still_read = {n for n in fields if any(_reads_self_attribute(s, n) for s in [*body, *other_lines, *hoisted_lines])}
         init_body = [
             *([self.init.docstring] if self.init.docstring else []),
             *([parent[0]] if parent else []),
             *[s for s, name in zip(self.init.field_statements, self.init.fields) if name in still_read],
-            *[
-                line
-                for s in self.init.other_statements
-                for line in (
-                    [_init_layer_line(init_layer_lines[s], to_params)]
-                    if s in init_layer_lines
-                    else [convert_bindings(_visited(s, _InitLayerLines(init_layer_lines, to_params)), self.ctx)]
-                    if isinstance(s, cst.If) and any(line in init_layer_lines for line in _under_ifs([s]))
-                    else [to_params.applied(new) for new in list_lines[s]]
-                    if s in list_lines
-                    else [to_params.applied(init_parameters[s])]
-                    if s in init_parameters
-                    else [convert_bindings(s, self.ctx)]
-                )
-            ],
+            *other_lines,
             *hoisted_lines,
         ]
         if self.needs_input_shape:  # the probes take the whole shape: `din` is its last axis
@@ -310,7 +313,15 @@ class _ClassConversion:
             ctor_params, self.needs_din and not self.needs_input_shape, self.needs_rngs, removed, output, defaults, list(self.extra_params),
             self.needs_input_shape,
         )
+        inherited = self._parent_info() if new_init is None and self.init_def is None else None
+        if inherited is not None:  # no `__init__` of its own: callers pass what the parent's takes (sizes, rngs)
+            info = replace(inherited, removed_call_params=removed, output_size=output)
         return self.classdef.with_changes(bases=bases, body=self.classdef.body.with_changes(body=body)), info
+
+    def _parent_info(self) -> ClassInfo | None:
+        """What callers know of the converted class of this file this one subclasses, if it does."""
+        parent = self.classdef.bases[0].value if len(self.classdef.bases) == 1 else None
+        return self.converter.class_infos.get(parent.value) if isinstance(parent, cst.Name) else None
 
     def _parent_init(self) -> tuple[cst.SimpleStatementLine, cst.BaseExpression | None, ClassInfo] | None:
         """`super().__init__(...)` passing a parent class of this file its constructor arguments, as NNX
@@ -544,6 +555,7 @@ class NnxMethodRewriter(Rewriter):
         self._stored_uses: dict[str, tuple[str, cst.BaseExpression | None] | None] = {}  # name -> (attribute, output size); None: failed
         self._stored_lines: dict[cst.BaseStatement, str] = {}  # statement (as rewritten) -> the stored layer it builds
         self._called_inline: set[cst.Call] = set()  # constructor calls called right away: `Block(...)(x)`
+        self._statement: cst.SimpleStatementLine | None = None  # the innermost statement line visited
         self._calls: list[cst.Call] = []  # the calls being visited, innermost last
         self.shapes = ShapeTracker(conversion.ctx)
         self._sizes_after_statement: dict[str, cst.BaseExpression | None] = {}  # names the statement assigns
@@ -610,6 +622,7 @@ class NnxMethodRewriter(Rewriter):
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.node_sizes.clear()
+        self._statement = node
         super().visit_SimpleStatementLine(node)
 
     def leave_SimpleStatementLine(
@@ -713,6 +726,10 @@ class NnxMethodRewriter(Rewriter):
             self.todo(original, RULE_MODULE, f"`{dotted_name(original.func)}` is built in a loop or condition; "
                       "build it in `__init__` by hand (an `nnx.List` for one per iteration)")
             return updated
+        if self._passes_class_on(original):
+            self.todo(original, RULE_MODULE, f"`{dotted_name(original.func)}` is built here and passed on, not called: build it "
+                      "in `__init__` by hand (with its input size and `rngs`) and pass it there")
+            return updated
         if isinstance(original.func, cst.Call):  # `Ctor(...)(inputs)`: a layer built inline
             hoisted = self.hoist(original.func, updated)
             if hoisted is not None:
@@ -796,6 +813,21 @@ class NnxMethodRewriter(Rewriter):
             and isinstance(call.func, cst.Name)
             and call.func.value in self.state.converter.classes
             and call not in self._called_inline
+        )
+
+    def _passes_class_on(self, call: cst.Call) -> bool:
+        """`transformer = Transformer(...)`, a module class of this file bound to a local that the method
+        passes to the constructor of another (`LanguageModel(transformer=transformer)`): nothing builds it
+        in `__init__`."""
+        assign = analysis.simple_assign(self._statement) if self._statement is not None else None
+        classes = self.state.converter.classes
+        if assign is None or assign[1] is not call or not isinstance(assign[0], cst.Name) or not (isinstance(call.func, cst.Name) and call.func.value in classes):
+            return False
+        local = assign[0].value
+        return any(
+            isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in classes
+            and any(m.matches(arg.value, m.Name(local)) for arg in node.args)
+            for node in descendants(self.function.body)
         )
 
     def _call_stored(self, name: str, updated: cst.Call) -> cst.BaseExpression:
@@ -920,6 +952,9 @@ class _NameUses(Walker):
             self.calls[node.func.value] += 1
 
 
+RECURRENT_CORES = frozenset({*CELLS, "DeepRNN"})
+
+
 def _stored_layers(
     method: cst.FunctionDef, blocks: list[tuple[cst.BaseSuite, Guard]], converter: NnxConverter
 ) -> dict[str, tuple[cst.Call, cst.BaseStatement, Guard]]:
@@ -938,6 +973,7 @@ def _stored_layers(
                 and isinstance(assign[1], cst.Call)
                 and not any(line.comment for line in statement.leading_lines)  # its comments would have nowhere to go
                 and converter.is_module_constructor(assign[1])
+                and converter.ctx.names.haiku_api(assign[1].func) not in RECURRENT_CORES  # the recurrent rule builds those
             ):
                 candidates[assign[0].value] = (assign[1], statement, guard, block)
     if not candidates:
