@@ -445,7 +445,7 @@ class _ClassConversion:
         if size is None and rewriter is not None and call_args and call_args[0].keyword is None:
             size = rewriter.size_of(call_args[0].value)
         if composite_api(self.ctx, constructor) is not None:
-            return build_nnx_composite(self, constructor, attribute, size, rewriter, node)
+            return build_nnx_composite(self, constructor, attribute, size, rewriter, node, value)
         ctor_args = [a for a in constructor.args if not _is_name_arg(a)]
         construct = self.converter.construct_of(constructor)
         report = rewriter if rewriter is not None else self.converter
