@@ -26,8 +26,8 @@ def convert(expression: str, target: str) -> str:
 @pytest.mark.parametrize(
     ("expression", "rule", "reason"),
     [
-        ("hk.nets.MLP(self.sizes)(x)", "HK014", "is not a literal sequence: write the layers out"),
         ("hk.nets.MLP([8, 4])(x, dropout_rate=0.1, rng=key)", "HK014", "drops out after each activation"),
+        ("hk.nets.MLP(self.sizes)(x, dropout_rate=0.1, rng=key)", "HK014", "drops out after each activation"),
         ("hk.Sequential([hk.Linear(4)])(x, key)", "HK015", "passes extra arguments to its first layer only"),
         ("hk.BatchApply(jax.nn.relu)(x)", "HK016", "write the merge/apply/split out"),
         ("hk.Flatten(preserve_dims=2)(x + 1)", "HK012", "assign `x + 1` to a variable first"),
@@ -36,6 +36,25 @@ def convert(expression: str, target: str) -> str:
 def test_unconvertible_composites_keep_a_todo_with_the_reason(expression: str, rule: str, reason: str, target: str) -> None:
     code = convert(expression, target)
     assert f"# TODO(haiku2flax:{rule})" in code and reason in code
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("linen", "HaikuMLP(self.sizes, activate_final=True, use_bias=False)(x) + HaikuMLP((*self.sizes, 3), name='head')(x)"),
+        ("nnx", "self.mlp = HaikuMLP(din, sizes, activate_final=True, use_bias=False, rngs=rngs)"),
+    ],
+)
+def test_mlp_over_computed_sizes_becomes_one_helper_module(target: str, expected: str) -> None:
+    code = convert("hk.nets.MLP(self.sizes, with_bias=False, activate_final=True)(x) + hk.nets.MLP((*self.sizes, 3), name='head')(x)", target)
+    assert expected in code
+    assert code.count("class HaikuMLP(") == 1 and "TODO" not in code
+
+
+def test_nnx_mlp_over_computed_sizes_gives_its_last_size_to_the_next_layer() -> None:
+    code = convert("hk.Linear(2)(hk.nets.MLP([*self.sizes, 5])(x)) + hk.Linear(2)(hk.nets.MLP(self.sizes)(x))", "nnx")
+    assert "self.mlp = HaikuMLP(din, [*sizes, 5], rngs=rngs)\n    self.linear = nnx.Linear(5, 2, rngs=rngs)" in code
+    assert "self.linear_1 = nnx.Linear(sizes[-1], 2, rngs=rngs)" in code
 
 
 def test_nnx_sequential_needs_table_layers_or_functions() -> None:

@@ -177,7 +177,8 @@ def computed_mlp(call: cst.Call, ctx: Context, inputs: tuple[cst.BaseExpression,
     ctx.needed_imports |= {("collections.abc", "Callable", None), ("collections.abc", "Sequence", None), ("jax", None, None)}
     ctx.need_target_import()
     last = sizes.elements[-1] if isinstance(sizes, cst.List | cst.Tuple) and sizes.elements else None
-    output = last.value if isinstance(last, cst.Element) else cst.parse_expression(f"({code(sizes)})[-1]")
+    shown = code(sizes) if isinstance(sizes, cst.Name | cst.Attribute | cst.Subscript | cst.Call) else f"({code(sizes)})"
+    output = last.value if isinstance(last, cst.Element) else cst.parse_expression(f"{shown}[-1]")
     return cst.Call(cst.Name(MLP_CLASS), [*(cst.Arg(i) for i in inputs), cst.Arg(sizes), *keywords]), output
 
 

@@ -43,6 +43,7 @@ from ..codemods.attention import constructor_args_from_call
 from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_args
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.initializers import convert_bindings, initializer_bindings
+from ..codemods.pooling import convert_partial_pools
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
@@ -272,7 +273,7 @@ class _ClassConversion:
                     if s in list_lines
                     else [to_params.applied(init_parameters[s])]
                     if s in init_parameters
-                    else [convert_bindings(s, self.ctx)]
+                    else [convert_partial_pools(convert_bindings(s, self.ctx), self.ctx)]
                 )
             ],
             *hoisted_lines,
