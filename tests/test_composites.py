@@ -57,6 +57,27 @@ def test_nnx_mlp_over_computed_sizes_gives_its_last_size_to_the_next_layer() -> 
     assert "self.linear_1 = nnx.Linear(sizes[-1], 2, rngs=rngs)" in code
 
 
+def test_nnx_sequential_over_a_comprehension_chains_each_layers_input_size() -> None:
+    code = convert("hk.Sequential([*[hk.Linear(s, with_bias=False) for s in self.sizes], jax.nn.relu, hk.Linear(3)])(x)", "nnx")
+    assert (
+        "nnx.Sequential(*[nnx.Linear(in_features, s, use_bias=False, rngs=rngs) for in_features, s in zip((din, *sizes[:-1]), sizes)], "
+        "jax.nn.relu, nnx.Linear(sizes[-1], 3, rngs=rngs))"
+    ) in code
+
+
+@pytest.mark.parametrize(
+    ("layers", "reason"),
+    [
+        ("[hk.Linear(4) for s in self.sizes]", "only layers whose output size is the loop variable (`s`)"),
+        ("[hk.Linear(s) for s in self.sizes if s]", "nor one layer per size"),
+        ("self.layers", "nor one layer per size"),
+    ],
+)
+def test_nnx_sequential_over_other_computed_lists_keeps_a_todo(layers: str, reason: str) -> None:
+    code = convert(f"hk.Sequential({layers})(x)", "nnx")
+    assert "# TODO(haiku2flax:HK015)" in code and reason in code and "din" not in code
+
+
 def test_nnx_sequential_needs_table_layers_or_functions() -> None:
     code = convert("hk.Sequential([Net([2]), jax.nn.relu])(x)", "nnx")
     assert "# TODO(haiku2flax:HK015)" in code and "only table layers and functions convert" in code

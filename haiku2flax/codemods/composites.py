@@ -7,7 +7,9 @@ What it converts:
   (default relu) goes between the layers and, with `activate_final=True`, after the last one.
 - `hk.Sequential([hk.Linear(300), jax.nn.relu, hk.Linear(10)])` -> `nn.Sequential([...])` /
   `nnx.Sequential(...)` (varargs), each layer converted by its own rule; NNX chains the input sizes
-  from one layer to the next (`hk.Flatten()` and pooling modules inside become lambdas).
+  from one layer to the next (`hk.Flatten()` and pooling modules inside become lambdas). Layers built
+  one per size, `[*[hk.Linear(s) for s in sizes], ...]` or the whole list so, chain in NNX as
+  `*[nnx.Linear(in_features, s, rngs=rngs) for in_features, s in zip((din, *sizes[:-1]), sizes)]`.
 - `hk.BatchApply(layer)(x)` for a table layer whose Flax counterpart maps over any leading axes
   (`nn.Dense`, `nn.Conv`, `nn.Embed`, `nn.LayerNorm`, `nn.RMSNorm`) -> `layer(x)`: merging the
   leading axes, applying and splitting them back is what Flax does already.
@@ -21,7 +23,7 @@ gains once that builds one Dense / Linear per size in a loop (NNX chains the inp
 `zip((din, *sizes[:-1]), sizes)`) and applies the activation between them; its output size is the last size.
 Left as TODOs, with why: an MLP called with `dropout_rate`/`rng` (Haiku drops after each
 activation, with keys from `rng`: add Dropout layers by hand), a Sequential of anything but a literal
-list, NNX Sequential elements that are neither table layers nor functions, and `hk.BatchApply` of
+list or such a comprehension, NNX Sequential elements that are neither table layers nor functions, and `hk.BatchApply` of
 anything else (write the merge/apply/split out: `y = f(x.reshape(-1, *x.shape[n:]))`, then
 `y.reshape(*x.shape[:n], *y.shape[1:])`).
 
@@ -45,6 +47,7 @@ from ..engine.analysis import Names
 from ..engine.calls import BoundCall, Unconvertible, build_call, code, convert_construct_call, keyword_arg, literal, output_size
 from ..engine.context import Context, attr, rename_namespace
 from ..engine.registry import Status, register
+from ..engine.tables import Construct
 from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, FileRoom, LinenMethod, NnxClass, NnxMethod
 from .pooling import pool_function
 from .reshapes import output_feature_size, reshape_function
@@ -121,6 +124,19 @@ class _Layer:
 
     constructor: cst.Call | None  # a table layer's Haiku constructor
     function: cst.BaseExpression | None = None
+    loop: cst.CompFor | None = None  # the layer is built once per size: `*[hk.Linear(size) for size in sizes]`
+
+
+def _comprehension_layer(comprehension: cst.BaseExpression) -> _Layer:
+    """`[hk.Linear(size) for size in sizes]` (spliced into the layers or the whole list): one layer per size."""
+    if isinstance(comprehension, cst.ListComp | cst.GeneratorExp):
+        loop, element = comprehension.for_in, comprehension.elt
+        if loop.inner_for_in is None and not loop.ifs and isinstance(loop.target, cst.Name) and isinstance(element, cst.Call):
+            return _Layer(element, loop=loop)
+    raise Unconvertible(
+        "the layers are not a literal list, nor one layer per size (`[hk.Linear(size) for size in sizes]`): "
+        "NNX builds each layer with its input size; list them"
+    )
 
 
 def _literal_sizes(call: cst.Call) -> cst.List | cst.Tuple | None:
@@ -177,17 +193,21 @@ def computed_mlp(call: cst.Call, ctx: Context, inputs: tuple[cst.BaseExpression,
     ctx.needed_imports |= {("collections.abc", "Callable", None), ("collections.abc", "Sequence", None), ("jax", None, None)}
     ctx.need_target_import()
     last = sizes.elements[-1] if isinstance(sizes, cst.List | cst.Tuple) and sizes.elements else None
-    shown = code(sizes) if isinstance(sizes, cst.Name | cst.Attribute | cst.Subscript | cst.Call) else f"({code(sizes)})"
-    output = last.value if isinstance(last, cst.Element) else cst.parse_expression(f"{shown}[-1]")
+    output = last.value if isinstance(last, cst.Element) else cst.parse_expression(f"{_subscripted(sizes)}[-1]")
     return cst.Call(cst.Name(MLP_CLASS), [*(cst.Arg(i) for i in inputs), cst.Arg(sizes), *keywords]), output
 
 
 def _sequential_layers(call: cst.Call) -> list[_Layer]:
     bound = BoundCall.bind(call, SEQUENTIAL_ARGS, "hk.Sequential").args
     layers = bound.get("layers")
-    if not isinstance(layers, cst.List | cst.Tuple) or any(isinstance(e, cst.StarredElement) for e in layers.elements):
-        raise Unconvertible("the layers are not a literal list: NNX builds each layer with its input size; list them")
-    return [_Layer(e.value) if isinstance(e.value, cst.Call) else _Layer(None, e.value) for e in layers.elements]
+    if not isinstance(layers, cst.List | cst.Tuple):
+        return [_comprehension_layer(layers if layers is not None else cst.List([]))]
+    return [
+        _comprehension_layer(e.value) if isinstance(e, cst.StarredElement)
+        else _Layer(e.value) if isinstance(e.value, cst.Call)
+        else _Layer(None, e.value)
+        for e in layers.elements
+    ]
 
 
 def _name_arg(call: cst.Call, names: tuple[str, ...], api: str) -> list[cst.Arg]:
@@ -226,34 +246,73 @@ def nnx_sequential(
     if api == "nets.MLP" and _literal_sizes(constructor) is None:
         return computed_mlp(constructor, ctx, (input_size(attribute, size),))
     layers = _mlp_layers(constructor, ctx) if api == "nets.MLP" else _sequential_layers(constructor)
-    elements: list[cst.BaseExpression] = []
+    elements: list[cst.Arg] = []
     for index, layer in enumerate(layers):
         if layer.function is not None:
             name = (code(layer.function).rsplit(".", 1)[-1]) if isinstance(layer.function, cst.Name | cst.Attribute) else ""
-            elements.append(layer.function)
+            elements.append(cst.Arg(layer.function))
             size = size if name in ELEMENTWISE else None
             continue
         built = layer.constructor
         assert built is not None  # a layer is a function or a constructor
         inner = ctx.names.haiku_api(built.func)
-        if inner == "Flatten" or inner == "Reshape":
-            elements.append(reshape_function(built, inner))
+        if layer.loop is None and (inner == "Flatten" or inner == "Reshape"):
+            elements.append(cst.Arg(reshape_function(built, inner)))
             size = output_feature_size(built, inner)
             continue
-        if inner == "MaxPool" or inner == "AvgPool":
-            elements.append(pool_function(ctx.ns, built, inner))
+        if layer.loop is None and (inner == "MaxPool" or inner == "AvgPool"):
+            elements.append(cst.Arg(pool_function(ctx.ns, built, inner)))
             continue
         construct = ctx.tables.get(inner) if inner is not None else None
         if construct is None:
             raise Unconvertible(f"`{code(built)}` in the Sequential: only table layers and functions convert; build it in `__init__` by hand")
-        haiku_args = [a for a in built.args if not (a.keyword is not None and a.keyword.value == "name")]
+        built = built.with_changes(args=[a for a in built.args if not (a.keyword is not None and a.keyword.value == "name")])
+        if layer.loop is not None:
+            _check_layer_per_size(built, construct, layer.loop)
         sized = tuple(input_size(f"{attribute}_{index}" if index else attribute, size) for _ in construct.targets["nnx"].inputs[:1])
-        new = convert_construct_call(
-            built.with_changes(args=haiku_args), construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx
-        )
-        elements.append(new)
+        if layer.loop is not None:
+            element, size = _layer_per_size(built, construct, layer.loop, sized, ctx)
+            elements.append(element)
+            continue
+        new = convert_construct_call(built, construct, "nnx", ctx.ns, sized, {"rngs": cst.Name("rngs")}, ctx=ctx)
+        elements.append(cst.Arg(new))
         size = output_size(built, construct, sized)
-    return build_call(attr(ctx.ns, "Sequential"), {str(i): e for i, e in enumerate(elements)}, tuple(str(i) for i in range(len(elements)))), size
+    return cst.Call(attr(ctx.ns, "Sequential"), elements), size
+
+
+def _layer_per_size(
+    built: cst.Call, construct: Construct, loop: cst.CompFor, inputs: tuple[cst.BaseExpression, ...], ctx: Context
+) -> tuple[cst.Arg, cst.BaseExpression]:
+    """(`*[nnx.Linear(din, size, rngs=rngs) for din, size in zip((in, *sizes[:-1]), sizes)]`, `sizes[-1]`)
+    for `*[hk.Linear(size) for size in sizes]`: each layer's input size is the size before it."""
+    assert isinstance(loop.target, cst.Name)  # `_comprehension_layer` checked it
+    variable = loop.target.value
+    din = "in_features" if variable != "in_features" else "in_size"
+    new = convert_construct_call(built, construct, "nnx", ctx.ns, (cst.Name(din),), {"rngs": cst.Name("rngs")}, ctx=ctx)
+    sizes = loop.iter
+    chained = cst.parse_expression(f"zip(({code(inputs[0])}, *{_subscripted(sizes)}[:-1]), {code(sizes)})")
+    target = cst.Tuple([cst.Element(cst.Name(din)), cst.Element(cst.Name(variable))], lpar=[], rpar=[])
+    comprehension = cst.ListComp(new, cst.CompFor(target=target, iter=chained))
+    return cst.Arg(comprehension, star="*"), cst.parse_expression(f"{_subscripted(sizes)}[-1]")
+
+
+def _check_layer_per_size(built: cst.Call, construct: Construct, loop: cst.CompFor) -> None:
+    """Unconvertible unless the comprehension's layer takes the loop variable as its output size, and
+    nothing else of it, and needs its input size (so that the sizes chain)."""
+    assert isinstance(loop.target, cst.Name)  # `_comprehension_layer` checked it
+    variable = loop.target.value
+    uses = [a.value for a in built.args if variable in Names.of(a).used]
+    size = output_size(built, construct)
+    if not construct.targets["nnx"].inputs or size is None or uses != [size]:
+        raise Unconvertible(
+            f"`{code(built)}` in the Sequential: only layers whose output size is the loop variable (`{variable}`), "
+            "and that need their input size, chain in a comprehension; list them"
+        )
+
+
+def _subscripted(sizes: cst.BaseExpression) -> str:
+    """`sizes`, in parentheses unless a subscript can follow it as it is."""
+    return code(sizes) if isinstance(sizes, cst.Name | cst.Attribute | cst.Subscript | cst.Call) else f"({code(sizes)})"
 
 
 @LINEN_CALLS.on("nets.MLP", rule=RULE_MLP)
