@@ -23,8 +23,8 @@ gains once that builds one Dense / Linear per size in a loop (NNX chains the inp
 `zip((din, *sizes[:-1]), sizes)`) and applies the activation between them; its output size is the last size.
 Left as TODOs, with why: an MLP called with `dropout_rate`/`rng` (Haiku drops after each
 activation, with keys from `rng`: add Dropout layers by hand), a Sequential of anything but a literal
-list or such a comprehension, NNX Sequential elements that are neither table layers nor functions, and `hk.BatchApply` of
-anything else (write the merge/apply/split out: `y = f(x.reshape(-1, *x.shape[n:]))`, then
+list or such a comprehension, NNX Sequential elements that are neither table layers nor functions,
+and `hk.BatchApply` of anything else (write the merge/apply/split out: `y = f(x.reshape(-1, *x.shape[n:]))`, then
 `y.reshape(*x.shape[:n], *y.shape[1:])`).
 
 Example::
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from ..engine.analysis import Names
-from ..engine.calls import BoundCall, Unconvertible, build_call, code, convert_construct_call, keyword_arg, literal, output_size
+from ..engine.calls import BoundCall, Unconvertible, code, convert_construct_call, keyword_arg, literal, output_size
 from ..engine.context import Context, attr, rename_namespace
 from ..engine.registry import Status, register
 from ..engine.tables import Construct
@@ -200,8 +200,10 @@ def computed_mlp(call: cst.Call, ctx: Context, inputs: tuple[cst.BaseExpression,
 def _sequential_layers(call: cst.Call) -> list[_Layer]:
     bound = BoundCall.bind(call, SEQUENTIAL_ARGS, "hk.Sequential").args
     layers = bound.get("layers")
+    if layers is None:
+        raise Unconvertible("`hk.Sequential` needs its layers")
     if not isinstance(layers, cst.List | cst.Tuple):
-        return [_comprehension_layer(layers if layers is not None else cst.List([]))]
+        return [_comprehension_layer(layers)]
     return [
         _comprehension_layer(e.value) if isinstance(e, cst.StarredElement)
         else _Layer(e.value) if isinstance(e.value, cst.Call)
