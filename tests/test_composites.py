@@ -101,3 +101,13 @@ def test_reshapes_follow_haikus_formula(expression: str, expected: str, target: 
 def test_nnx_learns_the_reshaped_feature_size() -> None:
     code = convert("hk.Linear(3)(hk.Reshape((-1, 7))(x))", "nnx")
     assert "nnx.Linear(7, 3, rngs=rngs)" in code
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+def test_the_helper_module_comes_after_the_imports_it_needs(target: str) -> None:
+    """A class above the file's last import (a stub, a shim) does not pull the helper above its imports."""
+    source = "import haiku as hk\n\n\nclass Shim:\n  pass\nimport jax\n\n\ndef forward(x, sizes):\n  return hk.nets.MLP(sizes)(x)\n"
+    code = convert_source(source, target).code
+    namespace = "import flax.linen as nn" if target == "linen" else "from flax import nnx"
+    assert code.index("class Shim:") < code.index(namespace) < code.index("class HaikuMLP(")
+    compile(code, "<converted>", "exec")
