@@ -53,3 +53,35 @@ def test_avg_pool_without_count_include_pad_is_caught_by_verify(target: str) -> 
     golden = (case.directory / f"{target}.py").read_text(encoding="utf-8")
     assert "count_include_pad=False" in golden
     assert not case.verify(target, golden.replace(", count_include_pad=False", "")).ok
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        (
+            'functools.partial(hk.max_pool, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding="SAME")(x)',
+            'functools.partial({ns}.max_pool, window_shape=(3, 3), strides=(2, 2), padding="SAME")(x)',
+        ),
+        (
+            'partial(hk.avg_pool, window_shape=(2, 2, 1), strides=(2, 2, 1), padding="SAME")(x)',
+            'partial({ns}.avg_pool, window_shape=(2, 2), strides=(2, 2), padding="SAME", count_include_pad=False)(x)',
+        ),
+    ],
+)
+def test_partial_pool_converts_its_keywords(expression: str, expected: str, target: str) -> None:
+    code = convert(expression, target)
+    assert expected.format(ns="nn" if target == "linen" else "nnx") in code and "TODO" not in code
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ('functools.partial(hk.max_pool, 2, 2, "SAME")(x)', "binds `hk.max_pool`'s input by position"),
+        ('functools.partial(hk.max_pool, window_shape=2, strides=2, padding="SAME")(x)', "the input's rank is not known here"),
+    ],
+)
+def test_unconvertible_partial_pools_keep_a_todo_with_the_reason(expression: str, reason: str, target: str) -> None:
+    code = convert(expression, target)
+    assert "# TODO(haiku2flax:HK010)" in code and reason in code and expression in code

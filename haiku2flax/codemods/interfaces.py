@@ -298,9 +298,11 @@ class NnxClass(Protocol):
         """The arguments of calling the NNX layer built from `constructor`, or None with a TODO."""
 
     def input_size(
-        self, attribute: str, size: cst.BaseExpression | None, method: NnxMethod | None, node: cst.CSTNode
+        self, attribute: str, size: cst.BaseExpression | None, method: NnxMethod | None, node: cst.CSTNode,
+        value: cst.BaseExpression | None = None,
     ) -> cst.BaseExpression:
-        """`size`, or, when it is unknown, a new constructor argument with a TODO saying what to pass."""
+        """`size`; when it is unknown, a shape probe of the input `value`, else a new constructor argument
+        with a TODO saying what to pass."""
 
 
 class InitBuilt(Protocol):

@@ -3,7 +3,9 @@
 What it converts: `hk.max_pool(x, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding='SAME')`
 -> `nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='SAME')` (NNX: `nnx.max_pool`, the same
 function); `hk.MaxPool(...)(x)` likewise, and a pooling module that is not called at once becomes
-`lambda x: nn.max_pool(x, ...)` (e.g. inside `hk.Sequential`). `hk.avg_pool` gets
+`lambda x: nn.max_pool(x, ...)` (e.g. inside `hk.Sequential`). A pooling function with its arguments
+bound, `functools.partial(hk.max_pool, window_shape=..., strides=..., padding=...)`, becomes
+`functools.partial(nn.max_pool, ...)` with the same conversion of its keywords. `hk.avg_pool` gets
 `count_include_pad=False` unless its padding is 'VALID'.
 
 Why: Haiku's windows and strides cover every axis of the input, Flax's only the spatial ones (the
@@ -24,18 +26,22 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import libcst as cst
 
 from ..engine.calls import NOT_LITERAL, BoundCall, Unconvertible, as_tuple, keyword_arg, literal
-from ..engine.context import attr
+from ..engine.context import Context, attr
+from ..engine.names import PARTIAL, dotted_name
 from ..engine.registry import Status, register
-from .interfaces import LINEN_CALLS, NNX_CALLS, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call
+from ..engine.rewriter import Rewriter
+from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_FILE_NODES, NNX_NODES, CallSite, FileRoom, LinenMethod, MethodRoom, NnxMethod, on_call
 from .shapes import POOL_ARGS, POOL_MODULE_ARGS, haiku_pool_window
 
 RULE_POOL = register("HK010", "pool", Status.PARTIAL, "hk.max_pool / hk.avg_pool -> nn/nnx.max_pool / avg_pool (spatial windows)", __name__, apis=("max_pool", "avg_pool"))
 RULE_POOL_MODULE = register("HK011", "pool-module", Status.PARTIAL, "hk.MaxPool / hk.AvgPool -> the Flax pooling functions", __name__, apis=("MaxPool", "AvgPool"))
 
+NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 ReadArgs = Callable[[cst.Call, str], dict[str, cst.BaseExpression]]  # a call's arguments by name, for an API
 
 FUNCTIONS = {"max_pool": "max_pool", "avg_pool": "avg_pool", "MaxPool": "max_pool", "AvgPool": "avg_pool"}
@@ -160,3 +166,44 @@ def pool_module_function(room: MethodRoom, call: CallSite) -> cst.BaseExpression
     room.ctx.need_target_import()
     room.converted(call.original, RULE_POOL_MODULE, f"hk.{call.api} -> a {room.ctx.ns}.{FUNCTIONS[call.api]} lambda")
     return function
+
+
+def partial_pool(room: FileRoom, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+    """`functools.partial(hk.max_pool, window_shape=..., ...)` -> `functools.partial(nn.max_pool, ...)`:
+    a pure function with its window fixed, applied later to an input of a rank not known here."""
+    if dotted_name(original.func) not in PARTIAL or not original.args:
+        return None
+    api = room.ctx.names.haiku_api(original.args[0].value)
+    if api not in ("max_pool", "avg_pool"):
+        return None
+    try:
+        if any(arg.keyword is None for arg in updated.args[1:]):
+            raise Unconvertible(f"`{dotted_name(original.func)}` binds `hk.{api}`'s input by position: bind its window, strides and padding by keyword")
+        bound = {"value": cst.Name("x"), **_function_args(cst.Call(updated.args[0].value, list(updated.args[1:])), api)}
+        window, strides = flax_window(bound, api, None)
+    except Unconvertible as reason:
+        room.todo(original, RULE_POOL, str(reason))
+        return None
+    _, *keywords = pool_call(room.ctx.ns, api, bound, window, strides).args
+    room.ctx.need_target_import()
+    room.converted(original, RULE_POOL, f"partial(hk.{api}) -> partial({room.ctx.ns}.{FUNCTIONS[api]}) (window {window})")
+    return updated.with_changes(args=[cst.Arg(attr(room.ctx.ns, FUNCTIONS[api])), *keywords])
+
+
+# not decorators: `_PartialPoolRule` calls the function on a plain file room
+LINEN_NODES.on_leave(cst.Call, rule=RULE_POOL)(partial_pool)
+NNX_NODES.on_leave(cst.Call, rule=RULE_POOL)(partial_pool)
+NNX_FILE_NODES.on_leave(cst.Call, rule=RULE_POOL)(partial_pool)
+
+
+class _PartialPoolRule(Rewriter):
+    """The pooling-partial rule alone, for statements a target moves rather than visits (NNX `__init__`)."""
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        converted = partial_pool(self, original, updated) if self.ctx.enabled(RULE_POOL) else None
+        return converted if converted is not None else updated
+
+
+def convert_partial_pools(node: NodeT, ctx: Context) -> NodeT:
+    """`node` with its `functools.partial(hk.max_pool, ...)` converted: for statements a target moves."""
+    return cast(NodeT, node.visit(_PartialPoolRule(ctx))) if ctx.mentions("partial") else node  # calls become calls

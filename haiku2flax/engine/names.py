@@ -15,6 +15,8 @@ import libcst as cst
 
 from .pipeline import HAIKU
 
+PARTIAL = ("partial", "functools.partial")  # how code spells `functools.partial`
+
 
 def dotted_name(node: cst.BaseExpression) -> str | None:
     """`a.b.c` as a string, or None when the expression is not a plain dotted name."""

@@ -108,12 +108,15 @@ def _convert(
 
 
 def _with_definitions(module: cst.Module, definitions: dict[str, cst.ClassDef]) -> cst.Module:
-    """The classes the rules need (`Context.need_definition`), each before the first class or function."""
+    """The classes the rules need (`Context.need_definition`), each before the first class or function
+    that follows the file's last import (where the imports they use are added)."""
     body = list(module.body)
     for name, definition in definitions.items():
         if any(isinstance(s, cst.ClassDef) and s.name.value == name for s in body):
             continue
-        at = next((i for i, s in enumerate(body) if isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
+        imports = [i for i, s in enumerate(body) if isinstance(s, cst.SimpleStatementLine) and isinstance(s.body[0], cst.Import | cst.ImportFrom)]
+        after = imports[-1] + 1 if imports else 0
+        at = next((i for i, s in enumerate(body) if i >= after and isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
         body.insert(at, definition.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()] if at else []))
     return module.with_changes(body=body) if definitions else module
 

@@ -39,7 +39,7 @@ from ..engine import analysis
 from ..engine.called_once import CalledOnce, locals_called_once
 from ..engine.calls import Unconvertible, call_input_size, code, convert_construct_call, convert_layer_call_args, keyword_arg, without_args
 from ..engine.context import Context, add_todo_lines, attr
-from ..engine.names import dotted_name
+from ..engine.names import PARTIAL, dotted_name
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
 from ..engine.walk import descendants
@@ -47,7 +47,6 @@ from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
 
-PARTIAL = ("partial", "functools.partial")
 PROPERTIES = ("property", "cached_property", "functools.cached_property")
 
 

@@ -44,6 +44,7 @@ from ..codemods.composites import build_nnx_composite, composite_api, nnx_call_a
 from ..codemods.conditional_layers import RULE_CONDITIONAL_LAYER, ConditionalBranches, Guard, guarded_lines
 from ..codemods.initializers import convert_bindings, initializer_bindings
 from ..codemods.helper_layers import HELPERS, RULE_HELPER_LAYERS, helper_as_class
+from ..codemods.pooling import convert_partial_pools
 from ..codemods.layer_lists import read_layer_lists, resolve_layer_list
 from ..codemods.parameters import nnx_init_parameter
 from ..codemods.layer_subclasses import LayerSubclass, layer_subclasses
@@ -271,7 +272,7 @@ class _ClassConversion:
                 if s in list_lines
                 else [to_params.applied(init_parameters[s])]
                 if s in init_parameters
-                else [convert_bindings(s, self.ctx)]
+                else [convert_partial_pools(convert_bindings(s, self.ctx), self.ctx)]
             )
         ]
         # a field stays an attribute where the methods or the rest of `__init__` still read it as one
@@ -460,7 +461,7 @@ class _ClassConversion:
         if size is None and rewriter is not None and call_args and call_args[0].keyword is None:
             size = rewriter.size_of(call_args[0].value)
         if composite_api(self.ctx, constructor) is not None:
-            return build_nnx_composite(self, constructor, attribute, size, rewriter, node)
+            return build_nnx_composite(self, constructor, attribute, size, rewriter, node, value)
         ctor_args = [a for a in constructor.args if not _is_name_arg(a)]
         construct = self.converter.construct_of(constructor)
         report = rewriter if rewriter is not None else self.converter
