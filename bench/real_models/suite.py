@@ -216,7 +216,7 @@ def extract(text: str, take: Take, into: _Extracted) -> None:
         if id(node) in needed:
             continue
         needed.add(id(node))
-        for used in {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}:
+        for used in dict.fromkeys(n.id for n in ast.walk(node) if isinstance(n, ast.Name)):  # in source order: the same case file each run
             if used in into.defined:
                 continue
             if used in definitions:
@@ -279,7 +279,7 @@ def build(model: Model, cache: Path = CACHE) -> Path:
     if unresolved:
         listed = "; ".join(f"{name} (from `{imp}`)" for name, imp in sorted(unresolved.items()))
         raise ManifestError(f"{model.name}: needs a stand-in or an `also` extraction for {listed}")
-    header = f"# {model.name}: from {model.pin}, {model.takes[-1].file}; built by bench/real_models (not committed)\n"
+    header = f"# {model.name}, taken from {model.pin}, {model.takes[-1].file}; built by bench/real_models (not committed)\n"
     parts = [
         header + "\n".join(dict.fromkeys(extracted.future)),
         "\n".join(dict.fromkeys([*extracted.imports, *ENTRY_IMPORTS])),
