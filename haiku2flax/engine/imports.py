@@ -6,8 +6,8 @@ never edits imports and an import is never added twice.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import libcst as cst
 
@@ -88,26 +88,17 @@ def _import_line(module: str, name: str | None, alias: str | None) -> cst.Simple
     return line
 
 
-def _read_in(source: str, small: cst.Import | cst.ImportFrom, name: str) -> bool:
-    """Whether `source` reads the `name` that `small` binds: beyond the import, as a whole word (`from m
-    import name`), or through an attribute (`import m` ... `m.f`: a plain `import m` the code never reads
-    may be there for its side effects)."""
-    if isinstance(small, cst.Import):
-        return re.search(rf"(?<![\w.]){re.escape(name)}\s*\.", source) is not None
-    return len(re.findall(rf"(?<![\w.]){re.escape(name)}\b", source)) > 1
-
-
 def _kept_imports(
-    smalls: Sequence[cst.BaseSmallStatement], used: set[str], imported: ImportedNames, source: str
+    smalls: Sequence[cst.BaseSmallStatement], used: set[str], imported: ImportedNames, read_before: Callable[[], set[str]]
 ) -> list[cst.BaseSmallStatement]:
     """`smalls` without the names that `used` lacks of Haiku imports, and of other imports whose every use
     the conversion removed (`partial` once the `partial(hk.BatchNorm, ...)` it bound is gone); an import
-    left with none is dropped. An import the source never read is the user's and stays."""
+    left with none is dropped. An import the source never read (`read_before`) is the user's and stays."""
     kept: list[cst.BaseSmallStatement] = []
     for small in smalls:
         if isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
             haiku = _is_haiku_import(small, imported)
-            names = [a for a in small.names if _bound_name(a) in used or not (haiku or _read_in(source, small, _bound_name(a)))]
+            names = [a for a in small.names if _bound_name(a) in used or not (haiku or _bound_name(a) in read_before())]
             if not names:
                 continue
             if len(names) != len(small.names):
@@ -136,7 +127,7 @@ class _NestedImports(cst.CSTTransformer):
     ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
         if not any(isinstance(small, cst.Import | cst.ImportFrom) for small in updated.body):
             return updated
-        kept = _kept_imports(updated.body, self.used, self.imported, source="")  # Haiku's names only
+        kept = _kept_imports(updated.body, self.used, self.imported, set)  # Haiku's names only
         if not kept:  # LibCST writes `pass` for a block left empty
             return cst.RemovalSentinel.REMOVE
         return updated.with_changes(body=kept) if len(kept) != len(updated.body) else updated
@@ -145,7 +136,7 @@ class _NestedImports(cst.CSTTransformer):
         self, original: cst.SimpleStatementSuite, updated: cst.SimpleStatementSuite
     ) -> cst.SimpleStatementSuite:
         """`def main(): import haiku as hk; ...` on one line."""
-        kept = _kept_imports(updated.body, self.used, self.imported, source="") or [cst.Pass()]
+        kept = _kept_imports(updated.body, self.used, self.imported, set) or [cst.Pass()]
         return updated.with_changes(body=kept) if len(kept) != len(updated.body) else updated
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -153,16 +144,17 @@ class _NestedImports(cst.CSTTransformer):
 
 
 def fix_imports(
-    module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str], imported: ImportedNames, source: str
+    module: cst.Module, needed: set[tuple[str, str | None, str | None]], used: set[str], imported: ImportedNames, original: cst.Module
 ) -> cst.Module:
     """Add the `needed` imports; drop the names of Haiku imports that `used` (the module's `used_names`)
-    lacks, and of other imports that `source` read and `used` no longer does."""
+    lacks, and of other imports that the `original` module read and `used` no longer does."""
+    read_before = functools.cache(lambda: used_names(original))  # read only where an import lost its uses
     body: list[cst.BaseStatement] = []
     insert_at: int | None = None
     last_import: int | None = None
     for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine) and any(isinstance(s, cst.Import | cst.ImportFrom) for s in statement.body):
-            kept_smalls = _kept_imports(statement.body, used, imported, source)
+            kept_smalls = _kept_imports(statement.body, used, imported, read_before)
             if not kept_smalls:
                 if insert_at is None:
                     insert_at = len(body)

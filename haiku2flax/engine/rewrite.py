@@ -91,7 +91,7 @@ def _convert(
     converter = _converter(target)(ctx, module)
     rewritten = _with_definitions(module.visit(converter), ctx.needed_definitions)
     reads = {id(statement): used_names(statement) for statement in rewritten.body}
-    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()), names, source)
+    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()), names, module)
     haiku_users = [
         s for s in converted.body if not names.aliases.keys().isdisjoint(reads[id(s)] if id(s) in reads else used_names(s))
     ]
