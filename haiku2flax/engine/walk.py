@@ -95,7 +95,7 @@ class Walker:
     """
 
     _hooks: dict[type, tuple[Hook, Hook]] = {}
-    _walked: dict[type, bool] = {}  # per type of field value: is it a node to walk?
+    _walked: dict[type, bool] = {}  # per type of field value: is it a node whose walk does something?
     _trivia = False
     _generic = False  # on_visit / on_leave are overridden
 
@@ -148,15 +148,24 @@ class Walker:
                 for item in value:
                     walk = walked.get(type(item))
                     if walk is None:
-                        walk = walked[type(item)] = _is_walked(type(item), self._trivia)
+                        walk = self._walks(type(item))
                     if walk:
                         self.walk(item)
                 continue
             walk = walked.get(kind)
             if walk is None:
-                walk = walked[kind] = _is_walked(kind, self._trivia)
+                walk = self._walks(kind)
             if walk:
                 self.walk(value)
+
+    def _walks(self, kind: type) -> bool:
+        """Whether a child of this type is walked: a node, unless walking it would do nothing (no hook of
+        this walker for it, no children it walks: a name, a number, an operator), which is most nodes."""
+        walks = _is_walked(kind, self._trivia)
+        if walks and not self._generic and self._hooks_for(kind) == (None, None):
+            walks = bool(_fields(kind) if self._trivia else content_fields(kind))
+        self._walked[kind] = walks
+        return walks
 
 
 _DESCENDANTS_WALKED: dict[type, bool] = {}  # per type of field value: a node `descendants` yields?
