@@ -5,7 +5,8 @@ pass that only reads (collect the names a function uses, find the calls of `mode
 much as a rewrite of the file. `Walker` has the same hooks in the same order — `visit_<Node>(node)`,
 returning False to skip the node's children, and `leave_<Node>(node)` — and touches nothing.
 Whitespace, comments and punctuation are walked only by a walker with a hook for one of them.
-`descendants(node)` yields the same nodes, for a search that keeps no state.
+`descendants(node)` yields the same nodes, for a search that keeps no state. `Transformer` is the
+same economy for a pass that rewrites.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import libcst as cst
 
@@ -85,6 +87,7 @@ def _is_walked(kind: type, trivia: bool) -> bool:
 
 
 Hook = Callable[..., object] | None
+TransformHook = Callable[..., Any] | None  # what a transformer's hook returns goes into the tree
 
 
 class Walker:
@@ -163,7 +166,10 @@ class Walker:
         this walker for it, no children it walks: a name, a number, an operator), which is most nodes."""
         walks = _is_walked(kind, self._trivia)
         if walks and not self._generic and self._hooks_for(kind) == (None, None):
-            walks = bool(_fields(kind) if self._trivia else content_fields(kind))
+            fields = (_FIELDS if self._trivia else _CONTENT_FIELDS).get(kind)
+            if fields is None:
+                fields = _fields(kind) if self._trivia else content_fields(kind)
+            walks = bool(fields)
         self._walked[kind] = walks
         return walks
 
@@ -189,3 +195,56 @@ def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                 if walk:
                     below.append(item)
         stack.extend(reversed(below))
+
+
+def class_hook(cls: type, prefix: str, kind: type) -> TransformHook:
+    """`cls`'s `visit_<Node>` / `leave_<Node>` for `kind`, None for LibCST's do-nothing defaults."""
+    hook = getattr(cls, f"{prefix}_{kind.__name__}", None)
+    return None if getattr(hook, "_is_no_op", False) else hook
+
+
+class Transformer(cst.CSTTransformer):
+    """A LibCST transformer that looks its `visit_<Node>` / `leave_<Node>` hooks up once per node type
+    (LibCST looks them up at every node and calls two per-field hooks besides; those, `visit_<Node>_<field>`,
+    are not called here).
+
+    Whitespace, comments and punctuation (most of a tree's nodes) are not walked into, and come out as
+    they were, unless the class has a hook for one of them; nor are the nodes that hold nothing else
+    (`Name`, `Integer`, `Pass`): their hooks run, and LibCST does not rebuild them.
+    """
+
+    _node_hooks: dict[type, tuple[TransformHook, TransformHook, bool]] = {}
+    _walks_trivia = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._node_hooks = {}
+        cls._walks_trivia = any(class_hook(cls, prefix, kind) for kind in TRIVIA for prefix in ("visit", "leave"))
+
+    def _node_hooks_for(self, kind: type) -> tuple[TransformHook, TransformHook, bool]:
+        """(visit hook, leave hook, walk the children) for a node type."""
+        hooks = self._node_hooks.get(kind)
+        if hooks is None:
+            cls = type(self)
+            descend = cls._walks_trivia or (kind not in TRIVIA and bool(content_fields(kind)))
+            hooks = self._node_hooks[kind] = (class_hook(cls, "visit", kind), class_hook(cls, "leave", kind), descend)
+        return hooks
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        visit, _, descend = self._node_hooks.get(type(node)) or self._node_hooks_for(type(node))
+        return (visit is None or visit(self, node) is not False) and descend
+
+    def on_leave(
+        self, original_node: cst.CSTNodeT, updated_node: cst.CSTNodeT
+    ) -> cst.CSTNodeT | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNodeT]:
+        leave = (self._node_hooks.get(type(original_node)) or self._node_hooks_for(type(original_node)))[1]
+        if leave is None:
+            return updated_node
+        result: cst.CSTNodeT | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNodeT] = leave(self, original_node, updated_node)
+        return result
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass

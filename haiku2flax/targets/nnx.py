@@ -53,12 +53,12 @@ from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.transforms import LOCAL_FORWARDS, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
+from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size, parsed
 from ..engine.context import Context, NodeT, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
-from ..engine.walk import Walker, descendants
+from ..engine.walk import Transformer, Walker, descendants
 from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
@@ -95,7 +95,7 @@ class ClassInfo:
     needs_input_shape: bool = False  # takes the input's shape (`input_shape`) where others take `din`: sizes were probed
 
 
-class _SelfFieldsToParams(cst.CSTTransformer):
+class _SelfFieldsToParams(Transformer):
     """`self.features` -> `features` where the field is a plain copy of a constructor parameter."""
 
     def __init__(self, fields: set[str]) -> None:
@@ -278,7 +278,7 @@ class _ClassConversion:
             *hoisted_lines,
         ]
         if self.needs_input_shape:  # the probes take the whole shape: `din` is its last axis
-            init_body = [analysis.substitute(s, {INPUT_SIZE: cst.parse_expression(f"{INPUT_SHAPE}[-1]")}) for s in init_body]
+            init_body = [analysis.substitute(s, {INPUT_SIZE: parsed(f"{INPUT_SHAPE}[-1]")}) for s in init_body]
         init_body = self._with_construction_todos(init_body)
         new_init, ctor_params = self._constructor(init_body)
         if new_init is not None:
@@ -339,7 +339,7 @@ class _ClassConversion:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
         new_params = [cst.Param(_name("self"))]
         if self.needs_input_shape:
-            new_params.append(cst.Param(_name(INPUT_SHAPE), cst.Annotation(cst.parse_expression("tuple[int, ...]"))))
+            new_params.append(cst.Param(_name(INPUT_SHAPE), cst.Annotation(parsed("tuple[int, ...]"))))
         added = ([INPUT_SIZE] if self.needs_din and not self.needs_input_shape else []) + self.extra_params
         new_params.extend(cst.Param(_name(name), cst.Annotation(_name("int"))) for name in added)
         signature = convert_types(self.init_def.params, self.ctx) if self.init_def else cst.Parameters()
@@ -987,7 +987,7 @@ def _assigned_names(node: cst.CSTNode) -> set[str]:
     return collector.names
 
 
-class _StripModeArgs(cst.CSTTransformer):
+class _StripModeArgs(Transformer):
     """Drop `deterministic=not flag` / `use_running_average=not flag` from `self.<layer>(...)` calls.
 
     Once the flag is unused otherwise it leaves the signature, and the module's train/eval mode decides.
@@ -1143,7 +1143,7 @@ def _under_ifs(statements: Sequence[cst.BaseStatement]) -> Iterator[cst.BaseStat
             node = node.orelse if isinstance(node, cst.If) else None
 
 
-class _InitLayerLines(cst.CSTTransformer):
+class _InitLayerLines(Transformer):
     """An `if` of `__init__` with the Haiku layers its branches build replaced by their NNX lines."""
 
     def __init__(self, lines: dict[cst.BaseStatement, _InitLayer], to_params: _SelfFieldsToParams) -> None:
@@ -1158,7 +1158,7 @@ class _InitLayerLines(cst.CSTTransformer):
         return updated.with_changes(test=_visited(updated.test, self.to_params))
 
 
-class _ConstructionTodos(cst.CSTTransformer):
+class _ConstructionTodos(Transformer):
     """Puts TODOs above the lines of `__init__` building an attribute (`self.net = Net(...)`, or
     `super().__init__(...)` for the parent's), recording which attributes it found."""
 
