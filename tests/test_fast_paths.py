@@ -140,6 +140,32 @@ def test_transformer_rewrites_as_cst_transformer() -> None:
             assert expected != module.code
 
 
+class _Upper(Transformer):
+    """Rewrites the names it is given; `changes` says so, for `applied`."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+        return updated.with_changes(value=updated.value.upper()) if original.value in self.names else updated
+
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Name and node.value in self.names
+
+
+def test_applied_rewrites_only_what_leads_to_a_change() -> None:
+    for module in _modules():
+        names = {node.value for node in descendants(module) if isinstance(node, cst.Name)}
+        some = set(sorted(names)[::7])
+        applied = _Upper(some).applied(module)
+        assert applied.code == module.visit(_Upper(some)).code != module.code
+        for statement, original in zip(applied.body, module.body, strict=True):
+            rewritten = any(_Upper(some).changes(n) for n in descendants(original))
+            assert (statement is original) is not rewritten  # what holds no change is not rebuilt
+        assert _Upper({"not_a_name_here"}).applied(module) is module
+
+
 def test_parsed_shares_one_node_per_text() -> None:
     first = parsed("din_shape[-1]")
     assert first is parsed("din_shape[-1]")

@@ -694,10 +694,13 @@ class _Substitute(Transformer):
     def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
         return self.mapping.get(original.value, updated)
 
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Name and node.value in self.mapping
+
 
 def substitute(node: cst.CSTNodeT, mapping: dict[str, cst.BaseExpression]) -> cst.CSTNodeT:
     """`node` with the variables named in `mapping` replaced (attribute names and keywords are not variables)."""
-    return cast(cst.CSTNodeT, node.visit(_Substitute(mapping))) if mapping else node  # names give way to expressions: same node type
+    return _Substitute(mapping).applied(node) if mapping else node  # names give way to expressions: same node type
 
 
 def with_dataclass_init(classdef: cst.ClassDef) -> cst.ClassDef:

@@ -15,7 +15,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import libcst as cst
 
@@ -88,6 +88,7 @@ def _is_walked(kind: type, trivia: bool) -> bool:
 
 Hook = Callable[..., object] | None
 TransformHook = Callable[..., Any] | None  # what a transformer's hook returns goes into the tree
+Node = TypeVar("Node", bound=cst.CSTNode)
 
 
 class Walker:
@@ -179,22 +180,27 @@ _DESCENDANTS_WALKED: dict[type, bool] = {}  # per type of field value: a node `d
 
 def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """`node` and every node under it but whitespace and punctuation, in source order."""
-    walked = _DESCENDANTS_WALKED
     stack = [node]
     while stack:
         node = stack.pop()
         yield node
-        below = []
-        names = _CONTENT_FIELDS.get(type(node))
-        for name in content_fields(type(node)) if names is None else names:
-            value = getattr(node, name)
-            for item in value if type(value) is tuple or type(value) is list else (value,):
-                walk = walked.get(type(item))
-                if walk is None:
-                    walk = walked[type(item)] = _is_walked(type(item), trivia=False)
-                if walk:
-                    below.append(item)
-        stack.extend(reversed(below))
+        stack.extend(reversed(_children(node)))
+
+
+def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The nodes right under `node` but whitespace and punctuation, in source order."""
+    walked = _DESCENDANTS_WALKED
+    below = []
+    names = _CONTENT_FIELDS.get(type(node))
+    for name in content_fields(type(node)) if names is None else names:
+        value = getattr(node, name)
+        for item in value if type(value) is tuple or type(value) is list else (value,):
+            walk = walked.get(type(item))
+            if walk is None:
+                walk = walked[type(item)] = _is_walked(type(item), trivia=False)
+            if walk:
+                below.append(item)
+    return below
 
 
 def class_hook(cls: type, prefix: str, kind: type) -> TransformHook:
@@ -215,6 +221,7 @@ class Transformer(cst.CSTTransformer):
 
     _node_hooks: dict[type, tuple[TransformHook, TransformHook, bool]] = {}
     _walks_trivia = False
+    _spine: set[int] | None = None  # in `applied`: the nodes that are or hold one `changes` picks
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -231,6 +238,8 @@ class Transformer(cst.CSTTransformer):
         return hooks
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._spine is not None and id(node) not in self._spine:
+            return False
         visit, _, descend = self._node_hooks.get(type(node)) or self._node_hooks_for(type(node))
         return (visit is None or visit(self, node) is not False) and descend
 
@@ -248,3 +257,31 @@ class Transformer(cst.CSTTransformer):
 
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         pass
+
+    def changes(self, node: cst.CSTNode) -> bool:
+        """Whether this pass may rewrite `node` itself (its hooks give any other node back as it came);
+        a pass that can tell says so, and `applied` rebuilds only what leads to such nodes."""
+        return True
+
+    def applied(self, node: Node) -> Node:
+        """`node` through this pass (which replaces it by a node of its kind), walking only into the
+        nodes that are or hold one `changes` picks: `node` itself when there is none. Elsewhere the pass
+        would copy each node for nothing (whitespace and punctuation are never among those it changes)."""
+        spine: set[int] = set()
+        self._mark_spine(node, spine)
+        if id(node) not in spine:
+            return node
+        self._spine = spine
+        try:
+            return cast(Node, node.visit(self))
+        finally:
+            self._spine = None
+
+    def _mark_spine(self, node: cst.CSTNode, spine: set[int]) -> bool:
+        below = False
+        for child in _children(node):
+            below = self._mark_spine(child, spine) or below
+        if below or self.changes(node):
+            spine.add(id(node))
+            return True
+        return False

@@ -58,7 +58,7 @@ from ..engine.context import Context, NodeT, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
-from ..engine.walk import Transformer, Walker, descendants
+from ..engine.walk import Transformer, Walker
 from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
@@ -106,12 +106,8 @@ class _SelfFieldsToParams(Transformer):
         name = analysis.self_attribute(original)
         return _name(name) if name in self.fields else updated
 
-    def applied(self, node: NodeT) -> NodeT:
-        """`node` with the fields spelled as parameters; `node` itself when it reads none of them (a pass
-        of the transformer would copy each of its nodes for nothing)."""
-        if not any(analysis.self_attribute(n) in self.fields for n in descendants(node) if type(n) is cst.Attribute):
-            return node
-        return _visited(node, self)
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Attribute and analysis.self_attribute(node) in self.fields
 
 
 @dataclass
@@ -216,7 +212,7 @@ class _ClassConversion:
         self.results[name] = _MethodResult(function, {}, None)  # guards recursion
         new_body = _visited(function.body, rewriter)
         before = analysis.Names.of(function.body).used
-        stripped = _visited(new_body, _StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
+        stripped = _StripModeArgs(rewriter.mode_flags).applied(new_body) if rewriter.mode_flags else new_body
         after = analysis.Names.of(stripped).used
         positional = [p.name.value for p in function.params.params]
         removed = {n: positional.index(n) - 1 for n in positional[1:] if n in before and n not in after}
@@ -1007,6 +1003,9 @@ class _StripModeArgs(Transformer):
         ]
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
 
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Call and analysis.self_attribute(node.func) is not None and any(_negated_flag(a) in self.flags for a in node.args)
+
 
 class NnxConverter(Rewriter):
     node_rules = NNX_FILE_NODES
@@ -1166,6 +1165,9 @@ class _ConstructionTodos(Transformer):
         super().__init__()
         self.todos = todos
         self.placed: set[str] = set()
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        return False  # the line is what gets a TODO: nothing in it does
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         built = _built_attribute(updated)
