@@ -1,7 +1,8 @@
 """The engine's fast paths agree with the LibCST machinery they replace, on every fixture.
 
-`Walker` visits what `cst.CSTVisitor` visits, in the same order; `positions.generate` gives
-PositionProvider's starts; `engine.matchers` answers as `libcst.matchers` does. And the command line
+`Walker` visits what `cst.CSTVisitor` visits, in the same order; `Transformer` rewrites as
+`cst.CSTTransformer` does; `positions.generate` gives PositionProvider's starts and `positions.code`
+LibCST's code; `engine.matchers` answers as `libcst.matchers` does. And the command line
 loads no more than it needs.
 """
 
@@ -18,7 +19,8 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from haiku2flax.engine import matchers as m
 from haiku2flax.engine import positions
-from haiku2flax.engine.walk import TRIVIA, Walker, descendants
+from haiku2flax.engine.calls import parsed
+from haiku2flax.engine.walk import TRIVIA, Transformer, Walker, descendants
 
 SOURCES = sorted((Path(__file__).resolve().parent.parent / "fixtures").glob("*/*/*.py"))
 
@@ -87,6 +89,89 @@ def test_walker_visits_what_cst_visitor_visits() -> None:
         assert names.seen == libcst_names.seen
 
 
+class _Numbers(Walker):
+    """A hook on leaving a leaf only: the walk skips the leaves no hook asks for, not these."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def leave_Integer(self, node: cst.Integer) -> None:
+        self.seen.append(node.value)
+
+
+def test_walker_leaves_leaves_it_has_hooks_for() -> None:
+    for module in _modules():
+        numbers = _Numbers()
+        numbers.walk(module)
+        assert numbers.seen == [node.value for node in descendants(module) if isinstance(node, cst.Integer)]
+
+
+class _Rename(cst.CSTTransformer):
+    """A leaf hook, a trivia hook, a skipped subtree and a removal: what the rules' helpers do."""
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+        return updated.with_changes(value=updated.value.upper())
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def leave_Pass(self, original: cst.Pass, updated: cst.Pass) -> cst.RemovalSentinel:
+        return cst.RemovalSentinel.REMOVE
+
+
+class _FastRename(Transformer, _Rename):
+    pass
+
+
+class _Commas(cst.CSTTransformer):
+    def leave_Comma(self, original: cst.Comma, updated: cst.Comma) -> cst.Comma:
+        return updated.with_changes(whitespace_after=cst.SimpleWhitespace("  "))
+
+
+class _FastCommas(Transformer, _Commas):
+    pass
+
+
+def test_transformer_rewrites_as_cst_transformer() -> None:
+    for module in _modules():
+        for libcst_transformer, transformer in ((_Rename(), _FastRename()), (_Commas(), _FastCommas())):
+            expected = module.visit(libcst_transformer).code
+            assert module.visit(transformer).code == expected
+            assert expected != module.code
+
+
+class _Upper(Transformer):
+    """Rewrites the names it is given; `changes` says so, for `applied`."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+        return updated.with_changes(value=updated.value.upper()) if original.value in self.names else updated
+
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Name and node.value in self.names
+
+
+def test_applied_rewrites_only_what_leads_to_a_change() -> None:
+    for module in _modules():
+        names = {node.value for node in descendants(module) if isinstance(node, cst.Name)}
+        some = set(sorted(names)[::7])
+        applied = _Upper(some).applied(module)
+        assert applied.code == module.visit(_Upper(some)).code != module.code
+        for statement, original in zip(applied.body, module.body, strict=True):
+            rewritten = any(_Upper(some).changes(n) for n in descendants(original))
+            assert (statement is original) is not rewritten  # what holds no change is not rebuilt
+        assert _Upper({"not_a_name_here"}).applied(module) is module
+
+
+def test_parsed_shares_one_node_per_text() -> None:
+    first = parsed("din_shape[-1]")
+    assert first is parsed("din_shape[-1]")
+    assert first.deep_equals(cst.parse_expression("din_shape[-1]"))
+
+
 def _all(module: cst.Module) -> list[cst.CSTNode]:
     found: list[cst.CSTNode] = []
     stack: list[cst.CSTNode] = [module]
@@ -103,6 +188,7 @@ def test_positions_are_position_providers_starts() -> None:
         expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
         code, starts = positions.generate(module, nodes)
         assert code == module.code
+        assert positions.code(module) == module.code
         assert all(starts[id(node)] == (expected[node].start.line, expected[node].start.column) for node in nodes)
 
 

@@ -24,6 +24,7 @@ import libcst as cst
 from ..engine.context import Context, attr
 from ..engine.registry import Status, register
 from ..engine.rewriter import Rewriter
+from ..engine.walk import descendants
 from .interfaces import NNX_FILE_NODES, FileRoom, on_leave
 
 RULE_TYPES = register("HK030", "type-annotation", Status.CONVERTED, "hk.Params / hk.State / hk.Transformed / ... in annotations -> Flax types (rules/types.toml)", __name__)
@@ -77,7 +78,10 @@ class _FlaxTypes(Rewriter):
 
 
 def convert_types(node: Node, ctx: Context) -> Node:
-    """`node` with its annotations converted: for signatures a target rebuilds rather than visits."""
+    """`node` with its annotations converted: for signatures a target rebuilds rather than visits
+    (`node` itself when it has none: a pass would copy each of its nodes for nothing)."""
+    if not any(type(n) is cst.Annotation for n in descendants(node)):
+        return node
     return cast(Node, node.visit(_FlaxTypes(ctx)))  # an annotation stays an annotation
 
 

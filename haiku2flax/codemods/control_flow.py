@@ -58,7 +58,7 @@ from ..engine.calls import BoundCall, Unconvertible, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.walk import Walker
+from ..engine.walk import Transformer, Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call, on_leave
 from .lifted import FunctionCode, all_functions
 from .transforms import TRANSFORMS
@@ -573,7 +573,7 @@ def _shifted_static_argnums(arg: cst.Arg) -> cst.Arg:
     if arg.keyword is None or arg.keyword.value != "static_argnums":
         return arg
 
-    class Shift(cst.CSTTransformer):
+    class Shift(Transformer):
         def leave_Integer(self, original: cst.Integer, updated: cst.Integer) -> cst.Integer:
             return updated.with_changes(value=str(int(original.value, 0) + 1))
 

@@ -38,7 +38,7 @@ from typing import cast
 import libcst as cst
 
 from ..engine import analysis
-from ..engine.walk import descendants
+from ..engine.walk import Transformer, descendants
 
 # What `nn.Module` defines on every instance: an attribute of the same name shadows it (or cannot be set).
 MODULE_API = frozenset({
@@ -156,7 +156,7 @@ def is_haiku_name_field(statement: cst.CSTNode) -> bool:
     )
 
 
-class _AttributesToLocals(cst.CSTTransformer):
+class _AttributesToLocals(Transformer):
     def __init__(self, locals_: dict[str, str]) -> None:
         super().__init__()
         self.locals = locals_

@@ -45,6 +45,7 @@ from ..engine.notes import Note, Outcome, todo_comment
 from ..engine.pipeline import HAIKU, Conversion, ConversionError, convert_source
 from ..engine.registry import Status, register
 from ..engine.tables import Tables
+from ..engine.walk import Transformer
 from .transforms import RULE_INPUT_SIZE
 
 RULE_KEEP = register(
@@ -111,7 +112,7 @@ def _kept_classes(source_module: cst.Module, first: Conversion, names: ImportedN
 # -- masking: what the second conversion must not touch ---------------------------------------------
 
 
-class _MaskInterop(cst.CSTTransformer):
+class _MaskInterop(Transformer):
     """Replace `hk.experimental.flax.…` (interop written by an earlier run) by a name no rule knows."""
 
     def __init__(self, names: ImportedNames, module: cst.Module) -> None:
@@ -176,7 +177,7 @@ def _kept_call(node: cst.BaseExpression, kept: dict[str, list[str]]) -> str | No
     return None
 
 
-class _LinenBridge(cst.CSTTransformer):
+class _LinenBridge(Transformer):
     """Linen: build kept classes through the wrapper; a method that does so becomes `@nn.compact`."""
 
     def __init__(self, kept: dict[str, list[str]], alias: str, ns: str) -> None:
@@ -214,7 +215,7 @@ class _LinenBridge(cst.CSTTransformer):
         return _create(self.alias, cls, list(updated.args))
 
 
-class _NnxBridge(cst.CSTTransformer):
+class _NnxBridge(Transformer):
     """NNX: kept classes are built once, in `__init__`, as `nnx.bridge.ToNNX(<wrapper>, rngs=rngs)`."""
 
     def __init__(self, kept: dict[str, list[str]], alias: str) -> None:
@@ -419,7 +420,7 @@ def _stores_copy(statement: cst.BaseStatement, names: set[str]) -> bool:
     )
 
 
-class _SelfToParameter(cst.CSTTransformer):
+class _SelfToParameter(Transformer):
     """`self.x` -> `x` where `__init__` takes `x`; fails on an attribute `__init__` does not have."""
 
     def __init__(self, parameters: set[str], attributes: set[str]) -> None:

@@ -63,7 +63,7 @@ from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.tables import Construct
-from ..engine.walk import Walker
+from ..engine.walk import Transformer, Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LeaveResult, LinenMethod, MethodRoom, NnxMethod, on_call
 
 RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
@@ -521,7 +521,7 @@ def all_functions(module: cst.CSTNode) -> list[cst.FunctionDef]:
 
 
 # -- writing the Flax code -----------------------------------------------------------------------------
-class _ReturnWithNone(cst.CSTTransformer):
+class _ReturnWithNone(Transformer):
     """`return x` -> `return x, None` in one function (not in functions nested in it): scan's `(carry, ys)`."""
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:

@@ -46,7 +46,7 @@ from ..engine.calls import code
 from ..engine.context import add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
-from ..engine.walk import Walker
+from ..engine.walk import Transformer, Walker
 from .interfaces import NNX_NODES, InitLayer, NnxMethod
 from .layer_lists import IN_FEATURES, IsLayer, _assigned, _calls_of, _count_name, without_unused_index
 from .transforms import RULE_INPUT_SIZE
@@ -389,7 +389,7 @@ def _has_comment(statement: cst.BaseStatement) -> bool:
     return any(line.comment for line in lines)
 
 
-class _Indexed(cst.CSTTransformer):
+class _Indexed(Transformer):
     """`block(x)` -> `self.blocks[i](x)`."""
 
     def __init__(self, lists: dict[str, str], index: cst.Name) -> None:

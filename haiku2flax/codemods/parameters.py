@@ -45,7 +45,7 @@ from ..engine.calls import ARRAY_CONSTRUCTORS, ARRAY_MODULES, BoundCall, Unconve
 from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.registry import Status, register
-from ..engine.walk import Walker, descendants
+from ..engine.walk import Transformer, Walker, descendants
 from .interfaces import (
     LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_FILE_CALLS, NNX_FILE_NODES, NNX_NODES, CallSite, FileRoom, LinenMethod, NnxClass, NnxMethod,
 )
@@ -542,7 +542,7 @@ LAST_DIMENSION = m.Subscript(
 )
 
 
-class _InputSizes(cst.CSTTransformer):
+class _InputSizes(Transformer):
     """`x.shape[-1]` in a shape -> the feature size the NNX method rewriter inferred for `x`."""
 
     def __init__(self, room: NnxMethod, name: str, node: cst.CSTNode) -> None:

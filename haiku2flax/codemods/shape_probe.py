@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from ..engine import analysis
+from ..engine.calls import parsed
 from ..engine.context import attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
@@ -255,9 +256,9 @@ def probed_input_size(
     )
     room.ctx.needed_imports.add(("jax.numpy", None, "jnp"))
     dtype = ", jnp.int32" if _applies_an_embedding(room, body) else ""
-    sample = cst.parse_expression(f"jnp.zeros((1, *{INPUT_SHAPE}){dtype})")
+    sample = parsed(f"jnp.zeros((1, *{INPUT_SHAPE}){dtype})")
     shape = cst.Call(attr(room.ctx.ns, "eval_shape"), [cst.Arg(cst.Name(function)), cst.Arg(cst.Name("self")), cst.Arg(sample)])
-    axes = cst.Slice(cst.Integer("1"), None) if whole_shape else cst.Index(cst.parse_expression("-1"))
+    axes = cst.Slice(cst.Integer("1"), None) if whole_shape else cst.Index(parsed("-1"))
     features = cst.Subscript(cst.Attribute(shape, cst.Name("shape")), [cst.SubscriptElement(axes)])
     measured = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(size)], features)], leading_lines=[cst.EmptyLine(indent=False)])
     room.add_to_init(function, features, node, lines=[probe, measured])

@@ -69,7 +69,7 @@ from ..engine.context import Context, FileFact, add_todo_lines, attr
 from ..engine.names import ImportedNames, dotted_name
 from ..engine.tree import TreeTransform, factory_name
 from ..engine.registry import Status, register
-from ..engine.walk import Walker, descendants
+from ..engine.walk import Transformer, Walker, descendants
 from .composites import composite_api
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_FILE_CALLS, NNX_FILE_NODES, CallSite, FileRoom, LinenMethod, NnxFile
 from .parameters import LINEN_STATE_COLLECTION, NNX_STATE_CLASS, uses_haiku_state
@@ -438,7 +438,7 @@ def kept_local_forward(room: FileRoom, function: cst.FunctionDef, classes: Colle
     return kept
 
 
-class _FlaxClassesUnderHaiku(cst.CSTTransformer):
+class _FlaxClassesUnderHaiku(Transformer):
     def __init__(self, ctx: Context, classes: set[str]) -> None:
         super().__init__()
         self.ctx = ctx

@@ -19,7 +19,7 @@ import libcst as cst
 from . import matchers as m
 from .calls import code, keyword_arg
 from .names import ImportedNames, dotted_name
-from .walk import Walker
+from .walk import Transformer, Walker
 
 
 def snake_case(name: str) -> str:
@@ -86,7 +86,7 @@ def rename_self_attributes(node: cst.CSTNodeT, renames: dict[str, str]) -> cst.C
     return cast(cst.CSTNodeT, node.visit(_RenameSelfAttributes(renames))) if renames else node  # an attribute stays an attribute
 
 
-class _RenameSelfAttributes(cst.CSTTransformer):
+class _RenameSelfAttributes(Transformer):
     def __init__(self, renames: dict[str, str]) -> None:
         super().__init__()
         self.renames = renames
@@ -685,7 +685,7 @@ def forward_module(function: cst.FunctionDef) -> cst.Call | None:
     return multi.module if multi is not None else None
 
 
-class _Substitute(cst.CSTTransformer):
+class _Substitute(Transformer):
     """Replace Names (not attribute names or keywords) by expressions."""
 
     def __init__(self, mapping: dict[str, cst.BaseExpression]) -> None:
@@ -701,10 +701,13 @@ class _Substitute(cst.CSTTransformer):
     def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
         return self.mapping.get(original.value, updated)
 
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Name and node.value in self.mapping
+
 
 def substitute(node: cst.CSTNodeT, mapping: dict[str, cst.BaseExpression]) -> cst.CSTNodeT:
     """`node` with the variables named in `mapping` replaced (attribute names and keywords are not variables)."""
-    return cast(cst.CSTNodeT, node.visit(_Substitute(mapping))) if mapping else node  # names give way to expressions: same node type
+    return _Substitute(mapping).applied(node) if mapping else node  # names give way to expressions: same node type
 
 
 def with_dataclass_init(classdef: cst.ClassDef) -> cst.ClassDef:

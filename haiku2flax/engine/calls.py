@@ -12,6 +12,7 @@ documented in the header of `rules/layers.toml`; `hk.initializers.*` convert by 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from . import matchers as m
 from .context import Context, attr
 from .names import dotted_name
 from .tables import Construct
+from .walk import Transformer
 
 
 class Unconvertible(Exception):
@@ -73,6 +75,13 @@ def build_call(func: cst.BaseExpression, values: dict[str, cst.BaseExpression], 
         args.append(cst.Arg(remaining.pop(name)))
     args.extend(keyword_arg(name, value) for name, value in remaining.items())
     return cst.Call(func=func, args=args)
+
+
+@functools.lru_cache(maxsize=256)
+def parsed(text: str) -> cst.BaseExpression:
+    """`cst.parse_expression(text)`, parsed once per text: nodes are immutable, so every place that
+    writes the same fixed expression can share one."""
+    return cst.parse_expression(text)
 
 
 def code(node: cst.CSTNode) -> str:
@@ -310,7 +319,7 @@ CONVERTERS: dict[str, Callable[[_Argument], cst.BaseExpression]] = {
 }
 
 
-class _Fill(cst.CSTTransformer):
+class _Fill(Transformer):
     """Put argument values into a template's placeholders, parenthesised where precedence needs it."""
 
     ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString, cst.Tuple, cst.List)

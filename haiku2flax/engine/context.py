@@ -12,6 +12,7 @@ from .names import ImportedNames, dotted_name
 from .notes import TODO_PREFIX, Notes, todo_comment
 from .tables import Tables
 from .tree import EMPTY_VIEW, FileView
+from .walk import Transformer
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 FactT = TypeVar("FactT")
@@ -40,7 +41,7 @@ def rename_namespace(node: NodeT, ns: str) -> NodeT:
     return node if ns == LINEN_NS else cast(NodeT, node.visit(_NamespaceRename(ns)))  # a rename keeps the node's type
 
 
-class _NamespaceRename(cst.CSTTransformer):
+class _NamespaceRename(Transformer):
     def __init__(self, ns: str) -> None:
         super().__init__()
         self.ns = ns

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import ClassVar, Protocol, TypeVar, cast
 
 import libcst as cst
 
 from .context import Context, add_todo_lines
-from .walk import TRIVIA, content_fields
+from .walk import TRIVIA, Transformer, TransformHook as Hook, class_hook, content_fields
 
 STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 Built = TypeVar("Built")
 
 
-Hook = Callable[..., Any] | None
 FamilyState = TypeVar("FamilyState")
 
 
@@ -24,13 +23,7 @@ class NodeRuleTable(Protocol):
     def hooks(self, kind: type, visit: Hook, leave: Hook) -> tuple[Hook, Hook]: ...
 
 
-def _hook(cls: type, prefix: str, kind: type) -> Hook:
-    """`cls`'s `visit_<Node>` / `leave_<Node>` for `kind`, None for LibCST's do-nothing defaults."""
-    hook = getattr(cls, f"{prefix}_{kind.__name__}", None)
-    return None if getattr(hook, "_is_no_op", False) else hook
-
-
-class Rewriter(cst.CSTTransformer):
+class Rewriter(Transformer):
     """A LibCST transformer that knows the conversion context.
 
     `todo(node, rule, reason)` leaves the code as it is, reports it, and puts a
@@ -48,13 +41,11 @@ class Rewriter(cst.CSTTransformer):
     """
 
     _hooks: dict[type, tuple[Hook, Hook, bool, bool, bool]] = {}
-    _walks_trivia = False
     node_rules: ClassVar[NodeRuleTable | None] = None  # a target's rules by node type
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls._hooks = {}
-        cls._walks_trivia = any(_hook(cls, prefix, kind) for kind in TRIVIA for prefix in ("visit", "leave"))
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
@@ -114,7 +105,7 @@ class Rewriter(cst.CSTTransformer):
             cls = type(self)
             descend = cls._walks_trivia or (kind not in TRIVIA and bool(content_fields(kind)))
             statement, simple_line = issubclass(kind, STATEMENTS), kind is cst.SimpleStatementLine
-            visit, leave = _hook(cls, "visit", kind), _hook(cls, "leave", kind)
+            visit, leave = class_hook(cls, "visit", kind), class_hook(cls, "leave", kind)
             if cls.node_rules is not None:
                 visit, leave = cls.node_rules.hooks(kind, visit, leave)
             hooks = self._hooks[kind] = (visit, leave, descend, statement, simple_line)
@@ -129,12 +120,6 @@ class Rewriter(cst.CSTTransformer):
         if simple_line:
             self._inserted.append([])
         return (visit is None or visit(self, node) is not False) and descend
-
-    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
-        pass
-
-    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
-        pass
 
     def on_leave(
         self, original_node: cst.CSTNodeT, updated_node: cst.CSTNodeT

@@ -57,12 +57,12 @@ from ..codemods.shapes import REDUCTIONS, ShapeTracker, keeps_last_axis
 from ..codemods.transforms import LOCAL_FORWARDS, OUTER_SELF, RULE_INPUT_SIZE, TRANSFORMS, drop_removed_args, factory_self_alias, forward_class, is_factory_forward, kept_local_forward, nnx_decorated_model, unknown_size_args
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size
+from ..engine.calls import Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, output_size, parsed
 from ..engine.context import Context, NodeT, add_todo_lines, attr
 from ..engine.names import dotted_name
 from ..engine.rewriter import Rewriter
 from ..engine.tables import Construct
-from ..engine.walk import Walker, descendants
+from ..engine.walk import Transformer, Walker, descendants
 from . import RULE_LAYER, RULE_MODULE
 
 load_all()  # every rule family registers its call rules
@@ -99,7 +99,7 @@ class ClassInfo:
     needs_input_shape: bool = False  # takes the input's shape (`input_shape`) where others take `din`: sizes were probed
 
 
-class _SelfFieldsToParams(cst.CSTTransformer):
+class _SelfFieldsToParams(Transformer):
     """`self.features` -> `features` where the field is a plain copy of a constructor parameter."""
 
     def __init__(self, fields: set[str]) -> None:
@@ -110,12 +110,8 @@ class _SelfFieldsToParams(cst.CSTTransformer):
         name = analysis.self_attribute(original)
         return _name(name) if name in self.fields else updated
 
-    def applied(self, node: NodeT) -> NodeT:
-        """`node` with the fields spelled as parameters; `node` itself when it reads none of them (a pass
-        of the transformer would copy each of its nodes for nothing)."""
-        if not any(analysis.self_attribute(n) in self.fields for n in descendants(node) if type(n) is cst.Attribute):
-            return node
-        return _visited(node, self)
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Attribute and analysis.self_attribute(node) in self.fields
 
 
 @dataclass
@@ -221,7 +217,7 @@ class _ClassConversion:
         self.results[name] = _MethodResult(function, {}, None)  # guards recursion
         new_body = _visited(rewriter.method.body, rewriter)
         before = analysis.Names.of(function.body).used  # the original's: a flag only a layer's dropped `partial` bound leaves
-        stripped = _visited(new_body, _StripModeArgs(rewriter.mode_flags)) if rewriter.mode_flags else new_body
+        stripped = _StripModeArgs(rewriter.mode_flags).applied(new_body) if rewriter.mode_flags else new_body
         after = analysis.Names.of(stripped).used
         positional = [p.name.value for p in function.params.params]
         removed = {n: positional.index(n) - 1 for n in positional[1:] if n in before and n not in after}
@@ -285,7 +281,7 @@ class _ClassConversion:
             *hoisted_lines,
         ]
         if self.needs_input_shape:  # the probes take the whole shape: `din` is its last axis
-            init_body = [analysis.substitute(s, {INPUT_SIZE: cst.parse_expression(f"{INPUT_SHAPE}[-1]")}) for s in init_body]
+            init_body = [analysis.substitute(s, {INPUT_SIZE: parsed(f"{INPUT_SHAPE}[-1]")}) for s in init_body]
         init_body = self._with_construction_todos(init_body)
         new_init, ctor_params = self._constructor(init_body)
         if new_init is not None:
@@ -354,7 +350,7 @@ class _ClassConversion:
         """The NNX `__init__`: `(self, din, <Haiku's arguments but name>, *, rngs)`, and its positional names."""
         new_params = [cst.Param(_name("self"))]
         if self.needs_input_shape:
-            new_params.append(cst.Param(_name(INPUT_SHAPE), cst.Annotation(cst.parse_expression("tuple[int, ...]"))))
+            new_params.append(cst.Param(_name(INPUT_SHAPE), cst.Annotation(parsed("tuple[int, ...]"))))
         added = ([INPUT_SIZE] if self.needs_din and not self.needs_input_shape else []) + self.extra_params
         new_params.extend(cst.Param(_name(name), cst.Annotation(_name("int"))) for name in added)
         signature = convert_types(self.init_def.params, self.ctx) if self.init_def else cst.Parameters()
@@ -1042,7 +1038,7 @@ def _assigned_names(node: cst.CSTNode) -> set[str]:
     return collector.names
 
 
-class _StripModeArgs(cst.CSTTransformer):
+class _StripModeArgs(Transformer):
     """Drop `deterministic=not flag` / `use_running_average=not flag` from `self.<layer>(...)` calls.
 
     Once the flag is unused otherwise it leaves the signature, and the module's train/eval mode decides.
@@ -1061,6 +1057,9 @@ class _StripModeArgs(cst.CSTTransformer):
             if _negated_flag(a) not in self.flags
         ]
         return updated.with_changes(args=_clean_commas(args)) if len(args) != len(updated.args) else updated
+
+    def changes(self, node: cst.CSTNode) -> bool:
+        return type(node) is cst.Call and analysis.self_attribute(node.func) is not None and any(_negated_flag(a) in self.flags for a in node.args)
 
 
 class NnxConverter(Rewriter):
@@ -1222,7 +1221,7 @@ def _under_ifs(statements: Sequence[cst.BaseStatement]) -> Iterator[cst.BaseStat
             node = node.orelse if isinstance(node, cst.If) else None
 
 
-class _InitLayerLines(cst.CSTTransformer):
+class _InitLayerLines(Transformer):
     """An `if` of `__init__` with the Haiku layers its branches build replaced by their NNX lines."""
 
     def __init__(self, lines: dict[cst.BaseStatement, _InitLayer], to_params: _SelfFieldsToParams) -> None:
@@ -1237,7 +1236,7 @@ class _InitLayerLines(cst.CSTTransformer):
         return updated.with_changes(test=_visited(updated.test, self.to_params))
 
 
-class _ConstructionTodos(cst.CSTTransformer):
+class _ConstructionTodos(Transformer):
     """Puts TODOs above the lines of `__init__` building an attribute (`self.net = Net(...)`, or
     `super().__init__(...)` for the parent's), recording which attributes it found."""
 
@@ -1245,6 +1244,9 @@ class _ConstructionTodos(cst.CSTTransformer):
         super().__init__()
         self.todos = todos
         self.placed: set[str] = set()
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        return False  # the line is what gets a TODO: nothing in it does
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         built = _built_attribute(updated)
