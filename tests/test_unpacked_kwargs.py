@@ -1,8 +1,9 @@
 """Table layers called with a constructor's `**kwargs` (`engine/unpacked.py`), and kernel shapes held in variables.
 
 The keys `**kwargs` may hold are the keywords the file's constructions pass into it (through subclasses'
-`super().__init__(..., **kwargs)` too): where none needs renaming the Flax call forwards them; otherwise,
-or where some construction cannot be seen, the call gets a TODO naming the keys.
+`super().__init__(..., **kwargs)` too). Linen renames them to the layer's Flax names where the class is
+built (`codemods/unpacked_kwargs.py`) and the layer's call forwards them; NNX forwards them where none
+needs renaming. Otherwise, or where some construction cannot be seen, the call gets a TODO naming the keys.
 """
 
 from __future__ import annotations
@@ -91,12 +92,36 @@ def test_forwarded_keywords_verify_equivalent(tmp_path: Path, target: str):
     assert result.ok, report_text(result)
 
 
+RENAMED = FORWARDED.replace('Block(4, name="first")', 'Block(4, name="first", with_bias=False, w_init=hk.initializers.Constant(0.5))')
+
+
+def test_keywords_passed_on_take_their_flax_names_where_the_class_is_built_in_linen():
+    code = convert_source(RENAMED, "linen").code
+    assert 'Block(4, name="first", linear_kwargs=FrozenDict(use_bias=False, kernel_init=nn.initializers.constant(0.5)))' in code, code
+    assert "self.hidden = nn.Dense(self.size, **self.linear_kwargs)" in code, code
+    assert "TODO" not in code, code
+
+
+def test_renamed_keywords_verify_equivalent_in_linen(tmp_path: Path):
+    path = tmp_path / "model.py"
+    path.write_text(RENAMED, encoding="utf-8")
+    result = verify(path, "linen", "model", ["f32[2,5]"], steps=1)
+    assert result.ok, report_text(result)
+
+
+def test_a_value_the_table_cannot_convert_leaves_a_todo_where_the_class_is_built():
+    code = convert_source(FORWARDED.replace('Block(4, name="first")', 'Block(4, name="first", w_init=my_init)'), "linen").code
+    lines = code.splitlines()
+    built = next(i for i, line in enumerate(lines) if "FrozenDict(w_init=my_init)" in line)
+    assert "`w_init` reaches `hk.Linear`" in lines[built - 1] and "`my_init` is not an `hk.initializers` call" in lines[built - 1], code
+
+
 @pytest.mark.parametrize("target", ["linen", "nnx"])
 @pytest.mark.parametrize(
     "change, why",
     [
-        (
-            ('Block(4, name="first")', 'Block(4, name="first", with_bias=False)'),
+        (  # a subclass's own keyword is not renamed, so the layer may receive Haiku's name
+            ("super().__init__(8, name=name, **linear_kwargs)", "super().__init__(8, name=name, with_bias=False, **linear_kwargs)"),
             "`hk.Linear` is called with `**linear_kwargs`, which this file's calls fill with `with_bias` (Flax: `use_bias`)",
         ),
         (
@@ -108,9 +133,9 @@ def test_forwarded_keywords_verify_equivalent(tmp_path: Path, target: str):
             "`hk.Linear` is called with `**linear_kwargs`, whose keys are not seen in this file",
         ),
     ],
-    ids=["renamed-key", "class-held-in-a-dict", "name-bound-elsewhere"],
+    ids=["subclass-keyword", "class-held-in-a-dict", "name-bound-elsewhere"],
 )
-def test_keys_to_rename_or_not_seen_leave_a_todo_naming_them(change: tuple[str, str], why: str, target: str):
+def test_keys_not_renamed_or_not_seen_leave_a_todo_naming_them(change: tuple[str, str], why: str, target: str):
     code = convert_source(FORWARDED.replace(*change), target).code
     lines = code.splitlines()
     call = next(i for i, line in enumerate(lines) if "self.hidden = " in line)
@@ -134,6 +159,12 @@ def test_layer_class_with_forwarded_keywords_verifies_equivalent_in_linen(tmp_pa
     path.write_text(CONV_CLASS, encoding="utf-8")
     result = verify(path, "linen", "model", ["f32[2,6,6,2]"], steps=1)
     assert result.ok, report_text(result)
+
+
+def test_nnx_leaves_keys_to_rename_to_a_todo():
+    code = convert_source(RENAMED, "nnx").code
+    assert "which this file's calls fill with `w_init` (Flax: `kernel_init`), `with_bias` (Flax: `use_bias`)" in code, code
+    assert "Block(4, with_bias=False, w_init=hk.initializers.Constant(0.5))" in code, code  # left as it was
 
 
 def test_layer_class_handed_as_a_value_is_left_to_a_todo_in_nnx():

@@ -392,6 +392,20 @@ def _template_values(
     return values
 
 
+def convert_argument(
+    name: str,
+    value: cst.BaseExpression,
+    construct: Construct,
+    ctx: Context | None,
+    ns: str | None = None,
+    bound: dict[str, cst.BaseExpression] | None = None,
+) -> cst.BaseExpression:
+    """The Flax value of one Haiku argument of `construct` (read beside the other `bound` arguments)."""
+    kind = construct.convert.get(name)
+    namespace = ns if ns is not None else ctx.ns if ctx is not None else ""
+    return CONVERTERS[kind](_Argument(name, value, construct, bound or {name: value}, namespace, ctx)) if kind else value
+
+
 def convert_construct_call(
     call: cst.Call,
     construct: Construct,
@@ -423,8 +437,7 @@ def convert_construct_call(
         if flax_name is None:
             why = construct.todo.get(name) or f"has no {target} counterpart"
             raise Unconvertible(f"`{construct.display}({name}={code(value)})`: {why}")
-        kind = construct.convert.get(name)
-        converted = CONVERTERS[kind](_Argument(name, value, construct, bound, ns, ctx)) if kind else value
+        converted = convert_argument(name, value, construct, ctx, ns, bound)
         if flax_name:
             values[flax_name] = converted
     if api.inputs and not inputs:
@@ -451,12 +464,13 @@ def _check_forwarded(forwarded: list[cst.Arg], construct: Construct, target: str
 
     api = construct.targets[target]
     for arg in forwarded:
-        keys = unpacked_keys(arg.value, ctx)
-        if keys is None:
+        unpacked = unpacked_keys(arg.value, ctx)
+        if unpacked is None:
             raise Unconvertible(
                 f"`{construct.display}` is called with `**{code(arg.value)}`, whose keys are not seen in this file; map them by hand"
             )
-        renamed = sorted(k for k in keys if api.args.get(k) != k or k in construct.convert or k in api.flax_default)
+        keys, arrive_flax = unpacked
+        renamed = sorted(k for k in keys - arrive_flax if api.args.get(k) != k or k in construct.convert)
         if renamed:
             flax = ", ".join(f"`{k}` (Flax: `{api.args[k]}`)" if api.args.get(k) else f"`{k}` (no {target} counterpart)" for k in renamed)
             raise Unconvertible(

@@ -13,11 +13,14 @@ has unknown keys, and so has any `**kwargs` name the file binds elsewhere too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 
 from . import analysis
 from . import matchers as m
 from .context import Context, FileFact
+from .tables import Construct
 from .walk import descendants
 
 SUPER_INIT = m.Attribute(value=m.Call(func=m.Name("super")), attr=m.Name("__init__"))
@@ -51,6 +54,28 @@ class _Constructors:
                     self.builds[parent].append((node, inside))
             elif isinstance(node, cst.Name) and node.value in self.classes and id(node) not in called:
                 self.referenced.add(node.value)
+
+    def receivers(self, name: str, ctx: Context) -> list[Construct] | None:
+        """The table layers `name`'s `**` parameter goes to (through its parent's, where it passes it on to
+        `super().__init__`); None when it is read any other way (`self.options = kwargs`, a helper call)."""
+        star = self.star(name)
+        if star is None:
+            return None
+        found: list[Construct] = []
+        unpacked = 0
+        for call in (n for n in descendants(self.classes[name]) if isinstance(n, cst.Call)):
+            for arg in call.args:
+                if arg.star != "**" or not (_is_name(arg.value, star) or analysis.self_attribute(arg.value) == star):
+                    continue
+                unpacked += 1
+                parent = self._parent(name) if m.matches(call.func, SUPER_INIT) else None
+                construct = ctx.tables.get(ctx.names.haiku_api(call.func) or "")
+                passed_on = self.receivers(parent, ctx) if parent is not None else [construct] if construct is not None else None
+                if passed_on is None:
+                    return None
+                found += passed_on
+        reads = sum(1 for n in descendants(self.classes[name]) if _is_name(n, star))
+        return found if reads == unpacked + 1 else None  # the parameter itself, and each `**` of it
 
     def _parent(self, name: str) -> str | None:
         bases = [b.value.value for b in self.classes[name].bases if isinstance(b.value, cst.Name)]
@@ -86,7 +111,65 @@ class _Constructors:
         return frozenset(keys)
 
 
-def _read_unpacked_keys(module: cst.Module, ctx: Context) -> dict[str, frozenset[str]]:
+def _is_name(node: cst.CSTNode, name: str) -> bool:
+    return isinstance(node, cst.Name) and node.value == name
+
+
+@dataclass(frozen=True)
+class Renamed:
+    """A keyword a module class's constructions pass on to a table layer: its Flax name, and the layer
+    whose table converts its value."""
+
+    flax_name: str
+    construct: Construct
+
+
+def _renames(constructors: _Constructors, ctx: Context) -> dict[str, dict[str, Renamed]]:
+    """Class -> the keywords its constructions take under their Flax names: each key its `**` parameter
+    may hold that every table layer receiving it names alike (a key some layer has no name for stays).
+    Linen only: NNX builds the class from the original call where it hoists it, so its keys stay (a TODO)."""
+    found: dict[str, dict[str, Renamed]] = {}
+    if ctx.target != "linen":
+        return found
+    for name in constructors.classes:
+        keys = constructors.keys_of(name)
+        receivers = constructors.receivers(name, ctx) if keys else None
+        if keys is None or not receivers:
+            continue
+        renamed: dict[str, Renamed] = {}
+        for key in keys:
+            flax_names = {r.targets[ctx.target].args.get(key) for r in receivers}
+            kinds = {r.convert.get(key) for r in receivers}
+            flax_name = flax_names.pop() if len(flax_names) == 1 and len(kinds) == 1 else None
+            if flax_name:
+                renamed[key] = Renamed(flax_name, receivers[0])
+        found[name] = renamed
+    changed = True
+    while changed:  # a key arrives renamed only where every way into the class renames it
+        changed = False
+        for name, builds in constructors.builds.items():
+            for call, inside in builds:
+                if not m.matches(call.func, SUPER_INIT) or inside is None:
+                    continue
+                kept = {a.keyword.value for a in call.args if a.keyword is not None}
+                if any(a.star == "**" for a in call.args):
+                    kept |= set(constructors.keys_of(inside) or ()) - set(found.get(inside, {}))
+                dropped = kept & set(found.get(name, {}))
+                if dropped:
+                    found[name] = {k: v for k, v in found[name].items() if k not in dropped}
+                    changed = True
+    return found
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    keys: dict[str, frozenset[str]]  # `**kwargs` parameter name -> the keywords it may hold
+    renamed: dict[str, frozenset[str]]  # `**kwargs` parameter name -> those of them its constructions take under Flax names
+    renames: dict[str, dict[str, Renamed]]  # class -> Haiku keyword -> its Flax name, where its constructions pass it
+    stars: dict[str, str]  # class -> its `**` parameter
+
+
+def _read_unpacked_keys(module: cst.Module, ctx: Context) -> Unpacked:
     constructors = _Constructors(module, ctx)
     by_star: dict[str, list[str]] = {}
     for name in constructors.classes:
@@ -95,18 +178,26 @@ def _read_unpacked_keys(module: cst.Module, ctx: Context) -> dict[str, frozenset
             by_star.setdefault(star, []).append(name)
     bindings = analysis.AssignedNameCounts()
     bindings.walk(module)
-    found: dict[str, frozenset[str]] = {}
+    renames = _renames(constructors, ctx)
+    found = Unpacked({}, {}, renames, {name: star for star, classes in by_star.items() for name in classes})
     for star, classes in by_star.items():
-        keys = [constructors.keys_of(name) for name in classes]
-        if bindings.counts[star] == len(classes) and all(k is not None for k in keys):
-            found[star] = frozenset().union(*(k for k in keys if k is not None))
+        keys = {name: constructors.keys_of(name) for name in classes}
+        if bindings.counts[star] == len(classes) and all(k is not None for k in keys.values()):
+            found.keys[star] = frozenset().union(*(k for k in keys.values() if k is not None))
+            found.renamed[star] = frozenset(
+                key for key in found.keys[star] if all(key not in (k or ()) or key in renames.get(name, {}) for name, k in keys.items())
+            )
     return found
 
 
-UNPACKED_KEYS = FileFact(_read_unpacked_keys)  # `**kwargs` parameter name -> the keywords it may hold
+UNPACKED = FileFact(_read_unpacked_keys)
 
 
-def unpacked_keys(value: cst.BaseExpression, ctx: Context) -> frozenset[str] | None:
-    """The keys `**value` may hold (`conv_kwargs`, or the Linen field `self.conv_kwargs`), None when unknown."""
+def unpacked_keys(value: cst.BaseExpression, ctx: Context) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The keys `**value` may hold (`conv_kwargs`, or the Linen field `self.conv_kwargs`) and those of them
+    that arrive under their Flax names; None when unknown."""
     name = value.value if isinstance(value, cst.Name) else analysis.self_attribute(value)
-    return ctx.fact(UNPACKED_KEYS).get(name) if name is not None else None
+    unpacked = ctx.fact(UNPACKED)
+    if name is None or name not in unpacked.keys:
+        return None
+    return unpacked.keys[name], unpacked.renamed[name]
