@@ -92,13 +92,22 @@ def test_forwarded_keywords_verify_equivalent(tmp_path: Path, target: str):
     assert result.ok, report_text(result)
 
 
-RENAMED = FORWARDED.replace('Block(4, name="first")', 'Block(4, name="first", with_bias=False, w_init=hk.initializers.Constant(0.5))')
+RENAMED = FORWARDED.replace('Block(4, name="first")', 'Block(4, name="first", with_bias=False, w_init=hk.initializers.Constant(0.5))').replace(
+    "Wide()(x)", "Wide(b_init=hk.initializers.Constant(0.25))(x)"
+)
 
 
 def test_keywords_passed_on_take_their_flax_names_where_the_class_is_built_in_linen():
     code = convert_source(RENAMED, "linen").code
     assert 'Block(4, name="first", linear_kwargs=FrozenDict(use_bias=False, kernel_init=nn.initializers.constant(0.5)))' in code, code
+    assert "Wide(bias_init=nn.initializers.constant(0.25))(x)" in code, code
     assert "self.hidden = nn.Dense(self.size, **self.linear_kwargs)" in code, code
+    assert "TODO" not in code, code
+
+
+def test_keywords_a_subclass_passes_on_take_their_flax_names_where_it_is_built_in_linen():
+    code = convert_source(FORWARDED.replace("Wide()(x)", "Wide(with_bias=False)(x)"), "linen").code
+    assert "Wide(use_bias=False)(x)" in code, code  # `Wide` is a function in Linen: it gathers them itself
     assert "TODO" not in code, code
 
 
@@ -163,7 +172,7 @@ def test_layer_class_with_forwarded_keywords_verifies_equivalent_in_linen(tmp_pa
 
 def test_nnx_leaves_keys_to_rename_to_a_todo():
     code = convert_source(RENAMED, "nnx").code
-    assert "which this file's calls fill with `w_init` (Flax: `kernel_init`), `with_bias` (Flax: `use_bias`)" in code, code
+    assert "which this file's calls fill with `b_init` (Flax: `bias_init`), `w_init` (Flax: `kernel_init`), `with_bias` (Flax: `use_bias`)" in code, code
     assert "Block(4, with_bias=False, w_init=hk.initializers.Constant(0.5))" in code, code  # left as it was
 
 
