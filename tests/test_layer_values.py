@@ -96,7 +96,7 @@ def test_converted_layer_values_verify_equivalent(tmp_path: Path, source: str, s
     "change, why",
     [
         (("Tower(8)(x)", "Tower(8, projection=make_projection)(x)"), "`projection` may hold `hk.Linear`, a Haiku layer class, and is called here with Haiku's arguments, and other values too"),
-        (("projection(latent_size, with_bias=False)", "projection(latent_size, **options)"), "`hk.Linear` is called with `**` arguments"),
+        (("projection(latent_size, with_bias=False)", "projection(latent_size, **settings)"), "`hk.Linear` is called with `**settings`, whose keys are not seen in this file"),
         (("Tower(8)(x)", "Tower(8, projection=hk.LayerNorm)(x)"), "`hk.Linear` or `hk.LayerNorm`, Haiku layer classes, and is called here with Haiku's arguments, which are different Flax layers"),
     ],
     ids=["another-value", "unpacked-keywords", "two-flax-layers"],

@@ -299,6 +299,10 @@ CONVERTS = {
         "hk.Linear(4, w_init=hk.initializers.UniformScaling(s))(x)",
         "nn.Dense(4, kernel_init=nn.initializers.variance_scaling(s ** 2, 'fan_in', 'uniform'))(x)",
     ),
+    "kernel shape in a variable": (
+        "hk.Conv2D(8, k)(x)",
+        "nn.Conv(8, (k,) * 2 if isinstance(k, int) else tuple(k))(x)",
+    ),
     "orthogonal axis": (
         "hk.Linear(4, w_init=hk.initializers.Orthogonal(axis=0))(x)",
         "nn.Dense(4, kernel_init=nn.initializers.orthogonal(column_axis=0))(x)",
@@ -313,7 +317,7 @@ def test_converts(statement: str, expected: str):
 
 # (Haiku statement, part of the TODO's reason), by why it is left as it was.
 TODOS = {
-    "kernel shape not literal": ("hk.Conv2D(8, k)(x)", "write the kernel shape as a tuple of 2 ints"),
+    "kernel shape computed": ("hk.Conv2D(8, k + 1)(x)", "write the kernel shape as a tuple of 2 ints"),
     "kernel shape of the wrong rank": ("hk.Conv2D(8, (3, 3, 3))(x)", "write the kernel shape as a tuple of 2 ints"),
     "padding not literal": ("hk.Conv2D(8, 3, padding=pad)(x)", "write 'SAME', 'VALID' or one (low, high) pair"),
     "pad function, rate not literal": ("hk.Conv2D(8, 3, rate=r, padding=hk.pad.same)(x)", "need a literal kernel shape and rate"),

@@ -32,6 +32,7 @@ from ..engine import analysis
 from ..engine import matchers as m
 from ..engine.calls import Unconvertible, code, convert_construct_call
 from ..engine.context import Context, FileFact, attr
+from ..engine.unpacked import SUPER_INIT
 from ..engine.walk import descendants
 from ..targets import RULE_LAYER
 from .interfaces import LINEN_NODES, LinenMethod
@@ -146,7 +147,6 @@ def _constructions(module: cst.Module, classes: dict[str, cst.ClassDef]) -> list
     return found
 
 
-SUPER_INIT = m.Attribute(value=m.Call(func=m.Name("super")), attr=m.Name("__init__"))
 LAYER_VALUES = FileFact(_read_layer_values)
 
 

@@ -405,7 +405,7 @@ def module_transforms(
             local.extend(outer.body.body)
     top_level = {id(line) for line in module.body}
     module_functions = {line.name.value for line in module.body if isinstance(line, cst.FunctionDef)}
-    bindings: _AssignedNameCounts | None = None  # walked once, for the first transform found in a function
+    bindings: AssignedNameCounts | None = None  # walked once, for the first transform found in a function
     statements: list[cst.BaseStatement] = [*module.body, *local]
     for statement in statements:
         assign = simple_assign(statement)
@@ -420,7 +420,7 @@ def module_transforms(
         if read is not None and id(statement) not in top_level and read[0] not in {*module_functions, LAMBDA_FORWARD}:
             continue  # its forward is local to the function too: no module class can be made of it
         if read is not None and id(statement) not in top_level and bindings is None:
-            bindings = _AssignedNameCounts()
+            bindings = AssignedNameCounts()
             bindings.walk(module)
         if read is not None and (id(statement) in top_level or (bindings is not None and bindings.counts[assign[0].value] == 1)):
             assert isinstance(statement, cst.SimpleStatementLine)
@@ -511,7 +511,7 @@ def _transformed_function(value: cst.BaseExpression) -> cst.BaseExpression:
     return value
 
 
-class _AssignedNameCounts(Walker):
+class AssignedNameCounts(Walker):
     """How many times each name is bound anywhere in a module (assignments, parameters, loops, imports...)."""
 
     def __init__(self) -> None:

@@ -176,10 +176,19 @@ def _kernel_shape(argument: _Argument) -> cst.BaseExpression:
         orelse = _kernel_shape(replace(argument, value=argument.value.orelse))
         return argument.value.with_changes(body=body, orelse=orelse)
     shape = _spatial_literal(argument, literal(argument.value))
+    ndim = argument.construct.ndim
+    if shape is None and ndim is not None and isinstance(argument.value, cst.Name | cst.Attribute):
+        return _replicated_if_int(argument.value, ndim)
     if shape is None:
-        ndim = argument.construct.ndim
         raise argument.cannot(f"write the kernel shape as a tuple of {ndim} ints (Flax reads an int `kernel_size` as 1-D)")
     return _int_tuple(shape)
+
+
+def _replicated_if_int(value: cst.Name | cst.Attribute, ndim: int) -> cst.BaseExpression:
+    """`k` -> `(k,) * 2 if isinstance(k, int) else tuple(k)`: a variable that may hold an int (Haiku
+    replicates it over the spatial dimensions; Flax would read it as a 1-D kernel) or a sequence."""
+    ints = f"({code(value)},)" + (f" * {ndim}" if ndim > 1 else "")
+    return cst.parse_expression(f"{ints} if isinstance({code(value)}, int) else tuple({code(value)})")
 
 
 def _spatial(argument: _Argument) -> cst.BaseExpression:
@@ -392,6 +401,20 @@ def _template_values(
     return values
 
 
+def convert_argument(
+    name: str,
+    value: cst.BaseExpression,
+    construct: Construct,
+    ctx: Context | None,
+    ns: str | None = None,
+    bound: dict[str, cst.BaseExpression] | None = None,
+) -> cst.BaseExpression:
+    """The Flax value of one Haiku argument of `construct` (read beside the other `bound` arguments)."""
+    kind = construct.convert.get(name)
+    namespace = ns if ns is not None else ctx.ns if ctx is not None else ""
+    return CONVERTERS[kind](_Argument(name, value, construct, bound or {name: value}, namespace, ctx)) if kind else value
+
+
 def convert_construct_call(
     call: cst.Call,
     construct: Construct,
@@ -408,6 +431,10 @@ def convert_construct_call(
     the file's imports and tables, which initializer and `hk.pad` arguments need.
     """
     api = construct.targets[target]
+    forwarded = [a for a in call.args if a.star == "**"] if ctx is not None else []
+    if ctx is not None and forwarded:
+        _check_forwarded(forwarded, construct, target, ctx)
+        call = without_args(call, forwarded)
     bound = BoundCall.bind(call, construct.haiku_args, f"{construct.display}").args
     values: dict[str, cst.BaseExpression] = {}
     given = dict(bound)  # what templates read: an argument dropped as Flax's default reads as not given
@@ -419,8 +446,7 @@ def convert_construct_call(
         if flax_name is None:
             why = construct.todo.get(name) or f"has no {target} counterpart"
             raise Unconvertible(f"`{construct.display}({name}={code(value)})`: {why}")
-        kind = construct.convert.get(name)
-        converted = CONVERTERS[kind](_Argument(name, value, construct, bound, ns, ctx)) if kind else value
+        converted = convert_argument(name, value, construct, ctx, ns, bound)
         if flax_name:
             values[flax_name] = converted
     if api.inputs and not inputs:
@@ -436,7 +462,30 @@ def convert_construct_call(
         if name not in values:
             values[name] = render(template, known)
     values.update(extra or {})
-    return build_call(attr(ns, api.api), values, api.positional)
+    converted = build_call(attr(ns, api.api), values, api.positional)
+    return converted.with_changes(args=[*converted.args, *(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in forwarded)])
+
+
+def _check_forwarded(forwarded: list[cst.Arg], construct: Construct, target: str, ctx: Context) -> None:
+    """Raise unless every key the `**kwargs` may hold reaches the Flax layer unchanged (same name, no
+    conversion): then the call forwards them as they are."""
+    from .unpacked import unpacked_keys  # it reads the file's classes through `analysis`, which imports this module
+
+    api = construct.targets[target]
+    for arg in forwarded:
+        unpacked = unpacked_keys(arg.value, ctx)
+        if unpacked is None:
+            raise Unconvertible(
+                f"`{construct.display}` is called with `**{code(arg.value)}`, whose keys are not seen in this file; map them by hand"
+            )
+        keys, arrive_flax = unpacked
+        renamed = sorted(k for k in keys - arrive_flax if api.args.get(k) != k or k in construct.convert)
+        if renamed:
+            flax = ", ".join(f"`{k}` (Flax: `{api.args[k]}`)" if api.args.get(k) else f"`{k}` (no {target} counterpart)" for k in renamed)
+            raise Unconvertible(
+                f"`{construct.display}` is called with `**{code(arg.value)}`, which this file's calls fill with {flax}; "
+                "pass the Flax keywords where they are built"
+            )
 
 
 def call_input_size(layer_call: cst.Call) -> tuple[cst.BaseExpression, ...]:
