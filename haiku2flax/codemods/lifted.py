@@ -143,6 +143,7 @@ class LayerStack:
     """A function decorated with `hk.layer_stack(n)`, the one module it builds, and its call sites."""
 
     function: cst.FunctionDef
+    applied: cst.Call | None = None  # `hk.layer_stack(n)(function)(x)`, where the function is not decorated
     num_layers: cst.BaseExpression | None = None
     per_layer_inputs: bool = False
     unroll: cst.BaseExpression | None = None
@@ -198,12 +199,14 @@ class LiftedSites:
                     if ctx.names.haiku_api(call.func) == "scan":
                         found._add_scan(reader.scan(call, code))
             if ctx.enabled(RULE_LAYER_STACK):
+                applied = _applied_stacks(code, ctx)
                 for nested, top_level in code.defs:
-                    if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators):
-                        found._add_stack(reader.stack(nested, top_level, code))
+                    if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators) or nested in applied:
+                        found._add_stack(reader.stack(nested, top_level, code, applied.get(nested)))
                 unused = [a for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)]
                 found.unused_stacks |= set(unused)
                 known = {a.value for a in unused} | {d.decorator for f, _ in code.defs for d in f.decorators}
+                known |= {parts[0] for call in applied.values() if (parts := _applied_parts(call, ctx))}
                 found.other_stacks |= {c for c, _ in code.calls if _is_layer_stack(c, ctx) and c not in known}
         for site in found.scans.values():
             if site.problem is None:
@@ -280,8 +283,8 @@ class _Reader:
                 "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
             )
 
-    def stack(self, function: cst.FunctionDef, top_level: bool, code: FunctionCode) -> LayerStack:
-        stack = LayerStack(function)
+    def stack(self, function: cst.FunctionDef, top_level: bool, code: FunctionCode, applied: cst.Call | None) -> LayerStack:
+        stack = LayerStack(function, applied)
         stack.problem = self._stack_problem(stack, top_level, code)
         if stack.problem is None and self.keeps_state(stack.constructor):
             stack.problem = STATEFUL.format(what="stacked module")
@@ -292,10 +295,11 @@ class _Reader:
         function = stack.function
         if not top_level:
             return "the stacked function is defined inside a loop or condition; define it at the top of the method"
-        if len(function.decorators) != 1:
+        if len(function.decorators) != (0 if stack.applied else 1):
             return "the stacked function has other decorators; apply them inside the Flax scan by hand"
-        decorator = function.decorators[0].decorator
-        assert isinstance(decorator, cst.Call)  # the one decorator is `hk.layer_stack(...)`
+        parts = _applied_parts(stack.applied, self.ctx) if stack.applied is not None else None
+        decorator = parts[0] if parts else function.decorators[0].decorator
+        assert isinstance(decorator, cst.Call)  # `hk.layer_stack(...)`, as the stack was found
         try:
             bound = BoundCall.bind(decorator, LAYER_STACK_ARGS, "hk.layer_stack").args
         except Unconvertible as reason:
@@ -338,9 +342,14 @@ class _Reader:
 
     def _stack_calls_problem(self, stack: LayerStack, code: FunctionCode) -> str | None:
         name = stack.function.name.value
-        calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
+        if stack.applied is not None:
+            calls = [stack.applied] if (stack.applied, True) in code.calls else []
+            references: set[cst.CSTNode] = {parts[1] for c in calls if (parts := _applied_parts(c, self.ctx))}
+        else:
+            calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
+            references = {c.func for c in calls}
         expected = len(stack.function.params.params) if stack.per_layer_inputs else 1
-        if set(code.names.get(name, [])) != {c.func for c in calls}:
+        if not calls or set(code.names.get(name, [])) != references:
             return f"`{name}` is used other than by calling it at the top level of the method; call it there, or convert by hand"
         if any(len(c.args) != expected or any(a.keyword is not None or a.star for a in c.args) for c in calls):
             return f"`{name}` must be called with {expected} positional argument(s)"
@@ -382,6 +391,28 @@ def _construct(ctx: Context, call: cst.Call) -> Construct | None:
 
 def _is_layer_stack(node: cst.BaseExpression, ctx: Context) -> bool:
     return isinstance(node, cst.Call) and ctx.names.haiku_api(node.func) in LAYER_STACK_APIS
+
+
+def _applied_parts(call: cst.Call, ctx: Context) -> tuple[cst.Call, cst.Name] | None:
+    """(`hk.layer_stack(n)`, `f`) of `hk.layer_stack(n)(f)(...)`, or None."""
+    transform = call.func
+    if not isinstance(transform, cst.Call) or len(transform.args) != 1:
+        return None
+    stack, function = transform.func, transform.args[0]
+    if isinstance(stack, cst.Call) and _is_layer_stack(stack, ctx) and isinstance(function.value, cst.Name) and function.keyword is None:
+        return stack, function.value
+    return None
+
+
+def _applied_stacks(code: FunctionCode, ctx: Context) -> dict[cst.FunctionDef, cst.Call]:
+    """The method's functions stacked by applying the transform (`hk.layer_stack(n)(f)(x)`), by function."""
+    defs = {d.name.value: d for d, _ in code.defs}
+    found: dict[cst.FunctionDef, cst.Call] = {}
+    for call, _ in code.calls:
+        parts = _applied_parts(call, ctx)
+        if parts is not None and parts[1].value in defs:
+            found.setdefault(defs[parts[1].value], call)
+    return found
 
 
 def _assigned_name(assign: cst.Assign) -> str | None:
@@ -709,7 +740,7 @@ def linen_stack_call(room: LinenMethod, original: cst.Call, result: LeaveResult)
         layer = convert_construct_call(layer, construct, "linen", room.ctx.ns, ctx=room.ctx)
     if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
         layer = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(repr(stack.name)))])
-    call = result.with_changes(args=respell_args(result, 0, [layer], []))
+    call = result.with_changes(func=cst.Name(stack.function.name.value), args=respell_args(result, 0, [layer], []))
     if stack.per_layer_inputs:
         return call
     return cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
@@ -859,7 +890,8 @@ def nnx_stack_call(room: NnxMethod, original: cst.Call, result: LeaveResult) -> 
     split = cst.Call(attr("rngs", "split"), [cst.Arg(layers)])
     room.add_to_init(attribute, cst.Call(factory, [cst.Arg(split)]), original, needs_rngs=True)
     room.converted(original, RULE_LAYER_STACK, f"{label}: self.{attribute} built in __init__ with nnx.vmap")
-    converted = result.with_changes(args=respell_args(result, 0, [attr("self", attribute)], []))
+    function = cst.Name(stack.function.name.value)  # also where the stack was applied: `hk.layer_stack(n)(f)(x)`
+    converted = result.with_changes(func=function, args=respell_args(result, 0, [attr("self", attribute)], []))
     return room.set_size(converted, None if stack.per_layer_inputs else room.size_of(carry.value))
 
 
