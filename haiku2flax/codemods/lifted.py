@@ -268,7 +268,7 @@ class _Reader:
     def _local_cell(self, site: ScanSite, cell: cst.Name, code: FunctionCode) -> None:
         """`cell = Cell(...)` once, at the top of the method, and `cell` used only as scanned or `cell.method`."""
         name = cell.value
-        assignments = [(a, top) for a, top in code.assigns if _assigned_name(a) == name]
+        assignments = [(a, top) for a, top in code.assigns if assigned_name(a) == name]
         constructor = assignments[0][0].value if len(assignments) == 1 and assignments[0][1] else None
         if not isinstance(constructor, cst.Call) or self.local_class(constructor) is None:
             site.problem = SCAN_FUNCTION
@@ -332,7 +332,7 @@ class _Reader:
         construction, top = constructions[0]
         if not top:
             return "the stacked module is built inside a loop or condition; stack the layers by hand"
-        own = {p.name.value for p in params.params} | {_assigned_name(a) for a, _ in inner.assigns}
+        own = {p.name.value for p in params.params} | {assigned_name(a) for a, _ in inner.assigns}
         if analysis.Names.of(construction.func).used & own:
             return "the stacked module's constructor arguments depend on the stacked function's inputs; stack by hand"
         if any(r.value is None for r in inner.returns):
@@ -415,7 +415,7 @@ def _applied_stacks(code: FunctionCode, ctx: Context) -> dict[cst.FunctionDef, c
     return found
 
 
-def _assigned_name(assign: cst.Assign) -> str | None:
+def assigned_name(assign: cst.Assign) -> str | None:
     if len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name):
         return assign.targets[0].target.value
     return None
@@ -423,7 +423,7 @@ def _assigned_name(assign: cst.Assign) -> str | None:
 
 def _unused_layer_stack(assign: cst.Assign, code: FunctionCode, ctx: Context) -> bool:
     """`stack = hk.layer_stack(n)` whose result is never read: it builds nothing."""
-    name = _assigned_name(assign)
+    name = assigned_name(assign)
     return name is not None and _is_layer_stack(assign.value, ctx) and len(code.names.get(name, [])) == 1
 
 
