@@ -58,7 +58,7 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
+from ..engine.calls import BoundCall, Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
@@ -109,6 +109,9 @@ class ScanSite:
 
     call: cst.Call
     constructor: cst.Call | None = None  # `Cell(...)`: the first argument, or the value assigned to `local`
+    function: cst.FunctionDef | None = None  # or `def step(carry, x)` of the method, calling layers built in it
+    layers: list[cst.Assign] = field(default_factory=list)  # `proj = hk.Linear(h)`: the layers that function calls
+    outputs: str | None = None  # `ys` of `carry, ys = hk.scan(step, ...)`
     local: str | None = None
     assignment: cst.Assign | None = None
     uses: list[cst.Attribute] = field(default_factory=list)  # `local.initial_state` and other method reads
@@ -180,6 +183,8 @@ class LiftedSites:
     cell_constructors: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # cell constructor calls
     cell_assignments: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `cell = Cell(...)`
     cell_uses: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `cell.method`
+    step_functions: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # scanned `def step(carry, x)`
+    step_layers: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `proj = hk.Linear(h)` they call
     cells: dict[str, CellSizes] = field(default_factory=dict)  # by class name
     stacks: dict[cst.CSTNode, LayerStack] = field(default_factory=dict)  # the decorated functions
     stack_calls: dict[cst.CSTNode, LayerStack] = field(default_factory=dict)
@@ -209,7 +214,7 @@ class LiftedSites:
                 known |= {parts[0] for call in applied.values() if (parts := _applied_parts(call, ctx))}
                 found.other_stacks |= {c for c, _ in code.calls if _is_layer_stack(c, ctx) and c not in known}
         for site in found.scans.values():
-            if site.problem is None:
+            if site.problem is None and site.constructor is not None:
                 found.cells[site.cell_class] = _cell_sizes(classes[site.cell_class])
         return found
 
@@ -217,6 +222,9 @@ class LiftedSites:
         self.scans[site.call] = site
         if site.problem is not None:
             return
+        if site.function is not None:
+            self.step_functions[site.function] = site
+            self.step_layers.update({layer: site for layer in site.layers})
         if site.constructor is not None:
             self.cell_constructors[site.constructor] = site
         if site.assignment is not None:
@@ -253,6 +261,9 @@ class _Reader:
             return site
         site.options = {name: bound[name] for name in SCAN_OPTIONS if name in bound}
         cell = bound["f"]
+        if isinstance(cell, cst.Name) and any(d.name.value == cell.value for d, _ in code.defs):
+            site.problem = self._step_function_problem(site, cell, code)
+            return site
         if isinstance(cell, cst.Name):
             self._local_cell(site, cell, code)
         elif isinstance(cell, cst.Call) and self.local_class(cell) is not None:
@@ -282,6 +293,41 @@ class _Reader:
                 f"`{name}` is used other than by scanning it once and calling its other methods; "
                 "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
             )
+
+    def _step_function_problem(self, site: ScanSite, name: cst.Name, code: FunctionCode) -> str | None:
+        """`def step(carry, x)` of the method, used only here, that calls layers the method built in locals
+        (`proj = hk.Linear(h)`, used nowhere else) and no other module or Haiku API."""
+        function, top = next((d, top) for d, top in code.defs if d.name.value == name.value)
+        params = function.params
+        if not top or function.decorators or code.names.get(name.value) != [name]:
+            return "the scanned function must be an undecorated function of this method, defined at its top level and used only here"
+        if len(params.params) != 2 or params.star_arg is not cst.MaybeSentinel.DEFAULT or params.kwonly_params or params.star_kwarg:
+            return "the scanned function must take `(carry, x)`; convert it by hand"
+        site.function = function
+        targets = [a.targets[0].target for a, _ in code.assigns if a.value is site.call and len(a.targets) == 1]
+        pair = targets[0] if targets and isinstance(targets[0], cst.Tuple) and len(targets[0].elements) == 2 else None
+        site.outputs = pair.elements[1].value.value if pair is not None and isinstance(pair.elements[1].value, cst.Name) else None
+        inner = FunctionCode.of(function)
+        method_locals = {name for a, _ in code.assigns for t in a.targets for name in analysis.Names.of(t.target).used}
+        for call, _ in inner.calls:
+            if self.ctx.names.haiku_api(call.func) is not None or (isinstance(call.func, cst.Call) and self._is_module(call.func)):
+                return "the scanned function builds layers or calls Haiku APIs itself; scan a module (`hk.scan(Cell(...), ...)`) or convert it by hand"
+            if (dotted_name(call.func) or "").split(".")[0] == "self":
+                return "the scanned function calls a method or submodule of `self`; convert it by hand"
+            called = call.func.value if isinstance(call.func, cst.Name) else None
+            if called is None or called not in method_locals:
+                continue  # a library or module-level function
+            assigns = [a for a, top in code.assigns if assigned_name(a) == called and top]
+            layer = assigns[0].value if len(assigns) == 1 else None
+            if not isinstance(layer, cst.Call) or not self._is_module(layer) or len(code.names[called]) != 1 + len(inner.names[called]):
+                return f"the scanned function calls `{called}`: only layers built once in the method, used only in that function, convert"
+            if self.keeps_state(layer):
+                return STATEFUL.format(what="layer the scanned function calls")
+            if self.draws_randomness(layer):
+                return NNX_RANDOM_CELL
+            if assigns[0] not in site.layers:
+                site.layers.append(assigns[0])
+        return None
 
     def stack(self, function: cst.FunctionDef, top_level: bool, code: FunctionCode, applied: cst.Call | None) -> LayerStack:
         stack = LayerStack(function, applied)
@@ -435,22 +481,24 @@ def _cell_sizes(classdef: cst.ClassDef) -> CellSizes:
     return CellSizes(carry, step_input, _initial_state_size(analysis.find_method(classdef, CELL_STATE_METHOD)))
 
 
+def _filled_size(value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """`4` for `jnp.zeros((batch, 4))`: the last axis of an array filled from a literal shape."""
+    if not isinstance(value, cst.Call) or (dotted_name(value.func) or "").rsplit(".", 1)[-1] not in STATE_CONSTRUCTORS or not value.args:
+        return None
+    shape = value.args[0].value
+    if not isinstance(shape, cst.Tuple | cst.List) or not shape.elements:
+        return None
+    return shape.elements[-1].value
+
+
 def _initial_state_size(method: cst.FunctionDef | None) -> cst.BaseExpression | None:
     """`self.hidden_size` for `return jnp.zeros((batch_size, self.hidden_size))`."""
     body = method.body.body if method is not None and isinstance(method.body, cst.IndentedBlock) else ()
     statements = [s for s in body if not analysis.is_docstring(s)]
     line = statements[0] if len(statements) == 1 else None
     returned = line.body[0] if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1 else None
-    value = returned.value if isinstance(returned, cst.Return) else None
-    if not isinstance(value, cst.Call):
-        return None
-    if (dotted_name(value.func) or "").rsplit(".", 1)[-1] not in STATE_CONSTRUCTORS or not value.args:
-        return None
-    shape = value.args[0].value
-    if not isinstance(shape, cst.Tuple | cst.List) or not shape.elements:
-        return None
-    size = shape.elements[-1].value
-    return size if analysis.Names.of(size).used <= {"self"} else None
+    size = _filled_size(returned.value) if isinstance(returned, cst.Return) and returned.value is not None else None
+    return size if size is not None and analysis.Names.of(size).used <= {"self"} else None
 
 
 class FunctionCode(Walker):
@@ -675,15 +723,7 @@ def linen_scanned_cell(room: LinenMethod, original: cst.Call, result: LeaveResul
         return None
     room.ctx.need_target_import()
     room.mark_builds_layer()
-    lifted = cst.Call(
-        attr(room.ctx.ns, "scan"),
-        [
-            cst.Arg(result.func),
-            keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
-            keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
-            *_options(dict(site.options)),
-        ],
-    )
+    lifted = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(result.func), *_broadcast_params(site)])
     return result.with_changes(func=lifted)
 
 
@@ -697,8 +737,55 @@ def linen_scan(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
         room.todo(site.call, RULE_SCAN, site.problem)
         return call.updated
     core, bound = _core_scan_call(call.updated)
+    if site.function is not None:
+        room.ctx.need_target_import()
+        room.mark_builds_layer()
+        room.converted(site.call, RULE_SCAN, f"hk.scan over {site.function.name.value} -> nn.scan over it, its layers built inside")
+        scan = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(bound["f"]), *_broadcast_params(site)])
+        return cst.Call(scan, respell_args(core, 1, [cst.Name("self")], []), whitespace_before_args=call.updated.whitespace_before_args)
     room.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> calling the nn.scan-lifted module")
     return cst.Call(bound["f"], respell_args(core, 1, [], []), whitespace_before_args=call.updated.whitespace_before_args)
+
+
+class _StepLayers:
+    """The converted `proj = nn.Dense(h)` lines a scanned function calls, moved into it, by scan site."""
+
+    def __init__(self) -> None:
+        self.lines: dict[int, list[cst.SimpleStatementLine]] = {}
+
+
+@LINEN_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_SCAN, after=True)
+def linen_move_step_layer(room: LinenMethod, original: cst.SimpleStatementLine, result: LeaveResult) -> cst.RemovalSentinel | None:
+    """`proj = nn.Dense(h)` goes into the scanned function that calls it: a Linen layer built outside a
+    lifted transform and called inside it would leak the transform's tracers."""
+    site = room.ctx.fact(LIFTED_SITES).step_layers.get(original.body[0]) if len(original.body) == 1 else None
+    if site is None or not isinstance(result, cst.SimpleStatementLine):
+        return None
+    room.family(_StepLayers).lines.setdefault(id(site), []).append(result.with_changes(leading_lines=[]))
+    return room.remove_statement(original)
+
+
+@LINEN_NODES.on_leave(cst.FunctionDef, rule=RULE_SCAN, after=True)
+def linen_step_function(room: LinenMethod, original: cst.FunctionDef, result: LeaveResult) -> cst.FunctionDef | None:
+    """`def step(carry, x)` -> `def step(mdl, carry, x)`, the layers it calls built at its top: `nn.scan`
+    calls it with the module, and the layers are the lifted module's (broadcast over the steps)."""
+    site = room.ctx.fact(LIFTED_SITES).step_functions.get(original)
+    if site is None or not isinstance(result, cst.FunctionDef) or not isinstance(result.body, cst.IndentedBlock):
+        return None
+    lines = room.family(_StepLayers).lines.get(id(site), [])
+    taken = analysis.Names.of(original).used
+    module = next(n for n in ("mdl", "module", "scanned") if n not in taken)
+    params = result.params.with_changes(params=[cst.Param(cst.Name(module)), *result.params.params])
+    return result.with_changes(params=params, body=result.body.with_changes(body=[*lines, *result.body.body]))
+
+
+def _broadcast_params(site: ScanSite) -> list[cst.Arg]:
+    """One set of parameters for every step (and a fresh `'dropout'` key per step where the cell draws one)."""
+    return [
+        keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
+        keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
+        *_options(dict(site.options)),
+    ]
 
 
 @LINEN_NODES.on_leave(cst.FunctionDef, rule=RULE_LAYER_STACK, after=True)
@@ -812,6 +899,14 @@ def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
     if site.problem is not None or site.random:
         room.todo(site.call, RULE_SCAN, site.problem or NNX_RANDOM_CELL)
         return updated
+    if site.function is not None:
+        core, bound = _core_scan_call(updated)
+        room.ctx.need_target_import()
+        room.converted(site.call, RULE_SCAN, f"hk.scan over {site.function.name.value} -> nnx.scan, its layers built in __init__")
+        scan = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(bound["f"]), *_step_axes(room.ctx.ns), *_options(dict(site.options))])
+        if site.outputs is not None:  # the stacked `y`s keep their feature size
+            room.set_size_after_statement(site.outputs, room.family(_StepOutputs).sizes.get(id(site)))
+        return cst.Call(scan, respell_args(core, 1, [], []), whitespace_before_args=updated.whitespace_before_args)
     constructor = site.cell
     if site.local is not None:
         attribute = room.family(_Cells).attributes.get(id(site))
@@ -833,14 +928,58 @@ def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
         attr(ns, "scan"),
         [
             cst.Arg(cst.parse_expression("lambda carry, cell, x: cell(carry, x)")),
-            keyword_arg("in_axes", cst.parse_expression(f"({ns}.Carry, None, 0)")),
-            keyword_arg("out_axes", cst.parse_expression(f"({ns}.Carry, 0)")),
+            *_step_axes(ns, cell=True),
             *_options(dict(site.options)),
         ],
     )
     room.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> nnx.scan over self.{attribute}")
     args = respell_args(core, 2, [bound["init"], attr("self", attribute)], [])
     return cst.Call(scan, args, whitespace_before_args=updated.whitespace_before_args)
+
+
+def _step_axes(ns: str, cell: bool = False) -> list[cst.Arg]:
+    """`nnx.scan`'s axes for `step(carry, x) -> (carry, y)`; with `cell`, the module passed unscanned between them."""
+    between = " None," if cell else ""
+    return [
+        keyword_arg("in_axes", cst.parse_expression(f"({ns}.Carry,{between} 0)")),
+        keyword_arg("out_axes", cst.parse_expression(f"({ns}.Carry, 0)")),
+    ]
+
+
+@NNX_NODES.on_visit(cst.FunctionDef, rule=RULE_SCAN)
+def nnx_enter_step_function(room: NnxMethod, node: cst.FunctionDef) -> None:
+    """In a scanned `step(carry, x)` the carry has the size of scan's `init`, `x` that of one step of `xs`
+    (the layers it calls are built in `__init__` with those input sizes)."""
+    site = room.ctx.fact(LIFTED_SITES).step_functions.get(node)
+    if site is None:
+        return
+    bound = BoundCall.bind(site.call, SCAN_ARGS, "hk.scan").args
+    filled = _filled_size(bound["init"])
+    carry = room.size_of(bound["init"]) or (filled if filled is not None and analysis.Names.of(filled).used <= {"self"} else None)
+    sizes = [carry, _step_input_size(room, bound["xs"])]
+    room.enter_function()
+    for param, size in zip(node.params.params, sizes, strict=True):
+        room.set_variable_size(param.name.value, size)
+
+
+class _StepOutputs:
+    """The size of what each scanned function returns per step (`y` of `(carry, y)`), by scan site."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, cst.BaseExpression | None] = {}
+
+
+@NNX_NODES.on_leave(cst.FunctionDef, rule=RULE_SCAN)
+def nnx_leave_step_function(room: NnxMethod, original: cst.FunctionDef, updated: cst.FunctionDef) -> None:
+    """Back to the method's sizes, keeping the size of the step's `y` for the scan's stacked output."""
+    site = room.ctx.fact(LIFTED_SITES).step_functions.get(original)
+    if site is None:
+        return
+    returned = [r.value for r in FunctionCode.of(updated).returns]
+    pairs = [r.elements[1].value for r in returned if isinstance(r, cst.Tuple) and len(r.elements) == 2]
+    sizes = {code(size) if (size := room.size_of(y)) is not None else None: size for y in pairs}
+    room.family(_StepOutputs).sizes[id(site)] = next(iter(sizes.values())) if len(sizes) == 1 and len(pairs) == len(returned) else None
+    room.leave_function()
 
 
 def _step_input_size(room: NnxMethod, xs: cst.BaseExpression) -> cst.BaseExpression | None:
