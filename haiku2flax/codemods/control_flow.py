@@ -21,11 +21,18 @@ What it converts:
     ...)(args)` / `nnx.vmap(f, ...)(args)` close over the module: the parameters are read, never
     mutated, and broadcast (shared) by `nnx.vmap`, as `hk.vmap` shares them.
   `f` that uses no module becomes `jax.checkpoint(f, ...)(args)` / `jax.vmap(f, ...)(args)` in both.
+  A lambda that calls one layer the method built before it (`proj = hk.Linear(8)`, then
+  `hk.vmap(lambda row: proj(row), split_rng=False)(x)`): Linen lifts that layer rather than `self`
+  (`nn.vmap(lambda mdl, row: mdl(row), ...)(proj, x)`); NNX closes over `self.proj` as above.
+- `hk.cond` / `hk.switch` whose branches call one layer built in the method (and are lambdas, or use no
+  module): Linen `nn.cond(p, lambda mdl, y: mdl(y), lambda mdl, *operands: f(*operands), proj, x)`, the
+  layer passed as the branches' module; NNX `nnx.cond` / `nnx.switch` with the same branches, which
+  read `self.proj` (built in `__init__`) and never mutate it.
 
 Why: `jax.lax` control flow over pure functions is exactly what Haiku's wrappers run (they only thread
 Haiku's state through); Flax's lifted transforms are needed only where parameters are involved.
 
-Not converted (TODO with the reason): branches or loop bodies that use modules or parameters (Linen
+Not converted (TODO with the reason): branches or loop bodies that build or otherwise use modules (Linen
 needs `nn.cond(pred, t, f, self, *ops)` / `nn.switch` / `nn.while_loop` with functions taking the module
 and every branch's layers created at init; NNX needs the layers in `__init__` and `nnx.cond` /
 `nnx.switch` / `nnx.fori_loop` / `nnx.while_loop`), functions this tool cannot see into (arguments,

@@ -12,8 +12,16 @@ What it converts:
     out_axes=(nnx.Carry, 0))(carry, self.cell, xs)`.
   `length`, `reverse` and `unroll` keep their names. Both scan over axis 0, as Haiku does, so a
   `jnp.swapaxes` around the scan stays as written.
+- `hk.scan(step, carry, xs)` where `def step(carry, x)` of the method calls layers the method built in
+  locals used nowhere else (`proj = hk.Linear(h)`):
+  - Linen: those lines move into `step`, which takes the module first (`def step(mdl, carry, x)`), and
+    the scan becomes `nn.scan(step, variable_broadcast='params', split_rngs={'params': False})(self,
+    carry, xs)`: layers built inside the lifted function, one set of parameters for every step.
+  - NNX: the layers are built in `__init__` (sized from `carry`'s `jnp.zeros((b, h))` and one step of
+    `xs`) and the scan becomes `nnx.scan(step, in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))(carry, xs)`.
 - `@hk.layer_stack(n)` / `@hk.experimental.layer_stack(n)` on a function that builds one module
-  (`return Block(f)(x, training)`), called as `stack_block(x)`:
+  (`return Block(f)(x, training)`), called as `stack_block(x)`, or applied as `hk.layer_stack(n)(stack_block)(x)`
+  (the same conversion, the function then decorated):
   - Linen: the function takes the layer as its first argument and is decorated with
     `functools.partial(nn.scan, variable_axes={'params': 0}, split_rngs={'params': True}, length=n)`;
     it returns `(carry, None)`, scan's `(carry, ys)`, and calls become `stack_block(Block(f), x)[0]`.
@@ -31,8 +39,8 @@ weights map leaf by leaf. Haiku draws a fresh key per step or layer, so Linen al
 `rngs`. `nnx.scan` rather than `jax.lax.scan` because it carries module state (RNG counts) through
 the loop, where a closure over the module fails on the first mutation.
 
-Not converted (TODO with the reason): `hk.scan` over a function or a module not built in the same
-method, a cell used any other way than scanned or through its other methods, an NNX cell that draws
+Not converted (TODO with the reason): `hk.scan` over a module not built in the same method or a
+function that builds layers itself or calls Haiku APIs, a cell used any other way than scanned or through its other methods, an NNX cell that draws
 random numbers (a broadcast cell would reuse one key at every step), scanned or stacked modules that
 keep state (BatchNorm, `hk.get_state`: the collections' axes are a choice to make by hand), layer
 stacks with `pass_reverse_to_layer_fn` / transparency, stacked functions that build more than one
@@ -111,7 +119,7 @@ class ScanSite:
     constructor: cst.Call | None = None  # `Cell(...)`: the first argument, or the value assigned to `local`
     function: cst.FunctionDef | None = None  # or `def step(carry, x)` of the method, calling layers built in it
     layers: list[cst.Assign] = field(default_factory=list)  # `proj = hk.Linear(h)`: the layers that function calls
-    outputs: str | None = None  # `ys` of `carry, ys = hk.scan(step, ...)`
+    outputs: tuple[str | None, str | None] = (None, None)  # `carry, ys = hk.scan(step, ...)`
     local: str | None = None
     assignment: cst.Assign | None = None
     uses: list[cst.Attribute] = field(default_factory=list)  # `local.initial_state` and other method reads
@@ -305,8 +313,9 @@ class _Reader:
             return "the scanned function must take `(carry, x)`; convert it by hand"
         site.function = function
         targets = [a.targets[0].target for a, _ in code.assigns if a.value is site.call and len(a.targets) == 1]
-        pair = targets[0] if targets and isinstance(targets[0], cst.Tuple) and len(targets[0].elements) == 2 else None
-        site.outputs = pair.elements[1].value.value if pair is not None and isinstance(pair.elements[1].value, cst.Name) else None
+        pair = targets[0].elements if targets and isinstance(targets[0], cst.Tuple) and len(targets[0].elements) == 2 else ()
+        names = [e.value.value if isinstance(e.value, cst.Name) else None for e in pair]
+        site.outputs = (names[0], names[1]) if names else (None, None)
         inner = FunctionCode.of(function)
         method_locals = {name for a, _ in code.assigns for t in a.targets for name in analysis.Names.of(t.target).used}
         for call, _ in inner.calls:
@@ -904,8 +913,10 @@ def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
         room.ctx.need_target_import()
         room.converted(site.call, RULE_SCAN, f"hk.scan over {site.function.name.value} -> nnx.scan, its layers built in __init__")
         scan = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(bound["f"]), *_step_axes(room.ctx.ns), *_options(dict(site.options))])
-        if site.outputs is not None:  # the stacked `y`s keep their feature size
-            room.set_size_after_statement(site.outputs, room.family(_StepOutputs).sizes.get(id(site)))
+        sizes = room.family(_StepOutputs).sizes.get(id(site), (None, None))
+        for name, size in zip(site.outputs, sizes, strict=True):  # the final carry; the stacked `y`s keep their size
+            if name is not None:
+                room.set_size_after_statement(name, size)
         return cst.Call(scan, respell_args(core, 1, [], []), whitespace_before_args=updated.whitespace_before_args)
     constructor = site.cell
     if site.local is not None:
@@ -957,16 +968,17 @@ def nnx_enter_step_function(room: NnxMethod, node: cst.FunctionDef) -> None:
     filled = _filled_size(bound["init"])
     carry = room.size_of(bound["init"]) or (filled if filled is not None and analysis.Names.of(filled).used <= {"self"} else None)
     sizes = [carry, _step_input_size(room, bound["xs"])]
+    room.family(_StepOutputs).sizes[id(site)] = (carry, None)
     room.enter_function()
     for param, size in zip(node.params.params, sizes, strict=True):
         room.set_variable_size(param.name.value, size)
 
 
 class _StepOutputs:
-    """The size of what each scanned function returns per step (`y` of `(carry, y)`), by scan site."""
+    """The sizes of the carry and of what each scanned function returns per step (`y`), by scan site."""
 
     def __init__(self) -> None:
-        self.sizes: dict[int, cst.BaseExpression | None] = {}
+        self.sizes: dict[int, tuple[cst.BaseExpression | None, cst.BaseExpression | None]] = {}
 
 
 @NNX_NODES.on_leave(cst.FunctionDef, rule=RULE_SCAN)
@@ -978,7 +990,9 @@ def nnx_leave_step_function(room: NnxMethod, original: cst.FunctionDef, updated:
     returned = [r.value for r in FunctionCode.of(updated).returns]
     pairs = [r.elements[1].value for r in returned if isinstance(r, cst.Tuple) and len(r.elements) == 2]
     sizes = {code(size) if (size := room.size_of(y)) is not None else None: size for y in pairs}
-    room.family(_StepOutputs).sizes[id(site)] = next(iter(sizes.values())) if len(sizes) == 1 and len(pairs) == len(returned) else None
+    outputs = room.family(_StepOutputs).sizes
+    ys = next(iter(sizes.values())) if len(sizes) == 1 and len(pairs) == len(returned) else None
+    outputs[id(site)] = (outputs[id(site)][0], ys)
     room.leave_function()
 
 

@@ -184,7 +184,7 @@ class NNXModel:
         Modules inside NNX transforms (the cell of `nnx.RNN`, scanned layers) run as copies, so their
         calls are not seen: such a module is placed right before the called module assigned after it in its
         parent's `__init__` (the converter builds layers in Haiku's call order), else right after the one
-        assigned before it, else after its nearest called ancestor.
+        assigned before it, else right after its nearest ancestor module (placed the same way).
         """
         del rng  # NNX modules carry their own RNG streams
         model = self._merged(self.initial_values)
@@ -193,12 +193,19 @@ class NNXModel:
         with _recording_nnx_calls(model, called):
             fn, call_kwargs = self._bound_method(model, "__call__", kwargs)
             fn(*inputs, **call_kwargs)
-        order = {path: (called[id(node)],) for path, node in graph if id(node) in called}
-        calls: dict[tuple[Any, ...], ModuleCall] = {}
-        for index, (path, node) in enumerate(graph):
-            ancestor = next((order[path[:d]] for d in range(len(path), -1, -1) if path[:d] in order), (len(graph),))
-            calls[path] = ModuleCall(type(node), order.get(path) or _between_siblings(path, self._assigned, order, index) or ancestor + (1, index))
-        return calls
+        called_order = {path: (called[id(node)],) for path, node in graph if id(node) in called}
+        index = {path: i for i, (path, _) in enumerate(graph)}
+        placed: dict[tuple[Any, ...], tuple[int, ...]] = {}
+
+        def place(path: tuple[Any, ...]) -> tuple[int, ...]:
+            if path not in placed:
+                ancestor = next((path[:d] for d in range(len(path) - 1, -1, -1) if path[:d] in index), None)
+                after_ancestor = place(ancestor) + (1, index[path]) if ancestor is not None else (len(graph), 1, index[path])
+                between = _between_siblings(path, self._assigned, called_order, index[path])
+                placed[path] = called_order.get(path) or between or after_ancestor
+            return placed[path]
+
+        return {path: ModuleCall(type(node), place(path)) for path, node in graph}
 
     def apply(
         self, values: Mapping[str, Array], method: str, inputs: list[Array], kwargs: Mapping[str, Any], rng: jax.Array
