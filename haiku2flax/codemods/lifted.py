@@ -120,6 +120,7 @@ class ScanSite:
     function: cst.FunctionDef | None = None  # or `def step(carry, x)` of the method, calling layers built in it
     layers: list[cst.Assign] = field(default_factory=list)  # `proj = hk.Linear(h)`: the layers that function calls
     outputs: tuple[str | None, str | None] = (None, None)  # `carry, ys = hk.scan(step, ...)`
+    first_once_moved: bool = False  # Linen: that function opens the method once the layers moved into it
     local: str | None = None
     assignment: cst.Assign | None = None
     uses: list[cst.Attribute] = field(default_factory=list)  # `local.initial_state` and other method reads
@@ -210,7 +211,7 @@ class LiftedSites:
             if ctx.enabled(RULE_SCAN):
                 for call, _ in code.calls:
                     if ctx.names.haiku_api(call.func) == "scan":
-                        found._add_scan(reader.scan(call, code))
+                        found._add_scan(reader.scan(call, code), function)
             if ctx.enabled(RULE_LAYER_STACK):
                 applied = _applied_stacks(code, ctx)
                 for nested, top_level in code.defs:
@@ -226,11 +227,14 @@ class LiftedSites:
                 found.cells[site.cell_class] = _cell_sizes(classes[site.cell_class])
         return found
 
-    def _add_scan(self, site: ScanSite) -> None:
+    def _add_scan(self, site: ScanSite, method: cst.FunctionDef) -> None:
         self.scans[site.call] = site
         if site.problem is not None:
             return
         if site.function is not None:
+            statements = list(method.body.body)
+            before = statements[: statements.index(site.function)] if site.function in statements else [site.function]
+            site.first_once_moved = all(isinstance(s, cst.SimpleStatementLine) and s.body[0] in site.layers for s in before)
             self.step_functions[site.function] = site
             self.step_layers.update({layer: site for layer in site.layers})
         if site.constructor is not None:
@@ -785,7 +789,8 @@ def linen_step_function(room: LinenMethod, original: cst.FunctionDef, result: Le
     taken = analysis.Names.of(original).used
     module = next(n for n in ("mdl", "module", "scanned") if n not in taken)
     params = result.params.with_changes(params=[cst.Param(cst.Name(module)), *result.params.params])
-    return result.with_changes(params=params, body=result.body.with_changes(body=[*lines, *result.body.body]))
+    function = result.with_changes(params=params, body=result.body.with_changes(body=[*lines, *result.body.body]))
+    return function.with_changes(leading_lines=[]) if site.first_once_moved else function
 
 
 def _broadcast_params(site: ScanSite) -> list[cst.Arg]:
