@@ -774,8 +774,21 @@ def linen_move_step_layer(room: LinenMethod, original: cst.SimpleStatementLine, 
     site = room.ctx.fact(LIFTED_SITES).step_layers.get(original.body[0]) if len(original.body) == 1 else None
     if site is None or not isinstance(result, cst.SimpleStatementLine):
         return None
-    room.family(_StepLayers).lines.setdefault(id(site), []).append(result.with_changes(leading_lines=[]))
+    room.family(_StepLayers).lines.setdefault(id(site), []).append(_named_layer(result).with_changes(leading_lines=[]))
     return room.remove_statement(original)
+
+
+def _named_layer(line: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+    """`proj = nn.Dense(h)` -> `proj = nn.Dense(h, name="proj")`: the scanned module is a clone of `self`
+    whose automatic names restart, and would collide with those of another compact method."""
+    assign = line.body[0]
+    if not isinstance(assign, cst.Assign) or not isinstance(assign.value, cst.Call) or (local := assigned_name(assign)) is None:
+        return line
+    layer = assign.value
+    if any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
+        return line
+    named = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(f'"{local}"'))])
+    return line.with_changes(body=[assign.with_changes(value=named)])
 
 
 @LINEN_NODES.on_leave(cst.FunctionDef, rule=RULE_SCAN, after=True)
