@@ -71,8 +71,8 @@ from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite
 from .lifted import FunctionCode, all_functions, assigned_name
 from .transforms import TRANSFORMS
 
-RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond with module-free branches -> jax.lax.cond", __name__, apis=("cond",))
-RULE_SWITCH = register("HK303", "switch", Status.PARTIAL, "hk.switch with module-free branches -> jax.lax.switch", __name__, apis=("switch",))
+RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond -> jax.lax.cond (module-free branches) / nn.cond, nnx.cond (branches calling one layer)", __name__, apis=("cond",))
+RULE_SWITCH = register("HK303", "switch", Status.PARTIAL, "hk.switch -> jax.lax.switch (module-free branches) / nn.switch, nnx.switch (branches calling one layer)", __name__, apis=("switch",))
 RULE_FORI_LOOP = register("HK304", "fori-loop", Status.PARTIAL, "hk.fori_loop with a module-free body -> jax.lax.fori_loop", __name__, apis=("fori_loop",))
 RULE_WHILE_LOOP = register(
     "HK305", "while-loop", Status.PARTIAL, "hk.while_loop with module-free functions -> jax.lax.while_loop", __name__, apis=("while_loop",)

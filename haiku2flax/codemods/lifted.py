@@ -74,7 +74,7 @@ from ..engine.tables import Construct
 from ..engine.walk import Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LeaveResult, LinenMethod, MethodRoom, NnxMethod, on_call
 
-RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
+RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module or a step function -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
 RULE_LAYER_STACK = register(
     "HK301", "layer-stack", Status.PARTIAL, "hk.layer_stack -> nn.scan / nnx.vmap + nnx.scan with per-layer parameters", __name__,
     apis=("layer_stack", "experimental.layer_stack"),
