@@ -64,7 +64,9 @@ def _todos(body: str, target: str) -> dict[str, list[str]]:
         # lifted transforms
         ("@hk.remat\ndef f(v):\n  return hk.Linear(3)(v)\nreturn f(x)\n", RULE_REMAT, "applied and called at once"),
         ("f = hk.remat(lambda v: hk.Linear(3)(v))\nreturn f(x)\n", RULE_REMAT, "applied and called at once"),
-        ("linear = hk.Linear(3)\nreturn hk.remat(lambda v: linear(v))(x)\n", RULE_REMAT, "only layers built inside it convert"),
+        ("a = hk.Linear(3)\nb = hk.Linear(3)\nreturn hk.remat(lambda v: b(a(v)))(x)\n", RULE_REMAT, "only layers built inside it convert"),
+        ("linear = hk.Linear(3)\ndef f(v):\n  return linear(v)\nreturn hk.vmap(f, split_rng=False)(x)\n", RULE_VMAP, "pass a lambda"),
+        ("linear = hk.Linear(3)\nreturn hk.cond(x.sum() > 0, true_fun=lambda v: linear(v), false_fun=jnp.tanh, operand=x)\n", RULE_COND, "positional"),
         ("return hk.remat(lambda v: hk.dropout(hk.next_rng_key(), 0.1, hk.Linear(3)(v)))(x)\n", RULE_REMAT, "hk.dropout"),
         ("def f(v):\n  return hk.Linear(3)(v)\ny = f(x)\nreturn hk.remat(f)(y)\n", RULE_REMAT, "used only here"),
         ("return hk.vmap(lambda v: hk.Linear(3)(v), split_rng=True)(x)\n", RULE_VMAP, "one set per element"),
@@ -127,3 +129,29 @@ def test_ignoring_a_control_flow_rule_leaves_its_call_to_the_safety_net(target: 
     assert "jax.lax.cond" in _convert(body, target).code
     ignored = convert_source(HEADER + textwrap.indent(body, "    "), target, ignore=frozenset({RULE_COND}))
     assert "hk.cond" in ignored.code and "jax.lax.cond" not in ignored.code
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("linen", "nn.cond(x.sum() > 0, lambda mdl, v: mdl(v), lambda mdl, *operands: jnp.tanh(*operands), linear, x)"),
+        ("nnx", "nnx.cond(x.sum() > 0, lambda v: self.linear(v), jnp.tanh, x)"),
+    ],
+)
+def test_cond_over_a_layer_built_in_the_method(target: str, expected: str):
+    body = "linear = hk.Linear(3)\nx = linear(x)\nreturn hk.cond(x.sum() > 0, lambda v: linear(v), jnp.tanh, x)\n"
+    result = _convert(body, target)
+    assert expected in result.code and RULE_COND not in result.todos()
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("linen", "nn.vmap(lambda mdl, row: mdl(row), variable_axes={'params': None}, split_rngs={'params': False})(linear, x)"),
+        ("nnx", "nnx.vmap(lambda row: self.linear(row))(x)"),
+    ],
+)
+def test_vmap_over_a_layer_built_in_the_method(target: str, expected: str):
+    body = "linear = hk.Linear(3)\nreturn hk.vmap(lambda row: linear(row), split_rng=False)(x)\n"
+    result = _convert(body, target)
+    assert expected in result.code and RULE_VMAP not in result.todos()

@@ -62,7 +62,8 @@ def _todos(body: str, target: str) -> dict[str, list[str]]:
         ),
         ("@hk.layer_stack(2)\ndef f(x):\n  return Block()(Block()(x))\nreturn f(xs)\n", RULE_LAYER_STACK, "exactly one module"),
         ("@hk.layer_stack(2)\ndef f(x):\n  return Block()(x)\nif xs.shape[0]:\n  xs = f(xs)\nreturn xs\n", RULE_LAYER_STACK, "top level"),
-        ("def f(x):\n  return Block()(x)\nreturn hk.layer_stack(2)(f)(xs)\n", RULE_LAYER_STACK, "as the decorator"),
+        ("def f(x):\n  return Block()(x)\nys = f(xs)\nreturn hk.layer_stack(2)(f)(ys)\n", RULE_LAYER_STACK, "used other than"),
+        ("def f(x):\n  return Block()(x)\nstack = hk.layer_stack(2)\nreturn stack(f)(xs)\n", RULE_LAYER_STACK, "as the decorator"),
         (
             "@hk.layer_stack(2)\ndef f(x):\n  return hk.BatchNorm(True, True, 0.9)(x, True)\nreturn f(xs)\n",
             RULE_LAYER_STACK,
@@ -87,3 +88,11 @@ def test_cell_built_in_init_from_a_local_and_its_other_methods_follow():
     assert "self.cell = Cell(din, rngs=rngs)" in nnx
     assert "c = self.cell.initial_state(xs.shape[1])" in nnx
     assert "cell = Cell()" not in nnx
+
+
+@pytest.mark.parametrize(("target", "expected"), [("linen", "return f(Block(), xs)[0]"), ("nnx", "return f(self.f, xs)")])
+def test_layer_stack_applied_to_a_function_converts_like_the_decorator(target: str, expected: str):
+    body = "def f(x):\n  return Block()(x)\nreturn hk.layer_stack(2)(f)(xs)\n"
+    result = convert_source(HEADER + textwrap.indent(body, "    "), target)
+    assert expected in result.code
+    assert "layer_stack" not in result.code and RULE_LAYER_STACK not in result.todos()

@@ -21,11 +21,18 @@ What it converts:
     ...)(args)` / `nnx.vmap(f, ...)(args)` close over the module: the parameters are read, never
     mutated, and broadcast (shared) by `nnx.vmap`, as `hk.vmap` shares them.
   `f` that uses no module becomes `jax.checkpoint(f, ...)(args)` / `jax.vmap(f, ...)(args)` in both.
+  A lambda that calls one layer the method built before it (`proj = hk.Linear(8)`, then
+  `hk.vmap(lambda row: proj(row), split_rng=False)(x)`): Linen lifts that layer rather than `self`
+  (`nn.vmap(lambda mdl, row: mdl(row), ...)(proj, x)`); NNX closes over `self.proj` as above.
+- `hk.cond` / `hk.switch` whose branches call one layer built in the method (and are lambdas, or use no
+  module): Linen `nn.cond(p, lambda mdl, y: mdl(y), lambda mdl, *operands: f(*operands), proj, x)`, the
+  layer passed as the branches' module; NNX `nnx.cond` / `nnx.switch` with the same branches, which
+  read `self.proj` (built in `__init__`) and never mutate it.
 
 Why: `jax.lax` control flow over pure functions is exactly what Haiku's wrappers run (they only thread
 Haiku's state through); Flax's lifted transforms are needed only where parameters are involved.
 
-Not converted (TODO with the reason): branches or loop bodies that use modules or parameters (Linen
+Not converted (TODO with the reason): branches or loop bodies that build or otherwise use modules (Linen
 needs `nn.cond(pred, t, f, self, *ops)` / `nn.switch` / `nn.while_loop` with functions taking the module
 and every branch's layers created at init; NNX needs the layers in `__init__` and `nnx.cond` /
 `nnx.switch` / `nnx.fori_loop` / `nnx.while_loop`), functions this tool cannot see into (arguments,
@@ -46,9 +53,10 @@ Example (Linen)::
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import libcst as cst
 
@@ -60,11 +68,11 @@ from ..engine.names import dotted_name
 from ..engine.registry import Status, register
 from ..engine.walk import Transformer, Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call, on_leave
-from .lifted import FunctionCode, all_functions
+from .lifted import FunctionCode, all_functions, assigned_name
 from .transforms import TRANSFORMS
 
-RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond with module-free branches -> jax.lax.cond", __name__, apis=("cond",))
-RULE_SWITCH = register("HK303", "switch", Status.PARTIAL, "hk.switch with module-free branches -> jax.lax.switch", __name__, apis=("switch",))
+RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond -> jax.lax.cond (module-free branches) / nn.cond, nnx.cond (branches calling one layer)", __name__, apis=("cond",))
+RULE_SWITCH = register("HK303", "switch", Status.PARTIAL, "hk.switch -> jax.lax.switch (module-free branches) / nn.switch, nnx.switch (branches calling one layer)", __name__, apis=("switch",))
 RULE_FORI_LOOP = register("HK304", "fori-loop", Status.PARTIAL, "hk.fori_loop with a module-free body -> jax.lax.fori_loop", __name__, apis=("fori_loop",))
 RULE_WHILE_LOOP = register(
     "HK305", "while-loop", Status.PARTIAL, "hk.while_loop with module-free functions -> jax.lax.while_loop", __name__, apis=("while_loop",)
@@ -97,7 +105,9 @@ LIFTED = {  # Haiku API -> (rule, argument names, the JAX transform for module-f
 }
 CONTROL_FLOW_APIS = (*LAX, *LIFTED, "running_init")  # what a file must mention for this family to read it
 HAIKU_ONLY_OPTIONS = ("split_rng", "concrete")  # meaningless once Haiku's state is gone
+Room = TypeVar("Room", bound=MethodRoom)
 MODULE_PARAM = "mdl"  # the module argument of a Linen lifted function, as Flax's docs name it
+LIFTED_BRANCHES = ("cond", "switch")  # converted to nn./nnx. namesakes where the branches call one local layer
 
 BRANCHES_USE_MODULES = (
     "{what} {uses}: Linen needs `nn.{api}` with functions taking the module first (`(mdl, *operands)`) and "
@@ -134,14 +144,26 @@ class FunctionUses:
     """What a function passed to a Haiku control-flow or lifted transform touches."""
 
     builds: list[str] = field(default_factory=list)  # layers built inline: `hk.Linear(8)(h)`
+    layers: list[str] = field(default_factory=list)  # layers the method built in a local, called: `proj(h)`
     others: list[str] = field(default_factory=list)  # any other use of modules, parameters or unknown code
 
     @property
     def pure(self) -> bool:
-        return not self.builds and not self.others
+        return not self.builds and not self.layers and not self.others
+
+    @property
+    def closed_layer(self) -> str | None:
+        """The one local layer the function calls, where that is all it does with modules."""
+        names = set(self.layers)
+        return self.layers[0] if len(names) == 1 and not self.builds and not self.others else None
+
+    def add(self, other: FunctionUses) -> None:
+        self.builds += other.builds
+        self.layers += other.layers
+        self.others += other.others
 
     def describe(self) -> str:
-        return "uses " + ", ".join(dict.fromkeys(self.others or self.builds))
+        return "uses " + ", ".join(dict.fromkeys(self.others or self.builds or [f"`{n}`" for n in self.layers]))
 
 
 @dataclass(frozen=True)
@@ -150,12 +172,17 @@ class _Scope:
 
     defs: dict[str, cst.FunctionDef]
     locals: frozenset[str]
+    layers: frozenset[str]  # locals assigned a module once, at the top level: `proj = hk.Linear(8)`
 
     @classmethod
-    def of(cls, function: cst.FunctionDef, code: FunctionCode) -> _Scope:
+    def of(cls, function: cst.FunctionDef, code: FunctionCode, is_module: Callable[[cst.Call], bool]) -> _Scope:
         params = {p.name.value for p in (*function.params.params, *function.params.kwonly_params, *function.params.posonly_params)}
         defs = {d.name.value: d for d, top in code.defs if top}
-        return cls(defs, frozenset((params | _assigned(function.body.body)) - set(defs)))
+        names = frozenset((params | _assigned(function.body.body)) - set(defs))
+        built = [name for a, top in code.assigns if top and isinstance(a.value, cst.Call) and is_module(a.value) and (name := assigned_name(a))]
+        assignments = [name for a, _ in code.assigns for t in a.targets for name in _names(t.target)]
+        layers = {n for n in built if assignments.count(n) == 1 and n not in params}
+        return cls(defs, names, frozenset(layers))
 
 
 class _Analyzer:
@@ -232,6 +259,8 @@ class _UseReader(Walker):
         elif isinstance(node.func, cst.Name):
             if node.func.value in self.params:
                 uses.others.append(f"`{node.func.value}`, which this tool cannot see into")
+            elif node.func.value in self.scope.layers:
+                uses.layers.append(node.func.value)
             else:
                 analyzer._named(node.func.value, self.scope, uses, self.seen)
 
@@ -267,6 +296,7 @@ class LiftedFunction:
     call: cst.Call  # `hk.remat(f, ...)(args)`
     options: dict[str, cst.BaseExpression] = field(default_factory=dict)
     function: cst.Lambda | cst.FunctionDef | None = None  # a function building layers, converted with the site
+    layer: str | None = None  # the one layer built outside the function that it calls: Linen lifts that layer
     sized: bool = False  # NNX: the function's parameters have the sizes of the call's arguments
     problem: str | None = None
 
@@ -284,6 +314,7 @@ class ControlFlowSites:
     """The file's control flow and lifted transforms, found before the rewrite, by their nodes."""
 
     lax: dict[cst.CSTNode, str | None] = field(default_factory=dict)  # hk.cond/... calls -> None (convert) or the problem
+    lax_layers: dict[cst.CSTNode, str] = field(default_factory=dict)  # hk.cond/switch calls -> the one local layer they call
     lifted: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by the called transform
     lifted_functions: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by the function converted with it
     lifted_params: dict[cst.CSTNode, LiftedFunction] = field(default_factory=dict)  # by that function's parameters
@@ -303,7 +334,7 @@ class ControlFlowSites:
         with_self = _functions_with_self(module, classes, forwards)
         for function in all_functions(module):
             code = FunctionCode.of(function)
-            scope = _Scope.of(function, code)
+            scope = _Scope.of(function, code, analyzer.is_module_constructor)
             for call, top in code.calls:
                 api = ctx.names.haiku_api(call.func)
                 if api in LAX:
@@ -337,10 +368,16 @@ class ControlFlowSites:
                 return
             functions.extend(e.value for e in value.elements) if isinstance(value, cst.List | cst.Tuple) else functions.append(value)
         uses = FunctionUses()
-        for function in functions:
-            found = analyzer.function(function, scope)
-            uses.builds += found.builds
-            uses.others += found.others
+        branches = [(function, analyzer.function(function, scope)) for function in functions]
+        for _, found in branches:
+            uses.add(found)
+        layer = uses.closed_layer if api in LIFTED_BRANCHES else None
+        if layer is not None and all(isinstance(f, cst.Lambda) or u.pure for f, u in branches):
+            if any(a.keyword is not None or a.star for a in call.args):
+                self.lax[call] = f"`hk.{api}` over a layer is converted with positional arguments; convert it by hand"
+                return
+            self.lax[call], self.lax_layers[call] = None, layer
+            return
         what = "the branches" if api in ("cond", "switch") else "the loop functions"
         self.lax[call] = None if uses.pure else BRANCHES_USE_MODULES.format(what=what, uses=uses.describe(), api=api)
 
@@ -380,12 +417,15 @@ def _read_lifted(
     uses = analyzer.function(bound["fun"], scope)
     if uses.pure:
         return site
-    if uses.others:
+    site.layer = uses.closed_layer
+    if uses.others or (uses.layers and site.layer is None):
         site.problem = LIFTED_USES.format(api=api, uses=uses.describe())
     elif api == "vmap" and not m.matches(bound.get("split_rng"), m.Name("False")):
         site.problem = SPLIT_RNG_OVER_LAYERS
     elif isinstance(bound["fun"], cst.Lambda):
         site.function, site.sized = bound["fun"], True
+    elif site.layer is not None:
+        site.problem = f"the `hk.{api}`-transformed function calls `{site.layer}`, built outside it: pass a lambda, or convert it by hand"
     else:
         site.function, site.sized, site.problem = _local_function(bound["fun"], call, scope, code, method, top)
     if site.problem is None and any(a.star or a.keyword is not None for a in call.args):
@@ -474,8 +514,9 @@ CONTROL_FLOW = FileFact(_read_control_flow)  # the file's control flow, read bef
 
 
 # -- writing the Flax code: what both targets share -------------------------------------------------
-def _convert_lax(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
-    """`hk.cond(p, f, g, x)` over module-free functions -> `jax.lax.cond(p, f, g, x)`; else a TODO."""
+def _convert_lax(room: Room, call: CallSite, over_layer: Callable[[Room, CallSite, str], cst.BaseExpression]) -> cst.BaseExpression | None:
+    """`hk.cond(p, f, g, x)` over module-free functions -> `jax.lax.cond(p, f, g, x)`, over one local
+    layer -> `over_layer`; else a TODO."""
     sites = room.ctx.fact(CONTROL_FLOW)
     if call.original not in sites.lax:
         return None
@@ -483,13 +524,89 @@ def _convert_lax(room: MethodRoom, call: CallSite) -> cst.BaseExpression | None:
     if problem is not None:
         room.todo(call.original, rule, problem)
         return call.updated
+    layer = sites.lax_layers.get(call.original)
+    if layer is not None:
+        room.ctx.need_target_import()
+        room.converted(call.original, rule, f"hk.{call.api} over the layer `{layer}` -> {room.ctx.ns}.{call.api}")
+        return over_layer(room, call, layer)
     room.ctx.needed_imports.add(("jax", None, None))
     room.converted(call.original, rule, f"hk.{call.api} over module-free functions -> jax.lax.{call.api}")
     return call.updated.with_changes(func=attr("jax", f"lax.{call.api}"))
 
 
+def nnx_lax_over_layer(room: NnxMethod, call: CallSite, layer: str) -> cst.BaseExpression:
+    """`hk.cond(p, lambda y: proj(y), jax.nn.relu, x)`, the branches calling one layer built in the method
+    -> `nnx.cond` with the same branches: they call `self.proj`, built in `__init__`, and only read it. The
+    result has the size of a branch that calls the layer."""
+    sizes = (room.size_of(f.body) for f in _functions(call.updated, call.api) if isinstance(f, cst.Lambda))
+    lifted = call.updated.with_changes(func=attr(room.ctx.ns, call.api))
+    return room.set_size(lifted, next((s for s in sizes if s is not None), None))
+
+
+def linen_lax_over_layer(room: LinenMethod, call: CallSite, layer: str) -> cst.BaseExpression:
+    """`hk.cond(p, lambda y: proj(y), jax.nn.relu, x)` -> `nn.cond(p, lambda mdl, y: mdl(y), lambda mdl,
+    *operands: jax.nn.relu(*operands), proj, x)`: the layer is passed as the module, which Linen's lifted
+    control flow hands to every branch (a closure over it would leak out of the transform)."""
+    lifted = attr(room.ctx.ns, call.api)
+    functions = max(position for position, _ in LAX[call.api].functions) + 1
+    args = list(call.updated.args)
+    for position in range(1, functions):
+        value = args[position].value
+        if isinstance(value, cst.List | cst.Tuple):  # `hk.switch`'s branches
+            value = value.with_changes(elements=[e.with_changes(value=_taking_layer(e.value, layer)) for e in value.elements])
+        else:
+            value = _taking_layer(value, layer)
+        args[position] = args[position].with_changes(value=value)
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    args[functions - 1] = args[functions - 1].with_changes(comma=comma)
+    module = cst.Arg(cst.Name(layer), comma=comma if args[functions:] else cst.MaybeSentinel.DEFAULT)
+    return call.updated.with_changes(func=lifted, args=[*args[:functions], module, *args[functions:]])
+
+
+def _functions(call: cst.Call, api: str) -> list[cst.BaseExpression]:
+    """The functions `hk.cond` / `hk.switch` (...) takes, as spelled in the call."""
+    values = [_argument(call, position, keyword) for position, keyword in LAX[api].functions]
+    return [e.value for v in values if v is not None for e in (v.elements if isinstance(v, cst.List | cst.Tuple) else [cst.Element(v)])]
+
+
+def _taking_layer(function: cst.BaseExpression, layer: str) -> cst.BaseExpression:
+    """A branch taking the module first, as Linen's lifted control flow calls it: a lambda's calls of
+    `layer` call the module; a module-free function is wrapped."""
+    module = _module_param_name(function)
+    if isinstance(function, cst.Lambda):
+        body = function.body.visit(_Renamed(layer, module))
+        assert isinstance(body, cst.BaseExpression)
+        return function.with_changes(params=function.params.with_changes(params=[cst.Param(cst.Name(module)), *function.params.params]), body=body)
+    operands = cst.Param(cst.Name("operands"))
+    return cst.Lambda(
+        cst.Parameters([cst.Param(cst.Name(module))], star_arg=operands),
+        cst.Call(function, [cst.Arg(cst.Name("operands"), star="*")]),
+    )
+
+
+def _module_param_name(function: cst.CSTNode) -> str:
+    return MODULE_PARAM if MODULE_PARAM not in _names(function) else "module"
+
+
+class _Renamed(cst.CSTTransformer):
+    """Every variable `old` -> `new` (attribute names and keywords are not variables)."""
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+        return updated.with_changes(value=self.new) if original.value == self.old else updated
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        return updated.with_changes(attr=original.attr)
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        return updated.with_changes(keyword=original.keyword)
+
+
 for _api, _lax in LAX.items():
-    on_call(_api, rule=_lax.rule)(_convert_lax)
+    LINEN_CALLS.on(_api, rule=_lax.rule)(partial(_convert_lax, over_layer=linen_lax_over_layer))
+    NNX_CALLS.on(_api, rule=_lax.rule)(partial(_convert_lax, over_layer=nnx_lax_over_layer))
 
 
 def _shared_lifted(room: MethodRoom, call: CallSite) -> cst.BaseExpression | LiftedFunction | None:
@@ -553,10 +670,14 @@ def linen_lifted(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None
     )
     updated = call.updated
     args = [_shifted_static_argnums(a) for a in _transform_args(site, updated, shared if site.api == "vmap" else ())]
+    module = cst.Name("self")
+    if site.layer is not None:  # the function calls the module it takes: the layer is lifted, not `self`
+        module = cst.Name(site.layer)
+        args[0] = args[0].with_changes(value=args[0].value.visit(_Renamed(site.layer, _module_param_name(site.call))))
     room.ctx.need_target_import()
     room.mark_builds_layer()
     room.converted(site.call, site.rule, f"hk.{site.api} -> nn.{site.api} over a function taking the module")
-    return updated.with_changes(func=cst.Call(attr(room.ctx.ns, site.api), args), args=respell_args(updated, 0, [cst.Name("self")], []))
+    return updated.with_changes(func=cst.Call(attr(room.ctx.ns, site.api), args), args=respell_args(updated, 0, [module], []))
 
 
 def module_param(room: LinenMethod, original: cst.Parameters, updated: cst.Parameters, *, rule: str) -> cst.Parameters | None:
@@ -564,8 +685,7 @@ def module_param(room: LinenMethod, original: cst.Parameters, updated: cst.Param
     site = room.ctx.fact(CONTROL_FLOW).lifted_params.get(original)
     if site is None or site.rule != rule or site.function is None:
         return None
-    name = MODULE_PARAM if MODULE_PARAM not in _names(site.function) else "module"
-    return updated.with_changes(params=[cst.Param(cst.Name(name)), *updated.params])
+    return updated.with_changes(params=[cst.Param(cst.Name(_module_param_name(site.call))), *updated.params])
 
 
 def _shifted_static_argnums(arg: cst.Arg) -> cst.Arg:
@@ -582,7 +702,7 @@ def _shifted_static_argnums(arg: cst.Arg) -> cst.Arg:
 
 # -- NNX: lifted functions call the layers built in `__init__`; `if hk.running_init()` keeps the apply branch --
 class _ReturnedSizes:
-    """What each rematerialised function of a method returns (by its site), for the size of the call."""
+    """What each rematerialised or vmapped function of a method returns (by its site), for the size of the call."""
 
     def __init__(self) -> None:
         self.by_site: dict[int, cst.BaseExpression | None] = {}
@@ -619,7 +739,8 @@ def enter_lifted_function(room: NnxMethod, node: cst.Lambda | cst.FunctionDef, *
 
 
 def leave_lifted_function(room: NnxMethod, original: cst.Lambda | cst.FunctionDef, updated: cst.Lambda | cst.FunctionDef, *, rule: str) -> None:
-    """Back to the method's sizes; a rematerialised function's output size is its call's."""
+    """Back to the method's sizes; a rematerialised function's output size is its call's, and so is a
+    function vmapped over the leading axis."""
     site = _lifted_function(room, original, rule)
     if site is None:
         return
@@ -627,7 +748,8 @@ def leave_lifted_function(room: NnxMethod, original: cst.Lambda | cst.FunctionDe
     function_returned = room.leave_function()
     if isinstance(updated, cst.FunctionDef):
         returned = function_returned
-    room.family(_ReturnedSizes).by_site[id(site)] = returned if site.api == "remat" else None
+    keeps_last_axis = site.api == "remat" or not {"in_axes", "out_axes"} & site.options.keys()  # vmap over axis 0
+    room.family(_ReturnedSizes).by_site[id(site)] = returned if keeps_last_axis else None
 
 
 for _api, (_rule, *_options) in LIFTED.items():  # each registered per rule, so `--ignore` turns off one of them

@@ -12,8 +12,16 @@ What it converts:
     out_axes=(nnx.Carry, 0))(carry, self.cell, xs)`.
   `length`, `reverse` and `unroll` keep their names. Both scan over axis 0, as Haiku does, so a
   `jnp.swapaxes` around the scan stays as written.
+- `hk.scan(step, carry, xs)` where `def step(carry, x)` of the method calls layers the method built in
+  locals used nowhere else (`proj = hk.Linear(h)`):
+  - Linen: those lines move into `step`, which takes the module first (`def step(mdl, carry, x)`), and
+    the scan becomes `nn.scan(step, variable_broadcast='params', split_rngs={'params': False})(self,
+    carry, xs)`: layers built inside the lifted function, one set of parameters for every step.
+  - NNX: the layers are built in `__init__` (sized from `carry`'s `jnp.zeros((b, h))` and one step of
+    `xs`) and the scan becomes `nnx.scan(step, in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))(carry, xs)`.
 - `@hk.layer_stack(n)` / `@hk.experimental.layer_stack(n)` on a function that builds one module
-  (`return Block(f)(x, training)`), called as `stack_block(x)`:
+  (`return Block(f)(x, training)`), called as `stack_block(x)`, or applied as `hk.layer_stack(n)(stack_block)(x)`
+  (the same conversion, the function then decorated):
   - Linen: the function takes the layer as its first argument and is decorated with
     `functools.partial(nn.scan, variable_axes={'params': 0}, split_rngs={'params': True}, length=n)`;
     it returns `(carry, None)`, scan's `(carry, ys)`, and calls become `stack_block(Block(f), x)[0]`.
@@ -31,8 +39,8 @@ weights map leaf by leaf. Haiku draws a fresh key per step or layer, so Linen al
 `rngs`. `nnx.scan` rather than `jax.lax.scan` because it carries module state (RNG counts) through
 the loop, where a closure over the module fails on the first mutation.
 
-Not converted (TODO with the reason): `hk.scan` over a function or a module not built in the same
-method, a cell used any other way than scanned or through its other methods, an NNX cell that draws
+Not converted (TODO with the reason): `hk.scan` over a module not built in the same method or a
+function that builds layers itself or calls Haiku APIs, a cell used any other way than scanned or through its other methods, an NNX cell that draws
 random numbers (a broadcast cell would reuse one key at every step), scanned or stacked modules that
 keep state (BatchNorm, `hk.get_state`: the collections' axes are a choice to make by hand), layer
 stacks with `pass_reverse_to_layer_fn` / transparency, stacked functions that build more than one
@@ -58,7 +66,7 @@ import libcst as cst
 
 from ..engine import analysis
 from ..engine import matchers as m
-from ..engine.calls import BoundCall, Unconvertible, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
+from ..engine.calls import BoundCall, Unconvertible, code, convert_construct_call, convert_layer_call_args, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, attr
 from ..engine.names import dotted_name
 from ..engine.registry import Status, register
@@ -66,7 +74,7 @@ from ..engine.tables import Construct
 from ..engine.walk import Transformer, Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LeaveResult, LinenMethod, MethodRoom, NnxMethod, on_call
 
-RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
+RULE_SCAN = register("HK300", "scan", Status.PARTIAL, "hk.scan over a module or a step function -> nn.scan / nnx.scan with shared parameters", __name__, apis=("scan",))
 RULE_LAYER_STACK = register(
     "HK301", "layer-stack", Status.PARTIAL, "hk.layer_stack -> nn.scan / nnx.vmap + nnx.scan with per-layer parameters", __name__,
     apis=("layer_stack", "experimental.layer_stack"),
@@ -109,6 +117,10 @@ class ScanSite:
 
     call: cst.Call
     constructor: cst.Call | None = None  # `Cell(...)`: the first argument, or the value assigned to `local`
+    function: cst.FunctionDef | None = None  # or `def step(carry, x)` of the method, calling layers built in it
+    layers: list[cst.Assign] = field(default_factory=list)  # `proj = hk.Linear(h)`: the layers that function calls
+    outputs: tuple[str | None, str | None] = (None, None)  # `carry, ys = hk.scan(step, ...)`
+    first_once_moved: bool = False  # Linen: that function opens the method once the layers moved into it
     local: str | None = None
     assignment: cst.Assign | None = None
     uses: list[cst.Attribute] = field(default_factory=list)  # `local.initial_state` and other method reads
@@ -143,6 +155,7 @@ class LayerStack:
     """A function decorated with `hk.layer_stack(n)`, the one module it builds, and its call sites."""
 
     function: cst.FunctionDef
+    applied: cst.Call | None = None  # `hk.layer_stack(n)(function)(x)`, where the function is not decorated
     num_layers: cst.BaseExpression | None = None
     per_layer_inputs: bool = False
     unroll: cst.BaseExpression | None = None
@@ -179,6 +192,8 @@ class LiftedSites:
     cell_constructors: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # cell constructor calls
     cell_assignments: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `cell = Cell(...)`
     cell_uses: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `cell.method`
+    step_functions: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # scanned `def step(carry, x)`
+    step_layers: dict[cst.CSTNode, ScanSite] = field(default_factory=dict)  # `proj = hk.Linear(h)` they call
     cells: dict[str, CellSizes] = field(default_factory=dict)  # by class name
     stacks: dict[cst.CSTNode, LayerStack] = field(default_factory=dict)  # the decorated functions
     stack_calls: dict[cst.CSTNode, LayerStack] = field(default_factory=dict)
@@ -196,24 +211,32 @@ class LiftedSites:
             if ctx.enabled(RULE_SCAN):
                 for call, _ in code.calls:
                     if ctx.names.haiku_api(call.func) == "scan":
-                        found._add_scan(reader.scan(call, code))
+                        found._add_scan(reader.scan(call, code), function)
             if ctx.enabled(RULE_LAYER_STACK):
+                applied = _applied_stacks(code, ctx)
                 for nested, top_level in code.defs:
-                    if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators):
-                        found._add_stack(reader.stack(nested, top_level, code))
+                    if any(_is_layer_stack(d.decorator, ctx) for d in nested.decorators) or nested in applied:
+                        found._add_stack(reader.stack(nested, top_level, code, applied.get(nested)))
                 unused = [a for a, _ in code.assigns if _unused_layer_stack(a, code, ctx)]
                 found.unused_stacks |= set(unused)
                 known = {a.value for a in unused} | {d.decorator for f, _ in code.defs for d in f.decorators}
+                known |= {parts[0] for call in applied.values() if (parts := _applied_parts(call, ctx))}
                 found.other_stacks |= {c for c, _ in code.calls if _is_layer_stack(c, ctx) and c not in known}
         for site in found.scans.values():
-            if site.problem is None:
+            if site.problem is None and site.constructor is not None:
                 found.cells[site.cell_class] = _cell_sizes(classes[site.cell_class])
         return found
 
-    def _add_scan(self, site: ScanSite) -> None:
+    def _add_scan(self, site: ScanSite, method: cst.FunctionDef) -> None:
         self.scans[site.call] = site
         if site.problem is not None:
             return
+        if site.function is not None:
+            statements = list(method.body.body)
+            before = statements[: statements.index(site.function)] if site.function in statements else [site.function]
+            site.first_once_moved = all(isinstance(s, cst.SimpleStatementLine) and s.body[0] in site.layers for s in before)
+            self.step_functions[site.function] = site
+            self.step_layers.update({layer: site for layer in site.layers})
         if site.constructor is not None:
             self.cell_constructors[site.constructor] = site
         if site.assignment is not None:
@@ -250,6 +273,9 @@ class _Reader:
             return site
         site.options = {name: bound[name] for name in SCAN_OPTIONS if name in bound}
         cell = bound["f"]
+        if isinstance(cell, cst.Name) and any(d.name.value == cell.value for d, _ in code.defs):
+            site.problem = self._step_function_problem(site, cell, code)
+            return site
         if isinstance(cell, cst.Name):
             self._local_cell(site, cell, code)
         elif isinstance(cell, cst.Call) and self.local_class(cell) is not None:
@@ -265,7 +291,7 @@ class _Reader:
     def _local_cell(self, site: ScanSite, cell: cst.Name, code: FunctionCode) -> None:
         """`cell = Cell(...)` once, at the top of the method, and `cell` used only as scanned or `cell.method`."""
         name = cell.value
-        assignments = [(a, top) for a, top in code.assigns if _assigned_name(a) == name]
+        assignments = [(a, top) for a, top in code.assigns if assigned_name(a) == name]
         constructor = assignments[0][0].value if len(assignments) == 1 and assignments[0][1] else None
         if not isinstance(constructor, cst.Call) or self.local_class(constructor) is None:
             site.problem = SCAN_FUNCTION
@@ -280,8 +306,44 @@ class _Reader:
                 "a scanned Flax module runs the whole scan when called: scan it explicitly by hand"
             )
 
-    def stack(self, function: cst.FunctionDef, top_level: bool, code: FunctionCode) -> LayerStack:
-        stack = LayerStack(function)
+    def _step_function_problem(self, site: ScanSite, name: cst.Name, code: FunctionCode) -> str | None:
+        """`def step(carry, x)` of the method, used only here, that calls layers the method built in locals
+        (`proj = hk.Linear(h)`, used nowhere else) and no other module or Haiku API."""
+        function, top = next((d, top) for d, top in code.defs if d.name.value == name.value)
+        params = function.params
+        if not top or function.decorators or code.names.get(name.value) != [name]:
+            return "the scanned function must be an undecorated function of this method, defined at its top level and used only here"
+        if len(params.params) != 2 or params.star_arg is not cst.MaybeSentinel.DEFAULT or params.kwonly_params or params.star_kwarg:
+            return "the scanned function must take `(carry, x)`; convert it by hand"
+        site.function = function
+        targets = [a.targets[0].target for a, _ in code.assigns if a.value is site.call and len(a.targets) == 1]
+        pair = targets[0].elements if targets and isinstance(targets[0], cst.Tuple) and len(targets[0].elements) == 2 else ()
+        names = [e.value.value if isinstance(e.value, cst.Name) else None for e in pair]
+        site.outputs = (names[0], names[1]) if names else (None, None)
+        inner = FunctionCode.of(function)
+        method_locals = {name for a, _ in code.assigns for t in a.targets for name in analysis.Names.of(t.target).used}
+        for call, _ in inner.calls:
+            if self.ctx.names.haiku_api(call.func) is not None or (isinstance(call.func, cst.Call) and self._is_module(call.func)):
+                return "the scanned function builds layers or calls Haiku APIs itself; scan a module (`hk.scan(Cell(...), ...)`) or convert it by hand"
+            if (dotted_name(call.func) or "").split(".")[0] == "self":
+                return "the scanned function calls a method or submodule of `self`; convert it by hand"
+            called = call.func.value if isinstance(call.func, cst.Name) else None
+            if called is None or called not in method_locals:
+                continue  # a library or module-level function
+            assigns = [a for a, top in code.assigns if assigned_name(a) == called and top]
+            layer = assigns[0].value if len(assigns) == 1 else None
+            if not isinstance(layer, cst.Call) or not self._is_module(layer) or len(code.names[called]) != 1 + len(inner.names[called]):
+                return f"the scanned function calls `{called}`: only layers built once in the method, used only in that function, convert"
+            if self.keeps_state(layer):
+                return STATEFUL.format(what="layer the scanned function calls")
+            if self.draws_randomness(layer):
+                return NNX_RANDOM_CELL
+            if assigns[0] not in site.layers:
+                site.layers.append(assigns[0])
+        return None
+
+    def stack(self, function: cst.FunctionDef, top_level: bool, code: FunctionCode, applied: cst.Call | None) -> LayerStack:
+        stack = LayerStack(function, applied)
         stack.problem = self._stack_problem(stack, top_level, code)
         if stack.problem is None and self.keeps_state(stack.constructor):
             stack.problem = STATEFUL.format(what="stacked module")
@@ -292,10 +354,11 @@ class _Reader:
         function = stack.function
         if not top_level:
             return "the stacked function is defined inside a loop or condition; define it at the top of the method"
-        if len(function.decorators) != 1:
+        if len(function.decorators) != (0 if stack.applied else 1):
             return "the stacked function has other decorators; apply them inside the Flax scan by hand"
-        decorator = function.decorators[0].decorator
-        assert isinstance(decorator, cst.Call)  # the one decorator is `hk.layer_stack(...)`
+        parts = _applied_parts(stack.applied, self.ctx) if stack.applied is not None else None
+        decorator = parts[0] if parts else function.decorators[0].decorator
+        assert isinstance(decorator, cst.Call)  # `hk.layer_stack(...)`, as the stack was found
         try:
             bound = BoundCall.bind(decorator, LAYER_STACK_ARGS, "hk.layer_stack").args
         except Unconvertible as reason:
@@ -328,7 +391,7 @@ class _Reader:
         construction, top = constructions[0]
         if not top:
             return "the stacked module is built inside a loop or condition; stack the layers by hand"
-        own = {p.name.value for p in params.params} | {_assigned_name(a) for a, _ in inner.assigns}
+        own = {p.name.value for p in params.params} | {assigned_name(a) for a, _ in inner.assigns}
         if analysis.Names.of(construction.func).used & own:
             return "the stacked module's constructor arguments depend on the stacked function's inputs; stack by hand"
         if any(r.value is None for r in inner.returns):
@@ -338,9 +401,14 @@ class _Reader:
 
     def _stack_calls_problem(self, stack: LayerStack, code: FunctionCode) -> str | None:
         name = stack.function.name.value
-        calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
+        if stack.applied is not None:
+            calls = [stack.applied] if (stack.applied, True) in code.calls else []
+            references: set[cst.CSTNode] = {parts[1] for c in calls if (parts := _applied_parts(c, self.ctx))}
+        else:
+            calls = [c for c, top in code.calls if m.matches(c.func, m.Name(name)) and top]
+            references = {c.func for c in calls}
         expected = len(stack.function.params.params) if stack.per_layer_inputs else 1
-        if set(code.names.get(name, [])) != {c.func for c in calls}:
+        if not calls or set(code.names.get(name, [])) != references:
             return f"`{name}` is used other than by calling it at the top level of the method; call it there, or convert by hand"
         if any(len(c.args) != expected or any(a.keyword is not None or a.star for a in c.args) for c in calls):
             return f"`{name}` must be called with {expected} positional argument(s)"
@@ -384,7 +452,29 @@ def _is_layer_stack(node: cst.BaseExpression, ctx: Context) -> bool:
     return isinstance(node, cst.Call) and ctx.names.haiku_api(node.func) in LAYER_STACK_APIS
 
 
-def _assigned_name(assign: cst.Assign) -> str | None:
+def _applied_parts(call: cst.Call, ctx: Context) -> tuple[cst.Call, cst.Name] | None:
+    """(`hk.layer_stack(n)`, `f`) of `hk.layer_stack(n)(f)(...)`, or None."""
+    transform = call.func
+    if not isinstance(transform, cst.Call) or len(transform.args) != 1:
+        return None
+    stack, function = transform.func, transform.args[0]
+    if isinstance(stack, cst.Call) and _is_layer_stack(stack, ctx) and isinstance(function.value, cst.Name) and function.keyword is None:
+        return stack, function.value
+    return None
+
+
+def _applied_stacks(code: FunctionCode, ctx: Context) -> dict[cst.FunctionDef, cst.Call]:
+    """The method's functions stacked by applying the transform (`hk.layer_stack(n)(f)(x)`), by function."""
+    defs = {d.name.value: d for d, _ in code.defs}
+    found: dict[cst.FunctionDef, cst.Call] = {}
+    for call, _ in code.calls:
+        parts = _applied_parts(call, ctx)
+        if parts is not None and parts[1].value in defs:
+            found.setdefault(defs[parts[1].value], call)
+    return found
+
+
+def assigned_name(assign: cst.Assign) -> str | None:
     if len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name):
         return assign.targets[0].target.value
     return None
@@ -392,7 +482,7 @@ def _assigned_name(assign: cst.Assign) -> str | None:
 
 def _unused_layer_stack(assign: cst.Assign, code: FunctionCode, ctx: Context) -> bool:
     """`stack = hk.layer_stack(n)` whose result is never read: it builds nothing."""
-    name = _assigned_name(assign)
+    name = assigned_name(assign)
     return name is not None and _is_layer_stack(assign.value, ctx) and len(code.names.get(name, [])) == 1
 
 
@@ -404,22 +494,24 @@ def _cell_sizes(classdef: cst.ClassDef) -> CellSizes:
     return CellSizes(carry, step_input, _initial_state_size(analysis.find_method(classdef, CELL_STATE_METHOD)))
 
 
+def _filled_size(value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """`4` for `jnp.zeros((batch, 4))`: the last axis of an array filled from a literal shape."""
+    if not isinstance(value, cst.Call) or (dotted_name(value.func) or "").rsplit(".", 1)[-1] not in STATE_CONSTRUCTORS or not value.args:
+        return None
+    shape = value.args[0].value
+    if not isinstance(shape, cst.Tuple | cst.List) or not shape.elements:
+        return None
+    return shape.elements[-1].value
+
+
 def _initial_state_size(method: cst.FunctionDef | None) -> cst.BaseExpression | None:
     """`self.hidden_size` for `return jnp.zeros((batch_size, self.hidden_size))`."""
     body = method.body.body if method is not None and isinstance(method.body, cst.IndentedBlock) else ()
     statements = [s for s in body if not analysis.is_docstring(s)]
     line = statements[0] if len(statements) == 1 else None
     returned = line.body[0] if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1 else None
-    value = returned.value if isinstance(returned, cst.Return) else None
-    if not isinstance(value, cst.Call):
-        return None
-    if (dotted_name(value.func) or "").rsplit(".", 1)[-1] not in STATE_CONSTRUCTORS or not value.args:
-        return None
-    shape = value.args[0].value
-    if not isinstance(shape, cst.Tuple | cst.List) or not shape.elements:
-        return None
-    size = shape.elements[-1].value
-    return size if analysis.Names.of(size).used <= {"self"} else None
+    size = _filled_size(returned.value) if isinstance(returned, cst.Return) and returned.value is not None else None
+    return size if size is not None and analysis.Names.of(size).used <= {"self"} else None
 
 
 class FunctionCode(Walker):
@@ -644,15 +736,7 @@ def linen_scanned_cell(room: LinenMethod, original: cst.Call, result: LeaveResul
         return None
     room.ctx.need_target_import()
     room.mark_builds_layer()
-    lifted = cst.Call(
-        attr(room.ctx.ns, "scan"),
-        [
-            cst.Arg(result.func),
-            keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
-            keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
-            *_options(dict(site.options)),
-        ],
-    )
+    lifted = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(result.func), *_broadcast_params(site)])
     return result.with_changes(func=lifted)
 
 
@@ -666,8 +750,69 @@ def linen_scan(room: LinenMethod, call: CallSite) -> cst.BaseExpression | None:
         room.todo(site.call, RULE_SCAN, site.problem)
         return call.updated
     core, bound = _core_scan_call(call.updated)
+    if site.function is not None:
+        room.ctx.need_target_import()
+        room.mark_builds_layer()
+        room.converted(site.call, RULE_SCAN, f"hk.scan over {site.function.name.value} -> nn.scan over it, its layers built inside")
+        scan = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(bound["f"]), *_broadcast_params(site)])
+        return cst.Call(scan, respell_args(core, 1, [cst.Name("self")], []), whitespace_before_args=call.updated.whitespace_before_args)
     room.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> calling the nn.scan-lifted module")
     return cst.Call(bound["f"], respell_args(core, 1, [], []), whitespace_before_args=call.updated.whitespace_before_args)
+
+
+class _StepLayers:
+    """The converted `proj = nn.Dense(h)` lines a scanned function calls, moved into it, by scan site."""
+
+    def __init__(self) -> None:
+        self.lines: dict[int, list[cst.SimpleStatementLine]] = {}
+
+
+@LINEN_NODES.on_leave(cst.SimpleStatementLine, rule=RULE_SCAN, after=True)
+def linen_move_step_layer(room: LinenMethod, original: cst.SimpleStatementLine, result: LeaveResult) -> cst.RemovalSentinel | None:
+    """`proj = nn.Dense(h)` goes into the scanned function that calls it: a Linen layer built outside a
+    lifted transform and called inside it would leak the transform's tracers."""
+    site = room.ctx.fact(LIFTED_SITES).step_layers.get(original.body[0]) if len(original.body) == 1 else None
+    if site is None or not isinstance(result, cst.SimpleStatementLine):
+        return None
+    room.family(_StepLayers).lines.setdefault(id(site), []).append(_named_layer(result).with_changes(leading_lines=[]))
+    return room.remove_statement(original)
+
+
+def _named_layer(line: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+    """`proj = nn.Dense(h)` -> `proj = nn.Dense(h, name="proj")`: the scanned module is a clone of `self`
+    whose automatic names restart, and would collide with those of another compact method."""
+    assign = line.body[0]
+    if not isinstance(assign, cst.Assign) or not isinstance(assign.value, cst.Call) or (local := assigned_name(assign)) is None:
+        return line
+    layer = assign.value
+    if any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
+        return line
+    named = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(f'"{local}"'))])
+    return line.with_changes(body=[assign.with_changes(value=named)])
+
+
+@LINEN_NODES.on_leave(cst.FunctionDef, rule=RULE_SCAN, after=True)
+def linen_step_function(room: LinenMethod, original: cst.FunctionDef, result: LeaveResult) -> cst.FunctionDef | None:
+    """`def step(carry, x)` -> `def step(mdl, carry, x)`, the layers it calls built at its top: `nn.scan`
+    calls it with the module, and the layers are the lifted module's (broadcast over the steps)."""
+    site = room.ctx.fact(LIFTED_SITES).step_functions.get(original)
+    if site is None or not isinstance(result, cst.FunctionDef) or not isinstance(result.body, cst.IndentedBlock):
+        return None
+    lines = room.family(_StepLayers).lines.get(id(site), [])
+    taken = analysis.Names.of(original).used
+    module = next(n for n in ("mdl", "module", "scanned") if n not in taken)
+    params = result.params.with_changes(params=[cst.Param(cst.Name(module)), *result.params.params])
+    function = result.with_changes(params=params, body=result.body.with_changes(body=[*lines, *result.body.body]))
+    return function.with_changes(leading_lines=[]) if site.first_once_moved else function
+
+
+def _broadcast_params(site: ScanSite) -> list[cst.Arg]:
+    """One set of parameters for every step (and a fresh `'dropout'` key per step where the cell draws one)."""
+    return [
+        keyword_arg("variable_broadcast", cst.SimpleString("'params'")),
+        keyword_arg("split_rngs", _split_rngs(params=False, random=site.random)),
+        *_options(dict(site.options)),
+    ]
 
 
 @LINEN_NODES.on_leave(cst.FunctionDef, rule=RULE_LAYER_STACK, after=True)
@@ -709,7 +854,7 @@ def linen_stack_call(room: LinenMethod, original: cst.Call, result: LeaveResult)
         layer = convert_construct_call(layer, construct, "linen", room.ctx.ns, ctx=room.ctx)
     if stack.name is not None and not any(a.keyword is not None and a.keyword.value == "name" for a in layer.args):
         layer = layer.with_changes(args=[*layer.args, keyword_arg("name", cst.SimpleString(repr(stack.name)))])
-    call = result.with_changes(args=respell_args(result, 0, [layer], []))
+    call = result.with_changes(func=cst.Name(stack.function.name.value), args=respell_args(result, 0, [layer], []))
     if stack.per_layer_inputs:
         return call
     return cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
@@ -781,6 +926,16 @@ def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
     if site.problem is not None or site.random:
         room.todo(site.call, RULE_SCAN, site.problem or NNX_RANDOM_CELL)
         return updated
+    if site.function is not None:
+        core, bound = _core_scan_call(updated)
+        room.ctx.need_target_import()
+        room.converted(site.call, RULE_SCAN, f"hk.scan over {site.function.name.value} -> nnx.scan, its layers built in __init__")
+        scan = cst.Call(attr(room.ctx.ns, "scan"), [cst.Arg(bound["f"]), *_step_axes(room.ctx.ns), *_options(dict(site.options))])
+        sizes = room.family(_StepOutputs).sizes.get(id(site), (None, None))
+        for name, size in zip(site.outputs, sizes, strict=True):  # the final carry; the stacked `y`s keep their size
+            if name is not None:
+                room.set_size_after_statement(name, size)
+        return cst.Call(scan, respell_args(core, 1, [], []), whitespace_before_args=updated.whitespace_before_args)
     constructor = site.cell
     if site.local is not None:
         attribute = room.family(_Cells).attributes.get(id(site))
@@ -802,14 +957,61 @@ def nnx_scan(room: NnxMethod, call: CallSite) -> cst.BaseExpression | None:
         attr(ns, "scan"),
         [
             cst.Arg(cst.parse_expression("lambda carry, cell, x: cell(carry, x)")),
-            keyword_arg("in_axes", cst.parse_expression(f"({ns}.Carry, None, 0)")),
-            keyword_arg("out_axes", cst.parse_expression(f"({ns}.Carry, 0)")),
+            *_step_axes(ns, cell=True),
             *_options(dict(site.options)),
         ],
     )
     room.converted(site.call, RULE_SCAN, f"hk.scan over {site.cell_class} -> nnx.scan over self.{attribute}")
     args = respell_args(core, 2, [bound["init"], attr("self", attribute)], [])
     return cst.Call(scan, args, whitespace_before_args=updated.whitespace_before_args)
+
+
+def _step_axes(ns: str, cell: bool = False) -> list[cst.Arg]:
+    """`nnx.scan`'s axes for `step(carry, x) -> (carry, y)`; with `cell`, the module passed unscanned between them."""
+    between = " None," if cell else ""
+    return [
+        keyword_arg("in_axes", cst.parse_expression(f"({ns}.Carry,{between} 0)")),
+        keyword_arg("out_axes", cst.parse_expression(f"({ns}.Carry, 0)")),
+    ]
+
+
+@NNX_NODES.on_visit(cst.FunctionDef, rule=RULE_SCAN)
+def nnx_enter_step_function(room: NnxMethod, node: cst.FunctionDef) -> None:
+    """In a scanned `step(carry, x)` the carry has the size of scan's `init`, `x` that of one step of `xs`
+    (the layers it calls are built in `__init__` with those input sizes)."""
+    site = room.ctx.fact(LIFTED_SITES).step_functions.get(node)
+    if site is None:
+        return
+    bound = BoundCall.bind(site.call, SCAN_ARGS, "hk.scan").args
+    filled = _filled_size(bound["init"])
+    carry = room.size_of(bound["init"]) or (filled if filled is not None and analysis.Names.of(filled).used <= {"self"} else None)
+    sizes = [carry, _step_input_size(room, bound["xs"])]
+    room.family(_StepOutputs).sizes[id(site)] = (carry, None)
+    room.enter_function()
+    for param, size in zip(node.params.params, sizes, strict=True):
+        room.set_variable_size(param.name.value, size)
+
+
+class _StepOutputs:
+    """The sizes of the carry and of what each scanned function returns per step (`y`), by scan site."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, tuple[cst.BaseExpression | None, cst.BaseExpression | None]] = {}
+
+
+@NNX_NODES.on_leave(cst.FunctionDef, rule=RULE_SCAN)
+def nnx_leave_step_function(room: NnxMethod, original: cst.FunctionDef, updated: cst.FunctionDef) -> None:
+    """Back to the method's sizes, keeping the size of the step's `y` for the scan's stacked output."""
+    site = room.ctx.fact(LIFTED_SITES).step_functions.get(original)
+    if site is None:
+        return
+    returned = [r.value for r in FunctionCode.of(updated).returns]
+    pairs = [r.elements[1].value for r in returned if isinstance(r, cst.Tuple) and len(r.elements) == 2]
+    sizes = {code(size) if (size := room.size_of(y)) is not None else None: size for y in pairs}
+    outputs = room.family(_StepOutputs).sizes
+    ys = next(iter(sizes.values())) if len(sizes) == 1 and len(pairs) == len(returned) else None
+    outputs[id(site)] = (outputs[id(site)][0], ys)
+    room.leave_function()
 
 
 def _step_input_size(room: NnxMethod, xs: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -859,7 +1061,8 @@ def nnx_stack_call(room: NnxMethod, original: cst.Call, result: LeaveResult) -> 
     split = cst.Call(attr("rngs", "split"), [cst.Arg(layers)])
     room.add_to_init(attribute, cst.Call(factory, [cst.Arg(split)]), original, needs_rngs=True)
     room.converted(original, RULE_LAYER_STACK, f"{label}: self.{attribute} built in __init__ with nnx.vmap")
-    converted = result.with_changes(args=respell_args(result, 0, [attr("self", attribute)], []))
+    function = cst.Name(stack.function.name.value)  # also where the stack was applied: `hk.layer_stack(n)(f)(x)`
+    converted = result.with_changes(func=function, args=respell_args(result, 0, [attr("self", attribute)], []))
     return room.set_size(converted, None if stack.per_layer_inputs else room.size_of(carry.value))
 
 

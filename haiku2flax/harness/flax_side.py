@@ -135,6 +135,8 @@ class NNXModel:
     def __init__(self, model: nnx.Module) -> None:
         self.graphdef, self._template, *rest = nnx.split(nnx.clone(model), NNX_LEAF_FILTER, ...)
         self._rest = rest[0]  # what the `...` filter takes: RNG streams, intermediates, constants
+        # each module's attributes in the order `__init__` assigned them (a merged copy has them sorted)
+        self._assigned = {path: list(vars(node)) for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
         flat = flatten_dict(nnx.to_pure_dict(self._template))
         param_paths = set(flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
         self._paths = {_string_key(path): path for path in flat}
@@ -180,7 +182,9 @@ class NNXModel:
         """One call on a copy of the model, recording the first call of each module.
 
         Modules inside NNX transforms (the cell of `nnx.RNN`, scanned layers) run as copies, so their
-        calls are not seen: such a module is placed right after its nearest called ancestor.
+        calls are not seen: such a module is placed right before the called module assigned after it in its
+        parent's `__init__` (the converter builds layers in Haiku's call order), else right after the one
+        assigned before it, else right after its nearest ancestor module (placed the same way).
         """
         del rng  # NNX modules carry their own RNG streams
         model = self._merged(self.initial_values)
@@ -189,12 +193,19 @@ class NNXModel:
         with _recording_nnx_calls(model, called):
             fn, call_kwargs = self._bound_method(model, "__call__", kwargs)
             fn(*inputs, **call_kwargs)
-        order = {path: (called[id(node)],) for path, node in graph if id(node) in called}
-        calls: dict[tuple[Any, ...], ModuleCall] = {}
-        for index, (path, node) in enumerate(graph):
-            ancestor = next((order[path[:d]] for d in range(len(path), -1, -1) if path[:d] in order), (len(graph),))
-            calls[path] = ModuleCall(type(node), order.get(path, ancestor + (1, index)))
-        return calls
+        called_order = {path: (called[id(node)],) for path, node in graph if id(node) in called}
+        index = {path: i for i, (path, _) in enumerate(graph)}
+        placed: dict[tuple[Any, ...], tuple[int, ...]] = {}
+
+        def place(path: tuple[Any, ...]) -> tuple[int, ...]:
+            if path not in placed:
+                ancestor = next((path[:d] for d in range(len(path) - 1, -1, -1) if path[:d] in index), None)
+                after_ancestor = place(ancestor) + (1, index[path]) if ancestor is not None else (len(graph), 1, index[path])
+                between = _between_siblings(path, self._assigned, called_order, index[path])
+                placed[path] = called_order.get(path) or between or after_ancestor
+            return placed[path]
+
+        return {path: ModuleCall(type(node), place(path)) for path, node in graph}
 
     def apply(
         self, values: Mapping[str, Array], method: str, inputs: list[Array], kwargs: Mapping[str, Any], rng: jax.Array
@@ -206,6 +217,22 @@ class NNXModel:
         out = fn(*inputs, **call_kwargs)
         updated = flatten_dict(nnx.to_pure_dict(nnx.state(model, NNX_LEAF_FILTER)))
         return out, {_string_key(path): value for path, value in updated.items()}
+
+
+def _between_siblings(
+    path: tuple[Any, ...], assigned: Mapping[tuple[Any, ...], list[str]], order: Mapping[tuple[Any, ...], tuple[int, ...]], index: int
+) -> tuple[int, ...] | None:
+    """An order just before the first called sibling assigned after `path` in its parent, else just after
+    the last one assigned before it; None if it has no called sibling."""
+    names = assigned.get(path[:-1], []) if path else []
+    if not path or path[-1] not in names:
+        return None
+    position = names.index(path[-1])
+    later = [order[s] for s in (path[:-1] + (n,) for n in names[position + 1 :]) if s in order]
+    if later:
+        return (later[0][0] - 1, 1, index)  # after whatever was called just before that sibling
+    earlier = [order[s] for s in (path[:-1] + (n,) for n in names[:position]) if s in order]
+    return earlier[-1] + (1, index) if earlier else None
 
 
 def flax_model(model: Any, target: str) -> LinenModel | NNXModel:
