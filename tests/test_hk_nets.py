@@ -128,8 +128,7 @@ BLOCKED = {
         None,
         {
             ("HK800", "`hk.initializers.Initializer`: Haiku initializers take `(shape, dtype)`"),
-            ("HK002", "`hk.Linear` w_init: `w_init` is not an `hk.initializers` call the tables know"),
-            ("HK021", "it is not assigned to a name"),
+            ("HK021", "it is not assigned to a name"),  # (`w_init=None` handed to each layer converts)
         },
     ),
     ("MLP-class", "nnx"): Blocked(
