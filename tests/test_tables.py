@@ -301,7 +301,7 @@ CONVERTS = {
     ),
     "kernel shape in a variable": (
         "hk.Conv2D(8, k)(x)",
-        "nn.Conv(8, (k,) * 2 if isinstance(k, int) else tuple(k))(x)",
+        "nn.Conv(8, (k,) * 2 if isinstance(k, int) else tuple(k) if len(k) == 2 else tuple(k) * 2)(x)",
     ),
     "orthogonal axis": (
         "hk.Linear(4, w_init=hk.initializers.Orthogonal(axis=0))(x)",

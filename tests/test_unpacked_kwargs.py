@@ -154,11 +154,12 @@ def test_keys_not_renamed_or_not_seen_leave_a_todo_naming_them(change: tuple[str
     assert why in said, code
 
 
-def test_a_kernel_shape_in_a_variable_is_replicated_when_it_is_an_int():
+def test_a_kernel_shape_in_a_variable_is_replicated_when_it_is_an_int_or_one_long():
     code = convert_source(CONV_CLASS, "linen").code
     assert (
         "self._conv = self.layer(self.channels, (self.kernel_shape,) * 2 if isinstance(self.kernel_shape, int) "
-        "else tuple(self.kernel_shape), padding='VALID', **self.conv_kwargs)"
+        "else tuple(self.kernel_shape) if len(self.kernel_shape) == 2 else tuple(self.kernel_shape) * 2, "
+        "padding='VALID', **self.conv_kwargs)"
     ) in code, code
     assert "TODO" not in code and "hk." not in code, code
 
@@ -179,3 +180,14 @@ def test_nnx_leaves_keys_to_rename_to_a_todo():
 def test_layer_class_handed_as_a_value_is_left_to_a_todo_in_nnx():
     code = convert_source(CONV_CLASS, "nnx").code
     assert "# TODO(haiku2flax:HK000): `hk.Conv2D` is used in a way its rule cannot convert" in code, code
+
+
+@pytest.mark.parametrize(("kernel_shape", "replicated"), [(3, (3, 3)), ((3,), (3, 3)), ((3, 5), (3, 5)), ([2, 4], (2, 4))])
+def test_the_replicated_kernel_shape_is_what_haiku_reads(kernel_shape, replicated):
+    """Haiku's ConvND replicates an int or a one-element sequence over the spatial dimensions."""
+    import libcst as cst
+
+    from haiku2flax.engine.calls import _replicated_if_int
+
+    expression = cst.Module([]).code_for_node(_replicated_if_int(cst.Name("k"), 2))
+    assert eval(expression, {"k": kernel_shape}) == replicated

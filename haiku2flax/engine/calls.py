@@ -185,10 +185,13 @@ def _kernel_shape(argument: _Argument) -> cst.BaseExpression:
 
 
 def _replicated_if_int(value: cst.Name | cst.Attribute, ndim: int) -> cst.BaseExpression:
-    """`k` -> `(k,) * 2 if isinstance(k, int) else tuple(k)`: a variable that may hold an int (Haiku
-    replicates it over the spatial dimensions; Flax would read it as a 1-D kernel) or a sequence."""
-    ints = f"({code(value)},)" + (f" * {ndim}" if ndim > 1 else "")
-    return cst.parse_expression(f"{ints} if isinstance({code(value)}, int) else tuple({code(value)})")
+    """`k` -> `(k,) * 2 if isinstance(k, int) else tuple(k) if len(k) == 2 else tuple(k) * 2`: a variable
+    that may hold an int or a one-element sequence (Haiku replicates both over the spatial dimensions;
+    Flax would read them as a 1-D kernel) or a sequence of every dimension."""
+    k = code(value)
+    if ndim == 1:
+        return cst.parse_expression(f"({k},) if isinstance({k}, int) else tuple({k})")
+    return cst.parse_expression(f"({k},) * {ndim} if isinstance({k}, int) else tuple({k}) if len({k}) == {ndim} else tuple({k}) * {ndim}")
 
 
 def _spatial(argument: _Argument) -> cst.BaseExpression:
