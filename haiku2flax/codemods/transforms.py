@@ -66,7 +66,7 @@ from ..engine import matchers as m
 from ..engine.analysis import Transformed
 from ..engine.calls import Unconvertible, code, keyword_arg, respell_args
 from ..engine.context import Context, FileFact, add_todo_lines, attr
-from ..engine.names import ImportedNames, dotted_name
+from ..engine.names import ImportedNames, dotted_name, import_statements
 from ..engine.tree import TreeTransform
 from ..engine.registry import Status, register
 from ..engine.walk import Walker, descendants
@@ -579,8 +579,12 @@ def _linen_transform_call(room: LinenMethod, site: CallSite) -> cst.BaseExpressi
     if call.method == "init":
         if call.transformed.with_state:
             return updated  # the statement is rewritten whole, in _linen_state_pair
+        variables = updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call)))
+        if call.transformed.name in room.ctx.fact(PARAMETERLESS):
+            room.converted(call.node, RULE_TRANSFORM, "init returns variables, without 'params' for a model that has none")
+            return _get_or_empty(variables, "params")
         room.converted(call.node, RULE_TRANSFORM, "init returns variables: take ['params']")
-        return _subscript(updated.with_changes(args=respell_args(updated, 0, [], _method_arg(call))), "params")
+        return _subscript(variables, "params")
     try:
         apply = call.split_apply(updated)
     except Unconvertible as reason:
@@ -630,6 +634,71 @@ def _read_shows_state(module: cst.Module, ctx: Context) -> bool:
 STATE_PAIRS = FileFact(_read_state_pairs)
 SHOWS_STATE = FileFact(_read_shows_state)
 
+NUMERIC_MODULES = ("jax", "numpy", "math")  # modules whose functions create no Haiku parameter
+PURE_BUILTINS = {"super", "len", "range", "int", "float", "bool", "min", "max", "abs", "tuple", "list", "zip", "enumerate"}
+
+
+def _read_parameterless(module: cst.Module, ctx: Context) -> set[str]:
+    """The transforms whose model provably creates no parameter: its forward, and the classes of this
+    file it builds (and their bases), call nothing but JAX/NumPy functions, builtins and such classes. Linen's `init`
+    then returns no 'params' collection, where Haiku's params are an empty dict."""
+    numeric = {
+        _module_name_bound(alias)
+        for statement in import_statements(module.body)
+        if isinstance(statement, cst.Import)
+        for alias in statement.names
+        if _module_root(alias.name) in NUMERIC_MODULES
+    }
+    classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef)}
+    pure_classes: dict[str, bool] = {}
+
+    def pure(node: cst.CSTNode) -> bool:
+        return all(_pure_callee(call.func, numeric, is_pure_class) for call in descendants(node) if isinstance(call, cst.Call))
+
+    def is_pure_class(name: str) -> bool:
+        if name not in pure_classes:
+            pure_classes[name] = False  # a class building itself is not followed
+            pure_classes[name] = name in classes and pure(classes[name].body) and all(
+                ctx.names.haiku_api(base.value) == "Module" or (isinstance(base.value, cst.Name) and is_pure_class(base.value.value))
+                for base in classes[name].bases
+            )
+        return pure_classes[name]
+
+    functions = ctx.fact(TRANSFORMS).module_functions
+    return {
+        name
+        for name, transformed in ctx.fact(TRANSFORMS).transforms.items()
+        if transformed.factory is None and transformed.function in functions and pure(functions[transformed.function])
+    }
+
+
+def _module_root(name: cst.Attribute | cst.Name) -> str:
+    return (dotted_name(name) or "").partition(".")[0]
+
+
+def _module_name_bound(alias: cst.ImportAlias) -> str:
+    """`jnp` for `import jax.numpy as jnp`, `jax` for `import jax.numpy`."""
+    if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+        return alias.asname.name.value
+    return _module_root(alias.name)
+
+
+def _pure_callee(func: cst.BaseExpression, numeric: set[str], is_pure_class: Callable[[str], bool]) -> bool:
+    """A callee that creates no parameter: a function of a numeric module, a pure builtin, a class of
+    the file that creates none (`Model(...)`, `Model(...)(x)`), or a method of `super()`."""
+    if isinstance(func, cst.Call):  # `Model(name="m")(x)`, `super().__init__`
+        return _pure_callee(func.func, numeric, is_pure_class)
+    if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call):
+        return m.matches(func.value.func, m.Name("super"))
+    name = dotted_name(func) or ""
+    head, _, _ = name.partition(".")
+    if head in numeric and "." in name:
+        return True
+    return name in PURE_BUILTINS or (head == name and is_pure_class(name))
+
+
+PARAMETERLESS = FileFact(_read_parameterless)
+
 
 def _state_of(ctx: Context, variables: cst.Name) -> cst.BaseExpression:
     """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
@@ -637,6 +706,11 @@ def _state_of(ctx: Context, variables: cst.Name) -> cst.BaseExpression:
     collection = ctx.fact(TRANSFORMS).state_collection
     if ctx.fact(SHOWS_STATE):
         return _subscript(variables, collection)
+    return _get_or_empty(variables, collection)
+
+
+def _get_or_empty(variables: cst.BaseExpression, collection: str) -> cst.Call:
+    """`variables.get('collection', {})`."""
     key = cst.Arg(cst.SimpleString(f"'{collection}'"))
     return cst.Call(cst.Attribute(variables, cst.Name("get")), [key, cst.Arg(cst.Dict([]))])
 
