@@ -403,7 +403,7 @@ def _read_local_forwards(module: cst.Module, ctx: Context) -> frozenset[int]:
     Haiku too (Flax layers inside a Haiku transform fail, far from that TODO)."""
     if not ctx.mentions(*TRANSFORM_APIS):
         return frozenset()
-    finder = _LocalForwards(ctx.names)
+    finder = _LocalForwards(ctx.names, set(ctx.fact(FACTORY_RETURNS).keys()))
     finder.walk(module)
     return frozenset(finder.found)
 
@@ -443,13 +443,14 @@ class _FlaxClassesUnderHaiku(cst.CSTTransformer):
 
 
 class _LocalForwards(Walker):
-    def __init__(self, names: ImportedNames) -> None:
+    def __init__(self, names: ImportedNames, factory_returns: set[int]) -> None:
         self.names = names
+        self.factory_returns = factory_returns  # a factory returning its transform converts (`FACTORY_RETURNS`)
         self.found: set[int] = set()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         nested = {s.name.value: s for s in node.body.body if isinstance(s, cst.FunctionDef)} if isinstance(node.body, cst.IndentedBlock) else {}
-        if not nested:
+        if not nested or any(id(returned) in self.factory_returns for returned in descendants(node.body)):
             return
         for call in descendants(node.body):
             read = analysis.read_transform(call, self.names) if isinstance(call, cst.Call) else None
@@ -557,6 +558,35 @@ def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_
     line = _decorated_model(room, function, linen_model, leading_lines)
     assert line is not None  # a Linen model is always built
     return line
+
+
+def _read_factory_returns(module: cst.Module, ctx: Context) -> dict[int, str]:
+    """`return hk.transform(forward)` ending a factory that `model = make_model()` calls: the returned
+    expression (by id) -> the forward, which the factory returns in its place (its module, or class)."""
+    functions = ctx.fact(TRANSFORMS).module_functions
+    returns = {}
+    for transformed in ctx.fact(TRANSFORMS).transforms.values():
+        factory = functions.get(code(transformed.factory.func)) if transformed.factory is not None else None
+        returned = analysis.factory_returned_transform(factory, ctx.names) if factory is not None else None
+        if returned is not None:
+            returns[id(returned)] = transformed.function
+    return returns
+
+
+FACTORY_RETURNS = FileFact(_read_factory_returns)
+
+
+def _factory_return(room: FileRoom, original: cst.Return, updated: cst.Return) -> cst.Return | None:
+    """`return hk.transform(forward)` in a factory -> `return forward`: the forward is the model now."""
+    forward = room.ctx.fact(FACTORY_RETURNS).get(id(original.value)) if original.value is not None else None
+    if forward is None:
+        return None
+    room.converted(original, RULE_TRANSFORM, f"the factory returns the model `{forward}` became")
+    return updated.with_changes(value=cst.Name(forward))
+
+
+LINEN_NODES.on_leave(cst.Return, rule=RULE_TRANSFORM)(_factory_return)
+NNX_FILE_NODES.on_leave(cst.Return, rule=RULE_TRANSFORM)(_factory_return)
 
 
 @LINEN_NODES.on_leave(cst.Assign, rule=RULE_TRANSFORM)
@@ -843,11 +873,15 @@ def _factory(
 ) -> cst.FunctionDef | None:
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
     model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
+    factory = factory_name(transformed.name)
+    if factory in analysis.module_level_names(room.ctx.module):
+        room.todo(statement, RULE_TRANSFORM, f"the model's factory would be `{factory}`, a name this file binds already: "
+                  f"rename that, or build `{transformed.name}` by hand where its input shows")
+        return None
     sample = cst.Name(FACTORY_SAMPLE)
     model, todos = room.todos_apart(lambda: nnx_model(room, transformed, statement, sample))
     if model is None:
         return None
-    factory = factory_name(transformed.name)
     init = f"hk.transform({transformed.name}).init" if transformed.by_callers else f"{transformed.name}.init"
     doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{init}`."""'
     built = add_todo_lines(cst.SimpleStatementLine([cst.Return(model)]), todos)  # above the `...` they are about
