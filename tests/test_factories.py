@@ -192,3 +192,14 @@ def test_linen_class_handed_a_haiku_layer_class_has_a_todo_where_it_calls_it():
     assert lines[call - 1].strip().startswith(todo), code
     head = next(i for i, line in enumerate(lines) if "self.head(output_size=2)" in line)
     assert lines[head - 1].strip().startswith("# TODO(haiku2flax:HK002): `head` may hold `hk.Linear`"), code
+
+
+def test_linen_model_of_a_factory_with_only_dropout_reads_no_params_collection():
+    """Dropout and reshapes create no parameter: Linen's variables have no 'params', Haiku's params are `{}`."""
+    forward = "def forward(x):\n    return hk.dropout(hk.next_rng_key(), 0.5, hk.Flatten()(x))"
+    source = RETURNS_TRANSFORM.replace("def forward(x):\n    return hk.Linear(n)(x)", forward)
+    tail = "return hk.transform(forward)\n\n\nmodel = make_model(3)\nparams = model.init(jax.random.key(0), jnp.ones((1, 2)))"
+    code = convert_source(source.format(tail=tail), "linen").code
+    assert "params = model.init(jax.random.key(0), jnp.ones((1, 2))).get('params', {})" in code
+    with_layer = convert_source(RETURNS_TRANSFORM.format(tail=tail), "linen").code
+    assert "params = model.init(jax.random.key(0), jnp.ones((1, 2)))['params']" in with_layer

@@ -666,12 +666,18 @@ SHOWS_STATE = FileFact(_read_shows_state)
 
 NUMERIC_MODULES = ("jax", "numpy", "math")  # modules whose functions create no Haiku parameter
 PURE_BUILTINS = {"super", "len", "range", "int", "float", "bool", "min", "max", "abs", "tuple", "list", "zip", "enumerate"}
+# Haiku APIs that create no parameter (nor state): randomness, reshapes, pooling, and the transforms a factory returns
+PARAMETER_FREE_APIS = {
+    "dropout", "next_rng_key", "maybe_next_rng_key", "Flatten", "Reshape", "max_pool", "avg_pool", "MaxPool", "AvgPool",
+    "transform", "transform_with_state", "without_apply_rng",
+}  # fmt: skip
 
 
 def _read_parameterless(module: cst.Module, ctx: Context) -> set[str]:
-    """The transforms whose model provably creates no parameter: its forward, and the classes of this
-    file it builds (and their bases), call nothing but JAX/NumPy functions, builtins and such classes. Linen's `init`
-    then returns no 'params' collection, where Haiku's params are an empty dict."""
+    """The transforms whose model provably creates no parameter: its forward (or the factory making it),
+    and the classes of this file it builds (and their bases), call nothing but JAX/NumPy functions,
+    builtins, parameter-free Haiku APIs and such classes. Linen's `init` then returns no 'params'
+    collection, where Haiku's params are an empty dict."""
     numeric = {
         _module_name_bound(alias)
         for statement in import_statements(module.body)
@@ -683,7 +689,7 @@ def _read_parameterless(module: cst.Module, ctx: Context) -> set[str]:
     pure_classes: dict[str, bool] = {}
 
     def pure(node: cst.CSTNode) -> bool:
-        return all(_pure_callee(call.func, numeric, is_pure_class) for call in descendants(node) if isinstance(call, cst.Call))
+        return all(_pure_callee(call.func, numeric, is_pure_class, ctx.names) for call in descendants(node) if isinstance(call, cst.Call))
 
     def is_pure_class(name: str) -> bool:
         if name not in pure_classes:
@@ -695,11 +701,8 @@ def _read_parameterless(module: cst.Module, ctx: Context) -> set[str]:
         return pure_classes[name]
 
     functions = ctx.fact(TRANSFORMS).module_functions
-    return {
-        name
-        for name, transformed in ctx.fact(TRANSFORMS).transforms.items()
-        if transformed.factory is None and transformed.function in functions and pure(functions[transformed.function])
-    }
+    builders = {name: code(t.factory.func) if t.factory is not None else t.function for name, t in ctx.fact(TRANSFORMS).transforms.items()}
+    return {name for name, builder in builders.items() if builder in functions and pure(functions[builder])}
 
 
 def _module_root(name: cst.Attribute | cst.Name) -> str:
@@ -713,11 +716,13 @@ def _module_name_bound(alias: cst.ImportAlias) -> str:
     return _module_root(alias.name)
 
 
-def _pure_callee(func: cst.BaseExpression, numeric: set[str], is_pure_class: Callable[[str], bool]) -> bool:
-    """A callee that creates no parameter: a function of a numeric module, a pure builtin, a class of
-    the file that creates none (`Model(...)`, `Model(...)(x)`), or a method of `super()`."""
-    if isinstance(func, cst.Call):  # `Model(name="m")(x)`, `super().__init__`
-        return _pure_callee(func.func, numeric, is_pure_class)
+def _pure_callee(func: cst.BaseExpression, numeric: set[str], is_pure_class: Callable[[str], bool], names: ImportedNames) -> bool:
+    """A callee that creates no parameter: a function of a numeric module, a pure builtin, a parameter-free
+    Haiku API, a class of the file that creates none (`Model(...)`, `Model(...)(x)`), or a method of `super()`."""
+    if isinstance(func, cst.Call):  # `Model(name="m")(x)`, `hk.Flatten()(x)`
+        return _pure_callee(func.func, numeric, is_pure_class, names)
+    if names.haiku_api(func) in PARAMETER_FREE_APIS:
+        return True
     if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call):
         return m.matches(func.value.func, m.Name("super"))
     name = dotted_name(func) or ""
