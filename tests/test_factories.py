@@ -203,3 +203,9 @@ def test_linen_model_of_a_factory_with_only_dropout_reads_no_params_collection()
     assert "params = model.init(jax.random.key(0), jnp.ones((1, 2))).get('params', {})" in code
     with_layer = convert_source(RETURNS_TRANSFORM.format(tail=tail), "linen").code
     assert "params = model.init(jax.random.key(0), jnp.ones((1, 2)))['params']" in with_layer
+
+
+def test_nnx_callers_factory_may_take_the_name_of_the_forward_it_replaces():
+    source = "import haiku as hk\n\n\ndef make_model(x):\n  return hk.Linear(3)(x)\n\n\nmodel = hk.transform(make_model)\n"
+    code = convert_source(source, "nnx").code
+    assert "def make_model(sample, *, rngs: nnx.Rngs):" in code and "TODO" not in code

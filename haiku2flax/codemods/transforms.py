@@ -879,7 +879,7 @@ def _factory(
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
     model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
     factory = factory_name(transformed.name)
-    if factory in analysis.module_level_names(room.ctx.module):
+    if factory in analysis.module_level_names(room.ctx.module) - {transformed.function}:  # (the forward becomes a class)
         room.todo(statement, RULE_TRANSFORM, f"the model's factory would be `{factory}`, a name this file binds already: "
                   f"rename that, or build `{transformed.name}` by hand where its input shows")
         return None
