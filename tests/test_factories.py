@@ -107,6 +107,41 @@ def test_factory_with_two_returned_functions_is_not_read():
     assert "class F" not in code and "TODO(haiku2flax:HK000): `hk.transform`" in code
 
 
+RETURNS_TRANSFORM = """\
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+
+def make_model(n):
+  def forward(x):
+    return hk.Linear(n)(x)
+
+  {tail}
+"""
+
+
+@pytest.mark.parametrize("target", ["linen", "nnx"])
+def test_a_factory_returning_its_transform_returns_the_model(target: str):
+    tail = "return hk.transform(forward)\n\n\nmodel = make_model(3)\nparams = model.init(jax.random.key(0), jnp.ones((1, 2)))"
+    code = convert_source(RETURNS_TRANSFORM.format(tail=tail), target).code
+    assert "  return forward\n" in code and "hk." not in code and "TODO" not in code
+
+
+def test_a_factory_returning_its_transform_from_a_branch_is_not_read():
+    tail = "if n:\n    return hk.transform(forward)\n  return None\n\n\nmodel = make_model(3)"
+    code = convert_source(RETURNS_TRANSFORM.format(tail=tail), "linen").code
+    assert "class Forward" not in code and "TODO(haiku2flax:HK000): `hk.transform`" in code
+
+
+def test_nnx_callers_factory_named_like_a_function_of_the_file_keeps_a_todo():
+    """Built by its callers (nothing here initialises it), `model` would get the factory `make_model`,
+    which the file defines already."""
+    code = convert_source(RETURNS_TRANSFORM.format(tail="return hk.transform(forward)\n\n\nmodel = make_model(3)"), "nnx").code
+    assert code.count("def make_model(") == 1
+    assert "# TODO(haiku2flax:HK004): the model's factory would be `make_model`, a name this file binds already" in code
+
+
 HELPER = """\
 import haiku as hk
 import jax
@@ -167,3 +202,21 @@ def test_linen_class_handed_haiku_layer_classes_of_different_flax_calls_has_a_to
     call = next(i for i, line in enumerate(lines) if "self.base_convolution(output_channels=" in line)
     assert lines[call - 1].strip().startswith(todo), code
     assert "head: Any = nn.Dense" in code and "self._head = self.head(2)" in code, code  # one layer's class: converted
+
+
+
+def test_linen_model_of_a_factory_with_only_dropout_reads_no_params_collection():
+    """Dropout and reshapes create no parameter: Linen's variables have no 'params', Haiku's params are `{}`."""
+    forward = "def forward(x):\n    return hk.dropout(hk.next_rng_key(), 0.5, hk.Flatten()(x))"
+    source = RETURNS_TRANSFORM.replace("def forward(x):\n    return hk.Linear(n)(x)", forward)
+    tail = "return hk.transform(forward)\n\n\nmodel = make_model(3)\nparams = model.init(jax.random.key(0), jnp.ones((1, 2)))"
+    code = convert_source(source.format(tail=tail), "linen").code
+    assert "params = model.init(jax.random.key(0), jnp.ones((1, 2))).get('params', {})" in code
+    with_layer = convert_source(RETURNS_TRANSFORM.format(tail=tail), "linen").code
+    assert "params = model.init(jax.random.key(0), jnp.ones((1, 2)))['params']" in with_layer
+
+
+def test_nnx_callers_factory_may_take_the_name_of_the_forward_it_replaces():
+    source = "import haiku as hk\n\n\ndef make_model(x):\n  return hk.Linear(3)(x)\n\n\nmodel = hk.transform(make_model)\n"
+    code = convert_source(source, "nnx").code
+    assert "def make_model(sample, *, rngs: nnx.Rngs):" in code and "TODO" not in code

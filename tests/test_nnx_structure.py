@@ -624,3 +624,37 @@ def test_a_module_built_and_passed_to_another_constructor_is_a_todo_where_it_is_
     lines = convert_source(source, "nnx").code.splitlines()
     at = next(i for i, line in enumerate(lines) if "encoder = Encoder(4)" in line)
     assert "TODO(haiku2flax:HK001): `Encoder` is built here and passed on, not called" in lines[at - 1]
+
+
+# -- a mode flag a submodule takes as its train/eval mode, while its caller still takes it -------
+MODE_SOURCE = '''\
+import haiku as hk
+
+
+class Unit(hk.Module):
+  def __call__(self, x, is_training):
+    return hk.BatchNorm(True, True, 0.9)(hk.Linear(4)(x), is_training)
+
+
+class Tower(hk.Module):
+  def __call__(self, x, is_training):
+    x = Unit()(x, is_training)
+{tail}
+'''
+
+
+def test_a_caller_keeping_the_flag_its_submodule_takes_as_its_mode_has_a_todo() -> None:
+    """The tower still takes `is_training` (for its own `if`): passing it no longer sets the unit's
+    BatchNorm mode, which only `model.train()` / `model.eval()` do now."""
+    tail = "    if is_training:\n      x = x * 2\n    return x"
+    code = convert_source(MODE_SOURCE.format(tail=tail), "nnx").code
+    tower = code.split("class Tower", 1)[1]
+    assert "  # TODO(haiku2flax:HK002): `Unit` takes `is_training` as its train/eval mode now" in tower
+    assert "def __call__(self, x, is_training):\n    x = self.unit(x)\n" in tower
+    assert convert_source(code, "nnx").code == code
+
+
+def test_a_caller_passing_the_flag_on_only_takes_it_as_its_mode_too() -> None:
+    code = convert_source(MODE_SOURCE.format(tail="    return x"), "nnx").code
+    assert "def __call__(self, x):\n    x = self.unit(x)\n" in code
+    assert "TODO" not in code

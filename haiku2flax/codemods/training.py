@@ -155,6 +155,13 @@ def _train_state_params(node: cst.BaseExpression) -> str | None:
     return None
 
 
+def _params_target(target: cst.BaseExpression, with_state: bool) -> str | None:
+    """`params` of `params = f.init(...)`, or of `params, state = f.init(...)` for transform_with_state."""
+    if with_state and isinstance(target, cst.Tuple) and len(target.elements) == 2:
+        target = target.elements[0].value
+    return target.value if isinstance(target, cst.Name) else None
+
+
 def _initialised_params(node: cst.BaseExpression, params_variables: dict[str, str], models: set[str]) -> str | None:
     """`params` for `optimizer.init(params)` on module-level params of a model's `init`, else None."""
     if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "init" and len(node.args) == 1):
@@ -190,13 +197,16 @@ def _read_training(module: cst.Module, ctx: Context) -> TrainingFlow:
         flow.run(module)
     by_name = {f.name.value: f for f in flow.functions.values()}
     params_of, state_of, train_state_of = flow.roles["params"], flow.roles["state"], flow.roles["train_state"]
-    # module-level `params = model.init(...)`: optimizer states initialised from them become nnx.Optimizers
+    # module-level `params = model.init(...)` (`params, state = ...` with state): optimizer states
+    # initialised from them become nnx.Optimizers
     params_variables = {}
     for statement in module.body:
         assign = analysis.simple_assign(statement)
         model = _receiver(assign[1], "init") if assign is not None else None
-        if assign is not None and isinstance(assign[0], cst.Name) and model is not None and model in models:
-            params_variables[assign[0].value] = model
+        if assign is not None and model is not None and model in models:
+            target = _params_target(assign[0], model in flow.stateful)
+            if target is not None:
+                params_variables[target] = model
     return TrainingFlow(
         models, train_state, params_of, state_of, train_state_of,
         {name: params_of[f] for name, f in by_name.items() if f in params_of},

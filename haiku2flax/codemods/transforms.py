@@ -422,7 +422,7 @@ def _read_local_forwards(module: cst.Module, ctx: Context) -> frozenset[int]:
     Haiku too (Flax layers inside a Haiku transform fail, far from that TODO)."""
     if not ctx.mentions(*TRANSFORM_APIS):
         return frozenset()
-    finder = _LocalForwards(ctx.names)
+    finder = _LocalForwards(ctx.names, set(ctx.fact(FACTORY_RETURNS).keys()))
     finder.walk(module)
     return frozenset(finder.found)
 
@@ -462,13 +462,14 @@ class _FlaxClassesUnderHaiku(Transformer):
 
 
 class _LocalForwards(Walker):
-    def __init__(self, names: ImportedNames) -> None:
+    def __init__(self, names: ImportedNames, factory_returns: set[int]) -> None:
         self.names = names
+        self.factory_returns = factory_returns  # a factory returning its transform converts (`FACTORY_RETURNS`)
         self.found: set[int] = set()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         nested = {s.name.value: s for s in node.body.body if isinstance(s, cst.FunctionDef)} if isinstance(node.body, cst.IndentedBlock) else {}
-        if not nested:
+        if not nested or any(id(returned) in self.factory_returns for returned in descendants(node.body)):
             return
         for call in descendants(node.body):
             read = analysis.read_transform(call, self.names) if isinstance(call, cst.Call) else None
@@ -578,6 +579,35 @@ def linen_decorated_model(room: LinenMethod, function: cst.FunctionDef, leading_
     return line
 
 
+def _read_factory_returns(module: cst.Module, ctx: Context) -> dict[int, str]:
+    """`return hk.transform(forward)` ending a factory that `model = make_model()` calls: the returned
+    expression (by id) -> the forward, which the factory returns in its place (its module, or class)."""
+    functions = ctx.fact(TRANSFORMS).module_functions
+    returns = {}
+    for transformed in ctx.fact(TRANSFORMS).transforms.values():
+        factory = functions.get(code(transformed.factory.func)) if transformed.factory is not None else None
+        returned = analysis.factory_returned_transform(factory, ctx.names) if factory is not None else None
+        if returned is not None:
+            returns[id(returned)] = transformed.function
+    return returns
+
+
+FACTORY_RETURNS = FileFact(_read_factory_returns)
+
+
+def _factory_return(room: FileRoom, original: cst.Return, updated: cst.Return) -> cst.Return | None:
+    """`return hk.transform(forward)` in a factory -> `return forward`: the forward is the model now."""
+    forward = room.ctx.fact(FACTORY_RETURNS).get(id(original.value)) if original.value is not None else None
+    if forward is None:
+        return None
+    room.converted(original, RULE_TRANSFORM, f"the factory returns the model `{forward}` became")
+    return updated.with_changes(value=cst.Name(forward))
+
+
+LINEN_NODES.on_leave(cst.Return, rule=RULE_TRANSFORM)(_factory_return)
+NNX_FILE_NODES.on_leave(cst.Return, rule=RULE_TRANSFORM)(_factory_return)
+
+
 @LINEN_NODES.on_leave(cst.Assign, rule=RULE_TRANSFORM)
 @LINEN_NODES.on_leave(cst.AnnAssign, rule=RULE_TRANSFORM)
 def _linen_transformed(room: LinenMethod, original: AnyAssign, updated: AnyAssign) -> AnyAssign | None:
@@ -643,9 +673,10 @@ class _StatePairs(Walker):
 
 # Haiku APIs that make no parameter: a file using none but these has a model Linen's `init` gives no
 # 'params' collection (a positional encoding computed in `__init__`)
-_PARAMETERLESS_APIS = frozenset(
-    {"Module", "transform", "transform_with_state", "without_apply_rng", "get_state", "set_state", "next_rng_key", "maybe_next_rng_key"}
-)
+_PARAMETERLESS_APIS = frozenset({
+    "Module", "transform", "transform_with_state", "without_apply_rng", "get_state", "set_state", "next_rng_key", "maybe_next_rng_key",
+    "dropout", "Flatten", "Reshape", "max_pool", "avg_pool", "MaxPool", "AvgPool",
+})  # fmt: skip
 
 
 class _ParameterUses(Walker):
@@ -686,6 +717,7 @@ SHOWS_STATE = FileFact(_read_shows_state)
 SHOWS_PARAMS = FileFact(_read_shows_params)
 
 
+
 def _state_of(ctx: Context, variables: cst.BaseExpression) -> cst.BaseExpression:
     """`variables['batch_stats']`; `variables.get('batch_stats', {})` when nothing in the file keeps state
     (Linen then has no such collection, where Haiku's state is an empty dict)."""
@@ -701,6 +733,11 @@ def _params_of(ctx: Context, variables: cst.BaseExpression) -> cst.BaseExpressio
 def _collection(variables: cst.BaseExpression, collection: str, shown: bool) -> cst.BaseExpression:
     if shown:
         return _subscript(variables, collection)
+    return _get_or_empty(variables, collection)
+
+
+def _get_or_empty(variables: cst.BaseExpression, collection: str) -> cst.Call:
+    """`variables.get('collection', {})`."""
     key = cst.Arg(cst.SimpleString(f"'{collection}'"))
     return cst.Call(cst.Attribute(variables, cst.Name("get")), [key, cst.Arg(cst.Dict([]))])
 
@@ -833,11 +870,15 @@ def _factory(
 ) -> cst.FunctionDef | None:
     """`def make_net(sample, *, rngs)`, returning the model built for inputs like `sample`: Haiku sized the
     model from the input of `init`, which is in a caller (a function, another file, or none yet)."""
+    factory = factory_name(transformed.name)
+    if factory in analysis.module_level_names(room.ctx.module) - {transformed.function}:  # (the forward becomes a class)
+        room.todo(statement, RULE_TRANSFORM, f"the model's factory would be `{factory}`, a name this file binds already: "
+                  f"rename that, or build `{transformed.name}` by hand where its input shows")
+        return None
     sample = cst.Name(FACTORY_SAMPLE)
     model, todos = room.todos_apart(lambda: nnx_model(room, transformed, statement, sample))
     if model is None:
         return None
-    factory = factory_name(transformed.name)
     init = f"hk.transform({transformed.name}).init" if transformed.by_callers else f"{transformed.name}.init"
     doc = f'"""`{transformed.name}` for inputs like `{FACTORY_SAMPLE}`: Haiku sized the model from the input of `{init}`."""'
     built = add_todo_lines(cst.SimpleStatementLine([cst.Return(model)]), todos)  # above the `...` they are about

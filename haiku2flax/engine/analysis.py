@@ -446,9 +446,14 @@ def _factory_transform(
         forward = forward.args[0].value
     if not (isinstance(target, cst.Name) and isinstance(forward, cst.Call) and isinstance(forward.func, cst.Name)):
         return None
-    read = read_transform(value.deep_replace(forward, cst.Name("_")), names)  # (`deep_replace` keeps the node type)
     factory = next((s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value == forward.func.value), None)
     nested = factory_forward(factory) if factory is not None else None
+    if forward is value:  # `f = make_model()`: the factory returns `hk.transform(forward)` itself
+        returned = factory_returned_transform(factory, names) if factory is not None else None
+        read = read_transform(returned, names) if returned is not None else None
+        read = read if read is not None and read[0] == nested else None
+    else:
+        read = read_transform(value.deep_replace(forward, cst.Name("_")), names)  # (`deep_replace` keeps the node type)
     if read is None or read[3] or nested is None or nested in module_functions:
         return None
     assert factory is not None
@@ -458,6 +463,16 @@ def _factory_transform(
         return None  # (the factory's `self` passed whole would be the module once the forward is a method)
     assert isinstance(statement, cst.SimpleStatementLine)
     return Transformed(target.value, nested, read[1], read[2], statement, factory=forward, outer_self=reads_self)
+
+
+def factory_returned_transform(factory: cst.FunctionDef, names: ImportedNames) -> cst.BaseExpression | None:
+    """`hk.transform(forward)` of a factory that ends returning a transform, from straight-line code (no
+    other return hides in a block)."""
+    body = factory.body.body if isinstance(factory.body, cst.IndentedBlock) else ()
+    returned = [value for s in body if (value := returned_value(s)) is not None]
+    if len(returned) != 1 or returned_value(body[-1]) is None or not all(isinstance(s, cst.SimpleStatementLine | cst.FunctionDef) for s in body):
+        return None
+    return returned[0] if read_transform(returned[0], names) is not None else None
 
 
 def factory_forward(factory: cst.FunctionDef) -> str | None:

@@ -171,6 +171,7 @@ class _ClassConversion:
         self.init_todos: list[tuple[str, str]] = []  # TODOs for the `__init__` signature itself
         self.construction_todos: dict[str, list[tuple[str, str]]] = {}  # by attribute: TODOs for the line building it
         self.init_locals: set[str] = set()  # variables the hoisted statements assign in `__init__`
+        self.modes_passed_on: dict[cst.FunctionDef, dict[str, str]] = {}  # by method: flag -> the submodule that took it as its mode
 
     def _read_init_layers(self) -> dict[str, _InitLayer]:
         layers: dict[str, _InitLayer] = {}
@@ -225,9 +226,23 @@ class _ClassConversion:
             new_body = stripped
         params = function.params.with_changes(params=_clean_params([p for p in function.params.params if p.name.value not in removed]))
         signature = {"params": convert_types(params, self.ctx), "returns": function.returns and convert_types(function.returns, self.ctx)}
-        result = _MethodResult(function.with_changes(body=new_body, **signature), removed, rewriter.output_size)
+        converted = self._mode_todos(function, function.with_changes(body=new_body, **signature), removed)
+        result = _MethodResult(converted, removed, rewriter.output_size)
         self.results[name] = result
         return result
+
+    def _mode_todos(self, function: cst.FunctionDef, converted: cst.FunctionDef, removed: dict[str, int]) -> cst.FunctionDef:
+        """A TODO on a method that keeps a flag it passes to a submodule taking that flag as its train/eval
+        mode now: callers passing the flag no longer set that mode (`model.train()` / `model.eval()` do)."""
+        todos = []
+        for flag, submodule in self.modes_passed_on.get(function, {}).items():
+            if flag in removed or flag not in {p.name.value for p in function.params.params}:
+                continue
+            reason = (f"`{submodule}` takes `{flag}` as its train/eval mode now, while this method still takes `{flag}`: "
+                      f"call `model.train()` or `model.eval()` to match the `{flag}` it is given")
+            self.ctx.notes.todo(function, RULE_LAYER, reason)
+            todos.append((RULE_LAYER, reason))
+        return add_todo_lines(converted, todos)
 
     def run(self) -> tuple[cst.ClassDef, ClassInfo]:
         self.ctx.need_target_import()
@@ -431,7 +446,13 @@ class _ClassConversion:
         construct = self.converter.construct_of(constructor)
         if construct is None:
             info = self.converter.class_info(constructor)
-            return drop_removed_args(call_args, info.removed_call_params) if info is not None else call_args
+            if info is None:
+                return call_args
+            kept = drop_removed_args(call_args, info.removed_call_params)
+            for arg in call_args:
+                if arg not in kept and isinstance(arg.value, cst.Name):
+                    self.modes_passed_on.setdefault(rewriter.method, {}).setdefault(arg.value.value, code(constructor.func))
+            return kept
         try:
             args = convert_layer_call_args(cst.Call(cst.Name("_"), call_args), construct, "nnx")
         except Unconvertible as reason:
