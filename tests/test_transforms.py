@@ -326,28 +326,6 @@ def test_loaded_parameters_stay_under_a_todo_where_no_input_builds_the_model():
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_a_forward_transformed_in_a_factory_stays_haiku_with_its_transform(target: str):
-    """A transform inside a function stays Haiku under a TODO; so do the layers of the forward it is
-    passed to (Flax layers run by a Haiku transform fail at the first layer, far from that TODO)."""
-    out = _convert(
-        """
-        def make_model():
-            def forward(x):
-                return hk.Linear(4)(x)
-
-            return hk.transform(forward)
-
-
-        model = make_model()
-        """,
-        target,
-    )
-    assert "        return hk.Linear(4)(x)" in out
-    assert "Dense" not in out and "nnx.Linear" not in out
-    assert out.count("TODO(haiku2flax") == 2  # at the layer and at the transform
-
-
-@pytest.mark.parametrize("target", TARGETS)
 def test_a_forward_kept_haiku_says_where_it_builds_a_class_now_flax(target: str):
     source = """
         class Block(hk.Module):
