@@ -60,3 +60,33 @@ def test_layers_built_repeatedly_keep_automatic_names():
     """)
     assert code.count("nn.Dense(4)(") == 2
     assert "name=" not in code
+
+
+def test_a_subclass_that_becomes_a_function_is_not_given_a_name():
+    source = textwrap.dedent("""\
+        import haiku as hk
+
+
+        class Block(hk.Module):
+            def __init__(self, width, name=None):
+                super().__init__(name=name)
+                self.width = width
+
+            def __call__(self, x):
+                return hk.Linear(self.width)(x)
+
+
+        class Wide(Block):
+            def __init__(self):
+                super().__init__(8)
+
+
+        class Net(hk.Module):
+            def encode(self, x):
+                return Wide()(x)
+
+            def decode(self, x):
+                return Block(4)(x)
+        """)
+    code = convert_source(source, "linen").code
+    assert "def Wide(" in code and "Wide()(x)" in code and 'Block(4, name="decode_block")(x)' in code

@@ -33,7 +33,19 @@ REPEATING = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.Ge
 
 
 def _haiku_classes(module: cst.Module, ctx: Context) -> frozenset[str]:
-    return frozenset(analysis.haiku_module_classes(module, ctx.names))
+    """The file's Haiku classes that stay classes in Linen (not those that become a function building
+    their parent, which takes no `name`: `targets.linen`'s parent factories)."""
+    classes = analysis.haiku_module_classes(module, ctx.names)
+    return frozenset(
+        name
+        for name, classdef in classes.items()
+        if not (
+            len(classdef.bases) == 1
+            and isinstance(parent := classdef.bases[0].value, cst.Name)
+            and parent.value in classes
+            and analysis.super_init_args(analysis.read_init(analysis.find_method(classdef, "__init__")))
+        )
+    )
 
 
 HAIKU_CLASSES = FileFact(_haiku_classes)
