@@ -12,6 +12,8 @@ them lets JAX trace the layers before. `nnx.eval_shape` (not `jax.eval_shape`) t
 argument, so layers that draw random numbers (dropout) or update state may be probed too, and nothing
 is computed or changed. Only statements at the top level of `__call__` that read nothing but its input
 and what they assign are probed; elsewhere the size stays a constructor argument with a TODO (HK006).
+A layer called inside a function lifted by `hk.vmap` (over the leading axis) or `hk.remat` on a variable
+is probed on what the function's parameter receives: one row of it (`x[0]`), or the variable itself.
 A module class that probes is built by its parent with the parent's own `input_shape` where it is
 called on the parent's input, else with that input's shape probed the same way (`.shape[1:]`).
 `--ignore HK610` keeps those TODOs everywhere.
