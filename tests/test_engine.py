@@ -530,3 +530,39 @@ def test_nnx_apply_updates_returned_from_a_step_reads_the_model():
     code = _convert(source, "nnx")
     assert "  opt_state.update(model, grads)\n  return nnx.state(model, nnx.Param), opt_state\n" in code
     assert "updates" not in code
+
+
+def test_nnx_train_state_applied_inside_an_expression_gets_a_todo():
+    """`return state.apply_gradients(grads=grads), loss`: an nnx.Optimizer has no `apply_gradients`, and
+    its in-place `update` cannot stand inside the tuple; the statement says what to write."""
+    source = """\
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax.training import train_state
+
+
+    def forward(x):
+      return hk.Linear(2)(x)
+
+
+    model = hk.without_apply_rng(hk.transform(forward))
+    params = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(0.1))
+
+
+    def train_step(state, x):
+      def loss_fn(params):
+        return jnp.mean(state.apply_fn(params, x) ** 2)
+
+      loss, grads = jax.value_and_grad(loss_fn)(state.params)
+      return state.apply_gradients(grads=grads), loss
+
+
+    state, loss = train_step(state, jnp.ones((1, 3)))
+    """
+    code = _convert(source, "nnx")
+    todo = "# TODO(haiku2flax:HK007): an nnx.Optimizer has no `apply_gradients`: call `state.update(model, grads)`"
+    assert todo in code
+    assert code.index(todo) < code.index("return state.apply_gradients(grads=grads), loss")

@@ -251,3 +251,25 @@ def test_a_submodule_that_probes_built_in_the_haiku_init_is_not_probed_before_it
     assert "trunk_input_shape" not in code
     todo = "# TODO(haiku2flax:HK006): pass the input shape of `trunk` (without the batch axis) in place of `...`"
     assert f"    {todo}\n    self.trunk = Trunk(..., rngs=rngs)\n" in code
+
+
+def test_a_layer_in_a_vmapped_lambda_is_probed_on_one_row_of_the_mapped_input() -> None:
+    code = net("""\
+        x = hk.Conv2D(4, kernel_shape=3)(x)
+        x = hk.Flatten()(x)
+        row_proj = hk.Linear(2)
+        return hk.vmap(lambda row: row_proj(row), split_rng=False)(x)
+        """)
+    assert "return x[0]" in code and "return row" not in code
+    assert "row_proj_in_features = nnx.eval_shape(row_proj_input, self" in code
+
+
+def test_a_layer_in_a_lambda_vmapped_over_other_axes_keeps_the_todo() -> None:
+    code = net("""\
+        x = hk.Conv2D(4, kernel_shape=3)(x)
+        x = hk.Flatten()(x)
+        row_proj = hk.Linear(2)
+        return hk.vmap(lambda row: row_proj(row), in_axes=1, split_rng=False)(x)
+        """)
+    assert "eval_shape" not in code and "return row" not in code
+    assert "# TODO(haiku2flax:HK006): pass `row_proj_in_features`" in code

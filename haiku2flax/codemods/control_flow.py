@@ -69,6 +69,7 @@ from ..engine.registry import Status, register
 from ..engine.walk import Transformer, Walker
 from .interfaces import LINEN_CALLS, LINEN_NODES, NNX_CALLS, NNX_NODES, CallSite, LinenMethod, MethodRoom, NnxMethod, on_call, on_leave
 from .lifted import FunctionCode, all_functions, assigned_name
+from .shape_probe import forget_stand_in, stand_in
 from .transforms import TRANSFORMS
 
 RULE_COND = register("HK302", "cond", Status.PARTIAL, "hk.cond -> jax.lax.cond (module-free branches) / nn.cond, nnx.cond (branches calling one layer)", __name__, apis=("cond",))
@@ -732,10 +733,26 @@ def enter_lifted_function(room: NnxMethod, node: cst.Lambda | cst.FunctionDef, *
         return
     arg_sizes = [room.size_of(a.value) if site.sized else None for a in site.call.args]
     room.enter_function()
-    for param, size in zip(node.params.params, arg_sizes, strict=False):
-        room.set_variable_size(param.name.value, size)
+    for position, param in enumerate(node.params.params):
+        room.set_variable_size(param.name.value, arg_sizes[position] if position < len(arg_sizes) else None)
+        stand_in(room, param.name.value, _probed_argument(site, position))
     if isinstance(node, cst.FunctionDef):
         room.inline_block(node.body)
+
+
+def _probed_argument(site: LiftedFunction, position: int) -> cst.BaseExpression | None:
+    """What a shape probe replays for the function's parameter at `position`: the argument under `hk.remat`,
+    its first element under `hk.vmap` over the leading axis; None for an argument computed in the call
+    (converted after the function) or mapped over another axis."""
+    args = site.call.args
+    argument = args[position].value if position < len(args) else None
+    if not isinstance(argument, cst.Name):
+        return None
+    if site.api == "remat":
+        return argument
+    if "in_axes" in site.options:
+        return None
+    return cst.Subscript(argument, [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
 
 
 def leave_lifted_function(room: NnxMethod, original: cst.Lambda | cst.FunctionDef, updated: cst.Lambda | cst.FunctionDef, *, rule: str) -> None:
@@ -745,6 +762,8 @@ def leave_lifted_function(room: NnxMethod, original: cst.Lambda | cst.FunctionDe
     if site is None:
         return
     returned = room.size_of(updated.body) if isinstance(updated, cst.Lambda) else None
+    for param in original.params.params:
+        forget_stand_in(room, param.name.value)
     function_returned = room.leave_function()
     if isinstance(updated, cst.FunctionDef):
         returned = function_returned

@@ -12,6 +12,8 @@ them lets JAX trace the layers before. `nnx.eval_shape` (not `jax.eval_shape`) t
 argument, so layers that draw random numbers (dropout) or update state may be probed too, and nothing
 is computed or changed. Only statements at the top level of `__call__` that read nothing but its input
 and what they assign are probed; elsewhere the size stays a constructor argument with a TODO (HK006).
+A layer called inside a function lifted by `hk.vmap` (over the leading axis) or `hk.remat` on a variable
+is probed on what the function's parameter receives: one row of it (`x[0]`), or the variable itself.
 A module class that probes is built by its parent with the parent's own `input_shape` where it is
 called on the parent's input, else with that input's shape probed the same way (`.shape[1:]`).
 `--ignore HK610` keeps those TODOs everywhere.
@@ -148,6 +150,23 @@ def _applies_an_embedding(room: NnxMethod, body: list[cst.BaseStatement]) -> boo
     return bool(calls.attributes & embeddings)
 
 
+@dataclass
+class _StandIns:
+    """The parameters of the lifted function being converted (`hk.vmap(lambda row: ...)(x)`), and what a
+    probe replays for each (`x[0]`); None where nothing can stand for it."""
+
+    by_name: dict[str, cst.BaseExpression | None] = field(default_factory=dict)
+
+
+def stand_in(room: NnxMethod, name: str, expression: cst.BaseExpression | None) -> None:
+    """Until `forget_stand_in`, a probe of a layer's input that reads the variable `name` replays `expression`."""
+    room.family(_StandIns).by_name[name] = expression
+
+
+def forget_stand_in(room: NnxMethod, name: str) -> None:
+    room.family(_StandIns).by_name.pop(name, None)
+
+
 def _stores_layer(room: NnxMethod, statement: object) -> bool:
     assign = analysis.simple_assign(statement) if isinstance(statement, cst.SimpleStatementLine) else None
     return assign is not None and isinstance(assign[0], cst.Name) and isinstance(assign[1], cst.Call) and room.conversion.is_module_constructor(assign[1])
@@ -232,6 +251,12 @@ def probed_input_size(
         return None  # the class has an argument of that name already
     if len(prefix.steps) != prefix.entered - 1 or not isinstance(prefix.current, cst.SimpleStatementLine):
         return None  # a statement before was removed or split, or the layer is in a block: no straight line leads to it
+    stand_ins = room.family(_StandIns).by_name
+    standing = {name: stand_ins[name] for name in analysis.Names.of(value).used & stand_ins.keys()}
+    replayed = {name: expression for name, expression in standing.items() if expression is not None}
+    if len(replayed) != len(standing) or (replayed and whole_shape):
+        return None  # the input is a parameter of a function lifted over the method's variables: no straight line leads to it
+    value = analysis.substitute(value, replayed)
     data = params[1].name.value
     steps = _slice(prefix.steps, value)
     if whole_shape and not steps and value.deep_equals(cst.Name(data)):

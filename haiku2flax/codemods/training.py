@@ -18,7 +18,8 @@ just as Haiku's are):
   `nnx.Optimizer(model, tx, wrt=nnx.Param)`; a step taking the train state gets the model as a new
   argument before it (NNX transforms only update modules passed in), differentiates with respect to it
   (`jax.grad(loss_fn)(state.params)` -> `nnx.grad(loss_fn)(model)`), and
-  `state = state.apply_gradients(grads=grads)` -> `state.update(model, grads)`.
+  `state = state.apply_gradients(grads=grads)` -> `state.update(model, grads)` (which updates both in
+  place; `return state.apply_gradients(grads=grads)` -> that update, then `return state`).
 
 Why: in NNX the parameters live in the model object; gradients are taken with respect to the model's
 `nnx.Param` state, which is exactly the tree Haiku differentiated.
@@ -329,7 +330,7 @@ def update_statement(
 
 def _train_state_update(
     room: FileRoom, train_state: Carrier, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
-) -> cst.SimpleStatementLine | cst.RemovalSentinel | None:
+) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine] | cst.RemovalSentinel | None:
     """`state = state.apply_gradients(grads=grads)` -> `state.update(model, grads)`; its extra fields live in the model."""
     holder, _, model = train_state
     if _replaces_fields(original, holder):
@@ -337,12 +338,16 @@ def _train_state_update(
         return cst.RemovalSentinel.REMOVE
     for field_name in _fields_read(updated, holder) - OPTIMIZER_ATTRIBUTES:
         room.todo(original, RULE_TRAINING, f"`{holder}.{field_name}`: an nnx.Optimizer has no such field; state such as batch statistics lives in the NNX model")
-    gradients = _apply_gradients(updated, holder)
-    if gradients is None:
+    applied = _apply_gradients(updated, holder)
+    if applied is None:
+        if "apply_gradients" in _fields_read(updated, holder):
+            room.todo(original, RULE_TRAINING, f"an nnx.Optimizer has no `apply_gradients`: call `{holder}.update({model}, grads)`, which updates the model and `{holder}` in place, then use `{holder}`")
         return None
+    gradients, result = applied
     line = _call_line(cst.Attribute(cst.Name(holder), cst.Name("update")), cst.Name(model), gradients)
     room.converted(original, RULE_TRAINING, "TrainState.apply_gradients -> nnx.Optimizer.update(model, grads)")
-    return line.with_changes(leading_lines=updated.leading_lines)
+    line = line.with_changes(leading_lines=updated.leading_lines)
+    return line if result is None else cst.FlattenSentinel([line, updated.with_changes(body=[result], leading_lines=[])])
 
 
 def _model_update(
@@ -549,18 +554,23 @@ def _replaces_fields(statement: cst.SimpleStatementLine, state: str) -> bool:
     )
 
 
-def _apply_gradients(statement: cst.SimpleStatementLine, state: str) -> cst.BaseExpression | None:
-    """The gradients of `state = state.apply_gradients(grads=grads)`."""
-    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign):
+def _apply_gradients(statement: cst.SimpleStatementLine, state: str) -> tuple[cst.BaseExpression, cst.BaseSmallStatement | None] | None:
+    """(gradients, what follows the in-place update) of `state = state.apply_gradients(grads=grads)` (nothing),
+    `return state.apply_gradients(grads=grads)` (`return state`) or `new = state.apply_gradients(...)` (`new = state`)."""
+    if len(statement.body) != 1 or not isinstance(statement.body[0], cst.Assign | cst.Return):
         return None
-    assign = statement.body[0]
-    call = assign.value
-    if not (len(assign.targets) == 1 and m.matches(assign.targets[0].target, m.Name(state)) and isinstance(call, cst.Call)):
+    small = statement.body[0]
+    call = small.value
+    if isinstance(small, cst.Assign) and len(small.targets) != 1:
         return None
-    if not m.matches(call.func, m.Attribute(value=m.Name(state), attr=m.Name("apply_gradients"))):
+    if not (isinstance(call, cst.Call) and m.matches(call.func, m.Attribute(value=m.Name(state), attr=m.Name("apply_gradients")))):
         return None
     grads = [a.value for a in call.args if a.keyword is not None and a.keyword.value == "grads"]
-    return grads[0] if len(grads) == 1 and len(call.args) == 1 else None
+    if len(grads) != 1 or len(call.args) != 1:
+        return None
+    if isinstance(small, cst.Assign) and m.matches(small.targets[0].target, m.Name(state)):
+        return grads[0], None
+    return grads[0], small.with_changes(value=cst.Name(state))
 
 
 def _call_line(func: cst.BaseExpression, *args: cst.BaseExpression) -> cst.SimpleStatementLine:
