@@ -169,6 +169,27 @@ def test_a_flax_module_building_a_class_still_haiku_gets_a_todo_there(target: st
     assert len(set(marked)) == 3
 
 
+def test_an_import_read_only_by_statements_the_splice_hid_stays():
+    code = _convert(
+        """\
+        import haiku as hk
+        import jax.numpy as jnp
+
+        def forward(x):
+          return hk.Linear(4)(x)
+
+        net = hk.transform(forward)
+        params = net.init(None, jnp.ones((2, 3)))
+
+        def zeros():
+          return jnp.zeros(3)
+        """,
+        "nnx",
+    )
+    assert "net = Forward(3, rngs=nnx.Rngs(0))" in code  # the shown `jnp.ones` is gone
+    assert "import jax.numpy as jnp" in code and "return jnp.zeros(3)" in code
+
+
 def test_second_run_adds_no_todo():
     once = _convert("import haiku as hk\ny = hk.SomethingNew(3)\nz = hk.next_rng_key()\n", "linen")
     assert convert_source(once, "linen").code == once

@@ -50,7 +50,7 @@ def rewrite(
     converted = None
     if spliced is not None:
         try:
-            reduced = _convert(spliced.source, target, tables, select, ignore, tree)
+            reduced = _convert(spliced.source, target, tables, select, ignore, tree, spliced.hidden_words())
         except ConversionError:  # positioned in the reduced text: the whole file says where
             reduced = None
         if reduced is not None:
@@ -73,9 +73,11 @@ class _Converted:
 
 
 def _convert(
-    source: str, target: str, tables: Tables, select: frozenset[str] | None, ignore: frozenset[str], tree: FileView
+    source: str, target: str, tables: Tables, select: frozenset[str] | None, ignore: frozenset[str], tree: FileView,
+    hidden_words: frozenset[str] = frozenset(),
 ) -> _Converted:
-    """The converted code, the notes positioned in `source` and those positioned in the code."""
+    """The converted code, the notes positioned in `source` and those positioned in the code; `hidden_words`,
+    the words of the statements the splice hid from `source` (their imports stay)."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
@@ -91,7 +93,7 @@ def _convert(
     converter = _converter(target)(ctx, module)
     rewritten = _with_definitions(module.visit(converter), ctx.needed_definitions)
     reads = {id(statement): used_names(statement) for statement in rewritten.body}
-    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values()), names, module)
+    converted = fix_imports(rewritten, ctx.needed_imports, set().union(*reads.values(), hidden_words), names, module)
     haiku_users = [
         s for s in converted.body if not names.aliases.keys().isdisjoint(reads[id(s)] if id(s) in reads else used_names(s))
     ]

@@ -78,6 +78,10 @@ class Spliced:
         """Notes positioned in the reduced source, positioned in the original."""
         return _moved(notes, [h.reduced_line for h in self.hidden], [_line_count(h.text) for h in self.hidden])
 
+    def hidden_words(self) -> frozenset[str]:
+        """Every word of the hidden text: the names it may read, which the converted code must still bind."""
+        return frozenset(word for hidden in self.hidden for word in re.findall(r"\w+", hidden.text))
+
     def restore(self, code: str, notes: Iterable[Note]) -> tuple[str, list[Note]] | None:
         """The converted reduced source with the hidden text back, and `notes` (positioned in `code`)
         positioned in it; None when a stand-in is not where it should be (a rule moved or dropped it)."""
