@@ -113,11 +113,11 @@ def _with_definitions(module: cst.Module, definitions: dict[str, cst.ClassDef]) 
     """The classes the rules need (`Context.need_definition`), each before the first class or function
     that follows the file's last import (where the imports they use are added)."""
     body = list(module.body)
+    imports = [i for i, s in enumerate(body) if isinstance(s, cst.SimpleStatementLine) and isinstance(s.body[0], cst.Import | cst.ImportFrom)]
+    after = imports[-1] + 1 if imports else 0  # definitions go after it: the imports stay where they are
     for name, definition in definitions.items():
         if any(isinstance(s, cst.ClassDef) and s.name.value == name for s in body):
             continue
-        imports = [i for i, s in enumerate(body) if isinstance(s, cst.SimpleStatementLine) and isinstance(s.body[0], cst.Import | cst.ImportFrom)]
-        after = imports[-1] + 1 if imports else 0
         at = next((i for i, s in enumerate(body) if i >= after and isinstance(s, cst.ClassDef | cst.FunctionDef)), len(body))
         body.insert(at, definition.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()] if at else []))
     return module.with_changes(body=body) if definitions else module
